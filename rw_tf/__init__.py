@@ -1,0 +1,1 @@
+"""rw_tf: RefinedWeb knowledge-enhanced language model (Keras 3)."""

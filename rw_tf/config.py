@@ -1,0 +1,95 @@
+"""Model and pretraining configurations as dataclasses with named presets.
+
+Example:
+    >>> from rw_tf.config import EncoderConfig
+    >>> cfg = EncoderConfig.preset("tiny", vocab_size=1000)
+    >>> cfg.hidden_size
+    64
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """Sizes of the Transformer encoder.
+
+    Presets: ``tiny`` (unit tests), ``small`` (quick experiments on a CPU, BERT-Small sizes)
+    and ``base`` (BERT-base dimensions).
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_sequence_length: int = 512
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_epsilon: float = 1e-12
+    initializer_range: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
+            )
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "max_sequence_length", "type_vocab_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "EncoderConfig":
+        """Returns the named preset with ``overrides`` applied."""
+        if name not in ENCODER_PRESETS:
+            raise ValueError(f"unknown encoder preset {name!r}; choose one of {sorted(ENCODER_PRESETS)}")
+        return dataclasses.replace(ENCODER_PRESETS[name], **overrides)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+ENCODER_PRESETS: Dict[str, EncoderConfig] = {
+    "tiny": EncoderConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
+                          max_sequence_length=128, dropout=0.0, attention_dropout=0.0),
+    "small": EncoderConfig(hidden_size=512, num_layers=4, num_heads=8, intermediate_size=2048,
+                           max_sequence_length=512),
+    "base": EncoderConfig(),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingDataConfig:
+    """How pretraining examples are built (defaults follow BERT's create_pretraining_data.py).
+
+    ``masked_lm_rate`` of the candidate tokens are chosen (at least one, at most
+    ``max_predictions_per_seq``); of those ``mask_token_rate`` become [MASK],
+    ``random_token_rate`` a random vocabulary token and the rest stay unchanged.
+    """
+
+    max_sequence_length: int = 128
+    max_predictions_per_seq: int = 20
+    masked_lm_rate: float = 0.15
+    mask_token_rate: float = 0.8
+    random_token_rate: float = 0.1
+    whole_word_masking: bool = False
+    nsp_random_rate: float = 0.5
+    sop_swap_rate: float = 0.5
+    seed: int = 12345
+
+    def __post_init__(self) -> None:
+        if self.max_sequence_length < 5:
+            raise ValueError("max_sequence_length must be at least 5 ([CLS] a [SEP] b [SEP])")
+        for name in ("masked_lm_rate", "mask_token_rate", "random_token_rate", "nsp_random_rate",
+                     "sop_swap_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if self.mask_token_rate + self.random_token_rate > 1.0:
+            raise ValueError("mask_token_rate + random_token_rate must not exceed 1")
+        if self.max_predictions_per_seq < 1:
+            raise ValueError("max_predictions_per_seq must be >= 1")

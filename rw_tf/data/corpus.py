@@ -1,0 +1,123 @@
+"""The embedded default corpus and the rule that splits text into documents and sentences.
+
+The default corpus is real English prose that ships with every CPython, so it needs no download:
+1. every topic of ``pydoc_data.topics`` (the language reference behind ``help()``) is a document;
+2. every standard-library module's docstrings (module, classes, functions; read with ``ast``,
+   never imported) form one document per module, in sorted path order.
+
+Splitting rule (``split_sentences``): text is cut into paragraphs at blank lines; paragraphs that
+look like code (indented by 3+ spaces, ``>>>`` prompts, grammar rules with ``::=``) or like
+reStructuredText underlines are dropped; whitespace is collapsed; a paragraph is cut into
+sentences after ``.``, ``!`` or ``?`` followed by whitespace and an upper-case letter, digit or
+opening quote/bracket. Sentences shorter than ``min_sentence_chars`` are dropped and documents
+with fewer than two sentences are dropped (they cannot form a sentence pair).
+
+Example:
+    >>> from rw_tf.data.corpus import embedded_corpus
+    >>> docs = embedded_corpus(max_documents=5)
+    >>> len(docs), isinstance(docs[0][0], str)
+    (5, True)
+"""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import sysconfig
+from typing import Iterable, Iterator, List, Optional, Sequence
+
+Document = List[str]
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_UNDERLINE = re.compile(r"^\s*([*=\-~^#+])\1{2,}\s*$")
+_CODE_MARKERS = (">>>", "...", "::=")
+
+
+def _is_code_or_markup(paragraph: str) -> bool:
+    lines = [line for line in paragraph.splitlines() if line.strip()]
+    if not lines:
+        return True
+    if all(line.startswith("   ") for line in lines):
+        return True
+    return any(line.lstrip().startswith(_CODE_MARKERS) or "::=" in line for line in lines)
+
+
+def split_sentences(text: str, min_sentence_chars: int = 20) -> List[str]:
+    """Splits ``text`` into sentences by the module's documented rule."""
+    if not isinstance(text, str):
+        raise TypeError(f"split_sentences expects str, got {type(text).__name__}")
+    sentences: List[str] = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        lines = [line for line in paragraph.splitlines() if not _UNDERLINE.match(line)]
+        paragraph = "\n".join(lines)
+        if _is_code_or_markup(paragraph):
+            continue
+        flat = " ".join(paragraph.split())
+        for sentence in _SENTENCE_END.split(flat):
+            sentence = sentence.strip()
+            if len(sentence) >= min_sentence_chars:
+                sentences.append(sentence)
+    return sentences
+
+
+def documents_from_texts(texts: Iterable[str], min_sentence_chars: int = 20) -> List[Document]:
+    """Turns raw texts (one document each) into sentence lists, dropping those with < 2 sentences."""
+    docs = []
+    for text in texts:
+        sentences = split_sentences(text, min_sentence_chars)
+        if len(sentences) >= 2:
+            docs.append(sentences)
+    return docs
+
+
+def _pydoc_topic_texts() -> Iterator[str]:
+    from pydoc_data.topics import topics
+
+    for name in sorted(topics):
+        yield topics[name]
+
+
+def _stdlib_docstring_texts() -> Iterator[str]:
+    stdlib = sysconfig.get_paths()["stdlib"]
+    skip = {"site-packages", "test", "tests", "idlelib", "lib2to3", "turtledemo", "__pycache__"}
+    paths = []
+    for dirpath, dirnames, filenames in os.walk(stdlib):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip and not d.startswith("."))
+        paths.extend(os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".py"))
+    for path in sorted(paths):
+        try:
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue  # a few stdlib files are deliberately invalid (test data); not prose anyway
+        parts = []
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc:
+                    parts.append(doc)
+        if parts:
+            yield "\n\n".join(parts)
+
+
+def embedded_corpus(max_documents: Optional[int] = None, min_sentence_chars: int = 20,
+                    include_stdlib_docstrings: bool = True) -> List[Document]:
+    """Returns the embedded default corpus as a list of documents (lists of sentences)."""
+    texts: Iterable[str] = _pydoc_topic_texts()
+    docs = documents_from_texts(texts, min_sentence_chars)
+    if include_stdlib_docstrings and (max_documents is None or len(docs) < max_documents):
+        docs.extend(documents_from_texts(_stdlib_docstring_texts(), min_sentence_chars))
+    return docs[:max_documents] if max_documents is not None else docs
+
+
+def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20) -> List[Document]:
+    """Reads documents from text files: each file is split into documents at lines of ``---``
+    or at two blank lines in a row (three newlines); invalid UTF-8 bytes become U+FFFD."""
+    texts = []
+    for path in paths:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"corpus file not found: {path}")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            content = f.read()
+        texts.extend(t for t in re.split(r"\n---+\n|\n\s*\n\s*\n", content) if t.strip())
+    return documents_from_texts(texts, min_sentence_chars)

@@ -1,0 +1,45 @@
+"""tf.data input pipeline for pretraining: candidate pairs -> (x, y, sample_weight) batches.
+
+Example:
+    >>> ds = pretraining_dataset(columns, tokenizer, PretrainingDataConfig(), batch_size=32)  # doctest: +SKIP
+    >>> model.fit(ds, steps_per_epoch=100)                                                   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence, Tuple
+
+import tensorflow as tf
+
+from rw_tf.config import PretrainingDataConfig
+from rw_tf.data.masking import PretrainingExampleBuilder
+from rw_tf.tokenization.wordpiece import WordPieceTokenizer
+
+MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "masked_positions")
+
+
+def to_keras_triplet(features: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
+    """Splits builder features into Keras ``(x, y, sample_weight)`` for ``PretrainingModel``."""
+    x = {k: features[k] for k in MODEL_INPUTS}
+    y = {"mlm": features["masked_ids"], "nsp": features["nsp_label"][:, None],
+         "sop": features["sop_label"][:, None]}
+    sample_weight = {"mlm": features["masked_weights"], "nsp": tf.ones_like(features["nsp_label"]),
+                     "sop": features["sop_weight"]}
+    return x, y, sample_weight
+
+
+def pretraining_dataset(columns: Dict[str, Sequence[str]], tokenizer: WordPieceTokenizer,
+                        config: PretrainingDataConfig, batch_size: int, shuffle: bool = True,
+                        repeat: bool = True, drop_remainder: bool = True) -> tf.data.Dataset:
+    """Batches of pretraining examples built by ``PretrainingExampleBuilder`` from candidate pairs."""
+    if not columns.get("text_a"):
+        raise ValueError("no candidate pairs: the corpus produced no sentence pairs")
+    builder = PretrainingExampleBuilder(tokenizer, config)
+    texts = {k: tf.constant(list(columns[k]), tf.string) for k in ("text_a", "text_b", "text_random")}
+    ds = tf.data.Dataset.from_tensor_slices(texts)
+    if shuffle:
+        ds = ds.shuffle(len(columns["text_a"]), seed=config.seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(builder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(to_keras_triplet).prefetch(tf.data.AUTOTUNE)

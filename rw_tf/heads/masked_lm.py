@@ -1,0 +1,61 @@
+"""Masked-LM head with output weights tied to the token embedding: softmax(t(h) E^T + b)."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class MaskedLMHead(keras.layers.Layer):
+    """Gathers the hidden states at ``masked_positions``, transforms them (dense, GELU, LayerNorm)
+    and scores every vocabulary entry against the tied token-embedding matrix.
+
+    ``token_embedding`` is shared, not owned, so it is not part of ``get_config``: a model that
+    uses this head passes its encoder's embedding layer when (re)building it.
+
+    Example:
+        >>> emb = keras.layers.Embedding(100, 16); emb.build((None,))
+        >>> head = MaskedLMHead(token_embedding=emb)
+        >>> h = keras.ops.ones((2, 8, 16)); pos = keras.ops.zeros((2, 3), dtype="int32")
+        >>> tuple(head(h, pos).shape)
+        (2, 3, 100)
+    """
+
+    def __init__(self, token_embedding: keras.layers.Embedding, activation: str = "gelu",
+                 layer_norm_epsilon: float = 1e-12, initializer_range: float = 0.02, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.token_embedding = token_embedding
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer_range = initializer_range
+        self.hidden_size = token_embedding.output_dim
+        self.vocab_size = token_embedding.input_dim
+        self.transform = keras.layers.Dense(
+            self.hidden_size, activation=activation, name="transform",
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="layer_norm")
+
+    def build(self, sequence_shape: Any, positions_shape: Any = None) -> None:
+        self.transform.build((None, self.hidden_size))
+        self.layer_norm.build((None, self.hidden_size))
+        self.output_bias = self.add_weight(name="output_bias", shape=(self.vocab_size,),
+                                           initializer="zeros")
+        self.built = True
+
+    def call(self, sequence_output: Any, masked_positions: Any) -> Any:
+        positions = ops.cast(masked_positions, "int32")
+        gathered = ops.take_along_axis(sequence_output, ops.expand_dims(positions, -1), axis=1)
+        h = self.layer_norm(self.transform(gathered))
+        logits = ops.matmul(h, ops.transpose(ops.convert_to_tensor(self.token_embedding.embeddings)))
+        return logits + self.output_bias
+
+    def compute_output_shape(self, sequence_shape: Any, positions_shape: Any) -> tuple:
+        return tuple(positions_shape) + (self.vocab_size,)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(activation=self.activation, layer_norm_epsilon=self.layer_norm_epsilon,
+                      initializer_range=self.initializer_range)
+        return config

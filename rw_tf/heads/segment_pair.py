@@ -1,0 +1,57 @@
+"""Binary head over the two segments of a pair: P(y | S1, S2) = sigmoid(W^T [h_S1; h_S2] + b).
+
+h_S is the mean of the encoder's hidden states over the tokens of segment S (padding excluded).
+The same head serves next-sentence prediction (NSP) and sentence-order prediction (SOP); each
+model instance owns separate weights.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import keras
+from keras import ops
+
+
+def segment_mean(sequence_output: Any, segment_ids: Any, padding_mask: Any, segment: int) -> Any:
+    """Mean hidden state over tokens of ``segment`` -> [batch, hidden] (zeros if the segment is empty)."""
+    weights = ops.cast(ops.logical_and(ops.equal(segment_ids, segment),
+                                       ops.not_equal(padding_mask, 0)), sequence_output.dtype)
+    total = ops.sum(sequence_output * ops.expand_dims(weights, -1), axis=1)
+    count = ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1.0)
+    return total / count
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class SegmentPairHead(keras.layers.Layer):
+    """Returns one logit per example (apply a sigmoid for the probability).
+
+    Example:
+        >>> head = SegmentPairHead(name="nsp")
+        >>> h = keras.ops.ones((2, 6, 8))
+        >>> seg = keras.ops.convert_to_tensor([[0, 0, 0, 1, 1, 1]] * 2)
+        >>> tuple(head(h, seg, keras.ops.ones((2, 6))).shape)
+        (2, 1)
+    """
+
+    def __init__(self, initializer_range: float = 0.02, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.initializer_range = initializer_range
+        self.classifier = keras.layers.Dense(
+            1, name="classifier", kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+
+    def build(self, sequence_shape: Any, segment_shape: Any = None, mask_shape: Any = None) -> None:
+        self.classifier.build((None, 2 * sequence_shape[-1]))
+        self.built = True
+
+    def call(self, sequence_output: Any, segment_ids: Any, padding_mask: Any) -> Any:
+        first = segment_mean(sequence_output, segment_ids, padding_mask, 0)
+        second = segment_mean(sequence_output, segment_ids, padding_mask, 1)
+        return self.classifier(ops.concatenate([first, second], axis=-1))
+
+    def compute_output_shape(self, sequence_shape: Any, segment_shape: Any = None, mask_shape: Any = None) -> tuple:
+        return (sequence_shape[0], 1)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(initializer_range=self.initializer_range)
+        return config

@@ -1,0 +1,5 @@
+"""Small Keras 3 layers (backend-agnostic: ``keras.ops`` only) that compose into networks."""
+from rw_tf.layers.embeddings import TransformerEmbeddings
+from rw_tf.layers.transformer_block import TransformerEncoderBlock
+
+__all__ = ["TransformerEmbeddings", "TransformerEncoderBlock"]

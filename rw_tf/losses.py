@@ -1,0 +1,39 @@
+"""Losses, kept apart from the heads that produce their inputs.
+
+Pretraining: L = L_MLM + l1 * L_NSP + l2 * L_SOP, where
+- L_MLM is the softmax cross-entropy averaged over the *masked* positions of the batch
+  (padding predictions carry sample weight 0 and do not count in the mean);
+- L_NSP and L_SOP are sigmoid cross-entropies on one logit per example. SOP is weighted by the
+  NSP label, so order is only learned on pairs that really are consecutive.
+
+Example:
+    >>> losses, weights = pretraining_losses(nsp_weight=0.5, sop_weight=1.0)
+    >>> sorted(losses), weights["nsp"]
+    (['mlm', 'nsp', 'sop'], 0.5)
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import keras
+
+
+def masked_lm_loss() -> keras.losses.Loss:
+    """Cross-entropy over vocabulary logits, mean over positions with non-zero sample weight."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight",
+                                                      name="mlm_loss")
+
+
+def binary_logit_loss(name: str) -> keras.losses.Loss:
+    """Sigmoid cross-entropy on a single logit per example, mean over weighted examples."""
+    return keras.losses.BinaryCrossentropy(from_logits=True, reduction="mean_with_sample_weight", name=name)
+
+
+def pretraining_losses(nsp_weight: float = 1.0, sop_weight: float = 1.0
+                       ) -> Tuple[Dict[str, keras.losses.Loss], Dict[str, float]]:
+    """Returns the per-output losses and their weights (l1 = ``nsp_weight``, l2 = ``sop_weight``)."""
+    if nsp_weight < 0 or sop_weight < 0:
+        raise ValueError("loss weights must be non-negative")
+    losses = {"mlm": masked_lm_loss(), "nsp": binary_logit_loss("nsp_loss"),
+              "sop": binary_logit_loss("sop_loss")}
+    return losses, {"mlm": 1.0, "nsp": float(nsp_weight), "sop": float(sop_weight)}

@@ -1,0 +1,4 @@
+"""Task models: an encoder network plus heads, with their default losses and metrics."""
+from rw_tf.models.pretraining import PretrainingModel
+
+__all__ = ["PretrainingModel"]

@@ -1,0 +1,85 @@
+"""The pretraining task model: encoder + tied masked-LM head + NSP head + SOP head."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import keras
+
+from rw_tf.heads.masked_lm import MaskedLMHead
+from rw_tf.heads.segment_pair import SegmentPairHead
+from rw_tf.losses import pretraining_losses
+from rw_tf.networks.encoder import TransformerEncoder
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class PretrainingModel(keras.Model):
+    """Predicts masked tokens, next-sentence and sentence-order labels from one encoder pass.
+
+    Inputs: the encoder inputs plus ``masked_positions`` [batch, max_predictions].
+    Outputs: ``{"mlm": [batch, max_predictions, vocab] logits, "nsp": [batch, 1], "sop": [batch, 1]}``.
+    ``compile()`` with no loss uses L = L_MLM + nsp_weight * L_NSP + sop_weight * L_SOP and logs
+    each term (``mlm_loss``, ``nsp_loss``, ``sop_loss``) plus ``mlm_accuracy``, ``nsp_accuracy``,
+    ``sop_accuracy``; feed ``(x, y, sample_weight)`` as built by ``rw_tf.data.pretraining_dataset``.
+
+    Example:
+        >>> model = PretrainingModel(TransformerEncoder.from_preset("tiny", vocab_size=100))
+        >>> model.compile(optimizer="adam")
+        >>> # model.fit(pretraining_dataset(...), steps_per_epoch=100)
+    """
+
+    def __init__(self, encoder: TransformerEncoder, nsp_weight: float = 1.0, sop_weight: float = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.nsp_weight = nsp_weight
+        self.sop_weight = sop_weight
+        self.mlm_head = MaskedLMHead(encoder.token_embedding,
+                                     layer_norm_epsilon=encoder.config.layer_norm_epsilon,
+                                     initializer_range=encoder.config.initializer_range, name="mlm_head")
+        self.nsp_head = SegmentPairHead(encoder.config.initializer_range, name="nsp_head")
+        self.sop_head = SegmentPairHead(encoder.config.initializer_range, name="sop_head")
+
+    def build(self, input_shape: Dict[str, Any]) -> None:
+        self.encoder.build(input_shape)
+        seq_shape = tuple(input_shape["token_ids"]) + (self.encoder.config.hidden_size,)
+        self.mlm_head.build(seq_shape, input_shape["masked_positions"])
+        self.nsp_head.build(seq_shape)
+        self.sop_head.build(seq_shape)
+        self.built = True
+
+    def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Dict[str, Any]:
+        if "masked_positions" not in inputs:
+            raise KeyError("pretraining inputs need 'masked_positions' besides the encoder inputs")
+        seq = self.encoder(inputs, training=training)["sequence_output"]
+        return {
+            "mlm": self.mlm_head(seq, inputs["masked_positions"]),
+            "nsp": self.nsp_head(seq, inputs["segment_ids"], inputs["padding_mask"]),
+            "sop": self.sop_head(seq, inputs["segment_ids"], inputs["padding_mask"]),
+        }
+
+    def compile(self, optimizer: Any = "adam", loss: Any = None, loss_weights: Any = None,
+                weighted_metrics: Any = None, **kwargs: Any) -> None:
+        """Keras ``compile`` whose loss, loss weights and metrics default to the pretraining objective."""
+        if loss is None:
+            loss, default_weights = pretraining_losses(self.nsp_weight, self.sop_weight)
+            loss_weights = default_weights if loss_weights is None else loss_weights
+        if weighted_metrics is None:
+            weighted_metrics = {
+                "mlm": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+                "nsp": [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)],
+                "sop": [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)],
+            }
+        super().compile(optimizer=optimizer, loss=loss, loss_weights=loss_weights,
+                        weighted_metrics=weighted_metrics, **kwargs)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(encoder=keras.saving.serialize_keras_object(self.encoder),
+                      nsp_weight=self.nsp_weight, sop_weight=self.sop_weight)
+        return config
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "PretrainingModel":
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)

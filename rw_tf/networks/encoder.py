@@ -1,0 +1,89 @@
+"""The Transformer encoder backbone: embeddings, N encoder blocks, and a tanh pooler on [CLS]."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import keras
+from keras import ops
+
+from rw_tf.config import EncoderConfig
+from rw_tf.layers.embeddings import TransformerEmbeddings
+from rw_tf.layers.transformer_block import TransformerEncoderBlock
+
+ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class TransformerEncoder(keras.Model):
+    """BERT-style encoder.
+
+    Inputs: a dict with ``token_ids`` [batch, seq] int, ``segment_ids`` [batch, seq] int and
+    ``padding_mask`` [batch, seq] (1 = real token). Outputs: a dict with ``sequence_output``
+    [batch, seq, hidden] and ``pooled_output`` [batch, hidden] (tanh(W h_[CLS] + b)).
+
+    Example:
+        >>> enc = TransformerEncoder.from_preset("tiny", vocab_size=100)
+        >>> ids = keras.ops.ones((2, 8), dtype="int32")
+        >>> out = enc({"token_ids": ids, "segment_ids": ids * 0, "padding_mask": ids})
+        >>> tuple(out["pooled_output"].shape)
+        (2, 64)
+    """
+
+    def __init__(self, vocab_size: int, hidden_size: int = 768, num_layers: int = 12, num_heads: int = 12,
+                 intermediate_size: int = 3072, max_sequence_length: int = 512, type_vocab_size: int = 2,
+                 dropout: float = 0.1, attention_dropout: float = 0.1, layer_norm_epsilon: float = 1e-12,
+                 initializer_range: float = 0.02, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Validates sizes once, with the config's error messages.
+        self.config = EncoderConfig(vocab_size, hidden_size, num_layers, num_heads, intermediate_size,
+                                    max_sequence_length, type_vocab_size, dropout, attention_dropout,
+                                    layer_norm_epsilon, initializer_range)
+        self.embeddings = TransformerEmbeddings(vocab_size, hidden_size, max_sequence_length,
+                                                type_vocab_size, dropout, layer_norm_epsilon,
+                                                initializer_range, name="embeddings")
+        self.blocks = [
+            TransformerEncoderBlock(hidden_size, num_heads, intermediate_size, dropout, attention_dropout,
+                                    layer_norm_epsilon, initializer_range, name=f"block_{i}")
+            for i in range(num_layers)
+        ]
+        self.pooler = keras.layers.Dense(
+            hidden_size, activation="tanh", name="pooler",
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "TransformerEncoder":
+        """Builds an encoder from an ``EncoderConfig`` preset ("tiny", "small", "base")."""
+        return cls.from_encoder_config(EncoderConfig.preset(name, **overrides))
+
+    @classmethod
+    def from_encoder_config(cls, config: EncoderConfig, **kwargs: Any) -> "TransformerEncoder":
+        return cls(**config.to_dict(), **kwargs)
+
+    @property
+    def token_embedding(self) -> keras.layers.Embedding:
+        return self.embeddings.token_embedding
+
+    def build(self, input_shape: Any) -> None:
+        shape = tuple(input_shape["token_ids"]) if isinstance(input_shape, dict) else tuple(input_shape)
+        self.embeddings.build(shape)
+        hidden_shape = shape + (self.config.hidden_size,)
+        for block in self.blocks:
+            block.build(hidden_shape)
+        self.pooler.build((shape[0], self.config.hidden_size))
+        self.built = True
+
+    def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Dict[str, Any]:
+        missing = [k for k in ENCODER_INPUTS if k not in inputs]
+        if missing:
+            raise KeyError(f"encoder inputs are missing {missing}; expected keys {list(ENCODER_INPUTS)}")
+        padding_mask = inputs["padding_mask"]
+        x = self.embeddings(inputs["token_ids"], inputs["segment_ids"], training=training)
+        for block in self.blocks:
+            x = block(x, padding_mask=padding_mask, training=training)
+        pooled = self.pooler(x[:, 0, :])
+        return {"sequence_output": x, "pooled_output": pooled}
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(self.config.to_dict())
+        return config

@@ -1,0 +1,133 @@
+"""A WordPiece tokenizer that runs in graph mode and saves its vocabulary as a SavedModel asset.
+
+Example:
+    >>> tok = WordPieceTokenizer("vocab.txt")                       # doctest: +SKIP
+    >>> tok.tokenize(["Hello, world!"]).to_list()                  # doctest: +SKIP
+    [[7592, 1010, 2088, 999]]
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from rw_tf.tokenization.normalization import normalize_text, split_words
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+TextInput = Union[str, bytes, Sequence[str], Sequence[bytes], np.ndarray, tf.Tensor]
+
+
+def as_string_tensor(texts: TextInput) -> tf.Tensor:
+    """Converts user input to a 1-D ``tf.string`` tensor, with a clear error for anything else."""
+    if isinstance(texts, (str, bytes)):
+        texts = [texts]
+    if isinstance(texts, (tf.Tensor, tf.RaggedTensor)):
+        if texts.dtype != tf.string:
+            raise TypeError(f"texts must be strings, got a tensor of dtype {texts.dtype.name}")
+        tensor = texts
+    else:
+        items = list(texts) if not isinstance(texts, np.ndarray) else texts.tolist()
+        bad = [type(t).__name__ for t in items if not isinstance(t, (str, bytes))]
+        if bad:
+            raise TypeError(f"texts must be str or bytes, got {sorted(set(bad))}")
+        tensor = tf.constant(items, dtype=tf.string) if items else tf.zeros([0], tf.string)
+    if tensor.shape.rank != 1:
+        raise ValueError(f"texts must be a 1-D batch of strings, got rank {tensor.shape.rank}")
+    return tensor
+
+
+def read_vocabulary(vocab_file: str) -> List[str]:
+    if not tf.io.gfile.exists(vocab_file):
+        raise FileNotFoundError(f"vocabulary file not found: {vocab_file}")
+    with tf.io.gfile.GFile(vocab_file, "r") as f:
+        vocab = [line.rstrip("\n") for line in f]
+    if not vocab:
+        raise ValueError(f"vocabulary file is empty: {vocab_file}")
+    return vocab
+
+
+class WordPieceTokenizer(tf.Module):
+    """BERT-style WordPiece tokenizer built on ``tensorflow_text.WordpieceTokenizer``.
+
+    The vocabulary is read through a ``tf.lookup`` table initialized from ``vocab_file``, so a
+    ``tf.saved_model.save`` of any module that holds this tokenizer copies the file into the
+    SavedModel's ``assets/`` and the exported graph tokenizes raw strings with no Python.
+
+    Args:
+        vocab_file: one token per line; must contain ``[PAD] [UNK] [CLS] [SEP] [MASK]``.
+        lower_case: lower-case text before splitting.
+        strip_accents: remove accents (NFD, drop combining marks); defaults to ``lower_case``.
+        split_cjk: make every CJK ideograph its own word (needed for Chinese/Japanese text).
+        normalization_form: optional extra Unicode normalization ("NFC", "NFKC", ...).
+        max_chars_per_word: longer words become ``[UNK]`` (protects against pathological input).
+
+    Example:
+        >>> tok = WordPieceTokenizer("vocab.txt", lower_case=True)   # doctest: +SKIP
+        >>> ids = tok.tokenize(["Déjà vu"])                           # RaggedTensor [1, (n)]
+    """
+
+    def __init__(self, vocab_file: str, lower_case: bool = True, strip_accents: Optional[bool] = None,
+                 split_cjk: bool = True, normalization_form: Optional[str] = None,
+                 max_chars_per_word: int = 100, name: str = "wordpiece_tokenizer") -> None:
+        super().__init__(name=name)
+        self.vocab_file = os.fspath(vocab_file)
+        self.vocabulary = read_vocabulary(self.vocab_file)
+        missing = [t for t in SPECIAL_TOKENS if t not in self.vocabulary]
+        if missing:
+            raise ValueError(f"vocabulary {vocab_file} lacks special tokens {missing}")
+        index = {tok: i for i, tok in enumerate(self.vocabulary)}
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+            index[t] for t in SPECIAL_TOKENS)
+        self.special_ids = sorted({index[t] for t in SPECIAL_TOKENS})
+        self.lower_case = lower_case
+        self.strip_accents = lower_case if strip_accents is None else strip_accents
+        self.split_cjk = split_cjk
+        self.normalization_form = normalization_form
+        self.max_chars_per_word = max_chars_per_word
+        initializer = tf.lookup.TextFileInitializer(
+            self.vocab_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+            tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER)
+        self._table = tf.lookup.StaticVocabularyTable(initializer, num_oov_buckets=1)
+        self._wordpiece = tf_text.WordpieceTokenizer(
+            self._table, suffix_indicator="##", max_bytes_per_word=4 * max_chars_per_word,
+            max_chars_per_token=None, token_out_type=tf.int64, unknown_token="[UNK]")
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocabulary)
+
+    def split_words(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Normalized words of a 1-D string tensor: ``RaggedTensor[batch, (words)]`` of strings."""
+        normalized = normalize_text(texts, self.lower_case, self.strip_accents, self.normalization_form)
+        return split_words(normalized, self.split_cjk)
+
+    def tokenize_words(self, texts: TextInput) -> tf.RaggedTensor:
+        """Token ids grouped by word: ``RaggedTensor[batch, (words), (pieces)]`` of int64."""
+        if not isinstance(texts, tf.Tensor) or texts.shape.rank != 1:
+            texts = as_string_tensor(texts)
+        return self._wordpiece.tokenize(self.split_words(texts))
+
+    def tokenize(self, texts: TextInput) -> tf.RaggedTensor:
+        """Token ids of each text: ``RaggedTensor[batch, (pieces)]`` of int64."""
+        return self.tokenize_words(texts).merge_dims(-2, -1)
+
+    def ids_to_tokens(self, ids: Any) -> List[List[str]]:
+        """Python helper for inspection: token strings of nested id lists."""
+        ids = ids.to_list() if isinstance(ids, tf.RaggedTensor) else np.asarray(ids).tolist()
+        unk = "[UNK]"
+        convert = lambda i: self.vocabulary[i] if 0 <= i < len(self.vocabulary) else unk
+        return [[convert(i) for i in row] for row in ids]
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"vocab_file": self.vocab_file, "lower_case": self.lower_case,
+                "strip_accents": self.strip_accents, "split_cjk": self.split_cjk,
+                "normalization_form": self.normalization_form,
+                "max_chars_per_word": self.max_chars_per_word}
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "WordPieceTokenizer":
+        return cls(**config)

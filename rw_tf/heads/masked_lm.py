@@ -37,7 +37,7 @@ class MaskedLMHead(keras.layers.Layer):
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
         self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="layer_norm")
 
-    def build(self, sequence_shape: Any, positions_shape: Any = None) -> None:
+    def build(self, sequence_output_shape: Any, masked_positions_shape: Any = None) -> None:
         self.transform.build((None, self.hidden_size))
         self.layer_norm.build((None, self.hidden_size))
         self.output_bias = self.add_weight(name="output_bias", shape=(self.vocab_size,),
@@ -51,8 +51,8 @@ class MaskedLMHead(keras.layers.Layer):
         logits = ops.matmul(h, ops.transpose(ops.convert_to_tensor(self.token_embedding.embeddings)))
         return logits + self.output_bias
 
-    def compute_output_shape(self, sequence_shape: Any, positions_shape: Any) -> tuple:
-        return tuple(positions_shape) + (self.vocab_size,)
+    def compute_output_shape(self, sequence_output_shape: Any, masked_positions_shape: Any) -> tuple:
+        return tuple(masked_positions_shape) + (self.vocab_size,)
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

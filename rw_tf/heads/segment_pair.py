@@ -39,8 +39,9 @@ class SegmentPairHead(keras.layers.Layer):
         self.classifier = keras.layers.Dense(
             1, name="classifier", kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
 
-    def build(self, sequence_shape: Any, segment_shape: Any = None, mask_shape: Any = None) -> None:
-        self.classifier.build((None, 2 * sequence_shape[-1]))
+    def build(self, sequence_output_shape: Any, segment_ids_shape: Any = None,
+              padding_mask_shape: Any = None) -> None:
+        self.classifier.build((None, 2 * sequence_output_shape[-1]))
         self.built = True
 
     def call(self, sequence_output: Any, segment_ids: Any, padding_mask: Any) -> Any:
@@ -48,8 +49,9 @@ class SegmentPairHead(keras.layers.Layer):
         second = segment_mean(sequence_output, segment_ids, padding_mask, 1)
         return self.classifier(ops.concatenate([first, second], axis=-1))
 
-    def compute_output_shape(self, sequence_shape: Any, segment_shape: Any = None, mask_shape: Any = None) -> tuple:
-        return (sequence_shape[0], 1)
+    def compute_output_shape(self, sequence_output_shape: Any, segment_ids_shape: Any = None,
+                             padding_mask_shape: Any = None) -> tuple:
+        return (sequence_output_shape[0], 1)
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

@@ -52,12 +52,12 @@ class TransformerEncoderBlock(keras.layers.Layer):
                                                            name="output_layer_norm")
         self.dropout_layer = keras.layers.Dropout(dropout)
 
-    def build(self, input_shape: Any, padding_mask_shape: Any = None) -> None:
-        self.attention.build(input_shape, input_shape)
-        self.attention_norm.build(input_shape)
-        self.intermediate_dense.build(input_shape)
-        self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
-        self.output_norm.build(input_shape)
+    def build(self, x_shape: Any, padding_mask_shape: Any = None) -> None:
+        self.attention.build(x_shape, x_shape)
+        self.attention_norm.build(x_shape)
+        self.intermediate_dense.build(x_shape)
+        self.output_dense.build(tuple(x_shape[:-1]) + (self.intermediate_size,))
+        self.output_norm.build(x_shape)
         self.built = True
 
     def call(self, x: Any, padding_mask: Optional[Any] = None, training: Optional[bool] = None) -> Any:
@@ -69,8 +69,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
         ffn = self.output_dense(self.intermediate_dense(x))
         return self.output_norm(x + self.dropout_layer(ffn, training=training))
 
-    def compute_output_shape(self, input_shape: Any, padding_mask_shape: Any = None) -> Any:
-        return input_shape
+    def compute_output_shape(self, x_shape: Any, padding_mask_shape: Any = None) -> Any:
+        return x_shape
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

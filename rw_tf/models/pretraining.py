@@ -40,7 +40,8 @@ class PretrainingModel(keras.Model):
         self.sop_head = SegmentPairHead(encoder.config.initializer_range, name="sop_head")
 
     def build(self, input_shape: Dict[str, Any]) -> None:
-        self.encoder.build(input_shape)
+        if not self.encoder.built:  # a pretrained encoder may be passed in already built
+            self.encoder.build(input_shape)
         seq_shape = tuple(input_shape["token_ids"]) + (self.encoder.config.hidden_size,)
         self.mlm_head.build(seq_shape, input_shape["masked_positions"])
         self.nsp_head.build(seq_shape)
@@ -71,6 +72,16 @@ class PretrainingModel(keras.Model):
             }
         super().compile(optimizer=optimizer, loss=loss, loss_weights=loss_weights,
                         weighted_metrics=weighted_metrics, **kwargs)
+
+    def get_compile_config(self) -> Dict[str, Any]:
+        # Only the optimizer is free: losses and metrics follow from the model's own config.
+        return {"optimizer": keras.optimizers.serialize(self.optimizer)} if self.optimizer else {}
+
+    def compile_from_config(self, config: Dict[str, Any]) -> None:
+        if config:
+            self.compile(optimizer=keras.optimizers.deserialize(config["optimizer"]))
+            if self.built:
+                self.optimizer.build(self.trainable_variables)
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

@@ -107,8 +107,7 @@ class WordPieceTokenizer(tf.Module):
 
     def tokenize_words(self, texts: TextInput) -> tf.RaggedTensor:
         """Token ids grouped by word: ``RaggedTensor[batch, (words), (pieces)]`` of int64."""
-        if not isinstance(texts, tf.Tensor) or texts.shape.rank != 1:
-            texts = as_string_tensor(texts)
+        texts = as_string_tensor(texts)
         return self._wordpiece.tokenize(self.split_words(texts))
 
     def tokenize(self, texts: TextInput) -> tf.RaggedTensor:

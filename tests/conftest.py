@@ -1,0 +1,39 @@
+"""Shared fixtures. Two logical CPU devices are configured before TensorFlow initializes so that
+MirroredStrategy runs a real two-replica step on a machine without accelerators."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from rw_tf.training.strategy import split_cpu  # noqa: E402
+
+LOGICAL_CPUS = split_cpu(2)
+
+
+@pytest.fixture(scope="session")
+def pydoc_documents():
+    from rw_tf.data.corpus import embedded_corpus
+
+    return embedded_corpus(include_stdlib_docstrings=False)
+
+
+@pytest.fixture(scope="session")
+def vocab_file(tmp_path_factory, pydoc_documents):
+    from rw_tf.tokenization import learn_vocabulary, write_vocabulary
+
+    vocab = learn_vocabulary((s for d in pydoc_documents for s in d), vocab_size=2000)
+    return write_vocabulary(vocab, str(tmp_path_factory.mktemp("vocab") / "vocab.txt"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(vocab_file):
+    from rw_tf.tokenization import WordPieceTokenizer
+
+    return WordPieceTokenizer(vocab_file)
+
+
+@pytest.fixture(scope="session")
+def logical_cpus():
+    return LOGICAL_CPUS

@@ -1,0 +1,52 @@
+from rw_tf.data.corpus import embedded_corpus, read_text_files, split_sentences
+from rw_tf.data.segment_pairs import pack_segments, segment_pair_candidates
+
+import pytest
+
+
+def test_split_sentences_rule():
+    text = ("The first sentence is here. The second one follows!\n\n"
+            "   code = block()\n   more = code()\n\n"
+            ">>> print('prompt')\n\n"
+            "Heading\n=======\n\nIs it a question? Yes it is a question.")
+    assert split_sentences(text, min_sentence_chars=5) == [
+        "The first sentence is here.", "The second one follows!", "Heading",
+        "Is it a question?", "Yes it is a question."]
+
+
+def test_split_sentences_rejects_non_string():
+    with pytest.raises(TypeError, match="expects str"):
+        split_sentences(b"bytes")
+
+
+def test_embedded_corpus_is_real_and_deterministic(pydoc_documents):
+    assert len(pydoc_documents) > 50
+    assert sum(len(s.split()) for d in pydoc_documents for s in d) > 20000
+    assert embedded_corpus(include_stdlib_docstrings=False)[:3] == pydoc_documents[:3]
+    assert all(len(d) >= 2 for d in pydoc_documents)
+
+
+def test_read_text_files_replaces_invalid_utf8(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"Alpha sentence one is long enough. Beta sentence \xff is long too.\n---\n"
+                     b"Gamma sentence is long enough. Delta sentence is long enough.\n")
+    docs = read_text_files([str(path)])
+    assert len(docs) == 2 and "\ufffd" in docs[0][1]
+    with pytest.raises(FileNotFoundError):
+        read_text_files([str(tmp_path / "missing.txt")])
+
+
+def test_segment_pairs_use_other_documents_for_random(pydoc_documents):
+    cols = segment_pair_candidates(pydoc_documents, target_words=20, seed=1)
+    seg_to_doc = {}
+    for i, doc in enumerate(pydoc_documents):
+        for seg in pack_segments(doc, 20):
+            seg_to_doc.setdefault(seg, set()).add(i)
+    for a, r, d in zip(cols["text_a"], cols["text_random"], cols["doc_id"]):
+        assert d not in seg_to_doc[r] or len(seg_to_doc[r]) > 1
+    assert cols == segment_pair_candidates(pydoc_documents, target_words=20, seed=1)
+
+
+def test_segment_pairs_need_two_documents():
+    with pytest.raises(ValueError, match="at least two documents"):
+        segment_pair_candidates([["One sentence here.", "Two sentences here."]], target_words=1)

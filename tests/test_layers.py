@@ -1,0 +1,90 @@
+"""Layer/model serialization, shapes and masking behaviour (tiny sizes)."""
+import numpy as np
+import keras
+import pytest
+
+from rw_tf.heads import MaskedLMHead, SegmentPairHead
+from rw_tf.layers import TransformerEmbeddings, TransformerEncoderBlock
+from rw_tf.models import PretrainingModel
+from rw_tf.networks import TransformerEncoder
+from rw_tf.config import EncoderConfig
+
+
+def encoder_inputs(batch=2, length=8, vocab=50, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab, size=(batch, length)).astype("int32")
+    mask = np.ones((batch, length), "int32")
+    mask[1, 5:] = 0
+    seg = np.zeros((batch, length), "int32")
+    seg[:, 4:] = 1
+    return {"token_ids": ids, "segment_ids": seg, "padding_mask": mask}
+
+
+@pytest.mark.parametrize("layer, args", [
+    (TransformerEmbeddings(vocab_size=50, hidden_size=16, max_sequence_length=32), ("ids", "seg")),
+    (TransformerEncoderBlock(hidden_size=16, num_heads=2, intermediate_size=32), ("hidden", "mask")),
+    (SegmentPairHead(), ("hidden", "seg", "mask")),
+])
+def test_layer_config_round_trip(layer, args):
+    x = encoder_inputs()
+    values = {"ids": x["token_ids"], "seg": x["segment_ids"], "mask": x["padding_mask"],
+              "hidden": np.random.default_rng(1).normal(size=(2, 8, 16)).astype("float32")}
+    out = layer(*[values[a] for a in args])
+    clone = layer.__class__.from_config(layer.get_config())
+    clone(*[values[a] for a in args])
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(clone(*[values[a] for a in args]), out, atol=1e-6)
+    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer)).get_config() \
+        == layer.get_config()
+
+
+def test_masked_lm_head_ties_embedding_and_round_trips():
+    emb = keras.layers.Embedding(50, 16)
+    emb.build((None,))
+    head = MaskedLMHead(emb)
+    hidden = np.random.default_rng(0).normal(size=(2, 8, 16)).astype("float32")
+    pos = np.array([[1, 2], [3, 0]], "int32")
+    logits = head(hidden, pos)
+    assert tuple(logits.shape) == (2, 2, 50)
+    assert not any(w is emb.embeddings for w in head._trainable_variables)  # shared, not owned
+    clone = MaskedLMHead.from_config({**head.get_config(), "token_embedding": emb})
+    clone(hidden, pos)
+    clone.set_weights(head.get_weights())
+    np.testing.assert_allclose(clone(hidden, pos), logits, atol=1e-6)
+    emb.embeddings.assign(emb.embeddings * 2.0)   # tying: changing the embedding changes the logits
+    assert not np.allclose(head(hidden, pos), logits)
+
+
+def test_encoder_ignores_padding_tokens():
+    enc = TransformerEncoder.from_preset("tiny", vocab_size=50)
+    x = encoder_inputs()
+    out = enc(x)["sequence_output"]
+    changed = dict(x, token_ids=x["token_ids"].copy())
+    changed["token_ids"][1, 5:] = 7   # only padded positions differ
+    out2 = enc(changed)["sequence_output"]
+    np.testing.assert_allclose(out[1, :5], out2[1, :5], atol=1e-5)
+    assert tuple(enc(x)["pooled_output"].shape) == (2, 64)
+
+
+def test_encoder_and_pretraining_model_config_round_trip():
+    enc = TransformerEncoder.from_preset("tiny", vocab_size=50)
+    assert TransformerEncoder.from_config(enc.get_config()).config == enc.config
+    model = PretrainingModel(enc, nsp_weight=0.5, sop_weight=0.25)
+    x = dict(encoder_inputs(), masked_positions=np.array([[1, 2], [3, 0]], "int32"))
+    out = model(x)
+    assert tuple(out["mlm"].shape) == (2, 2, 50) and tuple(out["nsp"].shape) == (2, 1)
+    clone = PretrainingModel.from_config(model.get_config())
+    clone(x)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone(x)["mlm"], out["mlm"], atol=1e-5)
+    assert clone.nsp_weight == 0.5 and clone.sop_weight == 0.25
+
+
+def test_missing_inputs_and_bad_configs_raise_clear_errors():
+    enc = TransformerEncoder.from_preset("tiny", vocab_size=50)
+    with pytest.raises(KeyError, match="padding_mask"):
+        enc({"token_ids": np.ones((1, 4), "int32"), "segment_ids": np.zeros((1, 4), "int32")})
+    with pytest.raises(ValueError, match="divisible"):
+        EncoderConfig(hidden_size=30, num_heads=4)
+    with pytest.raises(ValueError, match="unknown encoder preset"):
+        EncoderConfig.preset("huge")

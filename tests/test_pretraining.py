@@ -107,7 +107,8 @@ def test_cli_pretrain_and_vocab(tmp_path, capsys):
                      "--max-sequence-length", "32", "--max-predictions-per-seq", "5", "--batch-size", "8",
                      "--eval-batches", "1", "--target-words", "10", "--eval-fraction", "0.2"])
     assert code == 0
-    summary = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.rindex("\n{\n") + 1:])  # the summary follows Keras's progress bar
     assert os.path.exists(summary["model"])
     assert cli_main(["pretrain", "--output-dir", str(tmp_path / "r2"), "--input", str(tmp_path / "nope.txt")]) == 2
     assert "corpus file not found" in capsys.readouterr().err

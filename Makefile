@@ -1,0 +1,32 @@
+# rw-tf developer entry points. Every target creates .venv (Python 3.10 + the lock) if it is missing.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+RUN_DIR ?= runs/pretrain
+
+.PHONY: env run test test-all bench lock clean
+
+env:
+	@bash scripts/ensure_env.sh
+
+# The main job on the embedded default corpus (Python's own documentation, no downloads).
+run: env
+	$(VENV)/bin/rw-tf pretrain --output-dir $(RUN_DIR) --preset tiny
+
+# Fast suite (slow end-to-end tests excluded); what CI runs.
+test: env
+	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider
+
+# Everything, including the slow end-to-end tests.
+test-all: env
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: env
+	$(PY) benchmarks/train_throughput.py
+
+# Regenerate the fully pinned lock after changing requirements/requirements.in.
+lock:
+	uv pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28 \
+		requirements/requirements.in -o requirements/requirements.lock
+
+clean:
+	rm -rf runs build *.egg-info

@@ -1,0 +1,35 @@
+"""The layers, encoder, heads and losses use keras.ops only, so the model trains under JAX too.
+
+Runs in a subprocess because Keras picks its backend once per process.
+"""
+import json
+import os
+import subprocess
+import sys
+
+SCRIPT = r"""
+import json, numpy as np, keras
+assert keras.backend.backend() == "jax"
+from rw_tf.models import PretrainingModel
+from rw_tf.networks import TransformerEncoder
+rng = np.random.default_rng(0)
+n, L, P, V = 16, 12, 3, 60
+x = {"token_ids": rng.integers(5, V, (n, L)).astype("int32"), "segment_ids": np.repeat([[0]*6 + [1]*6], n, 0).astype("int32"),
+     "padding_mask": np.ones((n, L), "int32"), "masked_positions": rng.integers(1, L, (n, P)).astype("int32")}
+y = {"mlm": rng.integers(5, V, (n, P)).astype("int32"), "nsp": rng.integers(0, 2, (n, 1)).astype("float32"),
+     "sop": rng.integers(0, 2, (n, 1)).astype("float32")}
+w = {"mlm": np.ones((n, P), "float32"), "nsp": np.ones((n,), "float32"), "sop": np.ones((n,), "float32")}
+model = PretrainingModel(TransformerEncoder.from_preset("tiny", vocab_size=V))
+model.compile(optimizer=keras.optimizers.Adam(3e-3))
+h = model.fit(x, y, sample_weight=w, epochs=15, batch_size=8, verbose=0).history
+print(json.dumps({"first": h["mlm_loss"][0], "last": h["mlm_loss"][-1], "keys": sorted(h)}))
+"""
+
+
+def test_pretraining_model_trains_under_jax_backend():
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["last"] < result["first"] - 0.5   # memorizes the tiny batch
+    assert {"mlm_loss", "nsp_loss", "sop_loss"} <= set(result["keys"])

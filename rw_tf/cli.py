@@ -2,6 +2,8 @@
 
     rw-tf vocab    --output vocab.txt [--input FILE ...] [--vocab-size N]
     rw-tf pretrain --output-dir DIR [--preset tiny|small|base] [--input FILE ...] [--epochs N] ...
+    rw-tf pipeline run [--config cfg.json] [--kind pretrain|finetune|all]
+    rw-tf pipeline compile --target kubeflow [--image IMAGE] [--output FILE]
 """
 from __future__ import annotations
 
@@ -83,12 +85,61 @@ def _run_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pipeline(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pipeline", help="run or compile the TFX pipelines")
+    actions = p.add_subparsers(dest="action", required=True)
+    for name, helptext in (("run", "run with LocalDagRunner (prepares data first)"),
+                           ("prepare", "only write the pipelines' JSONL inputs and vocab.txt"),
+                           ("compile", "compile for an orchestrator (Kubeflow Pipelines v2)")):
+        a = actions.add_parser(name, help=helptext)
+        a.add_argument("--config", help="JSON file with PipelineConfig fields (see pipeline/configs.py)")
+        a.add_argument("--root", help="override the config's root folder")
+        a.add_argument("--kind", choices=("pretrain", "finetune", "all"), default="all")
+        if name in ("run", "prepare"):
+            a.add_argument("--input", dest="corpus_files", nargs="*", default=[],
+                           help="text files instead of the embedded corpus")
+        if name == "compile":
+            a.add_argument("--target", choices=("kubeflow",), default="kubeflow")
+            a.add_argument("--image", default=None, help="container image with rw-tf installed")
+            a.add_argument("--pipeline-root", default="", help="e.g. gs://bucket/rw-tf (default: local root)")
+            a.add_argument("--output-dir", default=".", help="where to write <pipeline>.json")
+    p.set_defaults(func=_run_pipeline)
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
+    from pipeline.configs import KINDS, PipelineConfig
+
+    overrides = {"root": args.root} if args.root else {}
+    config = (PipelineConfig.from_json_file(args.config, **overrides) if args.config
+              else PipelineConfig(**overrides))
+    kinds = list(KINDS) if args.kind == "all" else [args.kind]
+    if args.action == "prepare":
+        from pipeline.prepare import prepare_data
+
+        print(json.dumps(prepare_data(config, args.corpus_files), indent=2))
+    elif args.action == "run":
+        from pipeline.local_runner import run_all
+
+        summaries = run_all(config, kinds, args.corpus_files)
+        print(json.dumps(summaries, indent=2))
+        return 0 if all(s["blessed"] for s in summaries.values()) else 3
+    else:
+        from pipeline.kubeflow_runner import DEFAULT_IMAGE, compile_kubeflow
+
+        for kind in kinds:
+            out = os.path.join(args.output_dir, f"{config.pipeline_name(kind)}.json")
+            compile_kubeflow(kind, config, out, args.image or DEFAULT_IMAGE, args.pipeline_root)
+            print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rw-tf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_vocab(sub)
     _add_pretrain(sub)
+    _add_pipeline(sub)
     return parser
 
 

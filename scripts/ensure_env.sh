@@ -21,7 +21,7 @@ find_python310() {
   return 1
 }
 
-want="$(sha256sum "$lock" | cut -d' ' -f1)"
+want="$(cat "$lock" "$root/setup.py" | sha256sum | cut -d' ' -f1)"  # editable install maps packages at install time
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi

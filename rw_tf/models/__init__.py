@@ -1,4 +1,5 @@
 """Task models: an encoder network plus heads, with their default losses and metrics."""
+from rw_tf.models.classifier import TextClassifier
 from rw_tf.models.pretraining import PretrainingModel
 
-__all__ = ["PretrainingModel"]
+__all__ = ["PretrainingModel", "TextClassifier"]

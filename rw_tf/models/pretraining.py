@@ -8,11 +8,12 @@ import keras
 from rw_tf.heads.masked_lm import MaskedLMHead
 from rw_tf.heads.segment_pair import SegmentPairHead
 from rw_tf.losses import pretraining_losses
+from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
-class PretrainingModel(keras.Model):
+class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
     """Predicts masked tokens, next-sentence and sentence-order labels from one encoder pass.
 
     Inputs: the encoder inputs plus ``masked_positions`` [batch, max_predictions].
@@ -72,16 +73,6 @@ class PretrainingModel(keras.Model):
             }
         super().compile(optimizer=optimizer, loss=loss, loss_weights=loss_weights,
                         weighted_metrics=weighted_metrics, **kwargs)
-
-    def get_compile_config(self) -> Dict[str, Any]:
-        # Only the optimizer is free: losses and metrics follow from the model's own config.
-        return {"optimizer": keras.optimizers.serialize(self.optimizer)} if self.optimizer else {}
-
-    def compile_from_config(self, config: Dict[str, Any]) -> None:
-        if config:
-            self.compile(optimizer=keras.optimizers.deserialize(config["optimizer"]))
-            if self.built:
-                self.optimizer.build(self.trainable_variables)
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

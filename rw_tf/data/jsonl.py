@@ -1,0 +1,28 @@
+"""Writing corpora as JSON Lines, the input format of the TFX pipelines' ExampleGen.
+
+Example:
+    >>> write_jsonl([{"text": "a", "label": 1}], "/tmp/x.jsonl")
+    1
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Iterable, List, Sequence
+
+
+def write_jsonl(rows: Iterable[Dict], path: str) -> int:
+    """Writes one JSON object per line (UTF-8); returns the number of rows."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    count = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def columns_to_rows(columns: Dict[str, Sequence]) -> List[Dict]:
+    """Column dict (as from ``segment_pair_candidates``) -> list of row dicts."""
+    keys = list(columns)
+    return [dict(zip(keys, values)) for values in zip(*(columns[k] for k in keys))]

@@ -1,0 +1,29 @@
+"""Raw text -> encoder inputs as TF ops (used by Transform, exported signatures and tf.data).
+
+Example:
+    >>> feats = single_segment_inputs(tokenizer, tf.constant(["Hello world"]), 16)  # doctest: +SKIP
+    >>> sorted(feats)                                                                # doctest: +SKIP
+    ['padding_mask', 'segment_ids', 'token_ids']
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from rw_tf.tokenization.wordpiece import WordPieceTokenizer
+
+
+def single_segment_inputs(tokenizer: WordPieceTokenizer, texts: tf.Tensor,
+                          max_sequence_length: int) -> Dict[str, tf.Tensor]:
+    """``[CLS] text [SEP]`` truncated to ``max_sequence_length`` and padded; int32 [batch, L]."""
+    if max_sequence_length < 3:
+        raise ValueError("max_sequence_length must be >= 3")
+    ids = tokenizer.tokenize(texts)[:, :max_sequence_length - 2]
+    token_ids, segment_ids = tf_text.combine_segments([ids], tokenizer.cls_id, tokenizer.sep_id)
+    token_ids, padding_mask = tf_text.pad_model_inputs(token_ids, max_sequence_length,
+                                                       pad_value=tokenizer.pad_id)
+    segment_ids, _ = tf_text.pad_model_inputs(segment_ids, max_sequence_length)
+    return {"token_ids": tf.cast(token_ids, tf.int32), "segment_ids": tf.cast(segment_ids, tf.int32),
+            "padding_mask": tf.cast(padding_mask, tf.int32)}

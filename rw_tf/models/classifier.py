@@ -1,0 +1,68 @@
+"""Text classification task model: encoder pooled output -> dropout -> dense logits."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import keras
+
+from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
+from rw_tf.networks.encoder import TransformerEncoder
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
+    """Classifies the [CLS]-pooled encoder output into ``num_classes`` (softmax) or, with
+    ``multi_label=True``, into independent labels (sigmoid).
+
+    Outputs logits [batch, num_classes]; ``compile()`` with no loss picks the matching
+    cross-entropy and accuracy.
+
+    Example:
+        >>> clf = TextClassifier(TransformerEncoder.from_preset("tiny", vocab_size=100), num_classes=2)
+        >>> clf.compile(optimizer="adam")
+    """
+
+    def __init__(self, encoder: TransformerEncoder, num_classes: int = 2, multi_label: bool = False,
+                 dropout: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if num_classes < 1 or (num_classes < 2 and not multi_label):
+            raise ValueError("num_classes must be >= 2 (or >= 1 with multi_label=True)")
+        self.encoder = encoder
+        self.num_classes = num_classes
+        self.multi_label = multi_label
+        self.dropout = dropout
+        self.dropout_layer = keras.layers.Dropout(dropout)
+        self.classifier = keras.layers.Dense(
+            num_classes, name="logits",
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=encoder.config.initializer_range))
+
+    def build(self, input_shape: Dict[str, Any]) -> None:
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        self.classifier.build((None, self.encoder.config.hidden_size))
+        self.built = True
+
+    def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
+        pooled = self.encoder(inputs, training=training)["pooled_output"]
+        return self.classifier(self.dropout_layer(pooled, training=training))
+
+    def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, **kwargs: Any) -> None:
+        if loss is None:
+            loss = (keras.losses.BinaryCrossentropy(from_logits=True) if self.multi_label
+                    else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        if metrics is None:
+            metrics = ([keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")] if self.multi_label
+                       else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(encoder=keras.saving.serialize_keras_object(self.encoder), num_classes=self.num_classes,
+                      multi_label=self.multi_label, dropout=self.dropout)
+        return config
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "TextClassifier":
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)

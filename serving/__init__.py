@@ -1,0 +1,1 @@
+"""Export of servable SavedModels, TF Serving configuration, gRPC client and local server."""

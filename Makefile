@@ -1,16 +1,21 @@
 # rw-tf developer entry points. Every target creates .venv (Python 3.10 + the lock) if it is missing.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-RUN_DIR ?= runs/pretrain
+PIPELINE_ROOT ?= runs/pipeline
 
-.PHONY: env run test test-all bench lock clean
+.PHONY: env run pretrain test test-all bench lock clean
 
 env:
 	@bash scripts/ensure_env.sh
 
-# The main job on the embedded default corpus (Python's own documentation, no downloads).
+# The main job: the pretraining then the fine-tuning TFX pipeline (LocalDagRunner) on the
+# embedded default corpus (Python's own documentation, no downloads), tiny model.
 run: env
-	$(VENV)/bin/rw-tf pretrain --output-dir $(RUN_DIR) --preset tiny
+	$(VENV)/bin/rw-tf pipeline run --root $(PIPELINE_ROOT)
+
+# A quick Keras-fit pretraining experiment without TFX.
+pretrain: env
+	$(VENV)/bin/rw-tf pretrain --output-dir runs/pretrain --preset tiny
 
 # Fast suite (slow end-to-end tests excluded); what CI runs.
 test: env

@@ -1,0 +1,138 @@
+"""TFX pipelines: one end-to-end LocalDagRunner run (shared), gates, anomalies, Kubeflow compile."""
+import json
+import os
+import subprocess
+import sys
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.components.anomalies_gate import DataAnomaliesError
+from pipeline.components.jsonl_example_gen import _JsonlToExample, record_to_example
+from pipeline.configs import PipelineConfig
+from pipeline.local_runner import run_all, run_pipeline
+from pipeline.mlmd_queries import open_store, pipeline_artifacts
+from pipeline.prepare import prepare_data
+
+TINY = dict(pretrain_train_steps=100, finetune_train_steps=60, finetune_max_per_class=600,
+            mlm_accuracy_lower_bound=0.03, beam_direct_running_mode="in_memory", vocab_size=3000)
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
+    config = PipelineConfig(root=str(tmp_path_factory.mktemp("pipeline")), **TINY)
+    return config, run_all(config, ["pretrain", "finetune"])
+
+
+def test_end_to_end_blessed_pushed_and_servable(e2e):
+    config, summaries = e2e
+    for kind in ("pretrain", "finetune"):
+        assert summaries[kind]["blessed"] and summaries[kind]["pushed"], summaries
+        assert len(summaries[kind]["versions_in_serving_dir"]) == 1
+    # Load the pushed models with TensorFlow + tensorflow_text only (no rw_tf code).
+    script = (
+        "import sys, json, tensorflow as tf, tensorflow_text\n"
+        "pt = tf.saved_model.load(sys.argv[1]); ft = tf.saved_model.load(sys.argv[2])\n"
+        "e = pt.signatures['encode_text'](text=tf.constant(['Lists are mutable sequences.']))\n"
+        "c = ft.signatures['classify_text'](text=tf.constant(['The while statement repeats a suite.', 'Return a copy of the string.']))\n"
+        "print(json.dumps({'dim': int(e['mean_embedding'].shape[1]), 'p': c['probability'].numpy().tolist(),"
+        " 'sigs': sorted(ft.signatures)}))\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", script, summaries["pretrain"]["pushed_destination"],
+                           summaries["finetune"]["pushed_destination"]], capture_output=True, text=True,
+                          env=env, timeout=300, cwd="/")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["dim"] == 64 and out["sigs"] == ["classify_text", "serving_default", "transform_features"]
+    assert all(0.0 <= p <= 1.0 for p in out["p"])
+
+
+def test_mlmd_records_lineage(e2e):
+    config, _ = e2e
+    store = open_store(config.metadata_path)
+    models = pipeline_artifacts(store, config.pipeline_name("pretrain"), "Model")
+    assert len(models) == 1
+    events = store.get_events_by_artifact_ids([models[0].id])
+    executions = {e.execution_id: e.type for e in events}
+    kinds = {store.get_execution_types_by_id([x.type_id])[0].name.rsplit(".", 1)[-1]: executions[x.id]
+             for x in store.get_executions_by_id(list(executions))}
+    assert kinds["Trainer"] == events[0].OUTPUT
+    assert kinds["Evaluator"] == events[0].INPUT and kinds["Pusher"] == events[0].INPUT
+    # The fine-tuning Trainer consumed the pushed pretraining model through the Importer.
+    imported = pipeline_artifacts(store, config.pipeline_name("finetune"), "Model")
+    assert any(a.uri == e2e[1]["pretrain"]["pushed_destination"] for a in imported)
+
+
+def test_unreachable_threshold_is_not_blessed_and_not_pushed(e2e):
+    config, summaries = e2e
+    strict = PipelineConfig(**{**config.to_dict(), "mlm_accuracy_lower_bound": 0.99})
+    summary = run_pipeline("pretrain", strict)   # cached up to Trainer; Evaluator/Pusher re-run
+    assert not summary["blessed"] and not summary["pushed"]
+    assert summary["versions_in_serving_dir"] == summaries["pretrain"]["versions_in_serving_dir"]
+
+
+def test_checked_in_schema_matches_inferred_schema(e2e):
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from google.protobuf import text_format
+
+    config, _ = e2e
+    for kind in ("pretrain", "finetune"):
+        stats_dirs = os.path.join(config.pipeline_root(kind), "StatisticsGen", "statistics")
+        latest = os.path.join(stats_dirs, max(os.listdir(stats_dirs), key=int), "Split-train", "FeatureStats.pb")
+        inferred = tfdv.infer_schema(tfdv.load_stats_binary(latest))
+        checked_in = text_format.Parse(open(f"schemas/{kind}/schema.pbtxt").read(), schema_pb2.Schema())
+        assert {(f.name, f.type) for f in inferred.feature} == {(f.name, f.type) for f in checked_in.feature}
+        assert not tfdv.validate_statistics(tfdv.load_stats_binary(latest), checked_in).anomaly_info
+
+
+def test_schema_anomaly_stops_run_before_transform(tmp_path):
+    config = PipelineConfig(root=str(tmp_path), **TINY)
+    paths = prepare_data(config)
+    rows = [json.loads(line) for line in open(paths["finetune"], encoding="utf-8")][:300]
+    with open(paths["finetune"], "w", encoding="utf-8") as f:
+        for row in rows:   # "label" renamed: the schema requires it
+            f.write(json.dumps({"text": row["text"], "labl": row["label"]}) + "\n")
+    with pytest.raises(DataAnomaliesError, match="'label'"):
+        run_pipeline("finetune", config)
+    assert not os.path.exists(os.path.join(config.pipeline_root("finetune"), "Transform"))
+
+
+def test_jsonl_reader_counts_rejected_lines(tmp_path):
+    (tmp_path / "a.jsonl").write_bytes(b'{"text": "ok", "label": 0}\nnot json\n[1, 2]\n'
+                                       b'{"text": "\xff bad utf8"}\n{"x": [1, "a"]}\n\n{"text": "", "label": 1}\n')
+    pipeline = beam.Pipeline()
+    examples = pipeline | _JsonlToExample({"input_base": str(tmp_path)}, "*.jsonl")
+    labels = examples | beam.Map(lambda e: e.features.feature["label"].int64_list.value[0])
+    assert_that(labels, equal_to([0, 1]))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]}
+    assert counters == {"rejected_lines": 4, "examples": 2}
+    assert record_to_example({"n": 0, "s": ""}).features.feature["n"].int64_list.value == [0]
+
+
+def test_kubeflow_compile_round_trips(tmp_path):
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from rw_tf.cli import main as cli_main
+
+    config_file = tmp_path / "cfg.json"
+    config_file.write_text(json.dumps({"root": str(tmp_path / "root"), "pretrained_model_uri": "gs://bucket/encoder"}))
+    os.makedirs(tmp_path / "root" / "data", exist_ok=True)
+    assert cli_main(["pipeline", "compile", "--target", "kubeflow", "--config", str(config_file),
+                     "--output-dir", str(tmp_path), "--image", "example.com/rw-tf:1"]) == 0
+    for kind, extra in (("pretrain", []), ("finetune", ["pretrained_encoder_importer"])):
+        raw = json.loads((tmp_path / f"rw-tf-{kind}.json").read_text())
+        job = json_format.ParseDict(raw, pipeline_spec_pb2.PipelineJob())
+        spec = json_format.ParseDict(json_format.MessageToDict(job.pipeline_spec), pipeline_spec_pb2.PipelineSpec())
+        tasks = set(spec.root.dag.tasks)
+        assert {"FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomaliesGate",
+                "Transform", "Trainer", "Evaluator", "Pusher", *extra} <= tasks
+        # KFP v2 compiles the resolver into one task per resolved channel.
+        assert {"latest_blessed_model_resolver-model-resolver",
+                "latest_blessed_model_resolver-model-blessing-resolver"} <= tasks
+        assert json_format.MessageToDict(job) == raw
+        executors = raw["pipelineSpec"]["deploymentSpec"]["executors"]
+        assert {e["container"]["image"] for e in executors.values() if "container" in e} == {"example.com/rw-tf:1"}

@@ -4,6 +4,9 @@
     rw-tf pretrain --output-dir DIR [--preset tiny|small|base] [--input FILE ...] [--epochs N] ...
     rw-tf pipeline run [--config cfg.json] [--kind pretrain|finetune|all]
     rw-tf pipeline compile --target kubeflow [--image IMAGE] [--output FILE]
+    rw-tf serve --model-base-path DIR | --model-config-file models.config [--port 8500] ...
+    rw-tf predict --server host:port --model NAME [--signature SIG] TEXT ...
+    rw-tf serving-config --push-root DIR --output-dir DIR
 """
 from __future__ import annotations
 
@@ -133,6 +136,118 @@ def _run_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve SavedModels over TF Serving's gRPC (and REST) API")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model-base-path", help="directory of numbered versions (a Pusher output)")
+    src.add_argument("--model-config-file", help="TF Serving models.config (ModelServerConfig text proto)")
+    p.add_argument("--model-name", help="default: the base path's folder name")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=8500)
+    p.add_argument("--rest-api-port", type=int, default=None, help="also serve REST on this port")
+    p.add_argument("--version-policy", choices=("latest", "all", "specific"), default="latest")
+    p.add_argument("--num-versions", type=int, default=1, help="with --version-policy latest")
+    p.add_argument("--versions", type=int, nargs="*", default=[], help="with --version-policy specific")
+    p.add_argument("--enable-batching", action="store_true")
+    p.add_argument("--batching-parameters-file", help="BatchingParameters text proto (implies batching)")
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--batch-timeout-micros", type=int, default=2000)
+    p.add_argument("--file-system-poll-wait-seconds", type=float, default=2.0)
+    p.add_argument("--max-text-bytes", type=int, default=100_000)
+    p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024)
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from serving.config import BatchingParameters, ModelSpec, read_models_config
+    from serving.core import ServerLimits
+    from serving.server import LocalModelServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.model_config_file:
+        specs = read_models_config(args.model_config_file)
+    else:
+        name = args.model_name or os.path.basename(os.path.normpath(args.model_base_path))
+        specs = [ModelSpec(name, os.path.abspath(args.model_base_path), args.version_policy, args.num_versions,
+                           tuple(args.versions))]
+    batching = None
+    if args.batching_parameters_file:
+        with open(args.batching_parameters_file, encoding="utf-8") as f:
+            batching = BatchingParameters.from_text(f.read())
+    elif args.enable_batching:
+        batching = BatchingParameters(max_batch_size=args.max_batch_size,
+                                      batch_timeout_micros=args.batch_timeout_micros)
+    server = LocalModelServer(specs, args.host, args.port, args.rest_api_port, batching,
+                              ServerLimits(args.max_text_bytes, args.max_request_bytes),
+                              args.file_system_poll_wait_seconds)
+    server.start()
+    print(f"serving {[s.name for s in specs]} on {args.host}:{server.grpc_port}"
+          + (f", REST on {args.host}:{server.rest_port}" if args.rest_api_port is not None else ""), flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="send texts to a served model (gRPC, or REST with --rest)")
+    p.add_argument("texts", nargs="+")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--server", default="127.0.0.1:8500", help="gRPC host:port")
+    target.add_argument("--rest", help="REST base URL, e.g. http://127.0.0.1:8501")
+    p.add_argument("--model", required=True)
+    p.add_argument("--signature", default="classify_text")
+    p.add_argument("--input-name", default="text")
+    p.add_argument("--version", type=int)
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    if args.rest:
+        from serving.client import rest_predict
+
+        result = rest_predict(args.rest, args.model, inputs={args.input_name: args.texts},
+                              signature=args.signature, version=args.version, timeout=args.timeout)
+    else:
+        import grpc
+
+        from serving.client import ServingClient
+
+        client = ServingClient(args.server, timeout=args.timeout)
+        try:
+            result = client.predict(args.model, {args.input_name: args.texts}, args.signature, args.version)
+        except grpc.RpcError as err:
+            print(f"rw-tf predict: {err.code().name}: {err.details()}", file=sys.stderr)
+            return 1
+        finally:
+            client.close()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _add_serving_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serving-config", help="write TF Serving configs (models.config, batching, "
+                                              "monitoring, Kubernetes) for a push directory")
+    p.add_argument("--push-root", required=True, help="folder holding one folder per pushed model")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--models-mount", default="/models", help="where the push root is mounted in the container")
+    p.add_argument("--num-versions", type=int, default=1)
+    p.set_defaults(func=_run_serving_config)
+
+
+def _run_serving_config(args: argparse.Namespace) -> int:
+    from serving.config import docker_command, write_serving_configs
+
+    paths = write_serving_configs(args.push_root, args.output_dir, args.models_mount, num_latest=args.num_versions)
+    print(json.dumps(paths, indent=2))
+    print("TF Serving (docker):\n  " + docker_command(args.push_root, args.output_dir))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rw-tf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -140,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vocab(sub)
     _add_pretrain(sub)
     _add_pipeline(sub)
+    _add_serve(sub)
+    _add_predict(sub)
+    _add_serving_config(sub)
     return parser
 
 
@@ -147,7 +265,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as err:
+    except (ValueError, TypeError, KeyError, FileNotFoundError, OSError) as err:
         # User errors get one clear line, not a traceback.
         print(f"rw-tf {args.command}: error: {err}", file=sys.stderr)
         return 2

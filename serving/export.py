@@ -5,7 +5,9 @@ Every export has these signatures:
   features, applies the tf.Transform graph, runs the model (used by TFMA and TF Serving Predict);
 - ``transform_features``: ``examples`` -> transformed features (TFMA preprocessing function);
 - a raw-text signature (``encode_text`` for the pretrained encoder, ``classify_text`` for
-  classifiers): ``text`` (UTF-8 strings) -> outputs, the WordPiece tokenizer inside the graph.
+  classifiers): ``text`` (UTF-8 strings) -> outputs, the WordPiece tokenizer inside the graph;
+- classifiers also have ``classification``: ``inputs`` (serialized tf.Examples) -> ``classes``,
+  ``scores``, with method ``tensorflow/serving/classify`` so TF Serving's Classify API accepts it.
 The Keras models are also saved under ``assets.extra/`` (``model.keras``, ``encoder.keras``) for
 Python users and for warm-starting fine-tuning; TF Serving ignores that directory.
 Loading needs only TensorFlow and ``import tensorflow_text`` (to register its ops).
@@ -106,9 +108,32 @@ class ClassifierExport(_TransformingExport):
     def classify_text(self, text: tf.Tensor) -> Dict[str, tf.Tensor]:
         return self._predict(self._text_inputs(text))
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify_examples(self, inputs: tf.Tensor) -> Dict[str, tf.Tensor]:
+        scores = self._predict(self._transform(inputs))["probabilities"]
+        names = tf.constant([[str(i) for i in range(self.model.num_classes)]])
+        return {"classes": tf.tile(names, [tf.shape(scores)[0], 1]), "scores": scores}
 
-def _save(module: _TransformingExport, signatures: Dict, export_dir: str, model: keras.Model) -> str:
+
+def set_signature_method(export_dir: str, signature_key: str, method_name: str) -> None:
+    """Rewrites a signature's method_name in saved_model.pb (``tf.saved_model.save`` writes Predict)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(export_dir, "saved_model.pb")
+    saved = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        saved.ParseFromString(f.read())
+    for meta_graph in saved.meta_graphs:
+        meta_graph.signature_def[signature_key].method_name = method_name
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(saved.SerializeToString())
+
+
+def _save(module: _TransformingExport, signatures: Dict, export_dir: str, model: keras.Model,
+          methods: Dict[str, str] = None) -> str:
     tf.saved_model.save(module, export_dir, signatures=signatures)
+    for key, method in (methods or {}).items():
+        set_signature_method(export_dir, key, method)
     extra = os.path.join(export_dir, ASSETS_EXTRA)
     os.makedirs(extra, exist_ok=True)
     model.save(os.path.join(extra, "model.keras"))
@@ -128,5 +153,6 @@ def export_classifier(model: keras.Model, tft_output, tokenizer: WordPieceTokeni
                       max_sequence_length: int, label_key: str = "label") -> str:
     module = ClassifierExport(model, tft_output, tokenizer, max_sequence_length, label_keys=(label_key,))
     signatures = {"serving_default": module.serve_examples, "transform_features": module.transform_features,
-                  "classify_text": module.classify_text}
-    return _save(module, signatures, export_dir, model)
+                  "classify_text": module.classify_text, "classification": module.classify_examples}
+    return _save(module, signatures, export_dir, model,
+                 methods={"classification": tf.saved_model.CLASSIFY_METHOD_NAME})

@@ -37,3 +37,17 @@ def tokenizer(vocab_file):
 @pytest.fixture(scope="session")
 def logical_cpus():
     return LOGICAL_CPUS
+
+
+# The one end-to-end pipeline run of the suite (tiny sizes); serving tests reuse what it pushed.
+TINY_PIPELINE = dict(pretrain_train_steps=100, finetune_train_steps=60, finetune_max_per_class=600,
+                     mlm_accuracy_lower_bound=0.03, beam_direct_running_mode="in_memory", vocab_size=3000)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory):
+    from pipeline.configs import PipelineConfig
+    from pipeline.local_runner import run_all
+
+    config = PipelineConfig(root=str(tmp_path_factory.mktemp("pipeline")), **TINY_PIPELINE)
+    return config, run_all(config, ["pretrain", "finetune"])

@@ -11,18 +11,16 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipeline.components.anomalies_gate import DataAnomaliesError
 from pipeline.components.jsonl_example_gen import _JsonlToExample, record_to_example
 from pipeline.configs import PipelineConfig
-from pipeline.local_runner import run_all, run_pipeline
+from pipeline.local_runner import run_pipeline
 from pipeline.mlmd_queries import open_store, pipeline_artifacts
 from pipeline.prepare import prepare_data
 
-TINY = dict(pretrain_train_steps=100, finetune_train_steps=60, finetune_max_per_class=600,
-            mlm_accuracy_lower_bound=0.03, beam_direct_running_mode="in_memory", vocab_size=3000)
+from conftest import TINY_PIPELINE as TINY
 
 
 @pytest.fixture(scope="module")
-def e2e(tmp_path_factory):
-    config = PipelineConfig(root=str(tmp_path_factory.mktemp("pipeline")), **TINY)
-    return config, run_all(config, ["pretrain", "finetune"])
+def e2e(pipeline_run):
+    return pipeline_run
 
 
 def test_end_to_end_blessed_pushed_and_servable(e2e):
@@ -44,7 +42,7 @@ def test_end_to_end_blessed_pushed_and_servable(e2e):
                           env=env, timeout=300, cwd="/")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["dim"] == 64 and out["sigs"] == ["classify_text", "serving_default", "transform_features"]
+    assert out["dim"] == 64 and out["sigs"] == ["classification", "classify_text", "serving_default", "transform_features"]
     assert all(0.0 <= p <= 1.0 for p in out["p"])
 
 

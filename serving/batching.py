@@ -1,0 +1,108 @@
+"""Server-side batching: concurrent requests to one signature run as one batched call.
+
+A request waits at most ``batch_timeout_micros`` for others; a batch holds at most
+``max_batch_size`` rows (a single larger request runs alone). Every input and output must be
+batch-major (leading dimension = rows); otherwise the request runs unbatched.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+Arrays = Dict[str, np.ndarray]
+_STOP = object()
+
+
+class Batcher:
+    """Collects requests for ``run_fn`` (a function of a dict of arrays) and runs them in batches."""
+
+    def __init__(self, run_fn: Callable[[Arrays], Arrays], max_batch_size: int = 32,
+                 batch_timeout_micros: int = 2000, num_batch_threads: int = 1) -> None:
+        self._run = run_fn
+        self.max_batch_size = max_batch_size
+        self.timeout = batch_timeout_micros / 1e6
+        self._queue: "queue.Queue" = queue.Queue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.batches_run = 0
+        self.rows_run = 0
+        self._threads = [threading.Thread(target=self._loop, daemon=True, name=f"batcher-{i}")
+                         for i in range(num_batch_threads)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, inputs: Arrays) -> Future:
+        future: Future = Future()
+        rows = {len(v) if np.ndim(v) else -1 for v in inputs.values()}
+        with self._lock:
+            batchable = not self._closed and len(rows) == 1 and -1 not in rows
+            if batchable:
+                self._queue.put((inputs, future, rows.pop()))
+                return future
+        self._execute([(inputs, future, 0)])  # closed (version unloading) or not batch-major
+        return future
+
+    def close(self) -> None:
+        """Stops accepting work; requests already queued still run."""
+        with self._lock:
+            self._closed = True
+            for _ in self._threads:
+                self._queue.put(_STOP)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            batch: List[Tuple] = [item]
+            rows = item[2]
+            deadline = time.monotonic() + self.timeout
+            while rows < self.max_batch_size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    nxt = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    self._queue.put(_STOP)  # let this thread exit after running its batch
+                    break
+                if rows + nxt[2] > self.max_batch_size or not _compatible(batch[0][0], nxt[0]):
+                    self._execute([nxt])
+                    continue
+                batch.append(nxt)
+                rows += nxt[2]
+            self._execute(batch)
+
+    def _execute(self, batch: List[Tuple]) -> None:
+        try:
+            if len(batch) == 1:
+                outputs = [self._run(batch[0][0])]
+            else:
+                merged = {k: np.concatenate([b[0][k] for b in batch]) for k in batch[0][0]}
+                result = self._run(merged)
+                total = sum(b[2] for b in batch)
+                if any(np.ndim(v) == 0 or len(v) != total for v in result.values()):
+                    outputs = [self._run(b[0]) for b in batch]  # outputs not batch-major: run apart
+                else:
+                    bounds = np.cumsum([0] + [b[2] for b in batch])
+                    outputs = [{k: v[bounds[i]:bounds[i + 1]] for k, v in result.items()}
+                               for i in range(len(batch))]
+            self.batches_run += 1
+            self.rows_run += sum(max(b[2], 1) for b in batch)
+            for (_, future, _), out in zip(batch, outputs):
+                future.set_result(out)
+        except Exception as err:  # noqa: BLE001 - every waiting request must learn about the failure
+            for _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(err)
+
+
+def _compatible(a: Arrays, b: Arrays) -> bool:
+    return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and a[k].shape[1:] == b[k].shape[1:] for k in a)

@@ -1,0 +1,190 @@
+"""TF Serving deployment files generated from a Pusher output directory.
+
+- ``models.config``: ``ModelServerConfig`` text proto (name, base path, version policy), built
+  with the official proto from tensorflow-serving-api;
+- ``batching_parameters.txt``: ``BatchingParameters`` text proto for ``--enable_batching``;
+- ``monitoring.config``: Prometheus endpoint for ``--monitoring_config_file``;
+- ``kubernetes.yaml``: a Deployment + Service running the official image on the same files.
+The local server (``rw-tf serve``) reads the same ``models.config`` and batching file.
+
+Example:
+    >>> spec = ModelSpec(name="rw_tf_finetune", base_path="/models/rw_tf_finetune")
+    >>> "model_version_policy" in models_config_text([spec])
+    True
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Dict, List, Optional, Sequence
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+VERSION_POLICIES = ("latest", "all", "specific")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    base_path: str
+    version_policy: str = "latest"
+    num_latest: int = 1
+    versions: Sequence[int] = ()
+
+    def __post_init__(self) -> None:
+        if self.version_policy not in VERSION_POLICIES:
+            raise ValueError(f"version_policy must be one of {VERSION_POLICIES}, got {self.version_policy!r}")
+        if self.version_policy == "specific" and not self.versions:
+            raise ValueError("the 'specific' version policy needs versions")
+        if self.num_latest < 1:
+            raise ValueError("num_latest must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchingParameters:
+    """Server-side batching (same fields and meaning as TF Serving's)."""
+
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 2000
+    max_enqueued_batches: int = 100
+    num_batch_threads: int = 2
+
+    def to_text(self) -> str:
+        return "".join(f"{f.name} {{ value: {getattr(self, f.name)} }}\n" for f in dataclasses.fields(self))
+
+    @classmethod
+    def from_text(cls, text: str) -> "BatchingParameters":
+        values = {name: int(v) for name, v in re.findall(r"(\w+)\s*\{\s*value:\s*(\d+)\s*\}", text)}
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unsupported batching parameters: {sorted(unknown)}")
+        return cls(**values)
+
+
+def model_server_config(specs: Sequence[ModelSpec]) -> model_server_config_pb2.ModelServerConfig:
+    config = model_server_config_pb2.ModelServerConfig()
+    for spec in specs:
+        model = config.model_config_list.config.add(name=spec.name, base_path=spec.base_path,
+                                                    model_platform="tensorflow")
+        policy = model.model_version_policy
+        if spec.version_policy == "latest":
+            policy.latest.num_versions = spec.num_latest
+        elif spec.version_policy == "all":
+            policy.all.SetInParent()
+        else:
+            policy.specific.versions.extend(spec.versions)
+    return config
+
+
+def models_config_text(specs: Sequence[ModelSpec]) -> str:
+    return text_format.MessageToString(model_server_config(specs))
+
+
+def read_models_config(path: str) -> List[ModelSpec]:
+    """Parses a ``models.config`` (ModelServerConfig text proto) into ``ModelSpec``s."""
+    with open(path, encoding="utf-8") as f:
+        config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    specs = []
+    for model in config.model_config_list.config:
+        policy = model.model_version_policy
+        kind = policy.WhichOneof("policy_choice") or "latest"
+        specs.append(ModelSpec(name=model.name, base_path=model.base_path, version_policy=kind,
+                               num_latest=policy.latest.num_versions or 1, versions=tuple(policy.specific.versions)))
+    return specs
+
+
+MONITORING_CONFIG = 'prometheus_config {\n  enable: true\n  path: "/monitoring/prometheus/metrics"\n}\n'
+
+KUBERNETES_TEMPLATE = """\
+# TF Serving on Kubernetes: mount the Pusher output (here a PVC) and this directory's configs.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rw-tf-serving
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: rw-tf-serving}}
+  template:
+    metadata:
+      labels: {{app: rw-tf-serving}}
+    spec:
+      containers:
+      - name: tensorflow-serving
+        image: {image}
+        args:
+        - --port=8500
+        - --rest_api_port=8501
+        - --model_config_file=/config/models.config
+        - --model_config_file_poll_wait_seconds=60
+        - --file_system_poll_wait_seconds=2
+        - --enable_batching=true
+        - --batching_parameters_file=/config/batching_parameters.txt
+        - --monitoring_config_file=/config/monitoring.config
+        ports:
+        - {{containerPort: 8500, name: grpc}}
+        - {{containerPort: 8501, name: rest}}
+        readinessProbe:
+          httpGet: {{path: /v1/models/{first_model}, port: 8501}}
+        volumeMounts:
+        - {{name: models, mountPath: {models_mount}, readOnly: true}}
+        - {{name: config, mountPath: /config, readOnly: true}}
+      volumes:
+      - name: models
+        persistentVolumeClaim: {{claimName: rw-tf-models}}
+      - name: config
+        configMap: {{name: rw-tf-serving-config}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: rw-tf-serving
+spec:
+  selector: {{app: rw-tf-serving}}
+  ports:
+  - {{name: grpc, port: 8500, targetPort: 8500}}
+  - {{name: rest, port: 8501, targetPort: 8501}}
+"""
+
+# tensorflow_text ops must be registered in the server: the official image lacks them, so use an
+# image with them linked in (e.g. built from tensorflow/serving with the tensorflow_text custom ops).
+DEFAULT_IMAGE = "tensorflow/serving:2.16.1"
+
+
+def write_serving_configs(push_root: str, output_dir: str, models_mount: str = "/models",
+                          batching: Optional[BatchingParameters] = None, image: str = DEFAULT_IMAGE,
+                          version_policy: str = "latest", num_latest: int = 1) -> Dict[str, str]:
+    """Writes the four files for every model directory under ``push_root`` (one per pushed model)."""
+    if not os.path.isdir(push_root):
+        raise FileNotFoundError(f"push directory not found: {push_root}")
+    names = sorted(d for d in os.listdir(push_root) if os.path.isdir(os.path.join(push_root, d)))
+    if not names:
+        raise ValueError(f"no model directories under {push_root}")
+    os.makedirs(output_dir, exist_ok=True)
+    specs = [ModelSpec(name, os.path.join(models_mount, name), version_policy, num_latest) for name in names]
+    local_specs = [dataclasses.replace(s, base_path=os.path.abspath(os.path.join(push_root, s.name))) for s in specs]
+    files = {
+        "models.config": models_config_text(specs),
+        "models.local.config": models_config_text(local_specs),
+        "batching_parameters.txt": (batching or BatchingParameters()).to_text(),
+        "monitoring.config": MONITORING_CONFIG,
+        "kubernetes.yaml": KUBERNETES_TEMPLATE.format(replicas=2, image=image, first_model=names[0],
+                                                      models_mount=models_mount),
+    }
+    paths = {}
+    for name, content in files.items():
+        paths[name] = os.path.join(output_dir, name)
+        with open(paths[name], "w", encoding="utf-8") as f:
+            f.write(content)
+    return paths
+
+
+def docker_command(push_root: str, config_dir: str, image: str = DEFAULT_IMAGE) -> str:
+    """The documented command that serves the Pusher output with the official TF Serving image."""
+    return (f"docker run --rm -p 8500:8500 -p 8501:8501 "
+            f"-v {os.path.abspath(push_root)}:/models:ro -v {os.path.abspath(config_dir)}:/config:ro {image} "
+            f"--model_config_file=/config/models.config --enable_batching=true "
+            f"--batching_parameters_file=/config/batching_parameters.txt "
+            f"--monitoring_config_file=/config/monitoring.config --file_system_poll_wait_seconds=2")

@@ -1,0 +1,134 @@
+"""Request handling shared by the gRPC and REST front ends of the local server.
+
+Validation rules (each failure is a ``ServingError`` with TF Serving's status code):
+- unknown model, version or signature: NOT_FOUND;
+- missing or unexpected input, wrong dtype or rank, empty batch: INVALID_ARGUMENT;
+- a string input named in ``text_inputs`` (raw-text signatures) that is not valid UTF-8 or is
+  longer than ``max_text_bytes``: INVALID_ARGUMENT (serialized tf.Examples are binary, not checked);
+- Classify on a signature whose method is not ``tensorflow/serving/classify``: INVALID_ARGUMENT.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Iterable, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from serving.config import BatchingParameters, ModelSpec
+from serving.errors import invalid_argument, not_found
+from serving.servables import LoadedVersion, ModelManager
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+DEFAULT_SIGNATURE = "serving_default"
+
+
+@dataclasses.dataclass
+class ServerLimits:
+    max_text_bytes: int = 100_000
+    max_request_bytes: int = 16 * 1024 * 1024
+    text_inputs: Tuple[str, ...] = ("text",)
+
+
+class ServingCore:
+    """Holds the models and answers predict/classify/metadata/status requests."""
+
+    def __init__(self, specs: Sequence[ModelSpec], batching: Optional[BatchingParameters] = None,
+                 limits: Optional[ServerLimits] = None) -> None:
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate model names: {names}")
+        self.models = {s.name: ModelManager(s, batching) for s in specs}
+        self.limits = limits or ServerLimits()
+
+    def refresh(self) -> None:
+        for manager in self.models.values():
+            manager.refresh()
+
+    def close(self) -> None:
+        for manager in self.models.values():
+            manager.close()
+
+    def manager(self, name: str) -> ModelManager:
+        if name not in self.models:
+            raise not_found(f"Servable not found for request: Latest({name})")
+        return self.models[name]
+
+    def servable(self, name: str, version: Optional[int]) -> LoadedVersion:
+        return self.manager(name).get(version)
+
+    @staticmethod
+    def signature(servable: LoadedVersion, key: str) -> meta_graph_pb2.SignatureDef:
+        key = key or DEFAULT_SIGNATURE
+        if key not in servable.signature_defs or key not in servable.functions:
+            raise not_found(f'Serving signature key "{key}" not found; available: '
+                            f"{sorted(servable.functions)}")
+        return servable.signature_defs[key]
+
+    def _check_inputs(self, signature: meta_graph_pb2.SignatureDef, inputs: Dict[str, np.ndarray]) -> None:
+        expected = set(signature.inputs)
+        missing, extra = expected - set(inputs), set(inputs) - expected
+        if missing:
+            raise invalid_argument(f"input(s) {sorted(missing)} missing; the signature takes {sorted(expected)}")
+        if extra:
+            raise invalid_argument(f"unexpected input(s) {sorted(extra)}; the signature takes {sorted(expected)}")
+        for key, value in inputs.items():
+            info = signature.inputs[key]
+            want = tf.dtypes.as_dtype(info.dtype)
+            got = tf.dtypes.as_dtype(value.dtype) if value.dtype != object else tf.string
+            if got != want:
+                raise invalid_argument(f"input {key!r} must be {want.name}, got {got.name}")
+            dims = [d.size for d in info.tensor_shape.dim]
+            if not info.tensor_shape.unknown_rank and value.ndim != len(dims):
+                raise invalid_argument(f"input {key!r} must have rank {len(dims)}, got shape {list(value.shape)}")
+            if value.ndim and value.shape[0] == 0:
+                raise invalid_argument(f"input {key!r} is an empty batch")
+            if want == tf.string and key in self.limits.text_inputs:
+                self._check_texts(key, value.reshape(-1))
+
+    def _check_texts(self, key: str, values: Iterable) -> None:
+        for i, item in enumerate(values):
+            raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
+            if len(raw) > self.limits.max_text_bytes:
+                raise invalid_argument(f"input {key!r}[{i}] is {len(raw)} bytes; the limit is "
+                                       f"{self.limits.max_text_bytes}")
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise invalid_argument(f"input {key!r}[{i}] is not valid UTF-8 ({err.reason} at byte {err.start})")
+
+    def predict(self, name: str, version: Optional[int], signature_key: str, inputs: Dict[str, np.ndarray],
+                output_filter: Sequence[str] = ()) -> Tuple[LoadedVersion, str, Dict[str, np.ndarray]]:
+        servable = self.servable(name, version)
+        key = signature_key or DEFAULT_SIGNATURE
+        signature = self.signature(servable, key)
+        self._check_inputs(signature, inputs)
+        unknown = set(output_filter) - set(signature.outputs)
+        if unknown:
+            raise invalid_argument(f"output_filter names unknown outputs {sorted(unknown)}")
+        outputs = self._run(servable, key, inputs)
+        if output_filter:
+            outputs = {k: v for k, v in outputs.items() if k in set(output_filter)}
+        return servable, key, outputs
+
+    def classify(self, name: str, version: Optional[int], signature_key: str,
+                 serialized_examples: Sequence[bytes]) -> Tuple[LoadedVersion, str, np.ndarray, np.ndarray]:
+        servable = self.servable(name, version)
+        key = signature_key or DEFAULT_SIGNATURE
+        signature = self.signature(servable, key)
+        if signature.method_name != CLASSIFY_METHOD:
+            raise invalid_argument(f'Expected classification signature method_name to be "{CLASSIFY_METHOD}", '
+                                   f'was "{signature.method_name}" (signature "{key}")')
+        if not serialized_examples:
+            raise invalid_argument("Invalid argument: Input is empty.")
+        input_key = next(iter(signature.inputs))
+        outputs = self._run(servable, key, {input_key: np.array(list(serialized_examples), dtype=object)})
+        return servable, key, outputs.get("classes"), outputs.get("scores")
+
+    @staticmethod
+    def _run(servable: LoadedVersion, key: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        try:
+            return servable.run(key, inputs)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
+            raise invalid_argument(f"the model rejected the input: {str(err).splitlines()[0][:500]}")

@@ -1,0 +1,154 @@
+"""TF Serving's gRPC API (PredictionService, ModelService) on the official generated stubs."""
+from __future__ import annotations
+
+import functools
+import logging
+from concurrent import futures
+from typing import Callable
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from google.protobuf import any_pb2
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
+
+from serving.core import ServingCore
+from serving.errors import ServingError, invalid_argument
+
+log = logging.getLogger("rw_tf.serving")
+
+
+def _handled(method: Callable) -> Callable:
+    """Turns ``ServingError`` into the matching gRPC status; anything else into INTERNAL."""
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except ServingError as err:
+            context.abort(err.code, err.message)
+        except Exception as err:  # noqa: BLE001 - the server must keep serving
+            log.exception("internal error in %s", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+    return wrapper
+
+
+def _version(model_spec) -> "int | None":
+    if model_spec.WhichOneof("version_choice") == "version_label":
+        raise invalid_argument("version labels are not supported by this server; use a version number")
+    return model_spec.version.value if model_spec.HasField("version") else None
+
+
+def _to_array(name: str, proto) -> np.ndarray:
+    try:
+        return tf.make_ndarray(proto)
+    except Exception as err:  # noqa: BLE001 - malformed TensorProto from the wire
+        raise invalid_argument(f"input {name!r} is not a valid TensorProto: {err}")
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, core: ServingCore) -> None:
+        self.core = core
+
+    def _fill_spec(self, response_spec, request_spec, servable, signature: str) -> None:
+        response_spec.name = servable.name
+        response_spec.version.value = servable.version
+        response_spec.signature_name = signature
+
+    @_handled
+    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+        inputs = {k: _to_array(k, v) for k, v in request.inputs.items()}
+        servable, key, outputs = self.core.predict(request.model_spec.name, _version(request.model_spec),
+                                                   request.model_spec.signature_name, inputs,
+                                                   list(request.output_filter))
+        response = predict_pb2.PredictResponse()
+        self._fill_spec(response.model_spec, request.model_spec, servable, key)
+        for name, value in outputs.items():
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+    @_handled
+    def Classify(self, request, context):  # noqa: N802
+        kind = request.input.WhichOneof("kind")
+        if kind == "example_list":
+            examples = [e.SerializeToString() for e in request.input.example_list.examples]
+        elif kind == "example_list_with_context":
+            context_example = request.input.example_list_with_context.context
+            examples = []
+            for e in request.input.example_list_with_context.examples:
+                merged = type(e)()
+                merged.CopyFrom(context_example)
+                merged.MergeFrom(e)
+                examples.append(merged.SerializeToString())
+        else:
+            examples = []
+        servable, key, classes, scores = self.core.classify(
+            request.model_spec.name, _version(request.model_spec), request.model_spec.signature_name, examples)
+        response = classification_pb2.ClassificationResponse()
+        self._fill_spec(response.model_spec, request.model_spec, servable, key)
+        for row in range(len(examples)):
+            result = response.result.classifications.add()
+            n = scores.shape[1] if scores is not None else classes.shape[1]
+            for j in range(n):
+                cls = result.classes.add()
+                if classes is not None:
+                    label = classes[row][j]
+                    cls.label = label.decode("utf-8") if isinstance(label, bytes) else str(label)
+                if scores is not None:
+                    cls.score = float(scores[row][j])
+        return response
+
+    @_handled
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        fields = set(request.metadata_field)
+        if fields != {"signature_def"}:
+            raise invalid_argument(f"Metadata field(s) {sorted(fields - {'signature_def'}) or '(none)'} not supported; "
+                                   "request 'signature_def'")
+        servable = self.core.servable(request.model_spec.name, _version(request.model_spec))
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(sig)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        self._fill_spec(response.model_spec, request.model_spec, servable, "")
+        packed = any_pb2.Any()
+        packed.Pack(signature_map)
+        response.metadata["signature_def"].CopyFrom(packed)
+        return response
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, core: ServingCore) -> None:
+        self.core = core
+
+    @_handled
+    def GetModelStatus(self, request, context):  # noqa: N802
+        manager = self.core.manager(request.model_spec.name)
+        wanted = _version(request.model_spec)
+        states = manager.versions()
+        if wanted is not None:
+            if wanted not in states:
+                raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                   f"Could not find version {wanted} of model {request.model_spec.name}")
+            states = {wanted: states[wanted]}
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for version, state in states.items():
+            status = response.model_version_status.add(version=version)
+            status.state = get_model_status_pb2.ModelVersionStatus.State.Value(state)
+            error = manager.load_error(version)
+            if error:
+                status.status.error_code = 13  # INTERNAL, as in TF Serving's StatusProto
+                status.status.error_message = error
+        return response
+
+
+def build_grpc_server(core: ServingCore, host: str, port: int, max_workers: int = 16) -> "tuple[grpc.Server, int]":
+    """Creates (not starts) the server; returns it and the bound port (0 picks a free one)."""
+    options = [("grpc.max_receive_message_length", core.limits.max_request_bytes),
+               ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"could not bind {host}:{port}")
+    return server, bound

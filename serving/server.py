@@ -1,0 +1,78 @@
+"""A local model server that speaks TF Serving's gRPC (and REST) API, for machines without TF Serving.
+
+    rw-tf serve --model-base-path runs/pipeline/serving/rw_tf_finetune [--model-name NAME]
+    rw-tf serve --model-config-file models.config [--batching-parameters-file batching.txt]
+
+Loads every version the policy wants, polls the base paths for newly pushed versions
+(``--file-system-poll-wait-seconds``), batches concurrent requests, binds 127.0.0.1 by default.
+
+Example:
+    >>> server = LocalModelServer([ModelSpec("m", "/models/m")], port=0).start()  # doctest: +SKIP
+    >>> server.grpc_port                                                           # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Optional, Sequence
+
+from serving.config import BatchingParameters, ModelSpec
+from serving.core import ServerLimits, ServingCore
+from serving.grpc_server import build_grpc_server
+from serving.rest_server import start_rest_server
+
+log = logging.getLogger("rw_tf.serving")
+
+
+class LocalModelServer:
+    def __init__(self, specs: Sequence[ModelSpec], host: str = "127.0.0.1", port: int = 8500,
+                 rest_port: Optional[int] = None, batching: Optional[BatchingParameters] = None,
+                 limits: Optional[ServerLimits] = None, poll_seconds: float = 2.0, max_workers: int = 16) -> None:
+        if not specs:
+            raise ValueError("no models to serve")
+        self.core = ServingCore(specs, batching, limits)
+        self.host, self.port, self.rest_port = host, port, rest_port
+        self.poll_seconds = poll_seconds
+        self.max_workers = max_workers
+        self._stop = threading.Event()
+        self._grpc = None
+        self._rest = None
+        self.grpc_port: Optional[int] = None
+
+    def start(self) -> "LocalModelServer":
+        self.core.refresh()  # the first load happens before the port opens
+        for name, manager in self.core.models.items():
+            if not manager.versions():
+                log.warning("model %s has no loadable version under %s yet", name, manager.spec.base_path)
+        self._grpc, self.grpc_port = build_grpc_server(self.core, self.host, self.port, self.max_workers)
+        self._grpc.start()
+        if self.rest_port is not None:
+            self._rest, self.rest_port = start_rest_server(self.core, self.host, self.rest_port)
+        threading.Thread(target=self._poll, daemon=True, name="version-poll").start()
+        log.info("serving %s on %s:%d (gRPC)%s", sorted(self.core.models), self.host, self.grpc_port,
+                 f" and :{self.rest_port} (REST)" if self._rest else "")
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.core.refresh()
+            except Exception:  # noqa: BLE001 - keep polling; the error is logged
+                log.exception("version poll failed")
+
+    def wait(self) -> None:
+        self._grpc.wait_for_termination()
+
+    def stop(self, grace: float = 2.0) -> None:
+        self._stop.set()
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait()
+        if self._rest is not None:
+            self._rest.shutdown()
+        self.core.close()
+
+    def __enter__(self) -> "LocalModelServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

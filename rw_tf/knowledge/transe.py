@@ -1,0 +1,84 @@
+"""TransE (Bordes et al., 2013) as a Keras model: d(h, r, t) = ||e_h + w_r - e_t||_p.
+
+Training minimizes the margin ranking loss max(0, margin + d(pos) - d(neg)) against
+``num_negatives`` corruptions per positive (head or tail replaced by a uniformly drawn entity,
+50/50). Entity embeddings are kept at unit L2 norm (a ``UnitNorm`` constraint applied after every
+optimizer update, which is when PyKEEN's TransE applies its entity constrainer). Uses
+``keras.ops``/``keras.random`` only, so it runs under any Keras backend.
+
+Example:
+    >>> model = TransE(num_entities=14, num_relations=55, embedding_dim=32)
+    >>> model.compile(optimizer="adam")
+    >>> # model.fit(train_triples, epochs=100, batch_size=256)   # inputs: int [n, 3]
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class TransE(keras.Model):
+    def __init__(self, num_entities: int, num_relations: int, embedding_dim: int = 50, norm: int = 1,
+                 margin: float = 1.0, num_negatives: int = 1, seed: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if norm not in (1, 2):
+            raise ValueError("norm must be 1 or 2")
+        if num_entities < 2 or num_relations < 1:
+            raise ValueError("need at least 2 entities and 1 relation")
+        self.num_entities, self.num_relations = num_entities, num_relations
+        self.embedding_dim, self.norm, self.margin = embedding_dim, norm, margin
+        self.num_negatives, self.seed = num_negatives, seed
+        bound = 6.0 / embedding_dim ** 0.5  # Bordes et al.'s uniform initialization
+        self.entity_embedding = keras.layers.Embedding(
+            num_entities, embedding_dim, name="entity_embedding",
+            embeddings_initializer=keras.initializers.RandomUniform(-bound, bound, seed=seed),
+            embeddings_constraint=keras.constraints.UnitNorm(axis=1))
+        self.relation_embedding = keras.layers.Embedding(
+            num_relations, embedding_dim, name="relation_embedding",
+            embeddings_initializer=keras.initializers.RandomUniform(-bound, bound, seed=seed))
+        self._seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape: Any = None) -> None:
+        self.entity_embedding.build((None,))
+        self.relation_embedding.build((None,))
+        # Relations are normalized once at initialization (Bordes et al.); entities by the constraint.
+        for emb in (self.relation_embedding.embeddings, self.entity_embedding.embeddings):
+            emb.assign(emb / ops.maximum(ops.norm(emb, axis=-1, keepdims=True), 1e-12))
+        self.built = True
+
+    def distance(self, heads: Any, relations: Any, tails: Any) -> Any:
+        h = self.entity_embedding(heads)
+        r = self.relation_embedding(relations)
+        t = self.entity_embedding(tails)
+        return ops.norm(h + r - t, ord=self.norm, axis=-1)
+
+    def call(self, triples: Any) -> Any:
+        """Distances of ``[batch, 3]`` (head, relation, tail) triples; lower = more plausible."""
+        triples = ops.cast(triples, "int32")
+        return self.distance(triples[:, 0], triples[:, 1], triples[:, 2])
+
+    def corrupt(self, triples: Any) -> Any:
+        """``num_negatives`` corruptions per triple: head or tail replaced by a random entity."""
+        triples = ops.repeat(ops.cast(triples, "int32"), self.num_negatives, axis=0)
+        n = ops.shape(triples)[0]
+        replacement = keras.random.randint((n,), 0, self.num_entities, dtype="int32", seed=self._seed_generator)
+        corrupt_head = keras.random.uniform((n,), seed=self._seed_generator) < 0.5
+        heads = ops.where(corrupt_head, replacement, triples[:, 0])
+        tails = ops.where(corrupt_head, triples[:, 2], replacement)
+        return ops.stack([heads, triples[:, 1], tails], axis=1)
+
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None,
+                     training: bool = True) -> Any:
+        positive = ops.repeat(y_pred, self.num_negatives, axis=0)
+        negative = self(self.corrupt(x))
+        return ops.mean(ops.relu(self.margin + positive - negative))
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(num_entities=self.num_entities, num_relations=self.num_relations,
+                      embedding_dim=self.embedding_dim, norm=self.norm, margin=self.margin,
+                      num_negatives=self.num_negatives, seed=self.seed)
+        return config

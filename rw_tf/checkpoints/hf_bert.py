@@ -80,7 +80,7 @@ def load_hf_bert(checkpoint_dir: str, lower_case: bool = None) -> Tuple[Transfor
         max_sequence_length=config["max_position_embeddings"], type_vocab_size=config.get("type_vocab_size", 2),
         dropout=config.get("hidden_dropout_prob", 0.1), attention_dropout=config.get("attention_probs_dropout_prob", 0.1),
         layer_norm_epsilon=config.get("layer_norm_eps", 1e-12), initializer_range=config.get("initializer_range", 0.02))
-    encoder.build({"token_ids": (None, None)})
+    encoder.build({k: (None, None) for k in ("token_ids", "segment_ids", "padding_mask")})
     w = _weights(checkpoint_dir)
     used = set()
 

@@ -1,0 +1,1 @@
+"""Fine-tuning pretrained encoders on downstream tasks (``rw-tf finetune --task ...``)."""

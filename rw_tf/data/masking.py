@@ -97,7 +97,7 @@ def choose_masked_tokens(token_ids: tf.Tensor, unit_ids: tf.Tensor, keys: tf.Ten
     positions = tf.where(top < length, top, 0)
     labels = tf.where(top < length, tf.gather(token_ids, positions, batch_dims=1), 0)
     return {"masked_token_ids": masked, "masked_positions": positions,
-            "masked_ids": tf.cast(labels, tf.int32), "masked_weights": weights}
+            "masked_ids": tf.cast(labels, tf.int32), "masked_weights": weights, "selected": selected}
 
 
 class PretrainingExampleBuilder:
@@ -110,11 +110,14 @@ class PretrainingExampleBuilder:
         ['masked_ids', 'masked_positions', 'masked_weights', 'nsp_label', 'padding_mask', ...]
     """
 
-    def __init__(self, tokenizer: WordPieceTokenizer, config: PretrainingDataConfig) -> None:
+    def __init__(self, tokenizer: WordPieceTokenizer, config: PretrainingDataConfig, linker=None) -> None:
+        """``linker`` (an ``EntityLinker``) adds ``entity_ids`` (-1 at masked positions, so the
+        entity of a masked token never leaks into the input) and ``masked_entity_ids``."""
         if config.max_sequence_length < 5:
             raise ValueError("max_sequence_length must be >= 5")
         self.tokenizer = tokenizer
         self.config = config
+        self.linker = linker
         self._trimmer = tf_text.RoundRobinTrimmer(config.max_sequence_length - 3)
 
     def __call__(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -155,7 +158,15 @@ class PretrainingExampleBuilder:
                                                      token_ids.dtype)), axis=-1)
         units = tf.where(special, tf.constant(-1, units.dtype), units)
         mlm = choose_masked_tokens(token_ids, units, keys, cfg, tok.vocab_size, tok.mask_id, tok.special_ids)
-        return {
+        extra = {}
+        if self.linker is not None:
+            ent_a, ent_b = self._trimmer.trim([self.linker.link_pieces(first_text), self.linker.link_pieces(second_text)])
+            entities, _ = tf_text.combine_segments([ent_a, ent_b], -1, -1)
+            entities, _ = tf_text.pad_model_inputs(entities, length, pad_value=-1)
+            extra["masked_entity_ids"] = tf.where(mlm["masked_weights"] > 0, tf.gather(
+                entities, mlm["masked_positions"], batch_dims=1), tf.constant(-1, entities.dtype))
+            extra["entity_ids"] = tf.where(mlm["selected"], tf.constant(-1, entities.dtype), entities)
+        return {**extra,
             "token_ids": tf.cast(mlm["masked_token_ids"], tf.int32),
             "segment_ids": tf.cast(segment_ids, tf.int32),
             "padding_mask": tf.cast(padding_mask, tf.int32),

@@ -19,7 +19,7 @@ MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "masked_positions")
 
 def to_keras_triplet(features: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
     """Splits builder features into Keras ``(x, y, sample_weight)`` for ``PretrainingModel``."""
-    x = {k: features[k] for k in MODEL_INPUTS}
+    x = {k: features[k] for k in MODEL_INPUTS + ("entity_ids",) if k in features}
     y = {"mlm": features["masked_ids"], "nsp": features["nsp_label"][:, None],
          "sop": features["sop_label"][:, None]}
     sample_weight = {"mlm": features["masked_weights"], "nsp": tf.ones_like(features["nsp_label"]),
@@ -27,13 +27,13 @@ def to_keras_triplet(features: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
     return x, y, sample_weight
 
 
-def pretraining_dataset(columns: Dict[str, Sequence[str]], tokenizer: WordPieceTokenizer,
-                        config: PretrainingDataConfig, batch_size: int, shuffle: bool = True,
-                        repeat: bool = True, drop_remainder: bool = True) -> tf.data.Dataset:
-    """Batches of pretraining examples built by ``PretrainingExampleBuilder`` from candidate pairs."""
+def pretraining_features(columns: Dict[str, Sequence[str]], tokenizer: WordPieceTokenizer,
+                         config: PretrainingDataConfig, batch_size: int, shuffle: bool = True,
+                         repeat: bool = True, drop_remainder: bool = True, linker=None) -> tf.data.Dataset:
+    """Batches of builder features (all of them, e.g. ``masked_entity_ids`` for evaluation)."""
     if not columns.get("text_a"):
         raise ValueError("no candidate pairs: the corpus produced no sentence pairs")
-    builder = PretrainingExampleBuilder(tokenizer, config)
+    builder = PretrainingExampleBuilder(tokenizer, config, linker)
     texts = {k: tf.constant(list(columns[k]), tf.string) for k in ("text_a", "text_b", "text_random")}
     ds = tf.data.Dataset.from_tensor_slices(texts)
     if shuffle:
@@ -41,5 +41,13 @@ def pretraining_dataset(columns: Dict[str, Sequence[str]], tokenizer: WordPieceT
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(builder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(builder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def pretraining_dataset(columns: Dict[str, Sequence[str]], tokenizer: WordPieceTokenizer,
+                        config: PretrainingDataConfig, batch_size: int, shuffle: bool = True,
+                        repeat: bool = True, drop_remainder: bool = True, linker=None) -> tf.data.Dataset:
+    """Batches of ``(x, y, sample_weight)`` for ``PretrainingModel.fit`` from candidate pairs;
+    with an ``EntityLinker``, ``x`` also holds ``entity_ids`` for a knowledge-enhanced encoder."""
+    ds = pretraining_features(columns, tokenizer, config, batch_size, shuffle, repeat, drop_remainder, linker)
     return ds.map(to_keras_triplet).prefetch(tf.data.AUTOTUNE)

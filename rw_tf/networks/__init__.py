@@ -1,4 +1,5 @@
 """Networks: layers composed into reusable backbones."""
 from rw_tf.networks.encoder import TransformerEncoder
+from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
 
-__all__ = ["TransformerEncoder"]
+__all__ = ["KnowledgeEnhancedEncoder", "TransformerEncoder"]

@@ -77,11 +77,19 @@ class TransformerEncoder(keras.Model):
         if missing:
             raise KeyError(f"encoder inputs are missing {missing}; expected keys {list(ENCODER_INPUTS)}")
         padding_mask = inputs["padding_mask"]
+        context = self._knowledge_context(inputs)
         x = self.embeddings(inputs["token_ids"], inputs["segment_ids"], training=training)
-        for block in self.blocks:
-            x = block(x, padding_mask=padding_mask, training=training)
+        for i, block in enumerate(self.blocks):
+            x = self._after_block(i, block(x, padding_mask=padding_mask, training=training), context)
         pooled = self.pooler(x[:, 0, :])
         return {"sequence_output": x, "pooled_output": pooled}
+
+    # Hooks for subclasses that inject extra information between blocks (see KnowledgeEnhancedEncoder).
+    def _knowledge_context(self, inputs: Dict[str, Any]) -> Any:
+        return None
+
+    def _after_block(self, index: int, hidden_states: Any, context: Any) -> Any:
+        return hidden_states
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

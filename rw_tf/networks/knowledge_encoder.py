@@ -1,0 +1,86 @@
+"""A Transformer encoder with knowledge injection after chosen blocks.
+
+Inputs: the encoder inputs plus ``entity_ids`` [batch, seq] (-1 = no entity; from
+``EntityLinker``). After each block listed in ``knowledge_layers`` the token states of linked
+tokens are fused with their entity's embedding (TransE's, optionally frozen) by
+``GatedKnowledgeFusion`` (``fusion="gated"``) or ``AdditiveKnowledgeFusion`` (``"additive"``).
+
+Example:
+    >>> enc = KnowledgeEnhancedEncoder(vocab_size=100, num_entities=14, entity_embedding_dim=8,
+    ...                                hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+    ...                                knowledge_layers=(1,))
+    >>> ids = keras.ops.ones((2, 6), dtype="int32")
+    >>> out = enc({"token_ids": ids, "segment_ids": ids * 0, "padding_mask": ids, "entity_ids": ids - 2})
+    >>> tuple(out["sequence_output"].shape)
+    (2, 6, 16)
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from rw_tf.layers.knowledge_fusion import AdditiveKnowledgeFusion, GatedKnowledgeFusion
+from rw_tf.networks.encoder import TransformerEncoder
+
+FUSIONS = {"gated": GatedKnowledgeFusion, "additive": AdditiveKnowledgeFusion}
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class KnowledgeEnhancedEncoder(TransformerEncoder):
+    def __init__(self, vocab_size: int, num_entities: int, entity_embedding_dim: int,
+                 knowledge_layers: Sequence[int] = (0,), fusion: str = "gated",
+                 freeze_entity_embeddings: bool = True, **kwargs: Any) -> None:
+        super().__init__(vocab_size, **kwargs)
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
+        bad = [i for i in knowledge_layers if not 0 <= i < self.config.num_layers]
+        if bad:
+            raise ValueError(f"knowledge_layers {bad} outside 0..{self.config.num_layers - 1}")
+        self.num_entities = num_entities
+        self.entity_embedding_dim = entity_embedding_dim
+        self.knowledge_layers = tuple(int(i) for i in knowledge_layers)
+        self.fusion = fusion
+        self.freeze_entity_embeddings = freeze_entity_embeddings
+        self.entity_embedding = keras.layers.Embedding(num_entities, entity_embedding_dim, name="entity_embedding",
+                                                       trainable=not freeze_entity_embeddings)
+        self.fusion_layers = [FUSIONS[fusion](self.config.hidden_size, initializer_range=self.config.initializer_range,
+                                              name=f"knowledge_fusion_{i}") for i in self.knowledge_layers]
+
+    def set_entity_embeddings(self, embeddings: np.ndarray) -> None:
+        """Loads pretrained entity vectors (e.g. ``TransE.entity_embedding.embeddings``)."""
+        if not self.entity_embedding.built:
+            self.entity_embedding.build((None,))
+        if tuple(embeddings.shape) != (self.num_entities, self.entity_embedding_dim):
+            raise ValueError(f"entity embeddings must be {(self.num_entities, self.entity_embedding_dim)}, "
+                             f"got {tuple(embeddings.shape)}")
+        self.entity_embedding.embeddings.assign(np.asarray(embeddings, np.float32))
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        shape = tuple(input_shape["token_ids"]) if isinstance(input_shape, dict) else tuple(input_shape)
+        if not self.entity_embedding.built:
+            self.entity_embedding.build((None,))
+        for layer in self.fusion_layers:
+            layer.build(shape + (self.config.hidden_size,), shape + (self.entity_embedding_dim,), shape)
+
+    def _knowledge_context(self, inputs: Dict[str, Any]) -> Any:
+        if "entity_ids" not in inputs:
+            raise KeyError("a knowledge-enhanced encoder needs 'entity_ids' (use -1 where there is no entity)")
+        entity_ids = ops.cast(inputs["entity_ids"], "int32")
+        return self.entity_embedding(ops.maximum(entity_ids, 0)), ops.cast(entity_ids >= 0, "float32")
+
+    def _after_block(self, index: int, hidden_states: Any, context: Any) -> Any:
+        if index not in self.knowledge_layers:
+            return hidden_states
+        entities, entity_mask = context
+        return self.fusion_layers[self.knowledge_layers.index(index)](hidden_states, entities, entity_mask)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(num_entities=self.num_entities, entity_embedding_dim=self.entity_embedding_dim,
+                      knowledge_layers=list(self.knowledge_layers), fusion=self.fusion,
+                      freeze_entity_embeddings=self.freeze_entity_embeddings)
+        return config

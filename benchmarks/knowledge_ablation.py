@@ -5,7 +5,9 @@
 Every variant pretrains the same tiny encoder (MLM + NSP + SOP) on the same examples for the same
 number of steps; evaluation masks held-out sentences (facts from the test triples) deterministically.
 Variants: no knowledge; additive (ERNIE-style) and gated injection of frozen TransE entity
-embeddings (trained on the train triples) after block ``--layer``. Entity ids of masked tokens are
+embeddings (trained on the train triples) after block ``--layer``; gated + KD: a fresh gated model
+trained with L_MLM + L_NSP + L_SOP + alpha L_KD, the knowledge model f_K being the trained gated
+model of the same seed (alpha = ``--kd-weight``, temperature ``--kd-temperature``). Entity ids of masked tokens are
 hidden from the input; the held-out text is masked with five seeds. Reports masked-LM accuracy on all masked tokens and on entity tokens.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ from rw_tf.data.segment_pairs import segment_pair_candidates  # noqa: E402
 from rw_tf.knowledge import TransE  # noqa: E402
 from rw_tf.knowledge.demo import nations_demo  # noqa: E402
 from rw_tf.knowledge.entity_linking import EntityLinker  # noqa: E402
-from rw_tf.models import PretrainingModel  # noqa: E402
+from rw_tf.models import PretrainingModel, add_distillation_targets  # noqa: E402
 from rw_tf.networks import KnowledgeEnhancedEncoder, TransformerEncoder  # noqa: E402
 from rw_tf.tokenization import WordPieceTokenizer, learn_vocabulary, write_vocabulary  # noqa: E402
 
@@ -52,6 +54,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--layer", type=int, default=0)
     parser.add_argument("--transe-epochs", type=int, default=200)
+    parser.add_argument("--kd-weight", type=float, default=1.0)
+    parser.add_argument("--kd-temperature", type=float, default=2.0)
     args = parser.parse_args()
 
     demo = nations_demo()
@@ -68,13 +72,14 @@ def main() -> int:
         repeat=False, drop_remainder=False, linker=linker)]
     encoder_config = EncoderConfig.preset("tiny", vocab_size=tokenizer.vocab_size, max_sequence_length=32)
 
-    results = {name: [] for name in ("no knowledge", "additive injection", "gated injection")}
+    results = {name: [] for name in ("no knowledge", "additive injection", "gated injection", "gated injection + KD")}
     for seed in args.seeds:
         keras.utils.set_random_seed(seed)
         transe = TransE(demo.train.num_entities, demo.train.num_relations, embedding_dim=32, seed=seed)
         transe.compile(optimizer=keras.optimizers.Adam(0.01))
         transe.fit(demo.train.triples, epochs=args.transe_epochs, batch_size=128, verbose=0)
         entity_vectors = np.asarray(transe.entity_embedding.embeddings)
+        trained = {}
         for name in results:
             keras.utils.set_random_seed(seed)
             if name == "no knowledge":
@@ -84,10 +89,15 @@ def main() -> int:
                                                    knowledge_layers=(args.layer,), fusion=name.split()[0],
                                                    **encoder_config.to_dict())
                 encoder.set_entity_embeddings(entity_vectors)
-            model = PretrainingModel(encoder)
+            distill = name.endswith("+ KD")
+            model = PretrainingModel(encoder, kd_weight=args.kd_weight if distill else 0.0,
+                                     kd_temperature=args.kd_temperature)
             model.compile(optimizer=keras.optimizers.AdamW(1e-3))
             data = pretraining_dataset(train_pairs, tokenizer, data_config, 32, linker=linker)
+            if distill:
+                data = add_distillation_targets(data, trained["gated injection"])
             model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
+            trained[name] = model
             results[name].append(evaluate(model, eval_batches))
             print(seed, name, results[name][-1], flush=True)
 

@@ -26,6 +26,14 @@ class PipelineConfig:
     data_root: Optional[str] = None
     # Where fine-tuning takes its encoder from; default: the newest pushed pretraining version.
     pretrained_model_uri: Optional[str] = None
+    # Corpus: "embedded" (Python's documentation) or "nations" (the knowledge domain demo).
+    corpus: str = "embedded"
+    # Knowledge mode of the pretraining pipeline: alias TSV + a `rw-tf kg train` output folder
+    # (for corpus "nations" both are prepared automatically), fusion and blocks to inject after.
+    alias_file: Optional[str] = None
+    knowledge_dir: Optional[str] = None
+    knowledge_fusion: str = "gated"
+    knowledge_layers: List[int] = dataclasses.field(default_factory=lambda: [0])
     # Model/data sizes (tiny defaults make the embedded run finish in minutes on 2 CPU cores).
     preset: str = "tiny"
     vocab_size: int = 4000
@@ -58,6 +66,13 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         self.root = os.path.abspath(self.root)
+        if self.corpus not in ("embedded", "nations"):
+            raise ValueError(f"unknown corpus {self.corpus!r}; choose 'embedded' or 'nations'")
+        if self.corpus == "nations":
+            self.alias_file = self.alias_file or os.path.join(self.data_dir, "aliases.tsv")
+            self.knowledge_dir = self.knowledge_dir or os.path.join(self.data_dir, "transe")
+        if bool(self.alias_file) != bool(self.knowledge_dir):
+            raise ValueError("knowledge mode needs both alias_file and knowledge_dir")
         if self.beam_direct_running_mode not in ("in_memory", "multi_threading", "multi_processing"):
             raise ValueError(f"unknown beam_direct_running_mode {self.beam_direct_running_mode!r}")
 

@@ -90,13 +90,19 @@ def create_pipeline(kind: str, config: PipelineConfig, enable_cache: Optional[bo
     gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"]).with_id("AnomaliesGate")
     transform_config = {"vocab_file": config.vocab_file, "max_sequence_length": config.max_sequence_length,
                         "max_predictions_per_seq": config.max_predictions_per_seq, "seed": config.seed}
+    knowledge = {}
+    if kind == "pretrain" and config.knowledge_dir:
+        transform_config.update(alias_file=config.alias_file, knowledge_dir=config.knowledge_dir)
+        knowledge = {"knowledge_dir": config.knowledge_dir, "alias_file": config.alias_file,
+                     "knowledge_fusion": config.knowledge_fusion,
+                     "knowledge_layers": list(config.knowledge_layers)}
     transform = tfx.components.Transform(examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
                                          module_file=module_file(f"{kind}_transform"), custom_config=transform_config)
     transform.add_upstream_node(gate)
     components += [example_gen, statistics_gen, schema_gen, example_validator, gate, transform]
 
     trainer_config = {"preset": config.preset, "batch_size": config.batch_size, "strategy": config.strategy,
-                      "warmup_steps": config.warmup_steps, "seed": config.seed, "epochs": 1}
+                      "warmup_steps": config.warmup_steps, "seed": config.seed, "epochs": 1, **knowledge}
     trainer_args = {}
     if kind == "pretrain":
         trainer_config["learning_rate"] = config.learning_rate

@@ -34,22 +34,24 @@ TEXT_SPEC = tf.TensorSpec([None], tf.string, name="text")
 class _TextExport(tf.Module):
     """Holds the Keras model and the tokenizer (with its vocabulary asset)."""
 
-    def __init__(self, model: keras.Model, tokenizer: WordPieceTokenizer, max_sequence_length: int) -> None:
+    def __init__(self, model: keras.Model, tokenizer: WordPieceTokenizer, max_sequence_length: int,
+                 linker=None) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.max_sequence_length = max_sequence_length
+        self.linker = linker  # knowledge-enhanced models also need entity ids for raw text
 
     def _text_inputs(self, text: tf.Tensor) -> Dict[str, tf.Tensor]:
-        return single_segment_inputs(self.tokenizer, text, self.max_sequence_length)
+        return single_segment_inputs(self.tokenizer, text, self.max_sequence_length, self.linker)
 
 
 class _TransformingExport(_TextExport):
     """Adds the tf.Transform layer: parses raw serialized examples and transforms them."""
 
     def __init__(self, model: keras.Model, tft_output, tokenizer: WordPieceTokenizer,
-                 max_sequence_length: int, label_keys=()) -> None:
-        super().__init__(model, tokenizer, max_sequence_length)
+                 max_sequence_length: int, label_keys=(), linker=None) -> None:
+        super().__init__(model, tokenizer, max_sequence_length, linker)
         self.tft_layer = tft_output.transform_features_layer()
         spec = tft_output.raw_feature_spec()
         self._raw_spec = {k: v for k, v in spec.items() if k not in label_keys}
@@ -178,8 +180,8 @@ def _save(module: _TransformingExport, signatures: Dict, export_dir: str, model:
 
 
 def export_pretraining_model(model: keras.Model, tft_output, tokenizer: WordPieceTokenizer, export_dir: str,
-                             max_sequence_length: int) -> str:
-    module = PretrainingExport(model, tft_output, tokenizer, max_sequence_length)
+                             max_sequence_length: int, linker=None) -> str:
+    module = PretrainingExport(model, tft_output, tokenizer, max_sequence_length, linker=linker)
     signatures = {"serving_default": module.serve_examples, "transform_features": module.transform_features,
                   "encode_text": module.encode_text}
     return _save(module, signatures, export_dir, model)

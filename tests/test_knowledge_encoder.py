@@ -95,3 +95,20 @@ def test_knowledge_pretraining_saves_and_reloads(demo_setup, tmp_path):
     model.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(again(x)["mlm"], model(x)["mlm"], atol=1e-5)
+
+
+def test_domain_pretraining_with_distillation_logs_each_term(demo_setup):
+    from rw_tf.models import add_distillation_targets
+
+    demo, tok, linker = demo_setup
+    pairs = segment_pair_candidates(demo.train_documents, target_words=6, seed=0)
+    ds = pretraining_dataset(pairs, tok, PretrainingDataConfig(32, 5), 16, linker=linker)
+    sizes = {**SIZES, "vocab_size": tok.vocab_size, "max_sequence_length": 32}
+    teacher = PretrainingModel(KnowledgeEnhancedEncoder(num_entities=14, entity_embedding_dim=8, **sizes))
+    teacher(next(iter(ds))[0])
+    student = PretrainingModel(TransformerEncoder(**sizes), kd_weight=0.5, kd_temperature=2.0)
+    student.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = student.fit(add_distillation_targets(ds, teacher), steps_per_epoch=3, epochs=1, verbose=0).history
+    assert {"mlm_loss", "nsp_loss", "sop_loss", "kd_loss"} <= set(history)
+    assert history["kd_loss"][0] > 0
+    assert PretrainingModel.from_config(student.get_config()).kd_weight == 0.5

@@ -15,9 +15,10 @@ import tensorflow_text as tf_text
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 
-def single_segment_inputs(tokenizer: WordPieceTokenizer, texts: tf.Tensor,
-                          max_sequence_length: int) -> Dict[str, tf.Tensor]:
-    """``[CLS] text [SEP]`` truncated to ``max_sequence_length`` and padded; int32 [batch, L]."""
+def single_segment_inputs(tokenizer: WordPieceTokenizer, texts: tf.Tensor, max_sequence_length: int,
+                          linker=None) -> Dict[str, tf.Tensor]:
+    """``[CLS] text [SEP]`` truncated to ``max_sequence_length`` and padded; int32 [batch, L].
+    With an ``EntityLinker`` also ``entity_ids`` (-1 for special, padding and unlinked tokens)."""
     if max_sequence_length < 3:
         raise ValueError("max_sequence_length must be >= 3")
     ids = tokenizer.tokenize(texts)[:, :max_sequence_length - 2]
@@ -25,5 +26,10 @@ def single_segment_inputs(tokenizer: WordPieceTokenizer, texts: tf.Tensor,
     token_ids, padding_mask = tf_text.pad_model_inputs(token_ids, max_sequence_length,
                                                        pad_value=tokenizer.pad_id)
     segment_ids, _ = tf_text.pad_model_inputs(segment_ids, max_sequence_length)
-    return {"token_ids": tf.cast(token_ids, tf.int32), "segment_ids": tf.cast(segment_ids, tf.int32),
-            "padding_mask": tf.cast(padding_mask, tf.int32)}
+    features = {"token_ids": tf.cast(token_ids, tf.int32), "segment_ids": tf.cast(segment_ids, tf.int32),
+                "padding_mask": tf.cast(padding_mask, tf.int32)}
+    if linker is not None:
+        entities, _ = tf_text.combine_segments([linker.link_pieces(texts)[:, :max_sequence_length - 2]], -1, -1)
+        entities, _ = tf_text.pad_model_inputs(entities, max_sequence_length, pad_value=-1)
+        features["entity_ids"] = tf.cast(entities, tf.int32)
+    return features

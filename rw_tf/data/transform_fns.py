@@ -41,14 +41,32 @@ def tracked_tokenizer(vocab_file: str, lower_case: bool) -> WordPieceTokenizer:
                                      name="wordpiece_tokenizer")
 
 
+def tracked_linker(tokenizer: WordPieceTokenizer, alias_file: str, knowledge_dir: str):
+    """An ``EntityLinker`` over ``alias_file`` with the entity ids of a ``rw-tf kg train`` model dir."""
+    import json
+    import os
+
+    import tensorflow_transform as tft
+
+    from rw_tf.knowledge.entity_linking import EntityLinker, read_alias_table
+
+    with open(os.path.join(knowledge_dir, "entities.json"), encoding="utf-8") as f:
+        entity_to_id = json.load(f)
+    aliases, _ = read_alias_table(alias_file, entity_to_id)
+    return tft.make_and_track_object(lambda: EntityLinker(tokenizer, aliases), name="entity_linker")
+
+
 def pretraining_preprocessing_fn(inputs: Dict[str, tf.Tensor], vocab_file: str,
-                                 data_config: PretrainingDataConfig, lower_case: bool = True) -> Dict[str, tf.Tensor]:
-    """Raw ``text_a``/``text_b``/``text_random`` -> masked pretraining features (+ ``mlm_num_masked``)."""
+                                 data_config: PretrainingDataConfig, lower_case: bool = True,
+                                 alias_file: str = None, knowledge_dir: str = None) -> Dict[str, tf.Tensor]:
+    """Raw ``text_a``/``text_b``/``text_random`` -> masked pretraining features (+ ``mlm_num_masked``);
+    with ``alias_file`` and ``knowledge_dir`` also ``entity_ids`` and ``masked_entity_ids``."""
     missing = [k for k in PAIR_TEXT_FEATURES if k not in inputs]
     if missing:
         raise KeyError(f"pretraining examples are missing features {missing}")
     tokenizer = tracked_tokenizer(vocab_file, lower_case)
-    features = PretrainingExampleBuilder(tokenizer, data_config)(
+    linker = tracked_linker(tokenizer, alias_file, knowledge_dir) if alias_file else None
+    features = PretrainingExampleBuilder(tokenizer, data_config, linker)(
         {k: dense_1d(inputs[k], b"") for k in PAIR_TEXT_FEATURES})
     features["mlm_num_masked"] = tf.reduce_sum(features["masked_weights"], axis=1)
     return example_dtypes(features)

@@ -1,5 +1,5 @@
 """Task models: an encoder network plus heads, with their default losses and metrics."""
 from rw_tf.models.classifier import TextClassifier
-from rw_tf.models.pretraining import PretrainingModel
+from rw_tf.models.pretraining import PretrainingModel, add_distillation_targets
 
-__all__ = ["PretrainingModel", "TextClassifier"]
+__all__ = ["PretrainingModel", "TextClassifier", "add_distillation_targets"]

@@ -7,7 +7,7 @@ import keras
 
 from rw_tf.heads.masked_lm import MaskedLMHead
 from rw_tf.heads.segment_pair import SegmentPairHead
-from rw_tf.losses import pretraining_losses
+from rw_tf.losses import KnowledgeDistillationLoss, pretraining_losses
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
 
@@ -22,6 +22,11 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
     each term (``mlm_loss``, ``nsp_loss``, ``sop_loss``) plus ``mlm_accuracy``, ``nsp_accuracy``,
     ``sop_accuracy``; feed ``(x, y, sample_weight)`` as built by ``rw_tf.data.pretraining_dataset``.
 
+    Domain pretraining with knowledge distillation: ``kd_weight=alpha > 0`` adds the output ``kd``
+    (the MLM logits again) scored by ``KnowledgeDistillationLoss(kd_temperature)`` against a
+    knowledge model's MLM logits, L = L_MLM + l1 L_NSP + l2 L_SOP + alpha L_KD, logged as
+    ``kd_loss``; ``add_distillation_targets`` puts the teacher's logits into the batches.
+
     Example:
         >>> model = PretrainingModel(TransformerEncoder.from_preset("tiny", vocab_size=100))
         >>> model.compile(optimizer="adam")
@@ -29,11 +34,13 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
     """
 
     def __init__(self, encoder: TransformerEncoder, nsp_weight: float = 1.0, sop_weight: float = 1.0,
-                 **kwargs: Any) -> None:
+                 kd_weight: float = 0.0, kd_temperature: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.encoder = encoder
         self.nsp_weight = nsp_weight
         self.sop_weight = sop_weight
+        self.kd_weight = kd_weight
+        self.kd_temperature = kd_temperature
         self.mlm_head = MaskedLMHead(encoder.token_embedding,
                                      layer_norm_epsilon=encoder.config.layer_norm_epsilon,
                                      initializer_range=encoder.config.initializer_range, name="mlm_head")
@@ -53,17 +60,23 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
         if "masked_positions" not in inputs:
             raise KeyError("pretraining inputs need 'masked_positions' besides the encoder inputs")
         seq = self.encoder(inputs, training=training)["sequence_output"]
-        return {
+        outputs = {
             "mlm": self.mlm_head(seq, inputs["masked_positions"]),
             "nsp": self.nsp_head(seq, inputs["segment_ids"], inputs["padding_mask"]),
             "sop": self.sop_head(seq, inputs["segment_ids"], inputs["padding_mask"]),
         }
+        if self.kd_weight > 0:
+            outputs["kd"] = outputs["mlm"]
+        return outputs
 
     def compile(self, optimizer: Any = "adam", loss: Any = None, loss_weights: Any = None,
                 weighted_metrics: Any = None, **kwargs: Any) -> None:
         """Keras ``compile`` whose loss, loss weights and metrics default to the pretraining objective."""
         if loss is None:
             loss, default_weights = pretraining_losses(self.nsp_weight, self.sop_weight)
+            if self.kd_weight > 0:
+                loss["kd"] = KnowledgeDistillationLoss(self.kd_temperature)
+                default_weights["kd"] = float(self.kd_weight)
             loss_weights = default_weights if loss_weights is None else loss_weights
         if weighted_metrics is None:
             weighted_metrics = {
@@ -77,7 +90,8 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config.update(encoder=keras.saving.serialize_keras_object(self.encoder),
-                      nsp_weight=self.nsp_weight, sop_weight=self.sop_weight)
+                      nsp_weight=self.nsp_weight, sop_weight=self.sop_weight, kd_weight=self.kd_weight,
+                      kd_temperature=self.kd_temperature)
         return config
 
     @classmethod
@@ -85,3 +99,12 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
         config = dict(config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         return cls(**config)
+
+
+def add_distillation_targets(dataset, teacher: keras.Model):
+    """Adds the knowledge model's MLM logits as ``y["kd"]`` (weighted like the MLM positions) to
+    ``(x, y, sample_weight)`` batches, for a student built with ``kd_weight > 0``."""
+    def with_targets(x, y, sample_weight):
+        logits = teacher(x, training=False)["mlm"]
+        return x, {**y, "kd": logits}, {**sample_weight, "kd": sample_weight["mlm"]}
+    return dataset.map(with_targets)

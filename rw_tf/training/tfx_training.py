@@ -3,7 +3,9 @@
 The Trainer module files bind these to ``run_fn``; export is in ``serving.export``.
 ``custom_config`` keys (all optional): ``preset``, ``batch_size``, ``epochs``, ``learning_rate``,
 ``warmup_steps``, ``strategy``, ``jit_compile``, ``nsp_weight``, ``sop_weight``, ``num_classes``,
-``dropout``, ``seed``.
+``dropout``, ``seed``; knowledge mode (pretraining): ``knowledge_dir`` (a ``rw-tf kg train``
+output: its TransE entity embeddings are injected, frozen), ``knowledge_fusion`` ("gated" or
+"additive") and ``knowledge_layers`` (block indices).
 """
 from __future__ import annotations
 
@@ -69,6 +71,35 @@ def _fit(model: keras.Model, train_ds, eval_ds, run: PretrainRunConfig, fn_args)
                      verbose=2)
 
 
+def build_encoder(encoder_config: EncoderConfig, config: Dict[str, Any]) -> TransformerEncoder:
+    """A plain encoder, or with ``knowledge_dir`` a knowledge-enhanced one with TransE's entities."""
+    if not config.get("knowledge_dir"):
+        return TransformerEncoder.from_encoder_config(encoder_config)
+    from rw_tf.knowledge.training import load_model_dir
+    from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
+
+    transe, entities, _ = load_model_dir(config["knowledge_dir"])
+    vectors = transe.entity_embedding.embeddings.numpy()
+    encoder = KnowledgeEnhancedEncoder(num_entities=len(entities), entity_embedding_dim=vectors.shape[1],
+                                       knowledge_layers=tuple(config.get("knowledge_layers", (0,))),
+                                       fusion=config.get("knowledge_fusion", "gated"), **encoder_config.to_dict())
+    encoder.set_entity_embeddings(vectors)
+    return encoder
+
+
+def knowledge_linker(config: Dict[str, Any], tokenizer: WordPieceTokenizer):
+    """The entity linker of knowledge mode (None otherwise), for the raw-text export."""
+    if not config.get("knowledge_dir"):
+        return None
+    import json
+
+    from rw_tf.knowledge.entity_linking import EntityLinker, read_alias_table
+
+    with open(os.path.join(config["knowledge_dir"], "entities.json"), encoding="utf-8") as f:
+        aliases, _ = read_alias_table(config["alias_file"], json.load(f))
+    return EntityLinker(tokenizer, aliases)
+
+
 def train_pretraining_model(fn_args) -> Tuple[PretrainingModel, Any, WordPieceTokenizer, int]:
     """Pretrains from transformed examples; returns (model, tft_output, tokenizer, max_sequence_length)."""
     import tensorflow_transform as tft
@@ -84,8 +115,8 @@ def train_pretraining_model(fn_args) -> Tuple[PretrainingModel, Any, WordPieceTo
     encoder_config = EncoderConfig.preset(run.preset, vocab_size=tokenizer.vocab_size,
                                           max_sequence_length=max(max_len, EncoderConfig.preset(run.preset).max_sequence_length))
     with get_strategy(run.strategy).scope():
-        model = PretrainingModel(TransformerEncoder.from_encoder_config(encoder_config),
-                                 nsp_weight=run.nsp_weight, sop_weight=run.sop_weight, name="pretraining_model")
+        model = PretrainingModel(build_encoder(encoder_config, config), nsp_weight=run.nsp_weight,
+                                 sop_weight=run.sop_weight, name="pretraining_model")
         model.compile(optimizer=build_optimizer(run), jit_compile=run.jit_compile)
     _fit(model, train_ds, eval_ds, run, fn_args)
     return model, tft_output, tokenizer, max_len

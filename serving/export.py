@@ -89,6 +89,12 @@ class PretrainingExport(_TransformingExport):
             "sop_probability": tf.sigmoid(outputs["sop"])[:, 0],
         }
 
+    def _fill_mask(self, text: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """Writing assistant: top-5 completions for each [MASK] marker (texts without one: error)."""
+        from rw_tf.applications.fill_mask import top_k_completions
+
+        return top_k_completions(self.model, self.tokenizer, text, self.max_sequence_length, top_k=5)
+
     @tf.function(input_signature=[TEXT_SPEC])
     def encode_text(self, text: tf.Tensor) -> Dict[str, tf.Tensor]:
         inputs = self._text_inputs(text)
@@ -184,6 +190,9 @@ def export_pretraining_model(model: keras.Model, tft_output, tokenizer: WordPiec
     module = PretrainingExport(model, tft_output, tokenizer, max_sequence_length, linker=linker)
     signatures = {"serving_default": module.serve_examples, "transform_features": module.transform_features,
                   "encode_text": module.encode_text}
+    if linker is None:  # marker texts are not entity-linked, so only plain encoders get fill_mask
+        module.fill_mask = tf.function(module._fill_mask, input_signature=[TEXT_SPEC])
+        signatures["fill_mask"] = module.fill_mask
     return _save(module, signatures, export_dir, model)
 
 

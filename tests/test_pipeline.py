@@ -34,8 +34,9 @@ def test_end_to_end_blessed_pushed_and_servable(e2e):
         "pt = tf.saved_model.load(sys.argv[1]); ft = tf.saved_model.load(sys.argv[2])\n"
         "e = pt.signatures['encode_text'](text=tf.constant(['Lists are mutable sequences.']))\n"
         "c = ft.signatures['classify_text'](text=tf.constant(['The while statement repeats a suite.', 'Return a copy of the string.']))\n"
+        "f = pt.signatures['fill_mask'](text=tf.constant(['The [MASK] statement is used to [MASK] a loop.']))\n"
         "print(json.dumps({'dim': int(e['mean_embedding'].shape[1]), 'p': c['probability'].numpy().tolist(),"
-        " 'sigs': sorted(ft.signatures)}))\n")
+        " 'sigs': sorted(ft.signatures), 'masks': int(f['num_masks'][0]), 'k': int(f['tokens'].shape[-1])}))\n")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-c", script, summaries["pretrain"]["pushed_destination"],
                            summaries["finetune"]["pushed_destination"]], capture_output=True, text=True,
@@ -44,6 +45,7 @@ def test_end_to_end_blessed_pushed_and_servable(e2e):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["dim"] == 64 and out["sigs"] == ["classification", "classify_text", "serving_default", "transform_features"]
     assert all(0.0 <= p <= 1.0 for p in out["p"])
+    assert out["masks"] == 2 and out["k"] == 5          # writing assistant through the pushed model
 
 
 def test_mlmd_records_lineage(e2e):

@@ -291,7 +291,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     from rw_tf.finetuning.classification import ClassificationConfig
 
     p = sub.add_parser("finetune", help="fine-tune a pretrained encoder on a downstream task")
-    p.add_argument("--task", choices=("classification",), required=True)
+    p.add_argument("--task", choices=("classification", "retrieval"), required=True)
     p.add_argument("--output-dir", required=True)
     p.add_argument("--checkpoint", help="Hugging Face BERT folder (default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--train", dest="train_file", help="JSONL with text + label (or labels with --multi-label)")
@@ -301,16 +301,28 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     for field in ("num_classes", "max_sequence_length", "batch_size", "epochs", "max_steps_per_epoch",
                   "max_examples_per_class", "seed"):
         p.add_argument("--" + field.replace("_", "-"), type=int, default=getattr(defaults, field))
-    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    p.add_argument("--learning-rate", type=float, default=None, help="default: 5e-5 (classification), 3e-5 (retrieval)")
+    p.add_argument("--pairs", dest="pairs_file", help="retrieval: JSONL with query + item (+ group)")
+    p.add_argument("--steps", type=int, default=100, help="retrieval: training steps")
+    p.add_argument("--separate-towers", action="store_true", help="retrieval: do not share query/item encoders")
     p.set_defaults(func=_run_finetune)
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
-    from rw_tf.finetuning.classification import ClassificationConfig, finetune_classifier
+    values = {k: v for k, v in vars(args).items() if v is not None}
+    if args.task == "retrieval":
+        from rw_tf.finetuning.retrieval import RetrievalConfig, finetune_retrieval
 
-    fields = {f.name for f in dataclasses.fields(ClassificationConfig)}
-    result = finetune_classifier(ClassificationConfig(**{k: v for k, v in vars(args).items() if k in fields}),
-                                 verbose=2)
+        fields = {f.name for f in dataclasses.fields(RetrievalConfig)}
+        config = RetrievalConfig(**{k: v for k, v in values.items() if k in fields},
+                                 shared_towers=not args.separate_towers)
+        result = finetune_retrieval(config, verbose=2)
+    else:
+        from rw_tf.finetuning.classification import ClassificationConfig, finetune_classifier
+
+        fields = {f.name for f in dataclasses.fields(ClassificationConfig)}
+        result = finetune_classifier(ClassificationConfig(**{k: v for k, v in values.items() if k in fields}),
+                                     verbose=2)
     print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
     return 0
 

@@ -72,3 +72,37 @@ class KnowledgeDistillationLoss(keras.losses.Loss):
         config = super().get_config()
         config.update(temperature=self.temperature)
         return config
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class InBatchInfoNCE(keras.losses.Loss):
+    """InfoNCE with in-batch negatives: for a [batch, batch] similarity matrix S (row i = query i,
+    column j = item j, the positive on the diagonal), -mean_i log softmax(S_i / tau)_i.
+    ``symmetric=True`` averages with the item->query direction (CLIP-style).
+
+    Example:
+        >>> loss = InBatchInfoNCE(temperature=0.05)
+        >>> float(loss(keras.ops.zeros(4), keras.ops.eye(4) * 10.0)) < 1e-3
+        True
+    """
+
+    def __init__(self, temperature: float = 0.05, symmetric: bool = False, name: str = "info_nce", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        if temperature <= 0:
+            raise ValueError("temperature must be positive")
+        self.temperature = temperature
+        self.symmetric = symmetric
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        logits = ops.convert_to_tensor(y_pred) / self.temperature
+        labels = ops.arange(ops.shape(logits)[0])
+        loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        if self.symmetric:
+            loss = 0.5 * (loss + keras.losses.sparse_categorical_crossentropy(labels, ops.transpose(logits),
+                                                                               from_logits=True))
+        return loss
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(temperature=self.temperature, symmetric=self.symmetric)
+        return config

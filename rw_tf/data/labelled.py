@@ -35,3 +35,36 @@ def documentation_source_examples(max_per_class: Optional[int] = None, target_wo
     rows = [{"text": text, "label": label} for label, segs in per_class.items() for text in segs[:n]]
     rng.shuffle(rows)
     return rows
+
+
+def docstring_summary_pairs(max_pairs: Optional[int] = None, max_item_words: int = 60,
+                            seed: int = 12345) -> List[Dict]:
+    """Retrieval pairs from standard-library docstrings: ``query`` = a function's or class's first
+    sentence, ``item`` = the rest of its docstring (at most ``max_item_words`` words), ``group`` = the
+    module (split train/eval by group so no module is on both sides). Duplicate queries are dropped."""
+    import ast
+    import os
+    import sysconfig
+
+    from rw_tf.data.corpus import split_sentences
+
+    stdlib = sysconfig.get_paths()["stdlib"]
+    pairs, seen = [], set()
+    for name in sorted(os.listdir(stdlib)):
+        if not name.endswith(".py"):
+            continue
+        try:
+            with open(os.path.join(stdlib, name), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                sentences = split_sentences(ast.get_docstring(node) or "")
+                if len(sentences) < 2 or sentences[0] in seen:
+                    continue
+                seen.add(sentences[0])
+                item = " ".join(" ".join(sentences[1:]).split()[:max_item_words])
+                pairs.append({"query": sentences[0], "item": item, "group": name[:-3]})
+    random.Random(seed).shuffle(pairs)
+    return pairs[:max_pairs] if max_pairs else pairs

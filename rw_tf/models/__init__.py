@@ -1,5 +1,6 @@
 """Task models: an encoder network plus heads, with their default losses and metrics."""
 from rw_tf.models.classifier import TextClassifier
+from rw_tf.models.dual_encoder import DualEncoder
 from rw_tf.models.pretraining import PretrainingModel, add_distillation_targets
 
-__all__ = ["PretrainingModel", "TextClassifier", "add_distillation_targets"]
+__all__ = ["DualEncoder", "PretrainingModel", "TextClassifier", "add_distillation_targets"]

@@ -1,0 +1,67 @@
+"""Dual encoder for retrieval/recommendation: query and item towers, mean-pooled, L2-normalized.
+
+Training uses in-batch negatives: the model outputs the [batch, batch] cosine-similarity matrix
+of a batch of (query, item) pairs and ``compile()`` defaults to ``InBatchInfoNCE``.
+
+Example:
+    >>> enc = TransformerEncoder.from_preset("tiny", vocab_size=100)
+    >>> model = DualEncoder(enc)                      # shared towers
+    >>> model.compile(optimizer="adam")
+    >>> # model.fit(tf.data of ({"query": enc_inputs, "item": enc_inputs}, dummy_y))
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import keras
+from keras import ops
+
+from rw_tf.losses import InBatchInfoNCE
+from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
+from rw_tf.networks.encoder import TransformerEncoder
+
+
+def mean_pool(sequence: Any, padding_mask: Any) -> Any:
+    weights = ops.expand_dims(ops.cast(padding_mask, sequence.dtype), -1)
+    return ops.sum(sequence * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class DualEncoder(OptimizerOnlyCompileConfig, keras.Model):
+    """``item_encoder=None`` shares the query tower's weights (one encoder for both sides)."""
+
+    def __init__(self, query_encoder: TransformerEncoder, item_encoder: Optional[TransformerEncoder] = None,
+                 temperature: float = 0.05, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.query_encoder = query_encoder
+        self.item_encoder = item_encoder
+        self.temperature = temperature
+
+    def embed(self, inputs: Dict[str, Any], tower: str = "query", training: Optional[bool] = None) -> Any:
+        encoder = self.item_encoder if tower == "item" and self.item_encoder is not None else self.query_encoder
+        pooled = mean_pool(encoder(inputs, training=training)["sequence_output"], inputs["padding_mask"])
+        return pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
+
+    def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
+        queries = self.embed(inputs["query"], "query", training)
+        items = self.embed(inputs["item"], "item", training)
+        return ops.matmul(queries, ops.transpose(items))
+
+    def compile(self, optimizer: Any = "adam", loss: Any = None, **kwargs: Any) -> None:
+        super().compile(optimizer=optimizer, loss=loss or InBatchInfoNCE(self.temperature), **kwargs)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(query_encoder=keras.saving.serialize_keras_object(self.query_encoder),
+                      item_encoder=(keras.saving.serialize_keras_object(self.item_encoder)
+                                    if self.item_encoder is not None else None),
+                      temperature=self.temperature)
+        return config
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "DualEncoder":
+        config = dict(config)
+        config["query_encoder"] = keras.saving.deserialize_keras_object(config["query_encoder"])
+        if config.get("item_encoder") is not None:
+            config["item_encoder"] = keras.saving.deserialize_keras_object(config["item_encoder"])
+        return cls(**config)

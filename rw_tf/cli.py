@@ -302,6 +302,9 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
                   "max_examples_per_class", "seed"):
         p.add_argument("--" + field.replace("_", "-"), type=int, default=getattr(defaults, field))
     p.add_argument("--learning-rate", type=float, default=None, help="default: 5e-5 (classification), 3e-5 (retrieval)")
+    p.add_argument("--kd-teacher", help="classification: knowledge model (classifier.keras) for L_task + beta L_KD")
+    p.add_argument("--kd-weight", type=float, default=None, help="beta of refined fine-tuning (default 0.5)")
+    p.add_argument("--kd-temperature", type=float, default=None)
     p.add_argument("--pairs", dest="pairs_file", help="retrieval: JSONL with query + item (+ group)")
     p.add_argument("--steps", type=int, default=100, help="retrieval: training steps")
     p.add_argument("--separate-towers", action="store_true", help="retrieval: do not share query/item encoders")

@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from rw_tf.data.text_inputs import single_segment_inputs
+from rw_tf.models.classifier import task_logits
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 from rw_tf.training.tfx_training import ASSETS_EXTRA
 
@@ -127,7 +128,7 @@ class TextClassifierExport(_TextExport):
 
     @tf.function(input_signature=[TEXT_SPEC])
     def classify_text(self, text: tf.Tensor) -> Dict[str, tf.Tensor]:
-        logits = self.model(self._text_inputs(text), training=False)
+        logits = task_logits(self.model(self._text_inputs(text), training=False))
         return classifier_outputs(logits, self.model.multi_label, self.temperature)
 
 
@@ -142,7 +143,7 @@ class ClassifierExport(_TransformingExport):
     """Serving module of a ``TextClassifier`` (single-label) trained by the TFX pipeline."""
 
     def _predict(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        return classifier_outputs(self.model(features, training=False))
+        return classifier_outputs(task_logits(self.model(features, training=False)))
 
     @tf.function(input_signature=[EXAMPLES_SPEC])
     def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:

@@ -66,3 +66,14 @@ def test_bad_rows_are_counted_and_bad_configs_fail(tmp_path):
                                                  max_examples_per_class=5))
     assert cli_main(["finetune", "--task", "classification", "--output-dir", str(tmp_path),
                      "--train", str(path)]) == 2
+
+
+def test_refined_finetuning_with_a_knowledge_teacher(finetuned, tmp_path):
+    out, _ = finetuned
+    config = ClassificationConfig(output_dir=str(tmp_path), max_sequence_length=32, batch_size=16, epochs=1,
+                                  max_steps_per_epoch=5, max_examples_per_class=60,
+                                  kd_teacher=str(out / "classifier.keras"), kd_weight=0.5, kd_temperature=2.0)
+    result = finetune_classifier(config, verbose=0)
+    assert {"task_loss", "kd_loss"} <= set(result["history"]) and result["history"]["kd_loss"][0] > 0
+    probs = tf.saved_model.load(result["export_dir"]).signatures["classify_text"](text=tf.constant(["a"]))
+    assert probs["probabilities"].shape == (1, 2)

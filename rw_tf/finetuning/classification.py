@@ -26,7 +26,7 @@ from rw_tf.checkpoints import load_hf_bert, minilm_checkpoint_dir
 from rw_tf.data.labelled import documentation_source_examples
 from rw_tf.data.text_inputs import single_segment_inputs
 from rw_tf.finetuning.calibration import expected_calibration_error, fit_temperature
-from rw_tf.models.classifier import TextClassifier
+from rw_tf.models.classifier import TextClassifier, add_task_distillation_targets, task_logits
 
 
 @dataclasses.dataclass
@@ -43,6 +43,11 @@ class ClassificationConfig:
     max_steps_per_epoch: Optional[int] = None
     learning_rate: float = 5e-5
     max_examples_per_class: int = 1000
+    # Refined fine-tuning: a knowledge model (a saved TextClassifier, e.g. knowledge-enhanced) as
+    # f_K; the loss becomes L_task + kd_weight * KL(f_K || f) at kd_temperature.
+    kd_teacher: Optional[str] = None
+    kd_weight: float = 0.5
+    kd_temperature: float = 2.0
     seed: int = 12345
 
 
@@ -129,20 +134,28 @@ def finetune_classifier(config: ClassificationConfig, verbose: Any = "auto") -> 
     y_eval = _targets(evaluation, config.multi_label, num_classes)
     train_ds = _dataset(tokenizer, train, y_train, config, shuffle=True)
     eval_ds = _dataset(tokenizer, evaluation, y_eval, config, shuffle=False)
-    model = TextClassifier(encoder, num_classes=num_classes, multi_label=config.multi_label, name="text_classifier")
+    teacher = None
+    if config.kd_teacher:
+        teacher = keras.saving.load_model(config.kd_teacher, compile=False)
+        train_ds = add_task_distillation_targets(train_ds, teacher)
+        eval_ds = add_task_distillation_targets(eval_ds, teacher)
+    model = TextClassifier(encoder, num_classes=num_classes, multi_label=config.multi_label,
+                           kd_weight=config.kd_weight if teacher is not None else 0.0,
+                           kd_temperature=config.kd_temperature, name="text_classifier")
     model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=0.01))
+    accuracy_key = "task_accuracy" if teacher is not None else "accuracy"
     before = model.evaluate(eval_ds, verbose=0, return_dict=True)
     steps = config.max_steps_per_epoch
     history = model.fit(train_ds.repeat() if steps else train_ds, epochs=config.epochs, steps_per_epoch=steps,
                         validation_data=eval_ds, verbose=verbose)
     after = model.evaluate(eval_ds, verbose=0, return_dict=True)
     result: Dict[str, Any] = {"train_examples": len(train), "eval_examples": len(evaluation), "rejected_rows": rejects,
-                              "num_classes": num_classes, "accuracy_before": before["accuracy"],
-                              "accuracy_after": after["accuracy"],
+                              "num_classes": num_classes, "accuracy_before": before[accuracy_key],
+                              "accuracy_after": after[accuracy_key],
                               "history": {k: [float(v) for v in vals] for k, vals in history.history.items()}}
     temperature = 1.0
     if not config.multi_label:
-        logits = model.predict(eval_ds, verbose=0)
+        logits = task_logits(model.predict(eval_ds.map(lambda x, y: x), verbose=0))
         counts = np.bincount(y_eval, minlength=num_classes)
         temperature = fit_temperature(logits, y_eval)
         result.update(majority_baseline_accuracy=float(counts.max() / counts.sum()), temperature=temperature,
@@ -152,6 +165,7 @@ def finetune_classifier(config: ClassificationConfig, verbose: Any = "auto") -> 
     from serving.export import export_text_classifier  # serving owns the SavedModel layout
 
     export_text_classifier(model, tokenizer, export_dir, config.max_sequence_length, temperature)
+    model.save(os.path.join(config.output_dir, "classifier.keras"))  # usable as a --kd-teacher
     result["export_dir"] = export_dir
     os.makedirs(config.output_dir, exist_ok=True)
     with open(os.path.join(config.output_dir, "metrics.json"), "w", encoding="utf-8") as f:

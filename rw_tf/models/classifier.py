@@ -5,6 +5,7 @@ from typing import Any, Dict, Optional
 
 import keras
 
+from rw_tf.losses import KnowledgeDistillationLoss
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
 
@@ -15,7 +16,10 @@ class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
     ``multi_label=True``, into independent labels (sigmoid).
 
     Outputs logits [batch, num_classes]; ``compile()`` with no loss picks the matching
-    cross-entropy and accuracy.
+    cross-entropy and accuracy. Refined fine-tuning: with ``kd_weight=beta > 0`` the outputs are
+    ``{"task": logits, "kd": logits}`` and the loss is L_task + beta * KL(f_K || f) at temperature
+    ``kd_temperature`` (logged as ``task_loss`` and ``kd_loss``); ``add_task_distillation_targets``
+    adds the knowledge model's logits to the batches.
 
     Example:
         >>> clf = TextClassifier(TransformerEncoder.from_preset("tiny", vocab_size=100), num_classes=2)
@@ -23,7 +27,7 @@ class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
     """
 
     def __init__(self, encoder: TransformerEncoder, num_classes: int = 2, multi_label: bool = False,
-                 dropout: float = 0.1, **kwargs: Any) -> None:
+                 dropout: float = 0.1, kd_weight: float = 0.0, kd_temperature: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if num_classes < 1 or (num_classes < 2 and not multi_label):
             raise ValueError("num_classes must be >= 2 (or >= 1 with multi_label=True)")
@@ -31,6 +35,8 @@ class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
         self.num_classes = num_classes
         self.multi_label = multi_label
         self.dropout = dropout
+        self.kd_weight = kd_weight
+        self.kd_temperature = kd_temperature
         self.dropout_layer = keras.layers.Dropout(dropout)
         self.classifier = keras.layers.Dense(
             num_classes, name="logits",
@@ -44,7 +50,8 @@ class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
 
     def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
         pooled = self.encoder(inputs, training=training)["pooled_output"]
-        return self.classifier(self.dropout_layer(pooled, training=training))
+        logits = self.classifier(self.dropout_layer(pooled, training=training))
+        return {"task": logits, "kd": logits} if self.kd_weight > 0 else logits
 
     def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, **kwargs: Any) -> None:
         if loss is None:
@@ -53,12 +60,17 @@ class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
         if metrics is None:
             metrics = ([keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")] if self.multi_label
                        else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+        if self.kd_weight > 0:
+            loss = {"task": loss, "kd": KnowledgeDistillationLoss(self.kd_temperature)}
+            kwargs.setdefault("loss_weights", {"task": 1.0, "kd": float(self.kd_weight)})
+            metrics = {"task": metrics}
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config.update(encoder=keras.saving.serialize_keras_object(self.encoder), num_classes=self.num_classes,
-                      multi_label=self.multi_label, dropout=self.dropout)
+                      multi_label=self.multi_label, dropout=self.dropout, kd_weight=self.kd_weight,
+                      kd_temperature=self.kd_temperature)
         return config
 
     @classmethod
@@ -66,3 +78,13 @@ class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
         config = dict(config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         return cls(**config)
+
+
+def task_logits(outputs: Any) -> Any:
+    """The classifier logits whether or not the model was built for distillation."""
+    return outputs["task"] if isinstance(outputs, dict) else outputs
+
+
+def add_task_distillation_targets(dataset, teacher: keras.Model):
+    """``(x, y)`` -> ``(x, {"task": y, "kd": teacher logits})`` for refined fine-tuning."""
+    return dataset.map(lambda x, y: (x, {"task": y, "kd": task_logits(teacher(x, training=False))}))

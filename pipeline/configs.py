@@ -58,7 +58,8 @@ class PipelineConfig:
     accuracy_lower_bound: float = 0.6
     auc_lower_bound: float = 0.6
     max_metric_drop: float = 0.02
-    # Orchestration.
+    # Orchestration. TFX fingerprints component inputs and module files, not the installed rw_tf
+    # package: after changing rw_tf code itself, run once with enable_cache false.
     enable_cache: bool = True
     beam_direct_running_mode: str = "multi_processing"
     beam_direct_num_workers: int = 2

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from rw_tf.data.text_inputs import single_segment_inputs
 from rw_tf.models.classifier import task_logits
+from rw_tf.networks.pooling import masked_mean
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 from rw_tf.training.tfx_training import ASSETS_EXTRA
 
@@ -65,11 +66,6 @@ class _TransformingExport(_TextExport):
         return self._transform(examples)
 
 
-def _masked_mean(sequence: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    weights = tf.cast(mask, sequence.dtype)[..., None]
-    return tf.reduce_sum(sequence * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
-
-
 class PretrainingExport(_TransformingExport):
     """Serving module of a ``PretrainingModel``."""
 
@@ -101,7 +97,7 @@ class PretrainingExport(_TransformingExport):
         inputs = self._text_inputs(text)
         outputs = self.model.encoder(inputs, training=False)
         return {"pooled_output": outputs["pooled_output"],
-                "mean_embedding": _masked_mean(outputs["sequence_output"], inputs["padding_mask"])}
+                "mean_embedding": masked_mean(outputs["sequence_output"], inputs["padding_mask"])}
 
 
 def classifier_outputs(logits: tf.Tensor, multi_label: bool = False, temperature: float = 1.0) -> Dict[str, tf.Tensor]:

@@ -19,11 +19,7 @@ from keras import ops
 from rw_tf.losses import InBatchInfoNCE
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
-
-
-def mean_pool(sequence: Any, padding_mask: Any) -> Any:
-    weights = ops.expand_dims(ops.cast(padding_mask, sequence.dtype), -1)
-    return ops.sum(sequence * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
+from rw_tf.networks.pooling import masked_mean
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
@@ -39,7 +35,7 @@ class DualEncoder(OptimizerOnlyCompileConfig, keras.Model):
 
     def embed(self, inputs: Dict[str, Any], tower: str = "query", training: Optional[bool] = None) -> Any:
         encoder = self.item_encoder if tower == "item" and self.item_encoder is not None else self.query_encoder
-        pooled = mean_pool(encoder(inputs, training=training)["sequence_output"], inputs["padding_mask"])
+        pooled = masked_mean(encoder(inputs, training=training)["sequence_output"], inputs["padding_mask"])
         return pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
 
     def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:

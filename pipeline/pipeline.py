@@ -66,11 +66,10 @@ def eval_config(kind: str, config: PipelineConfig) -> tfma.EvalConfig:
 
 def latest_pushed_version(serving_dir: str) -> Optional[str]:
     """The newest complete version directory (Pusher writes saved_model.pb last)."""
-    if not os.path.isdir(serving_dir):
-        return None
-    versions = [d for d in os.listdir(serving_dir)
-                if d.isdigit() and os.path.exists(os.path.join(serving_dir, d, "saved_model.pb"))]
-    return os.path.join(serving_dir, max(versions, key=int)) if versions else None
+    from serving.servables import list_versions
+
+    versions = list_versions(serving_dir)
+    return os.path.join(serving_dir, str(versions[-1])) if versions else None
 
 
 def create_pipeline(kind: str, config: PipelineConfig, enable_cache: Optional[bool] = None) -> tfx.dsl.Pipeline:

@@ -49,6 +49,13 @@ class EncoderConfig:
             raise ValueError(f"unknown encoder preset {name!r}; choose one of {sorted(ENCODER_PRESETS)}")
         return dataclasses.replace(ENCODER_PRESETS[name], **overrides)
 
+    @classmethod
+    def preset_for_length(cls, name: str, vocab_size: int, max_sequence_length: int) -> "EncoderConfig":
+        """The preset with ``vocab_size``, and position embeddings for at least ``max_sequence_length``."""
+        preset = cls.preset(name)
+        return dataclasses.replace(preset, vocab_size=vocab_size,
+                                   max_sequence_length=max(max_sequence_length, preset.max_sequence_length))
+
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -43,16 +43,11 @@ def tracked_tokenizer(vocab_file: str, lower_case: bool) -> WordPieceTokenizer:
 
 def tracked_linker(tokenizer: WordPieceTokenizer, alias_file: str, knowledge_dir: str):
     """An ``EntityLinker`` over ``alias_file`` with the entity ids of a ``rw-tf kg train`` model dir."""
-    import json
-    import os
-
     import tensorflow_transform as tft
 
-    from rw_tf.knowledge.entity_linking import EntityLinker, read_alias_table
+    from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
 
-    with open(os.path.join(knowledge_dir, "entities.json"), encoding="utf-8") as f:
-        entity_to_id = json.load(f)
-    aliases, _ = read_alias_table(alias_file, entity_to_id)
+    aliases = aliases_for_knowledge_dir(alias_file, knowledge_dir)
     return tft.make_and_track_object(lambda: EntityLinker(tokenizer, aliases), name="entity_linker")
 
 

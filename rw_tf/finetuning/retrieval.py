@@ -120,21 +120,23 @@ def finetune_retrieval(config: RetrievalConfig, verbose: Any = "auto") -> Dict[s
     model = DualEncoder(query_encoder, item_encoder, temperature=config.temperature, name="dual_encoder")
     L = config.max_sequence_length
 
-    def evaluate() -> Dict[str, float]:
-        return ranking_metrics(embed_texts(model, tokenizer, [p["query"] for p in evaluation], "query", L),
-                               embed_texts(model, tokenizer, [p["item"] for p in evaluation], "item", L))
+    items = [p["item"] for p in evaluation]
 
-    before = evaluate()
+    def evaluate():
+        item_vectors = embed_texts(model, tokenizer, items, "item", L)
+        queries = embed_texts(model, tokenizer, [p["query"] for p in evaluation], "query", L)
+        return ranking_metrics(queries, item_vectors), item_vectors
+
+    before, _ = evaluate()
     ds = tf.data.Dataset.from_tensor_slices(([p["query"] for p in train], [p["item"] for p in train]))
     ds = ds.shuffle(len(train), seed=config.seed).repeat().batch(config.batch_size, drop_remainder=True)
     ds = ds.map(lambda q, i: ({"query": single_segment_inputs(tokenizer, q, L),
                                "item": single_segment_inputs(tokenizer, i, L)}, tf.zeros([config.batch_size])))
     model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=0.01))
     history = model.fit(ds.prefetch(2), steps_per_epoch=config.steps, epochs=1, verbose=verbose)
-    after = evaluate()
-    items = [p["item"] for p in evaluation]
+    after, item_vectors = evaluate()   # the trained item vectors are also the exported index
     export_dir = os.path.join(config.output_dir, "export", "1")
-    module = RetrievalExport(model, tokenizer, items, embed_texts(model, tokenizer, items, "item", L), L, config.top_k)
+    module = RetrievalExport(model, tokenizer, items, item_vectors, L, config.top_k)
     tf.saved_model.save(module, export_dir, signatures={"serving_default": module.retrieve,
                                                         "retrieve": module.retrieve, "encode_text": module.encode_text})
     result = {"train_pairs": len(train), "eval_pairs": len(evaluation), "before": before, "after": after,

@@ -50,6 +50,18 @@ def read_alias_table(path: str, entity_to_id: Mapping[str, int]) -> Tuple[Dict[s
     return aliases, rejects
 
 
+def aliases_for_knowledge_dir(alias_file: str, knowledge_dir: str) -> Dict[str, int]:
+    """{alias: entity id} with the ids of a ``rw-tf kg train`` output; rejected rows are logged."""
+    import logging
+
+    from rw_tf.knowledge.graph import read_entity_vocabulary
+
+    aliases, rejects = read_alias_table(alias_file, read_entity_vocabulary(knowledge_dir))
+    if rejects:
+        logging.getLogger("rw_tf.knowledge").warning("alias rows rejected in %s: %s", alias_file, dict(rejects))
+    return aliases
+
+
 class EntityLinker(tf.Module):
     def __init__(self, tokenizer: WordPieceTokenizer, alias_to_entity: Mapping[str, int],
                  max_alias_words: int = 6, name: str = "entity_linker") -> None:

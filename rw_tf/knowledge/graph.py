@@ -110,6 +110,17 @@ def load_triples(path: str, entity_to_id: Optional[Dict[str, int]] = None,
     return KnowledgeGraph(triples, entities, relations, rejects)
 
 
+def read_entity_vocabulary(model_dir: str) -> Dict[str, int]:
+    """entity label -> id of a ``rw-tf kg train`` output folder (its ``entities.json``)."""
+    import json
+
+    path = os.path.join(model_dir, "entities.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no entities.json in {model_dir}: is it a `rw-tf kg train` output?")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def _sorted_vocab(paths: Sequence[str]) -> Tuple[Dict[str, int], Dict[str, int]]:
     """Sorted label vocabularies over several files (PyKEEN's TriplesFactory does the same)."""
     entities, relations = set(), set()

@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 import keras
 
 from rw_tf.knowledge.evaluation import filtered_ranks, rank_metrics, transe_scores
-from rw_tf.knowledge.graph import KnowledgeGraph, load_pykeen_dataset, load_triples
+from rw_tf.knowledge.graph import KnowledgeGraph, load_pykeen_dataset, load_triples, read_entity_vocabulary
 from rw_tf.knowledge.transe import TransE
 from rw_tf.training.strategy import get_strategy
 
@@ -88,8 +88,7 @@ def load_model_dir(model_dir: str) -> Tuple[TransE, Dict[str, int], Dict[str, in
     path = os.path.join(model_dir, "transe.keras")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no transe.keras in {model_dir}")
-    with open(os.path.join(model_dir, "entities.json"), encoding="utf-8") as f:
-        entities = json.load(f)
+    entities = read_entity_vocabulary(model_dir)
     with open(os.path.join(model_dir, "relations.json"), encoding="utf-8") as f:
         relations = json.load(f)
     return keras.saving.load_model(path, compile=False), entities, relations

@@ -126,9 +126,7 @@ def run_pretraining(config: PretrainRunConfig,
     eval_ds = pretraining_dataset(eval_pairs, tokenizer, data_config, config.batch_size,
                                   shuffle=False, repeat=True).take(config.eval_batches).cache()
 
-    encoder_config = EncoderConfig.preset(config.preset, vocab_size=tokenizer.vocab_size,
-                                          max_sequence_length=max(config.max_sequence_length,
-                                                                  EncoderConfig.preset(config.preset).max_sequence_length))
+    encoder_config = EncoderConfig.preset_for_length(config.preset, tokenizer.vocab_size, config.max_sequence_length)
     strategy = get_strategy(config.strategy)
     with strategy.scope():
         model = PretrainingModel(TransformerEncoder.from_encoder_config(encoder_config),

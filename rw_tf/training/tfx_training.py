@@ -91,13 +91,9 @@ def knowledge_linker(config: Dict[str, Any], tokenizer: WordPieceTokenizer):
     """The entity linker of knowledge mode (None otherwise), for the raw-text export."""
     if not config.get("knowledge_dir"):
         return None
-    import json
+    from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
 
-    from rw_tf.knowledge.entity_linking import EntityLinker, read_alias_table
-
-    with open(os.path.join(config["knowledge_dir"], "entities.json"), encoding="utf-8") as f:
-        aliases, _ = read_alias_table(config["alias_file"], json.load(f))
-    return EntityLinker(tokenizer, aliases)
+    return EntityLinker(tokenizer, aliases_for_knowledge_dir(config["alias_file"], config["knowledge_dir"]))
 
 
 def train_pretraining_model(fn_args) -> Tuple[PretrainingModel, Any, WordPieceTokenizer, int]:
@@ -112,8 +108,7 @@ def train_pretraining_model(fn_args) -> Tuple[PretrainingModel, Any, WordPieceTo
     train_ds = transformed_dataset(fn_args, fn_args.train_files, tft_output, run.batch_size, True).map(to_keras_triplet)
     eval_ds = transformed_dataset(fn_args, fn_args.eval_files, tft_output, run.batch_size, False).map(to_keras_triplet)
     max_len = int(tft_output.transformed_feature_spec()["token_ids"].shape[0])
-    encoder_config = EncoderConfig.preset(run.preset, vocab_size=tokenizer.vocab_size,
-                                          max_sequence_length=max(max_len, EncoderConfig.preset(run.preset).max_sequence_length))
+    encoder_config = EncoderConfig.preset_for_length(run.preset, tokenizer.vocab_size, max_len)
     with get_strategy(run.strategy).scope():
         model = PretrainingModel(build_encoder(encoder_config, config), nsp_weight=run.nsp_weight,
                                  sop_weight=run.sop_weight, name="pretraining_model")
@@ -148,9 +143,8 @@ def train_text_classifier(fn_args, label_key: str = "label") -> Tuple[TextClassi
                 raise ValueError(f"the pretrained encoder has vocab_size {encoder.config.vocab_size} but the "
                                  f"transform vocabulary has {tokenizer.vocab_size}: use the same vocab.txt")
         else:
-            encoder = TransformerEncoder.from_encoder_config(EncoderConfig.preset(
-                run.preset, vocab_size=tokenizer.vocab_size,
-                max_sequence_length=max(max_len, EncoderConfig.preset(run.preset).max_sequence_length)))
+            encoder = TransformerEncoder.from_encoder_config(
+                EncoderConfig.preset_for_length(run.preset, tokenizer.vocab_size, max_len))
         model = TextClassifier(encoder, num_classes=int(config.get("num_classes", 2)),
                                dropout=float(config.get("dropout", 0.1)), name="text_classifier")
         model.compile(optimizer=build_optimizer(run), jit_compile=run.jit_compile)

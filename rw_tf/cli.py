@@ -5,10 +5,10 @@
     rw-tf pipeline run [--config cfg.json] [--kind pretrain|finetune|all]
     rw-tf pipeline compile --target kubeflow [--image IMAGE] [--output FILE]
     rw-tf serve --model-base-path DIR | --model-config-file models.config [--port 8500] ...
-    rw-tf predict --server host:port --model NAME [--signature SIG] TEXT ...
+    rw-tf predict --server host:port --model NAME [--signature SIG] TEXT ... | --input NAME=VALUE ...
     rw-tf serving-config --push-root DIR --output-dir DIR
     rw-tf kg train --dataset kinships --output-dir DIR   |   rw-tf kg eval --model-dir DIR --dataset kinships
-    rw-tf finetune --task classification --output-dir DIR [--checkpoint HF_BERT_DIR] [--train F --eval F]
+    rw-tf finetune --task classification|retrieval|qa --output-dir DIR [--checkpoint HF_BERT_DIR] [--train F --eval F]
 """
 from __future__ import annotations
 
@@ -195,24 +195,46 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="send texts to a served model (gRPC, or REST with --rest)")
-    p.add_argument("texts", nargs="+")
+    p = sub.add_parser("predict", help="send texts to a served model (gRPC, or REST with --rest)",
+                       epilog="Signatures with several inputs: --input question='Who?' --input context='...' "
+                              "(repeat a name for a batch).")
+    p.add_argument("texts", nargs="*", help="values of --input-name (default input 'text')")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--server", default="127.0.0.1:8500", help="gRPC host:port")
     target.add_argument("--rest", help="REST base URL, e.g. http://127.0.0.1:8501")
     p.add_argument("--model", required=True)
     p.add_argument("--signature", default="classify_text")
     p.add_argument("--input-name", default="text")
+    p.add_argument("--input", dest="named_inputs", action="append", default=[], metavar="NAME=VALUE",
+                   help="a string input by name; repeatable")
     p.add_argument("--version", type=int)
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(func=_run_predict)
 
 
+def _predict_inputs(args: argparse.Namespace) -> dict:
+    inputs: dict = {}
+    if args.texts:
+        inputs[args.input_name] = list(args.texts)
+    for item in args.named_inputs:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--input expects NAME=VALUE, got {item!r}")
+        inputs.setdefault(name, []).append(value)
+    if not inputs:
+        raise ValueError("nothing to send: give TEXT arguments or --input NAME=VALUE")
+    sizes = {name: len(values) for name, values in inputs.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"every input needs the same number of values, got {sizes}")
+    return inputs
+
+
 def _run_predict(args: argparse.Namespace) -> int:
+    inputs = _predict_inputs(args)
     if args.rest:
         from serving.client import rest_predict
 
-        result = rest_predict(args.rest, args.model, inputs={args.input_name: args.texts},
+        result = rest_predict(args.rest, args.model, inputs=inputs,
                               signature=args.signature, version=args.version, timeout=args.timeout)
     else:
         import grpc
@@ -221,13 +243,13 @@ def _run_predict(args: argparse.Namespace) -> int:
 
         client = ServingClient(args.server, timeout=args.timeout)
         try:
-            result = client.predict(args.model, {args.input_name: args.texts}, args.signature, args.version)
+            result = client.predict(args.model, inputs, args.signature, args.version)
         except grpc.RpcError as err:
             print(f"rw-tf predict: {err.code().name}: {err.details()}", file=sys.stderr)
             return 1
         finally:
             client.close()
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -288,44 +310,50 @@ def _run_kg(args: argparse.Namespace) -> int:
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
-    from rw_tf.finetuning.classification import ClassificationConfig
-
-    p = sub.add_parser("finetune", help="fine-tune a pretrained encoder on a downstream task")
-    p.add_argument("--task", choices=("classification", "retrieval"), required=True)
+    p = sub.add_parser("finetune", help="fine-tune a pretrained encoder on a downstream task",
+                       description="Unset numeric options take the task's defaults (see the *Config "
+                                   "dataclasses in rw_tf.finetuning).")
+    p.add_argument("--task", choices=("classification", "retrieval", "qa"), required=True)
     p.add_argument("--output-dir", required=True)
     p.add_argument("--checkpoint", help="Hugging Face BERT folder (default: the packaged all-MiniLM-L6-v2)")
-    p.add_argument("--train", dest="train_file", help="JSONL with text + label (or labels with --multi-label)")
+    p.add_argument("--train", dest="train_file", help="classification: JSONL with text + label (or labels "
+                                                      "with --multi-label); qa: JSONL with question, context, "
+                                                      "answer[, answer_start]")
     p.add_argument("--eval", dest="eval_file")
     p.add_argument("--multi-label", action="store_true")
-    defaults = ClassificationConfig(output_dir="")
     for field in ("num_classes", "max_sequence_length", "batch_size", "epochs", "max_steps_per_epoch",
-                  "max_examples_per_class", "seed"):
-        p.add_argument("--" + field.replace("_", "-"), type=int, default=getattr(defaults, field))
-    p.add_argument("--learning-rate", type=float, default=None, help="default: 5e-5 (classification), 3e-5 (retrieval)")
+                  "max_examples_per_class", "max_examples", "seed", "steps", "doc_stride", "max_question_length",
+                  "max_answer_length", "max_windows", "max_train_examples", "max_eval_examples"):
+        p.add_argument("--" + field.replace("_", "-"), type=int)
+    p.add_argument("--learning-rate", type=float, help="default: 5e-5 (classification, qa), 3e-5 (retrieval)")
     p.add_argument("--kd-teacher", help="classification: knowledge model (classifier.keras) for L_task + beta L_KD")
-    p.add_argument("--kd-weight", type=float, default=None, help="beta of refined fine-tuning (default 0.5)")
-    p.add_argument("--kd-temperature", type=float, default=None)
+    p.add_argument("--kd-weight", type=float, help="beta of refined fine-tuning (default 0.5)")
+    p.add_argument("--kd-temperature", type=float)
     p.add_argument("--pairs", dest="pairs_file", help="retrieval: JSONL with query + item (+ group)")
-    p.add_argument("--steps", type=int, default=100, help="retrieval: training steps")
     p.add_argument("--separate-towers", action="store_true", help="retrieval: do not share query/item encoders")
     p.set_defaults(func=_run_finetune)
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
+    from rw_tf.finetuning.classification import ClassificationConfig, finetune_classifier
+    from rw_tf.finetuning.question_answering import QAConfig, finetune_question_answering
+    from rw_tf.finetuning.retrieval import RetrievalConfig, finetune_retrieval
+
+    config_class, run = {"classification": (ClassificationConfig, finetune_classifier),
+                         "retrieval": (RetrievalConfig, finetune_retrieval),
+                         "qa": (QAConfig, finetune_question_answering)}[args.task]
     values = {k: v for k, v in vars(args).items() if v is not None}
     if args.task == "retrieval":
-        from rw_tf.finetuning.retrieval import RetrievalConfig, finetune_retrieval
-
-        fields = {f.name for f in dataclasses.fields(RetrievalConfig)}
-        config = RetrievalConfig(**{k: v for k, v in values.items() if k in fields},
-                                 shared_towers=not args.separate_towers)
-        result = finetune_retrieval(config, verbose=2)
-    else:
-        from rw_tf.finetuning.classification import ClassificationConfig, finetune_classifier
-
-        fields = {f.name for f in dataclasses.fields(ClassificationConfig)}
-        result = finetune_classifier(ClassificationConfig(**{k: v for k, v in values.items() if k in fields}),
-                                     verbose=2)
+        values["shared_towers"] = not args.separate_towers
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    ignored = sorted(k for k in values if k not in fields and k not in ("task", "func", "separate_towers",
+                                                                        "multi_label", "command"))
+    if ignored or (args.multi_label and args.task != "classification"):
+        print(f"rw-tf finetune: options not used by --task {args.task}: "
+              f"{ignored + (['multi_label'] if args.multi_label and args.task != 'classification' else [])}",
+              file=sys.stderr)
+        return 2
+    result = run(config_class(**{k: v for k, v in values.items() if k in fields}), verbose=2)
     print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
     return 0
 

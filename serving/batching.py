@@ -99,6 +99,13 @@ class Batcher:
             for (_, future, _), out in zip(batch, outputs):
                 future.set_result(out)
         except Exception as err:  # noqa: BLE001 - every waiting request must learn about the failure
+            if len(batch) > 1:
+                # One request's bad input (e.g. a QA context that is too long) fails the merged call;
+                # run the requests apart so only that request gets the error.
+                for item in batch:
+                    if not item[1].done():
+                        self._execute([item])
+                return
             for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(err)

@@ -10,6 +10,7 @@ Validation rules (each failure is a ``ServingError`` with TF Serving's status co
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,7 +29,18 @@ DEFAULT_SIGNATURE = "serving_default"
 class ServerLimits:
     max_text_bytes: int = 100_000
     max_request_bytes: int = 16 * 1024 * 1024
-    text_inputs: Tuple[str, ...] = ("text",)
+    text_inputs: Tuple[str, ...] = ("text", "question", "context")
+
+
+def model_error_reason(err: Exception) -> str:
+    """The useful line of a model error: the message of a failed ``tf.debugging.Assert`` (graph
+    errors start with "Graph execution error:" and a node trace), else the first non-empty line."""
+    text = getattr(err, "message", None) or str(err)
+    found = re.search(r"assertion failed: \[(.*?)\]\s*(?:\n|$)", text)
+    if found:
+        return found.group(1)[:500]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else type(err).__name__)[:500]
 
 
 class ServingCore:
@@ -131,4 +143,4 @@ class ServingCore:
         try:
             return servable.run(key, inputs)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
-            raise invalid_argument(f"the model rejected the input: {str(err).splitlines()[0][:500]}")
+            raise invalid_argument(f"the model rejected the input: {model_error_reason(err)}")

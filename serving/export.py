@@ -6,6 +6,8 @@ Every export has these signatures:
 - ``transform_features``: ``examples`` -> transformed features (TFMA preprocessing function);
 - a raw-text signature (``encode_text`` for the pretrained encoder, ``classify_text`` for
   classifiers): ``text`` (UTF-8 strings) -> outputs, the WordPiece tokenizer inside the graph;
+- extractive QA models have ``answer_question``: ``question`` and ``context`` (UTF-8 strings)
+  -> ``answer``, character ``start``/``end``, ``score``, ``probability`` (sliding windows inside);
 - classifiers also have ``classification``: ``inputs`` (serialized tf.Examples) -> ``classes``,
   ``scores``, with method ``tensorflow/serving/classify`` so TF Serving's Classify API accepts it.
 The Keras models are also saved under ``assets.extra/`` (``model.keras``, ``encoder.keras``) for
@@ -132,6 +134,31 @@ def export_text_classifier(model: keras.Model, tokenizer: WordPieceTokenizer, ex
                            max_sequence_length: int, temperature: float = 1.0) -> str:
     module = TextClassifierExport(model, tokenizer, max_sequence_length, temperature)
     return _save(module, {"serving_default": module.classify_text, "classify_text": module.classify_text},
+                 export_dir, model)
+
+
+class QuestionAnsweringExport(tf.Module):
+    """Raw-text serving module of a ``SpanQuestionAnswerer``: windows, model and span decoding
+    in one graph. Bad input (no context, over-long question or context) fails the request with
+    INVALID_ARGUMENT and the reason."""
+
+    def __init__(self, model: keras.Model, tokenizer: WordPieceTokenizer, spec, max_answer_length: int) -> None:
+        super().__init__()
+        self.model, self.tokenizer = model, tokenizer
+        self.spec, self.max_answer_length = spec, int(max_answer_length)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question"),
+                                  tf.TensorSpec([None], tf.string, name="context")])
+    def answer_question(self, question: tf.Tensor, context: tf.Tensor) -> Dict[str, tf.Tensor]:
+        from rw_tf.applications.question_answering import answer_questions
+
+        return answer_questions(self.model, self.tokenizer, question, context, self.spec, self.max_answer_length)
+
+
+def export_question_answerer(model: keras.Model, tokenizer: WordPieceTokenizer, export_dir: str, spec,
+                             max_answer_length: int) -> str:
+    module = QuestionAnsweringExport(model, tokenizer, spec, max_answer_length)
+    return _save(module, {"serving_default": module.answer_question, "answer_question": module.answer_question},
                  export_dir, model)
 
 

@@ -1,4 +1,5 @@
 """Writing assistant (fill-mask) on a model pretrained on the embedded corpus."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -28,3 +29,37 @@ def test_fill_mask_suggestions_and_errors(tokenizer):
         fill_mask(model, tokenizer, ["no marker here"])
     with pytest.raises(tf.errors.InvalidArgumentError, match="MASK"):
         masked_text_inputs(tokenizer, tf.constant(["no marker"]), 16)
+
+
+def test_masked_span_suggestions_are_joint_beam_completions(tokenizer):
+    from rw_tf.applications.fill_mask import _fill_markers, masked_span_suggestions
+
+    keras.utils.set_random_seed(3)
+    model = PretrainingModel(TransformerEncoder.from_preset("tiny", vocab_size=tokenizer.vocab_size))
+    single = masked_span_suggestions(model, tokenizer, "The [MASK] statement.", top_k=4, max_sequence_length=16)
+    independent = [(t, p) for t, p in fill_mask(model, tokenizer, ["The [MASK] statement."], top_k=12,
+                                                 max_sequence_length=16)[0][0] if not t.startswith("[")]
+    assert [(s["pieces"][0], round(s["probability"], 5)) for s in single] == \
+        [(t, round(p, 5)) for t, p in independent[:4]]
+
+    span = masked_span_suggestions(model, tokenizer, "Use a [MASK] [MASK] here.", top_k=3, beam_width=6,
+                                   max_sequence_length=16)
+    assert len(span) == 3 and all(len(s["pieces"]) == 2 for s in span)
+    probs = [s["probability"] for s in span]
+    assert probs == sorted(probs, reverse=True) and 0 < probs[-1] <= probs[0] <= 1
+    specials = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
+    assert not any(p in specials for s in span for p in s["pieces"])
+    # The score is the chain of conditionals: P(first) * P(second | first filled in).
+    best = span[0]["pieces"]
+    first = fill_mask(model, tokenizer, ["Use a [MASK] [MASK] here."], top_k=tokenizer.vocab_size,
+                      max_sequence_length=16)[0][0]
+    second = fill_mask(model, tokenizer, [f"Use a {best[0]} [MASK] here."], top_k=tokenizer.vocab_size,
+                       max_sequence_length=16)[0][0]
+    if not best[0].startswith("##"):       # the piece re-tokenizes to itself only as a whole word
+        expected = dict(first)[best[0]] * dict(second)[best[1]]
+        assert span[0]["probability"] == pytest.approx(expected, rel=1e-3)
+    assert _fill_markers("a [MASK] [MASK] b", ["loop", "##s"]) == "a loops b"
+    with pytest.raises(ValueError, match="no \\[MASK\\] marker"):
+        masked_span_suggestions(model, tokenizer, "no marker")
+    with pytest.raises(ValueError, match="max_masks=2"):
+        masked_span_suggestions(model, tokenizer, "[MASK] [MASK] [MASK]", max_masks=2)

@@ -77,3 +77,20 @@ def test_refined_finetuning_with_a_knowledge_teacher(finetuned, tmp_path):
     assert {"task_loss", "kd_loss"} <= set(result["history"]) and result["history"]["kd_loss"][0] > 0
     probs = tf.saved_model.load(result["export_dir"]).signatures["classify_text"](text=tf.constant(["a"]))
     assert probs["probabilities"].shape == (1, 2)
+
+
+def test_multi_label_on_unicode_character_names(tmp_path):
+    config = ClassificationConfig(output_dir=str(tmp_path), multi_label=True, max_sequence_length=24,
+                                  batch_size=32, epochs=1, max_steps_per_epoch=150, learning_rate=2e-4)
+    result = finetune_classifier(config, verbose=0)
+    print({k: result[k] for k in ("majority_baseline", "scores_before", "scores_after", "temperature",
+                                  "ece_before_calibration", "ece_after_calibration")})
+    assert result["num_classes"] == 10 and result["eval_examples"] == 600
+    baseline, after = result["majority_baseline"], result["scores_after"]
+    # Measured at these settings: micro F1 0.68 vs 0.44, macro 0.26 vs 0.07, subset 0.46 vs 0.32.
+    assert after["micro_f1"] > baseline["micro_f1"] + 0.15 and after["macro_f1"] > baseline["macro_f1"] + 0.12
+    assert after["subset_accuracy"] > baseline["subset_accuracy"] + 0.08
+    assert result["ece_after_calibration"] <= result["ece_before_calibration"] + 1e-9
+    loaded = tf.saved_model.load(result["export_dir"])
+    out = loaded.signatures["classify_text"](text=tf.constant(["LATIN CAPITAL LETTER A WITH GRAVE"]))
+    assert out["probabilities"].shape == (1, 10) and out["predicted_labels"].shape == (1, 10)

@@ -3,7 +3,7 @@ import numpy as np
 import keras
 import pytest
 
-from rw_tf.heads import MaskedLMHead, SegmentPairHead
+from rw_tf.heads import MaskedLMHead, SegmentPairHead, SpanHead
 from rw_tf.layers import TransformerEmbeddings, TransformerEncoderBlock
 from rw_tf.models import PretrainingModel
 from rw_tf.networks import TransformerEncoder
@@ -24,6 +24,7 @@ def encoder_inputs(batch=2, length=8, vocab=50, seed=0):
     (TransformerEmbeddings(vocab_size=50, hidden_size=16, max_sequence_length=32), ("ids", "seg")),
     (TransformerEncoderBlock(hidden_size=16, num_heads=2, intermediate_size=32), ("hidden", "mask")),
     (SegmentPairHead(), ("hidden", "seg", "mask")),
+    (SpanHead(), ("hidden", "mask")),
 ])
 def test_layer_config_round_trip(layer, args):
     x = encoder_inputs()

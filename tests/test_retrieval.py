@@ -37,3 +37,24 @@ def test_retrieval_finetune_and_export(tmp_path):
     assert out["items"].shape == (1, 5) and (np.diff(out["scores"].numpy()[0]) <= 1e-6).all()
     with pytest.raises(ValueError, match="empty item index"):
         RetrievalExport(None, None, [], np.zeros((0, 4)), 16, 5)
+
+
+def test_split_by_group_keeps_groups_apart_and_never_leaks():
+    from rw_tf.data.splits import split_by_group
+
+    rows = [{"group": f"m{i % 7}", "i": i} for i in range(70)]
+    train, evaluation = split_by_group(rows)
+    assert {r["group"] for r in train}.isdisjoint({r["group"] for r in evaluation}) and len(train) + len(evaluation) == 70
+    ungrouped = [{"i": i} for i in range(10)]
+    train, evaluation = split_by_group(ungrouped)
+    assert [r["i"] for r in evaluation] == [8, 9] and [r["i"] for r in train] == list(range(8))
+
+
+def test_bad_pair_rows_are_counted(tmp_path):
+    from rw_tf.finetuning.retrieval import read_pairs
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(b'{"query": "q", "item": "i", "group": "g"}\n{"query": "", "item": "i"}\n[1, 2]\n\xff\n\n')
+    pairs, rejects = read_pairs(str(path))
+    assert pairs == [{"query": "q", "item": "i", "group": "g"}]
+    assert dict(rejects) == {"missing_query_or_item": 1, "invalid_json": 2}

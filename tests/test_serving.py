@@ -223,6 +223,19 @@ def test_batcher_splits_results_and_runs_directly_when_closed():
     assert batcher.submit({"x": np.array([5])}).result(5)["y"].tolist() == [10]
 
 
+def test_batcher_fails_only_the_bad_request_of_a_merged_batch():
+    def run(inputs):
+        if (inputs["x"] < 0).any():
+            raise ValueError("negative input")
+        return {"y": inputs["x"] * 2}
+    batcher = Batcher(run, max_batch_size=8, batch_timeout_micros=100_000)
+    futures = [batcher.submit({"x": np.array([v])}) for v in (1, -1, 3)]
+    assert futures[0].result(5)["y"].tolist() == [2] and futures[2].result(5)["y"].tolist() == [6]
+    with pytest.raises(ValueError, match="negative"):
+        futures[1].result(5)
+    batcher.close()
+
+
 def test_serving_configs_and_cli(pipeline_run, tmp_path, capsys):
     from rw_tf.cli import main as cli_main
 

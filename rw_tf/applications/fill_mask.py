@@ -4,9 +4,16 @@ The marker is cut out of the text before tokenization (the tokenizer would split
 punctuation) and replaced by the [MASK] token; every marker is one WordPiece slot. A text
 without a marker is an error (``InvalidArgumentError`` in graphs, ``ValueError`` in Python).
 
+``fill_mask`` scores every marker on its own; ``masked_span_suggestions`` completes all markers of
+a text jointly (a masked span such as "[MASK] [MASK]"): beam search filling the markers left to
+right, each step conditioned on the pieces already chosen, scored by the product of the chosen
+pieces' probabilities.
+
 Example:
     >>> fill_mask(model, tokenizer, ["The [MASK] statement is used for iteration."], top_k=3)  # doctest: +SKIP
     [[[('for', 0.62), ('while', 0.21), ('if', 0.05)]]]
+    >>> masked_span_suggestions(model, tokenizer, "Use a [MASK] [MASK] here.", top_k=2)      # doctest: +SKIP
+    [{'pieces': ['for', 'loop'], 'text': 'Use a for loop here.', 'probability': 0.12}, ...]
 """
 from __future__ import annotations
 
@@ -72,3 +79,52 @@ def fill_mask(model, tokenizer: WordPieceTokenizer, texts: Sequence[str], top_k:
     tokens, scores, counts = out["tokens"].numpy(), out["scores"].numpy(), out["num_masks"].numpy()
     return [[[(tokens[b, m, k].decode("utf-8"), float(scores[b, m, k])) for k in range(top_k)]
              for m in range(counts[b])] for b in range(len(texts))]
+
+
+def masked_span_suggestions(model, tokenizer: WordPieceTokenizer, text: str, top_k: int = 5,
+                            beam_width: int = 0, max_sequence_length: int = 128,
+                            max_masks: int = 8) -> List[Dict]:
+    """Top-k joint completions of all markers in ``text`` (beam search, width ``max(beam_width,
+    top_k)``). Returns ``[{"pieces", "text", "probability"}]``, best first; special tokens are
+    never proposed. A text without a marker, or with more than ``max_masks``, is a ``ValueError``."""
+    if not isinstance(text, str):
+        raise TypeError("text must be a str")
+    count = text.count(MASK_MARKER)
+    if count == 0:
+        raise ValueError(f"no {MASK_MARKER} marker in {text[:80]!r}")
+    if count > max_masks:
+        raise ValueError(f"{count} markers; at most max_masks={max_masks} can be filled")
+    inputs = {k: v.numpy() for k, v in masked_text_inputs(tokenizer, tf.constant([text]), max_sequence_length,
+                                                         max_masks).items()}
+    num_masks = int(inputs["mask_weights"].sum())
+    if num_masks < count:
+        raise ValueError(f"only {num_masks} of {count} markers fit in max_sequence_length={max_sequence_length}")
+    positions = inputs["masked_positions"][0]
+    width = max(beam_width, top_k)
+    blocked = np.zeros(tokenizer.vocab_size, bool)
+    blocked[tokenizer.special_ids] = True
+    beams = [(0.0, [])]                                     # (log probability, chosen piece ids)
+    for step in range(num_masks):
+        batch = {k: np.repeat(v, len(beams), axis=0) for k, v in inputs.items() if k != "mask_weights"}
+        for row, (_, chosen) in enumerate(beams):
+            batch["token_ids"][row, positions[:step]] = chosen
+        logits = np.asarray(model(batch, training=False)["mlm"])[:, step, :tokenizer.vocab_size]
+        log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+        log_probs[:, blocked] = -np.inf
+        candidates = [(score + log_probs[row, piece], chosen + [int(piece)])
+                      for row, (score, chosen) in enumerate(beams)
+                      for piece in np.argsort(-log_probs[row])[:width]]
+        beams = sorted(candidates, key=lambda c: -c[0])[:width]
+    return [{"pieces": tokenizer.ids_to_tokens([chosen])[0],
+             "text": _fill_markers(text, tokenizer.ids_to_tokens([chosen])[0]),
+             "probability": float(np.exp(score))} for score, chosen in beams[:top_k]]
+
+
+def _fill_markers(text: str, pieces: List[str]) -> str:
+    """Puts the pieces in place of the markers; a "##" continuation joins the text before it."""
+    parts = text.split(MASK_MARKER)
+    out = parts[0]
+    for piece, rest in zip(pieces, parts[1:]):
+        out = out.rstrip() + piece[2:] if piece.startswith("##") else out + piece
+        out += rest
+    return out

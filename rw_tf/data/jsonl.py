@@ -6,9 +6,10 @@ Example:
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, Iterator, List, Sequence
 
 
 def write_jsonl(rows: Iterable[Dict], path: str) -> int:
@@ -26,3 +27,20 @@ def columns_to_rows(columns: Dict[str, Sequence]) -> List[Dict]:
     """Column dict (as from ``segment_pair_candidates``) -> list of row dicts."""
     keys = list(columns)
     return [dict(zip(keys, values)) for values in zip(*(columns[k] for k in keys))]
+
+
+def read_jsonl_objects(path: str, rejects: "collections.Counter") -> Iterator[Dict]:
+    """Yields the JSON object of each non-blank line; a line that is not valid UTF-8 JSON holding
+    an object is counted as ``rejects["invalid_json"]`` instead."""
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                row = None
+            if isinstance(row, dict):
+                yield row
+            else:
+                rejects["invalid_json"] += 1

@@ -11,11 +11,17 @@ Example:
 """
 from __future__ import annotations
 
+import ast
+import os
 import random
-from typing import Dict, List, Optional
+import sysconfig
+import unicodedata
+from typing import Dict, Iterator, List, Optional, Tuple
 
-from rw_tf.data.corpus import documents_from_texts, _pydoc_topic_texts, _stdlib_docstring_texts
+from rw_tf.data.corpus import documents_from_texts, split_sentences, _pydoc_topic_texts, _stdlib_docstring_texts
 from rw_tf.data.segment_pairs import pack_segments
+
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def documentation_source_examples(max_per_class: Optional[int] = None, target_words: int = 25,
@@ -37,19 +43,43 @@ def documentation_source_examples(max_per_class: Optional[int] = None, target_wo
     return rows
 
 
-def docstring_summary_pairs(max_pairs: Optional[int] = None, max_item_words: int = 60,
-                            seed: int = 12345) -> List[Dict]:
-    """Retrieval pairs from standard-library docstrings: ``query`` = a function's or class's first
-    sentence, ``item`` = the rest of its docstring (at most ``max_item_words`` words), ``group`` = the
-    module (split train/eval by group so no module is on both sides). Duplicate queries are dropped."""
-    import ast
-    import os
-    import sysconfig
+# Labels of ``unicode_property_examples``, in label-id order.
+UNICODE_PROPERTY_LABELS = ("letter", "mark", "number", "punctuation", "symbol", "uppercase", "right_to_left",
+                           "wide", "mirrored", "decomposable")
+# Name families that are numbered rather than described ("CJK UNIFIED IDEOGRAPH-4E00").
+_SERIAL_NAMES = ("CJK UNIFIED", "CJK COMPATIBILITY IDEOGRAPH", "HANGUL SYLLABLE", "TANGUT", "KHITAN", "NUSHU",
+                 "EGYPTIAN HIEROGLYPH", "CUNEIFORM", "ANATOLIAN", "BAMUM", "SIGNWRITING", "LINEAR B", "YI SYLLABLE")
 
-    from rw_tf.data.corpus import split_sentences
 
+def _unicode_properties(ch: str) -> List[int]:
+    category = unicodedata.category(ch)
+    flags = (category[0] == "L", category[0] == "M", category[0] == "N", category[0] == "P", category[0] == "S",
+             category in ("Lu", "Lt"), unicodedata.bidirectional(ch) in ("R", "AL"),
+             unicodedata.east_asian_width(ch) in ("W", "F"), bool(unicodedata.mirrored(ch)),
+             unicodedata.decomposition(ch) != "")
+    return [i for i, flag in enumerate(flags) if flag]
+
+
+def unicode_property_examples(max_examples: Optional[int] = 3000, seed: int = 12345) -> List[Dict]:
+    """A real multi-label set from the Unicode Character Database in Python's ``unicodedata``: a
+    character's name ("ARABIC LETTER ALEF", "FULLWIDTH DIGIT ONE") labelled with its properties
+    (``UNICODE_PROPERTY_LABELS``: general category class, upper case, right-to-left, East Asian
+    wide, mirrored, has a decomposition). Most names have 1-3 labels. Serially numbered names are
+    left out; ``max_examples`` characters are sampled with ``seed``. Rows: ``{"text", "labels"}``."""
+    chars = [chr(cp) for cp in range(0x20, 0x30000)
+             if unicodedata.name(chr(cp), "") and not unicodedata.name(chr(cp)).startswith(_SERIAL_NAMES)]
+    rng = random.Random(seed)
+    if max_examples is not None and max_examples < len(chars):
+        chars = rng.sample(chars, max_examples)
+    else:
+        rng.shuffle(chars)
+    return [{"text": unicodedata.name(ch), "labels": _unicode_properties(ch)} for ch in chars]
+
+
+def stdlib_definitions() -> Iterator[Tuple[str, str, ast.AST]]:
+    """``(module, qualified name, node)`` for every function and class of the standard library's
+    top-level modules, in ``ast.walk`` order; files that do not parse are skipped."""
     stdlib = sysconfig.get_paths()["stdlib"]
-    pairs, seen = [], set()
     for name in sorted(os.listdir(stdlib)):
         if not name.endswith(".py"):
             continue
@@ -58,13 +88,30 @@ def docstring_summary_pairs(max_pairs: Optional[int] = None, max_item_words: int
                 tree = ast.parse(f.read())
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                sentences = split_sentences(ast.get_docstring(node) or "")
-                if len(sentences) < 2 or sentences[0] in seen:
-                    continue
-                seen.add(sentences[0])
-                item = " ".join(" ".join(sentences[1:]).split()[:max_item_words])
-                pairs.append({"query": sentences[0], "item": item, "group": name[:-3]})
+        names, prefixes = {}, {tree: ""}
+        for node in ast.walk(tree):  # breadth first: a parent's prefix is known before its children
+            if isinstance(node, _DEFINITIONS):
+                yield name[:-3], names[node], node
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, _DEFINITIONS):
+                    names[child] = prefixes[node] + child.name
+                    prefixes[child] = names[child] + "."
+                else:
+                    prefixes[child] = prefixes[node]
+
+
+def docstring_summary_pairs(max_pairs: Optional[int] = None, max_item_words: int = 60,
+                            seed: int = 12345) -> List[Dict]:
+    """Retrieval pairs from standard-library docstrings: ``query`` = a function's or class's first
+    sentence, ``item`` = the rest of its docstring (at most ``max_item_words`` words), ``group`` = the
+    module (split train/eval by group so no module is on both sides). Duplicate queries are dropped."""
+    pairs, seen = [], set()
+    for module, _, node in stdlib_definitions():
+        sentences = split_sentences(ast.get_docstring(node) or "")
+        if len(sentences) < 2 or sentences[0] in seen:
+            continue
+        seen.add(sentences[0])
+        item = " ".join(" ".join(sentences[1:]).split()[:max_item_words])
+        pairs.append({"query": sentences[0], "item": item, "group": module})
     random.Random(seed).shuffle(pairs)
     return pairs[:max_pairs] if max_pairs else pairs

@@ -2,10 +2,12 @@
 
 Data: JSON Lines with ``text`` and ``label`` (int class) or, with ``multi_label``, ``labels``
 (list of ints). Rows with a missing/non-string/empty text or an invalid label are rejected and
-counted. Default data: the documentation-source set (``rw_tf.data.labelled``), split 80/20.
+counted. Default data: the documentation-source set (``rw_tf.data.labelled``), split 80/20; with
+``multi_label`` the Unicode character name -> properties set, split 80/20.
 Encoder: a Hugging Face BERT checkpoint folder (default: all-MiniLM-L6-v2 from its package).
 Output: ``export/1`` (SavedModel with the raw-text ``classify_text`` signature, TF Serving
-layout) and ``metrics.json`` (baseline, before/after accuracy, temperature, ECE).
+layout) and ``metrics.json`` (baseline, before/after accuracy, temperature, ECE; multi-label adds
+micro/macro F1 and subset accuracy before and after, against a per-label majority baseline).
 
 Example:
     >>> result = finetune_classifier(ClassificationConfig(output_dir="/tmp/clf", epochs=1))  # doctest: +SKIP
@@ -23,9 +25,12 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.checkpoints import load_hf_bert, minilm_checkpoint_dir
-from rw_tf.data.labelled import documentation_source_examples
+from rw_tf.data.jsonl import read_jsonl_objects
+from rw_tf.data.labelled import documentation_source_examples, unicode_property_examples
+from rw_tf.data.splits import split_by_group
 from rw_tf.data.text_inputs import single_segment_inputs
 from rw_tf.finetuning.calibration import expected_calibration_error, fit_temperature
+from rw_tf.finetuning.multi_label_metrics import majority_label_sets, multi_label_scores
 from rw_tf.models.classifier import TextClassifier, add_task_distillation_targets, task_logits
 
 
@@ -43,6 +48,7 @@ class ClassificationConfig:
     max_steps_per_epoch: Optional[int] = None
     learning_rate: float = 5e-5
     max_examples_per_class: int = 1000
+    max_examples: int = 3000  # multi-label default set (sampled Unicode character names)
     # Refined fine-tuning: a knowledge model (a saved TextClassifier, e.g. knowledge-enhanced) as
     # f_K; the loss becomes L_task + kd_weight * KL(f_K || f) at kd_temperature.
     kd_teacher: Optional[str] = None
@@ -53,25 +59,16 @@ class ClassificationConfig:
 
 def read_labelled_jsonl(path: str, multi_label: bool) -> Tuple[List[Dict], collections.Counter]:
     rows, rejects = [], collections.Counter()
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                rejects["invalid_json"] += 1
-                continue
-            text = row.get("text") if isinstance(row, dict) else None
-            label = row.get("labels" if multi_label else "label") if isinstance(row, dict) else None
-            if not isinstance(text, str) or not text.strip():
-                rejects["missing_text"] += 1
-            elif multi_label and not (isinstance(label, list) and all(isinstance(x, int) and x >= 0 for x in label)):
-                rejects["invalid_labels"] += 1
-            elif not multi_label and not (isinstance(label, int) and not isinstance(label, bool) and label >= 0):
-                rejects["invalid_label"] += 1
-            else:
-                rows.append({"text": text, "label": label})
+    for row in read_jsonl_objects(path, rejects):
+        text, label = row.get("text"), row.get("labels" if multi_label else "label")
+        if not isinstance(text, str) or not text.strip():
+            rejects["missing_text"] += 1
+        elif multi_label and not (isinstance(label, list) and all(isinstance(x, int) and x >= 0 for x in label)):
+            rejects["invalid_labels"] += 1
+        elif not multi_label and not (isinstance(label, int) and not isinstance(label, bool) and label >= 0):
+            rejects["invalid_label"] += 1
+        else:
+            rows.append({"text": text, "label": label})
     return rows, rejects
 
 
@@ -84,19 +81,25 @@ def load_data(config: ClassificationConfig) -> Tuple[List[Dict], List[Dict], Dic
         rejects.update(eval_rejects)
     else:
         if config.multi_label:
-            raise ValueError("the default data set is single-label; give --train/--eval for multi-label")
-        rows = documentation_source_examples(config.max_examples_per_class, seed=config.seed)
-        cut = int(0.8 * len(rows))
-        train, evaluation, rejects = rows[:cut], rows[cut:], collections.Counter()
+            train, evaluation = split_by_group(unicode_property_examples(config.max_examples, seed=config.seed))
+        else:
+            rows = documentation_source_examples(config.max_examples_per_class, seed=config.seed)
+            cut = int(0.8 * len(rows))
+            train, evaluation = rows[:cut], rows[cut:]
+        rejects = collections.Counter()
     if not train or not evaluation:
         raise ValueError(f"no usable rows (train {len(train)}, eval {len(evaluation)}; rejected {dict(rejects)})")
     return train, evaluation, dict(rejects)
 
 
+def _label_of(row: Dict, multi_label: bool):
+    return row["labels"] if multi_label and "labels" in row else row["label"]
+
+
 def _num_classes(config: ClassificationConfig, rows: List[Dict]) -> int:
     if config.num_classes:
         return config.num_classes
-    labels = [x for r in rows for x in (r["label"] if config.multi_label else [r["label"]])]
+    labels = [x for r in rows for x in (_label_of(r, True) if config.multi_label else [r["label"]])]
     return max(2, max(labels) + 1) if not config.multi_label else max(labels) + 1
 
 
@@ -108,9 +111,10 @@ def _targets(rows: List[Dict], multi_label: bool, num_classes: int) -> np.ndarra
         return labels
     target = np.zeros((len(rows), num_classes), np.float32)
     for i, r in enumerate(rows):
-        if r["label"] and max(r["label"]) >= num_classes:
-            raise ValueError(f"label {max(r['label'])} is out of range for {num_classes} classes")
-        target[i, r["label"]] = 1.0
+        labels = _label_of(r, True)
+        if labels and max(labels) >= num_classes:
+            raise ValueError(f"label {max(labels)} is out of range for {num_classes} classes")
+        target[i, labels] = 1.0
     return target
 
 
@@ -144,23 +148,30 @@ def finetune_classifier(config: ClassificationConfig, verbose: Any = "auto") -> 
                            kd_temperature=config.kd_temperature, name="text_classifier")
     model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=0.01))
     accuracy_key = "task_accuracy" if teacher is not None else "accuracy"
+    eval_inputs = eval_ds.map(lambda x, y: x)
     before = model.evaluate(eval_ds, verbose=0, return_dict=True)
+    logits_before = task_logits(model.predict(eval_inputs, verbose=0))
     steps = config.max_steps_per_epoch
     history = model.fit(train_ds.repeat() if steps else train_ds, epochs=config.epochs, steps_per_epoch=steps,
                         validation_data=eval_ds, verbose=verbose)
     after = model.evaluate(eval_ds, verbose=0, return_dict=True)
+    logits = task_logits(model.predict(eval_inputs, verbose=0))
     result: Dict[str, Any] = {"train_examples": len(train), "eval_examples": len(evaluation), "rejected_rows": rejects,
                               "num_classes": num_classes, "accuracy_before": before[accuracy_key],
                               "accuracy_after": after[accuracy_key],
                               "history": {k: [float(v) for v in vals] for k, vals in history.history.items()}}
-    temperature = 1.0
-    if not config.multi_label:
-        logits = task_logits(model.predict(eval_ds.map(lambda x, y: x), verbose=0))
+    if config.multi_label:
+        result.update(majority_baseline=multi_label_scores(majority_label_sets(y_train, len(y_eval)), y_eval),
+                      scores_before=multi_label_scores(logits_before > 0, y_eval),
+                      scores_after=multi_label_scores(logits > 0, y_eval))
+    else:
         counts = np.bincount(y_eval, minlength=num_classes)
-        temperature = fit_temperature(logits, y_eval)
-        result.update(majority_baseline_accuracy=float(counts.max() / counts.sum()), temperature=temperature,
-                      ece_before_calibration=expected_calibration_error(logits, y_eval),
-                      ece_after_calibration=expected_calibration_error(logits, y_eval, temperature))
+        result["majority_baseline_accuracy"] = float(counts.max() / counts.sum())
+    temperature = fit_temperature(logits, y_eval, config.multi_label)
+    result.update(temperature=temperature,
+                  ece_before_calibration=expected_calibration_error(logits, y_eval, multi_label=config.multi_label),
+                  ece_after_calibration=expected_calibration_error(logits, y_eval, temperature,
+                                                                   multi_label=config.multi_label))
     export_dir = os.path.join(config.output_dir, "export", "1")
     from serving.export import export_text_classifier  # serving owns the SavedModel layout
 

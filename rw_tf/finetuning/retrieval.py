@@ -12,17 +12,20 @@ Example:
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from rw_tf.checkpoints import load_hf_bert, minilm_checkpoint_dir
+from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import docstring_summary_pairs
+from rw_tf.data.splits import split_by_group
 from rw_tf.data.text_inputs import single_segment_inputs
 from rw_tf.models.dual_encoder import DualEncoder
 
@@ -43,23 +46,15 @@ class RetrievalConfig:
     seed: int = 12345
 
 
-def read_pairs(path: str) -> List[Dict]:
-    pairs = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                if isinstance(row.get("query"), str) and isinstance(row.get("item"), str) and row["query"] and row["item"]:
-                    pairs.append({"query": row["query"], "item": row["item"], "group": row.get("group", "")})
-    return pairs
-
-
-def split_by_group(pairs: List[Dict], eval_fraction: float = 0.2):
-    groups = sorted({p["group"] for p in pairs})
-    eval_groups = set(groups[::max(1, int(round(1 / eval_fraction)))]) if len(groups) > 1 else set()
-    train = [p for p in pairs if p["group"] not in eval_groups]
-    evaluation = [p for p in pairs if p["group"] in eval_groups] or train[-len(train) // 5:]
-    return train, evaluation
+def read_pairs(path: str) -> Tuple[List[Dict], collections.Counter]:
+    """Rows with a non-empty ``query`` and ``item``; the others are counted by reason."""
+    pairs, rejects = [], collections.Counter()
+    for row in read_jsonl_objects(path, rejects):
+        if isinstance(row.get("query"), str) and isinstance(row.get("item"), str) and row["query"] and row["item"]:
+            pairs.append({"query": row["query"], "item": row["item"], "group": str(row.get("group", ""))})
+        else:
+            rejects["missing_query_or_item"] += 1
+    return pairs, rejects
 
 
 def embed_texts(model: DualEncoder, tokenizer, texts: Sequence[str], tower: str, max_len: int,
@@ -110,7 +105,10 @@ class RetrievalExport(tf.Module):
 
 def finetune_retrieval(config: RetrievalConfig, verbose: Any = "auto") -> Dict[str, Any]:
     keras.utils.set_random_seed(config.seed)
-    pairs = read_pairs(config.pairs_file) if config.pairs_file else docstring_summary_pairs(config.max_pairs, seed=config.seed)
+    if config.pairs_file:
+        pairs, rejects = read_pairs(config.pairs_file)
+    else:
+        pairs, rejects = docstring_summary_pairs(config.max_pairs, seed=config.seed), collections.Counter()
     train, evaluation = split_by_group(pairs)
     if len(train) < config.batch_size or not evaluation:
         raise ValueError(f"need at least {config.batch_size} training pairs and some eval pairs "
@@ -139,7 +137,8 @@ def finetune_retrieval(config: RetrievalConfig, verbose: Any = "auto") -> Dict[s
     module = RetrievalExport(model, tokenizer, items, item_vectors, L, config.top_k)
     tf.saved_model.save(module, export_dir, signatures={"serving_default": module.retrieve,
                                                         "retrieve": module.retrieve, "encode_text": module.encode_text})
-    result = {"train_pairs": len(train), "eval_pairs": len(evaluation), "before": before, "after": after,
+    result = {"train_pairs": len(train), "eval_pairs": len(evaluation), "rejected_rows": dict(rejects),
+              "before": before, "after": after,
               "loss": [float(x) for x in history.history["loss"]], "export_dir": export_dir}
     with open(os.path.join(config.output_dir, "metrics.json"), "w", encoding="utf-8") as f:
         json.dump({"config": dataclasses.asdict(config), **result}, f, indent=2)

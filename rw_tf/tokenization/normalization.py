@@ -23,11 +23,15 @@ _CJK = "|".join([
 ])
 
 
+def repair_utf8(texts: tf.Tensor) -> tf.Tensor:
+    """Rule 1 alone: invalid UTF-8 byte sequences become U+FFFD; valid text is unchanged."""
+    return tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+
+
 def normalize_text(texts: tf.Tensor, lower_case: bool, strip_accents: bool,
                    normalization_form: str | None = None) -> tf.Tensor:
     """Applies rules 1-3 to a string tensor of any shape."""
-    texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace",
-                                         replacement_char=0xFFFD)
+    texts = repair_utf8(texts)
     texts = tf.strings.regex_replace(texts, r"[\t\n\r]", " ")
     texts = tf.strings.regex_replace(texts, r"[\p{Cc}\p{Cf}\p{Co}\p{Cs}\x{FFFD}]", "")
     if lower_case:
@@ -40,8 +44,13 @@ def normalize_text(texts: tf.Tensor, lower_case: bool, strip_accents: bool,
     return texts
 
 
+def split_patterns(split_cjk: bool) -> tuple:
+    """``(delim_regex_pattern, keep_delim_regex_pattern)`` of rule 4 for ``tf_text.regex_split``."""
+    keep = _PUNCTUATION + ("|" + _CJK if split_cjk else "")
+    return _WHITESPACE + "|" + keep, keep
+
+
 def split_words(texts: tf.Tensor, split_cjk: bool) -> tf.RaggedTensor:
     """Rule 4: splits a 1-D string tensor into words, ``RaggedTensor[batch, (words)]``."""
-    keep = _PUNCTUATION + ("|" + _CJK if split_cjk else "")
-    return tf_text.regex_split(texts, delim_regex_pattern=_WHITESPACE + "|" + keep,
-                               keep_delim_regex_pattern=keep)
+    delim, keep = split_patterns(split_cjk)
+    return tf_text.regex_split(texts, delim_regex_pattern=delim, keep_delim_regex_pattern=keep)

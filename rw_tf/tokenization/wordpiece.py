@@ -8,13 +8,13 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from rw_tf.tokenization.normalization import normalize_text, split_words
+from rw_tf.tokenization.normalization import normalize_text, repair_utf8, split_patterns, split_words
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -113,6 +113,28 @@ class WordPieceTokenizer(tf.Module):
     def tokenize(self, texts: TextInput) -> tf.RaggedTensor:
         """Token ids of each text: ``RaggedTensor[batch, (pieces)]`` of int64."""
         return self.tokenize_words(texts).merge_dims(-2, -1)
+
+    def tokenize_with_offsets(self, texts: TextInput) -> Tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+        """Token ids grouped by word plus each word's byte span in the *source* text.
+
+        Returns ``(ids [batch, (words), (pieces)], starts [batch, (words)], ends [batch, (words)])``;
+        ``text[start:end]`` (bytes) is the word as written, before lower-casing or accent stripping,
+        so spans found on pieces map back to the caller's text. The words are split on the source
+        text and normalized one by one; words that normalize to nothing (control characters) are
+        dropped, so the merged ids equal ``tokenize(texts)``. Offsets index the text after invalid
+        UTF-8 has been replaced by U+FFFD (``repair_utf8``), which is the text itself when valid.
+        """
+        texts = repair_utf8(as_string_tensor(texts))
+        delim, keep = split_patterns(self.split_cjk)
+        # tf_text's regex_split stops at a NUL byte; \x01 has the same length and is removed later.
+        texts = tf.strings.regex_replace(texts, "\\x00", "\x01")
+        words, starts, ends = tf_text.regex_split_with_offsets(texts, delim_regex_pattern=delim,
+                                                               keep_delim_regex_pattern=keep)
+        normalized = words.with_flat_values(normalize_text(words.flat_values, self.lower_case,
+                                                           self.strip_accents, self.normalization_form))
+        keep_word = tf.strings.length(normalized) > 0
+        normalized, starts, ends = (tf.ragged.boolean_mask(t, keep_word) for t in (normalized, starts, ends))
+        return self._wordpiece.tokenize(normalized), starts, ends
 
     def ids_to_tokens(self, ids: Any) -> List[List[str]]:
         """Python helper for inspection: token strings of nested id lists."""

@@ -1,0 +1,125 @@
+"""Extractive question answering: best-span decoding over sliding windows, answers with offsets.
+
+For every window the best span ``(i, j)`` maximizes ``start_logit[i] + end_logit[j]`` over
+context positions with ``i <= j < i + max_answer_length``; each example takes its best window.
+The span is widened to whole source words and returned as the text of the context plus
+character offsets (``context[start:end] == answer`` in Python). ``probability`` is the span's
+softmax share among all valid spans of its window (windows overlap, so the same
+span may be counted in several; per window it is a proper distribution). As in SQuAD 1.1 there is
+always an answer; a low probability is the signal that the context may not contain one.
+
+All decoding is TF ops, so the same code runs in evaluation and inside the exported SavedModel.
+
+Example:
+    >>> qa = QuestionAnswerer(model, tokenizer, WindowSpec(256, 128, 64))            # doctest: +SKIP
+    >>> qa.answer(["What does json.dumps do?"], ["json.dumps: Serialize obj to a JSON str."])  # doctest: +SKIP
+    [{'answer': 'Serialize obj to a JSON str.', 'start': 12, 'end': 40, 'score': 9.1, 'probability': 0.93}]
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from rw_tf.data.qa_windows import QuestionContextWindows, WindowSpec, question_context_windows
+from rw_tf.tokenization.wordpiece import WordPieceTokenizer
+
+
+def best_spans(windows: QuestionContextWindows, start_logits: tf.Tensor, end_logits: tf.Tensor,
+               max_answer_length: int) -> Dict[str, tf.Tensor]:
+    """Decodes one answer per example: ``answer`` (string), ``start``/``end`` (character offsets,
+    end exclusive), ``score`` (logit sum) and ``probability``; all ``[batch]``."""
+    start_logits = tf.cast(start_logits, tf.float32)
+    end_logits = tf.cast(end_logits, tf.float32)
+    length = tf.shape(start_logits, out_type=tf.int64)[1]
+    position = tf.range(length)
+    lo = tf.expand_dims(windows.context_offset, 1)
+    in_context = tf.logical_and(position >= lo, position < lo + tf.expand_dims(windows.window_length, 1))
+    span_length = position[tf.newaxis, :] - position[:, tf.newaxis]                      # j - i
+    allowed = tf.logical_and(span_length >= 0, span_length < max_answer_length)
+    valid = tf.logical_and(tf.logical_and(in_context[:, :, None], in_context[:, None, :]), allowed[None])
+    scores = start_logits[:, :, None] + end_logits[:, None, :]
+    scores = tf.reshape(tf.where(valid, scores, -np.inf), [tf.shape(scores)[0], -1])
+    best = tf.argmax(scores, axis=1)
+    best_score = tf.reduce_max(scores, axis=1)
+    window_mass = tf.reduce_logsumexp(scores, axis=1)
+
+    num_examples = windows.piece_starts.nrows()
+    by_example = tf.RaggedTensor.from_value_rowids(best_score, windows.example_index, nrows=num_examples)
+    window = by_example.row_starts() + tf.argmax(by_example.to_tensor(-np.inf), axis=1)
+
+    to_piece = tf.gather(windows.window_start - windows.context_offset, window)
+    start_piece = tf.gather(best // length, window) + to_piece
+    end_piece = tf.gather(best % length, window) + to_piece
+    first_piece = windows.piece_starts.row_starts()
+    byte_start = tf.gather(windows.piece_starts.flat_values, first_piece + start_piece)
+    byte_end = tf.gather(windows.piece_ends.flat_values, first_piece + end_piece)
+    answer = tf.strings.substr(windows.contexts, byte_start, byte_end - byte_start)
+    char_start = tf.strings.length(tf.strings.substr(windows.contexts, tf.zeros_like(byte_start), byte_start),
+                                   unit="UTF8_CHAR")
+    score = tf.gather(best_score, window)
+    return {"answer": answer, "start": tf.cast(char_start, tf.int64),
+            "end": tf.cast(char_start + tf.strings.length(answer, unit="UTF8_CHAR"), tf.int64),
+            "score": score, "probability": tf.exp(score - tf.gather(window_mass, window))}
+
+
+def answer_questions(model: keras.Model, tokenizer: WordPieceTokenizer, questions: Any, contexts: Any,
+                     spec: WindowSpec, max_answer_length: int) -> Dict[str, tf.Tensor]:
+    """Windows -> model -> best spans for a batch of (question, context) strings (TF ops)."""
+    windows = question_context_windows(tokenizer, questions, contexts, spec)
+    outputs = model(windows.features, training=False)
+    return best_spans(windows, outputs["start"], outputs["end"], max_answer_length)
+
+
+class QuestionAnswerer:
+    """Python front end: validates input, batches examples and returns plain dicts.
+
+    A question without context, an empty question, a question over ``max_question_length``
+    pieces or a context over ``max_windows`` windows raises ``ValueError`` saying which example.
+    """
+
+    def __init__(self, model: keras.Model, tokenizer: WordPieceTokenizer, spec: WindowSpec,
+                 max_answer_length: int = 48, batch_size: int = 16) -> None:
+        if max_answer_length < 1:
+            raise ValueError("max_answer_length must be >= 1")
+        self.model, self.tokenizer, self.spec = model, tokenizer, spec
+        self.max_answer_length, self.batch_size = max_answer_length, batch_size
+        self._answer = tf.function(
+            lambda q, c: answer_questions(model, tokenizer, q, c, spec, max_answer_length),
+            input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string)])
+
+    def answer(self, questions: Sequence[str], contexts: Sequence[str]) -> List[Dict[str, Any]]:
+        if isinstance(questions, str) or isinstance(contexts, str):
+            raise TypeError("questions and contexts must be sequences of strings, not one string")
+        if len(questions) != len(contexts):
+            raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
+        for i, (question, context) in enumerate(zip(questions, contexts)):
+            if not isinstance(question, str) or not isinstance(context, str):
+                raise TypeError(f"example {i}: question and context must be str")
+            if not context.strip():
+                raise ValueError(f"example {i}: the question has no context")
+            if not question.strip():
+                raise ValueError(f"example {i}: the question is empty")
+        results: List[Dict[str, Any]] = []
+        for lo in range(0, len(questions), self.batch_size):
+            q, c = list(questions[lo:lo + self.batch_size]), list(contexts[lo:lo + self.batch_size])
+            try:
+                out = self._answer(tf.constant(q), tf.constant(c))
+            except tf.errors.InvalidArgumentError as err:
+                raise ValueError(f"examples {lo}..{lo + len(q) - 1}: {_assert_message(err)}") from None
+            for k in range(len(q)):
+                results.append({"answer": out["answer"][k].numpy().decode("utf-8"),
+                                "start": int(out["start"][k]), "end": int(out["end"][k]),
+                                "score": float(out["score"][k]), "probability": float(out["probability"][k])})
+        return results
+
+
+def _assert_message(err: tf.errors.InvalidArgumentError) -> str:
+    """The message given to ``tf.debugging.Assert`` in ``qa_windows`` (they all start "question..."
+    or "context..."), without TF's wrapping; the whole error text if it is something else."""
+    import re
+
+    found = re.search(r"((?:questions?|context) (?:has|is|and) [^'\]\n]*)", err.message)
+    return found.group(1) if found else " ".join(err.message.split())[:300]

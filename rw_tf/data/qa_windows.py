@@ -1,0 +1,153 @@
+"""Question + context -> encoder windows for extractive QA, as TF ops (training, eval and export).
+
+Each example becomes ``[CLS] question [SEP] context-window [SEP]`` sequences. A context longer
+than one window is covered by sliding windows whose starts are ``doc_stride`` word pieces apart
+(the original BERT ``run_squad`` convention: the stride is the step, so windows overlap by
+``window_length - doc_stride`` pieces). Every context piece carries the byte span of the source
+word it came from, which is how decoded spans turn back into text and character offsets.
+
+Bad input raises ``tf.errors.InvalidArgumentError`` with the reason: an empty question or
+context, a question longer than ``max_question_length`` pieces, or a context that needs more than
+``max_windows`` windows (the model's input limit for one example).
+
+Example:
+    >>> spec = WindowSpec(max_sequence_length=64, doc_stride=24, max_question_length=16)
+    >>> windows = question_context_windows(tokenizer, ["Who?"], ["Ada wrote it."], spec)  # doctest: +SKIP
+    >>> windows.features["token_ids"].shape                                                # doctest: +SKIP
+    TensorShape([1, 64])
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from rw_tf.tokenization.normalization import repair_utf8
+from rw_tf.tokenization.wordpiece import WordPieceTokenizer, as_string_tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowSpec:
+    """Window geometry. ``doc_stride`` must not exceed the context room left by the longest
+    allowed question (``max_sequence_length - 3 - max_question_length``), or pieces would be skipped."""
+
+    max_sequence_length: int = 256
+    doc_stride: int = 128
+    max_question_length: int = 64
+    max_windows: int = 32
+
+    def __post_init__(self) -> None:
+        room = self.max_sequence_length - 3 - self.max_question_length
+        if self.max_question_length < 1 or room < 1:
+            raise ValueError(f"max_question_length {self.max_question_length} leaves no room for context in "
+                             f"{self.max_sequence_length} tokens")
+        if not 1 <= self.doc_stride <= room:
+            raise ValueError(f"doc_stride must be in [1, {room}] (context room with the longest question), "
+                             f"got {self.doc_stride}")
+        if self.max_windows < 1:
+            raise ValueError("max_windows must be >= 1")
+
+
+@dataclasses.dataclass
+class QuestionContextWindows:
+    """Encoder inputs for every window plus what span decoding needs to map positions back.
+
+    - ``features``: ``token_ids``, ``segment_ids``, ``padding_mask``: int32 ``[windows, L]``;
+    - ``example_index``: int64 ``[windows]``, the example each window belongs to (rows in order);
+    - ``context_offset``: int64 ``[windows]``, sequence position of the window's first context piece;
+    - ``window_start``: int64 ``[windows]``, index of that piece among the example's context pieces;
+    - ``window_length``: int64 ``[windows]``, number of context pieces in the window;
+    - ``piece_starts`` / ``piece_ends``: ``RaggedTensor[batch, (pieces)]`` int64 byte span of the
+      source word of every context piece;
+    - ``contexts``: the contexts as UTF-8 (invalid bytes replaced), which the offsets index.
+    """
+
+    features: Dict[str, tf.Tensor]
+    example_index: tf.Tensor
+    context_offset: tf.Tensor
+    window_start: tf.Tensor
+    window_length: tf.Tensor
+    piece_starts: tf.RaggedTensor
+    piece_ends: tf.RaggedTensor
+    contexts: tf.Tensor
+
+
+def _check(condition: tf.Tensor, message: str) -> None:
+    # tf.debugging.Assert works eagerly and in exported graphs; the message reaches TF Serving clients.
+    tf.debugging.Assert(tf.reduce_all(condition), [message])
+
+
+def question_context_windows(tokenizer: WordPieceTokenizer, questions, contexts,
+                             spec: WindowSpec) -> QuestionContextWindows:
+    """Builds the windows of a batch of (question, context) pairs; see the module docstring."""
+    questions, contexts = as_string_tensor(questions), repair_utf8(as_string_tensor(contexts))
+    _check(tf.equal(tf.shape(questions)[0], tf.shape(contexts)[0]),
+           "questions and contexts must have the same batch size")
+    question_ids = tokenizer.tokenize(questions)
+    word_ids, word_starts, word_ends = tokenizer.tokenize_with_offsets(contexts)
+    context_ids = word_ids.merge_dims(1, 2)
+    pieces_per_word = word_ids.row_lengths(axis=2)
+    piece_starts = context_ids.with_flat_values(tf.repeat(word_starts.flat_values, pieces_per_word.flat_values))
+    piece_ends = context_ids.with_flat_values(tf.repeat(word_ends.flat_values, pieces_per_word.flat_values))
+
+    question_length = question_ids.row_lengths()
+    context_length = context_ids.row_lengths()
+    _check(question_length > 0, "question is empty (no word pieces after normalization)")
+    _check(context_length > 0, "question has no context: the context is empty (no word pieces after "
+                               "normalization)")
+    _check(question_length <= spec.max_question_length,
+           f"question is longer than max_question_length={spec.max_question_length} word pieces")
+    room = spec.max_sequence_length - 3 - question_length
+    stride = tf.constant(spec.doc_stride, tf.int64)
+    num_windows = 1 + tf.maximum(context_length - room + stride - 1, 0) // stride
+    _check(num_windows <= spec.max_windows,
+           f"context is longer than the model accepts: it needs more than max_windows={spec.max_windows} "
+           f"windows of {spec.max_sequence_length} tokens at doc_stride={spec.doc_stride}")
+
+    window_rows = tf.ragged.range(num_windows)
+    example_index = window_rows.value_rowids()
+    window_start = window_rows.flat_values * stride
+    window_room = tf.gather(room, example_index)
+    window_length = tf.minimum(window_room, tf.gather(context_length, example_index) - window_start)
+    first = tf.gather(context_ids.row_starts(), example_index) + window_start
+    window_ids = tf.gather(context_ids.flat_values, tf.ragged.range(first, first + window_length))
+    window_questions = tf.gather(question_ids, example_index)
+
+    token_ids, segment_ids = tf_text.combine_segments([window_questions, window_ids], tokenizer.cls_id,
+                                                      tokenizer.sep_id)
+    token_ids, padding_mask = tf_text.pad_model_inputs(token_ids, spec.max_sequence_length,
+                                                       pad_value=tokenizer.pad_id)
+    segment_ids, _ = tf_text.pad_model_inputs(segment_ids, spec.max_sequence_length)
+    features = {"token_ids": tf.cast(token_ids, tf.int32), "segment_ids": tf.cast(segment_ids, tf.int32),
+                "padding_mask": tf.cast(padding_mask, tf.int32)}
+    return QuestionContextWindows(features, example_index, tf.gather(question_length, example_index) + 2,
+                                  window_start, window_length, piece_starts, piece_ends, contexts)
+
+
+def answer_piece_span(windows: QuestionContextWindows, answer_starts: tf.Tensor,
+                      answer_ends: tf.Tensor) -> tf.Tensor:
+    """First and last context piece overlapping each answer's byte span ``[start, end)``:
+    int64 ``[batch, 2]``, ``-1`` where no piece overlaps (an answer of only whitespace or
+    control characters)."""
+    starts, ends = tf.cast(answer_starts, tf.int64), tf.cast(answer_ends, tf.int64)
+    overlap = tf.logical_and(windows.piece_ends > tf.expand_dims(starts, 1),
+                             windows.piece_starts < tf.expand_dims(ends, 1))
+    position = tf.ragged.range(windows.piece_starts.row_lengths())
+    fill = lambda value: position.with_flat_values(tf.fill(tf.shape(position.flat_values), tf.constant(value, tf.int64)))
+    first = tf.reduce_min(tf.where(overlap, position, fill(tf.int64.max)), axis=1)
+    last = tf.reduce_max(tf.where(overlap, position, fill(-1)), axis=1)
+    first = tf.where(last < 0, tf.constant(-1, tf.int64), first)
+    return tf.stack([first, last], axis=1)
+
+
+def span_labels(windows: QuestionContextWindows, answer_starts: tf.Tensor, answer_ends: tf.Tensor) -> tf.Tensor:
+    """Training targets per window: sequence positions ``[windows, 2]`` (start, end) of the answer,
+    or ``(0, 0)`` (the [CLS] token) for a window that does not contain the whole answer."""
+    span = tf.gather(answer_piece_span(windows, answer_starts, answer_ends), windows.example_index)
+    window_end = windows.window_start + windows.window_length
+    inside = tf.logical_and(tf.logical_and(span[:, 0] >= windows.window_start, span[:, 1] < window_end),
+                            span[:, 0] >= 0)
+    positions = span - tf.expand_dims(windows.window_start, 1) + tf.expand_dims(windows.context_offset, 1)
+    return tf.where(tf.expand_dims(inside, 1), positions, tf.zeros_like(positions))

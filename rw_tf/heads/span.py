@@ -1,0 +1,45 @@
+"""Extractive-QA span head: a start and an end logit for every token of the sequence."""
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+import keras
+from keras import ops
+
+# Added to padding positions so they never win a softmax or an argmax (fits float16 too).
+PADDING_LOGIT = -1e4
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class SpanHead(keras.layers.Layer):
+    """``[start_logits, end_logits] = W h_i + b`` for each token ``i``; padding gets ``PADDING_LOGIT``.
+
+    Example:
+        >>> head = SpanHead()
+        >>> start, end = head(keras.ops.ones((2, 6, 8)), keras.ops.ones((2, 6)))
+        >>> tuple(start.shape), tuple(end.shape)
+        ((2, 6), (2, 6))
+    """
+
+    def __init__(self, initializer_range: float = 0.02, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.initializer_range = initializer_range
+        self.dense = keras.layers.Dense(
+            2, name="span_logits", kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+
+    def build(self, sequence_output_shape: Any, padding_mask_shape: Any = None) -> None:
+        self.dense.build(sequence_output_shape)
+        self.built = True
+
+    def call(self, sequence_output: Any, padding_mask: Any) -> Tuple[Any, Any]:
+        logits = self.dense(sequence_output)
+        padding = (1.0 - ops.cast(padding_mask, logits.dtype)) * PADDING_LOGIT
+        return logits[..., 0] + padding, logits[..., 1] + padding
+
+    def compute_output_shape(self, sequence_output_shape: Any, padding_mask_shape: Any = None) -> tuple:
+        return tuple(sequence_output_shape[:-1]), tuple(sequence_output_shape[:-1])
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(initializer_range=self.initializer_range)
+        return config

@@ -1,0 +1,60 @@
+"""Extractive question answering task model: encoder + ``SpanHead`` over question+context windows."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import keras
+
+from rw_tf.heads.span import SpanHead
+from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
+from rw_tf.networks.encoder import TransformerEncoder
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class SpanQuestionAnswerer(OptimizerOnlyCompileConfig, keras.Model):
+    """Outputs ``{"start": [batch, L], "end": [batch, L]}`` logits over the window's positions.
+
+    Targets are sequence positions (``rw_tf.data.qa_windows.span_labels``; 0 = [CLS] for a window
+    without the answer). ``compile()`` with no loss uses softmax cross-entropy on both ends with
+    weight 0.5 each (BERT's SQuAD loss) and start/end accuracy. Span decoding lives in
+    ``rw_tf.applications.question_answering``.
+
+    Example:
+        >>> qa = SpanQuestionAnswerer(TransformerEncoder.from_preset("tiny", vocab_size=100))
+        >>> qa.compile(optimizer="adam")
+    """
+
+    def __init__(self, encoder: TransformerEncoder, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.span_head = SpanHead(encoder.config.initializer_range, name="span_head")
+
+    def build(self, input_shape: Dict[str, Any]) -> None:
+        if not self.encoder.built:
+            self.encoder.build(input_shape)
+        self.span_head.build((None, None, self.encoder.config.hidden_size))
+        self.built = True
+
+    def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Dict[str, Any]:
+        sequence_output = self.encoder(inputs, training=training)["sequence_output"]
+        start, end = self.span_head(sequence_output, inputs["padding_mask"])
+        return {"start": start, "end": end}
+
+    def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, **kwargs: Any) -> None:
+        if loss is None:
+            loss = {k: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for k in ("start", "end")}
+            kwargs.setdefault("loss_weights", {"start": 0.5, "end": 0.5})
+        if metrics is None:
+            metrics = {k: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")] for k in ("start", "end")}
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(encoder=keras.saving.serialize_keras_object(self.encoder))
+        return config
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "SpanQuestionAnswerer":
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)

@@ -128,6 +128,7 @@ def test_span_model_round_trips(tmp_path):
     out = model(x)
     assert out["start"].shape == (2, 8) and float(out["end"][1, 6]) < -1e3      # padding never wins
     model.compile(optimizer="adam")
+    model.optimizer.build(model.trainable_variables)    # saved with its slots, restored by compile_from_config
     model.save(tmp_path / "qa.keras")
     clone = keras.saving.load_model(tmp_path / "qa.keras")
     np.testing.assert_allclose(clone(x)["start"], out["start"], atol=1e-5)

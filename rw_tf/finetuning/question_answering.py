@@ -16,6 +16,7 @@ import collections
 import dataclasses
 import json
 import os
+import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 import keras
@@ -122,8 +123,11 @@ def finetune_question_answering(config: QAConfig, verbose: Any = "auto") -> Dict
 
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y["start"]), seed=config.seed).repeat()
     model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=0.01))
-    history = model.fit(ds.batch(config.batch_size, drop_remainder=True).prefetch(2), steps_per_epoch=config.steps,
-                        epochs=1, verbose=verbose)
+    with warnings.catch_warnings():
+        # Span heads do not read the [CLS] pooler, so it gets no gradient.
+        warnings.filterwarnings("ignore", message="Gradients do not exist for variables.*pooler")
+        history = model.fit(ds.batch(config.batch_size, drop_remainder=True).prefetch(2), steps_per_epoch=config.steps,
+                            epochs=1, verbose=verbose)
     after = evaluate_answers(answerer, evaluation)
 
     export_dir = os.path.join(config.output_dir, "export", "1")

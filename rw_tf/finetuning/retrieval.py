@@ -16,6 +16,7 @@ import collections
 import dataclasses
 import json
 import os
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import keras
@@ -131,7 +132,10 @@ def finetune_retrieval(config: RetrievalConfig, verbose: Any = "auto") -> Dict[s
     ds = ds.map(lambda q, i: ({"query": single_segment_inputs(tokenizer, q, L),
                                "item": single_segment_inputs(tokenizer, i, L)}, tf.zeros([config.batch_size])))
     model.compile(optimizer=keras.optimizers.AdamW(config.learning_rate, weight_decay=0.01))
-    history = model.fit(ds.prefetch(2), steps_per_epoch=config.steps, epochs=1, verbose=verbose)
+    with warnings.catch_warnings():
+        # Mean-pooled embeddings do not read the [CLS] pooler, so it gets no gradient.
+        warnings.filterwarnings("ignore", message="Gradients do not exist for variables.*pooler")
+        history = model.fit(ds.prefetch(2), steps_per_epoch=config.steps, epochs=1, verbose=verbose)
     after, item_vectors = evaluate()   # the trained item vectors are also the exported index
     export_dir = os.path.join(config.output_dir, "export", "1")
     module = RetrievalExport(model, tokenizer, items, item_vectors, L, config.top_k)

@@ -320,7 +320,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
                                                       "with --multi-label); qa: JSONL with question, context, "
                                                       "answer[, answer_start]")
     p.add_argument("--eval", dest="eval_file")
-    p.add_argument("--multi-label", action="store_true")
+    p.add_argument("--multi-label", action="store_true", default=None)
     for field in ("num_classes", "max_sequence_length", "batch_size", "epochs", "max_steps_per_epoch",
                   "max_examples_per_class", "max_examples", "seed", "steps", "doc_stride", "max_question_length",
                   "max_answer_length", "max_windows", "max_train_examples", "max_eval_examples"):
@@ -330,7 +330,8 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kd-weight", type=float, help="beta of refined fine-tuning (default 0.5)")
     p.add_argument("--kd-temperature", type=float)
     p.add_argument("--pairs", dest="pairs_file", help="retrieval: JSONL with query + item (+ group)")
-    p.add_argument("--separate-towers", action="store_true", help="retrieval: do not share query/item encoders")
+    p.add_argument("--separate-towers", action="store_true", default=None,
+                   help="retrieval: do not share query/item encoders")
     p.set_defaults(func=_run_finetune)
 
 
@@ -342,18 +343,16 @@ def _run_finetune(args: argparse.Namespace) -> int:
     config_class, run = {"classification": (ClassificationConfig, finetune_classifier),
                          "retrieval": (RetrievalConfig, finetune_retrieval),
                          "qa": (QAConfig, finetune_question_answering)}[args.task]
-    values = {k: v for k, v in vars(args).items() if v is not None}
-    if args.task == "retrieval":
-        values["shared_towers"] = not args.separate_towers
+    # Unset options (None) take the task config's defaults; set ones must be fields of that config.
+    values = {k: v for k, v in vars(args).items() if v is not None and k not in ("command", "func", "task")}
+    if values.pop("separate_towers", None):
+        values["shared_towers"] = False
     fields = {f.name for f in dataclasses.fields(config_class)}
-    ignored = sorted(k for k in values if k not in fields and k not in ("task", "func", "separate_towers",
-                                                                        "multi_label", "command"))
-    if ignored or (args.multi_label and args.task != "classification"):
-        print(f"rw-tf finetune: options not used by --task {args.task}: "
-              f"{ignored + (['multi_label'] if args.multi_label and args.task != 'classification' else [])}",
-              file=sys.stderr)
+    unused = sorted(set(values) - fields)
+    if unused:
+        print(f"rw-tf finetune: options not used by --task {args.task}: {unused}", file=sys.stderr)
         return 2
-    result = run(config_class(**{k: v for k, v in values.items() if k in fields}), verbose=2)
+    result = run(config_class(**values), verbose=2)
     print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
     return 0
 

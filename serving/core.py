@@ -10,13 +10,13 @@ Validation rules (each failure is a ``ServingError`` with TF Serving's status co
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from rw_tf.errors import error_reason
 from serving.config import BatchingParameters, ModelSpec
 from serving.errors import invalid_argument, not_found
 from serving.servables import LoadedVersion, ModelManager
@@ -30,17 +30,6 @@ class ServerLimits:
     max_text_bytes: int = 100_000
     max_request_bytes: int = 16 * 1024 * 1024
     text_inputs: Tuple[str, ...] = ("text", "question", "context")
-
-
-def model_error_reason(err: Exception) -> str:
-    """The useful line of a model error: the message of a failed ``tf.debugging.Assert`` (graph
-    errors start with "Graph execution error:" and a node trace), else the first non-empty line."""
-    text = getattr(err, "message", None) or str(err)
-    found = re.search(r"assertion failed: \[(.*?)\]\s*(?:\n|$)", text)
-    if found:
-        return found.group(1)[:500]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines[0] if lines else type(err).__name__)[:500]
 
 
 class ServingCore:
@@ -143,4 +132,4 @@ class ServingCore:
         try:
             return servable.run(key, inputs)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
-            raise invalid_argument(f"the model rejected the input: {model_error_reason(err)}")
+            raise invalid_argument(f"the model rejected the input: {error_reason(err)}")

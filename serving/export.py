@@ -25,6 +25,7 @@ from typing import Dict
 import keras
 import tensorflow as tf
 
+from rw_tf.applications.question_answering import answer_questions
 from rw_tf.data.text_inputs import single_segment_inputs
 from rw_tf.models.classifier import task_logits
 from rw_tf.networks.pooling import masked_mean
@@ -150,8 +151,6 @@ class QuestionAnsweringExport(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question"),
                                   tf.TensorSpec([None], tf.string, name="context")])
     def answer_question(self, question: tf.Tensor, context: tf.Tensor) -> Dict[str, tf.Tensor]:
-        from rw_tf.applications.question_answering import answer_questions
-
         return answer_questions(self.model, self.tokenizer, question, context, self.spec, self.max_answer_length)
 
 

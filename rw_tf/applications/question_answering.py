@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.data.qa_windows import QuestionContextWindows, WindowSpec, question_context_windows
+from rw_tf.errors import error_reason
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 
@@ -108,18 +109,10 @@ class QuestionAnswerer:
             try:
                 out = self._answer(tf.constant(q), tf.constant(c))
             except tf.errors.InvalidArgumentError as err:
-                raise ValueError(f"examples {lo}..{lo + len(q) - 1}: {_assert_message(err)}") from None
+                raise ValueError(f"examples {lo}..{lo + len(q) - 1}: {error_reason(err)}") from None
             for k in range(len(q)):
                 results.append({"answer": out["answer"][k].numpy().decode("utf-8"),
                                 "start": int(out["start"][k]), "end": int(out["end"][k]),
                                 "score": float(out["score"][k]), "probability": float(out["probability"][k])})
         return results
 
-
-def _assert_message(err: tf.errors.InvalidArgumentError) -> str:
-    """The message given to ``tf.debugging.Assert`` in ``qa_windows`` (they all start "question..."
-    or "context..."), without TF's wrapping; the whole error text if it is something else."""
-    import re
-
-    found = re.search(r"((?:questions?|context) (?:has|is|and) [^'\]\n]*)", err.message)
-    return found.group(1) if found else " ".join(err.message.split())[:300]

@@ -150,7 +150,8 @@ def finetune_classifier(config: ClassificationConfig, verbose: Any = "auto") -> 
     accuracy_key = "task_accuracy" if teacher is not None else "accuracy"
     eval_inputs = eval_ds.map(lambda x, y: x)
     before = model.evaluate(eval_ds, verbose=0, return_dict=True)
-    logits_before = task_logits(model.predict(eval_inputs, verbose=0))
+    # Single-label "before" is the accuracy above; multi-label also scores F1 from these logits.
+    logits_before = task_logits(model.predict(eval_inputs, verbose=0)) if config.multi_label else None
     steps = config.max_steps_per_epoch
     history = model.fit(train_ds.repeat() if steps else train_ds, epochs=config.epochs, steps_per_epoch=steps,
                         validation_data=eval_ds, verbose=verbose)

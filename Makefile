@@ -2,14 +2,16 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIPELINE_ROOT ?= runs/pipeline
+export PATH := $(HOME)/.local/bin:$(PATH)
 
-.PHONY: env run pretrain test test-all bench lock clean
+.PHONY: env run pretrain lint test test-all bench lock clean
 
 env:
 	@bash scripts/ensure_env.sh
 
 # The main job: the pretraining then the fine-tuning TFX pipeline (LocalDagRunner) on the
-# embedded default corpus (Python's own documentation, no downloads), tiny model.
+# embedded default corpus (Python's own documentation, no downloads), tiny model. Prints a line
+# per component and a summary table; library logs go to $(PIPELINE_ROOT)/logs/.
 run: env
 	$(VENV)/bin/rw-tf pipeline run --root $(PIPELINE_ROOT)
 
@@ -17,12 +19,15 @@ run: env
 pretrain: env
 	$(VENV)/bin/rw-tf pretrain --output-dir runs/pretrain --preset tiny
 
-# Fast suite (slow end-to-end tests excluded); what CI runs.
-test: env
+lint: env
+	$(VENV)/bin/ruff check .
+
+# Lint, then the fast suite (slow end-to-end tests excluded); what CI runs.
+test: lint
 	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider
 
 # Everything, including the slow end-to-end tests.
-test-all: env
+test-all: lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: env

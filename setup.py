@@ -1,17 +1,31 @@
 """rw-tf: RefinedWeb knowledge-enhanced language model on TensorFlow/Keras 3, TFX and TF Serving.
 
+Installed import names (all prefixed, so no other distribution can claim them):
+- ``rw_tf``          <- rw_tf/     the library (models, tasks, training, export, CLI)
+- ``rw_tf_pipeline`` <- pipeline/  the TFX pipelines (definition, configs, runners, module files)
+- ``rw_tf_serving``  <- serving/   TF Serving configuration, client and the local server
+- ``rw_tf_schemas``  <- schemas/   the TFMD schemas (package data)
+The repository keeps the product's layout (``pipeline/``, ``serving/``, ``schemas/`` at the top);
+``package_dir`` maps each folder to its import name. The pipeline and serving packages add their
+``rw-tf`` subcommands through the ``rw_tf.cli`` entry-point group, so ``rw_tf`` never imports them.
+
 The exact, tested versions live in requirements/requirements.lock (generated with `make lock`);
 the ranges below are the direct dependencies the code imports.
 """
-from setuptools import find_packages, setup
+from setuptools import setup
 
 setup(
     name="rw-tf",
-    version="0.1.0",
+    version="0.2.0",
     description="RefinedWeb knowledge-enhanced language model: Keras 3 library, TFX pipeline, TF Serving",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["rw_tf", "rw_tf.*", "pipeline", "pipeline.*", "serving", "serving.*"]),
-    package_data={"": ["*.pbtxt"]},
+    packages=["rw_tf", "rw_tf.applications", "rw_tf.checkpoints", "rw_tf.cli", "rw_tf.data", "rw_tf.export",
+              "rw_tf.heads", "rw_tf.knowledge", "rw_tf.layers", "rw_tf.models", "rw_tf.networks", "rw_tf.tasks",
+              "rw_tf.tokenization", "rw_tf.training",
+              "rw_tf_pipeline", "rw_tf_pipeline.components", "rw_tf_pipeline.modules",
+              "rw_tf_serving", "rw_tf_schemas"],
+    package_dir={"rw_tf_pipeline": "pipeline", "rw_tf_serving": "serving", "rw_tf_schemas": "schemas"},
+    package_data={"rw_tf_schemas": ["*/schema.pbtxt"]},
     install_requires=[
         "tensorflow>=2.16,<2.17",
         "keras>=3.3",
@@ -21,7 +35,12 @@ setup(
         "apache-beam[gcp]==2.61.0",
         "tf-keras",
         "dill",
+        "safetensors",
+        "scikit-learn",
     ],
     extras_require={"test": ["pytest", "pytest-xdist"]},
-    entry_points={"console_scripts": ["rw-tf=rw_tf.cli:main"]},
+    entry_points={
+        "console_scripts": ["rw-tf=rw_tf.cli.main:main"],
+        "rw_tf.cli": ["pipeline=rw_tf_pipeline.cli:add_commands", "serving=rw_tf_serving.cli:add_commands"],
+    },
 )

@@ -8,7 +8,8 @@ Variants: no knowledge; additive (ERNIE-style) and gated injection of frozen Tra
 embeddings (trained on the train triples) after block ``--layer``; gated + KD: a fresh gated model
 trained with L_MLM + L_NSP + L_SOP + alpha L_KD, the knowledge model f_K being the trained gated
 model of the same seed (alpha = ``--kd-weight``, temperature ``--kd-temperature``). Entity ids of masked tokens are
-hidden from the input; the held-out text is masked with five seeds. Reports masked-LM accuracy on all masked tokens and on entity tokens.
+hidden from the input; the held-out text is masked with five seeds. Reports masked-LM accuracy on all masked
+tokens and on entity tokens.
 """
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def main() -> int:
 
     demo = nations_demo()
     sentences = [s for d in demo.train_documents for s in d]
-    vocab_path = write_vocabulary(learn_vocabulary(sentences, vocab_size=400, min_count=1), "/tmp/rw_tf_nations_vocab.txt")
+    vocab_path = write_vocabulary(learn_vocabulary(sentences, vocab_size=400, min_count=1),
+                                  "/tmp/rw_tf_nations_vocab.txt")
     tokenizer = WordPieceTokenizer(vocab_path)
     linker = EntityLinker(tokenizer, demo.alias_to_entity)
     data_config = PretrainingDataConfig(max_sequence_length=32, max_predictions_per_seq=5, whole_word_masking=True)
@@ -105,7 +107,7 @@ def main() -> int:
           f"seeds {args.seeds} (mean ± sd); eval = facts of the test triples")
     print(f"{'variant':22s} {'MLM acc (all)':>16s} {'MLM acc (entity tokens)':>24s}")
     for name, runs in results.items():
-        def fmt(key):
+        def fmt(key, runs=runs):
             values = [r[key] for r in runs]
             return f"{statistics.mean(values):.3f} ± {statistics.pstdev(values):.3f}"
         print(f"{name:22s} {fmt('mlm_accuracy'):>16s} {fmt('entity_accuracy'):>24s}")

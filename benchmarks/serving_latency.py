@@ -24,9 +24,9 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_text  # noqa: E402,F401
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
-from serving.config import BatchingParameters, ModelSpec  # noqa: E402
-from serving.servables import list_versions  # noqa: E402
-from serving.server import LocalModelServer  # noqa: E402
+from rw_tf_serving.config import BatchingParameters, ModelSpec  # noqa: E402
+from rw_tf_serving.servables import list_versions  # noqa: E402
+from rw_tf_serving.server import LocalModelServer  # noqa: E402
 
 TEXTS = ["The while statement is used for repeated execution as long as an expression is true.",
          "Return a new sorted list from the items in iterable.",
@@ -101,7 +101,7 @@ def main() -> int:
                 request.inputs["text"].CopyFrom(tf.make_tensor_proto([text]))
                 requests.append(request)
 
-            def over_grpc(i: int) -> None:
+            def over_grpc(i: int, stub=stub, requests=requests) -> None:
                 stub.Predict(requests[i % len(requests)], timeout=30)
 
             for clients in (1, args.clients):
@@ -115,7 +115,8 @@ def main() -> int:
         print(f"{mode:24s} {clients:7d} {batching:>8s} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['rps']:8.1f}")
     direct1, directn = rows[0][3], rows[1][3]
     print(f"gRPC overhead at 1 client (p50 gRPC / p50 direct): {rows[2][3]['p50_ms'] / direct1['p50_ms']:.2f}x")
-    print(f"throughput at {args.clients} clients, gRPC / direct: batching off {rows[3][3]['rps'] / directn['rps']:.2f}x, "
+    print(f"throughput at {args.clients} clients, gRPC / direct: "
+          f"batching off {rows[3][3]['rps'] / directn['rps']:.2f}x, "
           f"batching on {rows[5][3]['rps'] / directn['rps']:.2f}x")
     return 0
 

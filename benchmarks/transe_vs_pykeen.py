@@ -41,7 +41,8 @@ def run_ours(args, seed: int) -> dict:
 
 def run_pykeen(args, seed: int) -> dict:
     subprocess.run(["bash", os.path.join(ROOT, "scripts", "ensure_reference_env.sh")], check=True)
-    cmd = [os.path.join(ROOT, ".venv-ref", "bin", "python"), os.path.join(ROOT, "benchmarks", "reference", "pykeen_transe.py"),
+    cmd = [os.path.join(ROOT, ".venv-ref", "bin", "python"),
+           os.path.join(ROOT, "benchmarks", "reference", "pykeen_transe.py"),
            "--dataset", args.dataset, "--dim", str(args.dim), "--norm", str(args.norm), "--margin", str(args.margin),
            "--negatives", str(args.negatives), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
            "--lr", str(args.lr), "--seed", str(seed)]
@@ -68,9 +69,11 @@ def main() -> int:
     print(f"{'implementation':26s} {'MRR':>7s} {'H@1':>7s} {'H@3':>7s} {'H@10':>7s} {'train s':>8s}")
     means = {}
     for name, runs in rows.items():
-        means[name] = {k: statistics.mean(r[k] for r in runs) for k in ("mrr", "hits@1", "hits@3", "hits@10", "train_seconds")}
+        keys = ("mrr", "hits@1", "hits@3", "hits@10", "train_seconds")
+        means[name] = {k: statistics.mean(r[k] for r in runs) for k in keys}
         m = means[name]
-        print(f"{name:26s} {m['mrr']:7.3f} {m['hits@1']:7.3f} {m['hits@3']:7.3f} {m['hits@10']:7.3f} {m['train_seconds']:8.1f}")
+        print(f"{name:26s} {m['mrr']:7.3f} {m['hits@1']:7.3f} {m['hits@3']:7.3f} {m['hits@10']:7.3f} "
+              f"{m['train_seconds']:8.1f}")
     ours, peer = means.values()
     print(f"MRR difference (rw-tf - PyKEEN): {ours['mrr'] - peer['mrr']:+.3f}; "
           f"training time ratio (rw-tf / PyKEEN): {ours['train_seconds'] / peer['train_seconds']:.2f}x")

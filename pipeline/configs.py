@@ -1,8 +1,13 @@
-"""Pipeline configuration: one dataclass, loadable from a JSON file (``rw-tf pipeline run --config``).
+"""Pipeline configuration: one dataclass, loadable from a JSON file (``rw-tf pipeline run --config``),
+and the typed contracts it hands to each component.
 
 Paths default to folders under ``root``: ``data/`` (prepared JSONL + vocab.txt), ``tfx/`` (the
-pipeline root with every artifact), ``metadata.sqlite`` (MLMD) and ``serving/<model>/<version>``
-(what the Pusher writes and TF Serving reads).
+pipeline root with every artifact), ``metadata.sqlite`` (MLMD), ``logs/`` (library logs of each
+run) and ``serving/<model>/<version>`` (what the Pusher writes and TF Serving reads).
+Each pipeline kind's Transform gets a ``PretrainingTransformConfig`` or ``TextTransformConfig`` and
+its Trainer a ``TrainerContract`` (task name, task config, ``TrainerConfig``), serialized into
+``custom_config`` and parsed back by the module files: the defaults live in those rw_tf
+dataclasses only.
 
 Example:
     >>> cfg = PipelineConfig(root="/tmp/rw")
@@ -16,7 +21,22 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
+from rw_tf.data.transform_fns import PretrainingTransformConfig, TextTransformConfig
+from rw_tf.tasks import ClassificationTaskConfig, PretrainingTaskConfig
+from rw_tf.tasks.tfx_trainer import TrainerContract
+from rw_tf.training import TrainerConfig
+from rw_tf_schemas import SCHEMA_DIR
+
 KINDS = ("pretrain", "finetune")
+DEFAULT_IMAGE = "gcr.io/tfx-oss-public/tfx:1.16.0"
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def local_path(path: str) -> str:
+    return path if is_remote(path) else os.path.abspath(path)
 
 
 @dataclasses.dataclass
@@ -24,12 +44,13 @@ class PipelineConfig:
     name: str = "rw-tf"
     root: str = "runs/pipeline"
     data_root: Optional[str] = None
+    schema_dir: str = SCHEMA_DIR
     # Where fine-tuning takes its encoder from; default: the newest pushed pretraining version.
     pretrained_model_uri: Optional[str] = None
     # Corpus: "embedded" (Python's documentation) or "nations" (the knowledge domain demo).
     corpus: str = "embedded"
-    # Knowledge mode of the pretraining pipeline: alias TSV + a `rw-tf kg train` output folder
-    # (for corpus "nations" both are prepared automatically), fusion and blocks to inject after.
+    # Knowledge mode: alias TSV + a `rw-tf kg train` output folder (for corpus "nations" both are
+    # prepared automatically), fusion and the blocks to inject after.
     alias_file: Optional[str] = None
     knowledge_dir: Optional[str] = None
     knowledge_fusion: str = "gated"
@@ -53,20 +74,23 @@ class PipelineConfig:
     finetune_eval_steps: int = 10
     finetune_learning_rate: float = 1e-3
     strategy: str = "default"
+    backup_every_steps: int = 100
     # Evaluation gates (TFMA): absolute lower bounds and the largest allowed drop vs. the baseline.
     mlm_accuracy_lower_bound: float = 0.05
     accuracy_lower_bound: float = 0.6
     auc_lower_bound: float = 0.6
     max_metric_drop: float = 0.02
-    # Orchestration. TFX fingerprints component inputs and module files, not the installed rw_tf
-    # package: after changing rw_tf code itself, run once with enable_cache false.
+    # Orchestration. TFX fingerprints component inputs and configs, not the installed rw_tf code:
+    # after changing rw_tf itself, run once with enable_cache false.
     enable_cache: bool = True
     beam_direct_running_mode: str = "multi_processing"
     beam_direct_num_workers: int = 2
     extra_beam_args: List[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.root = os.path.abspath(self.root)
+        # Local paths become absolute; remote ones (gs://, s3://, any URI with a scheme) stay verbatim.
+        self.root = local_path(self.root)
+        self.data_root = local_path(self.data_root) if self.data_root else None
         if self.corpus not in ("embedded", "nations"):
             raise ValueError(f"unknown corpus {self.corpus!r}; choose 'embedded' or 'nations'")
         if self.corpus == "nations":
@@ -80,7 +104,7 @@ class PipelineConfig:
     # Derived locations -------------------------------------------------------------------------
     @property
     def data_dir(self) -> str:
-        return os.path.abspath(self.data_root or os.path.join(self.root, "data"))
+        return self.data_root or os.path.join(self.root, "data")
 
     @property
     def vocab_file(self) -> str:
@@ -88,6 +112,9 @@ class PipelineConfig:
 
     def examples_dir(self, kind: str) -> str:
         return os.path.join(self.data_dir, kind)
+
+    def schema_file(self, kind: str) -> str:
+        return os.path.join(self.schema_dir, kind, "schema.pbtxt")
 
     def pipeline_name(self, kind: str) -> str:
         return f"{self.name}-{kind}"
@@ -99,6 +126,10 @@ class PipelineConfig:
     def metadata_path(self) -> str:
         return os.path.join(self.root, "metadata.sqlite")
 
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self.root, "logs")
+
     def serving_dir(self, kind: str) -> str:
         return os.path.join(self.root, "serving", f"rw_tf_{kind}")
 
@@ -107,6 +138,34 @@ class PipelineConfig:
         if self.beam_direct_running_mode == "multi_processing":
             args.append(f"--direct_num_workers={self.beam_direct_num_workers}")
         return args + list(self.extra_beam_args)
+
+    # Component contracts -----------------------------------------------------------------------
+    def knowledge(self) -> Dict[str, Optional[str]]:
+        return {"alias_file": self.alias_file, "knowledge_dir": self.knowledge_dir}
+
+    def transform_config(self, kind: str):
+        if kind == "pretrain":
+            return PretrainingTransformConfig(vocab_file=self.vocab_file, max_sequence_length=self.max_sequence_length,
+                                              max_predictions_per_seq=self.max_predictions_per_seq, seed=self.seed,
+                                              **self.knowledge())
+        return TextTransformConfig(vocab_file=self.vocab_file, max_sequence_length=self.max_sequence_length,
+                                   **self.knowledge())
+
+    def trainer_contract(self, kind: str) -> TrainerContract:
+        pretrain = kind == "pretrain"
+        trainer = TrainerConfig(epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy,
+                                learning_rate=self.learning_rate if pretrain else self.finetune_learning_rate,
+                                warmup_steps=self.warmup_steps, backup_every_steps=self.backup_every_steps,
+                                keep_epoch_checkpoints=False)
+        if pretrain:
+            task = PretrainingTaskConfig(preset=self.preset, max_sequence_length=self.max_sequence_length,
+                                         max_predictions_per_seq=self.max_predictions_per_seq,
+                                         knowledge_fusion=self.knowledge_fusion,
+                                         knowledge_layers=tuple(self.knowledge_layers), **self.knowledge())
+            return TrainerContract("pretraining", task, trainer)
+        task = ClassificationTaskConfig(preset=self.preset, num_classes=2, max_sequence_length=self.max_sequence_length,
+                                        **self.knowledge())
+        return TrainerContract("classification", task, trainer)
 
     # Serialization -----------------------------------------------------------------------------
     @classmethod

@@ -1,6 +1,6 @@
 """Compiles the pipelines for Kubeflow Pipelines v2 / Vertex AI Pipelines with KubeflowV2DagRunner.
 
-    rw-tf pipeline compile --target kubeflow --image IMAGE [--pipeline-root gs://...] [--output FILE]
+    rw-tf pipeline compile --target kubeflow --image IMAGE [--pipeline-root gs://...] [--output-dir DIR]
 
 The image must contain this repository installed (``pip install .`` on top of a TFX 1.16 base
 image). Upload the JSON to KFP and create a recurring run for scheduling, e.g.
@@ -14,20 +14,16 @@ import os
 
 from tfx import v1 as tfx
 
-from pipeline.configs import PipelineConfig
-from pipeline.pipeline import create_pipeline
-
-DEFAULT_IMAGE = "gcr.io/tfx-oss-public/tfx:1.16.0"
+from rw_tf_pipeline.configs import DEFAULT_IMAGE, PipelineConfig
+from rw_tf_pipeline.pipeline import create_pipeline
 
 
 def compile_kubeflow(kind: str, config: PipelineConfig, output_file: str, image: str = DEFAULT_IMAGE,
                      pipeline_root: str = "") -> str:
     """Writes the KFP v2 pipeline-spec JSON for ``kind``; returns its path."""
     if pipeline_root:
-        # The runner stats the root: only point it at cloud storage where credentials exist.
         config = dataclasses.replace(config, root=pipeline_root)
-    # Module files are referenced by path inside the image instead of being packaged as wheels.
-    os.environ.setdefault("UNSUPPORTED_DO_NOT_PACKAGE_USER_MODULES", "1")
+    os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_filename=output_file)

@@ -1,51 +1,51 @@
 """Runs the pipelines with TFX's LocalDagRunner (MLMD in SQLite under the config's root).
 
-    python -m pipeline.local_runner [--config cfg.json] [--kind pretrain|finetune|all]
-    (same as: rw-tf pipeline run ...)
+    rw-tf pipeline run [--config cfg.json] [--kind pretrain|finetune|all] [--verbose]
 
 Cron-friendly: re-running with unchanged inputs reuses cached component outputs, so a schedule
 like ``0 3 * * * cd /srv/rw-tf && .venv/bin/rw-tf pipeline run --config prod.json`` only does
-work when the data (or code/config) changed.
+work when the data (or config) changed.
+
+Example:
+    >>> summaries = run_all(PipelineConfig(root="/tmp/rw"), ["pretrain", "finetune"])  # doctest: +SKIP
 """
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, TextIO
 
-from absl import logging as absl_logging
 from tfx import v1 as tfx
 
-from pipeline.configs import KINDS, PipelineConfig
-from pipeline.mlmd_queries import run_summary
-from pipeline.pipeline import create_pipeline
-from pipeline.prepare import prepare_data
+from rw_tf_pipeline.configs import PipelineConfig
+from rw_tf_pipeline.mlmd_queries import run_summary
+from rw_tf_pipeline.pipeline import create_pipeline
+from rw_tf_pipeline.prepare import prepare_data
+from rw_tf_pipeline.progress import ComponentProgress
 
 
-def run_pipeline(kind: str, config: PipelineConfig) -> Dict:
-    """Runs one pipeline to completion (raises if a component fails) and summarizes the run."""
-    absl_logging.set_verbosity(absl_logging.INFO)  # component start/finish lines are the progress view
-    tfx.orchestration.LocalDagRunner().run(create_pipeline(kind, config))
-    return run_summary(config.metadata_path, config.pipeline_name(kind), config.serving_dir(kind))
+def run_pipeline(kind: str, config: PipelineConfig, out: Optional[TextIO] = None) -> Dict:
+    """Runs one pipeline to completion (raises if a component fails) and summarizes the run;
+    with ``out``, prints a line per component as it starts and finishes."""
+    pipeline = create_pipeline(kind, config)
+    if out is None:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    else:
+        out.write(f"{config.pipeline_name(kind)}\n")
+        with ComponentProgress(out, prefix="  ").attached():
+            tfx.orchestration.LocalDagRunner().run(pipeline)
+    return run_summary(config, kind)
 
 
-def run_all(config: PipelineConfig, kinds: List[str], corpus_files=()) -> Dict[str, Dict]:
+def run_all(config: PipelineConfig, kinds: List[str], corpus_files: Sequence[str] = (),
+            out: Optional[TextIO] = None) -> Dict[str, Dict]:
+    """Prepares the data, then runs each kind in order (fine-tuning uses the pretraining push)."""
+    if out is not None:
+        out.write(f"preparing data in {config.data_dir}\n")
     prepare_data(config, corpus_files)
-    return {kind: run_pipeline(kind, config) for kind in kinds}
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="JSON file with PipelineConfig fields")
-    parser.add_argument("--kind", choices=KINDS + ("all",), default="all")
-    args = parser.parse_args(argv)
-    config = PipelineConfig.from_json_file(args.config) if args.config else PipelineConfig()
-    kinds = list(KINDS) if args.kind == "all" else [args.kind]
-    for kind, summary in run_all(config, kinds).items():
-        logging.info("%s: %s", kind, summary)
-    return 0
+    return {kind: run_pipeline(kind, config, out) for kind in kinds}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rw_tf.cli.main import main
+
+    sys.exit(main(["pipeline", "run", *sys.argv[1:]]))

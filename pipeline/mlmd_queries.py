@@ -1,16 +1,20 @@
-"""Reads a finished run back from ML Metadata: blessing, pushed version, lineage.
+"""Reads a finished run back from ML Metadata: blessing, gate metrics, pushed version, rejects.
 
 Example:
-    >>> run_summary("runs/pipeline/metadata.sqlite", "rw-tf-pretrain", "runs/pipeline/serving/rw_tf_pretrain")  # doctest: +SKIP
-    {'blessed': True, 'pushed_version': '1732345678', ...}
+    >>> run_summary(config, "pretrain")  # doctest: +SKIP
+    {'blessed': True, 'pushed': True, 'pushed_version': '1732345678', 'gate': {...}, 'rejected_lines': 0, ...}
 """
 from __future__ import annotations
 
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import ml_metadata as mlmd
+import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
+
+from rw_tf_pipeline.configs import PipelineConfig
+from rw_tf_pipeline.pipeline import gate_metrics
 
 
 def open_store(metadata_path: str) -> mlmd.MetadataStore:
@@ -31,18 +35,49 @@ def pipeline_artifacts(store: mlmd.MetadataStore, pipeline_name: str, type_name:
     return sorted(artifacts, key=lambda a: a.id)
 
 
-def run_summary(metadata_path: str, pipeline_name: str, serving_dir: str) -> Dict:
-    store = open_store(metadata_path)
-    blessings = pipeline_artifacts(store, pipeline_name, "ModelBlessing")
-    pushed = pipeline_artifacts(store, pipeline_name, "PushedModel")
-    last_blessing = blessings[-1] if blessings else None
-    last_push = pushed[-1] if pushed else None
-    summary = {
-        "blessed": bool(last_blessing and last_blessing.custom_properties["blessed"].int_value),
-        "blessing_uri": last_blessing.uri if last_blessing else None,
-        "pushed": bool(last_push and last_push.custom_properties["pushed"].int_value),
-        "pushed_destination": (last_push.custom_properties["pushed_destination"].string_value
-                               if last_push and "pushed_destination" in last_push.custom_properties else None),
+def _latest(store: mlmd.MetadataStore, pipeline_name: str, type_name: str):
+    found = pipeline_artifacts(store, pipeline_name, type_name)
+    return found[-1] if found else None
+
+
+def _property(artifact, name: str, kind: str = "string_value"):
+    if artifact is None or name not in artifact.custom_properties:
+        return None
+    return getattr(artifact.custom_properties[name], kind)
+
+
+def evaluated_metrics(evaluation_uri: str, names: List[str]) -> Dict[str, Optional[float]]:
+    """The overall-slice values of ``names`` in a TFMA evaluation output."""
+    values: Dict[str, Optional[float]] = {name: None for name in names}
+    result = tfma.load_eval_result(evaluation_uri)
+    for slice_key, metrics in result.slicing_metrics:
+        if slice_key != ():
+            continue
+        for per_output in metrics.values():
+            for per_sub_key in per_output.values():
+                for name, value in per_sub_key.items():
+                    if name in values and isinstance(value, dict) and "doubleValue" in value:
+                        values[name] = float(value["doubleValue"])
+    return values
+
+
+def run_summary(config: PipelineConfig, kind: str) -> Dict:
+    """What the newest run of one pipeline kind produced (see the module docstring)."""
+    store = open_store(config.metadata_path)
+    name = config.pipeline_name(kind)
+    blessing, pushed = _latest(store, name, "ModelBlessing"), _latest(store, name, "PushedModel")
+    evaluation, examples = _latest(store, name, "ModelEvaluation"), _latest(store, name, "Examples")
+    bounds = gate_metrics(kind, config)
+    values = evaluated_metrics(evaluation.uri, list(bounds)) if evaluation is not None else {}
+    serving_dir = config.serving_dir(kind)
+    return {
+        "blessed": bool(_property(blessing, "blessed", "int_value")),
+        "blessing_uri": blessing.uri if blessing else None,
+        "gate": {metric: {"value": values.get(metric), "lower_bound": bound,
+                          "max_drop_vs_baseline": config.max_metric_drop} for metric, bound in bounds.items()},
+        "pushed": bool(_property(pushed, "pushed", "int_value")),
+        "pushed_version": _property(pushed, "pushed_version"),
+        "pushed_destination": _property(pushed, "pushed_destination") or None,
+        "rejected_lines": _property(examples, "rejected_lines", "int_value"),
         "versions_in_serving_dir": sorted(os.listdir(serving_dir)) if os.path.isdir(serving_dir) else [],
     }
-    return summary

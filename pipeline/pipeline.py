@@ -1,12 +1,13 @@
-"""The pipeline factory shared by both pipelines and all orchestrators.
+"""The pipeline factory shared by every pipeline kind and orchestrator.
 
     JSONL ExampleGen -> StatisticsGen -> ImportSchemaGen(schemas/<kind>) -> ExampleValidator
-      -> AnomaliesGate -> Transform (rw_tf TF ops, vocab asset) -> Trainer (rw_tf, tf.distribute)
+      -> AnomaliesGate -> Transform (rw_tf TF ops, vocab asset) -> Trainer (rw_tf runner, tf.distribute)
       -> Evaluator (TFMA thresholds + change vs. latest blessed) -> Pusher (filesystem, versioned)
 
 ``pretrain`` trains the encoder on segment pairs and gates on masked-LM accuracy; ``finetune``
 trains a classifier warm-started from a pretrained encoder (an Importer of a pushed pretraining
-model) and gates on accuracy and AUC.
+model) and gates on accuracy and AUC. Transform and Trainer name their functions by module path
+(``rw_tf_pipeline.modules...``), so the same definition runs locally and from a container image.
 """
 from __future__ import annotations
 
@@ -19,20 +20,16 @@ from tfx.components import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
-from pipeline.components import jsonl_example_gen
-from pipeline.components.anomalies_gate import AnomaliesGate
-from pipeline.configs import KINDS, PipelineConfig
+from rw_tf_pipeline.components import jsonl_example_gen
+from rw_tf_pipeline.components.anomalies_gate import AnomaliesGate
+from rw_tf_pipeline.configs import KINDS, PipelineConfig
+from rw_tf_serving.servables import list_versions
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_DIR = os.path.dirname(PACKAGE_DIR)
-
-
-def schema_file(kind: str) -> str:
-    return os.path.join(REPO_DIR, "schemas", kind, "schema.pbtxt")
+TRAINER_RUN_FN = "rw_tf_pipeline.modules.trainer.run_fn"
 
 
-def module_file(name: str) -> str:
-    return os.path.join(PACKAGE_DIR, "modules", f"{name}.py")
+def preprocessing_fn_path(kind: str) -> str:
+    return f"rw_tf_pipeline.modules.{kind}_transform.preprocessing_fn"
 
 
 def _threshold(lower_bound: float, max_drop: float) -> tfma.MetricThreshold:
@@ -42,32 +39,36 @@ def _threshold(lower_bound: float, max_drop: float) -> tfma.MetricThreshold:
                                                      absolute={"value": -max_drop}))
 
 
+def gate_metrics(kind: str, config: PipelineConfig) -> dict:
+    """The metrics each kind is gated on, with their lower bounds."""
+    if kind == "pretrain":
+        return {"masked_lm_accuracy": config.mlm_accuracy_lower_bound}
+    return {"binary_accuracy": config.accuracy_lower_bound, "auc": config.auc_lower_bound}
+
+
 def eval_config(kind: str, config: PipelineConfig) -> tfma.EvalConfig:
     """TFMA config: labels and weights come from the transformed features (preprocessing function)."""
+    bounds = gate_metrics(kind, config)
     if kind == "pretrain":
         # Per-example masked-LM accuracy weighted by the number of masked tokens = corpus accuracy.
         spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
                               prediction_key="mlm_accuracy", label_key="nsp_label",
                               example_weight_key="mlm_num_masked")
-        metrics = [tfma.MetricConfig(class_name="ExampleCount"),
-                   tfma.MetricConfig(class_name="MeanPrediction", config='"name": "masked_lm_accuracy"',
-                                     threshold=_threshold(config.mlm_accuracy_lower_bound, config.max_metric_drop))]
+        metrics = [tfma.MetricConfig(class_name="MeanPrediction", config='"name": "masked_lm_accuracy"',
+                                     threshold=_threshold(bounds["masked_lm_accuracy"], config.max_metric_drop))]
     else:
         spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
                               prediction_key="probability", label_key="label")
-        metrics = [tfma.MetricConfig(class_name="ExampleCount"),
-                   tfma.MetricConfig(class_name="BinaryAccuracy",
-                                     threshold=_threshold(config.accuracy_lower_bound, config.max_metric_drop)),
-                   tfma.MetricConfig(class_name="AUC",
-                                     threshold=_threshold(config.auc_lower_bound, config.max_metric_drop))]
+        metrics = [tfma.MetricConfig(class_name="BinaryAccuracy",
+                                     threshold=_threshold(bounds["binary_accuracy"], config.max_metric_drop)),
+                   tfma.MetricConfig(class_name="AUC", threshold=_threshold(bounds["auc"], config.max_metric_drop))]
     return tfma.EvalConfig(model_specs=[spec], slicing_specs=[tfma.SlicingSpec()],
-                           metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+                           metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount"),
+                                                                    *metrics])])
 
 
 def latest_pushed_version(serving_dir: str) -> Optional[str]:
     """The newest complete version directory (Pusher writes saved_model.pb last)."""
-    from serving.servables import list_versions
-
     versions = list_versions(serving_dir)
     return os.path.join(serving_dir, str(versions[-1])) if versions else None
 
@@ -83,31 +84,20 @@ def create_pipeline(kind: str, config: PipelineConfig, enable_cache: Optional[bo
             example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=9),
             example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=1)])))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_file(kind))
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file(kind))
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=schema_gen.outputs["schema"])
     gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"]).with_id("AnomaliesGate")
-    transform_config = {"vocab_file": config.vocab_file, "max_sequence_length": config.max_sequence_length,
-                        "max_predictions_per_seq": config.max_predictions_per_seq, "seed": config.seed}
-    knowledge = {}
-    if kind == "pretrain" and config.knowledge_dir:
-        transform_config.update(alias_file=config.alias_file, knowledge_dir=config.knowledge_dir)
-        knowledge = {"knowledge_dir": config.knowledge_dir, "alias_file": config.alias_file,
-                     "knowledge_fusion": config.knowledge_fusion,
-                     "knowledge_layers": list(config.knowledge_layers)}
-    transform = tfx.components.Transform(examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-                                         module_file=module_file(f"{kind}_transform"), custom_config=transform_config)
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        preprocessing_fn=preprocessing_fn_path(kind), custom_config=config.transform_config(kind).to_custom_config())
     transform.add_upstream_node(gate)
     components += [example_gen, statistics_gen, schema_gen, example_validator, gate, transform]
 
-    trainer_config = {"preset": config.preset, "batch_size": config.batch_size, "strategy": config.strategy,
-                      "warmup_steps": config.warmup_steps, "seed": config.seed, "epochs": 1, **knowledge}
     trainer_args = {}
     if kind == "pretrain":
-        trainer_config["learning_rate"] = config.learning_rate
         steps = (config.pretrain_train_steps, config.pretrain_eval_steps)
     else:
-        trainer_config["learning_rate"] = config.finetune_learning_rate
         steps = (config.finetune_train_steps, config.finetune_eval_steps)
         pretrained = config.pretrained_model_uri or latest_pushed_version(config.serving_dir("pretrain"))
         if pretrained:
@@ -116,10 +106,10 @@ def create_pipeline(kind: str, config: PipelineConfig, enable_cache: Optional[bo
             components.append(importer)
             trainer_args["base_model"] = importer.outputs["result"]
     trainer = tfx.components.Trainer(
-        module_file=module_file(f"{kind}_trainer"), examples=transform.outputs["transformed_examples"],
+        run_fn=TRAINER_RUN_FN, examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(num_steps=steps[0]), eval_args=tfx.proto.EvalArgs(num_steps=steps[1]),
-        custom_config=trainer_config, **trainer_args)
+        custom_config=config.trainer_contract(kind).to_custom_config(), **trainer_args)
     resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

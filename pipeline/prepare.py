@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 from typing import Dict, Sequence
 
-from pipeline.configs import PipelineConfig
 from rw_tf.data.corpus import embedded_corpus, read_text_files
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
 from rw_tf.data.labelled import documentation_source_examples
 from rw_tf.data.segment_pairs import segment_pair_candidates
 from rw_tf.tokenization import learn_vocabulary, write_vocabulary
+from rw_tf_pipeline.configs import PipelineConfig
 
 
 def _prepare_nations_knowledge(config: PipelineConfig):

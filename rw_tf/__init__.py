@@ -1,1 +1,64 @@
-"""rw_tf: RefinedWeb knowledge-enhanced language model (Keras 3)."""
+"""rw_tf: the RefinedWeb knowledge-enhanced language model on Keras 3.
+
+Importing the package registers every serializable class with Keras (so ``keras.saving.load_model``
+works after ``import rw_tf`` alone) and exposes the public API:
+
+- layers: ``TransformerEmbeddings``, ``TransformerEncoderBlock``, ``GatedKnowledgeFusion``, ...
+- networks (backbones): ``TransformerEncoder``, ``KnowledgeEnhancedEncoder``
+- heads: ``MaskedLMHead``, ``SegmentPairHead``, ``SpanHead``
+- task models: ``PretrainingModel``, ``TextClassifier``, ``SpanQuestionAnswerer``, ``DualEncoder``
+- losses: ``KnowledgeDistillationLoss``, ``InBatchInfoNCE``; knowledge: ``TransE``, ``EntityLinker``
+- tasks and their runner: ``TASKS``, ``PretrainingTask``, ... ``TrainerConfig``, ``run_task``
+- tokenization and export: ``WordPieceTokenizer``, ``save_export`` and the per-task export modules
+
+Example:
+    >>> import rw_tf
+    >>> encoder = rw_tf.TransformerEncoder.from_preset("tiny", vocab_size=100)
+    >>> encoder.config.hidden_size
+    64
+"""
+import os as _os
+
+# TensorFlow's C++ start-up lines (CUDA probing on CPU machines, oneDNN notices) are noise for
+# most users; TF_CPP_MIN_LOG_LEVEL=0 brings them back.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from rw_tf.checkpoints import load_hf_bert, minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
+from rw_tf.config import EncoderConfig, PretrainingDataConfig
+from rw_tf.errors import UserError
+from rw_tf.export import ClassifierExport, PretrainingExport, QuestionAnsweringExport, RetrievalExport, save_export
+from rw_tf.heads import MaskedLMHead, SegmentPairHead, SpanHead
+from rw_tf.knowledge import TransE
+from rw_tf.knowledge.entity_linking import EntityLinker
+from rw_tf.layers import AdditiveKnowledgeFusion, GatedKnowledgeFusion, TransformerEmbeddings, TransformerEncoderBlock
+from rw_tf.losses import InBatchInfoNCE, KnowledgeDistillationLoss
+from rw_tf.models import DualEncoder, PretrainingModel, SpanQuestionAnswerer, TextClassifier
+from rw_tf.networks import KnowledgeEnhancedEncoder, TransformerEncoder
+from rw_tf.tasks import (
+                          TASKS,
+                          ClassificationTask,
+                          ClassificationTaskConfig,
+                          PretrainingTask,
+                          PretrainingTaskConfig,
+                          QATaskConfig,
+                          QuestionAnsweringTask,
+                          RetrievalTask,
+                          RetrievalTaskConfig,
+                          Task,
+)
+from rw_tf.tokenization import WordPieceTokenizer, learn_vocabulary, write_vocabulary
+from rw_tf.training import TrainerConfig, create_strategy, run_task
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "TASKS", "AdditiveKnowledgeFusion", "ClassificationTask", "ClassificationTaskConfig", "ClassifierExport",
+    "DualEncoder", "EncoderConfig", "EntityLinker", "GatedKnowledgeFusion", "InBatchInfoNCE",
+    "KnowledgeDistillationLoss", "KnowledgeEnhancedEncoder", "MaskedLMHead", "PretrainingDataConfig",
+    "PretrainingExport", "PretrainingModel", "PretrainingTask", "PretrainingTaskConfig", "QATaskConfig",
+    "QuestionAnsweringExport", "QuestionAnsweringTask", "RetrievalExport", "RetrievalTask", "RetrievalTaskConfig",
+    "SegmentPairHead", "SpanHead", "SpanQuestionAnswerer", "Task", "TextClassifier", "TrainerConfig", "TransE",
+    "TransformerEmbeddings", "TransformerEncoder", "TransformerEncoderBlock", "UserError", "WordPieceTokenizer",
+    "create_strategy", "learn_vocabulary", "load_hf_bert", "minilm_checkpoint_dir", "pretrained_encoder",
+    "pretrained_tokenizer", "run_task", "save_export", "write_vocabulary",
+]

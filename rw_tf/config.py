@@ -100,3 +100,22 @@ class PretrainingDataConfig:
             raise ValueError("mask_token_rate + random_token_rate must not exceed 1")
         if self.max_predictions_per_seq < 1:
             raise ValueError("max_predictions_per_seq must be >= 1")
+
+
+def config_from_dict(cls: type, values: Dict[str, Any], source: str = "config") -> Any:
+    """Builds the dataclass ``cls`` from a dict (e.g. parsed JSON); unknown keys are an error that
+    names them and ``source``. Lists become tuples where the field's default is a tuple."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys in {source}: {unknown}; known: {sorted(fields)}")
+    converted = {}
+    for key, value in values.items():
+        default = fields[key].default
+        converted[key] = tuple(value) if isinstance(value, list) and isinstance(default, tuple) else value
+    return cls(**converted)
+
+
+def config_to_dict(config: Any) -> Dict[str, Any]:
+    """A dataclass as JSON-ready values (tuples become lists)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}

@@ -1,16 +1,36 @@
-"""Turning TensorFlow op errors into the sentence a user should see.
+"""Errors a user can act on, and turning TensorFlow op errors into the sentence a user should see.
+
+``UserError`` marks failures the user causes and can fix (a bad option, a missing file, workers or
+a server that cannot be reached); the CLI prints them on one line with their hint and exits 2.
+Everything else is a bug or an unexpected fault: the CLI writes its traceback to a log file.
 
 Example:
-    >>> class Err(Exception): message = "Graph execution error:\\n\\nassertion failed: [context is empty]\\n\\t [[{{node A}}]]"
+    >>> class Err(Exception):
+    ...     message = "Graph execution error:\\n\\nassertion failed: [context is empty]\\n\\t [[{{node A}}]]"
     >>> error_reason(Err())
     'context is empty'
+    >>> str(UserError("no TPU at grpc://10.0.0.2:8470", hint="check --tpu"))
+    'no TPU at grpc://10.0.0.2:8470 (hint: check --tpu)'
 """
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 # Graph mode: "assertion failed: [<message>]"; eager mode: "Summarized data: b'<message>'".
 _ASSERT_MESSAGE = re.compile(r"assertion failed: \[(.*?)\]\s*(?:\n|$)|Summarized data: b'(.*?)'")
+
+
+class UserError(Exception):
+    """A failure the user can fix; ``hint`` says how."""
+
+    def __init__(self, message: str, hint: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
 
 
 def error_reason(err: Exception) -> str:

@@ -86,7 +86,8 @@ class InBatchInfoNCE(keras.losses.Loss):
         True
     """
 
-    def __init__(self, temperature: float = 0.05, symmetric: bool = False, name: str = "info_nce", **kwargs: Any) -> None:
+    def __init__(self, temperature: float = 0.05, symmetric: bool = False, name: str = "info_nce",
+                 **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         if temperature <= 0:
             raise ValueError("temperature must be positive")

@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 

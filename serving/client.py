@@ -20,9 +20,14 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
-from google.protobuf import json_format
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 
@@ -143,6 +148,14 @@ class ServingClient:
                  "error": s.status.error_message} for s in response.model_version_status]
 
 
+class RestError(RuntimeError):
+    """The REST API answered with an HTTP error status (``status``; ``detail`` is the body)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"REST predict failed with HTTP {status}: {detail}")
+        self.status, self.detail = status, detail
+
+
 def rest_predict(base_url: str, model: str, instances: Optional[List] = None, inputs: Optional[Dict] = None,
                  signature: str = "serving_default", version: Optional[int] = None,
                  timeout: float = 10.0) -> Dict[str, Any]:
@@ -158,4 +171,4 @@ def rest_predict(base_url: str, model: str, instances: Optional[List] = None, in
             return json.loads(response.read())
     except urllib.error.HTTPError as err:
         detail = err.read().decode("utf-8", "replace")
-        raise RuntimeError(f"REST predict failed with HTTP {err.code}: {detail}") from None
+        raise RestError(err.code, detail) from None

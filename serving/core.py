@@ -17,9 +17,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from rw_tf.errors import error_reason
-from serving.config import BatchingParameters, ModelSpec
-from serving.errors import invalid_argument, not_found
-from serving.servables import LoadedVersion, ModelManager
+from rw_tf_serving.config import BatchingParameters, ModelSpec
+from rw_tf_serving.errors import invalid_argument, not_found
+from rw_tf_serving.servables import LoadedVersion, ModelManager
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 DEFAULT_SIGNATURE = "serving_default"
@@ -97,7 +97,8 @@ class ServingCore:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise invalid_argument(f"input {key!r}[{i}] is not valid UTF-8 ({err.reason} at byte {err.start})")
+                raise invalid_argument(f"input {key!r}[{i}] is not valid UTF-8 ({err.reason} at byte {err.start})") \
+                    from None
 
     def predict(self, name: str, version: Optional[int], signature_key: str, inputs: Dict[str, np.ndarray],
                 output_filter: Sequence[str] = ()) -> Tuple[LoadedVersion, str, Dict[str, np.ndarray]]:
@@ -132,4 +133,4 @@ class ServingCore:
         try:
             return servable.run(key, inputs)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
-            raise invalid_argument(f"the model rejected the input: {error_reason(err)}")
+            raise invalid_argument(f"the model rejected the input: {error_reason(err)}") from None

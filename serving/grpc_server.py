@@ -10,11 +10,17 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import any_pb2
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
-from serving.core import ServingCore
-from serving.errors import ServingError, invalid_argument
+from rw_tf_serving.core import ServingCore
+from rw_tf_serving.errors import ServingError, invalid_argument
 
 log = logging.getLogger("rw_tf.serving")
 
@@ -43,7 +49,7 @@ def _to_array(name: str, proto) -> np.ndarray:
     try:
         return tf.make_ndarray(proto)
     except Exception as err:  # noqa: BLE001 - malformed TensorProto from the wire
-        raise invalid_argument(f"input {name!r} is not a valid TensorProto: {err}")
+        raise invalid_argument(f"input {name!r} is not a valid TensorProto: {err}") from None
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):

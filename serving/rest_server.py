@@ -17,8 +17,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 from google.protobuf import json_format
 
-from serving.core import ServingCore
-from serving.errors import ServingError, invalid_argument
+from rw_tf_serving.core import ServingCore
+from rw_tf_serving.errors import ServingError, invalid_argument
 
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<tail>/metadata|:predict)?$")
 
@@ -127,7 +127,7 @@ def _handler(core: ServingCore):
                 try:
                     body = json.loads(self.rfile.read(length) or b"{}")
                 except (ValueError, UnicodeDecodeError) as err:
-                    raise invalid_argument(f"request body is not JSON: {err}")
+                    raise invalid_argument(f"request body is not JSON: {err}") from None
                 self._reply(200, rest_predict(core, name, version, body))
             except ServingError as err:
                 self._reply(err.http_status, {"error": err.message})

@@ -16,9 +16,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from serving.batching import Batcher
-from serving.config import BatchingParameters, ModelSpec
-from serving.errors import not_found
+from rw_tf_serving.batching import Batcher
+from rw_tf_serving.config import BatchingParameters, ModelSpec
+from rw_tf_serving.errors import not_found
 
 log = logging.getLogger("rw_tf.serving")
 
@@ -73,7 +73,8 @@ def list_versions(base_path: str) -> List[int]:
     if not tf.io.gfile.isdir(base_path):
         return []
     return sorted(int(d.rstrip("/")) for d in tf.io.gfile.listdir(base_path)
-                  if d.rstrip("/").isdigit() and tf.io.gfile.exists(os.path.join(base_path, d.rstrip("/"), "saved_model.pb")))
+                  if d.rstrip("/").isdigit()
+                  and tf.io.gfile.exists(os.path.join(base_path, d.rstrip("/"), "saved_model.pb")))
 
 
 class ModelManager:
@@ -129,7 +130,7 @@ class ModelManager:
         """version -> state ("AVAILABLE" or "END" with the load error)."""
         with self._lock:
             states = {v: "AVAILABLE" for v in self._versions}
-        for v, err in self._failed.items():
+        for v in self._failed:
             states.setdefault(v, "END")
         return dict(sorted(states.items()))
 

@@ -16,10 +16,10 @@ import logging
 import threading
 from typing import Optional, Sequence
 
-from serving.config import BatchingParameters, ModelSpec
-from serving.core import ServerLimits, ServingCore
-from serving.grpc_server import build_grpc_server
-from serving.rest_server import start_rest_server
+from rw_tf_serving.config import BatchingParameters, ModelSpec
+from rw_tf_serving.core import ServerLimits, ServingCore
+from rw_tf_serving.grpc_server import build_grpc_server
+from rw_tf_serving.rest_server import start_rest_server
 
 log = logging.getLogger("rw_tf.serving")
 

@@ -5,7 +5,6 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from rw_tf.training.strategy import split_cpu  # noqa: E402
 
@@ -46,8 +45,8 @@ TINY_PIPELINE = dict(pretrain_train_steps=100, finetune_train_steps=60, finetune
 
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory):
-    from pipeline.configs import PipelineConfig
-    from pipeline.local_runner import run_all
+    from rw_tf_pipeline.configs import PipelineConfig
+    from rw_tf_pipeline.local_runner import run_all
 
     config = PipelineConfig(root=str(tmp_path_factory.mktemp("pipeline")), **TINY_PIPELINE)
     return config, run_all(config, ["pretrain", "finetune"])

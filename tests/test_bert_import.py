@@ -5,7 +5,6 @@ scripts/ensure_reference_env.sh, because the TFX stack pins Python 3.10 and prot
 """
 import json
 import os
-import shutil
 import subprocess
 
 import numpy as np

@@ -1,7 +1,7 @@
+import pytest
+
 from rw_tf.data.corpus import embedded_corpus, read_text_files, split_sentences
 from rw_tf.data.segment_pairs import pack_segments, segment_pair_candidates
-
-import pytest
 
 
 def test_split_sentences_rule():
@@ -42,7 +42,7 @@ def test_segment_pairs_use_other_documents_for_random(pydoc_documents):
     for i, doc in enumerate(pydoc_documents):
         for seg in pack_segments(doc, 20):
             seg_to_doc.setdefault(seg, set()).add(i)
-    for a, r, d in zip(cols["text_a"], cols["text_random"], cols["doc_id"]):
+    for _, r, d in zip(cols["text_a"], cols["text_random"], cols["doc_id"]):
         assert d not in seg_to_doc[r] or len(seg_to_doc[r]) > 1
     assert cols == segment_pair_candidates(pydoc_documents, target_words=20, seed=1)
 

@@ -1,6 +1,5 @@
 """Writing assistant (fill-mask) on a model pretrained on the embedded corpus."""
 import keras
-import numpy as np
 import pytest
 import tensorflow as tf
 

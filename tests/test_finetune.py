@@ -6,31 +6,38 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rw_tf.cli import main as cli_main
-from rw_tf.finetuning.calibration import expected_calibration_error, fit_temperature, nll
-from rw_tf.finetuning.classification import ClassificationConfig, finetune_classifier, read_labelled_jsonl
+from rw_tf.cli.main import main as cli_main
+from rw_tf.tasks import ClassificationTask, ClassificationTaskConfig
+from rw_tf.tasks.calibration import expected_calibration_error, fit_temperature, nll
+from rw_tf.tasks.classification import read_labelled_jsonl
+from rw_tf.training import run_task
+
+
+def finetune(output_dir, task=None, **trainer):
+    task = ClassificationTask(ClassificationTaskConfig(**(task or {})))
+    return run_task(task, task.trainer_config(**trainer), str(output_dir), verbose=0)
 
 
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory):
     out = tmp_path_factory.mktemp("clf")
-    config = ClassificationConfig(output_dir=str(out), max_sequence_length=64, batch_size=16, epochs=1,
-                                  max_steps_per_epoch=40, learning_rate=1e-4, max_examples_per_class=300)
-    return out, finetune_classifier(config, verbose=0)
+    return out, finetune(out, {"max_sequence_length": 64, "max_examples_per_class": 300}, batch_size=16, epochs=1,
+                         steps_per_epoch=40, learning_rate=1e-4)
 
 
 def test_minilm_finetune_beats_baseline(finetuned):
     _, result = finetuned
-    print({k: result[k] for k in ("majority_baseline_accuracy", "accuracy_before", "accuracy_after",
-                                  "temperature", "ece_before_calibration", "ece_after_calibration")})
-    assert result["accuracy_after"] > result["majority_baseline_accuracy"] + 0.2
-    assert result["accuracy_after"] > result["accuracy_before"] + 0.15
-    assert result["ece_after_calibration"] <= result["ece_before_calibration"] + 1e-9
+    print(result["data"], result["before"], result["after"], result["details"])
+    assert result["after"]["accuracy"] > result["data"]["majority_baseline_accuracy"] + 0.2
+    assert result["after"]["accuracy"] > result["before"]["accuracy"] + 0.15
+    details = result["details"]   # the temperature is fitted on the calibration split: its NLL cannot rise
+    assert details["calibration_nll_after"] <= details["calibration_nll_before"] + 1e-9
+    assert result["data"]["calibration_examples"] > 0
 
 
 def test_export_serves_raw_text_and_cli_predict(finetuned, capsys):
-    from serving.config import ModelSpec
-    from serving.server import LocalModelServer
+    from rw_tf_serving.config import ModelSpec
+    from rw_tf_serving.server import LocalModelServer
 
     out, result = finetuned
     loaded = tf.saved_model.load(result["export_dir"])
@@ -62,35 +69,41 @@ def test_bad_rows_are_counted_and_bad_configs_fail(tmp_path):
     rows, rejects = read_labelled_jsonl(str(path), multi_label=False)
     assert len(rows) == 1 and dict(rejects) == {"missing_text": 2, "invalid_json": 1, "invalid_label": 2}
     with pytest.raises(ValueError, match="exceeds"):
-        finetune_classifier(ClassificationConfig(output_dir=str(tmp_path), max_sequence_length=4096,
-                                                 max_examples_per_class=5))
+        finetune(tmp_path, {"max_sequence_length": 4096, "max_examples_per_class": 5})
     assert cli_main(["finetune", "--task", "classification", "--output-dir", str(tmp_path),
                      "--train", str(path)]) == 2
 
 
 def test_refined_finetuning_with_a_knowledge_teacher(finetuned, tmp_path):
     out, _ = finetuned
-    config = ClassificationConfig(output_dir=str(tmp_path), max_sequence_length=32, batch_size=16, epochs=1,
-                                  max_steps_per_epoch=5, max_examples_per_class=60,
-                                  kd_teacher=str(out / "classifier.keras"), kd_weight=0.5, kd_temperature=2.0)
-    result = finetune_classifier(config, verbose=0)
+    result = finetune(tmp_path, {"max_sequence_length": 32, "max_examples_per_class": 60,
+                                 "kd_teacher": str(out / "model.keras"), "kd_weight": 0.5, "kd_temperature": 2.0},
+                      batch_size=16, epochs=1, steps_per_epoch=5)
     assert {"task_loss", "kd_loss"} <= set(result["history"]) and result["history"]["kd_loss"][0] > 0
     probs = tf.saved_model.load(result["export_dir"]).signatures["classify_text"](text=tf.constant(["a"]))
     assert probs["probabilities"].shape == (1, 2)
 
 
 def test_multi_label_on_unicode_character_names(tmp_path):
-    config = ClassificationConfig(output_dir=str(tmp_path), multi_label=True, max_sequence_length=24,
-                                  batch_size=32, epochs=1, max_steps_per_epoch=150, learning_rate=2e-4)
-    result = finetune_classifier(config, verbose=0)
-    print({k: result[k] for k in ("majority_baseline", "scores_before", "scores_after", "temperature",
-                                  "ece_before_calibration", "ece_after_calibration")})
-    assert result["num_classes"] == 10 and result["eval_examples"] == 600
-    baseline, after = result["majority_baseline"], result["scores_after"]
+    result = finetune(tmp_path, {"multi_label": True, "max_sequence_length": 24}, batch_size=32, epochs=1,
+                      steps_per_epoch=150, learning_rate=2e-4)
+    print(result["data"], result["before"], result["after"], result["details"])
+    assert result["data"]["num_classes"] == 10 and result["data"]["eval_examples"] == 600
+    baseline, after = result["data"]["majority_baseline"], result["after"]
     # Measured at these settings: micro F1 0.68 vs 0.44, macro 0.26 vs 0.07, subset 0.46 vs 0.32.
     assert after["micro_f1"] > baseline["micro_f1"] + 0.15 and after["macro_f1"] > baseline["macro_f1"] + 0.12
     assert after["subset_accuracy"] > baseline["subset_accuracy"] + 0.08
-    assert result["ece_after_calibration"] <= result["ece_before_calibration"] + 1e-9
+    details = result["details"]   # the temperature is fitted on the calibration split: its NLL cannot rise
+    assert details["calibration_nll_after"] <= details["calibration_nll_before"] + 1e-9
+    assert result["data"]["calibration_examples"] > 0
     loaded = tf.saved_model.load(result["export_dir"])
     out = loaded.signatures["classify_text"](text=tf.constant(["LATIN CAPITAL LETTER A WITH GRAVE"]))
     assert out["probabilities"].shape == (1, 10) and out["predicted_labels"].shape == (1, 10)
+
+
+def test_calibration_split_is_held_out_from_training_and_evaluation(tmp_path):
+    task = ClassificationTask(ClassificationTaskConfig(max_examples_per_class=200))
+    stats = task.prepare(str(tmp_path), task.trainer_config())
+    train, calibration, evaluation = (set(task.texts[k]) for k in ("train", "calibration", "eval"))
+    assert stats["calibration_examples"] == len(task.texts["calibration"]) == 32   # 10% of the 320 training rows
+    assert not (calibration & train) and not (calibration & evaluation) and not (train & evaluation)

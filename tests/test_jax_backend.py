@@ -14,7 +14,8 @@ from rw_tf.models import PretrainingModel
 from rw_tf.networks import TransformerEncoder
 rng = np.random.default_rng(0)
 n, L, P, V = 16, 12, 3, 60
-x = {"token_ids": rng.integers(5, V, (n, L)).astype("int32"), "segment_ids": np.repeat([[0]*6 + [1]*6], n, 0).astype("int32"),
+x = {"token_ids": rng.integers(5, V, (n, L)).astype("int32"),
+     "segment_ids": np.repeat([[0]*6 + [1]*6], n, 0).astype("int32"),
      "padding_mask": np.ones((n, L), "int32"), "masked_positions": rng.integers(1, L, (n, P)).astype("int32")}
 y = {"mlm": rng.integers(5, V, (n, P)).astype("int32"), "nsp": rng.integers(0, 2, (n, 1)).astype("float32"),
      "sop": rng.integers(0, 2, (n, 1)).astype("float32")}

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from rw_tf.cli import main as cli_main
+from rw_tf.cli.main import main as cli_main
 from rw_tf.knowledge import TransE, filtered_ranks, load_pykeen_dataset, load_triples, rank_metrics
 from rw_tf.knowledge.evaluation import transe_scores
 from rw_tf.layers import AdditiveKnowledgeFusion, GatedKnowledgeFusion

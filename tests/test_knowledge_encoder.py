@@ -26,7 +26,8 @@ def inputs(entity_ids):
 
 @pytest.mark.parametrize("fusion", ["gated", "additive"])
 def test_injection_only_where_entities_and_round_trip(fusion):
-    enc = KnowledgeEnhancedEncoder(num_entities=5, entity_embedding_dim=4, knowledge_layers=(1,), fusion=fusion, **SIZES)
+    enc = KnowledgeEnhancedEncoder(num_entities=5, entity_embedding_dim=4, knowledge_layers=(1,), fusion=fusion,
+                                   **SIZES)
     none = inputs(np.full((2, 6), -1))
     plain = TransformerEncoder(**SIZES)
     plain(none)
@@ -71,7 +72,8 @@ def test_builder_hides_entities_of_masked_tokens(demo_setup):
     demo, tok, linker = demo_setup
     pairs = segment_pair_candidates(demo.train_documents, target_words=6, seed=0)
     builder = PretrainingExampleBuilder(tok, PretrainingDataConfig(32, 5, whole_word_masking=True), linker)
-    f = {k: v.numpy() for k, v in builder({k: tf.constant(pairs[k][:200]) for k in ("text_a", "text_b", "text_random")}).items()}
+    texts = {k: tf.constant(pairs[k][:200]) for k in ("text_a", "text_b", "text_random")}
+    f = {k: v.numpy() for k, v in builder(texts).items()}
     rows = np.arange(200)[:, None]
     at_masked = f["entity_ids"][rows, f["masked_positions"]]
     assert (at_masked[f["masked_weights"] > 0] == -1).all()          # no leak of the answer

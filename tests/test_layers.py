@@ -1,13 +1,13 @@
 """Layer/model serialization, shapes and masking behaviour (tiny sizes)."""
-import numpy as np
 import keras
+import numpy as np
 import pytest
 
+from rw_tf.config import EncoderConfig
 from rw_tf.heads import MaskedLMHead, SegmentPairHead, SpanHead
 from rw_tf.layers import TransformerEmbeddings, TransformerEncoderBlock
 from rw_tf.models import PretrainingModel
 from rw_tf.networks import TransformerEncoder
-from rw_tf.config import EncoderConfig
 
 
 def encoder_inputs(batch=2, length=8, vocab=50, seed=0):

@@ -7,15 +7,14 @@ import sys
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
-
-from pipeline.components.anomalies_gate import DataAnomaliesError
-from pipeline.components.jsonl_example_gen import _JsonlToExample, record_to_example
-from pipeline.configs import PipelineConfig
-from pipeline.local_runner import run_pipeline
-from pipeline.mlmd_queries import open_store, pipeline_artifacts
-from pipeline.prepare import prepare_data
-
 from conftest import TINY_PIPELINE as TINY
+
+from rw_tf_pipeline.components.anomalies_gate import DataAnomaliesError
+from rw_tf_pipeline.components.jsonl_example_gen import _JsonlToExample, record_to_example
+from rw_tf_pipeline.configs import PipelineConfig
+from rw_tf_pipeline.local_runner import run_pipeline
+from rw_tf_pipeline.mlmd_queries import open_store, pipeline_artifacts
+from rw_tf_pipeline.prepare import prepare_data
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,8 @@ def test_end_to_end_blessed_pushed_and_servable(e2e):
         "import sys, json, tensorflow as tf, tensorflow_text\n"
         "pt = tf.saved_model.load(sys.argv[1]); ft = tf.saved_model.load(sys.argv[2])\n"
         "e = pt.signatures['encode_text'](text=tf.constant(['Lists are mutable sequences.']))\n"
-        "c = ft.signatures['classify_text'](text=tf.constant(['The while statement repeats a suite.', 'Return a copy of the string.']))\n"
+        "c = ft.signatures['classify_text'](text=tf.constant(['The while statement repeats a suite.',\n"
+        "                                                     'Return a copy of the string.']))\n"
         "f = pt.signatures['fill_mask'](text=tf.constant(['The [MASK] statement is used to [MASK] a loop.']))\n"
         "print(json.dumps({'dim': int(e['mean_embedding'].shape[1]), 'p': c['probability'].numpy().tolist(),"
         " 'sigs': sorted(ft.signatures), 'masks': int(f['num_masks'][0]), 'k': int(f['tokens'].shape[-1])}))\n")
@@ -43,7 +43,8 @@ def test_end_to_end_blessed_pushed_and_servable(e2e):
                           env=env, timeout=300, cwd="/")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["dim"] == 64 and out["sigs"] == ["classification", "classify_text", "serving_default", "transform_features"]
+    assert out["dim"] == 64
+    assert out["sigs"] == ["classification", "classify_text", "serving_default", "transform_features"]
     assert all(0.0 <= p <= 1.0 for p in out["p"])
     assert out["masks"] == 2 and out["k"] == 5          # writing assistant through the pushed model
 
@@ -74,8 +75,8 @@ def test_unreachable_threshold_is_not_blessed_and_not_pushed(e2e):
 
 def test_checked_in_schema_matches_inferred_schema(e2e):
     import tensorflow_data_validation as tfdv
-    from tensorflow_metadata.proto.v0 import schema_pb2
     from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
 
     config, _ = e2e
     for kind in ("pretrain", "finetune"):
@@ -116,7 +117,8 @@ def test_jsonl_reader_counts_rejected_lines(tmp_path):
 def test_kubeflow_compile_round_trips(tmp_path):
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
-    from rw_tf.cli import main as cli_main
+
+    from rw_tf.cli.main import main as cli_main
 
     config_file = tmp_path / "cfg.json"
     config_file.write_text(json.dumps({"root": str(tmp_path / "root"), "pretrained_model_uri": "gs://bucket/encoder"}))

@@ -5,11 +5,10 @@ import subprocess
 import sys
 
 import pytest
-
-from pipeline.configs import PipelineConfig
-from pipeline.local_runner import run_all
-
 from conftest import TINY_PIPELINE
+
+from rw_tf_pipeline.configs import PipelineConfig
+from rw_tf_pipeline.local_runner import run_all
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Training on the embedded corpus: loss falls, save/reload, MirroredStrategy, resume, CLI."""
+"""Pretraining through the task runner on the embedded corpus: loss falls, save/reload, export,
+MirroredStrategy, resume after an interruption, CLI."""
 import json
 import os
 
@@ -7,67 +8,83 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rw_tf.cli import main as cli_main
+from rw_tf.cli.main import main as cli_main
 from rw_tf.config import PretrainingDataConfig
 from rw_tf.data.pretraining_dataset import pretraining_dataset
 from rw_tf.data.segment_pairs import segment_pair_candidates
 from rw_tf.models import PretrainingModel
 from rw_tf.networks import TransformerEncoder
-from rw_tf.training.pretrain import PretrainRunConfig, run_pretraining
-from rw_tf.training.strategy import get_strategy
+from rw_tf.tasks import PretrainingTask, PretrainingTaskConfig
+from rw_tf.tokenization import WordPieceTokenizer
+from rw_tf.training import create_strategy, run_task
 
-TINY_RUN = dict(preset="tiny", include_stdlib=False, max_sequence_length=64, max_predictions_per_seq=10,
-                batch_size=32, vocab_size=2000, target_words=20, learning_rate=2e-3, warmup_steps=20)
+TINY_TASK = dict(preset="tiny", max_sequence_length=64, max_predictions_per_seq=10, vocab_size=2000,
+                 target_words=20, max_documents=79)  # the pydoc topics only
+TINY_TRAINER = dict(batch_size=32, learning_rate=2e-3, warmup_steps=20, epochs=2, steps_per_epoch=60)
 
 
-def tiny_config(output_dir, **overrides):
-    fields = dict(TINY_RUN)
-    fields.pop("include_stdlib")
-    fields.update(max_documents=79, epochs=2, steps_per_epoch=60, verbose=0)  # the pydoc topics only
-    fields.update(overrides)
-    return PretrainRunConfig(output_dir=str(output_dir), **fields)
+def run_tiny(output_dir, callbacks=(), task=None, **trainer):
+    task = PretrainingTask(PretrainingTaskConfig(**{**TINY_TASK, **(task or {})}))
+    return run_task(task, task.trainer_config(**{**TINY_TRAINER, **trainer}), str(output_dir),
+                    callbacks=callbacks, verbose=0)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("pretrain")
-    return out, run_pretraining(tiny_config(out))
+    return out, run_tiny(out)
 
 
 def test_mlm_loss_falls_on_embedded_corpus(trained):
     _, result = trained
-    start, end = result["initial_eval"], result["final_eval"]
+    start, end = result["before"], result["after"]
     print("eval mlm_loss %.3f -> %.3f, mlm_accuracy %.4f -> %.4f" % (
         start["mlm_loss"], end["mlm_loss"], start["mlm_accuracy"], end["mlm_accuracy"]))
     assert end["mlm_loss"] < start["mlm_loss"] - 1.0
     assert end["mlm_accuracy"] > start["mlm_accuracy"] + 0.03
     for term in ("mlm_loss", "nsp_loss", "sop_loss", "mlm_accuracy"):
         assert len(result["history"][term]) == 2   # each loss term is its own fit metric
+    assert result["data"]["train_documents"] + result["data"]["eval_documents"] == 79
+    with open(os.path.join(trained[0], "metrics.json")) as f:
+        assert set(json.load(f)) == {"task", "task_config", "trainer", "data", "before", "after", "details", "history",
+                                     "train_seconds", "resumed_from_step", "model_path", "export_dir"}
 
 
-def test_saved_model_reloads_with_identical_outputs(trained, tokenizer):
+def test_saved_model_reloads_with_identical_outputs(trained):
     out, result = trained
     model = keras.saving.load_model(result["model_path"])
     assert isinstance(model, PretrainingModel)
-    original = PretrainingModel.from_config(model.get_config())
     pairs = {k: ["The quick brown fox jumps over the lazy dog."] * 2 for k in ("text_a", "text_b", "text_random")}
-    from rw_tf.tokenization import WordPieceTokenizer
-    tok = WordPieceTokenizer(result["vocab_path"])
+    tok = WordPieceTokenizer(str(out / "vocab.txt"))
     x, _, _ = next(iter(pretraining_dataset(pairs, tok, PretrainingDataConfig(64, 10), 2, shuffle=False)))
     reloaded_out = model(x)
-    again = keras.saving.load_model(result["model_path"])(x)
-    for key in ("mlm", "nsp", "sop"):
-        np.testing.assert_array_equal(reloaded_out[key], again[key])
-    assert os.path.exists(out / "checkpoints" / "epoch-002.weights.h5")
-    assert os.listdir(out / "logs")
+    np.testing.assert_array_equal(reloaded_out["mlm"], keras.saving.load_model(result["model_path"])(x)["mlm"])
+    original = PretrainingModel.from_config(model.get_config())
     original(x)
     original.set_weights(model.get_weights())
     np.testing.assert_allclose(original(x)["mlm"], reloaded_out["mlm"], atol=1e-5)
+    assert os.path.exists(out / "checkpoints" / "epoch-002.weights.h5")
+    assert os.listdir(out / "logs")
+    assert not os.path.exists(out / "backup")   # a finished run leaves no backup behind
+
+
+def test_export_encodes_and_fills_masks_like_the_keras_model(trained):
+    out, result = trained
+    loaded = tf.saved_model.load(result["export_dir"])
+    assert {"encode_text", "fill_mask", "serving_default"} <= set(loaded.signatures)
+    texts = tf.constant(["Lists are mutable sequences.", "The [MASK] statement is used for looping."])
+    exported = loaded.signatures["encode_text"](text=texts)
+    model = keras.saving.load_model(result["model_path"])
+    from rw_tf.data.text_inputs import single_segment_inputs
+    from rw_tf.networks.pooling import masked_mean
+    inputs = single_segment_inputs(WordPieceTokenizer(str(out / "vocab.txt")), texts, 64)
+    reference = masked_mean(model.encoder(inputs)["sequence_output"], inputs["padding_mask"])
+    np.testing.assert_allclose(exported["mean_embedding"].numpy(), np.asarray(reference), atol=1e-5)
 
 
 def test_train_step_under_mirrored_strategy(tokenizer, pydoc_documents, logical_cpus):
     assert len(logical_cpus) == 2
-    strategy = get_strategy("mirrored", devices=logical_cpus)
+    strategy = create_strategy("mirrored", devices=logical_cpus)
     assert strategy.num_replicas_in_sync == 2
     cols = segment_pair_candidates(pydoc_documents, target_words=20)
     ds = pretraining_dataset(cols, tokenizer, PretrainingDataConfig(32, 5), batch_size=8)
@@ -80,19 +97,28 @@ def test_train_step_under_mirrored_strategy(tokenizer, pydoc_documents, logical_
 
 
 class _Interrupt(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
+    def __init__(self, at_step):
+        super().__init__()
+        self.at_step, self.seen = at_step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at_step:
             raise KeyboardInterrupt("simulated preemption")
 
 
-def test_interrupted_run_resumes_from_backup(tmp_path):
-    config = tiny_config(tmp_path, epochs=2, steps_per_epoch=5, eval_batches=1)
-    with pytest.raises(KeyboardInterrupt):
-        run_pretraining(config, extra_callbacks=[_Interrupt()])
-    assert os.listdir(tmp_path / "backup")
-    result = run_pretraining(config)
-    assert result["resumed"]
-    assert len(result["history"]["loss"]) == 1  # only the second epoch was left to run
+def test_interrupted_run_resumes_mid_epoch_to_the_same_weights(tmp_path):
+    settings = dict(epochs=2, steps_per_epoch=6, backup_every_steps=2, learning_rate=5e-3)
+    reference = run_tiny(tmp_path / "straight", task={"eval_batches": 1}, **settings)
+    with pytest.raises(KeyboardInterrupt):  # killed in epoch 2, after the backup at step 8
+        run_tiny(tmp_path / "resumed", callbacks=[_Interrupt(9)], task={"eval_batches": 1}, **settings)
+    assert json.load(open(tmp_path / "resumed" / "backup" / "state.json"))["global_step"] == 8
+    resumed = run_tiny(tmp_path / "resumed", task={"eval_batches": 1}, **settings)
+    assert resumed["resumed_from_step"] == 8
+    assert len(resumed["history"]["loss"]) == 1     # only the rest of epoch 2 was left to run
+    a = keras.saving.load_model(reference["model_path"]).get_weights()
+    b = keras.saving.load_model(resumed["model_path"]).get_weights()
+    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) < 1e-5
 
 
 def test_cli_pretrain_and_vocab(tmp_path, capsys):
@@ -109,7 +135,7 @@ def test_cli_pretrain_and_vocab(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     summary = json.loads(out[out.rindex("\n{\n") + 1:])  # the summary follows Keras's progress bar
-    assert os.path.exists(summary["model"])
+    assert os.path.exists(summary["model_path"]) and os.path.exists(summary["export_dir"])
     assert cli_main(["pretrain", "--output-dir", str(tmp_path / "r2"), "--input", str(tmp_path / "nope.txt")]) == 2
     assert "corpus file not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):

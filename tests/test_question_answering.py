@@ -13,14 +13,15 @@ import tensorflow as tf
 
 from rw_tf.applications.question_answering import QuestionAnswerer, best_spans
 from rw_tf.checkpoints import minilm_checkpoint_dir
-from rw_tf.cli import main as cli_main
+from rw_tf.cli.main import main as cli_main
 from rw_tf.data.qa_examples import docstring_qa_examples, read_qa_jsonl
 from rw_tf.data.qa_windows import WindowSpec, question_context_windows, span_labels
-from rw_tf.finetuning.question_answering import QAConfig, finetune_question_answering
-from rw_tf.finetuning.span_metrics import exact_match, token_f1
 from rw_tf.models import SpanQuestionAnswerer
 from rw_tf.networks import TransformerEncoder
+from rw_tf.tasks import QATaskConfig, QuestionAnsweringTask
+from rw_tf.tasks.span_metrics import exact_match, token_f1
 from rw_tf.tokenization import WordPieceTokenizer
+from rw_tf.training import run_task
 
 VARIED = ["Hello, WORLD! Café cats", "Déjà vu — naïve façade", "北京是中国的首都。東京", "a \x00 b\u200bc\td\ne",
           "e-mail: x.y@z.com 3.14159 $100", "   ", "", "İstanbul ǅ ﬁne", "ab\x0bcd \u00a0 x"]
@@ -137,39 +138,42 @@ def test_span_model_round_trips(tmp_path):
 @pytest.fixture(scope="module")
 def finetuned_qa(tmp_path_factory):
     out = tmp_path_factory.mktemp("qa")
-    config = QAConfig(output_dir=str(out), max_sequence_length=96, doc_stride=32, max_question_length=24,
-                      batch_size=16, steps=120, learning_rate=1e-4, max_train_examples=800, max_eval_examples=60)
-    return out, finetune_question_answering(config, verbose=0)
+    task = QuestionAnsweringTask(QATaskConfig(max_sequence_length=96, doc_stride=32, max_question_length=24,
+                                              max_train_examples=800, max_eval_examples=60))
+    trainer = task.trainer_config(batch_size=16, steps_per_epoch=120, learning_rate=1e-4)
+    return out, run_task(task, trainer, str(out), verbose=0)
 
 
 def test_minilm_qa_finds_exact_spans(finetuned_qa):
     _, result = finetuned_qa
-    print({k: result[k] for k in ("before", "after", "train_windows", "eval_windows")})
-    assert result["eval_windows"]["examples_over_one_window"] > 30          # sliding windows are exercised
+    print({k: result[k] for k in ("before", "after", "data")})
+    assert result["data"]["eval_windows"]["examples_over_one_window"] > 30          # sliding windows are exercised
     assert result["before"]["exact_match"] < 5.0
     assert result["after"]["exact_match"] >= 40.0 and result["after"]["f1"] > result["before"]["f1"] + 20
     assert result["after"]["exact_offsets"] >= 40.0      # character offsets too (measured: EM 63.3, offsets 63.3)
 
 
 def test_qa_export_serves_raw_text_through_grpc_and_cli(finetuned_qa, capsys):
-    from serving.client import ServingClient
-    from serving.config import ModelSpec
-    from serving.server import LocalModelServer
+    from rw_tf_serving.client import ServingClient
+    from rw_tf_serving.config import ModelSpec
+    from rw_tf_serving.server import LocalModelServer
 
     out, result = finetuned_qa
     row = docstring_qa_examples(max_examples=1, seed=7)[0]
-    expected = QuestionAnswerer(keras.saving.load_model(out / "qa_model.keras"),
+    expected = QuestionAnswerer(keras.saving.load_model(out / "model.keras"),
                                 WordPieceTokenizer(os.path.join(minilm_checkpoint_dir(), "vocab.txt")),
                                 WindowSpec(96, 32, 24), 64).answer([row["question"]], [row["context"]])[0]
     # The SavedModel needs only TensorFlow and tensorflow-text.
     script = ("import json, sys, tensorflow as tf, tensorflow_text\n"
               "m = tf.saved_model.load(sys.argv[1])\n"
-              "o = m.signatures['answer_question'](question=tf.constant([sys.argv[2]]), context=tf.constant([sys.argv[3]]))\n"
+              "o = m.signatures['answer_question'](question=tf.constant([sys.argv[2]]),\n"
+              "                                    context=tf.constant([sys.argv[3]]))\n"
               "print(json.dumps({'answer': o['answer'][0].numpy().decode(), 'start': int(o['start'][0])}))\n")
     proc = subprocess.run([sys.executable, "-c", script, result["export_dir"], row["question"], row["context"]],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"answer": expected["answer"], "start": expected["start"]}
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert answer == {"answer": expected["answer"], "start": expected["start"]}
 
     with LocalModelServer([ModelSpec("qa", str(out / "export"))], port=0) as server:
         target = f"127.0.0.1:{server.grpc_port}"
@@ -178,7 +182,7 @@ def test_qa_export_serves_raw_text_through_grpc_and_cli(finetuned_qa, capsys):
         served = json.loads(capsys.readouterr().out)
         assert served["answer"] == [expected["answer"]] and served["start"] == [expected["start"]]
         assert cli_main(["predict", "--server", target, "--model", "qa", "--signature", "answer_question",
-                         "--input", "question=Who?", "--input", "context="]) == 1
+                         "--input", "question=Who?", "--input", "context="]) == 2
         err = capsys.readouterr().err
         assert "INVALID_ARGUMENT" in err and "no context" in err
         client = ServingClient(target)
@@ -191,4 +195,4 @@ def test_qa_export_serves_raw_text_through_grpc_and_cli(finetuned_qa, capsys):
 
 def test_finetune_cli_rejects_options_of_other_tasks(tmp_path, capsys):
     assert cli_main(["finetune", "--task", "qa", "--output-dir", str(tmp_path), "--pairs", "x.jsonl"]) == 2
-    assert "pairs_file" in capsys.readouterr().err
+    assert "--pairs" in capsys.readouterr().err

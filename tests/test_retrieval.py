@@ -3,8 +3,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rw_tf.finetuning.retrieval import RetrievalConfig, RetrievalExport, finetune_retrieval, ranking_metrics
+from rw_tf.export import RetrievalExport
 from rw_tf.losses import InBatchInfoNCE
+from rw_tf.tasks import RetrievalTask, RetrievalTaskConfig
+from rw_tf.tasks.retrieval import ranking_metrics, read_pairs
+from rw_tf.training import run_task
 
 
 def test_info_nce():
@@ -25,13 +28,12 @@ def test_ranking_metrics():
 
 
 def test_retrieval_finetune_and_export(tmp_path):
-    config = RetrievalConfig(output_dir=str(tmp_path), max_pairs=800, max_sequence_length=48, batch_size=16,
-                             steps=20, top_k=5)
-    result = finetune_retrieval(config, verbose=0)
+    task = RetrievalTask(RetrievalTaskConfig(max_pairs=800, max_sequence_length=48, top_k=5))
+    result = run_task(task, task.trainer_config(batch_size=16, steps_per_epoch=20), str(tmp_path), verbose=0)
     print("retrieval before", result["before"], "after", result["after"])
     assert result["before"]["recall@10"] > 0.3                      # MiniLM already retrieves
     assert result["after"]["recall@10"] >= result["before"]["recall@10"] - 0.02
-    assert result["loss"][0] > 0
+    assert result["history"]["loss"][0] > 0
     loaded = tf.saved_model.load(result["export_dir"])
     out = loaded.signatures["retrieve"](text=tf.constant(["Return the number of items in a container."]))
     assert out["items"].shape == (1, 5) and (np.diff(out["scores"].numpy()[0]) <= 1e-6).all()
@@ -44,15 +46,14 @@ def test_split_by_group_keeps_groups_apart_and_never_leaks():
 
     rows = [{"group": f"m{i % 7}", "i": i} for i in range(70)]
     train, evaluation = split_by_group(rows)
-    assert {r["group"] for r in train}.isdisjoint({r["group"] for r in evaluation}) and len(train) + len(evaluation) == 70
+    assert {r["group"] for r in train}.isdisjoint({r["group"] for r in evaluation})
+    assert len(train) + len(evaluation) == 70
     ungrouped = [{"i": i} for i in range(10)]
     train, evaluation = split_by_group(ungrouped)
     assert [r["i"] for r in evaluation] == [8, 9] and [r["i"] for r in train] == list(range(8))
 
 
 def test_bad_pair_rows_are_counted(tmp_path):
-    from rw_tf.finetuning.retrieval import read_pairs
-
     path = tmp_path / "pairs.jsonl"
     path.write_bytes(b'{"query": "q", "item": "i", "group": "g"}\n{"query": "", "item": "i"}\n[1, 2]\n\xff\n\n')
     pairs, rejects = read_pairs(str(path))

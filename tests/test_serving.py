@@ -9,14 +9,20 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
-from serving.batching import Batcher
-from serving.client import ServingClient, rest_predict
-from serving.config import BatchingParameters, ModelSpec, read_models_config, write_serving_configs
-from serving.core import ServerLimits
-from serving.server import LocalModelServer
+from rw_tf_serving.batching import Batcher
+from rw_tf_serving.client import ServingClient, rest_predict
+from rw_tf_serving.config import BatchingParameters, ModelSpec, read_models_config
+from rw_tf_serving.core import ServerLimits
+from rw_tf_serving.server import LocalModelServer
 
 MODEL = "rw_tf_finetune"
 TEXTS = ["The while statement is used for repeated execution as long as an expression is true.",
@@ -53,7 +59,8 @@ def predict_request(texts, signature="classify_text", name=MODEL, key="text", ve
     request.model_spec.signature_name = signature
     if version is not None:
         request.model_spec.version.value = version
-    request.inputs[key].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string if texts and isinstance(texts[0], (str, bytes)) else None))
+    strings = texts and isinstance(texts[0], (str, bytes))
+    request.inputs[key].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string if strings else None))
     return request
 
 
@@ -237,7 +244,7 @@ def test_batcher_fails_only_the_bad_request_of_a_merged_batch():
 
 
 def test_serving_configs_and_cli(pipeline_run, tmp_path, capsys):
-    from rw_tf.cli import main as cli_main
+    from rw_tf.cli.main import main as cli_main
 
     config, _ = pipeline_run
     push_root = os.path.join(config.root, "serving")
@@ -254,5 +261,5 @@ def test_serving_configs_and_cli(pipeline_run, tmp_path, capsys):
         assert cli_main(["predict", "--server", f"127.0.0.1:{srv.grpc_port}", "--model", "rw_tf_pretrain",
                          "--signature", "encode_text", "Lists are mutable."]) == 0
         assert len(json.loads(capsys.readouterr().out)["mean_embedding"][0]) == 64
-        assert cli_main(["predict", "--server", f"127.0.0.1:{srv.grpc_port}", "--model", "nope", "x"]) == 1
+        assert cli_main(["predict", "--server", f"127.0.0.1:{srv.grpc_port}", "--model", "nope", "x"]) == 2
         assert "NOT_FOUND" in capsys.readouterr().err

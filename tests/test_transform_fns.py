@@ -1,12 +1,15 @@
 """The Transform preprocessing functions under tf.Transform (in-memory Beam), incl. knowledge mode."""
 import json
-import os
 
 import numpy as np
 import tensorflow as tf
 
-from rw_tf.config import PretrainingDataConfig
-from rw_tf.data.transform_fns import classification_preprocessing_fn, pretraining_preprocessing_fn
+from rw_tf.data.transform_fns import (
+    PretrainingTransformConfig,
+    TextTransformConfig,
+    classification_preprocessing_fn,
+    pretraining_preprocessing_fn,
+)
 from rw_tf.tokenization import SPECIAL_TOKENS, write_vocabulary
 
 
@@ -30,9 +33,9 @@ def test_pretraining_fn_with_entity_linking(tmp_path):
     rows = [{"text_a": f"usa embassy china. uk treaties usa {i}.", "text_b": "china treaties uk.",
              "text_random": "uk embassy usa."} for i in range(16)]
     spec = {k: tf.io.FixedLenFeature([], tf.string) for k in ("text_a", "text_b", "text_random")}
-    config = PretrainingDataConfig(max_sequence_length=24, max_predictions_per_seq=4)
-    data, _ = run_transform(tmp_path, lambda inputs: pretraining_preprocessing_fn(
-        inputs, vocab, config, alias_file=str(tmp_path / "aliases.tsv"), knowledge_dir=str(knowledge)), rows, spec)
+    config = PretrainingTransformConfig(vocab, max_sequence_length=24, max_predictions_per_seq=4,
+                                        alias_file=str(tmp_path / "aliases.tsv"), knowledge_dir=str(knowledge))
+    data, _ = run_transform(tmp_path, lambda inputs: pretraining_preprocessing_fn(inputs, config), rows, spec)
     assert len(data) == 16
     for row in data:
         entity_ids = np.asarray(row["entity_ids"])
@@ -46,6 +49,7 @@ def test_classification_fn_keeps_label_zero(tmp_path):
     vocab = write_vocabulary(list(SPECIAL_TOKENS) + ["hello", "world"], str(tmp_path / "vocab.txt"))
     spec = {"text": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
     rows = [{"text": "hello world", "label": 0}, {"text": "", "label": 1}]
-    data, _ = run_transform(tmp_path, lambda inputs: classification_preprocessing_fn(inputs, vocab, 8), rows, spec)
+    config = TextTransformConfig(vocab, max_sequence_length=8)
+    data, _ = run_transform(tmp_path, lambda inputs: classification_preprocessing_fn(inputs, config), rows, spec)
     assert [int(r["label"]) for r in data] == [0, 1]
     assert list(data[0]["token_ids"][:4]) == [2, 5, 6, 3] and int(np.sum(data[1]["padding_mask"])) == 2

@@ -1,4 +1,12 @@
-"""Importing pretrained checkpoints into rw_tf encoders and tokenizers."""
-from rw_tf.checkpoints.hf_bert import UnsupportedCheckpointError, load_hf_bert, minilm_checkpoint_dir
+"""Importing pretrained checkpoints (Hugging Face BERT family, rw-tf exports) as encoders and tokenizers."""
+from rw_tf.checkpoints.hf_bert import (
+                                       UnsupportedCheckpointError,
+                                       hf_bert_encoder,
+                                       hf_bert_tokenizer,
+                                       load_hf_bert,
+                                       minilm_checkpoint_dir,
+)
+from rw_tf.checkpoints.pretrained import pretrained_encoder, pretrained_tokenizer
 
-__all__ = ["UnsupportedCheckpointError", "load_hf_bert", "minilm_checkpoint_dir"]
+__all__ = ["UnsupportedCheckpointError", "hf_bert_encoder", "hf_bert_tokenizer", "load_hf_bert",
+           "minilm_checkpoint_dir", "pretrained_encoder", "pretrained_tokenizer"]

@@ -73,12 +73,26 @@ def _assign(variable, value: np.ndarray, name: str) -> None:
 
 def load_hf_bert(checkpoint_dir: str, lower_case: bool = None) -> Tuple[TransformerEncoder, WordPieceTokenizer]:
     """Builds the encoder from ``config.json``, loads every weight and the vocabulary."""
+    return hf_bert_encoder(checkpoint_dir), hf_bert_tokenizer(checkpoint_dir, lower_case)
+
+
+def hf_bert_tokenizer(checkpoint_dir: str, lower_case: bool = None) -> WordPieceTokenizer:
+    """The checkpoint's ``vocab.txt`` with its ``do_lower_case`` (default: lower-case)."""
+    if lower_case is None:
+        tok_config_path = os.path.join(checkpoint_dir, "tokenizer_config.json")
+        lower_case = _read_json(tok_config_path).get("do_lower_case", True) if os.path.exists(tok_config_path) else True
+    return WordPieceTokenizer(os.path.join(checkpoint_dir, "vocab.txt"), lower_case=lower_case)
+
+
+def hf_bert_encoder(checkpoint_dir: str) -> TransformerEncoder:
+    """A ``TransformerEncoder`` with every weight of the checkpoint (create it in the strategy scope)."""
     config = read_bert_config(checkpoint_dir)
     encoder = TransformerEncoder(
         vocab_size=config["vocab_size"], hidden_size=config["hidden_size"], num_layers=config["num_hidden_layers"],
         num_heads=config["num_attention_heads"], intermediate_size=config["intermediate_size"],
         max_sequence_length=config["max_position_embeddings"], type_vocab_size=config.get("type_vocab_size", 2),
-        dropout=config.get("hidden_dropout_prob", 0.1), attention_dropout=config.get("attention_probs_dropout_prob", 0.1),
+        dropout=config.get("hidden_dropout_prob", 0.1),
+        attention_dropout=config.get("attention_probs_dropout_prob", 0.1),
         layer_norm_epsilon=config.get("layer_norm_eps", 1e-12), initializer_range=config.get("initializer_range", 0.02))
     encoder.build({k: (None, None) for k in ("token_ids", "segment_ids", "padding_mask")})
     w = _weights(checkpoint_dir)
@@ -103,7 +117,8 @@ def load_hf_bert(checkpoint_dir: str, lower_case: bool = None) -> Tuple[Transfor
         mha = block.attention
         for name, dense in (("query", mha._query_dense), ("key", mha._key_dense), ("value", mha._value_dense)):
             # torch Linear stores [out, in]; Keras' einsum kernel is [in, heads, head_dim].
-            _assign(dense.kernel, take(p + f"attention.self.{name}.weight").T.reshape(hidden, heads, head_dim), p + name)
+            kernel = take(p + f"attention.self.{name}.weight").T.reshape(hidden, heads, head_dim)
+            _assign(dense.kernel, kernel, p + name)
             _assign(dense.bias, take(p + f"attention.self.{name}.bias").reshape(heads, head_dim), p + name + ".bias")
         _assign(mha._output_dense.kernel, take(p + "attention.output.dense.weight").T.reshape(heads, head_dim, hidden),
                 p + "attention.output.dense")
@@ -122,9 +137,4 @@ def load_hf_bert(checkpoint_dir: str, lower_case: bool = None) -> Tuple[Transfor
     extra = [k for k in w if k not in used and not k.startswith(("cls.", "embeddings.position_ids"))]
     if any(k.startswith("encoder.layer.") for k in extra):
         raise ValueError(f"checkpoint has layers the config does not describe: {sorted(extra)[:5]}")
-
-    vocab_file = os.path.join(checkpoint_dir, "vocab.txt")
-    if lower_case is None:
-        tok_config_path = os.path.join(checkpoint_dir, "tokenizer_config.json")
-        lower_case = _read_json(tok_config_path).get("do_lower_case", True) if os.path.exists(tok_config_path) else True
-    return encoder, WordPieceTokenizer(vocab_file, lower_case=lower_case)
+    return encoder

@@ -18,7 +18,7 @@ import sysconfig
 import unicodedata
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from rw_tf.data.corpus import documents_from_texts, split_sentences, _pydoc_topic_texts, _stdlib_docstring_texts
+from rw_tf.data.corpus import _pydoc_topic_texts, _stdlib_docstring_texts, documents_from_texts, split_sentences
 from rw_tf.data.segment_pairs import pack_segments
 
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -26,13 +26,15 @@ _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 def documentation_source_examples(max_per_class: Optional[int] = None, target_words: int = 25,
                                   seed: int = 12345) -> List[Dict]:
-    """Returns ``[{"text": str, "label": int}, ...]``, balanced and shuffled."""
+    """Returns ``[{"text": str, "label": int}, ...]``, balanced, shuffled, every text distinct."""
     classes = {1: documents_from_texts(_pydoc_topic_texts()), 0: documents_from_texts(_stdlib_docstring_texts())}
     rng = random.Random(seed)
     per_class = {}
     for label, docs in classes.items():
-        segments = [seg for doc in docs for seg in pack_segments(doc, target_words)
-                    if len(seg.split()) >= target_words // 2]
+        # Exact duplicates (the same paragraph documented twice) would put one text on both sides
+        # of a split; only the first occurrence is kept.
+        segments = list(dict.fromkeys(seg for doc in docs for seg in pack_segments(doc, target_words)
+                                      if len(seg.split()) >= target_words // 2))
         rng.shuffle(segments)
         per_class[label] = segments
     n = min(len(v) for v in per_class.values())

@@ -160,7 +160,8 @@ class PretrainingExampleBuilder:
         mlm = choose_masked_tokens(token_ids, units, keys, cfg, tok.vocab_size, tok.mask_id, tok.special_ids)
         extra = {}
         if self.linker is not None:
-            ent_a, ent_b = self._trimmer.trim([self.linker.link_pieces(first_text), self.linker.link_pieces(second_text)])
+            ent_a, ent_b = self._trimmer.trim([self.linker.link_pieces(first_text),
+                                               self.linker.link_pieces(second_text)])
             entities, _ = tf_text.combine_segments([ent_a, ent_b], -1, -1)
             entities, _ = tf_text.pad_model_inputs(entities, length, pad_value=-1)
             extra["masked_entity_ids"] = tf.where(mlm["masked_weights"] > 0, tf.gather(

@@ -135,7 +135,8 @@ def answer_piece_span(windows: QuestionContextWindows, answer_starts: tf.Tensor,
     overlap = tf.logical_and(windows.piece_ends > tf.expand_dims(starts, 1),
                              windows.piece_starts < tf.expand_dims(ends, 1))
     position = tf.ragged.range(windows.piece_starts.row_lengths())
-    fill = lambda value: position.with_flat_values(tf.fill(tf.shape(position.flat_values), tf.constant(value, tf.int64)))
+    fill = lambda value: position.with_flat_values(
+        tf.fill(tf.shape(position.flat_values), tf.constant(value, tf.int64)))
     first = tf.reduce_min(tf.where(overlap, position, fill(tf.int64.max)), axis=1)
     last = tf.reduce_max(tf.where(overlap, position, fill(-1)), axis=1)
     first = tf.where(last < 0, tf.constant(-1, tf.int64), first)

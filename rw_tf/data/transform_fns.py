@@ -1,4 +1,8 @@
-"""tf.Transform ``preprocessing_fn`` bodies. The TFX module files only bind configuration to these.
+"""tf.Transform ``preprocessing_fn`` bodies and their typed configurations.
+
+The pipeline serializes a ``PretrainingTransformConfig`` or ``TextTransformConfig`` into the
+Transform's ``custom_config``; the module files parse it back (``from_custom_config``: unknown keys
+are an error) and call the functions here, so both sides share one set of defaults.
 
 The tokenizer is created through ``tft.make_and_track_object`` so its lookup table and vocabulary
 file are saved in the transform graph (the vocabulary becomes an asset of ``transform_fn``).
@@ -7,13 +11,15 @@ masked deterministically and TFMA can score masked-LM accuracy on them.
 """
 from __future__ import annotations
 
-from typing import Dict
+import dataclasses
+from typing import Any, Dict, Optional
 
 import tensorflow as tf
 
-from rw_tf.config import PretrainingDataConfig
+from rw_tf.config import PretrainingDataConfig, config_from_dict, config_to_dict
 from rw_tf.data.masking import PretrainingExampleBuilder
 from rw_tf.data.text_inputs import single_segment_inputs
+from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 PAIR_TEXT_FEATURES = ("text_a", "text_b", "text_random")
@@ -43,37 +49,79 @@ def tracked_tokenizer(vocab_file: str, lower_case: bool) -> WordPieceTokenizer:
 
 def tracked_linker(tokenizer: WordPieceTokenizer, alias_file: str, knowledge_dir: str):
     """An ``EntityLinker`` over ``alias_file`` with the entity ids of a ``rw-tf kg train`` model dir."""
-    import tensorflow_transform as tft
-
-    from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
+    import tensorflow_transform as tft  # see tracked_tokenizer
 
     aliases = aliases_for_knowledge_dir(alias_file, knowledge_dir)
     return tft.make_and_track_object(lambda: EntityLinker(tokenizer, aliases), name="entity_linker")
 
 
-def pretraining_preprocessing_fn(inputs: Dict[str, tf.Tensor], vocab_file: str,
-                                 data_config: PretrainingDataConfig, lower_case: bool = True,
-                                 alias_file: str = None, knowledge_dir: str = None) -> Dict[str, tf.Tensor]:
+@dataclasses.dataclass
+class PretrainingTransformConfig:
+    """How the pretraining Transform builds masked examples (knowledge mode: alias table + kg model)."""
+
+    vocab_file: str
+    max_sequence_length: int = 128
+    max_predictions_per_seq: int = 20
+    whole_word_masking: bool = False
+    seed: int = 12345
+    lower_case: bool = True
+    alias_file: Optional[str] = None
+    knowledge_dir: Optional[str] = None
+
+    def data_config(self) -> PretrainingDataConfig:
+        return PretrainingDataConfig(max_sequence_length=self.max_sequence_length,
+                                     max_predictions_per_seq=self.max_predictions_per_seq,
+                                     whole_word_masking=self.whole_word_masking, seed=self.seed)
+
+    def to_custom_config(self) -> Dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Dict[str, Any]) -> "PretrainingTransformConfig":
+        return config_from_dict(cls, custom_config, "the Transform's custom_config")
+
+
+@dataclasses.dataclass
+class TextTransformConfig:
+    """How a text-classification Transform builds encoder inputs (+ ``entity_ids`` in knowledge mode)."""
+
+    vocab_file: str
+    max_sequence_length: int = 128
+    lower_case: bool = True
+    label_key: str = "label"
+    alias_file: Optional[str] = None
+    knowledge_dir: Optional[str] = None
+
+    def to_custom_config(self) -> Dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Dict[str, Any]) -> "TextTransformConfig":
+        return config_from_dict(cls, custom_config, "the Transform's custom_config")
+
+
+def pretraining_preprocessing_fn(inputs: Dict[str, tf.Tensor],
+                                 config: PretrainingTransformConfig) -> Dict[str, tf.Tensor]:
     """Raw ``text_a``/``text_b``/``text_random`` -> masked pretraining features (+ ``mlm_num_masked``);
-    with ``alias_file`` and ``knowledge_dir`` also ``entity_ids`` and ``masked_entity_ids``."""
+    in knowledge mode also ``entity_ids`` and ``masked_entity_ids``."""
     missing = [k for k in PAIR_TEXT_FEATURES if k not in inputs]
     if missing:
         raise KeyError(f"pretraining examples are missing features {missing}")
-    tokenizer = tracked_tokenizer(vocab_file, lower_case)
-    linker = tracked_linker(tokenizer, alias_file, knowledge_dir) if alias_file else None
-    features = PretrainingExampleBuilder(tokenizer, data_config, linker)(
+    tokenizer = tracked_tokenizer(config.vocab_file, config.lower_case)
+    linker = tracked_linker(tokenizer, config.alias_file, config.knowledge_dir) if config.alias_file else None
+    features = PretrainingExampleBuilder(tokenizer, config.data_config(), linker)(
         {k: dense_1d(inputs[k], b"") for k in PAIR_TEXT_FEATURES})
     features["mlm_num_masked"] = tf.reduce_sum(features["masked_weights"], axis=1)
     return example_dtypes(features)
 
 
-def classification_preprocessing_fn(inputs: Dict[str, tf.Tensor], vocab_file: str, max_sequence_length: int,
-                                    lower_case: bool = True) -> Dict[str, tf.Tensor]:
-    """Raw ``text`` (+ ``label``) -> encoder inputs (+ int64 ``label``)."""
+def classification_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: TextTransformConfig) -> Dict[str, tf.Tensor]:
+    """Raw ``text`` (+ label) -> encoder inputs (+ int64 label; + ``entity_ids`` in knowledge mode)."""
     if "text" not in inputs:
         raise KeyError("classification examples need a 'text' feature")
-    tokenizer = tracked_tokenizer(vocab_file, lower_case)
-    features = single_segment_inputs(tokenizer, dense_1d(inputs["text"], b""), max_sequence_length)
-    if "label" in inputs:
-        features["label"] = dense_1d(inputs["label"], -1)
+    tokenizer = tracked_tokenizer(config.vocab_file, config.lower_case)
+    linker = tracked_linker(tokenizer, config.alias_file, config.knowledge_dir) if config.alias_file else None
+    features = single_segment_inputs(tokenizer, dense_1d(inputs["text"], b""), config.max_sequence_length, linker)
+    if config.label_key in inputs:
+        features[config.label_key] = dense_1d(inputs[config.label_key], -1)
     return example_dtypes(features)

@@ -1,7 +1,7 @@
 """Masked-LM head with output weights tied to the token embedding: softmax(t(h) E^T + b)."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import keras
 from keras import ops

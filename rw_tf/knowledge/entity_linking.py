@@ -18,11 +18,13 @@ Example:
 from __future__ import annotations
 
 import collections
+import logging
 from typing import Dict, Mapping, Tuple
 
 import tensorflow as tf
 
-from rw_tf.tokenization.wordpiece import WordPieceTokenizer
+from rw_tf.knowledge.graph import read_entity_vocabulary
+from rw_tf.tokenization.wordpiece import WordPieceTokenizer, as_string_tensor
 
 
 def read_alias_table(path: str, entity_to_id: Mapping[str, int]) -> Tuple[Dict[str, int], collections.Counter]:
@@ -52,10 +54,6 @@ def read_alias_table(path: str, entity_to_id: Mapping[str, int]) -> Tuple[Dict[s
 
 def aliases_for_knowledge_dir(alias_file: str, knowledge_dir: str) -> Dict[str, int]:
     """{alias: entity id} with the ids of a ``rw-tf kg train`` output; rejected rows are logged."""
-    import logging
-
-    from rw_tf.knowledge.graph import read_entity_vocabulary
-
     aliases, rejects = read_alias_table(alias_file, read_entity_vocabulary(knowledge_dir))
     if rejects:
         logging.getLogger("rw_tf.knowledge").warning("alias rows rejected in %s: %s", alias_file, dict(rejects))
@@ -86,7 +84,6 @@ class EntityLinker(tf.Module):
 
     def link_words(self, texts) -> Tuple[tf.RaggedTensor, tf.RaggedTensor]:
         """(words [batch, (w)] strings, entity id per word [batch, (w)] int64, -1 = none)."""
-        from rw_tf.tokenization.wordpiece import as_string_tensor
 
         words = self.tokenizer.split_words(as_string_tensor(texts))
         dense = words.to_tensor("")

@@ -19,7 +19,7 @@ import keras
 from rw_tf.knowledge.evaluation import filtered_ranks, rank_metrics, transe_scores
 from rw_tf.knowledge.graph import KnowledgeGraph, load_pykeen_dataset, load_triples, read_entity_vocabulary
 from rw_tf.knowledge.transe import TransE
-from rw_tf.training.strategy import get_strategy
+from rw_tf.training.strategy import create_strategy
 
 
 @dataclasses.dataclass
@@ -61,7 +61,7 @@ def evaluate(model: TransE, train: KnowledgeGraph, valid: KnowledgeGraph, test: 
 def train_transe(config: TransEConfig, output_dir: str, verbose: Any = "auto") -> Dict[str, Any]:
     train, valid, test = load_splits(config)
     keras.utils.set_random_seed(config.seed)
-    with get_strategy(config.strategy).scope():
+    with create_strategy(config.strategy).scope():
         model = TransE(train.num_entities, train.num_relations, config.embedding_dim, config.norm, config.margin,
                        config.num_negatives, seed=config.seed)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))

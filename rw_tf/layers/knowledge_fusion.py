@@ -90,7 +90,8 @@ class AdditiveKnowledgeFusion(_KnowledgeFusion):
         self.knowledge_dense.build(hidden_shape)
 
     def fuse(self, hidden_states: Any, knowledge: Any) -> Any:
-        return keras.activations.get(self.activation)(self.hidden_dense(hidden_states) + self.knowledge_dense(knowledge))
+        combined = self.hidden_dense(hidden_states) + self.knowledge_dense(knowledge)
+        return keras.activations.get(self.activation)(combined)
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

@@ -32,6 +32,7 @@ class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
         if num_classes < 1 or (num_classes < 2 and not multi_label):
             raise ValueError("num_classes must be >= 2 (or >= 1 with multi_label=True)")
         self.encoder = encoder
+        encoder.pooler.trainable = True  # the classifier reads the pooled [CLS] (frozen by some pretraining)
         self.num_classes = num_classes
         self.multi_label = multi_label
         self.dropout = dropout
@@ -87,4 +88,7 @@ def task_logits(outputs: Any) -> Any:
 
 def add_task_distillation_targets(dataset, teacher: keras.Model):
     """``(x, y)`` -> ``(x, {"task": y, "kd": teacher logits})`` for refined fine-tuning."""
-    return dataset.map(lambda x, y: (x, {"task": y, "kd": task_logits(teacher(x, training=False))}))
+    def with_teacher_logits(x, y):
+        return x, {"task": y, "kd": task_logits(teacher(x, training=False))}
+
+    return dataset.map(with_teacher_logits)

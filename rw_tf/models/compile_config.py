@@ -11,7 +11,8 @@ class OptimizerOnlyCompileConfig:
     stored in the saved compile config, so ``keras.saving.load_model`` re-compiles the model."""
 
     def get_compile_config(self) -> Dict[str, Any]:
-        return {"optimizer": keras.optimizers.serialize(self.optimizer)} if self.optimizer else {}
+        optimizer = getattr(self, "optimizer", None)  # absent until compile()
+        return {"optimizer": keras.optimizers.serialize(optimizer)} if optimizer else {}
 
     def compile_from_config(self, config: Dict[str, Any]) -> None:
         if config:

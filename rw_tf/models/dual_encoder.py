@@ -31,6 +31,9 @@ class DualEncoder(OptimizerOnlyCompileConfig, keras.Model):
         super().__init__(**kwargs)
         self.query_encoder = query_encoder
         self.item_encoder = item_encoder
+        for encoder in (query_encoder, item_encoder):
+            if encoder is not None:
+                encoder.pooler.trainable = False  # embeddings are mean-pooled; the [CLS] pooler is unused
         self.temperature = temperature
 
     def embed(self, inputs: Dict[str, Any], tower: str = "query", training: Optional[bool] = None) -> Any:

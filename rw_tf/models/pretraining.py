@@ -11,6 +11,8 @@ from rw_tf.losses import KnowledgeDistillationLoss, pretraining_losses
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
 
+PAIR_REPRESENTATIONS = ("segment_means", "cls_pooler")
+
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
@@ -21,6 +23,11 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
     ``compile()`` with no loss uses L = L_MLM + nsp_weight * L_NSP + sop_weight * L_SOP and logs
     each term (``mlm_loss``, ``nsp_loss``, ``sop_loss``) plus ``mlm_accuracy``, ``nsp_accuracy``,
     ``sop_accuracy``; feed ``(x, y, sample_weight)`` as built by ``rw_tf.data.pretraining_dataset``.
+
+    ``pair_representation`` says what NSP and SOP read: ``"segment_means"`` (the design's
+    P(y | S1, S2) = sigmoid(W^T [h_S1; h_S2] + b) over the mean states of each segment; the [CLS]
+    pooler is then not trained and is frozen) or ``"cls_pooler"`` (BERT: a logit from the tanh pooler
+    over [CLS], which trains the pooler, so ``pooled_output`` becomes a usable sentence vector).
 
     Domain pretraining with knowledge distillation: ``kd_weight=alpha > 0`` adds the output ``kd``
     (the MLM logits again) scored by ``KnowledgeDistillationLoss(kd_temperature)`` against a
@@ -34,9 +41,15 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
     """
 
     def __init__(self, encoder: TransformerEncoder, nsp_weight: float = 1.0, sop_weight: float = 1.0,
-                 kd_weight: float = 0.0, kd_temperature: float = 1.0, **kwargs: Any) -> None:
+                 kd_weight: float = 0.0, kd_temperature: float = 1.0, pair_representation: str = "segment_means",
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if pair_representation not in PAIR_REPRESENTATIONS:
+            raise ValueError(f"pair_representation must be one of {PAIR_REPRESENTATIONS}, got {pair_representation!r}")
         self.encoder = encoder
+        self.pair_representation = pair_representation
+        # Only the pooled variant reads the pooler; otherwise it gets no gradient, so it is frozen.
+        encoder.pooler.trainable = pair_representation == "cls_pooler"
         self.nsp_weight = nsp_weight
         self.sop_weight = sop_weight
         self.kd_weight = kd_weight
@@ -44,27 +57,36 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
         self.mlm_head = MaskedLMHead(encoder.token_embedding,
                                      layer_norm_epsilon=encoder.config.layer_norm_epsilon,
                                      initializer_range=encoder.config.initializer_range, name="mlm_head")
-        self.nsp_head = SegmentPairHead(encoder.config.initializer_range, name="nsp_head")
-        self.sop_head = SegmentPairHead(encoder.config.initializer_range, name="sop_head")
+        if pair_representation == "cls_pooler":
+            init = keras.initializers.TruncatedNormal(stddev=encoder.config.initializer_range)
+            self.nsp_head = keras.layers.Dense(1, kernel_initializer=init, name="nsp_head")
+            self.sop_head = keras.layers.Dense(1, kernel_initializer=init, name="sop_head")
+        else:
+            self.nsp_head = SegmentPairHead(encoder.config.initializer_range, name="nsp_head")
+            self.sop_head = SegmentPairHead(encoder.config.initializer_range, name="sop_head")
 
     def build(self, input_shape: Dict[str, Any]) -> None:
         if not self.encoder.built:  # a pretrained encoder may be passed in already built
             self.encoder.build(input_shape)
         seq_shape = tuple(input_shape["token_ids"]) + (self.encoder.config.hidden_size,)
         self.mlm_head.build(seq_shape, input_shape["masked_positions"])
-        self.nsp_head.build(seq_shape)
-        self.sop_head.build(seq_shape)
+        pair_shape = seq_shape if self.pair_representation == "segment_means" else (None, seq_shape[-1])
+        self.nsp_head.build(pair_shape)
+        self.sop_head.build(pair_shape)
         self.built = True
 
     def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Dict[str, Any]:
         if "masked_positions" not in inputs:
             raise KeyError("pretraining inputs need 'masked_positions' besides the encoder inputs")
-        seq = self.encoder(inputs, training=training)["sequence_output"]
-        outputs = {
-            "mlm": self.mlm_head(seq, inputs["masked_positions"]),
-            "nsp": self.nsp_head(seq, inputs["segment_ids"], inputs["padding_mask"]),
-            "sop": self.sop_head(seq, inputs["segment_ids"], inputs["padding_mask"]),
-        }
+        encoded = self.encoder(inputs, training=training)
+        seq = encoded["sequence_output"]
+        outputs = {"mlm": self.mlm_head(seq, inputs["masked_positions"])}
+        if self.pair_representation == "cls_pooler":
+            outputs["nsp"], outputs["sop"] = (self.nsp_head(encoded["pooled_output"]),
+                                              self.sop_head(encoded["pooled_output"]))
+        else:
+            outputs["nsp"] = self.nsp_head(seq, inputs["segment_ids"], inputs["padding_mask"])
+            outputs["sop"] = self.sop_head(seq, inputs["segment_ids"], inputs["padding_mask"])
         if self.kd_weight > 0:
             outputs["kd"] = outputs["mlm"]
         return outputs
@@ -91,7 +113,7 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
         config = super().get_config()
         config.update(encoder=keras.saving.serialize_keras_object(self.encoder),
                       nsp_weight=self.nsp_weight, sop_weight=self.sop_weight, kd_weight=self.kd_weight,
-                      kd_temperature=self.kd_temperature)
+                      kd_temperature=self.kd_temperature, pair_representation=self.pair_representation)
         return config
 
     @classmethod

@@ -27,6 +27,7 @@ class SpanQuestionAnswerer(OptimizerOnlyCompileConfig, keras.Model):
     def __init__(self, encoder: TransformerEncoder, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.encoder = encoder
+        encoder.pooler.trainable = False  # span logits read token states, never the [CLS] pooler
         self.span_head = SpanHead(encoder.config.initializer_range, name="span_head")
 
     def build(self, input_shape: Dict[str, Any]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 import keras
-from keras import ops
 
 from rw_tf.config import EncoderConfig
 from rw_tf.layers.embeddings import TransformerEmbeddings

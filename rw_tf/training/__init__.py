@@ -1,4 +1,8 @@
-"""Training: distribution strategies and the pretraining experiment runner."""
-from rw_tf.training.strategy import STRATEGIES, get_strategy
+"""Training: the runner shared by every task, strategies, the optimizer and backup/resume."""
+from rw_tf.training.backup import TrainingBackup
+from rw_tf.training.optimizer import build_optimizer
+from rw_tf.training.runner import TrainerConfig, run_task
+from rw_tf.training.strategy import STRATEGIES, create_strategy, split_cpu
 
-__all__ = ["STRATEGIES", "get_strategy"]
+__all__ = ["STRATEGIES", "TrainerConfig", "TrainingBackup", "build_optimizer", "create_strategy", "run_task",
+           "split_cpu"]

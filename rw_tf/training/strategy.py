@@ -1,43 +1,110 @@
-"""A factory for ``tf.distribute`` strategies, selectable by name from a flag or config.
+"""``tf.distribute`` strategies by name, created the way each one needs.
+
+Create the strategy before anything else touches TensorFlow: ``MultiWorkerMirroredStrategy``
+configures collective ops at program start-up and fails once TensorFlow has run an op. The
+runner (``rw_tf.training.runner.run_task``) does this first; Python users do the same.
+
+- ``default``: no distribution (the current device).
+- ``mirrored``: synchronous data parallelism over ``devices`` (default: all local GPUs, else CPU).
+- ``multi_worker_mirrored``: synchronous over the workers in the ``TF_CONFIG`` environment
+  variable; every worker runs the same command. Waits ``worker_timeout_seconds`` for the others.
+- ``tpu``: ``TPUStrategy``; ``tpu_address`` is ``local`` (or empty) on a TPU VM, the TPU's name or
+  ``grpc://HOST:8470`` for a Cloud TPU node (checked for a connection first).
+Workers or a TPU that cannot be reached raise ``UserError`` with a hint.
 
 Example:
-    >>> strategy = get_strategy("default")
+    >>> strategy = create_strategy("default")
     >>> with strategy.scope():
     ...     pass  # build and compile the model here, then model.fit(...)
 """
 from __future__ import annotations
 
+import json
+import os
+import socket
 from typing import Optional, Sequence
 
 import tensorflow as tf
+from tensorflow.python.distribute import collective_all_reduce_strategy as collective
+
+from rw_tf.errors import UserError
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 
 
-def get_strategy(name: str = "default", devices: Optional[Sequence[str]] = None,
-                 tpu_address: Optional[str] = None) -> tf.distribute.Strategy:
-    """Returns the named strategy.
+def _cluster_from_tf_config() -> dict:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise UserError("--strategy multi_worker_mirrored needs the TF_CONFIG environment variable",
+                        hint='e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:23456", "host2:23456"]}, '
+                             '"task": {"type": "worker", "index": 0}}\' on each worker')
+    try:
+        config = json.loads(raw)
+        workers = config["cluster"]["worker"]
+        index = int(config["task"]["index"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"TF_CONFIG is not a valid cluster description ({type(err).__name__}: {err})",
+                        hint="it needs cluster.worker (a list of host:port) and task.type/task.index") from None
+    if not isinstance(workers, list) or not 0 <= index < len(workers):
+        raise UserError(f"TF_CONFIG task index {index} is not in the worker list {workers}")
+    return config
 
-    - ``default``: no distribution (the current device).
-    - ``mirrored``: synchronous data parallelism over ``devices`` (default: all local GPUs, else CPU).
-    - ``multi_worker_mirrored``: synchronous over workers described by the ``TF_CONFIG`` env var.
-    - ``tpu``: ``TPUStrategy`` on the TPU at ``tpu_address`` ("" or "local" for a TPU VM).
-    """
+
+def _multi_worker(worker_timeout_seconds: float) -> tf.distribute.Strategy:
+    config = _cluster_from_tf_config()
+    # The strategy's start-up barrier waits forever by default; bound it so an absent worker is
+    # an error the user sees, not a hang (the attribute is TF's own knob for this barrier).
+    collective.CollectiveAllReduceExtended._check_health_initial_timeout = int(worker_timeout_seconds)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as err:
+        if "program startup" in str(err):
+            raise RuntimeError("MultiWorkerMirroredStrategy must be created before TensorFlow runs any op; "
+                               "call create_strategy first") from err
+        raise UserError(f"workers {config['cluster']['worker']} did not all join within "
+                        f"{worker_timeout_seconds:.0f} s ({err})",
+                        hint="start the same command on every worker listed in TF_CONFIG") from None
+
+
+def _reachable(address: str, timeout: float) -> bool:
+    host, _, port = address.partition("://")[2].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _tpu(tpu_address: Optional[str], timeout: float) -> tf.distribute.Strategy:
+    address = "" if tpu_address in (None, "local") else tpu_address
+    hint = "on a TPU VM use --tpu local; for a Cloud TPU node --tpu NAME or grpc://HOST:8470"
+    # TF waits indefinitely for an unreachable TPU worker; a connection check turns that into an error.
+    if address.startswith("grpc://") and not _reachable(address, timeout):
+        raise UserError(f"no TPU reachable at {address} (no answer within {timeout:.0f} s)", hint=hint)
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.NotFoundError, tf.errors.InvalidArgumentError,
+            tf.errors.UnavailableError) as err:
+        raise UserError(f"no TPU reachable at {tpu_address or 'local'}: {str(err).splitlines()[0]}",
+                        hint=hint) from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def create_strategy(name: str = "default", devices: Optional[Sequence[str]] = None,
+                    tpu_address: Optional[str] = None, worker_timeout_seconds: float = 120.0
+                    ) -> tf.distribute.Strategy:
+    """Returns the named strategy (see the module docstring)."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
     if name == "multi_worker_mirrored":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker(worker_timeout_seconds)
     if name == "tpu":
-        try:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as err:
-            raise RuntimeError(f"no TPU reachable at {tpu_address or 'local'}: {err}") from err
-        return tf.distribute.TPUStrategy(resolver)
-    raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
+        return _tpu(tpu_address, worker_timeout_seconds)
+    raise UserError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
 
 
 def split_cpu(num_devices: int) -> list:

@@ -1,0 +1,99 @@
+"""``rw-tf pipeline run|prepare|compile`` (registered through the ``rw_tf.cli`` entry point).
+
+``run`` prints one line per TFX component as it starts and finishes and ends with a summary table
+(blessed, gate metric and bound, pushed version and path, rejected input lines); library logs
+(TensorFlow, absl, Beam, MLMD) go to ``<root>/logs/run-<time>.log`` unless ``--verbose``. The
+summary is also written to ``<root>/run_summary.json``. Exit code 3: a model was not blessed.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import traceback
+
+from rw_tf_pipeline.configs import DEFAULT_IMAGE, KINDS, PipelineConfig
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pipeline", help="run or compile the TFX pipelines")
+    actions = p.add_subparsers(dest="action", required=True)
+    for name, helptext in (("run", "run with LocalDagRunner (prepares data first)"),
+                           ("prepare", "only write the pipelines' JSONL inputs and vocab.txt"),
+                           ("compile", "compile for an orchestrator (Kubeflow Pipelines v2)")):
+        a = actions.add_parser(name, help=helptext)
+        a.add_argument("--config", help="JSON file with PipelineConfig fields (see pipeline/configs.py)")
+        a.add_argument("--root", help="override the config's root folder")
+        a.add_argument("--kind", choices=KINDS + ("all",), default="all")
+        if name in ("run", "prepare"):
+            a.add_argument("--input", dest="corpus_files", nargs="*", default=[],
+                           help="text files instead of the embedded corpus")
+        if name == "run":
+            a.add_argument("--verbose", action="store_true", help="show library logs instead of writing them to a file")
+        if name == "compile":
+            a.add_argument("--target", choices=("kubeflow",), default="kubeflow")
+            a.add_argument("--image", default=DEFAULT_IMAGE, help="container image with rw-tf installed")
+            a.add_argument("--pipeline-root", default="", help="e.g. gs://bucket/rw-tf (default: the config's root)")
+            a.add_argument("--output-dir", default=".", help="where to write <pipeline>.json (created if missing)")
+    p.set_defaults(func=run_command)
+
+
+def load_config(args: argparse.Namespace) -> PipelineConfig:
+    overrides = {"root": args.root} if args.root else {}
+    return PipelineConfig.from_json_file(args.config, **overrides) if args.config else PipelineConfig(**overrides)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    # TFX takes ~15 s to import; only the pipeline commands pay for it, not `rw-tf --help` or training.
+    from rw_tf_pipeline.kubeflow_runner import compile_kubeflow
+    from rw_tf_pipeline.prepare import prepare_data
+
+    config = load_config(args)
+    kinds = list(KINDS) if args.kind == "all" else [args.kind]
+    if args.action == "prepare":
+        print(json.dumps(prepare_data(config, args.corpus_files), indent=2))
+        return 0
+    if args.action == "compile":
+        for kind in kinds:
+            out = os.path.join(args.output_dir, f"{config.pipeline_name(kind)}.json")
+            compile_kubeflow(kind, config, out, args.image, args.pipeline_root)
+            print(f"wrote {out}")
+        return 0
+    return run_pipelines(config, kinds, args.corpus_files, args.verbose)
+
+
+def run_pipelines(config: PipelineConfig, kinds, corpus_files, verbose: bool) -> int:
+    from rw_tf_pipeline.components.anomalies_gate import DataAnomaliesError
+    from rw_tf_pipeline.local_runner import run_all
+    from rw_tf_pipeline.progress import quiet_output, summary_table
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log_path = None if verbose else os.path.join(config.log_dir, f"run-{stamp}.log")
+    print(f"rw-tf pipeline run: {', '.join(config.pipeline_name(k) for k in kinds)} under {config.root}")
+    if log_path:
+        print(f"library logs: {log_path}")
+    try:
+        with quiet_output(log_path) as terminal:
+            try:
+                summaries = run_all(config, kinds, corpus_files, out=terminal)
+            except Exception:
+                traceback.print_exc()  # into the log file
+                raise
+    except DataAnomaliesError as err:
+        print(f"rw-tf pipeline run: the data do not match the schema; stopped before Transform:\n{err}",
+              file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - a component failed: short message, traceback in the log
+        where = f"; the traceback is in {log_path}" if log_path else ""
+        print(f"rw-tf pipeline run: failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+              f"{where}", file=sys.stderr)
+        return 1
+    print()
+    print(summary_table(summaries))
+    summary_path = os.path.join(config.root, "run_summary.json")
+    with open(summary_path, "w", encoding="utf-8") as f:
+        json.dump(summaries, f, indent=2)
+    print(f"\nsummary: {summary_path}")
+    return 0 if all(s["blessed"] for s in summaries.values()) else 3

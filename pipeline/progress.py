@@ -1,0 +1,118 @@
+"""Quiet, useful output for long pipeline runs.
+
+``quiet_output(log_path)`` sends everything libraries print (TensorFlow's C++ logs, absl INFO for
+every MLMD call, Beam worker output, Keras progress of the Trainer) to a log file, at the file
+descriptor level so subprocesses are included, and yields a stream to the real terminal.
+``ComponentProgress`` turns the LocalDagRunner's "Component X is running/finished" log records into
+one terminal line per component with its status and seconds; ``summary_table`` formats the end.
+
+Example:
+    >>> with quiet_output("/tmp/run.log") as terminal:        # doctest: +SKIP
+    ...     ComponentProgress.attach(terminal); LocalDagRunner().run(pipeline)
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from typing import Dict, Iterator, List, Optional, TextIO
+
+from absl import logging as absl_logging
+
+
+@contextlib.contextmanager
+def quiet_output(log_path: Optional[str]) -> Iterator[TextIO]:
+    """Redirects fd 1 and 2 to ``log_path`` (None: nothing is redirected); yields the terminal."""
+    if log_path is None:
+        yield sys.stdout
+        return
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    with open(log_path, "a", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_out)
+            os.close(saved_err)
+            terminal.close()
+
+
+class ComponentProgress(logging.Handler):
+    """Prints ``  <component>  running`` / ``  <component>  done (cached) 12.3 s`` lines."""
+
+    def __init__(self, out: TextIO, prefix: str = "") -> None:
+        super().__init__(level=logging.INFO)
+        self.out, self.prefix = out, prefix
+        self.started: Dict[str, float] = {}
+        self.cached: set = set()
+        self.current: Optional[str] = None
+        self.finished: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.msg if isinstance(record.msg, str) else ""
+        if message == "Component %s is running." and record.args:
+            self.current = str(record.args[0])
+            self.started[self.current] = time.monotonic()
+            self._print(f"{self.current:<34} running")
+        elif message.startswith("A cached execution") and self.current:
+            self.cached.add(self.current)
+        elif message == "Component %s is finished." and record.args:
+            name = str(record.args[0])
+            seconds = time.monotonic() - self.started.get(name, time.monotonic())
+            status = "cached" if name in self.cached else "done"
+            self.finished.append(name)
+            self._print(f"{name:<34} {status:<7} {seconds:6.1f} s")
+
+    def failed(self) -> None:
+        if self.current and self.current not in self.finished:
+            seconds = time.monotonic() - self.started.get(self.current, time.monotonic())
+            self._print(f"{self.current:<34} FAILED  {seconds:6.1f} s")
+
+    def _print(self, text: str) -> None:
+        self.out.write(f"{self.prefix}{text}\n")
+        self.out.flush()
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator["ComponentProgress"]:
+        logger = absl_logging.get_absl_logger()
+        previous = logger.level
+        absl_logging.set_verbosity(absl_logging.INFO)  # the runner's progress records are INFO
+        logger.addHandler(self)
+        try:
+            yield self
+        except BaseException:
+            self.failed()
+            raise
+        finally:
+            logger.removeHandler(self)
+            logger.setLevel(previous)
+
+
+def _number(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def summary_table(summaries: Dict[str, Dict]) -> str:
+    """One row per pipeline: blessed, gate metric vs. bound, pushed version and path, rejects."""
+    rows = [("pipeline", "blessed", "gate metric", "value", "bound", "pushed version", "rejected", "path")]
+    for kind, s in summaries.items():
+        for i, (metric, gate) in enumerate(s["gate"].items()):
+            first = i == 0
+            rows.append((kind if first else "", ("yes" if s["blessed"] else "NO") if first else "", metric,
+                         _number(gate["value"]), f">= {gate['lower_bound']:g}",
+                         (s["pushed_version"] or "-") if first else "",
+                         str(s["rejected_lines"] if s["rejected_lines"] is not None else "-") if first else "",
+                         (s["pushed_destination"] or "not pushed") if first else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)

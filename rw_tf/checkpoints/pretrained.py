@@ -1,0 +1,73 @@
+"""Starting points for training: any pretrained encoder a user has, with its tokenizer.
+
+``pretrained_encoder(path)`` and ``pretrained_tokenizer(path)`` accept
+- a Hugging Face BERT-family folder (``config.json`` + ``model.safetensors`` + ``vocab.txt``);
+- an rw-tf export or pushed version (``assets.extra/encoder.keras`` + ``assets/vocab.txt``), a TFX
+  Model artifact, or a training output folder holding ``export/1`` (``rw-tf pretrain`` / ``finetune``).
+The tokenizer settings travel with rw-tf exports in ``assets.extra/tokenizer.json``. Load the
+tokenizer with the data and the encoder inside the strategy scope.
+
+Example:
+    >>> tokenizer = pretrained_tokenizer("runs/pretrain")                        # doctest: +SKIP
+    >>> with strategy.scope(): encoder = pretrained_encoder("runs/pretrain")     # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from rw_tf.checkpoints.hf_bert import hf_bert_encoder, hf_bert_tokenizer
+from rw_tf.export.base import ASSETS_EXTRA, find_keras_file
+from rw_tf.networks.encoder import TransformerEncoder
+from rw_tf.tokenization.wordpiece import WordPieceTokenizer
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def _existing(path: str) -> str:
+    # TFX names a base model ``<artifact>/Format-Serving`` whether or not that folder exists.
+    if not tf.io.gfile.exists(path) and os.path.basename(path.rstrip("/")) == "Format-Serving":
+        path = os.path.dirname(path.rstrip("/"))
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"pretrained model not found: {path}")
+    return path
+
+
+def _is_hugging_face(path: str) -> bool:
+    return tf.io.gfile.exists(os.path.join(path, "config.json"))
+
+
+def _export_dir(path: str) -> str:
+    for candidate in (path, os.path.join(path, "export", "1"), os.path.join(path, "Format-Serving")):
+        if tf.io.gfile.exists(os.path.join(candidate, ASSETS_EXTRA)):
+            return candidate
+    raise FileNotFoundError(f"{path} is neither a Hugging Face BERT folder (config.json, model.safetensors) "
+                            f"nor an rw-tf export/training folder (assets.extra/encoder.keras)")
+
+
+def pretrained_tokenizer(path: str) -> WordPieceTokenizer:
+    """The tokenizer stored with the pretrained model at ``path``."""
+    path = _existing(path)
+    if _is_hugging_face(path):
+        return hf_bert_tokenizer(path)
+    export_dir = _export_dir(path)
+    settings_path = os.path.join(export_dir, ASSETS_EXTRA, TOKENIZER_FILE)
+    settings = {}
+    if tf.io.gfile.exists(settings_path):
+        with tf.io.gfile.GFile(settings_path) as f:
+            settings = json.load(f)
+    return WordPieceTokenizer.from_config({**settings, "vocab_file": os.path.join(export_dir, "assets", "vocab.txt")})
+
+
+def pretrained_encoder(path: str, tokenizer: WordPieceTokenizer = None) -> TransformerEncoder:
+    """The encoder stored at ``path``; with ``tokenizer``, checks that their vocabularies agree."""
+    path = _existing(path)
+    encoder = (hf_bert_encoder(path) if _is_hugging_face(path)
+               else keras.saving.load_model(find_keras_file(_export_dir(path), "encoder.keras"), compile=False))
+    if tokenizer is not None and tokenizer.vocab_size != encoder.config.vocab_size:
+        raise ValueError(f"the encoder at {path} has vocab_size {encoder.config.vocab_size} but the tokenizer "
+                         f"has {tokenizer.vocab_size} tokens: use the vocabulary the encoder was trained with")
+    return encoder

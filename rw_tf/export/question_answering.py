@@ -1,0 +1,33 @@
+"""Export of an extractive QA model (``SpanQuestionAnswerer``).
+
+``answer_question`` (``question``, ``context``: UTF-8 strings) -> ``answer``, character
+``start``/``end``, ``score``, ``probability``: sliding windows, the model and span decoding in one
+graph. Bad input (no context, an over-long question or context) fails the request with the reason,
+which TF Serving reports as INVALID_ARGUMENT.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import tensorflow as tf
+
+from rw_tf.applications.question_answering import answer_questions
+from rw_tf.data.qa_windows import WindowSpec
+from rw_tf.export.base import ExportModule, Signature
+
+
+class QuestionAnsweringExport(ExportModule):
+    """Serving module of a ``SpanQuestionAnswerer`` with its window geometry ``spec``."""
+
+    default_signature = "answer_question"
+
+    def __init__(self, model, tokenizer, spec: WindowSpec, max_answer_length: int) -> None:
+        super().__init__(model, tokenizer, spec.max_sequence_length)
+        self.spec, self.max_answer_length = spec, int(max_answer_length)
+
+    def signature_fns(self) -> Dict[str, Signature]:
+        return {"answer_question": (self.answer_question, [tf.TensorSpec([None], tf.string, name="question"),
+                                                           tf.TensorSpec([None], tf.string, name="context")])}
+
+    def answer_question(self, question: tf.Tensor, context: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return answer_questions(self.model, self.tokenizer, question, context, self.spec, self.max_answer_length)

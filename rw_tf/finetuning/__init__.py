@@ -1,1 +1,0 @@
-"""Fine-tuning pretrained encoders on downstream tasks (``rw-tf finetune --task ...``)."""

@@ -1,0 +1,12 @@
+"""Tasks: one per objective (inputs, model, losses and metrics, evaluation, export), all trained
+by ``rw_tf.training.runner.run_task``."""
+from rw_tf.tasks.base import Task
+from rw_tf.tasks.classification import ClassificationTask, ClassificationTaskConfig
+from rw_tf.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
+from rw_tf.tasks.question_answering import QATaskConfig, QuestionAnsweringTask
+from rw_tf.tasks.retrieval import RetrievalTask, RetrievalTaskConfig
+
+TASKS = {task.name: task for task in (PretrainingTask, ClassificationTask, QuestionAnsweringTask, RetrievalTask)}
+
+__all__ = ["TASKS", "ClassificationTask", "ClassificationTaskConfig", "PretrainingTask", "PretrainingTaskConfig",
+           "QATaskConfig", "QuestionAnsweringTask", "RetrievalTask", "RetrievalTaskConfig", "Task"]

@@ -1,0 +1,180 @@
+"""Pretraining task: L = L_MLM + l1 L_NSP + l2 L_SOP on segment pairs, optionally knowledge-enhanced.
+
+Data: the embedded corpus or the user's text files (``corpus_files``), split by *document* into
+train and eval before any pair is built (no eval pair shares a document with training); a
+WordPiece vocabulary is learned from the training documents unless ``vocab_file`` is given.
+Inside a TFX Trainer the data are the pipeline's transformed examples instead (``examples``).
+Knowledge mode (``knowledge_dir``: a ``rw-tf kg train`` output, ``alias_file``: alias<TAB>entity)
+trains a ``KnowledgeEnhancedEncoder`` with frozen TransE entity embeddings fused after the blocks
+in ``knowledge_layers``; the examples carry ``entity_ids`` from an ``EntityLinker``.
+Evaluation: masked-LM loss and accuracy (and NSP/SOP) on fixed eval batches. Export: ``encode_text``,
+``fill_mask`` and, in TFX, example-based signatures (``rw_tf.export.pretraining``).
+
+Example:
+    >>> task = PretrainingTask(PretrainingTaskConfig(preset="tiny", max_documents=80))      # doctest: +SKIP
+    >>> run_task(task, task.trainer_config(epochs=1, steps_per_epoch=20), "/tmp/pretrain")   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from typing import Any, Dict, List, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from rw_tf.config import EncoderConfig, PretrainingDataConfig
+from rw_tf.data.corpus import Document, embedded_corpus, read_text_files
+from rw_tf.data.pretraining_dataset import pretraining_dataset, to_keras_triplet
+from rw_tf.data.segment_pairs import segment_pair_candidates
+from rw_tf.export.base import save_export
+from rw_tf.export.pretraining import PretrainingExport
+from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
+from rw_tf.knowledge.training import load_model_dir
+from rw_tf.models.pretraining import PretrainingModel
+from rw_tf.networks.encoder import TransformerEncoder
+from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
+from rw_tf.tasks.base import Task
+from rw_tf.tokenization import WordPieceTokenizer, learn_vocabulary, write_vocabulary
+from rw_tf.training.runner import TrainerConfig
+
+
+@dataclasses.dataclass
+class PretrainingTaskConfig:
+    preset: str = "tiny"
+    corpus_files: Sequence[str] = ()
+    max_documents: Optional[int] = None
+    vocab_file: Optional[str] = None
+    vocab_size: int = 8000
+    lower_case: bool = True
+    target_words: int = 40
+    max_sequence_length: int = 128
+    max_predictions_per_seq: int = 20
+    whole_word_masking: bool = False
+    eval_fraction: float = 0.05
+    eval_batches: int = 8
+    nsp_weight: float = 1.0
+    sop_weight: float = 1.0
+    pair_representation: str = "segment_means"  # or "cls_pooler" (BERT: NSP/SOP train the pooler)
+    # Knowledge mode: a `rw-tf kg train` output and an alias table, fused after these blocks.
+    knowledge_dir: Optional[str] = None
+    alias_file: Optional[str] = None
+    knowledge_fusion: str = "gated"
+    knowledge_layers: Sequence[int] = (0,)
+
+    def __post_init__(self) -> None:
+        if bool(self.knowledge_dir) != bool(self.alias_file):
+            raise ValueError("knowledge mode needs both knowledge_dir and alias_file")
+        EncoderConfig.preset(self.preset)  # validates the name
+
+
+def load_documents(config: PretrainingTaskConfig) -> List[Document]:
+    docs = read_text_files(config.corpus_files) if config.corpus_files else embedded_corpus(config.max_documents)
+    docs = docs[:config.max_documents] if config.max_documents is not None else docs
+    if len(docs) < 4:
+        raise ValueError(f"the corpus has {len(docs)} usable documents (>= 2 sentences each); need at least 4")
+    return docs
+
+
+def split_documents(docs: List[Document], eval_fraction: float, seed: int):
+    """Holds out whole documents for evaluation, so no eval pair shares a document with training."""
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    eval_ids = set(order[:max(2, int(round(len(docs) * eval_fraction)))])
+    return ([d for i, d in enumerate(docs) if i not in eval_ids], [d for i, d in enumerate(docs) if i in eval_ids])
+
+
+class PretrainingTask(Task):
+    """See the module docstring; ``examples`` is a ``TransformedExamples`` inside a TFX Trainer."""
+
+    name = "pretraining"
+    config_class = PretrainingTaskConfig
+    trainer_defaults = {"epochs": 3, "steps_per_epoch": 100, "learning_rate": 1e-3, "warmup_steps": 50}
+
+    def __init__(self, config: PretrainingTaskConfig, examples=None) -> None:
+        super().__init__(config)
+        self.examples = examples
+
+    def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
+        cfg = self.config
+        self.seed, self.batch_size, self.validation_steps = trainer.seed, trainer.batch_size, trainer.validation_steps
+        if self.examples is not None:
+            self.tokenizer = WordPieceTokenizer(self.examples.vocab_file, lower_case=cfg.lower_case)
+            self.max_sequence_length = self.examples.max_sequence_length
+        else:
+            self.max_sequence_length = cfg.max_sequence_length
+            docs = load_documents(cfg)
+            train_docs, eval_docs = split_documents(docs, cfg.eval_fraction, trainer.seed)
+            vocab_path = os.path.join(output_dir, "vocab.txt")
+            if cfg.vocab_file:
+                tf.io.gfile.copy(cfg.vocab_file, vocab_path, overwrite=True)
+            elif not tf.io.gfile.exists(vocab_path):  # a resumed run keeps the vocabulary it started with
+                write_vocabulary(learn_vocabulary((s for d in train_docs for s in d), cfg.vocab_size,
+                                                  lower_case=cfg.lower_case), vocab_path)
+            self.tokenizer = WordPieceTokenizer(vocab_path, lower_case=cfg.lower_case)
+            self.train_pairs = segment_pair_candidates(train_docs, cfg.target_words, trainer.seed)
+            self.eval_pairs = segment_pair_candidates(eval_docs, cfg.target_words, trainer.seed + 1)
+        self.linker = (EntityLinker(self.tokenizer, aliases_for_knowledge_dir(cfg.alias_file, cfg.knowledge_dir))
+                       if cfg.knowledge_dir else None)
+        if self.examples is not None:
+            return {"vocab_size": self.tokenizer.vocab_size}
+        return {"num_documents": len(train_docs) + len(eval_docs), "train_documents": len(train_docs),
+                "eval_documents": len(eval_docs), "train_pairs": len(self.train_pairs["text_a"]),
+                "eval_pairs": len(self.eval_pairs["text_a"]), "vocab_size": self.tokenizer.vocab_size}
+
+    def data_config(self) -> PretrainingDataConfig:
+        return PretrainingDataConfig(max_sequence_length=self.max_sequence_length,
+                                     max_predictions_per_seq=self.config.max_predictions_per_seq,
+                                     whole_word_masking=self.config.whole_word_masking, seed=self.seed)
+
+    def build_encoder(self) -> TransformerEncoder:
+        cfg = self.config
+        sizes = EncoderConfig.preset_for_length(cfg.preset, self.tokenizer.vocab_size, self.max_sequence_length)
+        if not cfg.knowledge_dir:
+            return TransformerEncoder.from_encoder_config(sizes)
+        transe, entities, _ = load_model_dir(cfg.knowledge_dir)
+        vectors = transe.entity_embedding.embeddings.numpy()
+        encoder = KnowledgeEnhancedEncoder(num_entities=len(entities), entity_embedding_dim=vectors.shape[1],
+                                           knowledge_layers=tuple(cfg.knowledge_layers), fusion=cfg.knowledge_fusion,
+                                           **sizes.to_dict())
+        encoder.set_entity_embeddings(vectors)
+        return encoder
+
+    def build_model(self) -> keras.Model:
+        model = PretrainingModel(self.build_encoder(), nsp_weight=self.config.nsp_weight,
+                                 sop_weight=self.config.sop_weight,
+                                 pair_representation=self.config.pair_representation, name="pretraining_model")
+        x_spec = self.train_dataset(2).element_spec[0]
+        model.build({k: tuple(v.shape) for k, v in x_spec.items()})
+        return model
+
+    def _dataset(self, batch_size: int, train: bool) -> tf.data.Dataset:
+        if self.examples is not None:
+            return self.examples.dataset("train" if train else "eval", batch_size).map(to_keras_triplet)
+        pairs = self.train_pairs if train else self.eval_pairs
+        return pretraining_dataset(pairs, self.tokenizer, self.data_config(), batch_size, shuffle=train,
+                                   linker=self.linker)
+
+    def train_dataset(self, batch_size: int) -> tf.data.Dataset:
+        return self._dataset(batch_size, train=True)
+
+    def num_train_examples(self) -> int:
+        if self.examples is not None:
+            raise ValueError("set steps_per_epoch when training on transformed examples")
+        return len(self.train_pairs["text_a"])
+
+    def validation_dataset(self, batch_size: int) -> tf.data.Dataset:
+        if self.examples is not None:
+            return self._dataset(batch_size, train=False)
+        # Fixed batches (the same examples every time), cached after the first pass.
+        return self._dataset(batch_size, train=False).take(self.config.eval_batches).cache()
+
+    def evaluate(self, model: keras.Model) -> Dict[str, Any]:
+        return model.evaluate(self.validation_dataset(self.batch_size), steps=self.validation_steps, verbose=0,
+                              return_dict=True)
+
+    def export(self, model: keras.Model, export_dir: str) -> str:
+        module = PretrainingExport(model, self.tokenizer, self.max_sequence_length, linker=self.linker,
+                                   transform_output=self.examples.tft_output if self.examples is not None else None)
+        return save_export(module, export_dir)

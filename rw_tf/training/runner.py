@@ -1,0 +1,154 @@
+"""One runner for every task: strategy, seeding, optimizer, backup/resume, TensorBoard, export and
+one ``metrics.json`` schema.
+
+``run_task(task, trainer, output_dir)`` creates the distribution strategy first (before anything
+touches TensorFlow), seeds every RNG, lets the task read its data, builds and compiles the model
+in the strategy scope with ``build_optimizer``, restores the newest backup if one exists, scores
+the model before training, trains with ``model.fit`` (backups every ``backup_every_steps`` steps
+and per epoch; TensorBoard logs; per-epoch weights), scores it again, lets the task finish
+(e.g. calibrate) and export, and writes ``metrics.json``:
+
+    {"task", "task_config", "trainer", "data", "before", "after", "details", "history",
+     "train_seconds", "resumed_from_step", "model_path", "export_dir"}
+
+Output folder: ``model.keras`` (reload with ``keras.saving.load_model`` after ``import rw_tf``),
+``export/1`` (SavedModel, TF Serving layout), ``metrics.json``, ``logs/``, ``checkpoints/`` and,
+while a run is unfinished, ``backup/``: re-running the same command continues from it.
+
+Example:
+    >>> task = PretrainingTask(PretrainingTaskConfig(preset="tiny"))                # doctest: +SKIP
+    >>> run_task(task, task.trainer_config(epochs=1, steps_per_epoch=10), "/tmp/pt")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from rw_tf.config import config_to_dict
+from rw_tf.training.backup import TrainingBackup
+from rw_tf.training.optimizer import DECAYS, build_optimizer
+from rw_tf.training.strategy import STRATEGIES, create_strategy
+
+if TYPE_CHECKING:
+    from rw_tf.tasks.base import Task
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+    """How a task is trained; the same for every task (each task has its own defaults, see
+    ``Task.trainer_defaults``). Every field is a flag of ``rw-tf pretrain`` and ``rw-tf finetune``."""
+
+    epochs: int = 1
+    steps_per_epoch: Optional[int] = None      # None: one pass over the training examples
+    validation_steps: Optional[int] = None     # None: the whole validation dataset
+    batch_size: int = 32                       # global batch (split across replicas)
+    learning_rate: float = 1e-3
+    warmup_steps: int = 0
+    decay: str = "cosine"
+    weight_decay: float = 0.01
+    clipnorm: float = 1.0
+    strategy: str = "default"
+    tpu: Optional[str] = None                  # --strategy tpu: "local" (TPU VM), a name or grpc://HOST:8470
+    jit_compile: bool = False
+    seed: int = 12345
+    backup_every_steps: int = 0                # 0: back up at the end of each epoch only
+    keep_epoch_checkpoints: bool = True
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
+        if self.decay not in DECAYS:
+            raise ValueError(f"unknown decay {self.decay!r}; choose one of {DECAYS}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True except on the non-chief workers of a multi-worker run (they must not write outputs)."""
+    return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def _writable(path: str, chief: bool) -> str:
+    # Every worker saves (saving may read variables with collective ops), only the chief's copy stays.
+    return path if chief else os.path.join(tempfile.mkdtemp(prefix="rw_tf_worker_"), os.path.basename(path))
+
+
+def _merge(histories: Sequence[keras.callbacks.History]) -> Dict[str, List[float]]:
+    merged: Dict[str, List[float]] = {}
+    for history in histories:
+        for key, values in history.history.items():
+            merged.setdefault(key, []).extend(float(v) for v in values)
+    return merged
+
+
+def _fit(model: keras.Model, task: "Task", trainer: TrainerConfig, steps_per_epoch: int, start_step: int,
+         callbacks: List[keras.callbacks.Callback], verbose: Any) -> Dict[str, List[float]]:
+    """Trains from ``start_step``; the data skips the batches already trained on, so a resumed run
+    sees the same batches as an uninterrupted one. A partial epoch is finished first."""
+    epoch, done_in_epoch = divmod(start_step, steps_per_epoch)
+    histories, step = [], start_step
+    validation = task.validation_dataset(trainer.batch_size)
+    while epoch < trainer.epochs:
+        partial = done_in_epoch > 0
+        steps = steps_per_epoch - done_in_epoch if partial else steps_per_epoch
+        last_epoch = epoch + 1 if partial else trainer.epochs
+        histories.append(model.fit(
+            task.train_dataset(trainer.batch_size).skip(step), initial_epoch=epoch, epochs=last_epoch,
+            steps_per_epoch=steps, validation_data=validation, validation_steps=trainer.validation_steps,
+            callbacks=callbacks, verbose=verbose))
+        step += steps * (last_epoch - epoch)
+        epoch, done_in_epoch = last_epoch, 0
+    return _merge(histories)
+
+
+def run_task(task: "Task", trainer: TrainerConfig, output_dir: str, export_dir: Optional[str] = None,
+             callbacks: Sequence[keras.callbacks.Callback] = (), verbose: Any = "auto") -> Dict[str, Any]:
+    """Trains, evaluates and exports ``task`` (see the module docstring); returns ``metrics.json``'s content."""
+    strategy = create_strategy(trainer.strategy, tpu_address=trainer.tpu)  # first: collective ops need it
+    chief = is_chief(strategy)
+    keras.utils.set_random_seed(trainer.seed)
+    tf.io.gfile.makedirs(output_dir)
+    data = task.prepare(output_dir, trainer)
+    steps_per_epoch = trainer.steps_per_epoch or task.steps_per_epoch(trainer.batch_size)
+    with strategy.scope():
+        model = task.build_model()
+        model.compile(optimizer=build_optimizer(trainer.learning_rate, trainer.epochs * steps_per_epoch,
+                                                trainer.warmup_steps, trainer.decay, trainer.weight_decay,
+                                                trainer.clipnorm),
+                      jit_compile=trainer.jit_compile)
+    backup = TrainingBackup(os.path.join(output_dir, "backup"), trainer.backup_every_steps, chief)
+    start_step = backup.restore(model)
+    before = None if start_step else task.evaluate(model)
+    all_callbacks: List[keras.callbacks.Callback] = [backup]
+    if chief:
+        all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
+        if trainer.keep_epoch_checkpoints:
+            all_callbacks.append(keras.callbacks.ModelCheckpoint(
+                os.path.join(output_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"), save_weights_only=True))
+    all_callbacks.extend(callbacks)
+    started = time.time()
+    history = _fit(model, task, trainer, steps_per_epoch, start_step, all_callbacks, verbose)
+    train_seconds = time.time() - started
+    after = task.evaluate(model)
+    details = task.finish(model)
+    model_path = os.path.join(output_dir, "model.keras")
+    model.save(_writable(model_path, chief))
+    export_dir = task.export(model, _writable(export_dir or os.path.join(output_dir, "export", "1"), chief))
+    backup.clear()
+    result = {**task.describe(), "trainer": config_to_dict(trainer), "data": data, "before": before,
+              "after": after, "details": details, "history": history, "train_seconds": train_seconds,
+              "resumed_from_step": start_step, "model_path": model_path, "export_dir": export_dir}
+    if chief:
+        with tf.io.gfile.GFile(os.path.join(output_dir, "metrics.json"), "w") as f:
+            json.dump(result, f, indent=2, default=float)
+    return result

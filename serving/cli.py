@@ -1,0 +1,160 @@
+"""``rw-tf serve``, ``rw-tf predict`` and ``rw-tf serving-config`` (registered through the
+``rw_tf.cli`` entry point)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import urllib.error
+
+import grpc
+
+from rw_tf.errors import UserError
+from rw_tf_serving.client import RestError, ServingClient, rest_predict
+from rw_tf_serving.config import (
+    BatchingParameters,
+    ModelSpec,
+    docker_command,
+    read_models_config,
+    write_serving_configs,
+)
+from rw_tf_serving.core import ServerLimits
+from rw_tf_serving.server import LocalModelServer
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    add_serve(sub)
+    add_predict(sub)
+    add_serving_config(sub)
+
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve SavedModels over TF Serving's gRPC (and REST) API")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model-base-path", help="directory of numbered versions (a Pusher output)")
+    src.add_argument("--model-config-file", help="TF Serving models.config (ModelServerConfig text proto)")
+    p.add_argument("--model-name", help="default: the base path's folder name")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument("--port", type=int, default=8500)
+    p.add_argument("--rest-api-port", type=int, default=None, help="also serve REST on this port")
+    p.add_argument("--version-policy", choices=("latest", "all", "specific"), default="latest")
+    p.add_argument("--num-versions", type=int, default=1, help="with --version-policy latest")
+    p.add_argument("--versions", type=int, nargs="*", default=[], help="with --version-policy specific")
+    p.add_argument("--enable-batching", action="store_true")
+    p.add_argument("--batching-parameters-file", help="BatchingParameters text proto (implies batching)")
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--batch-timeout-micros", type=int, default=2000)
+    p.add_argument("--file-system-poll-wait-seconds", type=float, default=2.0)
+    p.add_argument("--max-text-bytes", type=int, default=100_000)
+    p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024)
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.model_config_file:
+        specs = read_models_config(args.model_config_file)
+    else:
+        name = args.model_name or os.path.basename(os.path.normpath(args.model_base_path))
+        specs = [ModelSpec(name, os.path.abspath(args.model_base_path), args.version_policy, args.num_versions,
+                           tuple(args.versions))]
+    batching = None
+    if args.batching_parameters_file:
+        with open(args.batching_parameters_file, encoding="utf-8") as f:
+            batching = BatchingParameters.from_text(f.read())
+    elif args.enable_batching:
+        batching = BatchingParameters(max_batch_size=args.max_batch_size,
+                                      batch_timeout_micros=args.batch_timeout_micros)
+    server = LocalModelServer(specs, args.host, args.port, args.rest_api_port, batching,
+                              ServerLimits(args.max_text_bytes, args.max_request_bytes),
+                              args.file_system_poll_wait_seconds)
+    try:
+        server.start()
+    except OSError as err:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {err}", hint="choose another --port") from None
+    print(f"serving {[s.name for s in specs]} on {args.host}:{server.grpc_port}"
+          + (f", REST on {args.host}:{server.rest_port}" if args.rest_api_port is not None else ""), flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="send texts to a served model (gRPC, or REST with --rest)",
+                       epilog="Signatures with several inputs: --input question='Who?' --input context='...' "
+                              "(repeat a name for a batch).")
+    p.add_argument("texts", nargs="*", help="values of --input-name (default input 'text')")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--server", default="127.0.0.1:8500", help="gRPC host:port")
+    target.add_argument("--rest", help="REST base URL, e.g. http://127.0.0.1:8501")
+    p.add_argument("--model", required=True)
+    p.add_argument("--signature", default="classify_text")
+    p.add_argument("--input-name", default="text")
+    p.add_argument("--input", dest="named_inputs", action="append", default=[], metavar="NAME=VALUE",
+                   help="a string input by name; repeatable")
+    p.add_argument("--version", type=int)
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=run_predict)
+
+
+def predict_inputs(args: argparse.Namespace) -> dict:
+    inputs: dict = {}
+    if args.texts:
+        inputs[args.input_name] = list(args.texts)
+    for item in args.named_inputs:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UserError(f"--input expects NAME=VALUE, got {item!r}")
+        inputs.setdefault(name, []).append(value)
+    if not inputs:
+        raise UserError("nothing to send: give TEXT arguments or --input NAME=VALUE")
+    sizes = {name: len(values) for name, values in inputs.items()}
+    if len(set(sizes.values())) > 1:
+        raise UserError(f"every input needs the same number of values, got {sizes}")
+    return inputs
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    inputs = predict_inputs(args)
+    if args.rest:
+        try:
+            result = rest_predict(args.rest, args.model, inputs=inputs, signature=args.signature,
+                                  version=args.version, timeout=args.timeout)
+        except RestError as err:
+            raise UserError(str(err)) from None
+        except urllib.error.URLError as err:
+            raise UserError(f"cannot reach {args.rest}: {err.reason}", hint="is `rw-tf serve --rest-api-port` "
+                                                                             "(or TF Serving) running there?") from None
+    else:
+        client = ServingClient(args.server, timeout=args.timeout)
+        try:
+            result = client.predict(args.model, inputs, args.signature, args.version)
+        except grpc.RpcError as err:
+            if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise UserError(f"cannot reach {args.server}: {err.code().name}",
+                                hint="is `rw-tf serve` (or TF Serving) running there?") from None
+            raise UserError(f"{err.code().name}: {err.details()}") from None
+        finally:
+            client.close()
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+def add_serving_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serving-config", help="write TF Serving configs (models.config, batching, "
+                                              "monitoring, Kubernetes) for a push directory")
+    p.add_argument("--push-root", required=True, help="folder holding one folder per pushed model")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--models-mount", default="/models", help="where the push root is mounted in the container")
+    p.add_argument("--num-versions", type=int, default=1)
+    p.set_defaults(func=run_serving_config)
+
+
+def run_serving_config(args: argparse.Namespace) -> int:
+    paths = write_serving_configs(args.push_root, args.output_dir, args.models_mount, num_latest=args.num_versions)
+    print(json.dumps(paths, indent=2))
+    print("TF Serving (docker):\n  " + docker_command(args.push_root, args.output_dir))
+    return 0

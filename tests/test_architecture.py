@@ -1,0 +1,150 @@
+"""The architecture's rules, checked: import direction, no cycle-dodging imports, registration on
+``import rw_tf``, the installed import names, the typed pipeline contract, the CLI's error policy."""
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUTER_PACKAGES = ("pipeline", "serving", "rw_tf_pipeline", "rw_tf_serving", "rw_tf_schemas")
+
+
+def library_imports():
+    """(file, line, module, outside any function?) for every import in rw_tf/."""
+    for folder, _, files in os.walk(os.path.join(ROOT, "rw_tf")):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(folder, name)
+            tree = ast.parse(open(path, encoding="utf-8").read())
+            in_function = {id(inner) for node in ast.walk(tree)
+                           if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+                           for inner in ast.walk(node)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    modules = [node.module or ""]
+                else:
+                    continue
+                for module in modules:
+                    yield os.path.relpath(path, ROOT), node.lineno, module, id(node) not in in_function
+
+
+def test_library_never_imports_pipeline_or_serving():
+    offending = [(f, line, m) for f, line, m, _ in library_imports() if m.split(".")[0] in OUTER_PACKAGES]
+    assert offending == []
+
+
+def test_no_function_level_imports_of_rw_tf_modules():
+    # A function-level import of the library's own modules exists only to dodge a cycle.
+    inner = [(f, line, m) for f, line, m, top in library_imports() if not top and m.split(".")[0] == "rw_tf"]
+    assert inner == []
+
+
+def test_import_direction_test_sees_a_violation(tmp_path):
+    # The walker must catch both forms; a planted file proves it can fail.
+    planted = os.path.join(ROOT, "rw_tf", "_planted_for_test.py")
+    with open(planted, "w") as f:
+        f.write("def f():\n    from rw_tf_serving.client import ServingClient\n    import rw_tf.tasks\n")
+    try:
+        found = {(m, top) for p, _, m, top in library_imports() if p.endswith("_planted_for_test.py")}
+    finally:
+        os.remove(planted)
+    assert found == {("rw_tf_serving.client", False), ("rw_tf.tasks", False)}
+
+
+def run_python(code: str, *args: str, cwd: str = "/") -> str:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600,
+                          env=env, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_model_saved_with_model_save_reloads_after_only_import_rw_tf(tmp_path):
+    path = str(tmp_path / "classifier.keras")
+    run_python(
+        "import sys, numpy as np, keras, rw_tf\n"
+        "enc = rw_tf.KnowledgeEnhancedEncoder(vocab_size=50, num_entities=4, entity_embedding_dim=3, hidden_size=8,"
+        " num_layers=1, num_heads=2, intermediate_size=16, max_sequence_length=16)\n"
+        "m = rw_tf.TextClassifier(enc, num_classes=3)\n"
+        "x = {k: np.ones((2, 6), 'int32') for k in ('token_ids', 'segment_ids', 'padding_mask')}\n"
+        "x['entity_ids'] = np.array([[0, 1, -1, 2, -1, -1]] * 2, 'int32')\n"
+        "m.compile(optimizer='adam'); m.fit(x, np.array([0, 2]), verbose=0)\n"
+        "m.save(sys.argv[1]); np.save(sys.argv[1] + '.npy', np.asarray(m(x)))\n"
+        "print('saved')\n", path)
+    # A fresh process that imports nothing but rw_tf (no submodule) reloads it and gets the same outputs.
+    out = run_python(
+        "import sys, numpy as np, keras, rw_tf\n"
+        "m = keras.saving.load_model(sys.argv[1])\n"
+        "x = {k: np.ones((2, 6), 'int32') for k in ('token_ids', 'segment_ids', 'padding_mask')}\n"
+        "x['entity_ids'] = np.array([[0, 1, -1, 2, -1, -1]] * 2, 'int32')\n"
+        "print(type(m).__name__, float(np.abs(np.asarray(m(x)) - np.load(sys.argv[1] + '.npy')).max()))\n", path)
+    name, diff = out.split()
+    assert name == "TextClassifier" and float(diff) < 1e-6
+
+
+def test_installed_import_names_are_prefixed():
+    out = run_python("import importlib.metadata as md, json\n"
+                     "d = md.distribution('rw-tf')\n"
+                     "print(json.dumps(sorted({e.value.split(':')[0].split('.')[0] for e in d.entry_points})))")
+    assert json.loads(out) == ["rw_tf", "rw_tf_pipeline", "rw_tf_serving"]
+    setup_py = open(os.path.join(ROOT, "setup.py")).read()
+    packages = ast.literal_eval(setup_py.split("packages=")[1].split("],")[0] + "]")
+    assert all(p.split(".")[0].startswith("rw_tf") for p in packages)
+
+
+def test_trainer_contract_round_trips_and_rejects_unknown_keys():
+    from rw_tf.tasks.tfx_trainer import TrainerContract
+    from rw_tf_pipeline.configs import PipelineConfig
+
+    config = PipelineConfig(root="/tmp/rw", corpus="embedded", batch_size=8, warmup_steps=3)
+    for kind, task in (("pretrain", "pretraining"), ("finetune", "classification")):
+        contract = config.trainer_contract(kind)
+        wire = json.loads(json.dumps(contract.to_custom_config()))   # what TFX stores and hands back
+        parsed = TrainerContract.from_custom_config(wire)
+        assert parsed == contract and parsed.task == task and parsed.trainer.batch_size == 8
+        wire["trainer"]["batchsize"] = 8
+        with pytest.raises(ValueError, match="batchsize"):
+            TrainerContract.from_custom_config(wire)
+    transform = config.transform_config("pretrain")
+    assert type(transform).from_custom_config(json.loads(json.dumps(transform.to_custom_config()))) == transform
+
+
+def test_cli_error_policy(tmp_path, capsys, monkeypatch):
+    from rw_tf.cli.main import main
+
+    monkeypatch.setenv("RW_TF_LOG_DIR", str(tmp_path / "logs"))
+    # A user mistake: one line, exit 2.
+    assert main(["finetune", "--task", "qa", "--output-dir", str(tmp_path), "--train", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error" in err[0]
+    # A server that is not running: a user error with a hint, not a traceback.
+    assert main(["predict", "--server", "127.0.0.1:9", "--model", "m", "--timeout", "2", "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach 127.0.0.1:9" in err and "hint" in err and "Traceback" not in err
+    # Workers that never join: a user error naming them.
+    monkeypatch.setenv("TF_CONFIG", "not json")
+    assert main(["pretrain", "--output-dir", str(tmp_path / "p"), "--strategy", "multi_worker_mirrored"]) == 2
+    assert "TF_CONFIG is not a valid cluster description" in capsys.readouterr().err
+
+
+def test_cli_unexpected_failure_prints_log_path(tmp_path, capsys, monkeypatch):
+    import rw_tf.cli.train
+    from rw_tf.cli.main import main
+
+    monkeypatch.setenv("RW_TF_LOG_DIR", str(tmp_path / "logs"))
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(rw_tf.cli.train, "run_task", broken)
+    assert main(["pretrain", "--output-dir", str(tmp_path / "p")]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected TypeError: a bug" in err
+    log = err.split("the traceback is in ")[1].strip()
+    assert "Traceback" in open(log).read() and log.startswith(str(tmp_path / "logs"))

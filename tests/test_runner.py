@@ -1,0 +1,108 @@
+"""The shared runner's parts: optimizer schedule and exclusions, backup consistency, strategy errors,
+and the export base (signatures, method names, assets, reloading an rw-tf export as a start point)."""
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rw_tf.checkpoints import pretrained_encoder, pretrained_tokenizer
+from rw_tf.errors import UserError
+from rw_tf.export import ClassifierExport, save_export
+from rw_tf.models import TextClassifier
+from rw_tf.networks import TransformerEncoder
+from rw_tf.training import TrainingBackup, build_optimizer, create_strategy
+from rw_tf.training.optimizer import learning_rate_schedule
+
+
+def test_schedule_warms_up_then_decays():
+    schedule = learning_rate_schedule(1e-3, total_steps=100, warmup_steps=10, decay="linear")
+    values = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
+    np.testing.assert_allclose(values, [0.0, 5e-4, 1e-3, 5e-4, 0.0], atol=1e-9)
+    cosine = learning_rate_schedule(1e-3, total_steps=100, warmup_steps=10, decay="cosine")
+    assert float(cosine(10)) == pytest.approx(1e-3) and float(cosine(100)) == pytest.approx(1e-4, rel=1e-3)
+    assert learning_rate_schedule(2e-5, 100, 0, "constant") == 2e-5
+
+
+def test_weight_decay_skips_layer_norms_and_biases():
+    encoder = TransformerEncoder.from_preset("tiny", vocab_size=50)
+    encoder.build({k: (None, 8) for k in ("token_ids", "segment_ids", "padding_mask")})
+    optimizer = build_optimizer(1e-3, 10, weight_decay=0.1)
+    decayed = {v.path for v in encoder.trainable_variables if optimizer._use_weight_decay(v)}
+    assert decayed and not any(v.endswith(("gamma", "beta", "bias")) for v in decayed)
+    assert any(v.endswith("kernel") for v in decayed) and any(v.endswith("embeddings") for v in decayed)
+    # BERT decays every kernel and embedding and nothing else.
+    expected = {v.path for v in encoder.trainable_variables if v.path.endswith(("kernel", "embeddings"))}
+    assert decayed == expected
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.layers.Dense(3)])
+    model.compile(keras.optimizers.Adam(0.1), "mse")
+    model.build((None, 2))
+    return model
+
+
+def test_backup_restores_the_last_consistent_state(tmp_path):
+    model = _tiny_model()
+    backup = TrainingBackup(str(tmp_path), every_steps=2)
+    model.fit(np.ones((8, 2)), np.zeros((8, 3)), batch_size=2, epochs=1, callbacks=[backup], verbose=0)
+    state = json.load(open(tmp_path / "state.json"))
+    assert state["global_step"] == 4 and sorted(os.listdir(tmp_path)) == ["state.json", state["weights"]]
+    # A kill while the next backup was being written leaves a partial file that restore ignores.
+    (tmp_path / ".partial-step-0000000006.weights.h5").write_bytes(b"truncated")
+    restored = _tiny_model()
+    assert TrainingBackup(str(tmp_path)).restore(restored) == 4
+    for a, b in zip(model.get_weights(), restored.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert int(restored.optimizer.iterations) == 4    # optimizer state is part of the backup
+
+
+def test_strategy_errors_are_user_errors(monkeypatch):
+    with pytest.raises(UserError, match="unknown strategy"):
+        create_strategy("horovod")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(UserError, match="needs the TF_CONFIG"):
+        create_strategy("multi_worker_mirrored")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"index": 3}}))
+    with pytest.raises(UserError, match="task index 3"):
+        create_strategy("multi_worker_mirrored")
+    with pytest.raises(UserError, match="no TPU reachable"):
+        create_strategy("tpu", tpu_address="grpc://127.0.0.1:9")
+
+
+def test_export_base_writes_signatures_methods_assets_and_reloads(tmp_path, tokenizer):
+    encoder = TransformerEncoder.from_preset("tiny", vocab_size=tokenizer.vocab_size)
+    model = TextClassifier(encoder, num_classes=3)
+    model.build({k: (None, 16) for k in ("token_ids", "segment_ids", "padding_mask")})
+    export_dir = save_export(ClassifierExport(model, tokenizer, 16, temperature=2.0), str(tmp_path / "1"))
+    loaded = tf.saved_model.load(export_dir)
+    assert sorted(loaded.signatures) == ["classify_text", "serving_default"]
+    texts = tf.constant(["Lists are mutable.", "A tuple is immutable."])
+    out = loaded.signatures["classify_text"](text=texts)
+    from rw_tf.data.text_inputs import single_segment_inputs
+    expected = tf.nn.softmax(model(single_segment_inputs(tokenizer, texts, 16)) / 2.0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected.numpy(), atol=1e-6)
+    # An rw-tf export is a start point: encoder and tokenizer come back identical.
+    again, tok = pretrained_encoder(export_dir), pretrained_tokenizer(export_dir)
+    assert tok.vocabulary == tokenizer.vocabulary and tok.lower_case == tokenizer.lower_case
+    for a, b in zip(again.get_weights(), encoder.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(FileNotFoundError, match="neither"):
+        pretrained_encoder(str(tmp_path))
+
+
+def test_classification_signature_has_the_classify_method(tmp_path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from rw_tf.export import set_signature_method
+
+    module = tf.Module()
+    module.f = tf.function(lambda x: {"y": x}, input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path), signatures={"classification": module.f})
+    set_signature_method(str(tmp_path), "classification", tf.saved_model.CLASSIFY_METHOD_NAME)
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString(open(tmp_path / "saved_model.pb", "rb").read())
+    assert saved.meta_graphs[0].signature_def["classification"].method_name == "tensorflow/serving/classify"

@@ -21,6 +21,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
+from rw_tf.config import DictConfig
 from rw_tf.data.transform_fns import PretrainingTransformConfig, TextTransformConfig
 from rw_tf.tasks import ClassificationTaskConfig, PretrainingTaskConfig
 from rw_tf.tasks.tfx_trainer import TrainerContract
@@ -40,7 +41,7 @@ def local_path(path: str) -> str:
 
 
 @dataclasses.dataclass
-class PipelineConfig:
+class PipelineConfig(DictConfig):
     name: str = "rw-tf"
     root: str = "runs/pipeline"
     data_root: Optional[str] = None
@@ -167,16 +168,7 @@ class PipelineConfig:
                                         **self.knowledge())
         return TrainerContract("classification", task, trainer)
 
-    # Serialization -----------------------------------------------------------------------------
     @classmethod
     def from_json_file(cls, path: str, **overrides: Any) -> "PipelineConfig":
         with open(path, encoding="utf-8") as f:
-            values: Dict[str, Any] = json.load(f)
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown pipeline config keys in {path}: {sorted(unknown)}")
-        values.update(overrides)
-        return cls(**values)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+            return cls.from_dict({**json.load(f), **overrides}, path)

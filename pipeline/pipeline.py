@@ -90,7 +90,7 @@ def create_pipeline(kind: str, config: PipelineConfig, enable_cache: Optional[bo
     gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"]).with_id("AnomaliesGate")
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=preprocessing_fn_path(kind), custom_config=config.transform_config(kind).to_custom_config())
+        preprocessing_fn=preprocessing_fn_path(kind), custom_config=config.transform_config(kind).to_dict())
     transform.add_upstream_node(gate)
     components += [example_gen, statistics_gen, schema_gen, example_validator, gate, transform]
 

@@ -12,8 +12,26 @@ import dataclasses
 from typing import Any, Dict
 
 
+class DictConfig:
+    """Mixin of the config dataclasses: JSON-ready ``to_dict`` (tuples become lists) and a strict
+    ``from_dict`` (unknown keys are an error naming ``source``; lists become tuples where the
+    field's default is a tuple)."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any], source: str = "config") -> Any:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys in {source}: {unknown}; known: {sorted(fields)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) and isinstance(fields[k].default, tuple) else v
+                      for k, v in values.items()})
+
+
 @dataclasses.dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(DictConfig):
     """Sizes of the Transformer encoder.
 
     Presets: ``tiny`` (unit tests), ``small`` (quick experiments on a CPU, BERT-Small sizes)
@@ -56,10 +74,6 @@ class EncoderConfig:
         return dataclasses.replace(preset, vocab_size=vocab_size,
                                    max_sequence_length=max(max_sequence_length, preset.max_sequence_length))
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
 ENCODER_PRESETS: Dict[str, EncoderConfig] = {
     "tiny": EncoderConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
                           max_sequence_length=128, dropout=0.0, attention_dropout=0.0),
@@ -70,7 +84,7 @@ ENCODER_PRESETS: Dict[str, EncoderConfig] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class PretrainingDataConfig:
+class PretrainingDataConfig(DictConfig):
     """How pretraining examples are built (defaults follow BERT's create_pretraining_data.py).
 
     ``masked_lm_rate`` of the candidate tokens are chosen (at least one, at most
@@ -101,21 +115,3 @@ class PretrainingDataConfig:
         if self.max_predictions_per_seq < 1:
             raise ValueError("max_predictions_per_seq must be >= 1")
 
-
-def config_from_dict(cls: type, values: Dict[str, Any], source: str = "config") -> Any:
-    """Builds the dataclass ``cls`` from a dict (e.g. parsed JSON); unknown keys are an error that
-    names them and ``source``. Lists become tuples where the field's default is a tuple."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys in {source}: {unknown}; known: {sorted(fields)}")
-    converted = {}
-    for key, value in values.items():
-        default = fields[key].default
-        converted[key] = tuple(value) if isinstance(value, list) and isinstance(default, tuple) else value
-    return cls(**converted)
-
-
-def config_to_dict(config: Any) -> Dict[str, Any]:
-    """A dataclass as JSON-ready values (tuples become lists)."""
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}

@@ -112,7 +112,7 @@ def test_trainer_contract_round_trips_and_rejects_unknown_keys():
         with pytest.raises(ValueError, match="batchsize"):
             TrainerContract.from_custom_config(wire)
     transform = config.transform_config("pretrain")
-    assert type(transform).from_custom_config(json.loads(json.dumps(transform.to_custom_config()))) == transform
+    assert type(transform).from_dict(json.loads(json.dumps(transform.to_dict()))) == transform
 
 
 def test_cli_error_policy(tmp_path, capsys, monkeypatch):

@@ -3,4 +3,4 @@ from rw_tf.data.transform_fns import TextTransformConfig, classification_preproc
 
 
 def preprocessing_fn(inputs, custom_config):
-    return classification_preprocessing_fn(inputs, TextTransformConfig.from_custom_config(custom_config))
+    return classification_preprocessing_fn(inputs, TextTransformConfig.from_dict(custom_config, "custom_config"))

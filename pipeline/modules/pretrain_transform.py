@@ -3,4 +3,5 @@ from rw_tf.data.transform_fns import PretrainingTransformConfig, pretraining_pre
 
 
 def preprocessing_fn(inputs, custom_config):
-    return pretraining_preprocessing_fn(inputs, PretrainingTransformConfig.from_custom_config(custom_config))
+    config = PretrainingTransformConfig.from_dict(custom_config, "the Transform's custom_config")
+    return pretraining_preprocessing_fn(inputs, config)

@@ -11,7 +11,6 @@ import json
 from typing import Any, Dict
 
 from rw_tf.cli.options import add_config_options, flag_name, set_values
-from rw_tf.config import config_from_dict
 from rw_tf.errors import UserError
 from rw_tf.tasks import TASKS, PretrainingTask
 from rw_tf.training.runner import TrainerConfig, run_task
@@ -26,7 +25,7 @@ def summary(result: Dict[str, Any]) -> str:
 
 def train(task_class, args: argparse.Namespace) -> int:
     task_values = set_values(args, task_class.config_class)
-    task = task_class(config_from_dict(task_class.config_class, task_values, "the command line"))
+    task = task_class(task_class.config_class.from_dict(task_values, "the command line"))
     result = run_task(task, task_class.trainer_config(**set_values(args, TrainerConfig)), args.output_dir)
     print(summary(result))
     return 0

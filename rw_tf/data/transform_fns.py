@@ -1,8 +1,8 @@
 """tf.Transform ``preprocessing_fn`` bodies and their typed configurations.
 
 The pipeline serializes a ``PretrainingTransformConfig`` or ``TextTransformConfig`` into the
-Transform's ``custom_config``; the module files parse it back (``from_custom_config``: unknown keys
-are an error) and call the functions here, so both sides share one set of defaults.
+Transform's ``custom_config`` (``to_dict``); the module files parse it back (``from_dict``: unknown
+keys are an error) and call the functions here, so both sides share one set of defaults.
 
 The tokenizer is created through ``tft.make_and_track_object`` so its lookup table and vocabulary
 file are saved in the transform graph (the vocabulary becomes an asset of ``transform_fn``).
@@ -12,11 +12,11 @@ masked deterministically and TFMA can score masked-LM accuracy on them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 import tensorflow as tf
 
-from rw_tf.config import PretrainingDataConfig, config_from_dict, config_to_dict
+from rw_tf.config import DictConfig, PretrainingDataConfig
 from rw_tf.data.masking import PretrainingExampleBuilder
 from rw_tf.data.text_inputs import single_segment_inputs
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
@@ -56,7 +56,7 @@ def tracked_linker(tokenizer: WordPieceTokenizer, alias_file: str, knowledge_dir
 
 
 @dataclasses.dataclass
-class PretrainingTransformConfig:
+class PretrainingTransformConfig(DictConfig):
     """How the pretraining Transform builds masked examples (knowledge mode: alias table + kg model)."""
 
     vocab_file: str
@@ -73,16 +73,9 @@ class PretrainingTransformConfig:
                                      max_predictions_per_seq=self.max_predictions_per_seq,
                                      whole_word_masking=self.whole_word_masking, seed=self.seed)
 
-    def to_custom_config(self) -> Dict[str, Any]:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_custom_config(cls, custom_config: Dict[str, Any]) -> "PretrainingTransformConfig":
-        return config_from_dict(cls, custom_config, "the Transform's custom_config")
-
 
 @dataclasses.dataclass
-class TextTransformConfig:
+class TextTransformConfig(DictConfig):
     """How a text-classification Transform builds encoder inputs (+ ``entity_ids`` in knowledge mode)."""
 
     vocab_file: str
@@ -91,13 +84,6 @@ class TextTransformConfig:
     label_key: str = "label"
     alias_file: Optional[str] = None
     knowledge_dir: Optional[str] = None
-
-    def to_custom_config(self) -> Dict[str, Any]:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_custom_config(cls, custom_config: Dict[str, Any]) -> "TextTransformConfig":
-        return config_from_dict(cls, custom_config, "the Transform's custom_config")
 
 
 def pretraining_preprocessing_fn(inputs: Dict[str, tf.Tensor],

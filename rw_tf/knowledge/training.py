@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import keras
 
+from rw_tf.config import DictConfig
 from rw_tf.knowledge.evaluation import filtered_ranks, rank_metrics, transe_scores
 from rw_tf.knowledge.graph import KnowledgeGraph, load_pykeen_dataset, load_triples, read_entity_vocabulary
 from rw_tf.knowledge.transe import TransE
@@ -23,7 +24,7 @@ from rw_tf.training.strategy import create_strategy
 
 
 @dataclasses.dataclass
-class TransEConfig:
+class TransEConfig(DictConfig):
     dataset: Optional[str] = None          # a pykeen-packaged dataset, or the three files below
     train_file: Optional[str] = None
     valid_file: Optional[str] = None

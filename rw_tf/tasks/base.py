@@ -24,7 +24,6 @@ from typing import Any, ClassVar, Dict, Optional
 import keras
 import tensorflow as tf
 
-from rw_tf.config import config_to_dict
 from rw_tf.training.runner import TrainerConfig
 
 
@@ -83,7 +82,7 @@ class Task(abc.ABC):
         """Writes the SavedModel (with raw-text signatures) to ``export_dir``; returns it."""
 
     def describe(self) -> Dict[str, Any]:
-        return {"task": self.name, "task_config": config_to_dict(self.config)}
+        return {"task": self.name, "task_config": self.config.to_dict()}
 
 
 def check_sequence_length(max_sequence_length: int, encoder) -> None:

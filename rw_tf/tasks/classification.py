@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
-from rw_tf.config import EncoderConfig
+from rw_tf.config import DictConfig, EncoderConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import documentation_source_examples, unicode_property_examples
 from rw_tf.data.splits import split_by_group
@@ -48,7 +48,7 @@ from rw_tf.training.runner import TrainerConfig
 
 
 @dataclasses.dataclass
-class ClassificationTaskConfig:
+class ClassificationTaskConfig(DictConfig):
     init_from: Optional[str] = None
     train_file: Optional[str] = None
     eval_file: Optional[str] = None
@@ -184,33 +184,27 @@ class ClassificationTask(Task):
     def input_names(self) -> tuple:
         return ENCODER_INPUTS + (("entity_ids",) if self.linker is not None else ())
 
-    def _text_dataset(self, split: str, batch_size: int) -> tf.data.Dataset:
+    def dataset(self, split: str, batch_size: int) -> tf.data.Dataset:
+        """(inputs, label) batches of ``split`` ("train" repeats, shuffled; "calibration"; "eval")."""
+        def features_and_label(features):
+            return {k: features[k] for k in self.input_names()}, features[self.config.label_key]
+
         def encode(texts, targets):
             return single_segment_inputs(self.tokenizer, texts, self.max_sequence_length, self.linker), targets
 
+        if self.examples is not None:
+            return self.examples.dataset(split, batch_size).map(features_and_label)
         ds = tf.data.Dataset.from_tensor_slices((self.texts[split], self.targets[split]))
         if split == "train":
             ds = ds.shuffle(len(self.texts[split]), seed=self.seed).repeat()
         ds = ds.batch(batch_size).map(encode)
-        if self.teacher is not None:
-            ds = add_task_distillation_targets(ds, self.teacher)
-        return ds.prefetch(2)
-
-    def _examples_dataset(self, split: str, batch_size: int) -> tf.data.Dataset:
-        def features_and_label(features):
-            return {k: features[k] for k in self.input_names()}, features[self.config.label_key]
-
-        return self.examples.dataset(split, batch_size).map(features_and_label)
+        return (add_task_distillation_targets(ds, self.teacher) if self.teacher is not None else ds).prefetch(2)
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:
-        if self.examples is not None:
-            return self._examples_dataset("train", batch_size)
-        return self._text_dataset("train", batch_size)
+        return self.dataset("train", batch_size)
 
     def validation_dataset(self, batch_size: int) -> tf.data.Dataset:
-        if self.examples is not None:
-            return self._examples_dataset("eval", batch_size)
-        return self._text_dataset("eval", batch_size)
+        return self.dataset("eval", batch_size)
 
     def num_train_examples(self) -> int:
         if self.examples is not None:
@@ -221,8 +215,7 @@ class ClassificationTask(Task):
         def inputs_only(x, y):
             return x
 
-        return np.asarray(task_logits(model.predict(self._text_dataset(split, self.batch_size).map(inputs_only),
-                                                    verbose=0)))
+        return np.asarray(task_logits(model.predict(self.dataset(split, self.batch_size).map(inputs_only), verbose=0)))
 
     def evaluate(self, model: keras.Model) -> Dict[str, Any]:
         if self.examples is not None:

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from rw_tf.config import EncoderConfig, PretrainingDataConfig
+from rw_tf.config import DictConfig, EncoderConfig, PretrainingDataConfig
 from rw_tf.data.corpus import Document, embedded_corpus, read_text_files
 from rw_tf.data.pretraining_dataset import pretraining_dataset, to_keras_triplet
 from rw_tf.data.segment_pairs import segment_pair_candidates
@@ -41,7 +41,7 @@ from rw_tf.training.runner import TrainerConfig
 
 
 @dataclasses.dataclass
-class PretrainingTaskConfig:
+class PretrainingTaskConfig(DictConfig):
     preset: str = "tiny"
     corpus_files: Sequence[str] = ()
     max_documents: Optional[int] = None

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from rw_tf.applications.question_answering import QuestionAnswerer
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
+from rw_tf.config import DictConfig
 from rw_tf.data.qa_examples import docstring_qa_examples, read_qa_jsonl
 from rw_tf.data.qa_windows import WindowSpec, question_context_windows, span_labels
 from rw_tf.data.splits import split_by_group
@@ -35,7 +36,7 @@ from rw_tf.training.runner import TrainerConfig
 
 
 @dataclasses.dataclass
-class QATaskConfig:
+class QATaskConfig(DictConfig):
     init_from: Optional[str] = None
     train_file: Optional[str] = None
     eval_file: Optional[str] = None

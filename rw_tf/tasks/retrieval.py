@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
+from rw_tf.config import DictConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.splits import split_by_group
@@ -35,7 +36,7 @@ from rw_tf.training.runner import TrainerConfig
 
 
 @dataclasses.dataclass
-class RetrievalTaskConfig:
+class RetrievalTaskConfig(DictConfig):
     init_from: Optional[str] = None
     pairs_file: Optional[str] = None
     shared_towers: bool = True

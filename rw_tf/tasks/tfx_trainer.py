@@ -19,7 +19,6 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
-from rw_tf.config import config_from_dict, config_to_dict
 from rw_tf.tasks.classification import ClassificationTask
 from rw_tf.tasks.pretraining import PretrainingTask
 from rw_tf.training.runner import TrainerConfig, run_task
@@ -43,8 +42,7 @@ class TrainerContract:
             raise TypeError(f"task {self.task!r} needs a {TFX_TASKS[self.task].config_class.__name__}")
 
     def to_custom_config(self) -> Dict[str, Any]:
-        return {"task": self.task, "task_config": config_to_dict(self.task_config),
-                "trainer": config_to_dict(self.trainer)}
+        return {"task": self.task, "task_config": self.task_config.to_dict(), "trainer": self.trainer.to_dict()}
 
     @classmethod
     def from_custom_config(cls, custom_config: Dict[str, Any]) -> "TrainerContract":
@@ -55,9 +53,9 @@ class TrainerContract:
         task = TFX_TASKS.get(custom_config["task"])
         if task is None:
             raise ValueError(f"unknown TFX task {custom_config['task']!r}; choose one of {sorted(TFX_TASKS)}")
-        return cls(custom_config["task"],
-                   config_from_dict(task.config_class, custom_config["task_config"], "the Trainer's custom_config"),
-                   config_from_dict(TrainerConfig, custom_config["trainer"], "the Trainer's custom_config"))
+        source = "the Trainer's custom_config"
+        return cls(custom_config["task"], task.config_class.from_dict(custom_config["task_config"], source),
+                   TrainerConfig.from_dict(custom_config["trainer"], source))
 
 
 class TransformedExamples:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 import keras
 import tensorflow as tf
 
-from rw_tf.config import config_to_dict
+from rw_tf.config import DictConfig
 from rw_tf.training.backup import TrainingBackup
 from rw_tf.training.optimizer import DECAYS, build_optimizer
 from rw_tf.training.strategy import STRATEGIES, create_strategy
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass
-class TrainerConfig:
+class TrainerConfig(DictConfig):
     """How a task is trained; the same for every task (each task has its own defaults, see
     ``Task.trainer_defaults``). Every field is a flag of ``rw-tf pretrain`` and ``rw-tf finetune``."""
 
@@ -145,7 +145,7 @@ def run_task(task: "Task", trainer: TrainerConfig, output_dir: str, export_dir: 
     model.save(_writable(model_path, chief))
     export_dir = task.export(model, _writable(export_dir or os.path.join(output_dir, "export", "1"), chief))
     backup.clear()
-    result = {**task.describe(), "trainer": config_to_dict(trainer), "data": data, "before": before,
+    result = {**task.describe(), "trainer": trainer.to_dict(), "data": data, "before": before,
               "after": after, "details": details, "history": history, "train_seconds": train_seconds,
               "resumed_from_step": start_step, "model_path": model_path, "export_dir": export_dir}
     if chief:

@@ -13,7 +13,7 @@ env:
 # embedded default corpus (Python's own documentation, no downloads), tiny model. Prints a line
 # per component and a summary table; library logs go to $(PIPELINE_ROOT)/logs/.
 run: env
-	$(VENV)/bin/rw-tf pipeline run --root $(PIPELINE_ROOT)
+	@$(VENV)/bin/rw-tf pipeline run --root $(PIPELINE_ROOT)
 
 # A quick Keras-fit pretraining experiment without TFX.
 pretrain: env

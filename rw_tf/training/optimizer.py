@@ -2,8 +2,9 @@
 
 Learning rate: linear warm-up from 0 to ``learning_rate`` over ``warmup_steps``, then ``decay``:
 ``cosine`` (to 10% of the peak at the last step), ``linear`` (to 0, BERT's schedule) or
-``constant``. Weight decay skips LayerNorm parameters and biases (BERT). Gradients are clipped to
-global norm ``clipnorm`` (0 disables clipping).
+``constant``. Adam's epsilon defaults to BERT's 1e-6. Weight decay skips LayerNorm parameters and biases (BERT). Gradients are clipped to
+global norm ``clipnorm`` (0 disables clipping; BERT's clip_by_global_norm), after the replicas'
+gradients are summed (``DistributedAdamW``).
 
 Example:
     >>> opt = build_optimizer(learning_rate=1e-3, total_steps=100, warmup_steps=10)
@@ -13,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 DECAYS = ("cosine", "linear", "constant")
 
@@ -53,11 +55,46 @@ class _WarmupThenLinear(keras.optimizers.schedules.LearningRateSchedule):
                 "end": self.end}
 
 
+@keras.saving.register_keras_serializable(package="rw_tf")
+class DistributedAdamW(keras.optimizers.AdamW):
+    """AdamW whose gradient clipping sees the gradient of the global batch.
+
+    Under ``tf.distribute`` Keras clips each replica's gradient before the replicas' gradients are
+    summed, which is not the single-device computation (clipping the gradient of the whole
+    batch). Here, with several replicas, the gradients are summed first, clipped, and each replica
+    passes a 1/R share on to Keras's own summation, so the update equals the single-device one.
+    Without distribution it is plain ``keras.optimizers.AdamW``.
+    """
+
+    @staticmethod
+    def _replica_context():
+        context = tf.distribute.get_replica_context() if keras.backend.backend() == "tensorflow" else None
+        return context if context is not None and context.num_replicas_in_sync > 1 else None
+
+    def _clip_gradients(self, grads):
+        return grads if self._replica_context() is not None else super()._clip_gradients(grads)
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        context = self._replica_context()
+        if context is not None and (self.clipnorm or self.global_clipnorm or self.clipvalue):
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, list(grads))
+            share = 1.0 / context.num_replicas_in_sync
+            grads = [_scaled(g, share) for g in super()._clip_gradients(summed)]
+        return super()._backend_update_step(grads, trainable_variables, learning_rate)
+
+
+def _scaled(gradient, factor: float):
+    if isinstance(gradient, tf.IndexedSlices):  # embedding gradients are sparse
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
+
+
 def build_optimizer(learning_rate: float, total_steps: int, warmup_steps: int = 0, decay: str = "cosine",
-                    weight_decay: float = 0.01, clipnorm: float = 1.0) -> keras.optimizers.Optimizer:
+                    weight_decay: float = 0.01, clipnorm: float = 1.0, epsilon: float = 1e-6
+                    ) -> keras.optimizers.Optimizer:
     schedule = learning_rate_schedule(learning_rate, total_steps, warmup_steps, decay)
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay,
-                                       clipnorm=clipnorm or None)
+    optimizer = DistributedAdamW(learning_rate=schedule, weight_decay=weight_decay, epsilon=epsilon,
+                                 global_clipnorm=clipnorm or None)
     # BERT excludes LayerNorm parameters and biases. Keras 3 matches on the short variable name
     # ("gamma", "beta", "bias", "output_bias"), not the layer path, so the names are listed as such.
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])

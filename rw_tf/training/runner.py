@@ -54,6 +54,7 @@ class TrainerConfig(DictConfig):
     decay: str = "cosine"
     weight_decay: float = 0.01
     clipnorm: float = 1.0
+    adam_epsilon: float = 1e-6
     strategy: str = "default"
     tpu: Optional[str] = None                  # --strategy tpu: "local" (TPU VM), a name or grpc://HOST:8470
     jit_compile: bool = False
@@ -124,8 +125,10 @@ def run_task(task: "Task", trainer: TrainerConfig, output_dir: str, export_dir: 
         model = task.build_model()
         model.compile(optimizer=build_optimizer(trainer.learning_rate, trainer.epochs * steps_per_epoch,
                                                 trainer.warmup_steps, trainer.decay, trainer.weight_decay,
-                                                trainer.clipnorm),
+                                                trainer.clipnorm, trainer.adam_epsilon),
                       jit_compile=trainer.jit_compile)
+        # Builds the compiled loss and metrics from a batch's shapes (see OptimizerOnlyCompileConfig).
+        model.build_for_training(next(iter(task.train_dataset(trainer.batch_size))))
     backup = TrainingBackup(os.path.join(output_dir, "backup"), trainer.backup_every_steps, chief)
     start_step = backup.restore(model)
     before = None if start_step else task.evaluate(model)

@@ -2,9 +2,9 @@
 
 Learning rate: linear warm-up from 0 to ``learning_rate`` over ``warmup_steps``, then ``decay``:
 ``cosine`` (to 10% of the peak at the last step), ``linear`` (to 0, BERT's schedule) or
-``constant``. Adam's epsilon defaults to BERT's 1e-6. Weight decay skips LayerNorm parameters and biases (BERT). Gradients are clipped to
-global norm ``clipnorm`` (0 disables clipping; BERT's clip_by_global_norm), after the replicas'
-gradients are summed (``DistributedAdamW``).
+``constant``. Adam's epsilon defaults to BERT's 1e-6. Weight decay skips LayerNorm parameters
+and biases (BERT). Gradients are clipped to global norm ``clipnorm`` (0 disables clipping; BERT's
+clip_by_global_norm), after the replicas' gradients are summed (``DistributedAdamW``).
 
 Example:
     >>> opt = build_optimizer(learning_rate=1e-3, total_steps=100, warmup_steps=10)

@@ -14,22 +14,22 @@ import os
 import sys
 import traceback
 
-from rw_tf_pipeline.configs import DEFAULT_IMAGE, KINDS, PipelineConfig
+from rw_tf_pipeline.configs import DEFAULT_IMAGE, KINDS, STAGES, PipelineConfig
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pipeline", help="run or compile the TFX pipelines")
     actions = p.add_subparsers(dest="action", required=True)
-    for name, helptext in (("run", "run with LocalDagRunner (prepares data first)"),
-                           ("prepare", "only write the pipelines' JSONL inputs and vocab.txt"),
-                           ("compile", "compile for an orchestrator (Kubeflow Pipelines v2)")):
+    for name, helptext in (("run", "run with LocalDagRunner"),
+                           ("prepare", "only write the pipelines' inputs (JSON Lines, vocab.txt, data_report.json)"),
+                           ("compile", "compile for an orchestrator (Kubeflow Pipelines v2 / Vertex AI)")):
         a = actions.add_parser(name, help=helptext)
         a.add_argument("--config", help="JSON file with PipelineConfig fields (see pipeline/configs.py)")
         a.add_argument("--root", help="override the config's root folder")
-        a.add_argument("--kind", choices=KINDS + ("all",), default="all")
-        if name in ("run", "prepare"):
-            a.add_argument("--input", dest="corpus_files", nargs="*", default=[],
-                           help="text files instead of the embedded corpus")
+        a.add_argument("--kind", choices=KINDS + ("all",), default="recipe" if name == "compile" else "all",
+                       help="all: the pretraining then the fine-tuning pipeline; recipe: both stages in one")
+        a.add_argument("--input", dest="corpus_uris", nargs="*", default=None,
+                       help="text files or URIs (gs://...) instead of the embedded corpus")
         if name == "run":
             a.add_argument("--verbose", action="store_true", help="show library logs instead of writing them to a file")
         if name == "compile":
@@ -37,11 +37,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             a.add_argument("--image", default=DEFAULT_IMAGE, help="container image with rw-tf installed")
             a.add_argument("--pipeline-root", default="", help="e.g. gs://bucket/rw-tf (default: the config's root)")
             a.add_argument("--output-dir", default=".", help="where to write <pipeline>.json (created if missing)")
+            a.add_argument("--schedule", default="0 3 * * *", help="cron expression of the recurring run")
     p.set_defaults(func=run_command)
 
 
 def load_config(args: argparse.Namespace) -> PipelineConfig:
     overrides = {"root": args.root} if args.root else {}
+    if args.corpus_uris:
+        overrides["corpus_uris"] = list(args.corpus_uris)
     return PipelineConfig.from_json_file(args.config, **overrides) if args.config else PipelineConfig(**overrides)
 
 
@@ -51,20 +54,22 @@ def run_command(args: argparse.Namespace) -> int:
     from rw_tf_pipeline.prepare import prepare_data
 
     config = load_config(args)
-    kinds = list(KINDS) if args.kind == "all" else [args.kind]
+    kinds = list(STAGES) if args.kind == "all" else [args.kind]
     if args.action == "prepare":
-        print(json.dumps(prepare_data(config, args.corpus_files), indent=2))
+        print(json.dumps(prepare_data(config), indent=2))
         return 0
     if args.action == "compile":
         for kind in kinds:
             out = os.path.join(args.output_dir, f"{config.pipeline_name(kind)}.json")
-            compile_kubeflow(kind, config, out, args.image, args.pipeline_root)
-            print(f"wrote {out}")
+            for name, path in compile_kubeflow(kind, config, out, args.image, args.pipeline_root,
+                                               args.schedule).items():
+                print(f"wrote {name}: {path}")
+            print("checked: no path of this machine and no mangled URI in the spec")
         return 0
-    return run_pipelines(config, kinds, args.corpus_files, args.verbose)
+    return run_pipelines(config, kinds, args.verbose)
 
 
-def run_pipelines(config: PipelineConfig, kinds, corpus_files, verbose: bool) -> int:
+def run_pipelines(config: PipelineConfig, kinds, verbose: bool) -> int:
     from rw_tf_pipeline.components.anomalies_gate import DataAnomaliesError
     from rw_tf_pipeline.local_runner import run_all
     from rw_tf_pipeline.progress import quiet_output, summary_table
@@ -77,7 +82,7 @@ def run_pipelines(config: PipelineConfig, kinds, corpus_files, verbose: bool) ->
     try:
         with quiet_output(log_path) as terminal:
             try:
-                summaries = run_all(config, kinds, corpus_files, out=terminal)
+                summaries = run_all(config, kinds, out=terminal)
             except Exception:
                 traceback.print_exc()  # into the log file
                 raise

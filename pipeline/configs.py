@@ -28,7 +28,8 @@ from rw_tf.tasks.tfx_trainer import TrainerContract
 from rw_tf.training import TrainerConfig
 from rw_tf_schemas import SCHEMA_DIR
 
-KINDS = ("pretrain", "finetune")
+STAGES = ("pretrain", "finetune")   # what one pipeline stage trains
+KINDS = STAGES + ("recipe",)         # pipelines: one stage each, or both in one (recipe)
 DEFAULT_IMAGE = "gcr.io/tfx-oss-public/tfx:1.16.0"
 
 
@@ -48,8 +49,11 @@ class PipelineConfig(DictConfig):
     schema_dir: str = SCHEMA_DIR
     # Where fine-tuning takes its encoder from; default: the newest pushed pretraining version.
     pretrained_model_uri: Optional[str] = None
-    # Corpus: "embedded" (Python's documentation) or "nations" (the knowledge domain demo).
+    # Corpus: "embedded" (Python's documentation) or "nations" (the knowledge domain demo);
+    # corpus_uris (text files or glob patterns, local or gs://...) replace the embedded corpus.
     corpus: str = "embedded"
+    corpus_uris: List[str] = dataclasses.field(default_factory=list)
+    eval_fraction: float = 0.05
     # Knowledge mode: alias TSV + a `rw-tf kg train` output folder (for corpus "nations" both are
     # prepared automatically), fusion and the blocks to inject after.
     alias_file: Optional[str] = None
@@ -139,6 +143,12 @@ class PipelineConfig(DictConfig):
         if self.beam_direct_running_mode == "multi_processing":
             args.append(f"--direct_num_workers={self.beam_direct_num_workers}")
         return args + list(self.extra_beam_args)
+
+    def train_steps(self, stage: str) -> int:
+        return self.pretrain_train_steps if stage == "pretrain" else self.finetune_train_steps
+
+    def eval_steps(self, stage: str) -> int:
+        return self.pretrain_eval_steps if stage == "pretrain" else self.finetune_eval_steps
 
     # Component contracts -----------------------------------------------------------------------
     def knowledge(self) -> Dict[str, Optional[str]]:

@@ -1,31 +1,87 @@
-"""Compiles the pipelines for Kubeflow Pipelines v2 / Vertex AI Pipelines with KubeflowV2DagRunner.
+"""Compiles the pipelines for Kubeflow Pipelines v2 / Vertex AI Pipelines (KubeflowV2DagRunner).
 
-    rw-tf pipeline compile --target kubeflow --image IMAGE [--pipeline-root gs://...] [--output-dir DIR]
+    rw-tf pipeline compile --target kubeflow --image IMAGE --pipeline-root gs://BUCKET/rw-tf \\
+        [--kind recipe] [--schedule "0 3 * * *"] [--output-dir DIR]
 
-The image must contain this repository installed (``pip install .`` on top of a TFX 1.16 base
-image). Upload the JSON to KFP and create a recurring run for scheduling, e.g.
-``kfp.Client().create_recurring_run(experiment_id, job_name, cron_expression="0 0 3 * * *",
-pipeline_package_path=FILE)``, or ``gcloud ai pipelines`` / a Vertex AI schedule.
+What a cluster can run: the root is used verbatim (gs://, s3://, any URI); nothing of the
+compiling machine is referenced: the data are prepared by the pipeline's first step from the
+config's URIs, Transform and Trainer name functions by module path, and schemas are read from the
+image (``IMAGE_SCHEMA_DIR``, where the repository's Dockerfile installs them). A local path in the
+config (corpus, knowledge files, a pretrained model) is an error. Beside each ``<pipeline>.json``
+the compiled spec is checked (``foreign_paths``: no path of this machine, no mangled URI) and
+the compiler writes ``<pipeline>.schedule.json``: the cron expression and parameters that
+``kfp.Client().create_recurring_run`` or a Vertex AI ``PipelineJobSchedule`` take (see the README).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
+from typing import Dict, List
 
 from tfx import v1 as tfx
 
-from rw_tf_pipeline.configs import DEFAULT_IMAGE, PipelineConfig
+from rw_tf.errors import UserError
+from rw_tf_pipeline.configs import DEFAULT_IMAGE, PipelineConfig, is_remote
 from rw_tf_pipeline.pipeline import create_pipeline
+
+IMAGE_ROOT = "/opt/rw-tf"  # the Dockerfile's WORKDIR: the repository inside the image
+IMAGE_SCHEMA_DIR = f"{IMAGE_ROOT}/schemas"
+PATH_FIELDS = ("alias_file", "knowledge_dir", "pretrained_model_uri", "data_root")
+
+
+def cluster_config(config: PipelineConfig, pipeline_root: str) -> PipelineConfig:
+    """``config`` as the cluster sees it; raises ``UserError`` for paths only this machine has."""
+    config = dataclasses.replace(config, root=pipeline_root or config.root, schema_dir=IMAGE_SCHEMA_DIR)
+    if not is_remote(config.root):
+        raise UserError(f"the pipeline root {config.root} is a path of this machine",
+                        hint="pass --pipeline-root gs://BUCKET/PATH (or another URI the cluster can read)")
+    local = [f"{name}={getattr(config, name)}" for name in PATH_FIELDS
+             if getattr(config, name) and not is_remote(getattr(config, name))]
+    local += [f"corpus_uris={uri}" for uri in config.corpus_uris if not is_remote(uri)]
+    if local:
+        raise UserError(f"the config names paths of this machine: {', '.join(local)}",
+                        hint="copy them to the pipeline root's bucket and give their URIs")
+    return config
+
+
+def schedule_spec(config: PipelineConfig, pipeline_file: str, cron: str) -> Dict:
+    """What a recurring run needs (kfp.Client().create_recurring_run / Vertex PipelineJobSchedule)."""
+    fields = cron.split()
+    if len(fields) != 5:
+        raise UserError(f"--schedule takes a 5-field cron expression (minute hour day month weekday), got {cron!r}")
+    return {"display_name": f"{os.path.basename(pipeline_file)[:-5]}-scheduled", "pipeline_package_path": pipeline_file,
+            "pipeline_root": config.root, "cron_expression": cron,
+            "kfp_cron_expression": "0 " + cron,  # KFP's scheduler takes seconds first
+            "parameters": {}, "enable_caching": True}
+
+
+_PATH = re.compile(r"(?<![A-Za-z0-9_:/.\-])(/[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-@]+)+)")
+_MANGLED = re.compile(r"[a-z0-9]+:/(?!/)[^\s\"]*|/[A-Za-z0-9_]+:/+[^\s\"]*")
+
+
+def foreign_paths(spec_text: str) -> Dict[str, List[str]]:
+    """Paths a cluster could not resolve: absolute paths outside the image's ``IMAGE_ROOT`` (the
+    compiling machine's) and URIs turned into paths (``/cwd/gs:/bucket``) or missing a slash."""
+    absolute = sorted({p for p in _PATH.findall(spec_text) if not p.startswith(IMAGE_ROOT + "/")})
+    return {"paths_of_this_machine": absolute, "mangled_uris": sorted(set(_MANGLED.findall(spec_text)))}
 
 
 def compile_kubeflow(kind: str, config: PipelineConfig, output_file: str, image: str = DEFAULT_IMAGE,
-                     pipeline_root: str = "") -> str:
-    """Writes the KFP v2 pipeline-spec JSON for ``kind``; returns its path."""
-    if pipeline_root:
-        config = dataclasses.replace(config, root=pipeline_root)
+                     pipeline_root: str = "", cron: str = "0 3 * * *") -> Dict[str, str]:
+    """Writes the KFP v2 pipeline-spec JSON for ``kind`` and its schedule file; returns their paths."""
+    config = cluster_config(config, pipeline_root)
     os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_filename=output_file)
-    runner.run(create_pipeline(kind, config))
-    return output_file
+    runner.run(create_pipeline(kind, config, orchestrator="kubeflow"))
+    with open(output_file, encoding="utf-8") as f:
+        found = foreign_paths(f.read())
+    if any(found.values()):
+        raise RuntimeError(f"the compiled spec {output_file} names paths a cluster cannot read: {found}")
+    schedule_file = output_file[:-len(".json")] + ".schedule.json"
+    with open(schedule_file, "w", encoding="utf-8") as f:
+        json.dump(schedule_spec(config, output_file, cron), f, indent=2)
+    return {"pipeline": output_file, "schedule": schedule_file}

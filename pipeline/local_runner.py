@@ -12,19 +12,18 @@ Example:
 from __future__ import annotations
 
 import sys
-from typing import Dict, List, Optional, Sequence, TextIO
+from typing import Dict, List, Optional, TextIO
 
 from tfx import v1 as tfx
 
 from rw_tf_pipeline.configs import PipelineConfig
 from rw_tf_pipeline.mlmd_queries import run_summary
 from rw_tf_pipeline.pipeline import create_pipeline
-from rw_tf_pipeline.prepare import prepare_data
 from rw_tf_pipeline.progress import ComponentProgress
 
 
-def run_pipeline(kind: str, config: PipelineConfig, out: Optional[TextIO] = None) -> Dict:
-    """Runs one pipeline to completion (raises if a component fails) and summarizes the run;
+def run_pipeline(kind: str, config: PipelineConfig, out: Optional[TextIO] = None) -> Dict[str, Dict]:
+    """Runs one pipeline to completion (raises if a component fails) and summarizes it per stage;
     with ``out``, prints a line per component as it starts and finishes."""
     pipeline = create_pipeline(kind, config)
     if out is None:
@@ -36,13 +35,13 @@ def run_pipeline(kind: str, config: PipelineConfig, out: Optional[TextIO] = None
     return run_summary(config, kind)
 
 
-def run_all(config: PipelineConfig, kinds: List[str], corpus_files: Sequence[str] = (),
-            out: Optional[TextIO] = None) -> Dict[str, Dict]:
-    """Prepares the data, then runs each kind in order (fine-tuning uses the pretraining push)."""
-    if out is not None:
-        out.write(f"preparing data in {config.data_dir}\n")
-    prepare_data(config, corpus_files)
-    return {kind: run_pipeline(kind, config, out) for kind in kinds}
+def run_all(config: PipelineConfig, kinds: List[str], out: Optional[TextIO] = None) -> Dict[str, Dict]:
+    """Runs each kind in order (a separate fine-tuning pipeline imports the newest pretraining
+    push); returns stage -> summary."""
+    summaries: Dict[str, Dict] = {}
+    for kind in kinds:
+        summaries.update(run_pipeline(kind, config, out))
+    return summaries
 
 
 if __name__ == "__main__":

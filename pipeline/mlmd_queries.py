@@ -1,8 +1,9 @@
-"""Reads a finished run back from ML Metadata: blessing, gate metrics, pushed version, rejects.
+"""Reads a finished run back from ML Metadata, per stage: blessing, gate metrics and bounds, pushed
+version and path, and the input lines ExampleGen rejected.
 
 Example:
-    >>> run_summary(config, "pretrain")  # doctest: +SKIP
-    {'blessed': True, 'pushed': True, 'pushed_version': '1732345678', 'gate': {...}, 'rejected_lines': 0, ...}
+    >>> run_summary(config, "pretrain")["pretrain"]["blessed"]  # doctest: +SKIP
+    True
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import ml_metadata as mlmd
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 
-from rw_tf_pipeline.configs import PipelineConfig
+from rw_tf_pipeline.configs import STAGES, PipelineConfig
 from rw_tf_pipeline.pipeline import gate_metrics
 
 
@@ -35,9 +36,16 @@ def pipeline_artifacts(store: mlmd.MetadataStore, pipeline_name: str, type_name:
     return sorted(artifacts, key=lambda a: a.id)
 
 
-def _latest(store: mlmd.MetadataStore, pipeline_name: str, type_name: str):
-    found = pipeline_artifacts(store, pipeline_name, type_name)
-    return found[-1] if found else None
+def node_outputs(store: mlmd.MetadataStore, pipeline_name: str, node_id: str, type_name: str) -> List:
+    """Artifacts of ``type_name`` that component ``node_id`` of ``pipeline_name`` produced, oldest first."""
+    context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
+    if context is None:
+        return []
+    executions = [e.id for e in store.get_executions_by_context(context.id)]
+    outputs = {event.artifact_id for event in store.get_events_by_execution_ids(executions)
+               if event.type == metadata_store_pb2.Event.OUTPUT}
+    artifacts = store.get_artifacts_by_id(sorted(outputs))
+    return [a for a in artifacts if store.get_artifact_types_by_id([a.type_id])[0].name == type_name]
 
 
 def _property(artifact, name: str, kind: str = "string_value"):
@@ -61,19 +69,17 @@ def evaluated_metrics(evaluation_uri: str, names: List[str]) -> Dict[str, Option
     return values
 
 
-def run_summary(config: PipelineConfig, kind: str) -> Dict:
-    """What the newest run of one pipeline kind produced (see the module docstring)."""
-    store = open_store(config.metadata_path)
-    name = config.pipeline_name(kind)
-    blessing, pushed = _latest(store, name, "ModelBlessing"), _latest(store, name, "PushedModel")
-    evaluation = _latest(store, name, "ModelEvaluation")
-    # Transform's output is an Examples artifact too; ExampleGen's is the one that counts rejects.
-    examples = next((a for a in reversed(pipeline_artifacts(store, name, "Examples"))
-                     if "rejected_lines" in a.custom_properties), None)
-    bounds = gate_metrics(kind, config)
+def stage_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str, stage: str) -> Dict:
+    """What the newest run of one stage of pipeline ``kind`` produced (see the module docstring)."""
+    name, suffix = config.pipeline_name(kind), f"_{stage}" if kind == "recipe" else ""
+    latest = lambda node, type_name: (node_outputs(store, name, node + suffix, type_name) or [None])[-1]
+    blessing, pushed = latest("Evaluator", "ModelBlessing"), latest("Pusher", "PushedModel")
+    evaluation, examples = latest("Evaluator", "ModelEvaluation"), latest("FileBasedExampleGen", "Examples")
+    bounds = gate_metrics(stage, config)
     values = evaluated_metrics(evaluation.uri, list(bounds)) if evaluation is not None else {}
-    serving_dir = config.serving_dir(kind)
+    serving_dir = config.serving_dir(stage)
     return {
+        "pipeline": name,
         "blessed": bool(_property(blessing, "blessed", "int_value")),
         "blessing_uri": blessing.uri if blessing else None,
         "gate": {metric: {"value": values.get(metric), "lower_bound": bound,
@@ -84,3 +90,9 @@ def run_summary(config: PipelineConfig, kind: str) -> Dict:
         "rejected_lines": _property(examples, "rejected_lines", "int_value"),
         "versions_in_serving_dir": sorted(os.listdir(serving_dir)) if os.path.isdir(serving_dir) else [],
     }
+
+
+def run_summary(config: PipelineConfig, kind: str) -> Dict[str, Dict]:
+    """stage -> summary of the newest run of pipeline ``kind`` (a recipe has both stages)."""
+    store = open_store(config.metadata_path)
+    return {stage: stage_summary(store, config, kind, stage) for stage in (STAGES if kind == "recipe" else (kind,))}

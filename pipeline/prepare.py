@@ -1,58 +1,82 @@
-"""Prepares the pipelines' inputs from the embedded corpus (or the user's text files).
-
-Writes, under ``config.data_dir``:
-- ``pretrain/pairs.jsonl``: candidate segment pairs (``text_a``, ``text_b``, ``text_random``, ``doc_id``);
-- ``finetune/labelled.jsonl``: the documentation-source classification set (``text``, ``label``);
-- ``vocab.txt``: a WordPiece vocabulary learned from the pretraining documents. Transform embeds
-  it in the transform graph as an asset; fine-tuning uses the same file so ids match the encoder.
-Existing files are kept (ExampleGen fingerprints its inputs, so rewriting would defeat caching).
+"""Prepares the pipelines' inputs (the pipeline's first step, ``PrepareData``; also ``rw-tf pipeline
+prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as gs://...):
+- ``pretrain/{train,eval}/pairs.jsonl``: candidate segment pairs (``text_a``, ``text_b``,
+  ``text_random``, ``doc_id``). Exact-duplicate sentences are removed first, then whole documents
+  are assigned to train or eval (``eval_fraction``) *before* pairs are built, so no evaluation
+  segment occurs in training (ExampleGen reads the two folders as the two splits);
+- ``finetune/{train,eval}/labelled.jsonl``: the documentation-source classification set (every text
+  distinct), cut 80/20;
+- ``vocab.txt``: a WordPiece vocabulary learned from the training documents; Transform embeds it
+  in the transform graph, and fine-tuning uses the same file so ids match the encoder;
+- ``data_report.json``: what was read, removed (by reason) and written;
+- knowledge mode with the Nations demo: ``aliases.tsv`` and a TransE model in ``transe/``.
+Existing outputs are kept (ExampleGen fingerprints its inputs, so rewriting would defeat caching).
 """
 from __future__ import annotations
 
+import json
 import os
-from typing import Dict, Sequence
+from typing import Dict
 
-from rw_tf.data.corpus import embedded_corpus, read_text_files
+import tensorflow as tf
+
+from rw_tf.data.corpus import deduplicate_sentences, embedded_corpus, read_text_files
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
 from rw_tf.data.labelled import documentation_source_examples
 from rw_tf.data.segment_pairs import segment_pair_candidates
+from rw_tf.data.splits import split_documents
+from rw_tf.knowledge.demo import nations_demo
+from rw_tf.knowledge.training import TransEConfig, train_transe
 from rw_tf.tokenization import learn_vocabulary, write_vocabulary
-from rw_tf_pipeline.configs import PipelineConfig
+from rw_tf_pipeline.configs import STAGES, PipelineConfig
+
+SPLITS = ("train", "eval")
 
 
-def _prepare_nations_knowledge(config: PipelineConfig):
+def input_file(config: PipelineConfig, kind: str, split: str) -> str:
+    return os.path.join(config.examples_dir(kind), split, "pairs.jsonl" if kind == "pretrain" else "labelled.jsonl")
+
+
+def _nations_documents(config: PipelineConfig):
     """The Nations domain demo: its documents, an alias table and a TransE model (train triples)."""
-    from rw_tf.knowledge.demo import nations_demo
-    from rw_tf.knowledge.training import TransEConfig, train_transe
-
     demo = nations_demo(seed=config.seed)
-    if not os.path.exists(config.alias_file):
-        os.makedirs(os.path.dirname(config.alias_file), exist_ok=True)
-        with open(config.alias_file, "w", encoding="utf-8") as f:
-            f.writelines(f"{alias}\t{alias}\n" for alias in sorted(demo.alias_to_entity))
-    if not os.path.exists(os.path.join(config.knowledge_dir, "transe.keras")):
+    if not tf.io.gfile.exists(config.alias_file):
+        tf.io.gfile.makedirs(os.path.dirname(config.alias_file))
+        with tf.io.gfile.GFile(config.alias_file, "w") as f:
+            f.write("".join(f"{alias}\t{alias}\n" for alias in sorted(demo.alias_to_entity)))
+    if not tf.io.gfile.exists(os.path.join(config.knowledge_dir, "transe.keras")):
         train_transe(TransEConfig(dataset="nations", embedding_dim=32, epochs=100, seed=config.seed),
                      config.knowledge_dir, verbose=0)
     return demo.train_documents
 
 
-def prepare_data(config: PipelineConfig, corpus_files: Sequence[str] = ()) -> Dict[str, str]:
-    paths = {"pretrain": os.path.join(config.examples_dir("pretrain"), "pairs.jsonl"),
-             "finetune": os.path.join(config.examples_dir("finetune"), "labelled.jsonl"),
-             "vocab": config.vocab_file}
-    if all(os.path.exists(p) for p in paths.values()):
+def prepare_data(config: PipelineConfig) -> Dict[str, str]:
+    """Writes what is missing (see the module docstring); returns the paths."""
+    paths = {f"{kind}/{split}": input_file(config, kind, split) for kind in STAGES for split in SPLITS}
+    paths["vocab"] = config.vocab_file
+    paths["report"] = os.path.join(config.data_dir, "data_report.json")
+    if all(tf.io.gfile.exists(p) for p in paths.values()):
         return paths
     if config.corpus == "nations":
-        docs = _prepare_nations_knowledge(config)
+        docs = _nations_documents(config)
+    elif config.corpus_uris:
+        docs = read_text_files(config.corpus_uris)
     else:
-        docs = read_text_files(corpus_files) if corpus_files else embedded_corpus(max_documents=config.max_documents)
-    if not os.path.exists(paths["vocab"]):
-        os.makedirs(config.data_dir, exist_ok=True)
-        write_vocabulary(learn_vocabulary((s for d in docs for s in d), config.vocab_size), paths["vocab"])
-    if not os.path.exists(paths["pretrain"]):
-        pairs = segment_pair_candidates(docs, config.target_words, config.seed)
-        write_jsonl(columns_to_rows(pairs), paths["pretrain"])
-    if not os.path.exists(paths["finetune"]):
-        write_jsonl(documentation_source_examples(config.finetune_max_per_class, seed=config.seed),
-                    paths["finetune"])
+        docs = embedded_corpus(max_documents=config.max_documents)
+    report = {"documents_read": len(docs), "sentences_read": sum(len(d) for d in docs)}
+    docs, removed = deduplicate_sentences(docs)
+    train_docs, eval_docs = split_documents(docs, config.eval_fraction, config.seed)
+    report.update(removed=removed, train_documents=len(train_docs), eval_documents=len(eval_docs))
+    if not tf.io.gfile.exists(paths["vocab"]):
+        tf.io.gfile.makedirs(config.data_dir)
+        write_vocabulary(learn_vocabulary((s for d in train_docs for s in d), config.vocab_size), paths["vocab"])
+    for split, split_docs, seed in (("train", train_docs, config.seed), ("eval", eval_docs, config.seed + 1)):
+        pairs = segment_pair_candidates(split_docs, config.target_words, seed)
+        report[f"{split}_pairs"] = write_jsonl(columns_to_rows(pairs), paths[f"pretrain/{split}"])
+    rows = documentation_source_examples(config.finetune_max_per_class, seed=config.seed)
+    cut = int(round(0.8 * len(rows)))
+    report["finetune_train"] = write_jsonl(rows[:cut], paths["finetune/train"])
+    report["finetune_eval"] = write_jsonl(rows[cut:], paths["finetune/eval"])
+    with tf.io.gfile.GFile(paths["report"], "w") as f:
+        json.dump(report, f, indent=2)
     return paths

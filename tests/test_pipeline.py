@@ -68,7 +68,7 @@ def test_mlmd_records_lineage(e2e):
 def test_unreachable_threshold_is_not_blessed_and_not_pushed(e2e):
     config, summaries = e2e
     strict = PipelineConfig(**{**config.to_dict(), "mlm_accuracy_lower_bound": 0.99})
-    summary = run_pipeline("pretrain", strict)   # cached up to Trainer; Evaluator/Pusher re-run
+    summary = run_pipeline("pretrain", strict)["pretrain"]   # cached up to Trainer; Evaluator/Pusher re-run
     assert not summary["blessed"] and not summary["pushed"]
     assert summary["versions_in_serving_dir"] == summaries["pretrain"]["versions_in_serving_dir"]
 
@@ -91,10 +91,11 @@ def test_checked_in_schema_matches_inferred_schema(e2e):
 def test_schema_anomaly_stops_run_before_transform(tmp_path):
     config = PipelineConfig(root=str(tmp_path), **TINY)
     paths = prepare_data(config)
-    rows = [json.loads(line) for line in open(paths["finetune"], encoding="utf-8")][:300]
-    with open(paths["finetune"], "w", encoding="utf-8") as f:
-        for row in rows:   # "label" renamed: the schema requires it
-            f.write(json.dumps({"text": row["text"], "labl": row["label"]}) + "\n")
+    for split in ("finetune/train", "finetune/eval"):
+        rows = [json.loads(line) for line in open(paths[split], encoding="utf-8")][:150]
+        with open(paths[split], "w", encoding="utf-8") as f:
+            for row in rows:   # "label" renamed: the schema requires it
+                f.write(json.dumps({"text": row["text"], "labl": row["label"]}) + "\n")
     with pytest.raises(DataAnomaliesError, match="'label'"):
         run_pipeline("finetune", config)
     assert not os.path.exists(os.path.join(config.pipeline_root("finetune"), "Transform"))
@@ -114,27 +115,17 @@ def test_jsonl_reader_counts_rejected_lines(tmp_path):
     assert record_to_example({"n": 0, "s": ""}).features.feature["n"].int64_list.value == [0]
 
 
-def test_kubeflow_compile_round_trips(tmp_path):
-    from google.protobuf import json_format
-    from kfp.pipeline_spec import pipeline_spec_pb2
 
-    from rw_tf.cli.main import main as cli_main
 
-    config_file = tmp_path / "cfg.json"
-    config_file.write_text(json.dumps({"root": str(tmp_path / "root"), "pretrained_model_uri": "gs://bucket/encoder"}))
-    os.makedirs(tmp_path / "root" / "data", exist_ok=True)
-    assert cli_main(["pipeline", "compile", "--target", "kubeflow", "--config", str(config_file),
-                     "--output-dir", str(tmp_path), "--image", "example.com/rw-tf:1"]) == 0
-    for kind, extra in (("pretrain", []), ("finetune", ["pretrained_encoder_importer"])):
-        raw = json.loads((tmp_path / f"rw-tf-{kind}.json").read_text())
-        job = json_format.ParseDict(raw, pipeline_spec_pb2.PipelineJob())
-        spec = json_format.ParseDict(json_format.MessageToDict(job.pipeline_spec), pipeline_spec_pb2.PipelineSpec())
-        tasks = set(spec.root.dag.tasks)
-        assert {"FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "AnomaliesGate",
-                "Transform", "Trainer", "Evaluator", "Pusher", *extra} <= tasks
-        # KFP v2 compiles the resolver into one task per resolved channel.
-        assert {"latest_blessed_model_resolver-model-resolver",
-                "latest_blessed_model_resolver-model-blessing-resolver"} <= tasks
-        assert json_format.MessageToDict(job) == raw
-        executors = raw["pipelineSpec"]["deploymentSpec"]["executors"]
-        assert {e["container"]["image"] for e in executors.values() if "container" in e} == {"example.com/rw-tf:1"}
+def test_prepared_splits_do_not_leak(tmp_path):
+    config = PipelineConfig(root=str(tmp_path), **TINY)
+    paths = prepare_data(config)
+    read = lambda key: [json.loads(line) for line in open(paths[key], encoding="utf-8")]
+    train, evaluation = read("pretrain/train"), read("pretrain/eval")
+    train_segments = {row[k] for row in train for k in ("text_a", "text_b", "text_random")}
+    eval_segments = {row[k] for row in evaluation for k in ("text_a", "text_b")}
+    assert evaluation and not (eval_segments & train_segments)
+    report = json.load(open(paths["report"]))
+    assert report["removed"]["duplicate_sentences"] > 0 and report["eval_pairs"] == len(evaluation)
+    finetune_train = {r["text"] for r in read("finetune/train")}
+    assert not finetune_train & {r["text"] for r in read("finetune/eval")}

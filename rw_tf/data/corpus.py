@@ -24,7 +24,9 @@ import ast
 import os
 import re
 import sysconfig
-from typing import Iterable, Iterator, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
 
 Document = List[str]
 
@@ -111,13 +113,32 @@ def embedded_corpus(max_documents: Optional[int] = None, min_sentence_chars: int
 
 
 def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20) -> List[Document]:
-    """Reads documents from text files: each file is split into documents at lines of ``---``
-    or at two blank lines in a row (three newlines); invalid UTF-8 bytes become U+FFFD."""
+    """Reads documents from text files (local paths, URIs such as gs://..., or glob patterns):
+    each file is split into documents at lines of ``---`` or at two blank lines in a row (three
+    newlines); invalid UTF-8 bytes become U+FFFD."""
     texts = []
-    for path in paths:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"corpus file not found: {path}")
-        with open(path, encoding="utf-8", errors="replace") as f:
-            content = f.read()
-        texts.extend(t for t in re.split(r"\n---+\n|\n\s*\n\s*\n", content) if t.strip())
+    for pattern in paths:
+        matches = sorted(tf.io.gfile.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        if not matches or not all(tf.io.gfile.exists(path) for path in matches):
+            raise FileNotFoundError(f"corpus file not found: {pattern}")
+        for path in matches:
+            with tf.io.gfile.GFile(path, "rb") as f:
+                content = f.read().decode("utf-8", errors="replace")
+            texts.extend(t for t in re.split(r"\n---+\n|\n\s*\n\s*\n", content) if t.strip())
     return documents_from_texts(texts, min_sentence_chars)
+
+
+def deduplicate_sentences(docs: Sequence[Document]) -> Tuple[List[Document], Dict[str, int]]:
+    """Removes every repeat of an exact sentence (the first occurrence stays), then documents left
+    with fewer than two sentences; returns the documents and the counts removed by reason."""
+    seen: set = set()
+    kept: List[Document] = []
+    counts = {"duplicate_sentences": 0, "documents_without_two_sentences": 0}
+    for doc in docs:
+        unique = [s for s in doc if not (s in seen or seen.add(s))]
+        counts["duplicate_sentences"] += len(doc) - len(unique)
+        if len(unique) >= 2:
+            kept.append(unique)
+        else:
+            counts["documents_without_two_sentences"] += 1
+    return kept, counts

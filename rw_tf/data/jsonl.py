@@ -11,12 +11,14 @@ import json
 import os
 from typing import Dict, Iterable, Iterator, List, Sequence
 
+import tensorflow as tf
+
 
 def write_jsonl(rows: Iterable[Dict], path: str) -> int:
-    """Writes one JSON object per line (UTF-8); returns the number of rows."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """Writes one JSON object per line (UTF-8) to a local path or a URI (gs://...); returns the count."""
+    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
     count = 0
-    with open(path, "w", encoding="utf-8") as f:
+    with tf.io.gfile.GFile(path, "w") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
@@ -32,7 +34,7 @@ def columns_to_rows(columns: Dict[str, Sequence]) -> List[Dict]:
 def read_jsonl_objects(path: str, rejects: "collections.Counter") -> Iterator[Dict]:
     """Yields the JSON object of each non-blank line; a line that is not valid UTF-8 JSON holding
     an object is counted as ``rejects["invalid_json"]`` instead."""
-    with open(path, "rb") as f:
+    with tf.io.gfile.GFile(path, "rb") as f:
         for raw in f:
             if not raw.strip():
                 continue

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from rw_tf.config import PretrainingDataConfig
 from rw_tf.data.masking import PretrainingExampleBuilder
+from rw_tf.data.text_inputs import with_static_batch
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "masked_positions")
@@ -41,7 +42,8 @@ def pretraining_features(columns: Dict[str, Sequence[str]], tokenizer: WordPiece
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.map(builder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(builder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return with_static_batch(ds, batch_size) if drop_remainder else ds
 
 
 def pretraining_dataset(columns: Dict[str, Sequence[str]], tokenizer: WordPieceTokenizer,

@@ -79,6 +79,19 @@ def _check(condition: tf.Tensor, message: str) -> None:
     tf.debugging.Assert(tf.reduce_all(condition), [message])
 
 
+def window_problems(tokenizer: WordPieceTokenizer, questions, contexts, spec: WindowSpec):
+    """Why each (question, context) cannot be windowed (None when it can): the reasons the
+    windowing would fail on, so training data can reject and count such rows instead."""
+    question_length = tokenizer.tokenize(questions).row_lengths().numpy()
+    context_length = tokenizer.tokenize(contexts).row_lengths().numpy()
+    room = spec.max_sequence_length - 3 - question_length
+    windows = 1 + (context_length - room + spec.doc_stride - 1).clip(min=0) // spec.doc_stride
+    return [("empty_question" if q == 0 else "empty_context" if c == 0 else
+             "question_too_long" if q > spec.max_question_length else
+             "context_too_long" if w > spec.max_windows else None)
+            for q, c, w in zip(question_length, context_length, windows)]
+
+
 def question_context_windows(tokenizer: WordPieceTokenizer, questions, contexts,
                              spec: WindowSpec) -> QuestionContextWindows:
     """Builds the windows of a batch of (question, context) pairs; see the module docstring."""

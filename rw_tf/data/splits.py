@@ -8,7 +8,10 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+import random
+from typing import Dict, List, Sequence, Tuple, TypeVar
+
+T = TypeVar("T")
 
 
 def split_by_group(rows: List[Dict], eval_fraction: float = 0.2) -> Tuple[List[Dict], List[Dict]]:
@@ -22,3 +25,12 @@ def split_by_group(rows: List[Dict], eval_fraction: float = 0.2) -> Tuple[List[D
     train = [r for r in rows if r.get("group", "") not in eval_groups]
     evaluation = [r for r in rows if r.get("group", "") in eval_groups]
     return train, evaluation
+
+
+def split_documents(docs: Sequence[T], eval_fraction: float, seed: int) -> Tuple[List[T], List[T]]:
+    """Holds out whole documents (at least two) for evaluation, chosen with ``seed``: anything built
+    from them later (segment pairs) never shares a document with training."""
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    eval_ids = set(order[:max(2, int(round(len(docs) * eval_fraction)))])
+    return ([d for i, d in enumerate(docs) if i not in eval_ids], [d for i, d in enumerate(docs) if i in eval_ids])

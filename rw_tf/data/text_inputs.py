@@ -33,3 +33,12 @@ def single_segment_inputs(tokenizer: WordPieceTokenizer, texts: tf.Tensor, max_s
         entities, _ = tf_text.pad_model_inputs(entities, max_sequence_length, pad_value=-1)
         features["entity_ids"] = tf.cast(entities, tf.int32)
     return features
+
+
+def with_static_batch(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """Declares the batch size of every tensor of a ``drop_remainder`` dataset: the tokenizer's
+    ragged ops lose it, and XLA (and TPUs) compile a train step for static shapes."""
+    def declare(*element):
+        return tf.nest.map_structure(lambda t: tf.ensure_shape(t, [batch_size] + t.shape[1:]),
+                                     element if len(element) > 1 else element[0])
+    return dataset.map(declare)

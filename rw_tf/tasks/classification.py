@@ -34,7 +34,7 @@ from rw_tf.config import DictConfig, EncoderConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import documentation_source_examples, unicode_property_examples
 from rw_tf.data.splits import split_by_group
-from rw_tf.data.text_inputs import single_segment_inputs
+from rw_tf.data.text_inputs import single_segment_inputs, with_static_batch
 from rw_tf.export.base import save_export
 from rw_tf.export.classification import ClassifierExport
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
@@ -195,9 +195,12 @@ class ClassificationTask(Task):
         if self.examples is not None:
             return self.examples.dataset(split, batch_size).map(features_and_label)
         ds = tf.data.Dataset.from_tensor_slices((self.texts[split], self.targets[split]))
-        if split == "train":
-            ds = ds.shuffle(len(self.texts[split]), seed=self.seed).repeat()
-        ds = ds.batch(batch_size).map(encode)
+        if split == "train":  # static batch shape in the train step (XLA, TPU)
+            ds = ds.shuffle(len(self.texts[split]), seed=self.seed).repeat().batch(batch_size, drop_remainder=True)
+        else:
+            ds = ds.batch(batch_size)
+        ds = ds.map(encode)
+        ds = with_static_batch(ds, batch_size) if split == "train" else ds
         return (add_task_distillation_targets(ds, self.teacher) if self.teacher is not None else ds).prefetch(2)
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:

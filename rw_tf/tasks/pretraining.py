@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import random
 from typing import Any, Dict, List, Optional, Sequence
 
 import keras
@@ -28,6 +27,7 @@ from rw_tf.config import DictConfig, EncoderConfig, PretrainingDataConfig
 from rw_tf.data.corpus import Document, embedded_corpus, read_text_files
 from rw_tf.data.pretraining_dataset import pretraining_dataset, to_keras_triplet
 from rw_tf.data.segment_pairs import segment_pair_candidates
+from rw_tf.data.splits import split_documents
 from rw_tf.export.base import save_export
 from rw_tf.export.pretraining import PretrainingExport
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
@@ -75,14 +75,6 @@ def load_documents(config: PretrainingTaskConfig) -> List[Document]:
     if len(docs) < 4:
         raise ValueError(f"the corpus has {len(docs)} usable documents (>= 2 sentences each); need at least 4")
     return docs
-
-
-def split_documents(docs: List[Document], eval_fraction: float, seed: int):
-    """Holds out whole documents for evaluation, so no eval pair shares a document with training."""
-    order = list(range(len(docs)))
-    random.Random(seed).shuffle(order)
-    eval_ids = set(order[:max(2, int(round(len(docs) * eval_fraction)))])
-    return ([d for i, d in enumerate(docs) if i not in eval_ids], [d for i, d in enumerate(docs) if i in eval_ids])
 
 
 class PretrainingTask(Task):

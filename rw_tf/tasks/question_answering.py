@@ -24,7 +24,7 @@ from rw_tf.applications.question_answering import QuestionAnswerer
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import DictConfig
 from rw_tf.data.qa_examples import docstring_qa_examples, read_qa_jsonl
-from rw_tf.data.qa_windows import WindowSpec, question_context_windows, span_labels
+from rw_tf.data.qa_windows import WindowSpec, question_context_windows, span_labels, window_problems
 from rw_tf.data.splits import split_by_group
 from rw_tf.export.base import save_export
 from rw_tf.export.question_answering import QuestionAnsweringExport
@@ -53,7 +53,7 @@ class QATaskConfig(DictConfig):
         return WindowSpec(self.max_sequence_length, self.doc_stride, self.max_question_length, self.max_windows)
 
 
-def load_qa_rows(config: QATaskConfig, seed: int) -> Tuple[List[Dict], List[Dict], Dict[str, int]]:
+def load_qa_rows(config: QATaskConfig, seed: int) -> Tuple[List[Dict], List[Dict], collections.Counter]:
     rejects: collections.Counter = collections.Counter()
     if config.train_file:
         if not config.eval_file:
@@ -66,7 +66,7 @@ def load_qa_rows(config: QATaskConfig, seed: int) -> Tuple[List[Dict], List[Dict
     train, evaluation = train[:config.max_train_examples], evaluation[:config.max_eval_examples]
     if not train or not evaluation:
         raise ValueError(f"no usable rows (train {len(train)}, eval {len(evaluation)}; rejected {dict(rejects)})")
-    return train, evaluation, dict(rejects)
+    return train, evaluation, rejects
 
 
 def _byte_span(row: Dict) -> Tuple[int, int]:
@@ -121,9 +121,18 @@ class QuestionAnsweringTask(Task):
         self.train_rows, self.eval_rows, rejects = load_qa_rows(self.config, trainer.seed)
         self.init_from = self.config.init_from or minilm_checkpoint_dir()
         self.tokenizer = pretrained_tokenizer(self.init_from)
+        # Rows this model cannot window (with this tokenizer and geometry) are counted, not trained on.
+        for split in ("train_rows", "eval_rows"):
+            rows = getattr(self, split)
+            problems = window_problems(self.tokenizer, [r["question"] for r in rows], [r["context"] for r in rows],
+                                       self.spec)
+            rejects.update(collections.Counter(p for p in problems if p))
+            setattr(self, split, [r for r, p in zip(rows, problems) if p is None])
+        if not self.train_rows or not self.eval_rows:
+            raise ValueError(f"no rows fit the window geometry {self.spec} (rejected {rejects})")
         self.x, self.y, window_stats = training_windows(self.tokenizer, self.train_rows, self.spec)
         return {"train_examples": len(self.train_rows), "eval_examples": len(self.eval_rows),
-                "rejected_rows": rejects, "train_windows": window_stats,
+                "rejected_rows": dict(rejects), "train_windows": window_stats,
                 "eval_windows": training_windows(self.tokenizer, self.eval_rows, self.spec)[2]}
 
     def build_model(self) -> keras.Model:

@@ -26,7 +26,7 @@ from rw_tf.config import DictConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.splits import split_by_group
-from rw_tf.data.text_inputs import single_segment_inputs
+from rw_tf.data.text_inputs import single_segment_inputs, with_static_batch
 from rw_tf.export.base import save_export
 from rw_tf.export.retrieval import RetrievalExport
 from rw_tf.models.dual_encoder import DualEncoder
@@ -124,7 +124,7 @@ class RetrievalTask(Task):
             return ({"query": single_segment_inputs(self.tokenizer, queries, length),
                      "item": single_segment_inputs(self.tokenizer, items, length)}, tf.zeros([batch_size]))
 
-        return ds.map(encode).prefetch(2)
+        return with_static_batch(ds.map(encode), batch_size).prefetch(2)
 
     def num_train_examples(self) -> int:
         return len(self.train_pairs)

@@ -1,0 +1,19 @@
+"""The pipelines' first step: ``PrepareData`` writes their inputs under the config's data root.
+
+It runs where the pipeline runs (a LocalDagRunner process, or a container of the Kubeflow
+pipeline), so a pipeline compiled for a cluster prepares its data there, from the corpus URIs in
+its config, and never from the compiling machine. ExampleGen depends on it.
+"""
+import json
+
+from tfx import v1 as tfx
+from tfx.dsl.component.experimental.decorators import component
+
+from rw_tf_pipeline.configs import PipelineConfig
+from rw_tf_pipeline.prepare import prepare_data
+
+
+@component
+def PrepareData(pipeline_config: tfx.dsl.components.Parameter[str]) -> None:  # noqa: N802 (TFX naming)
+    """Prepares the data described by ``pipeline_config`` (a ``PipelineConfig`` as JSON)."""
+    prepare_data(PipelineConfig.from_dict(json.loads(pipeline_config), "the PrepareData step"))

@@ -19,6 +19,8 @@ from typing import Optional
 
 # Graph mode: "assertion failed: [<message>]"; eager mode: "Summarized data: b'<message>'".
 _ASSERT_MESSAGE = re.compile(r"assertion failed: \[(.*?)\]\s*(?:\n|$)|Summarized data: b'(.*?)'")
+# TensorFlow's decorations around a kernel's message: function and node names, the failing op.
+_NOISE = re.compile(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^}]*\}\}\]\]|\[Op:[^\]]*\]")
 
 
 class UserError(Exception):
@@ -34,10 +36,14 @@ class UserError(Exception):
 
 
 def error_reason(err: Exception) -> str:
-    """The message given to a failed ``tf.debugging.Assert``, else the first non-empty line."""
+    """The message given to a failed ``tf.debugging.Assert``, else the first line that says what
+    went wrong (not TensorFlow's "Graph execution error:" header, node names or stack frames)."""
     text = getattr(err, "message", None) or str(err)
     found = _ASSERT_MESSAGE.search(text)
     if found:
         return (found.group(1) or found.group(2))[:500]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines[0] if lines else type(err).__name__)[:500]
+    for line in text.splitlines():
+        line = _NOISE.sub("", line).strip()
+        if line and not line.startswith(("Graph execution error", "Detected at node", "File ", "<stack traces")):
+            return line[:500]
+    return type(err).__name__

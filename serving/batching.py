@@ -1,18 +1,25 @@
-"""Server-side batching: concurrent requests to one signature run as one batched call.
+"""Server-side batching as TF Serving does it: concurrent requests to one signature run as one call.
 
 A request waits at most ``batch_timeout_micros`` for others; a batch holds at most
-``max_batch_size`` rows (a single larger request runs alone). Every input and output must be
-batch-major (leading dimension = rows); otherwise the request runs unbatched.
+``max_batch_size`` rows (a larger request runs alone). The queue is bounded: when it holds
+``max_enqueued_batches`` batches' worth of rows, a new request is refused with UNAVAILABLE at once.
+With ``allowed_batch_sizes`` a batch is padded (repeating its last row) up to the smallest allowed
+size, so the model sees few distinct shapes; the padding rows' outputs are dropped. Every input and
+output must be batch-major (leading dimension = rows); otherwise the request runs unbatched. When
+a merged call fails, its requests run one by one so only the bad request gets the error.
 """
 from __future__ import annotations
 
+import bisect
 import queue
 import threading
 import time
 from concurrent.futures import Future
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
+
+from rw_tf_serving.errors import unavailable
 
 Arrays = Dict[str, np.ndarray]
 _STOP = object()
@@ -22,15 +29,24 @@ class Batcher:
     """Collects requests for ``run_fn`` (a function of a dict of arrays) and runs them in batches."""
 
     def __init__(self, run_fn: Callable[[Arrays], Arrays], max_batch_size: int = 32,
-                 batch_timeout_micros: int = 2000, num_batch_threads: int = 1) -> None:
+                 batch_timeout_micros: int = 2000, num_batch_threads: int = 1, max_enqueued_batches: int = 100,
+                 allowed_batch_sizes: Sequence[int] = ()) -> None:
+        if allowed_batch_sizes and (list(allowed_batch_sizes) != sorted(set(allowed_batch_sizes))
+                                    or allowed_batch_sizes[-1] != max_batch_size):
+            raise ValueError("allowed_batch_sizes must increase and end with max_batch_size "
+                             f"({max_batch_size}), got {list(allowed_batch_sizes)}")
         self._run = run_fn
         self.max_batch_size = max_batch_size
         self.timeout = batch_timeout_micros / 1e6
+        self.max_queued_rows = max(1, max_enqueued_batches) * max_batch_size
+        self.allowed_batch_sizes = list(allowed_batch_sizes)
         self._queue: "queue.Queue" = queue.Queue()
         self._lock = threading.Lock()
         self._closed = False
+        self.queued_rows = 0
         self.batches_run = 0
         self.rows_run = 0
+        self.padded_rows = 0
         self._threads = [threading.Thread(target=self._loop, daemon=True, name=f"batcher-{i}")
                          for i in range(num_batch_threads)]
         for t in self._threads:
@@ -42,7 +58,12 @@ class Batcher:
         with self._lock:
             batchable = not self._closed and len(rows) == 1 and -1 not in rows
             if batchable:
-                self._queue.put((inputs, future, rows.pop()))
+                count = rows.pop()
+                if self.queued_rows + count > self.max_queued_rows:
+                    raise unavailable(f"the batching queue is full ({self.queued_rows} rows waiting; "
+                                      f"max_enqueued_batches x max_batch_size = {self.max_queued_rows})")
+                self.queued_rows += count
+                self._queue.put((inputs, future, count))
                 return future
         self._execute([(inputs, future, 0)])  # closed (version unloading) or not batch-major
         return future
@@ -74,21 +95,36 @@ class Batcher:
                     self._queue.put(_STOP)  # let this thread exit after running its batch
                     break
                 if rows + nxt[2] > self.max_batch_size or not _compatible(batch[0][0], nxt[0]):
+                    self._dequeued([nxt])
                     self._execute([nxt])
                     continue
                 batch.append(nxt)
                 rows += nxt[2]
+            self._dequeued(batch)
             self._execute(batch)
+
+    def _dequeued(self, batch: List[Tuple]) -> None:
+        with self._lock:
+            self.queued_rows -= sum(b[2] for b in batch)
+
+    def _padded(self, merged: Arrays, rows: int) -> Arrays:
+        """``merged`` with its last row repeated up to the smallest allowed batch size >= rows."""
+        index = bisect.bisect_left(self.allowed_batch_sizes, rows)
+        if not self.allowed_batch_sizes or index == len(self.allowed_batch_sizes):
+            return merged
+        extra = self.allowed_batch_sizes[index] - rows
+        self.padded_rows += extra
+        return {k: np.concatenate([v, np.repeat(v[-1:], extra, axis=0)]) if extra else v for k, v in merged.items()}
 
     def _execute(self, batch: List[Tuple]) -> None:
         try:
-            if len(batch) == 1:
+            total = sum(b[2] for b in batch)
+            if len(batch) == 1 and not (self.allowed_batch_sizes and total):
                 outputs = [self._run(batch[0][0])]
             else:
                 merged = {k: np.concatenate([b[0][k] for b in batch]) for k in batch[0][0]}
-                result = self._run(merged)
-                total = sum(b[2] for b in batch)
-                if any(np.ndim(v) == 0 or len(v) != total for v in result.values()):
+                result = self._run(self._padded(merged, total))
+                if any(np.ndim(v) == 0 or len(v) < total for v in result.values()):
                     outputs = [self._run(b[0]) for b in batch]  # outputs not batch-major: run apart
                 else:
                     bounds = np.cumsum([0] + [b[2] for b in batch])

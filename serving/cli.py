@@ -20,6 +20,7 @@ from rw_tf_serving.config import (
     write_serving_configs,
 )
 from rw_tf_serving.core import ServerLimits
+from rw_tf_serving.protos import SSL_CONFIG, parse_text
 from rw_tf_serving.server import LocalModelServer
 
 
@@ -46,8 +47,13 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--batch-timeout-micros", type=int, default=2000)
     p.add_argument("--file-system-poll-wait-seconds", type=float, default=2.0)
-    p.add_argument("--max-text-bytes", type=int, default=100_000)
-    p.add_argument("--max-request-bytes", type=int, default=16 * 1024 * 1024)
+    limits = ServerLimits()
+    for field in ("max_text_bytes", "max_request_bytes", "max_elements", "max_texts", "max_rank", "max_json_depth"):
+        p.add_argument("--" + field.replace("_", "-"), type=int, default=getattr(limits, field),
+                       help=f"per request (default {getattr(limits, field)})")
+    p.add_argument("--max-workers", type=int, default=16, help="requests served at once per front end")
+    p.add_argument("--ssl-config-file", help="TF Serving SSLConfig text proto: server_key, server_cert (PEM), "
+                                             "custom_ca and client_verify for mutual TLS; TLS on the gRPC port")
     p.set_defaults(func=run_serve)
 
 
@@ -66,9 +72,14 @@ def run_serve(args: argparse.Namespace) -> int:
     elif args.enable_batching:
         batching = BatchingParameters(max_batch_size=args.max_batch_size,
                                       batch_timeout_micros=args.batch_timeout_micros)
-    server = LocalModelServer(specs, args.host, args.port, args.rest_api_port, batching,
-                              ServerLimits(args.max_text_bytes, args.max_request_bytes),
-                              args.file_system_poll_wait_seconds)
+    limits = ServerLimits(**{f: getattr(args, f) for f in ("max_text_bytes", "max_request_bytes", "max_elements",
+                                                           "max_texts", "max_rank", "max_json_depth")})
+    ssl_config = None
+    if args.ssl_config_file:
+        with open(args.ssl_config_file, encoding="utf-8") as f:
+            ssl_config = parse_text(f.read(), SSL_CONFIG)
+    server = LocalModelServer(specs, args.host, args.port, args.rest_api_port, batching, limits,
+                              args.file_system_poll_wait_seconds, args.max_workers, ssl_config)
     try:
         server.start()
     except OSError as err:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
+
+from rw_tf_serving.protos import BATCHING_PARAMETERS, parse_text
 
 VERSION_POLICIES = ("latest", "all", "specific")
 
@@ -44,23 +45,27 @@ class ModelSpec:
 
 @dataclasses.dataclass(frozen=True)
 class BatchingParameters:
-    """Server-side batching (same fields and meaning as TF Serving's)."""
+    """Server-side batching (same fields and meaning as TF Serving's; its text format in files)."""
 
     max_batch_size: int = 32
     batch_timeout_micros: int = 2000
     max_enqueued_batches: int = 100
     num_batch_threads: int = 2
+    allowed_batch_sizes: Tuple[int, ...] = ()
 
     def to_text(self) -> str:
-        return "".join(f"{f.name} {{ value: {getattr(self, f.name)} }}\n" for f in dataclasses.fields(self))
+        text = "".join(f"{name} {{ value: {getattr(self, name)} }}\n" for name in _WRAPPED)
+        return text + "".join(f"allowed_batch_sizes: {size}\n" for size in self.allowed_batch_sizes)
 
     @classmethod
     def from_text(cls, text: str) -> "BatchingParameters":
-        values = {name: int(v) for name, v in re.findall(r"(\w+)\s*\{\s*value:\s*(\d+)\s*\}", text)}
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unsupported batching parameters: {sorted(unknown)}")
-        return cls(**values)
+        """Parses a TF Serving ``--batching_parameters_file``; unset fields keep these defaults."""
+        proto = parse_text(text, BATCHING_PARAMETERS)
+        values = {name: getattr(proto, name).value for name in _WRAPPED if proto.HasField(name)}
+        return cls(**values, allowed_batch_sizes=tuple(proto.allowed_batch_sizes))
+
+
+_WRAPPED = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
 
 
 def model_server_config(specs: Sequence[ModelSpec]) -> model_server_config_pb2.ModelServerConfig:

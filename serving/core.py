@@ -1,15 +1,16 @@
 """Request handling shared by the gRPC and REST front ends of the local server.
 
-Validation rules (each failure is a ``ServingError`` with TF Serving's status code):
+Validation rules (each failure is a ``ServingError`` with TF Serving's status code; the wire
+formats are checked before this, in ``rw_tf_serving.validation``):
 - unknown model, version or signature: NOT_FOUND;
 - missing or unexpected input, wrong dtype or rank, empty batch: INVALID_ARGUMENT;
+- more elements or strings in one request than the limits allow: RESOURCE_EXHAUSTED;
 - a string input named in ``text_inputs`` (raw-text signatures) that is not valid UTF-8 or is
   longer than ``max_text_bytes``: INVALID_ARGUMENT (serialized tf.Examples are binary, not checked);
 - Classify on a signature whose method is not ``tensorflow/serving/classify``: INVALID_ARGUMENT.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
@@ -18,18 +19,12 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from rw_tf.errors import error_reason
 from rw_tf_serving.config import BatchingParameters, ModelSpec
-from rw_tf_serving.errors import invalid_argument, not_found
+from rw_tf_serving.errors import invalid_argument, not_found, resource_exhausted
 from rw_tf_serving.servables import LoadedVersion, ModelManager
+from rw_tf_serving.validation import ServerLimits
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 DEFAULT_SIGNATURE = "serving_default"
-
-
-@dataclasses.dataclass
-class ServerLimits:
-    max_text_bytes: int = 100_000
-    max_request_bytes: int = 16 * 1024 * 1024
-    text_inputs: Tuple[str, ...] = ("text", "question", "context")
 
 
 class ServingCore:
@@ -40,8 +35,8 @@ class ServingCore:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate model names: {names}")
-        self.models = {s.name: ModelManager(s, batching) for s in specs}
         self.limits = limits or ServerLimits()
+        self.models = {s.name: ModelManager(s, batching) for s in specs}
 
     def refresh(self) -> None:
         for manager in self.models.values():
@@ -68,6 +63,9 @@ class ServingCore:
         return servable.signature_defs[key]
 
     def _check_inputs(self, signature: meta_graph_pb2.SignatureDef, inputs: Dict[str, np.ndarray]) -> None:
+        elements = sum(int(np.size(v)) for v in inputs.values())
+        if elements > self.limits.max_elements:
+            raise resource_exhausted(f"the request carries {elements} values; at most {self.limits.max_elements}")
         expected = set(signature.inputs)
         missing, extra = expected - set(inputs), set(inputs) - expected
         if missing:

@@ -1,4 +1,11 @@
-"""TF Serving's gRPC API (PredictionService, ModelService) on the official generated stubs."""
+"""TF Serving's gRPC API (PredictionService, ModelService) on the official generated stubs.
+
+Input tensors are validated on the wire proto before they are materialized
+(``rw_tf_serving.validation``). At most ``max_workers`` requests run at once and
+``4 * max_workers`` are admitted (gRPC answers RESOURCE_EXHAUSTED beyond that). With an
+``SSLConfig`` (TF Serving's ``--ssl_config_file`` format) the port is TLS, optionally requiring
+client certificates signed by ``custom_ca``.
+"""
 from __future__ import annotations
 
 import functools
@@ -7,7 +14,6 @@ from concurrent import futures
 from typing import Callable
 
 import grpc
-import numpy as np
 import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow_serving.apis import (
@@ -20,7 +26,8 @@ from tensorflow_serving.apis import (
 )
 
 from rw_tf_serving.core import ServingCore
-from rw_tf_serving.errors import ServingError, invalid_argument
+from rw_tf_serving.errors import ServingError, invalid_argument, resource_exhausted
+from rw_tf_serving.validation import array_from_tensor_proto
 
 log = logging.getLogger("rw_tf.serving")
 
@@ -45,13 +52,6 @@ def _version(model_spec) -> "int | None":
     return model_spec.version.value if model_spec.HasField("version") else None
 
 
-def _to_array(name: str, proto) -> np.ndarray:
-    try:
-        return tf.make_ndarray(proto)
-    except Exception as err:  # noqa: BLE001 - malformed TensorProto from the wire
-        raise invalid_argument(f"input {name!r} is not a valid TensorProto: {err}") from None
-
-
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core: ServingCore) -> None:
         self.core = core
@@ -63,7 +63,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_handled
     def Predict(self, request, context):  # noqa: N802 (gRPC method name)
-        inputs = {k: _to_array(k, v) for k, v in request.inputs.items()}
+        limits = self.core.limits
+        texts = sum(len(v.string_val) for v in request.inputs.values())
+        if texts > limits.max_texts:
+            raise resource_exhausted(f"the request carries {texts} strings; at most {limits.max_texts}")
+        inputs = {k: array_from_tensor_proto(k, v, limits) for k, v in request.inputs.items()}
         servable, key, outputs = self.core.predict(request.model_spec.name, _version(request.model_spec),
                                                    request.model_spec.signature_name, inputs,
                                                    list(request.output_filter))
@@ -88,6 +92,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 examples.append(merged.SerializeToString())
         else:
             examples = []
+        if len(examples) > self.core.limits.max_texts:
+            raise resource_exhausted(f"{len(examples)} examples; at most {self.core.limits.max_texts} per request")
         servable, key, classes, scores = self.core.classify(
             request.model_spec.name, _version(request.model_spec), request.model_spec.signature_name, examples)
         response = classification_pb2.ClassificationResponse()
@@ -147,14 +153,29 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def build_grpc_server(core: ServingCore, host: str, port: int, max_workers: int = 16) -> "tuple[grpc.Server, int]":
+def server_credentials(ssl_config) -> grpc.ServerCredentials:
+    """TLS credentials from an ``SSLConfig`` (PEM strings, as in TF Serving's --ssl_config_file)."""
+    if not ssl_config.server_key or not ssl_config.server_cert:
+        raise ValueError("the SSL config needs server_key and server_cert")
+    if ssl_config.client_verify and not ssl_config.custom_ca:
+        raise ValueError("client_verify needs custom_ca (the CA that signs client certificates)")
+    return grpc.ssl_server_credentials([(ssl_config.server_key.encode(), ssl_config.server_cert.encode())],
+                                       root_certificates=ssl_config.custom_ca.encode() or None,
+                                       require_client_auth=ssl_config.client_verify)
+
+
+def build_grpc_server(core: ServingCore, host: str, port: int, max_workers: int = 16,
+                      ssl_config=None) -> "tuple[grpc.Server, int]":
     """Creates (not starts) the server; returns it and the bound port (0 picks a free one)."""
     options = [("grpc.max_receive_message_length", core.limits.max_request_bytes),
                ("grpc.max_send_message_length", 64 * 1024 * 1024)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options,
+                         maximum_concurrent_rpcs=4 * max_workers)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    bound = (server.add_secure_port(address, server_credentials(ssl_config)) if ssl_config is not None
+             else server.add_insecure_port(address))
     if bound == 0:
         raise OSError(f"could not bind {host}:{port}")
     return server, bound

@@ -3,7 +3,10 @@
 ``ModelManager.refresh()`` (called by the server's poll loop) loads versions that the policy
 wants and that are complete (``saved_model.pb`` present), then unloads versions the policy no
 longer wants. A version is fully loaded before it becomes visible, and an unloaded version stays
-alive until the requests holding it finish, so a newly pushed version never drops a request.
+alive until the requests holding it finish, so a newly pushed version never drops a request. A
+version that failed to load is retried at every poll (a fixed copy then loads) and its error is
+reported by the status APIs until it does. Requests run in chunks of at most ``max_rows_per_call``
+rows, so a request's peak memory stays bounded whatever its size.
 """
 from __future__ import annotations
 
@@ -33,10 +36,12 @@ def read_signature_defs(export_dir: str) -> Dict[str, meta_graph_pb2.SignatureDe
 class LoadedVersion:
     """One loaded SavedModel version: signature functions, their SignatureDefs and batchers."""
 
-    def __init__(self, name: str, version: int, path: str, batching: Optional[BatchingParameters]) -> None:
+    def __init__(self, name: str, version: int, path: str, batching: Optional[BatchingParameters],
+                 max_rows_per_call: int = 64) -> None:
         import tensorflow_text  # noqa: F401 - registers the tokenizer ops the graphs use
 
         self.name, self.version, self.path = name, version, path
+        self.max_rows_per_call = max_rows_per_call
         self.signature_defs = read_signature_defs(path)
         self._loaded = tf.saved_model.load(path)
         self.functions = dict(self._loaded.signatures)
@@ -44,14 +49,25 @@ class LoadedVersion:
         if batching is not None:
             for key in self.functions:
                 self._batchers[key] = Batcher(self._runner(key), batching.max_batch_size,
-                                              batching.batch_timeout_micros, batching.num_batch_threads)
+                                              batching.batch_timeout_micros, batching.num_batch_threads,
+                                              batching.max_enqueued_batches, batching.allowed_batch_sizes)
 
     def _runner(self, key: str):
         fn = self.functions[key]
 
-        def run(inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        def call(inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
             outputs = fn(**{k: tf.constant(v) for k, v in inputs.items()})
             return {k: v.numpy() for k, v in outputs.items()}
+
+        def run(inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+            rows = {len(v) if np.ndim(v) else -1 for v in inputs.values()}
+            if len(rows) != 1 or rows == {-1} or max(rows) <= self.max_rows_per_call:
+                return call(inputs)
+            total, step = rows.pop(), self.max_rows_per_call
+            parts = [call({k: v[lo:lo + step] for k, v in inputs.items()}) for lo in range(0, total, step)]
+            if any(np.ndim(v) == 0 for v in parts[0].values()):
+                return call(inputs)  # outputs that are not per row cannot be stitched together
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return run
 
     def run(self, signature: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -80,9 +96,11 @@ def list_versions(base_path: str) -> List[int]:
 class ModelManager:
     """The versions of one model that the policy wants, loaded."""
 
-    def __init__(self, spec: ModelSpec, batching: Optional[BatchingParameters] = None) -> None:
+    def __init__(self, spec: ModelSpec, batching: Optional[BatchingParameters] = None,
+                 max_rows_per_call: int = 64) -> None:
         self.spec = spec
         self.batching = batching
+        self.max_rows_per_call = max_rows_per_call
         self._versions: Dict[int, LoadedVersion] = {}
         self._failed: Dict[int, str] = {}
         self._lock = threading.Lock()
@@ -97,17 +115,21 @@ class ModelManager:
     def refresh(self) -> None:
         wanted = self.wanted(list_versions(self.spec.base_path))
         for version in wanted:
-            if version in self._versions or version in self._failed:
+            if version in self._versions:
                 continue
             path = os.path.join(self.spec.base_path, str(version))
             try:
-                loaded = LoadedVersion(self.spec.name, version, path, self.batching)
+                loaded = LoadedVersion(self.spec.name, version, path, self.batching, self.max_rows_per_call)
             except Exception as err:  # noqa: BLE001 - a broken version must not take the server down
-                self._failed[version] = f"{type(err).__name__}: {err}"
-                log.error("failed to load %s version %d: %s", self.spec.name, version, err)
+                message = f"{type(err).__name__}: {str(err)[:500]}"
+                if self._failed.get(version) != message:  # retried at every poll, logged when it changes
+                    log.error("failed to load %s version %d (retried at every poll): %s", self.spec.name, version,
+                              message)
+                self._failed[version] = message
                 continue
             with self._lock:
                 self._versions[version] = loaded
+                self._failed.pop(version, None)
             log.info("loaded %s version %d", self.spec.name, version)
         with self._lock:
             stale = [v for v in self._versions if v not in wanted]

@@ -27,13 +27,15 @@ log = logging.getLogger("rw_tf.serving")
 class LocalModelServer:
     def __init__(self, specs: Sequence[ModelSpec], host: str = "127.0.0.1", port: int = 8500,
                  rest_port: Optional[int] = None, batching: Optional[BatchingParameters] = None,
-                 limits: Optional[ServerLimits] = None, poll_seconds: float = 2.0, max_workers: int = 16) -> None:
+                 limits: Optional[ServerLimits] = None, poll_seconds: float = 2.0, max_workers: int = 16,
+                 ssl_config=None) -> None:
         if not specs:
             raise ValueError("no models to serve")
         self.core = ServingCore(specs, batching, limits)
         self.host, self.port, self.rest_port = host, port, rest_port
         self.poll_seconds = poll_seconds
         self.max_workers = max_workers
+        self.ssl_config = ssl_config  # an SSLConfig message (rw_tf_serving.protos): TLS on the gRPC port
         self._stop = threading.Event()
         self._grpc = None
         self._rest = None
@@ -44,10 +46,11 @@ class LocalModelServer:
         for name, manager in self.core.models.items():
             if not manager.versions():
                 log.warning("model %s has no loadable version under %s yet", name, manager.spec.base_path)
-        self._grpc, self.grpc_port = build_grpc_server(self.core, self.host, self.port, self.max_workers)
+        self._grpc, self.grpc_port = build_grpc_server(self.core, self.host, self.port, self.max_workers,
+                                                       self.ssl_config)
         self._grpc.start()
         if self.rest_port is not None:
-            self._rest, self.rest_port = start_rest_server(self.core, self.host, self.rest_port)
+            self._rest, self.rest_port = start_rest_server(self.core, self.host, self.rest_port, self.max_workers)
         threading.Thread(target=self._poll, daemon=True, name="version-poll").start()
         log.info("serving %s on %s:%d (gRPC)%s", sorted(self.core.models), self.host, self.grpc_port,
                  f" and :{self.rest_port} (REST)" if self._rest else "")
@@ -69,6 +72,7 @@ class LocalModelServer:
             self._grpc.stop(grace).wait()
         if self._rest is not None:
             self._rest.shutdown()
+            self._rest.server_close()
         self.core.close()
 
     def __enter__(self) -> "LocalModelServer":

@@ -28,6 +28,12 @@ def test_fill_mask_suggestions_and_errors(tokenizer):
         fill_mask(model, tokenizer, ["no marker here"])
     with pytest.raises(tf.errors.InvalidArgumentError, match="MASK"):
         masked_text_inputs(tokenizer, tf.constant(["no marker"]), 16)
+    # Markers that cannot be served are an error, never dropped: nine markers, or one past the length.
+    with pytest.raises(ValueError, match="at most 8 markers"):
+        fill_mask(model, tokenizer, [" ".join(["[MASK]"] * 9)], max_sequence_length=32)
+    with pytest.raises(ValueError, match="within the first 14 word pieces"):
+        fill_mask(model, tokenizer, ["word " * 20 + "[MASK]"], max_sequence_length=16)
+    assert len(fill_mask(model, tokenizer, [" ".join(["[MASK]"] * 8)], max_sequence_length=32)[0]) == 8
 
 
 def test_masked_span_suggestions_are_joint_beam_completions(tokenizer):

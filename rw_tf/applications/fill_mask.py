@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from rw_tf.errors import error_reason
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer, as_string_tensor
 
 MASK_MARKER = "[MASK]"
@@ -52,6 +53,11 @@ def masked_text_inputs(tokenizer: WordPieceTokenizer, texts: tf.Tensor, max_sequ
     position = tf.range(max_sequence_length)[None, :]
     order = tf.sort(tf.where(is_mask, position, max_sequence_length + position), axis=1)[:, :max_masks]
     weights = tf.cast(order < max_sequence_length, tf.float32)
+    kept = tf.cast(tf.reduce_sum(weights, axis=1), tf.int64)
+    # A marker beyond max_masks or past the length limit cannot be served: an error, never a silent drop.
+    tf.debugging.Assert(tf.reduce_all(tf.equal(kept, counts)), [
+        f"a text has more {MASK_MARKER} markers than can be filled: at most {max_masks} markers, all within "
+        f"the first {max_sequence_length - 2} word pieces"])
     return {"token_ids": tf.cast(token_ids, tf.int32), "segment_ids": tf.cast(segment_ids, tf.int32),
             "padding_mask": tf.cast(padding_mask, tf.int32),
             "masked_positions": tf.where(order < max_sequence_length, order, 0), "mask_weights": weights}
@@ -75,7 +81,10 @@ def fill_mask(model, tokenizer: WordPieceTokenizer, texts: Sequence[str], top_k:
     missing = [t for t in texts if MASK_MARKER not in (t.decode("utf-8", "replace") if isinstance(t, bytes) else t)]
     if missing:
         raise ValueError(f"no {MASK_MARKER} marker in {missing[0][:80]!r}")
-    out = top_k_completions(model, tokenizer, batch, max_sequence_length, top_k)
+    try:
+        out = top_k_completions(model, tokenizer, batch, max_sequence_length, top_k)
+    except tf.errors.InvalidArgumentError as err:
+        raise ValueError(error_reason(err)) from None
     tokens, scores, counts = out["tokens"].numpy(), out["scores"].numpy(), out["num_masks"].numpy()
     return [[[(tokens[b, m, k].decode("utf-8"), float(scores[b, m, k])) for k in range(top_k)]
              for m in range(counts[b])] for b in range(len(texts))]

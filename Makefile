@@ -24,7 +24,7 @@ lint: env
 
 # Lint, then the fast suite (slow end-to-end tests excluded); what CI runs.
 test: lint
-	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider
+	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider --durations=15
 
 # Everything, including the slow end-to-end tests.
 test-all: lint

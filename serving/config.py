@@ -153,8 +153,8 @@ spec:
   - {{name: rest, port: 8501, targetPort: 8501}}
 """
 
-# tensorflow_text ops must be registered in the server: the official image lacks them, so use an
-# image with them linked in (e.g. built from tensorflow/serving with the tensorflow_text custom ops).
+# The exports use tensorflow-text ops; TF Serving links tensorflow_text:ops_lib into its model server
+# (tests/test_tf_serving_ops.py checks every exported op is core TensorFlow or tensorflow-text).
 DEFAULT_IMAGE = "tensorflow/serving:2.16.1"
 
 

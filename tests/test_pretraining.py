@@ -96,31 +96,6 @@ def test_train_step_under_mirrored_strategy(tokenizer, pydoc_documents, logical_
     assert isinstance(model.encoder.token_embedding.embeddings.value, tf.distribute.DistributedValues)
 
 
-class _Interrupt(keras.callbacks.Callback):
-    def __init__(self, at_step):
-        super().__init__()
-        self.at_step, self.seen = at_step, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at_step:
-            raise KeyboardInterrupt("simulated preemption")
-
-
-def test_interrupted_run_resumes_mid_epoch_to_the_same_weights(tmp_path):
-    settings = dict(epochs=2, steps_per_epoch=6, backup_every_steps=2, learning_rate=5e-3)
-    reference = run_tiny(tmp_path / "straight", task={"eval_batches": 1}, **settings)
-    with pytest.raises(KeyboardInterrupt):  # killed in epoch 2, after the backup at step 8
-        run_tiny(tmp_path / "resumed", callbacks=[_Interrupt(9)], task={"eval_batches": 1}, **settings)
-    assert json.load(open(tmp_path / "resumed" / "backup" / "state.json"))["global_step"] == 8
-    resumed = run_tiny(tmp_path / "resumed", task={"eval_batches": 1}, **settings)
-    assert resumed["resumed_from_step"] == 8
-    assert len(resumed["history"]["loss"]) == 1     # only the rest of epoch 2 was left to run
-    a = keras.saving.load_model(reference["model_path"]).get_weights()
-    b = keras.saving.load_model(resumed["model_path"]).get_weights()
-    assert max(float(np.max(np.abs(x - y))) for x, y in zip(a, b)) < 1e-5
-
-
 def test_cli_pretrain_and_vocab(tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     from rw_tf.data.corpus import embedded_corpus

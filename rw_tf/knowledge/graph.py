@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import importlib.util
+import json
 import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -112,8 +113,6 @@ def load_triples(path: str, entity_to_id: Optional[Dict[str, int]] = None,
 
 def read_entity_vocabulary(model_dir: str) -> Dict[str, int]:
     """entity label -> id of a ``rw-tf kg train`` output folder (its ``entities.json``)."""
-    import json
-
     path = os.path.join(model_dir, "entities.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no entities.json in {model_dir}: is it a `rw-tf kg train` output?")

@@ -20,13 +20,15 @@ class OptimizerOnlyCompileConfig:
     runner calls it), after which fit's build step is skipped.
     """
 
-    def train_step(self, data):
-        return self._multi_worker_logs(super().train_step(data))
+    def train_step(self, *args):
+        return self._multi_worker_logs(super().train_step(*args))
 
-    def test_step(self, data):
-        return self._multi_worker_logs(super().test_step(data))
+    def test_step(self, *args):
+        return self._multi_worker_logs(super().test_step(*args))
 
     def _multi_worker_logs(self, logs):
+        if keras.backend.backend() != "tensorflow":  # JAX steps take and return (state, data)
+            return logs
         # Keras 3.12 reduces a multi-worker step's outputs with strategy.reduce(MEAN, axis=0), which
         # fails on scalar metric values (tensorflow/tensorflow#72388). They are already reduced over
         # every worker, so each becomes a 1-element vector whose mean over the replicas is itself.

@@ -112,8 +112,10 @@ class QuestionAnsweringTask(Task):
     config_class = QATaskConfig
     # No gradient clipping: measured on the glossary set (120 steps, lr 1e-4), clipping at norm 1
     # cut exact match from 63 to 20; short fine-tunes need the full early steps.
+    # Adam's epsilon as in Hugging Face fine-tuning (1e-8): with BERT's 1e-6 the MiniLM span head
+    # learns far slower (docstring QA, 120 steps: exact match 38 with 1e-6, 63 with 1e-7, 67 with 1e-8).
     trainer_defaults = {"epochs": 1, "steps_per_epoch": 300, "batch_size": 16, "learning_rate": 5e-5,
-                        "decay": "constant", "clipnorm": 0.0}
+                        "decay": "constant", "clipnorm": 0.0, "adam_epsilon": 1e-8}
 
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         self.seed = trainer.seed

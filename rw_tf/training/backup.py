@@ -1,12 +1,14 @@
 """Backup and resume of a training run, at step granularity, written atomically.
 
-``TrainingBackup`` saves the model's and the optimizer's state (``model.save_weights`` includes
-the optimizer) every ``every_steps`` steps (0: only at the end of each epoch) and at each epoch's
-end. Each backup is written to a temporary name and renamed into place, then ``state.json`` (the
-global step and the weights file) is replaced the same way, and only then are older weights
-deleted: a process killed at any point (SIGKILL included) leaves a consistent backup behind.
-``restore`` loads the newest backup and returns its global step; the runner then skips that many
-batches of the (deterministic) training data so the run continues as if it had never stopped.
+``TrainingBackup`` saves the model's and the optimizer's state (``model.save_weights`` includes the
+optimizer) and the random-number states of dropout and other seeded layers (which ``save_weights``
+leaves out, so a resumed run would draw different dropout masks) every ``every_steps`` steps (0:
+only at the end of each epoch) and at each epoch's end. Each backup is written to a temporary name
+and renamed into place, then ``state.json`` (the global step and the weights file) is replaced the
+same way, and only then are older weights deleted: a process killed at any point (SIGKILL included)
+leaves a consistent backup behind. ``restore`` loads the newest backup and returns its global step;
+the runner then skips that many batches of the (deterministic) training data so the run continues as
+if it had never stopped.
 
 Only the chief writes (all workers of a multi-worker run read the chief's backup on restart, so
 the backup folder must be on storage every worker sees, e.g. ``gs://``).
@@ -18,10 +20,12 @@ Example:
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 STATE_FILE = "state.json"
@@ -52,6 +56,12 @@ class TrainingBackup(keras.callbacks.Callback):
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(self.backup_dir, state["weights"]))
+        if state.get("rng_states"):
+            with tf.io.gfile.GFile(os.path.join(self.backup_dir, state["rng_states"]), "rb") as f:
+                saved = np.load(io.BytesIO(f.read()))
+            for variable in _rng_states(model):
+                if variable.path in saved:
+                    variable.assign(saved[variable.path])
         self.global_step = int(state["global_step"])
         return self.global_step
 
@@ -73,15 +83,28 @@ class TrainingBackup(keras.callbacks.Callback):
         temporary = os.path.join(self.backup_dir, f".partial-{name}")
         self.model.save_weights(temporary)
         tf.io.gfile.rename(temporary, os.path.join(self.backup_dir, name), overwrite=True)
+        rng_name = f"step-{self.global_step:010d}.rng.npz"
+        buffer = io.BytesIO()   # np.savez seeks, which GFile streams (gs://) do not allow
+        np.savez(buffer, **{v.path: keras.ops.convert_to_numpy(v) for v in _rng_states(self.model)})
+        with tf.io.gfile.GFile(os.path.join(self.backup_dir, ".partial-" + rng_name), "wb") as f:
+            f.write(buffer.getvalue())
+        tf.io.gfile.rename(os.path.join(self.backup_dir, ".partial-" + rng_name),
+                           os.path.join(self.backup_dir, rng_name), overwrite=True)
         partial_state = self._state_path() + ".partial"
         with tf.io.gfile.GFile(partial_state, "w") as f:
-            json.dump({"global_step": self.global_step, "weights": name}, f)
+            json.dump({"global_step": self.global_step, "weights": name, "rng_states": rng_name}, f)
         tf.io.gfile.rename(partial_state, self._state_path(), overwrite=True)
         for old in tf.io.gfile.listdir(self.backup_dir):
-            if old.endswith(".weights.h5") and old != name:
+            if (old.endswith(".weights.h5") and old != name) or (old.endswith(".rng.npz") and old != rng_name):
                 tf.io.gfile.remove(os.path.join(self.backup_dir, old))
 
     def clear(self) -> None:
         """Removes the backup after a finished run (a new run of the command starts afresh)."""
         if self.is_chief and tf.io.gfile.exists(self.backup_dir):
             tf.io.gfile.rmtree(self.backup_dir)
+
+
+def _rng_states(model: keras.Model) -> list:
+    """The seed-generator states of ``model``'s layers: variables that ``model.weights`` leaves out."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.non_trainable_variables if id(v) not in weights and "seed_generator" in v.path]

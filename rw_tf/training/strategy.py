@@ -19,6 +19,7 @@ Example:
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -30,6 +31,18 @@ from tensorflow.python.distribute import collective_all_reduce_strategy as colle
 from rw_tf.errors import UserError
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
+
+# Every MirroredStrategy numbers its collective groups from 1, and the runtime keeps a group's
+# state per key for the life of the process, so a second strategy over the same devices (a
+# notebook, a test session) meets the first one's instances: "Shape mismatch in the collective
+# instance N". Each strategy made here gets its own key range.
+_COLLECTIVE_KEY_RANGES = itertools.count(1)
+
+
+class _MirroredStrategy(tf.distribute.MirroredStrategy):
+    def __init__(self, devices=None):
+        self._collective_key_base = 100_000 * next(_COLLECTIVE_KEY_RANGES)
+        super().__init__(devices=devices)
 
 
 def _cluster_from_tf_config() -> dict:
@@ -99,7 +112,7 @@ def create_strategy(name: str = "default", devices: Optional[Sequence[str]] = No
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+        return _MirroredStrategy(devices=list(devices) if devices else None)
     if name == "multi_worker_mirrored":
         return _multi_worker(worker_timeout_seconds)
     if name == "tpu":

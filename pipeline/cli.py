@@ -13,8 +13,10 @@ import json
 import os
 import sys
 import traceback
+import warnings
 
 from rw_tf_pipeline.configs import DEFAULT_IMAGE, KINDS, STAGES, PipelineConfig
+from rw_tf_pipeline.errors import DataAnomaliesError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -49,16 +51,20 @@ def load_config(args: argparse.Namespace) -> PipelineConfig:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    # TFX takes ~15 s to import; only the pipeline commands pay for it, not `rw-tf --help` or training.
-    from rw_tf_pipeline.kubeflow_runner import compile_kubeflow
-    from rw_tf_pipeline.prepare import prepare_data
-
+    # TFX takes ~15 s to import (and its cloud clients warn on import): it is imported by the
+    # action that needs it, `pipeline run` inside the redirection of library output to the log.
     config = load_config(args)
     kinds = list(STAGES) if args.kind == "all" else [args.kind]
     if args.action == "prepare":
+        from rw_tf_pipeline.prepare import prepare_data
+
         print(json.dumps(prepare_data(config), indent=2))
         return 0
     if args.action == "compile":
+        with warnings.catch_warnings():  # the Vertex and GCS clients' deprecation notices on import
+            warnings.simplefilter("ignore", FutureWarning)
+            from rw_tf_pipeline.kubeflow_runner import compile_kubeflow
+
         for kind in kinds:
             out = os.path.join(args.output_dir, f"{config.pipeline_name(kind)}.json")
             for name, path in compile_kubeflow(kind, config, out, args.image, args.pipeline_root,
@@ -70,8 +76,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def run_pipelines(config: PipelineConfig, kinds, verbose: bool) -> int:
-    from rw_tf_pipeline.components.anomalies_gate import DataAnomaliesError
-    from rw_tf_pipeline.local_runner import run_all
     from rw_tf_pipeline.progress import quiet_output, summary_table
 
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -82,6 +86,8 @@ def run_pipelines(config: PipelineConfig, kinds, verbose: bool) -> int:
     try:
         with quiet_output(log_path) as terminal:
             try:
+                from rw_tf_pipeline.local_runner import run_all
+
                 summaries = run_all(config, kinds, out=terminal)
             except Exception:
                 traceback.print_exc()  # into the log file

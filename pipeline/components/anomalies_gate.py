@@ -12,9 +12,7 @@ from tfx import v1 as tfx
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import ExampleAnomalies
 
-
-class DataAnomaliesError(RuntimeError):
-    """Raised when the examples do not match the schema."""
+from rw_tf_pipeline.errors import DataAnomaliesError
 
 
 def describe_anomalies(anomalies_uri: str) -> list:

@@ -50,6 +50,23 @@ def _word_index(words: tf.RaggedTensor) -> tf.RaggedTensor:
                                             tf.reduce_sum(words.row_lengths(axis=2), axis=1))
 
 
+def _fill_budget(sizes: tf.Tensor, budget: tf.Tensor, max_size: int) -> tf.Tensor:
+    """Which units to mask, visiting ``sizes`` [batch, n] (0 = no unit) in order: a unit is taken
+    when it still fits in ``budget`` [batch] and skipped when it does not, so a long word does not
+    end the selection (BERT's create_masked_lm_predictions). If nothing fits, the first unit of at
+    most ``max_size`` pieces is taken, so every example with a candidate gets a mask."""
+    def take(used, size):
+        return used + tf.where(tf.logical_and(size > 0, used + size <= budget), size, 0)
+
+    used_after = tf.transpose(tf.scan(take, tf.transpose(sizes), initializer=tf.zeros_like(budget)))
+    used_before = tf.pad(used_after[:, :-1], [[0, 0], [1, 0]])
+    chosen = used_after > used_before
+    nothing = tf.logical_not(tf.reduce_any(chosen, axis=1))
+    first = tf.logical_and(tf.range(tf.shape(sizes)[1])[None, :] == 0,
+                           tf.logical_and(sizes > 0, sizes <= max_size))
+    return tf.logical_or(chosen, tf.logical_and(nothing[:, None], first))
+
+
 def choose_masked_tokens(token_ids: tf.Tensor, unit_ids: tf.Tensor, keys: tf.Tensor,
                          config: PretrainingDataConfig, vocab_size: int, mask_id: int,
                          special_ids: list) -> Dict[str, tf.Tensor]:
@@ -74,7 +91,7 @@ def choose_masked_tokens(token_ids: tf.Tensor, unit_ids: tf.Tensor, keys: tf.Ten
     score = tf.where(unit_sizes > 0, hash_uniform(keys, "select", length), 2.0)
     order = tf.argsort(score, axis=1, stable=True)
     sorted_sizes = tf.gather(unit_sizes, order, batch_dims=1)
-    chosen_sorted = tf.logical_and(tf.cumsum(sorted_sizes, axis=1) <= budget[:, None], sorted_sizes > 0)
+    chosen_sorted = _fill_budget(sorted_sizes, budget, num_preds)
     chosen_unit = tf.gather(chosen_sorted, tf.argsort(order, axis=1), batch_dims=1)
     selected = tf.logical_and(candidate, tf.gather(chosen_unit, tf.maximum(unit, 0), batch_dims=1))
 

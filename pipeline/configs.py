@@ -79,6 +79,7 @@ class PipelineConfig(DictConfig):
     finetune_eval_steps: int = 10
     finetune_learning_rate: float = 1e-3
     strategy: str = "default"
+    precision: str = "float32"          # Trainer dtype policy: float32, mixed_bfloat16 or mixed_float16
     backup_every_steps: int = 100
     # Evaluation gates (TFMA): absolute lower bounds and the largest allowed drop vs. the baseline.
     mlm_accuracy_lower_bound: float = 0.05
@@ -165,6 +166,7 @@ class PipelineConfig(DictConfig):
     def trainer_contract(self, kind: str) -> TrainerContract:
         pretrain = kind == "pretrain"
         trainer = TrainerConfig(epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy,
+                                precision=self.precision,
                                 learning_rate=self.learning_rate if pretrain else self.finetune_learning_rate,
                                 warmup_steps=self.warmup_steps, backup_every_steps=self.backup_every_steps,
                                 keep_epoch_checkpoints=False)

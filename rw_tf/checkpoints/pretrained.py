@@ -67,7 +67,20 @@ def pretrained_encoder(path: str, tokenizer: WordPieceTokenizer = None) -> Trans
     path = _existing(path)
     encoder = (hf_bert_encoder(path) if _is_hugging_face(path)
                else keras.saving.load_model(find_keras_file(_export_dir(path), "encoder.keras"), compile=False))
+    encoder = _in_global_policy(encoder)
     if tokenizer is not None and tokenizer.vocab_size != encoder.config.vocab_size:
         raise ValueError(f"the encoder at {path} has vocab_size {encoder.config.vocab_size} but the tokenizer "
                          f"has {tokenizer.vocab_size} tokens: use the vocabulary the encoder was trained with")
     return encoder
+
+
+def _in_global_policy(encoder: TransformerEncoder) -> TransformerEncoder:
+    """``encoder`` in the current global dtype policy: a saved model keeps the policy it was trained
+    in, so a float32 checkpoint fine-tuned with ``--precision mixed_bfloat16`` is rebuilt in it."""
+    policy = keras.mixed_precision.global_policy()
+    if encoder.dtype_policy.name == policy.name:
+        return encoder
+    clone = type(encoder).from_config({**encoder.get_config(), "dtype": policy.name})
+    clone.build({"token_ids": (None, None)})
+    clone.set_weights(encoder.get_weights())
+    return clone

@@ -6,6 +6,8 @@ from typing import Any, Dict
 import keras
 from keras import ops
 
+from rw_tf.layers.dtype import sublayer_policy
+
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 class MaskedLMHead(keras.layers.Layer):
@@ -26,16 +28,17 @@ class MaskedLMHead(keras.layers.Layer):
     def __init__(self, token_embedding: keras.layers.Embedding, activation: str = "gelu",
                  layer_norm_epsilon: float = 1e-12, initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.token_embedding = token_embedding
-        self.activation = activation
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.initializer_range = initializer_range
-        self.hidden_size = token_embedding.output_dim
-        self.vocab_size = token_embedding.input_dim
-        self.transform = keras.layers.Dense(
-            self.hidden_size, activation=activation, name="transform",
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="layer_norm")
+        with sublayer_policy(self):  # sub-layers take this layer's dtype policy
+            self.token_embedding = token_embedding
+            self.activation = activation
+            self.layer_norm_epsilon = layer_norm_epsilon
+            self.initializer_range = initializer_range
+            self.hidden_size = token_embedding.output_dim
+            self.vocab_size = token_embedding.input_dim
+            self.transform = keras.layers.Dense(
+                self.hidden_size, activation=activation, name="transform",
+                kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+            self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="layer_norm")
 
     def build(self, sequence_output_shape: Any, masked_positions_shape: Any = None) -> None:
         self.transform.build((None, self.hidden_size))

@@ -11,6 +11,8 @@ from typing import Any, Dict
 import keras
 from keras import ops
 
+from rw_tf.layers.dtype import sublayer_policy
+
 
 def segment_mean(sequence_output: Any, segment_ids: Any, padding_mask: Any, segment: int) -> Any:
     """Mean hidden state over tokens of ``segment`` -> [batch, hidden] (zeros if the segment is empty)."""
@@ -35,9 +37,10 @@ class SegmentPairHead(keras.layers.Layer):
 
     def __init__(self, initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.initializer_range = initializer_range
-        self.classifier = keras.layers.Dense(
-            1, name="classifier", kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+        with sublayer_policy(self):  # sub-layers take this layer's dtype policy
+            self.initializer_range = initializer_range
+            self.classifier = keras.layers.Dense(
+                1, name="classifier", kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
 
     def build(self, sequence_output_shape: Any, segment_ids_shape: Any = None,
               padding_mask_shape: Any = None) -> None:

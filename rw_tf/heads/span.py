@@ -6,6 +6,8 @@ from typing import Any, Dict, Tuple
 import keras
 from keras import ops
 
+from rw_tf.layers.dtype import sublayer_policy
+
 # Added to padding positions so they never win a softmax or an argmax (fits float16 too).
 PADDING_LOGIT = -1e4
 
@@ -23,9 +25,10 @@ class SpanHead(keras.layers.Layer):
 
     def __init__(self, initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.initializer_range = initializer_range
-        self.dense = keras.layers.Dense(
-            2, name="span_logits", kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+        with sublayer_policy(self):  # sub-layers take this layer's dtype policy
+            self.initializer_range = initializer_range
+            self.dense = keras.layers.Dense(
+                2, name="span_logits", kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
 
     def build(self, sequence_output_shape: Any, padding_mask_shape: Any = None) -> None:
         self.dense.build(sequence_output_shape)

@@ -6,6 +6,8 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
+from rw_tf.layers.dtype import sublayer_policy
+
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 class TransformerEmbeddings(keras.layers.Layer):
@@ -24,24 +26,25 @@ class TransformerEmbeddings(keras.layers.Layer):
                  type_vocab_size: int = 2, dropout: float = 0.1, layer_norm_epsilon: float = 1e-12,
                  initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.max_sequence_length = max_sequence_length
-        self.type_vocab_size = type_vocab_size
-        self.dropout = dropout
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.initializer_range = initializer_range
-        init = lambda: keras.initializers.TruncatedNormal(stddev=initializer_range)
-        self.token_embedding = keras.layers.Embedding(vocab_size, hidden_size, embeddings_initializer=init(),
-                                                      name="token_embedding")
-        self.position_embedding = keras.layers.Embedding(max_sequence_length, hidden_size,
-                                                         embeddings_initializer=init(),
-                                                         name="position_embedding")
-        self.segment_embedding = keras.layers.Embedding(type_vocab_size, hidden_size,
-                                                        embeddings_initializer=init(),
-                                                        name="segment_embedding")
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="layer_norm")
-        self.dropout_layer = keras.layers.Dropout(dropout)
+        with sublayer_policy(self):  # sub-layers take this layer's dtype policy
+            self.vocab_size = vocab_size
+            self.hidden_size = hidden_size
+            self.max_sequence_length = max_sequence_length
+            self.type_vocab_size = type_vocab_size
+            self.dropout = dropout
+            self.layer_norm_epsilon = layer_norm_epsilon
+            self.initializer_range = initializer_range
+            init = lambda: keras.initializers.TruncatedNormal(stddev=initializer_range)
+            self.token_embedding = keras.layers.Embedding(vocab_size, hidden_size, embeddings_initializer=init(),
+                                                          name="token_embedding")
+            self.position_embedding = keras.layers.Embedding(max_sequence_length, hidden_size,
+                                                             embeddings_initializer=init(),
+                                                             name="position_embedding")
+            self.segment_embedding = keras.layers.Embedding(type_vocab_size, hidden_size,
+                                                            embeddings_initializer=init(),
+                                                            name="segment_embedding")
+            self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="layer_norm")
+            self.dropout_layer = keras.layers.Dropout(dropout)
 
     def build(self, token_ids_shape: Any, segment_ids_shape: Any = None) -> None:
         self.token_embedding.build(token_ids_shape)

@@ -19,20 +19,24 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
+from rw_tf.layers.dtype import sublayer_policy
+
 
 class _KnowledgeFusion(keras.layers.Layer):
     def __init__(self, hidden_size: int, initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.hidden_size = hidden_size
-        self.initializer_range = initializer_range
-        self.projection = keras.layers.Dense(
-            hidden_size, use_bias=False, name="entity_projection",
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+        with sublayer_policy(self):  # sub-layers take this layer's dtype policy
+            self.hidden_size = hidden_size
+            self.initializer_range = initializer_range
+            self.projection = keras.layers.Dense(
+                hidden_size, use_bias=False, name="entity_projection",
+                kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
 
     def build(self, hidden_states_shape: Any, entity_embeddings_shape: Any = None,
               entity_mask_shape: Any = None) -> None:
         self.projection.build(tuple(entity_embeddings_shape))
-        self._build_fusion(tuple(hidden_states_shape))
+        with sublayer_policy(self):
+            self._build_fusion(tuple(hidden_states_shape))
         self.built = True
 
     def _build_fusion(self, hidden_shape: tuple) -> None:

@@ -6,6 +6,8 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
+from rw_tf.layers.dtype import sublayer_policy
+
 
 def attention_mask_from_padding(padding_mask: Any, query_length: Any) -> Any:
     """[batch, key_len] 0/1 padding mask -> [batch, query_len, key_len] boolean attention mask."""
@@ -30,27 +32,28 @@ class TransformerEncoderBlock(keras.layers.Layer):
                  attention_dropout: float = 0.1, layer_norm_epsilon: float = 1e-12,
                  initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if hidden_size % num_heads:
-            raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
-        self.hidden_size = hidden_size
-        self.num_heads = num_heads
-        self.intermediate_size = intermediate_size
-        self.dropout = dropout
-        self.attention_dropout = attention_dropout
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.initializer_range = initializer_range
-        init = lambda: keras.initializers.TruncatedNormal(stddev=initializer_range)
-        self.attention = keras.layers.MultiHeadAttention(
-            num_heads=num_heads, key_dim=hidden_size // num_heads, dropout=attention_dropout,
-            kernel_initializer=init(), name="self_attention")
-        self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon,
-                                                              name="attention_layer_norm")
-        self.intermediate_dense = keras.layers.Dense(intermediate_size, activation="gelu",
-                                                     kernel_initializer=init(), name="intermediate")
-        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init(), name="output")
-        self.output_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon,
-                                                           name="output_layer_norm")
-        self.dropout_layer = keras.layers.Dropout(dropout)
+        with sublayer_policy(self):  # sub-layers take this layer's dtype policy
+            if hidden_size % num_heads:
+                raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
+            self.hidden_size = hidden_size
+            self.num_heads = num_heads
+            self.intermediate_size = intermediate_size
+            self.dropout = dropout
+            self.attention_dropout = attention_dropout
+            self.layer_norm_epsilon = layer_norm_epsilon
+            self.initializer_range = initializer_range
+            init = lambda: keras.initializers.TruncatedNormal(stddev=initializer_range)
+            self.attention = keras.layers.MultiHeadAttention(
+                num_heads=num_heads, key_dim=hidden_size // num_heads, dropout=attention_dropout,
+                kernel_initializer=init(), name="self_attention")
+            self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon,
+                                                                  name="attention_layer_norm")
+            self.intermediate_dense = keras.layers.Dense(intermediate_size, activation="gelu",
+                                                         kernel_initializer=init(), name="intermediate")
+            self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=init(), name="output")
+            self.output_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon,
+                                                               name="output_layer_norm")
+            self.dropout_layer = keras.layers.Dropout(dropout)
 
     def build(self, x_shape: Any, padding_mask_shape: Any = None) -> None:
         self.attention.build(x_shape, x_shape)

@@ -4,7 +4,9 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 import keras
+from keras import ops
 
+from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import KnowledgeDistillationLoss
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
@@ -29,19 +31,20 @@ class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
     def __init__(self, encoder: TransformerEncoder, num_classes: int = 2, multi_label: bool = False,
                  dropout: float = 0.1, kd_weight: float = 0.0, kd_temperature: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if num_classes < 1 or (num_classes < 2 and not multi_label):
-            raise ValueError("num_classes must be >= 2 (or >= 1 with multi_label=True)")
-        self.encoder = encoder
-        encoder.pooler.trainable = True  # the classifier reads the pooled [CLS] (frozen by some pretraining)
-        self.num_classes = num_classes
-        self.multi_label = multi_label
-        self.dropout = dropout
-        self.kd_weight = kd_weight
-        self.kd_temperature = kd_temperature
-        self.dropout_layer = keras.layers.Dropout(dropout)
-        self.classifier = keras.layers.Dense(
-            num_classes, name="logits",
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=encoder.config.initializer_range))
+        with sublayer_policy(self):  # sub-layers take this layer's dtype policy
+            if num_classes < 1 or (num_classes < 2 and not multi_label):
+                raise ValueError("num_classes must be >= 2 (or >= 1 with multi_label=True)")
+            self.encoder = encoder
+            encoder.pooler.trainable = True  # the classifier reads the pooled [CLS] (frozen by some pretraining)
+            self.num_classes = num_classes
+            self.multi_label = multi_label
+            self.dropout = dropout
+            self.kd_weight = kd_weight
+            self.kd_temperature = kd_temperature
+            self.dropout_layer = keras.layers.Dropout(dropout)
+            self.classifier = keras.layers.Dense(
+                num_classes, name="logits",
+                kernel_initializer=keras.initializers.TruncatedNormal(stddev=encoder.config.initializer_range))
 
     def build(self, input_shape: Dict[str, Any]) -> None:
         if not self.encoder.built:
@@ -51,7 +54,7 @@ class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
 
     def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
         pooled = self.encoder(inputs, training=training)["pooled_output"]
-        logits = self.classifier(self.dropout_layer(pooled, training=training))
+        logits = ops.cast(self.classifier(self.dropout_layer(pooled, training=training)), "float32")
         return {"task": logits, "kd": logits} if self.kd_weight > 0 else logits
 
     def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, **kwargs: Any) -> None:

@@ -39,6 +39,7 @@ class DualEncoder(OptimizerOnlyCompileConfig, keras.Model):
     def embed(self, inputs: Dict[str, Any], tower: str = "query", training: Optional[bool] = None) -> Any:
         encoder = self.item_encoder if tower == "item" and self.item_encoder is not None else self.query_encoder
         pooled = masked_mean(encoder(inputs, training=training)["sequence_output"], inputs["padding_mask"])
+        pooled = ops.cast(pooled, "float32")   # embeddings and similarities in float32 under mixed precision
         return pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
 
     def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:

@@ -4,9 +4,11 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 import keras
+from keras import ops
 
 from rw_tf.heads.masked_lm import MaskedLMHead
 from rw_tf.heads.segment_pair import SegmentPairHead
+from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import KnowledgeDistillationLoss, pretraining_losses
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
@@ -46,24 +48,25 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
         super().__init__(**kwargs)
         if pair_representation not in PAIR_REPRESENTATIONS:
             raise ValueError(f"pair_representation must be one of {PAIR_REPRESENTATIONS}, got {pair_representation!r}")
-        self.encoder = encoder
-        self.pair_representation = pair_representation
-        # Only the pooled variant reads the pooler; otherwise it gets no gradient, so it is frozen.
-        encoder.pooler.trainable = pair_representation == "cls_pooler"
-        self.nsp_weight = nsp_weight
-        self.sop_weight = sop_weight
-        self.kd_weight = kd_weight
-        self.kd_temperature = kd_temperature
-        self.mlm_head = MaskedLMHead(encoder.token_embedding,
-                                     layer_norm_epsilon=encoder.config.layer_norm_epsilon,
-                                     initializer_range=encoder.config.initializer_range, name="mlm_head")
-        if pair_representation == "cls_pooler":
-            init = keras.initializers.TruncatedNormal(stddev=encoder.config.initializer_range)
-            self.nsp_head = keras.layers.Dense(1, kernel_initializer=init, name="nsp_head")
-            self.sop_head = keras.layers.Dense(1, kernel_initializer=init, name="sop_head")
-        else:
-            self.nsp_head = SegmentPairHead(encoder.config.initializer_range, name="nsp_head")
-            self.sop_head = SegmentPairHead(encoder.config.initializer_range, name="sop_head")
+        with sublayer_policy(self):  # sub-layers take this layer's dtype policy
+            self.encoder = encoder
+            self.pair_representation = pair_representation
+            # Only the pooled variant reads the pooler; otherwise it gets no gradient, so it is frozen.
+            encoder.pooler.trainable = pair_representation == "cls_pooler"
+            self.nsp_weight = nsp_weight
+            self.sop_weight = sop_weight
+            self.kd_weight = kd_weight
+            self.kd_temperature = kd_temperature
+            self.mlm_head = MaskedLMHead(encoder.token_embedding,
+                                         layer_norm_epsilon=encoder.config.layer_norm_epsilon,
+                                         initializer_range=encoder.config.initializer_range, name="mlm_head")
+            if pair_representation == "cls_pooler":
+                init = keras.initializers.TruncatedNormal(stddev=encoder.config.initializer_range)
+                self.nsp_head = keras.layers.Dense(1, kernel_initializer=init, name="nsp_head")
+                self.sop_head = keras.layers.Dense(1, kernel_initializer=init, name="sop_head")
+            else:
+                self.nsp_head = SegmentPairHead(encoder.config.initializer_range, name="nsp_head")
+                self.sop_head = SegmentPairHead(encoder.config.initializer_range, name="sop_head")
 
     def build(self, input_shape: Dict[str, Any]) -> None:
         if not self.encoder.built:  # a pretrained encoder may be passed in already built
@@ -87,6 +90,7 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
         else:
             outputs["nsp"] = self.nsp_head(seq, inputs["segment_ids"], inputs["padding_mask"])
             outputs["sop"] = self.sop_head(seq, inputs["segment_ids"], inputs["padding_mask"])
+        outputs = {k: ops.cast(v, "float32") for k, v in outputs.items()}   # float32 logits under mixed precision
         if self.kd_weight > 0:
             outputs["kd"] = outputs["mlm"]
         return outputs

@@ -4,8 +4,10 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 import keras
+from keras import ops
 
 from rw_tf.heads.span import SpanHead
+from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
 
@@ -26,9 +28,10 @@ class SpanQuestionAnswerer(OptimizerOnlyCompileConfig, keras.Model):
 
     def __init__(self, encoder: TransformerEncoder, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.encoder = encoder
-        encoder.pooler.trainable = False  # span logits read token states, never the [CLS] pooler
-        self.span_head = SpanHead(encoder.config.initializer_range, name="span_head")
+        with sublayer_policy(self):  # sub-layers take this layer's dtype policy
+            self.encoder = encoder
+            encoder.pooler.trainable = False  # span logits read token states, never the [CLS] pooler
+            self.span_head = SpanHead(encoder.config.initializer_range, name="span_head")
 
     def build(self, input_shape: Dict[str, Any]) -> None:
         if not self.encoder.built:
@@ -39,7 +42,7 @@ class SpanQuestionAnswerer(OptimizerOnlyCompileConfig, keras.Model):
     def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Dict[str, Any]:
         sequence_output = self.encoder(inputs, training=training)["sequence_output"]
         start, end = self.span_head(sequence_output, inputs["padding_mask"])
-        return {"start": start, "end": end}
+        return {"start": ops.cast(start, "float32"), "end": ops.cast(end, "float32")}  # float32 under mixed precision
 
     def compile(self, optimizer: Any = "adam", loss: Any = None, metrics: Any = None, **kwargs: Any) -> None:
         if loss is None:

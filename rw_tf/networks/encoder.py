@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional
 import keras
 
 from rw_tf.config import EncoderConfig
+from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.embeddings import TransformerEmbeddings
 from rw_tf.layers.transformer_block import TransformerEncoderBlock
 
@@ -34,20 +35,21 @@ class TransformerEncoder(keras.Model):
                  initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # Validates sizes once, with the config's error messages.
-        self.config = EncoderConfig(vocab_size, hidden_size, num_layers, num_heads, intermediate_size,
-                                    max_sequence_length, type_vocab_size, dropout, attention_dropout,
-                                    layer_norm_epsilon, initializer_range)
-        self.embeddings = TransformerEmbeddings(vocab_size, hidden_size, max_sequence_length,
-                                                type_vocab_size, dropout, layer_norm_epsilon,
-                                                initializer_range, name="embeddings")
-        self.blocks = [
-            TransformerEncoderBlock(hidden_size, num_heads, intermediate_size, dropout, attention_dropout,
-                                    layer_norm_epsilon, initializer_range, name=f"block_{i}")
-            for i in range(num_layers)
-        ]
-        self.pooler = keras.layers.Dense(
-            hidden_size, activation="tanh", name="pooler",
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
+        with sublayer_policy(self):  # sub-layers take this layer's dtype policy
+            self.config = EncoderConfig(vocab_size, hidden_size, num_layers, num_heads, intermediate_size,
+                                        max_sequence_length, type_vocab_size, dropout, attention_dropout,
+                                        layer_norm_epsilon, initializer_range)
+            self.embeddings = TransformerEmbeddings(vocab_size, hidden_size, max_sequence_length,
+                                                    type_vocab_size, dropout, layer_norm_epsilon,
+                                                    initializer_range, name="embeddings")
+            self.blocks = [
+                TransformerEncoderBlock(hidden_size, num_heads, intermediate_size, dropout, attention_dropout,
+                                        layer_norm_epsilon, initializer_range, name=f"block_{i}")
+                for i in range(num_layers)
+            ]
+            self.pooler = keras.layers.Dense(
+                hidden_size, activation="tanh", name="pooler",
+                kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "TransformerEncoder":

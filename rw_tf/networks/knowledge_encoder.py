@@ -22,6 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.knowledge_fusion import AdditiveKnowledgeFusion, GatedKnowledgeFusion
 from rw_tf.networks.encoder import TransformerEncoder
 
@@ -34,20 +35,22 @@ class KnowledgeEnhancedEncoder(TransformerEncoder):
                  knowledge_layers: Sequence[int] = (0,), fusion: str = "gated",
                  freeze_entity_embeddings: bool = True, **kwargs: Any) -> None:
         super().__init__(vocab_size, **kwargs)
-        if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
-        bad = [i for i in knowledge_layers if not 0 <= i < self.config.num_layers]
-        if bad:
-            raise ValueError(f"knowledge_layers {bad} outside 0..{self.config.num_layers - 1}")
-        self.num_entities = num_entities
-        self.entity_embedding_dim = entity_embedding_dim
-        self.knowledge_layers = tuple(int(i) for i in knowledge_layers)
-        self.fusion = fusion
-        self.freeze_entity_embeddings = freeze_entity_embeddings
-        self.entity_embedding = keras.layers.Embedding(num_entities, entity_embedding_dim, name="entity_embedding",
-                                                       trainable=not freeze_entity_embeddings)
-        self.fusion_layers = [FUSIONS[fusion](self.config.hidden_size, initializer_range=self.config.initializer_range,
-                                              name=f"knowledge_fusion_{i}") for i in self.knowledge_layers]
+        with sublayer_policy(self):  # sub-layers take this layer's dtype policy
+            if fusion not in FUSIONS:
+                raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
+            bad = [i for i in knowledge_layers if not 0 <= i < self.config.num_layers]
+            if bad:
+                raise ValueError(f"knowledge_layers {bad} outside 0..{self.config.num_layers - 1}")
+            self.num_entities = num_entities
+            self.entity_embedding_dim = entity_embedding_dim
+            self.knowledge_layers = tuple(int(i) for i in knowledge_layers)
+            self.fusion = fusion
+            self.freeze_entity_embeddings = freeze_entity_embeddings
+            self.entity_embedding = keras.layers.Embedding(num_entities, entity_embedding_dim, name="entity_embedding",
+                                                           trainable=not freeze_entity_embeddings)
+            self.fusion_layers = [FUSIONS[fusion](self.config.hidden_size,
+                                                  initializer_range=self.config.initializer_range,
+                                                  name=f"knowledge_fusion_{i}") for i in self.knowledge_layers]
 
     def set_entity_embeddings(self, embeddings: np.ndarray) -> None:
         """Loads pretrained entity vectors (e.g. ``TransE.entity_embedding.embeddings``)."""

@@ -36,6 +36,9 @@ from rw_tf.training.backup import TrainingBackup
 from rw_tf.training.optimizer import DECAYS, build_optimizer
 from rw_tf.training.strategy import STRATEGIES, create_strategy
 
+# Keras dtype policies; mixed_float16 gets dynamic loss scaling from compile() (auto_scale_loss).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
 if TYPE_CHECKING:
     from rw_tf.tasks.base import Task
 
@@ -58,6 +61,7 @@ class TrainerConfig(DictConfig):
     strategy: str = "default"
     tpu: Optional[str] = None                  # --strategy tpu: "local" (TPU VM), a name or grpc://HOST:8470
     jit_compile: bool = False
+    precision: str = "float32"                 # or mixed_bfloat16 / mixed_float16 (Keras dtype policies)
     seed: int = 12345
     backup_every_steps: int = 0                # 0: back up at the end of each epoch only
     keep_epoch_checkpoints: bool = True
@@ -65,6 +69,8 @@ class TrainerConfig(DictConfig):
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
         if self.decay not in DECAYS:
             raise ValueError(f"unknown decay {self.decay!r}; choose one of {DECAYS}")
         for name in ("epochs", "batch_size"):
@@ -116,6 +122,18 @@ def run_task(task: "Task", trainer: TrainerConfig, output_dir: str, export_dir: 
              callbacks: Sequence[keras.callbacks.Callback] = (), verbose: Any = "auto") -> Dict[str, Any]:
     """Trains, evaluates and exports ``task`` (see the module docstring); returns ``metrics.json``'s content."""
     strategy = create_strategy(trainer.strategy, tpu_address=trainer.tpu)  # first: collective ops need it
+    # The precision is Keras's global dtype policy while the task's layers are made (every layer
+    # takes it); restored afterwards so that the process is left as it was found.
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(trainer.precision)
+    try:
+        return _run(task, trainer, strategy, output_dir, export_dir, callbacks, verbose)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _run(task: "Task", trainer: TrainerConfig, strategy: tf.distribute.Strategy, output_dir: str,
+         export_dir: Optional[str], callbacks: Sequence[keras.callbacks.Callback], verbose: Any) -> Dict[str, Any]:
     chief = is_chief(strategy)
     keras.utils.set_random_seed(trainer.seed)
     tf.io.gfile.makedirs(output_dir)

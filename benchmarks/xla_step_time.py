@@ -17,16 +17,7 @@ import time
 
 import keras
 
-from rw_tf.tasks import (
-    ClassificationTask,
-    ClassificationTaskConfig,
-    PretrainingTask,
-    PretrainingTaskConfig,
-    QATaskConfig,
-    QuestionAnsweringTask,
-    RetrievalTask,
-    RetrievalTaskConfig,
-)
+from rw_tf.tasks import TASKS, PretrainingTask, PretrainingTaskConfig
 from rw_tf.training import run_task
 
 
@@ -43,17 +34,15 @@ class StepTimer(keras.callbacks.Callback):
 
 
 def make_tasks(preset: str, init_from: str, length: int):
-    return {
-        "pretraining": PretrainingTask(PretrainingTaskConfig(preset=preset, max_sequence_length=length,
-                                                             max_documents=200, vocab_size=8000, eval_batches=1)),
-        "classification": ClassificationTask(ClassificationTaskConfig(init_from=init_from, max_sequence_length=length,
-                                                                      max_examples_per_class=200)),
-        "qa": QuestionAnsweringTask(QATaskConfig(init_from=init_from, max_sequence_length=length, doc_stride=48,
-                                                 max_question_length=32, max_train_examples=200,
-                                                 max_eval_examples=8)),
-        "retrieval": RetrievalTask(RetrievalTaskConfig(init_from=init_from, max_pairs=600,
-                                                       max_sequence_length=length)),
+    configs = {
+        "pretraining": dict(preset=preset, max_sequence_length=length, max_documents=200, vocab_size=8000,
+                            eval_batches=1),
+        "classification": dict(init_from=init_from, max_sequence_length=length, max_examples_per_class=200),
+        "qa": dict(init_from=init_from, max_sequence_length=length, doc_stride=48, max_question_length=32,
+                   max_train_examples=200, max_eval_examples=8),
+        "retrieval": dict(init_from=init_from, max_pairs=600, max_sequence_length=length),
     }
+    return {name: TASKS[name](TASKS[name].config_class(**config)) for name, config in configs.items()}
 
 
 def main() -> None:

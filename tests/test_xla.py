@@ -4,16 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rw_tf.tasks import (
-    ClassificationTask,
-    ClassificationTaskConfig,
-    PretrainingTask,
-    PretrainingTaskConfig,
-    QATaskConfig,
-    QuestionAnsweringTask,
-    RetrievalTask,
-    RetrievalTaskConfig,
-)
+from rw_tf.tasks import TASKS, PretrainingTask, PretrainingTaskConfig
 from rw_tf.training import run_task
 
 
@@ -32,14 +23,14 @@ TINY_PRETRAINING = dict(preset="tiny", max_documents=30, vocab_size=1500, max_se
 
 def tasks(init_from):
     """A fresh task of each kind, on small data."""
-    return {
-        "pretraining": PretrainingTask(PretrainingTaskConfig(**TINY_PRETRAINING)),
-        "classification": ClassificationTask(ClassificationTaskConfig(init_from=init_from, max_sequence_length=32,
-                                                                      max_examples_per_class=40)),
-        "qa": QuestionAnsweringTask(QATaskConfig(init_from=init_from, max_sequence_length=64, doc_stride=24,
-                                                 max_question_length=16, max_train_examples=40, max_eval_examples=4)),
-        "retrieval": RetrievalTask(RetrievalTaskConfig(init_from=init_from, max_pairs=200, max_sequence_length=32)),
+    configs = {
+        "pretraining": TINY_PRETRAINING,
+        "classification": dict(init_from=init_from, max_sequence_length=32, max_examples_per_class=40),
+        "qa": dict(init_from=init_from, max_sequence_length=64, doc_stride=24, max_question_length=16,
+                   max_train_examples=40, max_eval_examples=4),
+        "retrieval": dict(init_from=init_from, max_pairs=200, max_sequence_length=32),
     }
+    return {name: TASKS[name](TASKS[name].config_class(**config)) for name, config in configs.items()}
 
 
 @pytest.mark.parametrize("name", ["pretraining", "classification", "qa", "retrieval"])

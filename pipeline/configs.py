@@ -4,7 +4,8 @@ and the typed contracts it hands to each component.
 Paths default to folders under ``root``: ``data/`` (prepared JSONL + vocab.txt), ``tfx/`` (the
 pipeline root with every artifact), ``metadata.sqlite`` (MLMD), ``logs/`` (library logs of each
 run) and ``serving/<model>/<version>`` (what the Pusher writes and TF Serving reads).
-Each pipeline kind's Transform gets a ``PretrainingTransformConfig`` or ``TextTransformConfig`` and
+Each pipeline kind's Transform gets a ``PretrainingTransformConfig``, ``TextTransformConfig`` or
+``PairTransformConfig`` and
 its Trainer a ``TrainerContract`` (task name, task config, ``TrainerConfig``), serialized into
 ``custom_config`` and parsed back by the module files: the defaults live in those rw_tf
 dataclasses only.
@@ -22,14 +23,21 @@ import os
 from typing import Any, Dict, List, Optional
 
 from rw_tf.config import DictConfig
-from rw_tf.data.transform_fns import PretrainingTransformConfig, TextTransformConfig
-from rw_tf.tasks import ClassificationTaskConfig, PretrainingTaskConfig
+from rw_tf.data.transform_fns import PairTransformConfig, PretrainingTransformConfig, TextTransformConfig
+from rw_tf.tasks import (
+    ClassificationTaskConfig,
+    PretrainingTaskConfig,
+    SentenceEmbeddingTask,
+    SentenceEmbeddingTaskConfig,
+)
 from rw_tf.tasks.tfx_trainer import TrainerContract
 from rw_tf.training import TrainerConfig
 from rw_tf_schemas import SCHEMA_DIR
 
-STAGES = ("pretrain", "finetune")   # what one pipeline stage trains
-KINDS = STAGES + ("recipe",)         # pipelines: one stage each, or both in one (recipe)
+STAGES = ("pretrain", "finetune")   # the main job's stages (`--kind all`)
+# Pipelines: one stage each, both main stages in one (recipe), or sentence embeddings (embedding:
+# contrastive fine-tuning of a pretrained checkpoint on (query, item, negative) examples).
+KINDS = STAGES + ("recipe", "embedding")
 DEFAULT_IMAGE = "gcr.io/tfx-oss-public/tfx:1.16.0"
 
 
@@ -78,6 +86,13 @@ class PipelineConfig(DictConfig):
     finetune_train_steps: int = 150
     finetune_eval_steps: int = 10
     finetune_learning_rate: float = 1e-3
+    # Sentence embeddings (kind "embedding"): encoder checkpoint (default all-MiniLM-L6-v2; its
+    # vocab.txt tokenizes the examples), steps and learning rate, docstring pairs to use.
+    embedding_init_from: Optional[str] = None
+    embedding_train_steps: int = 60
+    embedding_eval_steps: int = 10
+    embedding_learning_rate: float = 3e-5
+    embedding_max_pairs: Optional[int] = None
     strategy: str = "default"
     precision: str = "float32"          # Trainer dtype policy: float32, mixed_bfloat16 or mixed_float16
     backup_every_steps: int = 100
@@ -85,6 +100,7 @@ class PipelineConfig(DictConfig):
     mlm_accuracy_lower_bound: float = 0.05
     accuracy_lower_bound: float = 0.6
     auc_lower_bound: float = 0.6
+    pair_accuracy_lower_bound: float = 0.8
     max_metric_drop: float = 0.02
     # Orchestration. TFX fingerprints component inputs and configs, not the installed rw_tf code:
     # after changing rw_tf itself, run once with enable_cache false.
@@ -146,16 +162,22 @@ class PipelineConfig(DictConfig):
         return args + list(self.extra_beam_args)
 
     def train_steps(self, stage: str) -> int:
-        return self.pretrain_train_steps if stage == "pretrain" else self.finetune_train_steps
+        return getattr(self, f"{stage}_train_steps")
 
     def eval_steps(self, stage: str) -> int:
-        return self.pretrain_eval_steps if stage == "pretrain" else self.finetune_eval_steps
+        return getattr(self, f"{stage}_eval_steps")
+
+
 
     # Component contracts -----------------------------------------------------------------------
     def knowledge(self) -> Dict[str, Optional[str]]:
         return {"alias_file": self.alias_file, "knowledge_dir": self.knowledge_dir}
 
     def transform_config(self, kind: str):
+        if kind == "embedding":
+            # None: all-MiniLM-L6-v2, resolved where the component runs (its path differs in an image).
+            vocab = os.path.join(self.embedding_init_from, "vocab.txt") if self.embedding_init_from else None
+            return PairTransformConfig(vocab_file=vocab, max_sequence_length=self.max_sequence_length)
         if kind == "pretrain":
             return PretrainingTransformConfig(vocab_file=self.vocab_file, max_sequence_length=self.max_sequence_length,
                                               max_predictions_per_seq=self.max_predictions_per_seq, seed=self.seed,
@@ -164,6 +186,14 @@ class PipelineConfig(DictConfig):
                                    **self.knowledge())
 
     def trainer_contract(self, kind: str) -> TrainerContract:
+        if kind == "embedding":
+            task = SentenceEmbeddingTaskConfig(mode="supervised", init_from=self.embedding_init_from,
+                                               max_sequence_length=self.max_sequence_length)
+            trainer = SentenceEmbeddingTask.trainer_config(
+                epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy, precision=self.precision,
+                learning_rate=self.embedding_learning_rate, backup_every_steps=self.backup_every_steps,
+                keep_epoch_checkpoints=False)
+            return TrainerContract("sentence_embedding", task, trainer)
         pretrain = kind == "pretrain"
         trainer = TrainerConfig(epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy,
                                 precision=self.precision,

@@ -8,10 +8,13 @@ A *stage* trains one task:
 
 Kinds: ``pretrain`` (the encoder on segment pairs, gated on masked-LM accuracy), ``finetune`` (a
 classifier warm-started from a pretrained encoder: ``pretrained_model_uri`` or, locally, the newest
-pushed pretraining version through an Importer; gated on accuracy and AUC) and ``recipe`` (both
+pushed pretraining version through an Importer; gated on accuracy and AUC), ``recipe`` (both
 stages in one pipeline: fine-tuning starts from this run's pretrained model, only if it was
-blessed; what a cluster schedules). Transform and Trainer name their functions by module path
-(``rw_tf_pipeline.modules...``), so the same definition runs locally and from the container image.
+blessed; what a cluster schedules) and ``embedding`` (contrastive sentence embeddings from
+``embedding_init_from``, default all-MiniLM-L6-v2, on (query, item, negative) docstring examples;
+gated on pair accuracy: queries closer to their item than to a hard negative). Transform and
+Trainer name their functions by module path (``rw_tf_pipeline.modules...``), so the same definition
+runs locally and from the container image.
 """
 from __future__ import annotations
 
@@ -50,6 +53,8 @@ def gate_metrics(stage: str, config: PipelineConfig) -> dict:
     """The metrics each stage is gated on, with their lower bounds."""
     if stage == "pretrain":
         return {"masked_lm_accuracy": config.mlm_accuracy_lower_bound}
+    if stage == "embedding":
+        return {"pair_accuracy": config.pair_accuracy_lower_bound}
     return {"binary_accuracy": config.accuracy_lower_bound, "auc": config.auc_lower_bound}
 
 
@@ -63,6 +68,12 @@ def eval_config(stage: str, config: PipelineConfig) -> tfma.EvalConfig:
                               example_weight_key="mlm_num_masked")
         metrics = [tfma.MetricConfig(class_name="MeanPrediction", config='"name": "masked_lm_accuracy"',
                                      threshold=_threshold(bounds["masked_lm_accuracy"], config.max_metric_drop))]
+    elif stage == "embedding":
+        # Share of eval queries closer to their item than to another item of the same module.
+        spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
+                              prediction_key="pair_accuracy", label_key="pair_label")
+        metrics = [tfma.MetricConfig(class_name="MeanPrediction", config='"name": "pair_accuracy"',
+                                     threshold=_threshold(bounds["pair_accuracy"], config.max_metric_drop))]
     else:
         spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
                               prediction_key="probability", label_key="label")

@@ -6,6 +6,8 @@ prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as g
   segment occurs in training (ExampleGen reads the two folders as the two splits);
 - ``finetune/{train,eval}/labelled.jsonl``: the documentation-source classification set (every text
   distinct), cut 80/20;
+- ``embedding/{train,eval}/pairs.jsonl``: standard-library docstring (query, item) pairs split by
+  module (no module on both sides), each with a hard negative (another item of its module);
 - ``vocab.txt``: a WordPiece vocabulary learned from the training documents; Transform embeds it
   in the transform graph, and fine-tuning uses the same file so ids match the encoder;
 - ``data_report.json``: what was read, removed (by reason) and written;
@@ -22,19 +24,23 @@ import tensorflow as tf
 
 from rw_tf.data.corpus import deduplicate_sentences, embedded_corpus, read_text_files
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
-from rw_tf.data.labelled import documentation_source_examples
+from rw_tf.data.labelled import docstring_summary_pairs, documentation_source_examples
 from rw_tf.data.segment_pairs import segment_pair_candidates
-from rw_tf.data.splits import split_documents
+from rw_tf.data.splits import split_by_group, split_documents
 from rw_tf.knowledge.demo import nations_demo
 from rw_tf.knowledge.training import TransEConfig, train_transe
+from rw_tf.tasks.sentence_embedding import with_hard_negatives
 from rw_tf.tokenization import learn_vocabulary, write_vocabulary
 from rw_tf_pipeline.configs import STAGES, PipelineConfig
 
 SPLITS = ("train", "eval")
 
 
+DATA_KINDS = STAGES + ("embedding",)
+
+
 def input_file(config: PipelineConfig, kind: str, split: str) -> str:
-    return os.path.join(config.examples_dir(kind), split, "pairs.jsonl" if kind == "pretrain" else "labelled.jsonl")
+    return os.path.join(config.examples_dir(kind), split, "labelled.jsonl" if kind == "finetune" else "pairs.jsonl")
 
 
 def _nations_documents(config: PipelineConfig):
@@ -52,7 +58,7 @@ def _nations_documents(config: PipelineConfig):
 
 def prepare_data(config: PipelineConfig) -> Dict[str, str]:
     """Writes what is missing (see the module docstring); returns the paths."""
-    paths = {f"{kind}/{split}": input_file(config, kind, split) for kind in STAGES for split in SPLITS}
+    paths = {f"{kind}/{split}": input_file(config, kind, split) for kind in DATA_KINDS for split in SPLITS}
     paths["vocab"] = config.vocab_file
     paths["report"] = os.path.join(config.data_dir, "data_report.json")
     if all(tf.io.gfile.exists(p) for p in paths.values()):
@@ -77,6 +83,9 @@ def prepare_data(config: PipelineConfig) -> Dict[str, str]:
     cut = int(round(0.8 * len(rows)))
     report["finetune_train"] = write_jsonl(rows[:cut], paths["finetune/train"])
     report["finetune_eval"] = write_jsonl(rows[cut:], paths["finetune/eval"])
+    train_pairs, eval_pairs = split_by_group(docstring_summary_pairs(config.embedding_max_pairs, seed=config.seed))
+    for split, pairs in (("train", train_pairs), ("eval", eval_pairs)):
+        report[f"embedding_{split}"] = write_jsonl(with_hard_negatives(pairs, config.seed), paths[f"embedding/{split}"])
     with tf.io.gfile.GFile(paths["report"], "w") as f:
         json.dump(report, f, indent=2)
     return paths

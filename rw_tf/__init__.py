@@ -6,8 +6,10 @@ works after ``import rw_tf`` alone) and exposes the public API:
 - layers: ``TransformerEmbeddings``, ``TransformerEncoderBlock``, ``GatedKnowledgeFusion``, ...
 - networks (backbones): ``TransformerEncoder``, ``KnowledgeEnhancedEncoder``
 - heads: ``MaskedLMHead``, ``SegmentPairHead``, ``SpanHead``
-- task models: ``PretrainingModel``, ``TextClassifier``, ``SpanQuestionAnswerer``, ``DualEncoder``
-- losses: ``KnowledgeDistillationLoss``, ``InBatchInfoNCE``; knowledge: ``TransE``, ``EntityLinker``
+- task models: ``PretrainingModel``, ``TextClassifier``, ``SpanQuestionAnswerer``, ``DualEncoder``,
+  ``SentenceEncoder``
+- losses: ``KnowledgeDistillationLoss``, ``InfoNCELoss`` (negatives across replicas)
+- knowledge: ``TransE``, ``EntityLinker``
 - tasks and their runner: ``TASKS``, ``PretrainingTask``, ... ``TrainerConfig``, ``run_task``
 - tokenization and export: ``WordPieceTokenizer``, ``save_export`` and the per-task export modules
 
@@ -26,13 +28,20 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from rw_tf.checkpoints import load_hf_bert, minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import EncoderConfig, PretrainingDataConfig
 from rw_tf.errors import UserError
-from rw_tf.export import ClassifierExport, PretrainingExport, QuestionAnsweringExport, RetrievalExport, save_export
+from rw_tf.export import (
+    ClassifierExport,
+    PretrainingExport,
+    QuestionAnsweringExport,
+    RetrievalExport,
+    SentenceEmbeddingExport,
+    save_export,
+)
 from rw_tf.heads import MaskedLMHead, SegmentPairHead, SpanHead
 from rw_tf.knowledge import TransE
 from rw_tf.knowledge.entity_linking import EntityLinker
 from rw_tf.layers import AdditiveKnowledgeFusion, GatedKnowledgeFusion, TransformerEmbeddings, TransformerEncoderBlock
-from rw_tf.losses import InBatchInfoNCE, KnowledgeDistillationLoss
-from rw_tf.models import DualEncoder, PretrainingModel, SpanQuestionAnswerer, TextClassifier
+from rw_tf.losses import InfoNCELoss, KnowledgeDistillationLoss
+from rw_tf.models import DualEncoder, PretrainingModel, SentenceEncoder, SpanQuestionAnswerer, TextClassifier
 from rw_tf.networks import KnowledgeEnhancedEncoder, TransformerEncoder
 from rw_tf.tasks import (
                           TASKS,
@@ -44,6 +53,8 @@ from rw_tf.tasks import (
                           QuestionAnsweringTask,
                           RetrievalTask,
                           RetrievalTaskConfig,
+                          SentenceEmbeddingTask,
+                          SentenceEmbeddingTaskConfig,
                           Task,
 )
 from rw_tf.tokenization import WordPieceTokenizer, learn_vocabulary, write_vocabulary
@@ -53,11 +64,12 @@ __version__ = "0.2.0"
 
 __all__ = [
     "TASKS", "AdditiveKnowledgeFusion", "ClassificationTask", "ClassificationTaskConfig", "ClassifierExport",
-    "DualEncoder", "EncoderConfig", "EntityLinker", "GatedKnowledgeFusion", "InBatchInfoNCE",
+    "DualEncoder", "EncoderConfig", "EntityLinker", "GatedKnowledgeFusion", "InfoNCELoss",
     "KnowledgeDistillationLoss", "KnowledgeEnhancedEncoder", "MaskedLMHead", "PretrainingDataConfig",
     "PretrainingExport", "PretrainingModel", "PretrainingTask", "PretrainingTaskConfig", "QATaskConfig",
     "QuestionAnsweringExport", "QuestionAnsweringTask", "RetrievalExport", "RetrievalTask", "RetrievalTaskConfig",
-    "SegmentPairHead", "SpanHead", "SpanQuestionAnswerer", "Task", "TextClassifier", "TrainerConfig", "TransE",
+    "SegmentPairHead", "SentenceEmbeddingExport", "SentenceEmbeddingTask", "SentenceEmbeddingTaskConfig",
+    "SentenceEncoder", "SpanHead", "SpanQuestionAnswerer", "Task", "TextClassifier", "TrainerConfig", "TransE",
     "TransformerEmbeddings", "TransformerEncoder", "TransformerEncoderBlock", "UserError", "WordPieceTokenizer",
     "create_strategy", "learn_vocabulary", "load_hf_bert", "minilm_checkpoint_dir", "pretrained_encoder",
     "pretrained_tokenizer", "run_task", "save_export", "write_vocabulary",

@@ -33,6 +33,24 @@ def replica_sum(value: Any) -> Any:
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
+def replica_gather(value: Any) -> Tuple[Any, Any]:
+    """``(every replica's value concatenated along axis 0 in replica order, the row where this
+    replica's rows start)``; ``(value, 0)`` with one replica, outside a replica context or under
+    another Keras backend.
+
+    The gradient flows back to each replica's own rows: TensorFlow's ``ReplicaContext.all_gather``
+    sums the incoming gradients over the replicas and hands each replica its slice, which is the
+    gradient of the global loss (the sum of every replica's share) with respect to its rows.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return value, 0
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value, 0
+    sizes = context.all_gather(tf.shape(value)[:1], axis=0)
+    return context.all_gather(value, axis=0), tf.reduce_sum(sizes[:context.replica_id_in_sync_group])
+
+
 class GlobalMeanLoss(keras.losses.Loss):
     """Base of losses averaged over the global batch: sum(w * l) / sum(w), both sums over every
     replica. Subclasses implement ``call`` (per-element losses).
@@ -152,18 +170,36 @@ class KnowledgeDistillationLoss(GlobalMeanLoss):
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
-class InBatchInfoNCE(keras.losses.Loss):
-    """InfoNCE with in-batch negatives: for a [batch, batch] similarity matrix S (row i = query i,
-    column j = item j, the positive on the diagonal), -mean_i log softmax(S_i / tau)_i.
-    ``symmetric=True`` averages with the item->query direction (CLIP-style).
+class InfoNCELoss(GlobalMeanLoss):
+    """Symmetric InfoNCE over L2-normalised embeddings, negatives from the whole global batch.
+
+    ``y_pred`` [batch, views, dim]: view 0 the anchors, view 1 their positives, views 2.. hard
+    negatives (optional). ``y_true`` [batch, views] integer text ids (-1: unknown): two texts with
+    the same id are the same text, so neither is used as the other's negative (false-negative
+    masking of duplicates in a batch; SimCSE feeds the same text twice and gets the same id).
+    Columns of ``y_true`` beyond the views are further ids masked out of the anchor's candidates
+    (a recommender passes the user's history: items the user already has are not negatives).
+
+    Anchor i is scored against every positive and every hard negative of the global batch (all
+    replicas, gathered with ``replica_gather``; gradients flow back to each replica's rows):
+    l_i = -log softmax(a_i . k / tau)[its positive]; with ``symmetric`` the positive -> anchor
+    direction (positive i against every anchor) is averaged in. The mean is over the global batch,
+    so a step under ``tf.distribute`` equals the single-device computation over the global batch.
+    For uninformative embeddings (all equal) the loss is log(number of candidates); for perfectly
+    aligned, mutually orthogonal ones it tends to 0 as tau -> 0.
+
+    Args:
+        temperature: tau (> 0). A model that learns its temperature scales the anchors itself and
+            passes 1.0 (``SentenceEncoder(learn_temperature=True)``).
+        symmetric: also score positives against anchors (CLIP, MultipleNegativesSymmetricRankingLoss).
 
     Example:
-        >>> loss = InBatchInfoNCE(temperature=0.05)
-        >>> float(loss(keras.ops.zeros(4), keras.ops.eye(4) * 10.0)) < 1e-3
+        >>> emb = keras.ops.stack([keras.ops.eye(4), keras.ops.eye(4)], axis=1)    # [4, 2, 4]
+        >>> float(InfoNCELoss(0.05)(-keras.ops.ones((4, 2), "int32"), emb)) < 1e-6
         True
     """
 
-    def __init__(self, temperature: float = 0.05, symmetric: bool = False, name: str = "info_nce",
+    def __init__(self, temperature: float = 0.05, symmetric: bool = True, name: str = "nce_loss",
                  **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         if temperature <= 0:
@@ -172,15 +208,44 @@ class InBatchInfoNCE(keras.losses.Loss):
         self.symmetric = symmetric
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        logits = ops.convert_to_tensor(y_pred) / self.temperature
-        labels = ops.arange(ops.shape(logits)[0])
-        loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        embeddings = ops.cast(y_pred, "float32") / self.temperature ** 0.5
+        ids = ops.cast(y_true, "int32")
+        if len(embeddings.shape) != 3 or embeddings.shape[1] is not None and embeddings.shape[1] < 2:
+            raise ValueError(f"InfoNCELoss needs embeddings [batch, views >= 2, dim], got shape {embeddings.shape}")
+        views = embeddings.shape[1]
+        ids, excluded = ids[:, :views], ids[:, views:]
+        anchors, anchor_ids = embeddings[:, 0], ids[:, 0]
+        # Keys: every replica's positives, then every replica's hard negatives.
+        keys, offset = replica_gather(embeddings[:, 1])
+        key_ids, _ = replica_gather(ids[:, 1])
+        if embeddings.shape[1] > 2:
+            negatives, _ = replica_gather(ops.reshape(embeddings[:, 2:], (-1, ops.shape(embeddings)[-1])))
+            negative_ids, _ = replica_gather(ops.reshape(ids[:, 2:], (-1,)))
+            keys, key_ids = ops.concatenate([keys, negatives], 0), ops.concatenate([key_ids, negative_ids], 0)
+        labels = offset + ops.arange(ops.shape(anchors)[0])
+        loss = _nce_terms(anchors, anchor_ids, keys, key_ids, labels, excluded)
         if self.symmetric:
-            loss = 0.5 * (loss + keras.losses.sparse_categorical_crossentropy(labels, ops.transpose(logits),
-                                                                               from_logits=True))
+            all_anchors, _ = replica_gather(anchors)
+            all_anchor_ids, _ = replica_gather(anchor_ids)
+            loss = 0.5 * (loss + _nce_terms(embeddings[:, 1], ids[:, 1], all_anchors, all_anchor_ids, labels))
         return loss
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config.update(temperature=self.temperature, symmetric=self.symmetric)
         return config
+
+
+def _nce_terms(queries: Any, query_ids: Any, keys: Any, key_ids: Any, labels: Any, excluded: Any = None) -> Any:
+    """-log softmax(q . k)[label] per query, other keys with the query's text id (or one of its
+    ``excluded`` ids [batch, n], -1 = none) masked out."""
+    logits = ops.matmul(queries, ops.transpose(keys))
+    columns = ops.arange(ops.shape(keys)[0])
+    masked_ids = ops.expand_dims(query_ids, 1)
+    if excluded is not None and excluded.shape[1] != 0:
+        masked_ids = ops.concatenate([masked_ids, excluded], axis=1)              # [batch, 1 + n]
+    same_text = ops.any(ops.logical_and(ops.expand_dims(masked_ids, 2) == ops.reshape(key_ids, (1, 1, -1)),
+                                        ops.expand_dims(masked_ids, 2) >= 0), axis=1)
+    false_negative = ops.logical_and(same_text, ops.expand_dims(columns, 0) != ops.expand_dims(labels, 1))
+    logits = ops.where(false_negative, -1e9, logits)
+    return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)

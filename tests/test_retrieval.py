@@ -4,19 +4,27 @@ import pytest
 import tensorflow as tf
 
 from rw_tf.export import RetrievalExport
-from rw_tf.losses import InBatchInfoNCE
+from rw_tf.models import DualEncoder
+from rw_tf.networks import TransformerEncoder
 from rw_tf.tasks import RetrievalTask, RetrievalTaskConfig
 from rw_tf.tasks.retrieval import ranking_metrics, read_pairs
 from rw_tf.training import run_task
 
 
-def test_info_nce():
-    perfect = np.eye(4, dtype="float32")
-    uniform = np.zeros((4, 4), "float32")
-    loss = InBatchInfoNCE(temperature=0.05)
-    assert float(loss(np.zeros(4), perfect)) < 1e-6
-    assert float(loss(np.zeros(4), uniform)) == pytest.approx(np.log(4), rel=1e-5)
-    assert float(InBatchInfoNCE(0.05, symmetric=True)(np.zeros(4), uniform)) == pytest.approx(np.log(4), rel=1e-5)
+def test_dual_encoder_is_scored_by_info_nce_on_both_towers():
+    encoder = TransformerEncoder.from_preset("tiny", vocab_size=100)
+    model = DualEncoder(encoder, TransformerEncoder.from_preset("tiny", vocab_size=100))
+    model.compile(optimizer="adam")
+    x = {"token_ids": np.arange(3, 27).reshape(4, 6).astype("int32"), "segment_ids": np.zeros((4, 6), "int32"),
+         "padding_mask": np.ones((4, 6), "int32")}
+    stacked = model({"query": x, "item": x})
+    assert stacked.shape == (4, 2, 64)
+    np.testing.assert_allclose(stacked[:, 1], model.embed(x, "item"), atol=1e-6)
+    ids = np.arange(8).reshape(4, 2)
+    queries, items = np.asarray(stacked[:, 0]), np.asarray(stacked[:, 1])
+    logits = queries @ items.T / 0.05
+    expected = np.mean(np.log(np.exp(logits).sum(1)) - np.diag(logits))
+    assert float(model.loss(ids, stacked)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_ranking_metrics():

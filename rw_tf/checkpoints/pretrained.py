@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Optional
 
 import keras
 import tensorflow as tf
@@ -62,25 +63,32 @@ def pretrained_tokenizer(path: str) -> WordPieceTokenizer:
     return WordPieceTokenizer.from_config({**settings, "vocab_file": os.path.join(export_dir, "assets", "vocab.txt")})
 
 
-def pretrained_encoder(path: str, tokenizer: WordPieceTokenizer = None) -> TransformerEncoder:
-    """The encoder stored at ``path``; with ``tokenizer``, checks that their vocabularies agree."""
+def pretrained_encoder(path: str, tokenizer: WordPieceTokenizer = None,
+                       dropout: Optional[float] = None) -> TransformerEncoder:
+    """The encoder stored at ``path``; with ``tokenizer``, checks that their vocabularies agree;
+    ``dropout`` (not None) replaces its dropout and attention-dropout rates (e.g. SimCSE needs
+    dropout, and the tiny preset has none)."""
     path = _existing(path)
     encoder = (hf_bert_encoder(path) if _is_hugging_face(path)
                else keras.saving.load_model(find_keras_file(_export_dir(path), "encoder.keras"), compile=False))
-    encoder = _in_global_policy(encoder)
+    encoder = _in_global_policy(encoder, dropout)
     if tokenizer is not None and tokenizer.vocab_size != encoder.config.vocab_size:
         raise ValueError(f"the encoder at {path} has vocab_size {encoder.config.vocab_size} but the tokenizer "
                          f"has {tokenizer.vocab_size} tokens: use the vocabulary the encoder was trained with")
     return encoder
 
 
-def _in_global_policy(encoder: TransformerEncoder) -> TransformerEncoder:
-    """``encoder`` in the current global dtype policy: a saved model keeps the policy it was trained
-    in, so a float32 checkpoint fine-tuned with ``--precision mixed_bfloat16`` is rebuilt in it."""
+def _in_global_policy(encoder: TransformerEncoder, dropout: Optional[float] = None) -> TransformerEncoder:
+    """``encoder`` in the current global dtype policy (and with ``dropout`` if given): a saved model
+    keeps the policy it was trained in, so a float32 checkpoint fine-tuned with ``--precision
+    mixed_bfloat16`` is rebuilt in it."""
     policy = keras.mixed_precision.global_policy()
-    if encoder.dtype_policy.name == policy.name:
+    changes = {} if encoder.dtype_policy.name == policy.name else {"dtype": policy.name}
+    if dropout is not None and (dropout, dropout) != (encoder.config.dropout, encoder.config.attention_dropout):
+        changes.update(dropout=float(dropout), attention_dropout=float(dropout))
+    if not changes:
         return encoder
-    clone = type(encoder).from_config({**encoder.get_config(), "dtype": policy.name})
+    clone = type(encoder).from_config({**encoder.get_config(), **changes})
     clone.build({"token_ids": (None, None)})
     clone.set_weights(encoder.get_weights())
     return clone

@@ -2,7 +2,8 @@
 
     rw-tf vocab     --output vocab.txt [--input FILE ...]
     rw-tf pretrain  --output-dir DIR [--preset tiny|small|base] [--input FILE ...] [--strategy ...]
-    rw-tf finetune  --task classification|retrieval|qa --output-dir DIR [--init-from MODEL]
+    rw-tf finetune  --task classification|retrieval|qa|sentence_embedding --output-dir DIR [--init-from MODEL]
+    rw-tf embed     --model EXPORT_DIR (--text TEXT ... | --input FILE) [--output FILE.jsonl|.npy]
     rw-tf kg        train|eval ...
 and, from the packages that register command groups (entry points ``rw_tf.cli``):
     rw-tf pipeline  run|prepare|compile ...           (rw_tf_pipeline: the TFX pipelines)
@@ -22,6 +23,7 @@ import traceback
 from importlib.metadata import entry_points
 from typing import List, Optional
 
+from rw_tf.cli.embed import add_embed
 from rw_tf.cli.kg import add_kg
 from rw_tf.cli.train import add_finetune, add_pretrain
 from rw_tf.cli.vocab import add_vocab
@@ -35,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rw-tf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_vocab, add_pretrain, add_finetune, add_kg):
+    for add in (add_vocab, add_pretrain, add_finetune, add_kg, add_embed):
         add(sub)
     for plugin in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
         plugin.load()(sub)

@@ -12,10 +12,12 @@ masked deterministically and TFMA can score masked-LM accuracy on them.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Dict, Optional
 
 import tensorflow as tf
 
+from rw_tf.checkpoints.hf_bert import minilm_checkpoint_dir
 from rw_tf.config import DictConfig, PretrainingDataConfig
 from rw_tf.data.masking import PretrainingExampleBuilder
 from rw_tf.data.text_inputs import single_segment_inputs
@@ -23,6 +25,9 @@ from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_d
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 PAIR_TEXT_FEATURES = ("text_a", "text_b", "text_random")
+# Sentence-embedding examples: raw feature -> the view it becomes (``SentenceEncoder``'s inputs).
+EMBEDDING_VIEWS = {"query": "anchor", "item": "positive", "negative": "negative"}
+TEXT_ID_BUCKETS = 2 ** 31 - 1   # text ids (string hashes) that mask duplicates out of the negatives
 
 
 def dense_1d(value: tf.Tensor, default) -> tf.Tensor:
@@ -86,6 +91,16 @@ class TextTransformConfig(DictConfig):
     knowledge_dir: Optional[str] = None
 
 
+@dataclasses.dataclass
+class PairTransformConfig(DictConfig):
+    """How a sentence-embedding Transform tokenizes (query, item, negative) with the encoder's
+    vocabulary (``vocab_file``; None: all-MiniLM-L6-v2's, found where the Transform runs)."""
+
+    vocab_file: Optional[str] = None
+    max_sequence_length: int = 64
+    lower_case: bool = True
+
+
 def pretraining_preprocessing_fn(inputs: Dict[str, tf.Tensor],
                                  config: PretrainingTransformConfig) -> Dict[str, tf.Tensor]:
     """Raw ``text_a``/``text_b``/``text_random`` -> masked pretraining features (+ ``mlm_num_masked``);
@@ -110,4 +125,23 @@ def classification_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: TextTr
     features = single_segment_inputs(tokenizer, dense_1d(inputs["text"], b""), config.max_sequence_length, linker)
     if config.label_key in inputs:
         features[config.label_key] = dense_1d(inputs[config.label_key], -1)
+    return example_dtypes(features)
+
+
+def pair_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: PairTransformConfig) -> Dict[str, tf.Tensor]:
+    """Raw ``query``/``item``/``negative`` -> ``{anchor,positive,negative}_{token_ids,segment_ids,
+    padding_mask}``, ``{view}_text_id`` (string hashes) and a constant ``pair_label`` of 1 (the
+    label TFMA reads while the gate scores the model's ``pair_accuracy``)."""
+    missing = [k for k in EMBEDDING_VIEWS if k not in inputs]
+    if missing:
+        raise KeyError(f"sentence-embedding examples are missing features {missing}")
+    vocab_file = config.vocab_file or os.path.join(minilm_checkpoint_dir(), "vocab.txt")
+    tokenizer = tracked_tokenizer(vocab_file, config.lower_case)
+    features = {}
+    for raw, view in EMBEDDING_VIEWS.items():
+        text = dense_1d(inputs[raw], b"")
+        for key, value in single_segment_inputs(tokenizer, text, config.max_sequence_length).items():
+            features[f"{view}_{key}"] = value
+        features[f"{view}_text_id"] = tf.strings.to_hash_bucket_fast(text, TEXT_ID_BUCKETS)
+    features["pair_label"] = tf.ones_like(features["anchor_text_id"])
     return example_dtypes(features)

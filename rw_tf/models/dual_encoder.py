@@ -1,13 +1,15 @@
 """Dual encoder for retrieval/recommendation: query and item towers, mean-pooled, L2-normalized.
 
-Training uses in-batch negatives: the model outputs the [batch, batch] cosine-similarity matrix
-of a batch of (query, item) pairs and ``compile()`` defaults to ``InBatchInfoNCE``.
+Training uses in-batch negatives (from every replica under ``tf.distribute``): called on a batch of
+(query, item) pairs the model outputs their embeddings stacked [batch, 2, dim] and ``compile()``
+defaults to ``InfoNCELoss`` (query -> item), whose targets are text ids [batch, 2] that keep
+duplicate items out of each other's negatives.
 
 Example:
     >>> enc = TransformerEncoder.from_preset("tiny", vocab_size=100)
     >>> model = DualEncoder(enc)                      # shared towers
     >>> model.compile(optimizer="adam")
-    >>> # model.fit(tf.data of ({"query": enc_inputs, "item": enc_inputs}, dummy_y))
+    >>> # model.fit(tf.data of ({"query": enc_inputs, "item": enc_inputs}, text_ids [batch, 2]))
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
-from rw_tf.losses import InBatchInfoNCE
+from rw_tf.losses import InfoNCELoss
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
 from rw_tf.networks.pooling import masked_mean
@@ -43,12 +45,11 @@ class DualEncoder(OptimizerOnlyCompileConfig, keras.Model):
         return pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
 
     def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
-        queries = self.embed(inputs["query"], "query", training)
-        items = self.embed(inputs["item"], "item", training)
-        return ops.matmul(queries, ops.transpose(items))
+        return ops.stack([self.embed(inputs["query"], "query", training),
+                          self.embed(inputs["item"], "item", training)], axis=1)
 
     def compile(self, optimizer: Any = "adam", loss: Any = None, **kwargs: Any) -> None:
-        super().compile(optimizer=optimizer, loss=loss or InBatchInfoNCE(self.temperature), **kwargs)
+        super().compile(optimizer=optimizer, loss=loss or InfoNCELoss(self.temperature, symmetric=False), **kwargs)
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()

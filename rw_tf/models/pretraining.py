@@ -4,14 +4,16 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from rw_tf.heads.masked_lm import MaskedLMHead
 from rw_tf.heads.segment_pair import SegmentPairHead
 from rw_tf.layers.dtype import sublayer_policy
-from rw_tf.losses import KnowledgeDistillationLoss, pretraining_losses
+from rw_tf.losses import InfoNCELoss, KnowledgeDistillationLoss, pretraining_losses
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
+from rw_tf.networks.pooling import masked_mean
 
 PAIR_REPRESENTATIONS = ("segment_means", "cls_pooler")
 
@@ -36,6 +38,12 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
     knowledge model's MLM logits, L = L_MLM + l1 L_NSP + l2 L_SOP + alpha L_KD, logged as
     ``kd_loss``; ``add_distillation_targets`` puts the teacher's logits into the batches.
 
+    Contrastive term: ``nce_weight=l3 > 0`` runs the encoder a second time on the same inputs (an
+    independent dropout mask, as in SimCSE) and adds the output ``nce`` [batch, 2, hidden]: the
+    two mean-pooled, L2-normalised views, scored by ``InfoNCELoss(nce_temperature)`` with the
+    rest of the global batch as negatives, L = L_MLM + l1 L_NSP + l2 L_SOP + l3 L_NCE, logged as
+    ``nce_loss``; ``add_contrastive_targets`` puts its (unused) targets into the batches.
+
     Example:
         >>> model = PretrainingModel(TransformerEncoder.from_preset("tiny", vocab_size=100))
         >>> model.compile(optimizer="adam")
@@ -44,7 +52,7 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
 
     def __init__(self, encoder: TransformerEncoder, nsp_weight: float = 1.0, sop_weight: float = 1.0,
                  kd_weight: float = 0.0, kd_temperature: float = 1.0, pair_representation: str = "segment_means",
-                 **kwargs: Any) -> None:
+                 nce_weight: float = 0.0, nce_temperature: float = 0.05, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if pair_representation not in PAIR_REPRESENTATIONS:
             raise ValueError(f"pair_representation must be one of {PAIR_REPRESENTATIONS}, got {pair_representation!r}")
@@ -57,6 +65,13 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
             self.sop_weight = sop_weight
             self.kd_weight = kd_weight
             self.kd_temperature = kd_temperature
+            if nce_weight < 0 or nce_temperature <= 0:
+                raise ValueError("nce_weight must be >= 0 and nce_temperature > 0")
+            if nce_weight > 0 and encoder.config.dropout == 0:
+                raise ValueError("the contrastive term compares two dropout views of each input, but the encoder "
+                                 "has no dropout (the tiny preset): set dropout > 0")
+            self.nce_weight = nce_weight
+            self.nce_temperature = nce_temperature
             self.mlm_head = MaskedLMHead(encoder.token_embedding,
                                          layer_norm_epsilon=encoder.config.layer_norm_epsilon,
                                          initializer_range=encoder.config.initializer_range, name="mlm_head")
@@ -93,6 +108,11 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
         outputs = {k: ops.cast(v, "float32") for k, v in outputs.items()}   # float32 logits under mixed precision
         if self.kd_weight > 0:
             outputs["kd"] = outputs["mlm"]
+        if self.nce_weight > 0:
+            second = self.encoder(inputs, training=training)["sequence_output"]
+            views = [ops.cast(masked_mean(s, inputs["padding_mask"]), "float32") for s in (seq, second)]
+            views = [v / ops.maximum(ops.norm(v, axis=-1, keepdims=True), 1e-12) for v in views]
+            outputs["nce"] = ops.stack(views, axis=1)
         return outputs
 
     def compile(self, optimizer: Any = "adam", loss: Any = None, loss_weights: Any = None,
@@ -103,6 +123,9 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
             if self.kd_weight > 0:
                 loss["kd"] = KnowledgeDistillationLoss(self.kd_temperature)
                 default_weights["kd"] = float(self.kd_weight)
+            if self.nce_weight > 0:
+                loss["nce"] = InfoNCELoss(self.nce_temperature)
+                default_weights["nce"] = float(self.nce_weight)
             loss_weights = default_weights if loss_weights is None else loss_weights
         if weighted_metrics is None:
             weighted_metrics = {
@@ -117,7 +140,8 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
         config = super().get_config()
         config.update(encoder=keras.saving.serialize_keras_object(self.encoder),
                       nsp_weight=self.nsp_weight, sop_weight=self.sop_weight, kd_weight=self.kd_weight,
-                      kd_temperature=self.kd_temperature, pair_representation=self.pair_representation)
+                      kd_temperature=self.kd_temperature, pair_representation=self.pair_representation,
+                      nce_weight=self.nce_weight, nce_temperature=self.nce_temperature)
         return config
 
     @classmethod
@@ -133,4 +157,14 @@ def add_distillation_targets(dataset, teacher: keras.Model):
     def with_targets(x, y, sample_weight):
         logits = teacher(x, training=False)["mlm"]
         return x, {**y, "kd": logits}, {**sample_weight, "kd": sample_weight["mlm"]}
+    return dataset.map(with_targets)
+
+
+def add_contrastive_targets(dataset):
+    """Adds ``y["nce"]`` (text ids -1: nothing masked) to ``(x, y, sample_weight)`` batches, for a
+    model built with ``nce_weight > 0``."""
+    def with_targets(x, y, sample_weight):
+        batch = tf.shape(x["token_ids"])[0]
+        return (x, {**y, "nce": -tf.ones([batch, 2], tf.int32)},
+                {**sample_weight, "nce": tf.ones([batch], tf.float32)})
     return dataset.map(with_targets)

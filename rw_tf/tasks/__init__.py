@@ -5,8 +5,11 @@ from rw_tf.tasks.classification import ClassificationTask, ClassificationTaskCon
 from rw_tf.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
 from rw_tf.tasks.question_answering import QATaskConfig, QuestionAnsweringTask
 from rw_tf.tasks.retrieval import RetrievalTask, RetrievalTaskConfig
+from rw_tf.tasks.sentence_embedding import SentenceEmbeddingTask, SentenceEmbeddingTaskConfig
 
-TASKS = {task.name: task for task in (PretrainingTask, ClassificationTask, QuestionAnsweringTask, RetrievalTask)}
+TASKS = {task.name: task for task in (PretrainingTask, ClassificationTask, QuestionAnsweringTask, RetrievalTask,
+                                         SentenceEmbeddingTask)}
 
 __all__ = ["TASKS", "ClassificationTask", "ClassificationTaskConfig", "PretrainingTask", "PretrainingTaskConfig",
-           "QATaskConfig", "QuestionAnsweringTask", "RetrievalTask", "RetrievalTaskConfig", "Task"]
+           "QATaskConfig", "QuestionAnsweringTask", "RetrievalTask", "RetrievalTaskConfig",
+           "SentenceEmbeddingTask", "SentenceEmbeddingTaskConfig", "Task"]

@@ -1,4 +1,4 @@
-"""Pretraining task: L = L_MLM + l1 L_NSP + l2 L_SOP on segment pairs, optionally knowledge-enhanced.
+"""Pretraining task: L = L_MLM + l1 L_NSP + l2 L_SOP (+ l3 L_NCE) on segment pairs, optionally knowledge-enhanced.
 
 Data: the embedded corpus or the user's text files (``corpus_files``), split by *document* into
 train and eval before any pair is built (no eval pair shares a document with training); a
@@ -32,7 +32,7 @@ from rw_tf.export.base import save_export
 from rw_tf.export.pretraining import PretrainingExport
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
 from rw_tf.knowledge.training import load_model_dir
-from rw_tf.models.pretraining import PretrainingModel
+from rw_tf.models.pretraining import PretrainingModel, add_contrastive_targets
 from rw_tf.networks.encoder import TransformerEncoder
 from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
 from rw_tf.tasks.base import Task
@@ -57,6 +57,9 @@ class PretrainingTaskConfig(DictConfig):
     nsp_weight: float = 1.0
     sop_weight: float = 1.0
     pair_representation: str = "segment_means"  # or "cls_pooler" (BERT: NSP/SOP train the pooler)
+    nce_weight: float = 0.0                      # l3: SimCSE InfoNCE on two dropout views of each input
+    nce_temperature: float = 0.05
+    dropout: Optional[float] = None              # replaces the preset's dropout rates (tiny has none)
     # Knowledge mode: a `rw-tf kg train` output and an alias table, fused after these blocks.
     knowledge_dir: Optional[str] = None
     alias_file: Optional[str] = None
@@ -123,6 +126,8 @@ class PretrainingTask(Task):
     def build_encoder(self) -> TransformerEncoder:
         cfg = self.config
         sizes = EncoderConfig.preset_for_length(cfg.preset, self.tokenizer.vocab_size, self.max_sequence_length)
+        if cfg.dropout is not None:
+            sizes = dataclasses.replace(sizes, dropout=cfg.dropout, attention_dropout=cfg.dropout)
         if not cfg.knowledge_dir:
             return TransformerEncoder.from_encoder_config(sizes)
         transe, entities, _ = load_model_dir(cfg.knowledge_dir)
@@ -136,17 +141,20 @@ class PretrainingTask(Task):
     def build_model(self) -> keras.Model:
         model = PretrainingModel(self.build_encoder(), nsp_weight=self.config.nsp_weight,
                                  sop_weight=self.config.sop_weight,
-                                 pair_representation=self.config.pair_representation, name="pretraining_model")
+                                 pair_representation=self.config.pair_representation,
+                                 nce_weight=self.config.nce_weight, nce_temperature=self.config.nce_temperature,
+                                 name="pretraining_model")
         x_spec = self.train_dataset(2).element_spec[0]
         model.build({k: tuple(v.shape) for k, v in x_spec.items()})
         return model
 
     def _dataset(self, batch_size: int, train: bool) -> tf.data.Dataset:
         if self.examples is not None:
-            return self.examples.dataset("train" if train else "eval", batch_size).map(to_keras_triplet)
-        pairs = self.train_pairs if train else self.eval_pairs
-        return pretraining_dataset(pairs, self.tokenizer, self.data_config(), batch_size, shuffle=train,
-                                   linker=self.linker)
+            ds = self.examples.dataset("train" if train else "eval", batch_size).map(to_keras_triplet)
+        else:
+            ds = pretraining_dataset(self.train_pairs if train else self.eval_pairs, self.tokenizer,
+                                     self.data_config(), batch_size, shuffle=train, linker=self.linker)
+        return add_contrastive_targets(ds) if self.config.nce_weight > 0 else ds
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:
         return self._dataset(batch_size, train=True)

@@ -21,10 +21,11 @@ import tensorflow as tf
 
 from rw_tf.tasks.classification import ClassificationTask
 from rw_tf.tasks.pretraining import PretrainingTask
+from rw_tf.tasks.sentence_embedding import SentenceEmbeddingTask
 from rw_tf.training.runner import TrainerConfig, run_task
 
 # Tasks that can train on a Transform's output (their constructor takes ``examples``).
-TFX_TASKS = {task.name: task for task in (PretrainingTask, ClassificationTask)}
+TFX_TASKS = {task.name: task for task in (PretrainingTask, ClassificationTask, SentenceEmbeddingTask)}
 
 
 @dataclasses.dataclass
@@ -79,7 +80,9 @@ class TransformedExamples:
 
     @property
     def max_sequence_length(self) -> int:
-        return int(self.tft_output.transformed_feature_spec()["token_ids"].shape[0])
+        spec = self.tft_output.transformed_feature_spec()
+        key = "token_ids" if "token_ids" in spec else next(k for k in sorted(spec) if k.endswith("_token_ids"))
+        return int(spec[key].shape[0])
 
     def dataset(self, split: str, batch_size: int) -> tf.data.Dataset:
         """Endless batches of transformed feature dicts; training batches are shuffled (seeded)."""

@@ -1,0 +1,72 @@
+"""The sentence-embedding pipeline kind: LocalDagRunner end to end (all-MiniLM-L6-v2 fine-tuned on
+(query, item, negative) docstring examples), its TFMA gate against a direct computation, the
+pushed model through the local gRPC server, and the Kubeflow spec."""
+import json
+import os
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from rw_tf_pipeline.configs import PipelineConfig
+from rw_tf_pipeline.kubeflow_runner import compile_kubeflow
+from rw_tf_pipeline.local_runner import run_pipeline
+from rw_tf_pipeline.prepare import input_file
+from rw_tf_serving.config import ModelSpec
+from rw_tf_serving.server import LocalModelServer
+
+SMALL = dict(embedding_train_steps=8, embedding_eval_steps=2, batch_size=16, max_sequence_length=32,
+             beam_direct_running_mode="in_memory", vocab_size=2000, pair_accuracy_lower_bound=0.6)
+
+
+@pytest.fixture(scope="module")
+def embedding_run(tmp_path_factory):
+    config = PipelineConfig(root=str(tmp_path_factory.mktemp("embedding")), **SMALL)
+    return config, run_pipeline("embedding", config)["embedding"]
+
+
+def test_blessed_and_the_gate_measures_pair_accuracy(embedding_run):
+    config, summary = embedding_run
+    assert summary["blessed"] and summary["pushed"]
+    rows = [json.loads(line) for line in open(input_file(config, "embedding", "eval"), encoding="utf-8")]
+    train = [json.loads(line) for line in open(input_file(config, "embedding", "train"), encoding="utf-8")]
+    assert {r["group"] for r in rows}.isdisjoint({r["group"] for r in train})   # no module on both sides
+    assert all(r["negative"] != r["item"] for r in rows)
+    embed = tf.saved_model.load(summary["pushed_destination"]).signatures["embed_text"]
+    vectors = {k: embed(text=tf.constant([r[k] for r in rows]))["embedding"].numpy()
+               for k in ("query", "item", "negative")}
+    direct = np.mean(np.sum(vectors["query"] * vectors["item"], 1) > np.sum(vectors["query"] * vectors["negative"], 1))
+    gate = summary["gate"]["pair_accuracy"]["value"]
+    print("pair accuracy: TFMA", gate, "direct", direct)
+    assert gate == pytest.approx(direct, abs=1e-6)
+
+
+def test_pushed_model_serves_embeddings_over_grpc(embedding_run):
+    _, summary = embedding_run
+    base = os.path.dirname(summary["pushed_destination"])
+    server = LocalModelServer([ModelSpec("rw_tf_embedding", base)], port=0, rest_port=None).start()
+    try:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "rw_tf_embedding"
+        request.model_spec.signature_name = "embed_text"
+        texts = ["Return the length of a list.", "Open a file and return a stream."]
+        request.inputs["text"].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string))
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+        served = tf.make_ndarray(response.outputs["embedding"])
+    finally:
+        server.stop()
+    direct = tf.saved_model.load(summary["pushed_destination"]).signatures["embed_text"](text=tf.constant(texts))
+    np.testing.assert_allclose(served, direct["embedding"].numpy(), atol=1e-6)
+    assert np.linalg.norm(served, axis=1) == pytest.approx(np.ones(2), rel=1e-5)
+
+
+def test_kubeflow_spec_of_the_embedding_kind(tmp_path):
+    config = PipelineConfig(root="gs://bucket/rw-tf")
+    paths = compile_kubeflow("embedding", config, str(tmp_path / "rw-tf-embedding.json"),
+                             pipeline_root="gs://bucket/rw-tf")
+    spec = open(paths["pipeline"]).read()
+    assert "rw_tf_pipeline.modules.embedding_transform.preprocessing_fn" in spec
+    assert "sentence_embedding" in spec

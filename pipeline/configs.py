@@ -23,10 +23,17 @@ import os
 from typing import Any, Dict, List, Optional
 
 from rw_tf.config import DictConfig
-from rw_tf.data.transform_fns import PairTransformConfig, PretrainingTransformConfig, TextTransformConfig
+from rw_tf.data.transform_fns import (
+    InteractionTransformConfig,
+    PairTransformConfig,
+    PretrainingTransformConfig,
+    TextTransformConfig,
+)
 from rw_tf.tasks import (
     ClassificationTaskConfig,
     PretrainingTaskConfig,
+    RecommendationTask,
+    RecommendationTaskConfig,
     SentenceEmbeddingTask,
     SentenceEmbeddingTaskConfig,
 )
@@ -35,9 +42,10 @@ from rw_tf.training import TrainerConfig
 from rw_tf_schemas import SCHEMA_DIR
 
 STAGES = ("pretrain", "finetune")   # the main job's stages (`--kind all`)
-# Pipelines: one stage each, both main stages in one (recipe), or sentence embeddings (embedding:
-# contrastive fine-tuning of a pretrained checkpoint on (query, item, negative) examples).
-KINDS = STAGES + ("recipe", "embedding")
+# Pipelines: one stage each, both main stages in one (recipe), sentence embeddings (embedding:
+# contrastive fine-tuning of a pretrained checkpoint on (query, item, negative) examples) and
+# recommendation (a two-tower recommender on the standard library's import graph).
+KINDS = STAGES + ("recipe", "embedding", "recommendation")
 DEFAULT_IMAGE = "gcr.io/tfx-oss-public/tfx:1.16.0"
 
 
@@ -93,6 +101,11 @@ class PipelineConfig(DictConfig):
     embedding_eval_steps: int = 10
     embedding_learning_rate: float = 3e-5
     embedding_max_pairs: Optional[int] = None
+    # Recommendation (kind "recommendation"): steps, learning rate, longest history.
+    recommendation_train_steps: int = 60
+    recommendation_eval_steps: int = 4
+    recommendation_learning_rate: float = 2e-3
+    recommendation_max_history: int = 32
     strategy: str = "default"
     precision: str = "float32"          # Trainer dtype policy: float32, mixed_bfloat16 or mixed_float16
     backup_every_steps: int = 100
@@ -101,6 +114,7 @@ class PipelineConfig(DictConfig):
     accuracy_lower_bound: float = 0.6
     auc_lower_bound: float = 0.6
     pair_accuracy_lower_bound: float = 0.8
+    hit_at_10_lower_bound: float = 0.2
     max_metric_drop: float = 0.02
     # Orchestration. TFX fingerprints component inputs and configs, not the installed rw_tf code:
     # after changing rw_tf itself, run once with enable_cache false.
@@ -174,6 +188,8 @@ class PipelineConfig(DictConfig):
         return {"alias_file": self.alias_file, "knowledge_dir": self.knowledge_dir}
 
     def transform_config(self, kind: str):
+        if kind == "recommendation":
+            return InteractionTransformConfig(items_file=self.items_file, max_history=self.recommendation_max_history)
         if kind == "embedding":
             # None: all-MiniLM-L6-v2, resolved where the component runs (its path differs in an image).
             vocab = os.path.join(self.embedding_init_from, "vocab.txt") if self.embedding_init_from else None
@@ -185,7 +201,20 @@ class PipelineConfig(DictConfig):
         return TextTransformConfig(vocab_file=self.vocab_file, max_sequence_length=self.max_sequence_length,
                                    **self.knowledge())
 
+    @property
+    def items_file(self) -> str:
+        """The recommendation catalogue's ids, one per line (its texts: ``items.jsonl`` beside it)."""
+        return os.path.join(self.examples_dir("recommendation"), "items.txt")
+
     def trainer_contract(self, kind: str) -> TrainerContract:
+        if kind == "recommendation":
+            task = RecommendationTaskConfig(items_file=self.items_file[:-len(".txt")] + ".jsonl",
+                                            max_history=self.recommendation_max_history, top_k=10)
+            trainer = RecommendationTask.trainer_config(
+                epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy, precision=self.precision,
+                learning_rate=self.recommendation_learning_rate, backup_every_steps=self.backup_every_steps,
+                keep_epoch_checkpoints=False)
+            return TrainerContract("recommendation", task, trainer)
         if kind == "embedding":
             task = SentenceEmbeddingTaskConfig(mode="supervised", init_from=self.embedding_init_from,
                                                max_sequence_length=self.max_sequence_length)

@@ -12,7 +12,9 @@ pushed pretraining version through an Importer; gated on accuracy and AUC), ``re
 stages in one pipeline: fine-tuning starts from this run's pretrained model, only if it was
 blessed; what a cluster schedules) and ``embedding`` (contrastive sentence embeddings from
 ``embedding_init_from``, default all-MiniLM-L6-v2, on (query, item, negative) docstring examples;
-gated on pair accuracy: queries closer to their item than to a hard negative). Transform and
+gated on pair accuracy: queries closer to their item than to a hard negative) and
+``recommendation`` (a ``TwoTowerRecommender`` on the standard library's import graph, leave-one-out;
+gated on hit@10 of the held-out items). Transform and
 Trainer name their functions by module path (``rw_tf_pipeline.modules...``), so the same definition
 runs locally and from the container image.
 """
@@ -55,6 +57,8 @@ def gate_metrics(stage: str, config: PipelineConfig) -> dict:
         return {"masked_lm_accuracy": config.mlm_accuracy_lower_bound}
     if stage == "embedding":
         return {"pair_accuracy": config.pair_accuracy_lower_bound}
+    if stage == "recommendation":
+        return {"hit_at_10": config.hit_at_10_lower_bound}
     return {"binary_accuracy": config.accuracy_lower_bound, "auc": config.auc_lower_bound}
 
 
@@ -68,6 +72,12 @@ def eval_config(stage: str, config: PipelineConfig) -> tfma.EvalConfig:
                               example_weight_key="mlm_num_masked")
         metrics = [tfma.MetricConfig(class_name="MeanPrediction", config='"name": "masked_lm_accuracy"',
                                      threshold=_threshold(bounds["masked_lm_accuracy"], config.max_metric_drop))]
+    elif stage == "recommendation":
+        # Share of held-out users whose next item is among their top 10 unseen items.
+        spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
+                              prediction_key="hit_at_k", label_key="hit_label")
+        metrics = [tfma.MetricConfig(class_name="MeanPrediction", config='"name": "hit_at_10"',
+                                     threshold=_threshold(bounds["hit_at_10"], config.max_metric_drop))]
     elif stage == "embedding":
         # Share of eval queries closer to their item than to another item of the same module.
         spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],

@@ -8,6 +8,10 @@ prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as g
   distinct), cut 80/20;
 - ``embedding/{train,eval}/pairs.jsonl``: standard-library docstring (query, item) pairs split by
   module (no module on both sides), each with a hard negative (another item of its module);
+- ``recommendation/{train,eval}/examples.jsonl`` (``user``, ``history``: space-separated item ids,
+  ``item``) and ``recommendation/items.{txt,jsonl}``: the standard library's import graph,
+  leave-one-out (``rw_tf.data.interactions``): training rows are prefix -> next item within each
+  user's history without its last two items, eval rows the last item after the rest;
 - ``vocab.txt``: a WordPiece vocabulary learned from the training documents; Transform embeds it
   in the transform graph, and fine-tuning uses the same file so ids match the encoder;
 - ``data_report.json``: what was read, removed (by reason) and written;
@@ -16,6 +20,7 @@ Existing outputs are kept (ExampleGen fingerprints its inputs, so rewriting woul
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 from typing import Dict
@@ -23,6 +28,7 @@ from typing import Dict
 import tensorflow as tf
 
 from rw_tf.data.corpus import deduplicate_sentences, embedded_corpus, read_text_files
+from rw_tf.data.interactions import stdlib_import_interactions
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
 from rw_tf.data.labelled import docstring_summary_pairs, documentation_source_examples
 from rw_tf.data.segment_pairs import segment_pair_candidates
@@ -36,11 +42,27 @@ from rw_tf_pipeline.configs import STAGES, PipelineConfig
 SPLITS = ("train", "eval")
 
 
-DATA_KINDS = STAGES + ("embedding",)
+DATA_KINDS = STAGES + ("embedding", "recommendation")
+_FILE_NAMES = {"finetune": "labelled.jsonl", "recommendation": "examples.jsonl"}
 
 
 def input_file(config: PipelineConfig, kind: str, split: str) -> str:
-    return os.path.join(config.examples_dir(kind), split, "labelled.jsonl" if kind == "finetune" else "pairs.jsonl")
+    return os.path.join(config.examples_dir(kind), split, _FILE_NAMES.get(kind, "pairs.jsonl"))
+
+
+def _write_interactions(config: PipelineConfig, paths: Dict[str, str]) -> Dict[str, int]:
+    data = stdlib_import_interactions()
+    loo = data.leave_one_out(config.seed)
+    counts = collections.Counter(t for _, t in loo.examples)
+    tf.io.gfile.makedirs(os.path.dirname(config.items_file))
+    with tf.io.gfile.GFile(config.items_file, "w") as f:
+        f.write("".join(f"{item}\n" for item in data.items))
+    write_jsonl([{"item": i, "text": t, "train_count": counts[n]} for n, (i, t) in
+                 enumerate(zip(data.items, data.item_texts))], config.items_file[:-len(".txt")] + ".jsonl")
+    rows = lambda cases: [{"user": f"u{n}", "history": " ".join(data.items[i] for i in h), "item": data.items[t]}
+                          for n, (h, t) in enumerate(cases)]
+    return {"recommendation_train": write_jsonl(rows(loo.examples), paths["recommendation/train"]),
+            "recommendation_eval": write_jsonl(rows(loo.test), paths["recommendation/eval"]), **loo.removed}
 
 
 def _nations_documents(config: PipelineConfig):
@@ -60,6 +82,7 @@ def prepare_data(config: PipelineConfig) -> Dict[str, str]:
     """Writes what is missing (see the module docstring); returns the paths."""
     paths = {f"{kind}/{split}": input_file(config, kind, split) for kind in DATA_KINDS for split in SPLITS}
     paths["vocab"] = config.vocab_file
+    paths["items"] = config.items_file
     paths["report"] = os.path.join(config.data_dir, "data_report.json")
     if all(tf.io.gfile.exists(p) for p in paths.values()):
         return paths
@@ -86,6 +109,7 @@ def prepare_data(config: PipelineConfig) -> Dict[str, str]:
     train_pairs, eval_pairs = split_by_group(docstring_summary_pairs(config.embedding_max_pairs, seed=config.seed))
     for split, pairs in (("train", train_pairs), ("eval", eval_pairs)):
         report[f"embedding_{split}"] = write_jsonl(with_hard_negatives(pairs, config.seed), paths[f"embedding/{split}"])
+    report.update(_write_interactions(config, paths))
     with tf.io.gfile.GFile(paths["report"], "w") as f:
         json.dump(report, f, indent=2)
     return paths

@@ -7,7 +7,7 @@ works after ``import rw_tf`` alone) and exposes the public API:
 - networks (backbones): ``TransformerEncoder``, ``KnowledgeEnhancedEncoder``
 - heads: ``MaskedLMHead``, ``SegmentPairHead``, ``SpanHead``
 - task models: ``PretrainingModel``, ``TextClassifier``, ``SpanQuestionAnswerer``, ``DualEncoder``,
-  ``SentenceEncoder``
+  ``SentenceEncoder``, ``TwoTowerRecommender``
 - losses: ``KnowledgeDistillationLoss``, ``InfoNCELoss`` (negatives across replicas)
 - knowledge: ``TransE``, ``EntityLinker``
 - tasks and their runner: ``TASKS``, ``PretrainingTask``, ... ``TrainerConfig``, ``run_task``
@@ -32,6 +32,7 @@ from rw_tf.export import (
     ClassifierExport,
     PretrainingExport,
     QuestionAnsweringExport,
+    RecommenderExport,
     RetrievalExport,
     SentenceEmbeddingExport,
     save_export,
@@ -41,7 +42,14 @@ from rw_tf.knowledge import TransE
 from rw_tf.knowledge.entity_linking import EntityLinker
 from rw_tf.layers import AdditiveKnowledgeFusion, GatedKnowledgeFusion, TransformerEmbeddings, TransformerEncoderBlock
 from rw_tf.losses import InfoNCELoss, KnowledgeDistillationLoss
-from rw_tf.models import DualEncoder, PretrainingModel, SentenceEncoder, SpanQuestionAnswerer, TextClassifier
+from rw_tf.models import (
+    DualEncoder,
+    PretrainingModel,
+    SentenceEncoder,
+    SpanQuestionAnswerer,
+    TextClassifier,
+    TwoTowerRecommender,
+)
 from rw_tf.networks import KnowledgeEnhancedEncoder, TransformerEncoder
 from rw_tf.tasks import (
                           TASKS,
@@ -51,6 +59,8 @@ from rw_tf.tasks import (
                           PretrainingTaskConfig,
                           QATaskConfig,
                           QuestionAnsweringTask,
+                          RecommendationTask,
+                          RecommendationTaskConfig,
                           RetrievalTask,
                           RetrievalTaskConfig,
                           SentenceEmbeddingTask,
@@ -67,10 +77,11 @@ __all__ = [
     "DualEncoder", "EncoderConfig", "EntityLinker", "GatedKnowledgeFusion", "InfoNCELoss",
     "KnowledgeDistillationLoss", "KnowledgeEnhancedEncoder", "MaskedLMHead", "PretrainingDataConfig",
     "PretrainingExport", "PretrainingModel", "PretrainingTask", "PretrainingTaskConfig", "QATaskConfig",
-    "QuestionAnsweringExport", "QuestionAnsweringTask", "RetrievalExport", "RetrievalTask", "RetrievalTaskConfig",
-    "SegmentPairHead", "SentenceEmbeddingExport", "SentenceEmbeddingTask", "SentenceEmbeddingTaskConfig",
-    "SentenceEncoder", "SpanHead", "SpanQuestionAnswerer", "Task", "TextClassifier", "TrainerConfig", "TransE",
-    "TransformerEmbeddings", "TransformerEncoder", "TransformerEncoderBlock", "UserError", "WordPieceTokenizer",
+    "QuestionAnsweringExport", "QuestionAnsweringTask", "RecommendationTask", "RecommendationTaskConfig",
+    "RecommenderExport", "RetrievalExport", "RetrievalTask", "RetrievalTaskConfig", "SegmentPairHead",
+    "SentenceEmbeddingExport", "SentenceEmbeddingTask", "SentenceEmbeddingTaskConfig", "SentenceEncoder", "SpanHead",
+    "SpanQuestionAnswerer", "Task", "TextClassifier", "TrainerConfig", "TransE", "TransformerEmbeddings",
+    "TransformerEncoder", "TransformerEncoderBlock", "TwoTowerRecommender", "UserError", "WordPieceTokenizer",
     "create_strategy", "learn_vocabulary", "load_hf_bert", "minilm_checkpoint_dir", "pretrained_encoder",
     "pretrained_tokenizer", "run_task", "save_export", "write_vocabulary",
 ]

@@ -11,7 +11,9 @@ Hugging Face layout to OUT_DIR (so rw-tf evaluates it with its own code) and pri
 """
 import argparse
 import json
+import os
 import random
+import shutil
 import time
 
 import torch
@@ -58,5 +60,5 @@ while step < args.steps:
     step += 1
 seconds = time.perf_counter() - start
 model.save(args.out)
-model.tokenizer.save_vocabulary(args.out)  # vocab.txt: what rw-tf's checkpoint import reads
+shutil.copy(os.path.join(args.checkpoint, "vocab.txt"), args.out)  # unchanged; rw-tf's checkpoint import reads it
 print(json.dumps({"train_seconds": seconds, "final_loss": float(loss)}))

@@ -15,7 +15,7 @@ from rw_tf.errors import UserError
 from rw_tf.tasks import TASKS, PretrainingTask
 from rw_tf.training.runner import TrainerConfig, run_task
 
-FINETUNE_TASKS = ("classification", "retrieval", "qa", "sentence_embedding")
+FINETUNE_TASKS = ("classification", "retrieval", "qa", "sentence_embedding", "recommendation")
 
 
 def summary(result: Dict[str, Any]) -> str:

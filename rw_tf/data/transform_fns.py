@@ -101,6 +101,15 @@ class PairTransformConfig(DictConfig):
     lower_case: bool = True
 
 
+@dataclasses.dataclass
+class InteractionTransformConfig(DictConfig):
+    """How a recommendation Transform maps item ids to indices (``items_file``: one id per line,
+    the catalogue in index order) and pads histories to ``max_history``."""
+
+    items_file: str
+    max_history: int = 32
+
+
 def pretraining_preprocessing_fn(inputs: Dict[str, tf.Tensor],
                                  config: PretrainingTransformConfig) -> Dict[str, tf.Tensor]:
     """Raw ``text_a``/``text_b``/``text_random`` -> masked pretraining features (+ ``mlm_num_masked``);
@@ -145,3 +154,31 @@ def pair_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: PairTransformCon
         features[f"{view}_text_id"] = tf.strings.to_hash_bucket_fast(text, TEXT_ID_BUCKETS)
     features["pair_label"] = tf.ones_like(features["anchor_text_id"])
     return example_dtypes(features)
+
+
+def tracked_item_table(items_file: str):
+    """A lookup table item id -> line number of ``items_file`` (-1: unknown), saved with the graph."""
+    import tensorflow_transform as tft  # see tracked_tokenizer
+
+    def make():
+        init = tf.lookup.TextFileInitializer(items_file, tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+                                             tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER)
+        return tf.lookup.StaticHashTable(init, -1)
+    return tft.make_and_track_object(make, name="item_table")
+
+
+def interaction_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: InteractionTransformConfig
+                                 ) -> Dict[str, tf.Tensor]:
+    """Raw ``history`` (space-separated item ids, oldest first) and ``item`` -> ``history_ids``
+    [max_history] (the latest items, -1 padding after them; unknown ids dropped), ``item_id``
+    (-1 if unknown) and a constant ``hit_label`` (the label TFMA reads while the gate scores hits)."""
+    missing = [k for k in ("history", "item") if k not in inputs]
+    if missing:
+        raise KeyError(f"recommendation examples are missing features {missing}")
+    table = tracked_item_table(config.items_file)
+    tokens = tf.strings.split(dense_1d(inputs["history"], b""))
+    ids = tf.ragged.boolean_mask(table.lookup(tokens), table.lookup(tokens) >= 0)
+    latest = ids[:, -config.max_history:]
+    return {"history_ids": latest.to_tensor(default_value=-1, shape=[None, config.max_history]),
+            "item_id": table.lookup(dense_1d(inputs["item"], b"")),
+            "hit_label": tf.ones_like(table.lookup(dense_1d(inputs["item"], b"")))}

@@ -3,9 +3,12 @@ from rw_tf.export.base import ASSETS_EXTRA, ExportModule, find_keras_file, save_
 from rw_tf.export.classification import ClassifierExport, classifier_outputs
 from rw_tf.export.pretraining import PretrainingExport
 from rw_tf.export.question_answering import QuestionAnsweringExport
+from rw_tf.export.recommendation import RecommenderExport
 from rw_tf.export.retrieval import RetrievalExport
 from rw_tf.export.sentence_embedding import SentenceEmbeddingExport
 
-__all__ = ["ASSETS_EXTRA", "ClassifierExport", "ExportModule", "PretrainingExport", "QuestionAnsweringExport",
-           "RetrievalExport", "SentenceEmbeddingExport", "classifier_outputs",
-           "find_keras_file", "save_export", "set_signature_method"]
+__all__ = [
+    "ASSETS_EXTRA", "ClassifierExport", "ExportModule", "PretrainingExport", "QuestionAnsweringExport",
+    "RecommenderExport", "RetrievalExport", "SentenceEmbeddingExport", "classifier_outputs", "find_keras_file",
+    "save_export", "set_signature_method",
+]

@@ -1,6 +1,7 @@
-"""The sentence-embedding pipeline kind: LocalDagRunner end to end (all-MiniLM-L6-v2 fine-tuned on
-(query, item, negative) docstring examples), its TFMA gate against a direct computation, the
-pushed model through the local gRPC server, and the Kubeflow spec."""
+"""The sentence-embedding and recommendation pipeline kinds: LocalDagRunner end to end
+(all-MiniLM-L6-v2 fine-tuned on (query, item, negative) docstring examples; a two-tower recommender
+on the standard library's import graph), each TFMA gate against a direct computation with the
+pushed model, a pushed model through the local gRPC server, and the Kubeflow specs."""
 import json
 import os
 
@@ -18,7 +19,8 @@ from rw_tf_serving.config import ModelSpec
 from rw_tf_serving.server import LocalModelServer
 
 SMALL = dict(embedding_train_steps=8, embedding_eval_steps=2, batch_size=16, max_sequence_length=32,
-             beam_direct_running_mode="in_memory", vocab_size=2000, pair_accuracy_lower_bound=0.6)
+             beam_direct_running_mode="in_memory", vocab_size=2000, pair_accuracy_lower_bound=0.6,
+             recommendation_train_steps=40, recommendation_eval_steps=20, hit_at_10_lower_bound=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +65,27 @@ def test_pushed_model_serves_embeddings_over_grpc(embedding_run):
     assert np.linalg.norm(served, axis=1) == pytest.approx(np.ones(2), rel=1e-5)
 
 
-def test_kubeflow_spec_of_the_embedding_kind(tmp_path):
+def test_recommendation_kind_gate_equals_the_pushed_model_on_the_eval_rows(tmp_path):
+    config = PipelineConfig(root=str(tmp_path), **SMALL)
+    summary = run_pipeline("recommendation", config)["recommendation"]
+    assert summary["blessed"] and summary["pushed"]
+    rows = [json.loads(line) for line in open(input_file(config, "recommendation", "eval"), encoding="utf-8")]
+    train = {(r["history"], r["item"]) for r in map(json.loads, open(input_file(config, "recommendation", "train")))}
+    assert not {(r["history"], r["item"]) for r in rows} & train          # no held-out case is a training row
+    recommend = tf.saved_model.load(summary["pushed_destination"]).signatures["recommend"]
+    top = recommend(history=tf.constant([r["history"] for r in rows]))["item_ids"].numpy()
+    # The gate reads `recommendation_eval_steps` batches of the eval split (every row here).
+    direct = np.mean([r["item"].encode() in row for r, row in zip(rows, top)])
+    gate = summary["gate"]["hit_at_10"]["value"]
+    print("hit@10: TFMA", gate, "direct", direct, "rows", len(rows))
+    assert gate == pytest.approx(direct, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind,module,task", [("embedding", "embedding_transform", "sentence_embedding"),
+                                              ("recommendation", "recommendation_transform", "recommendation")])
+def test_kubeflow_specs_of_the_new_kinds(tmp_path, kind, module, task):
     config = PipelineConfig(root="gs://bucket/rw-tf")
-    paths = compile_kubeflow("embedding", config, str(tmp_path / "rw-tf-embedding.json"),
-                             pipeline_root="gs://bucket/rw-tf")
+    paths = compile_kubeflow(kind, config, str(tmp_path / f"rw-tf-{kind}.json"), pipeline_root="gs://bucket/rw-tf")
     spec = open(paths["pipeline"]).read()
-    assert "rw_tf_pipeline.modules.embedding_transform.preprocessing_fn" in spec
-    assert "sentence_embedding" in spec
+    assert f"rw_tf_pipeline.modules.{module}.preprocessing_fn" in spec
+    assert task in spec

@@ -1,0 +1,148 @@
+"""Real user-item interactions that ship with Python: the standard library's import graph.
+
+Rule: every module of the standard library (packages and their submodules; tests, IDLE, tkinter
+and the demo folders left out) is a *user* (with ``include_site_packages``, so is every module of
+the installed packages in the running environment's site-packages, tests left out); the
+standard-library modules it imports with an absolute import are its *interactions*, in source
+order (the first line that imports a module; imports inside functions count), so the last import
+is the most recent. A module that has a
+docstring is an *item*; its text is the docstring's first paragraph (at most ``max_item_words``
+words). Built-in modules without a source file (``sys``, ``time``) and self-imports are not items.
+Users with fewer than ``min_history`` item interactions are left out.
+
+Split (leave-one-out, no leakage): the last interaction of every user is its test item, the one
+before it its validation item; training sees only the earlier ones.
+
+Example:
+    >>> data = stdlib_import_interactions()                            # doctest: +SKIP
+    >>> data.items[data.histories["json.decoder"][0]]                  # doctest: +SKIP
+    're'
+"""
+from __future__ import annotations
+
+import ast
+import concurrent.futures
+import dataclasses
+import os
+import random
+import sysconfig
+from typing import Dict, List, Optional, Tuple
+
+_SKIPPED = ("test", "tests", "idlelib", "site-packages", "lib2to3", "tkinter", "turtledemo", "ensurepip",
+            "distutils", "__pycache__")
+
+
+@dataclasses.dataclass
+class Interactions:
+    """``items`` (ids -> names), ``item_texts``, ``histories`` (user -> item indices in order)."""
+
+    items: List[str]
+    item_texts: List[str]
+    histories: Dict[str, List[int]]
+
+    def split(self) -> Dict[str, Dict[str, object]]:
+        """user -> {"train": history[:-2], "validation": history[-2], "test": history[-1]}."""
+        return {user: {"train": h[:-2], "validation": h[-2], "test": h[-1]} for user, h in self.histories.items()}
+
+    def leave_one_out(self, seed: int) -> "LeaveOneOut":
+        """Training examples and held-out cases with nothing leaked (see ``LeaveOneOut``)."""
+        split = self.split()
+        # Users with the same history are one user (vendored or re-exported copies of a module).
+        distinct = {tuple(self.histories[u]): u for u in sorted(split, reverse=True)}
+        users = sorted(distinct.values())
+        train_histories = [split[u]["train"] for u in users]
+        examples = [(h[:j], h[j]) for h in train_histories for j in range(1, len(h))]
+        random.Random(seed).shuffle(examples)
+        # A held-out case that is also some other user's training example (same history, same
+        # next item) would leak: it is left out of evaluation and counted.
+        seen = {(tuple(h), t) for h, t in examples}
+        test = [(split[u]["train"] + [split[u]["validation"]], split[u]["test"]) for u in users]
+        validation = [(split[u]["train"], split[u]["validation"]) for u in users]
+        clean_test = [(h, t) for h, t in test if (tuple(h), t) not in seen]
+        return LeaveOneOut(train_histories, examples, [(h, t) for h, t in validation if (tuple(h), t) not in seen],
+                           clean_test, {"duplicate_histories": len(split) - len(users),
+                                        "test_cases_seen_in_training": len(test) - len(clean_test)})
+
+
+@dataclasses.dataclass
+class LeaveOneOut:
+    """Leave-one-out data: ``train_histories`` (each user's history without its last two items),
+    ``examples`` (prefix -> next item within them, shuffled), ``validation`` and ``test`` cases
+    ((history, held-out item): the second-to-last and the last item), and ``removed`` counts."""
+
+    train_histories: List[List[int]]
+    examples: List[Tuple[List[int], int]]
+    validation: List[Tuple[List[int], int]]
+    test: List[Tuple[List[int], int]]
+    removed: Dict[str, int]
+
+
+def stdlib_modules(stdlib: Optional[str] = None) -> Dict[str, str]:
+    """Dotted module name -> source path for the standard library (see the module docstring)."""
+    return _modules_under(stdlib or sysconfig.get_paths()["stdlib"])
+
+
+def _modules_under(top: str) -> Dict[str, str]:
+    modules = {}
+    for root, dirs, files in os.walk(top):
+        rel = os.path.relpath(root, top)
+        if rel != "." and any(part in _SKIPPED for part in rel.split(os.sep)):
+            dirs[:] = []
+            continue
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                dotted = os.path.relpath(os.path.join(root, name), top)[:-3].replace(os.sep, ".")
+                modules[dotted[:-len(".__init__")] if dotted.endswith(".__init__") else dotted] = os.path.join(root,
+                                                                                                            name)
+    return modules
+
+
+def imported_modules(tree: ast.AST, own_name: str) -> List[str]:
+    """Absolutely imported module names in order of first appearance in the source."""
+    nodes = sorted((n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))),
+                   key=lambda n: (n.lineno, n.col_offset))
+    names: List[str] = []
+    for node in nodes:
+        found = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if node.module and not node.level else [])
+        names.extend(n for n in found if n != own_name and n not in names)
+    return names
+
+
+def _parse_module(name_and_path: Tuple[str, str]) -> Tuple[str, Optional[str], List[str]]:
+    """(name, docstring or None, imported modules); files that do not parse import nothing."""
+    name, path = name_and_path
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+        return name, None, []
+    return name, ast.get_docstring(tree), imported_modules(tree, name)
+
+
+def stdlib_import_interactions(min_history: int = 3, max_item_words: int = 60, include_site_packages: bool = False,
+                               workers: Optional[int] = None) -> Interactions:
+    """The standard library's import graph as interactions (see the module docstring); with
+    ``include_site_packages`` the installed packages' modules are users too (parsed in
+    ``workers`` processes: about 20,000 files in rw-tf's environment)."""
+    if min_history < 3:
+        raise ValueError("min_history must be >= 3 (one training, one validation and one test item)")
+    docstrings, imports = {}, {}
+    for name, doc, imported in map(_parse_module, stdlib_modules().items()):
+        if doc and doc.split("\n\n")[0].strip():
+            docstrings[name] = " ".join(doc.split("\n\n")[0].split()[:max_item_words])
+        imports[name] = imported
+    if include_site_packages:
+        site = _modules_under(sysconfig.get_paths()["purelib"])
+        with concurrent.futures.ProcessPoolExecutor(workers or os.cpu_count()) as pool:
+            for name, _, imported in pool.map(_parse_module, sorted(site.items()), chunksize=200):
+                imports.setdefault(f"site-packages:{name}", imported)
+    items = sorted(docstrings)
+    index = {name: i for i, name in enumerate(items)}
+    histories = {}
+    for user in sorted(imports):
+        history = [index[m] for m in imports[user] if m in index]
+        if len(history) >= min_history:
+            histories[user] = history
+    return Interactions(items, [f"{name}: {docstrings[name]}" for name in items], histories)

@@ -1,0 +1,78 @@
+"""Export of a ``TwoTowerRecommender`` with its item index.
+
+``recommend``: ``history`` [batch] strings, each a user's item ids separated by spaces (oldest
+first) -> ``item_ids`` [batch, k] (the best items the user does not have yet), ``scores`` (cosine)
+and ``item_indices``, scored against every item vector inside the SavedModel. ``item_embeddings``:
+``item_ids`` [n] -> ``embedding`` [n, dim] (unit vectors, for an external index). An empty
+history, an unknown item id and a history longer than the model's ``max_history`` fail the
+request with the reason (INVALID_ARGUMENT from a server). Pipeline-trained models also get
+``transform_features`` and ``serving_default`` on serialized raw (history, item) examples ->
+``hit_at_k`` (1 if the item is among the top k unseen items) and ``reciprocal_rank``.
+"""
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import tensorflow as tf
+
+from rw_tf.export.base import EXAMPLES_SPEC, ExportModule, Signature
+
+
+class RecommenderExport(ExportModule):
+    """Serving module of a ``TwoTowerRecommender``; ``items`` are the item ids in index order."""
+
+    def __init__(self, model, tokenizer, items: Sequence[str], top_k: int, transform_output=None) -> None:
+        super().__init__(model, tokenizer, max_sequence_length=3, transform_output=transform_output)
+        if len(items) != model.num_items or any(not i or " " in i for i in items):
+            raise ValueError("items must be the model's num_items non-empty ids without spaces")
+        self.item_names = tf.constant(list(items))
+        self.item_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(self.item_names, tf.range(len(items), dtype=tf.int64)), -1)
+        self.top_k = min(int(top_k), len(items))
+
+    @property
+    def default_signature(self) -> str:
+        return "serving_default" if self.transform_output is not None else "recommend"
+
+    def signature_fns(self) -> Dict[str, Signature]:
+        fns = {"recommend": (self.recommend, [tf.TensorSpec([None], tf.string, name="history")]),
+               "item_embeddings": (self.item_embeddings, [tf.TensorSpec([None], tf.string, name="item_ids")])}
+        if self.transform_output is not None:
+            fns["serving_default"] = (self.score_examples, [EXAMPLES_SPEC])
+        return fns
+
+    def score_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+        features = self.transform(examples)
+        scores = self.model.scores(tf.cast(features["history_ids"], tf.int32))
+        item = tf.maximum(features["item_id"], 0)
+        target = tf.gather(scores, item, batch_dims=1)
+        rank = 1.0 + tf.reduce_sum(tf.cast(scores > target[:, None], tf.float32), axis=1)
+        known = tf.cast(features["item_id"] >= 0, tf.float32)   # an unknown item is never a hit
+        return {"hit_at_k": known * tf.cast(rank <= self.top_k, tf.float32), "reciprocal_rank": known / rank}
+
+    def _lookup(self, names: tf.Tensor) -> tf.Tensor:
+        ids = self.item_table.lookup(names)
+        unknown = tf.boolean_mask(names, ids < 0)
+        with tf.control_dependencies([tf.debugging.Assert(tf.size(unknown) == 0, ["unknown item ids:", unknown],
+                                                          summarize=10)]):
+            return tf.identity(ids)
+
+    def recommend(self, history: tf.Tensor) -> Dict[str, tf.Tensor]:
+        tokens = tf.strings.split(history)
+        lengths = tokens.row_lengths()
+        checks = [tf.debugging.Assert(tf.reduce_all(lengths > 0), ["empty history: a user needs at least one item"]),
+                  tf.debugging.Assert(tf.reduce_all(lengths <= self.model.max_history),
+                                      ["history longer than the model accepts (max_history):",
+                                       self.model.max_history, "got", tf.reduce_max(lengths)])]
+        with tf.control_dependencies(checks):
+            ids = tokens.with_flat_values(self._lookup(tokens.flat_values))
+        padded = ids.to_tensor(default_value=-1, shape=[None, self.model.max_history])
+        indices, scores = self.model.recommend(padded, self.top_k)
+        return {"item_ids": tf.gather(self.item_names, indices), "item_indices": tf.cast(indices, tf.int64),
+                "scores": tf.cast(scores, tf.float32)}
+
+    def item_embeddings(self, item_ids: tf.Tensor) -> Dict[str, tf.Tensor]:
+        return {"embedding": tf.cast(self.model.item_vectors(self._lookup(item_ids)), tf.float32)}
+
+    def keras_models(self):
+        return {"model.keras": self.model}

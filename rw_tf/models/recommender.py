@@ -1,0 +1,178 @@
+"""A two-tower recommender: an item tower over item texts (and ids), a user tower over histories.
+
+Example:
+    >>> model = TwoTowerRecommender(num_items=50, text_dim=8, embedding_dim=16, max_history=5)
+    >>> model.build({"history": (None, 5), "item": (None,)})
+    >>> model.set_item_text_embeddings(np.random.default_rng(0).normal(size=(50, 8)))
+    >>> model.compile(optimizer="adam")     # InfoNCELoss, the user's history masked from the negatives
+    >>> # model.fit(tf.data of ({"history": ids [batch, 5] (-1 pads), "item": ids [batch]},
+    >>> #                        ids [batch, 3 + 5] = (-1, item, item, history)))
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import keras
+import numpy as np
+from keras import ops
+
+from rw_tf.layers.dtype import sublayer_policy
+from rw_tf.losses import InfoNCELoss
+from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
+
+USER_POOLINGS = ("attention", "mean")
+
+
+def _unit(x: Any) -> Any:
+    x = ops.cast(x, "float32")
+    return x / ops.maximum(ops.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
+    """Scores items for users by the cosine of a user vector and an item vector.
+
+    Item tower: a frozen table of item-text embeddings [num_items, text_dim] (e.g. a sentence
+    encoder's vectors of each item's description, ``set_item_text_embeddings``), a trainable
+    linear projection, plus a trainable per-item id embedding (``use_item_ids``), L2-normalised.
+    User tower: the item vectors of the history (item ids [batch, max_history], -1 padding, most
+    recent last), plus a learned recency embedding (0 = the latest item), pooled by additive
+    attention (or a mean), projected and L2-normalised.
+
+    In-batch negatives are drawn in proportion to item frequency, which pushes popular items down;
+    with ``sampling_correction`` training subtracts log q_j (the item's share of the training
+    targets, ``set_item_frequencies``) from its logits (Yi et al. 2019, "Sampling-bias-corrected
+    neural modeling for large corpus item recommendations"): ``call`` appends one dimension,
+    1 to the user and -tau log q_j to the item, so that InfoNCE's logits become
+    cos(u, v_j) / tau - log q_j. A learned per-item bias b_j (``item_bias``) is added to the
+    same extra dimension; scoring and serving use cos(u, v_j) + tau b_j. ``call({"history", "item"})`` returns
+    [batch, 2, dim] = (user, item) for ``InfoNCELoss``; its targets are ids
+    [batch, 3 + max_history] = (-1, item, item, history...), so copies of the target item and the
+    items the user already has are not used as negatives. ``recommend`` ranks all items.
+
+    Args:
+        num_items: size of the item catalogue.
+        text_dim: size of the item-text embeddings.
+        embedding_dim: size of user and item vectors.
+        max_history: longest history the user tower reads.
+        use_item_ids: add a learned per-item embedding to the projected text (off: text only).
+        pooling: ``"attention"`` or ``"mean"`` over the history.
+        temperature: InfoNCE's tau.
+    """
+
+    def __init__(self, num_items: int, text_dim: int, embedding_dim: int = 128, max_history: int = 32,
+                 use_item_ids: bool = True, pooling: str = "attention", temperature: float = 0.05,
+                 sampling_correction: bool = True, item_bias: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if pooling not in USER_POOLINGS:
+            raise ValueError(f"pooling must be one of {USER_POOLINGS}, got {pooling!r}")
+        if min(num_items, text_dim, embedding_dim, max_history) < 1 or temperature <= 0:
+            raise ValueError("num_items, text_dim, embedding_dim, max_history and temperature must be positive")
+        self.num_items, self.text_dim, self.embedding_dim = int(num_items), int(text_dim), int(embedding_dim)
+        self.max_history, self.use_item_ids, self.pooling = int(max_history), bool(use_item_ids), pooling
+        self.temperature = float(temperature)
+        self.sampling_correction, self.item_bias = bool(sampling_correction), bool(item_bias)
+        with sublayer_policy(self):
+            self.text_projection = keras.layers.Dense(embedding_dim, name="text_projection")
+            self.item_id_embedding = (keras.layers.Embedding(
+                num_items, embedding_dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                name="item_id_embedding") if use_item_ids else None)
+            self.recency_embedding = keras.layers.Embedding(
+                max_history, embedding_dim, embeddings_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                name="recency_embedding")
+            self.attention_hidden = keras.layers.Dense(embedding_dim, activation="tanh", name="attention_hidden")
+            self.attention_score = keras.layers.Dense(1, name="attention_score")
+            self.user_projection = keras.layers.Dense(embedding_dim, name="user_projection")
+
+    def build(self, input_shape: Optional[Dict[str, Any]] = None) -> None:
+        self.item_text_embeddings = self.add_weight(shape=(self.num_items, self.text_dim), initializer="zeros",
+                                                    trainable=False, name="item_text_embeddings", dtype="float32")
+        self.item_log_frequency = self.add_weight(shape=(self.num_items,), trainable=False, dtype="float32",
+                                                  initializer=keras.initializers.Constant(-np.log(self.num_items)),
+                                                  name="item_log_frequency")
+        self.item_biases = self.add_weight(shape=(self.num_items,), initializer="zeros", dtype="float32",
+                                           trainable=self.item_bias, name="item_biases")
+        self.text_projection.build((None, self.text_dim))
+        if self.item_id_embedding is not None:
+            self.item_id_embedding.build((None,))
+        self.recency_embedding.build((None,))
+        self.attention_hidden.build((None, None, self.embedding_dim))
+        self.attention_score.build((None, None, self.embedding_dim))
+        self.user_projection.build((None, self.embedding_dim))
+        self.built = True
+
+    def set_item_text_embeddings(self, vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.shape != (self.num_items, self.text_dim):
+            raise ValueError(f"item text embeddings must be [{self.num_items}, {self.text_dim}], got {vectors.shape}")
+        self.item_text_embeddings.assign(vectors)
+
+    def set_item_frequencies(self, counts: np.ndarray) -> None:
+        """log q_j from item counts (add-one smoothed) for the sampling correction."""
+        counts = np.asarray(counts, np.float64) + 1.0
+        if counts.shape != (self.num_items,):
+            raise ValueError(f"item counts must be [{self.num_items}], got {counts.shape}")
+        self.item_log_frequency.assign(np.log(counts / counts.sum()).astype(np.float32))
+
+    def item_vectors(self, item_ids: Any) -> Any:
+        """Unit item vectors [..., dim] of item ids (valid ids only)."""
+        ids = ops.cast(item_ids, "int32")
+        x = self.text_projection(ops.take(self.item_text_embeddings, ids, axis=0))
+        if self.item_id_embedding is not None:
+            x = x + self.item_id_embedding(ids)
+        return _unit(x)
+
+    def all_item_vectors(self) -> Any:
+        return self.item_vectors(ops.arange(self.num_items))
+
+    def user_vectors(self, history: Any, training: Optional[bool] = None) -> Any:
+        """Unit user vectors [batch, dim] of histories [batch, max_history] (-1 pads, latest last)."""
+        history = ops.cast(history, "int32")
+        valid = history >= 0
+        items = self.item_vectors(ops.maximum(history, 0))
+        length = ops.sum(ops.cast(valid, "int32"), axis=1, keepdims=True)
+        recency = ops.clip(length - 1 - ops.expand_dims(ops.arange(ops.shape(history)[1]), 0), 0, self.max_history - 1)
+        x = ops.cast(items, self.compute_dtype) + self.recency_embedding(recency)
+        weights = ops.cast(valid, "float32")
+        if self.pooling == "attention":
+            scores = ops.cast(ops.squeeze(self.attention_score(self.attention_hidden(x)), -1), "float32")
+            scores = ops.where(valid, scores, -1e9)
+            weights = ops.softmax(scores, axis=-1) * weights
+        weights = weights / ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1e-9)
+        pooled = ops.sum(ops.cast(x, "float32") * ops.expand_dims(weights, -1), axis=1)
+        return _unit(self.user_projection(ops.cast(pooled, self.compute_dtype)))
+
+    def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
+        users, items = self.user_vectors(inputs["history"], training), self.item_vectors(inputs["item"])
+        ids = ops.cast(inputs["item"], "int32")
+        extra = ops.take(self.item_biases, ids, axis=0) if self.item_bias else ops.zeros_like(items[:, 0])
+        if self.sampling_correction:
+            extra = extra - ops.take(self.item_log_frequency, ids, axis=0)
+        users = ops.concatenate([users, ops.ones_like(users[:, :1])], axis=1)
+        items = ops.concatenate([items, ops.expand_dims(self.temperature * extra, 1)], axis=1)
+        return ops.stack([users, items], axis=1)
+
+    def scores(self, history: Any) -> Any:
+        """Cosine scores [batch, num_items]; items already in the history get -inf."""
+        history = ops.cast(history, "int32")
+        scores = ops.matmul(self.user_vectors(history, training=False), ops.transpose(self.all_item_vectors()))
+        if self.item_bias:
+            scores = scores + self.temperature * ops.expand_dims(self.item_biases, 0)
+        seen = ops.any(ops.expand_dims(history, -1) == ops.reshape(ops.arange(self.num_items), (1, 1, -1)), axis=1)
+        return ops.where(seen, -np.inf, scores)
+
+    def recommend(self, history: Any, k: int = 10):
+        """(item ids [batch, k], scores [batch, k]) of the best unseen items."""
+        scores, ids = ops.top_k(self.scores(history), k=min(k, self.num_items))
+        return ids, scores
+
+    def compile(self, optimizer: Any = "adam", loss: Any = None, **kwargs: Any) -> None:
+        super().compile(optimizer=optimizer, loss=loss or InfoNCELoss(self.temperature, symmetric=False), **kwargs)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(num_items=self.num_items, text_dim=self.text_dim, embedding_dim=self.embedding_dim,
+                      max_history=self.max_history, use_item_ids=self.use_item_ids, pooling=self.pooling,
+                      temperature=self.temperature, sampling_correction=self.sampling_correction,
+                      item_bias=self.item_bias)
+        return config

@@ -1,0 +1,122 @@
+"""Recommendation: the import-graph interactions, ranking metrics and baselines against hand
+computations, the two-tower model trained on the standard library against its baselines, its
+export (Python API = SavedModel = local gRPC server) and bad requests."""
+import ast
+
+import grpc
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from rw_tf.data.interactions import imported_modules, stdlib_import_interactions
+from rw_tf.models import TwoTowerRecommender
+from rw_tf.tasks import RecommendationTask, RecommendationTaskConfig
+from rw_tf.tasks.recommendation import baseline_scores, pad_history, ranking_metrics
+from rw_tf.training import run_task
+from rw_tf_serving.config import ModelSpec
+from rw_tf_serving.server import LocalModelServer
+
+
+def test_import_order_and_leave_one_out_split():
+    tree = ast.parse("import os, re\nfrom json import loads\nfrom . import sibling\ndef f():\n    import re\n"
+                     "    import zlib\nimport os.path\n")
+    assert imported_modules(tree, "me") == ["os", "re", "json", "zlib", "os.path"]   # source order, first time
+    data = stdlib_import_interactions()
+    # Lib/email/utils.py: import os, re, time (built in: not an item), random, socket, datetime,
+    # urllib.parse, then the email package's own modules.
+    history = [data.items[i] for i in data.histories["email.utils"]]
+    assert history[:6] == ["os", "re", "random", "socket", "datetime", "urllib.parse"]
+    assert all(len(h) >= 3 and len(set(h)) == len(h) for h in data.histories.values())
+    for user, parts in data.split().items():
+        assert parts["train"] + [parts["validation"], parts["test"]] == data.histories[user]
+
+
+def test_ranking_metrics_and_baselines_by_hand():
+    scores = np.array([[0.9, 0.5, 0.5, 0.1], [0.2, 0.2, 0.2, -np.inf]])
+    m = ranking_metrics(scores, np.array([1, 0]), k=2)
+    # User 0: item 1 ties with item 2 behind item 0 -> rank 2.5; user 1: three-way tie -> rank 2.
+    assert m["mrr"] == pytest.approx((1 / 2.5 + 1 / 2) / 2)
+    assert m["recall@2"] == pytest.approx(0.5)
+    text = np.eye(4)
+    scores = baseline_scores([[0, 1], [1, 2], [1]], [[0], [2, 3]], text)
+    np.testing.assert_allclose(scores["popularity"][0], [1, 3, 1, 0])
+    np.testing.assert_allclose(scores["co-occurrence"][0], [0, 1, 0, 0])      # 0 and 1 seen together once
+    np.testing.assert_allclose(scores["co-occurrence"][1], [0, 1, 0, 0])      # from item 2's row
+    np.testing.assert_allclose(scores["text only"][1], [0, 0, 2 ** -0.5, 2 ** -0.5])
+
+
+def test_model_masks_history_serializes_and_honours_the_policy(tmp_path):
+    model = TwoTowerRecommender(num_items=20, text_dim=6, embedding_dim=8, max_history=4)
+    model.build({"history": (None, 4), "item": (None,)})
+    model.set_item_text_embeddings(np.random.default_rng(0).normal(size=(20, 6)))
+    model.set_item_frequencies(np.arange(20))
+    history = np.array([pad_history([3, 5], 4), pad_history([1, 2, 3, 4, 5], 4)], np.int32)
+    assert history.tolist() == [[3, 5, -1, -1], [2, 3, 4, 5]]
+    ids, _ = model.recommend(history, k=19)
+    assert not {3, 5} & set(np.asarray(ids)[0, :18].tolist())          # seen items rank last (-inf)
+    out = model({"history": history, "item": np.array([0, 7])})
+    # The extra dimension carries -tau log q (add-one smoothed frequencies) for the sampling correction.
+    q = (np.arange(20) + 1.0) / (np.arange(20) + 1.0).sum()
+    assert float(out[1, 1, -1]) == pytest.approx(-0.05 * np.log(q[7]), rel=1e-5)
+    model.save(tmp_path / "r.keras")
+    again = keras.saving.load_model(tmp_path / "r.keras")
+    np.testing.assert_allclose(again.scores(history), model.scores(history), atol=1e-6)
+    mixed = TwoTowerRecommender(num_items=20, text_dim=6, embedding_dim=8, max_history=4, dtype="mixed_bfloat16")
+    mixed.build({"history": (None, 4), "item": (None,)})
+    assert mixed.user_projection.compute_dtype == "bfloat16" and mixed.scores(history).dtype == "float32"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    task = RecommendationTask(RecommendationTaskConfig(top_k=5))
+    result = run_task(task, task.trainer_config(), str(tmp_path_factory.mktemp("recommend")), verbose=0)
+    return task, result
+
+
+def test_trained_on_the_import_graph_against_baselines(trained):
+    _, result = trained
+    before, after, baselines = result["before"], result["after"], result["details"]["baselines"]
+    print("recommendation", after, baselines)
+    assert set(baselines) == {"popularity", "co-occurrence", "text only"}
+    assert after["mrr"] > 2 * before["mrr"]                       # training helps
+    assert after["recall@5"] > baselines["text only"]["recall@5"]   # the user tower beats text alone
+
+
+def test_export_equals_the_python_api_directly_and_over_grpc(trained):
+    task, result = trained
+    model = keras.saving.load_model(result["model_path"])
+    users = task.test_histories[:3]
+    expected_ids, expected_scores = model.recommend(
+        np.array([pad_history(h, model.max_history) for h in users], np.int32), k=5)
+    requests = [" ".join(task.items[i] for i in h) for h in users]
+    loaded = tf.saved_model.load(result["export_dir"])
+    direct = loaded.signatures["recommend"](history=tf.constant(requests))
+    np.testing.assert_array_equal(direct["item_indices"].numpy(), np.asarray(expected_ids))
+    np.testing.assert_allclose(direct["scores"].numpy(), np.asarray(expected_scores), atol=1e-5)
+    server = LocalModelServer([ModelSpec("rw_tf_recommend", result["export_dir"].rsplit("/", 1)[0])], port=0).start()
+    try:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "rw_tf_recommend"
+        request.model_spec.signature_name = "recommend"
+        request.inputs["history"].CopyFrom(tf.make_tensor_proto(requests, dtype=tf.string))
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            response = stub.Predict(request, timeout=30)
+            served = [[b.decode() for b in row] for row in tf.make_ndarray(response.outputs["item_ids"])]
+            assert served == [[task.items[i] for i in row] for row in np.asarray(expected_ids)]
+            for history, message in (([""], "empty history"), (["json no_such_module"], "unknown item ids"),
+                                     ([" ".join(task.items[:40])], "longer than the model accepts")):
+                request.inputs["history"].CopyFrom(tf.make_tensor_proto(history, dtype=tf.string))
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.Predict(request, timeout=30)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details()
+    finally:
+        server.stop()
+    vectors = loaded.signatures["item_embeddings"](item_ids=tf.constant(["json", "re"]))["embedding"].numpy()
+    np.testing.assert_allclose(vectors, np.asarray(model.item_vectors(np.array([task.items.index("json"),
+                                                                                  task.items.index("re")]))),
+                               atol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="unknown item ids"):
+        loaded.signatures["item_embeddings"](item_ids=tf.constant(["nope"]))

@@ -11,9 +11,14 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from rw_tf.data.interactions import imported_modules, stdlib_import_interactions
-from rw_tf.models import TwoTowerRecommender
+from rw_tf.knowledge.demo import nations_demo
+from rw_tf.knowledge.entity_linking import EntityLinker
+from rw_tf.models import SentenceEncoder, TwoTowerRecommender
+from rw_tf.networks import KnowledgeEnhancedEncoder
 from rw_tf.tasks import RecommendationTask, RecommendationTaskConfig
 from rw_tf.tasks.recommendation import baseline_scores, pad_history, ranking_metrics
+from rw_tf.tasks.sentence_embedding import embed_texts
+from rw_tf.tokenization import WordPieceTokenizer, learn_vocabulary, write_vocabulary
 from rw_tf.training import run_task
 from rw_tf_serving.config import ModelSpec
 from rw_tf_serving.server import LocalModelServer
@@ -120,3 +125,24 @@ def test_export_equals_the_python_api_directly_and_over_grpc(trained):
                                atol=1e-6)
     with pytest.raises(tf.errors.InvalidArgumentError, match="unknown item ids"):
         loaded.signatures["item_embeddings"](item_ids=tf.constant(["nope"]))
+
+
+def test_item_texts_in_knowledge_mode_are_embedded_with_their_entities(tmp_path):
+    """A knowledge-enhanced encoder gets the linked entity ids of item texts (``embed_texts`` with a
+    linker, as RecommendationTask does with knowledge_dir/alias_file): changing the entity
+    embeddings moves the vectors of texts that mention an entity, and only those."""
+    demo = nations_demo()
+    sentences = [s for d in demo.train_documents for s in d]
+    tok = WordPieceTokenizer(write_vocabulary(learn_vocabulary(sentences, 400, min_count=1), str(tmp_path / "v.txt")))
+    linker = EntityLinker(tok, demo.alias_to_entity)
+    entity = sorted(demo.alias_to_entity)[0]
+    texts = [f"news about {entity} today", "nothing to link here"]
+    encoder = KnowledgeEnhancedEncoder(num_entities=14, entity_embedding_dim=8, knowledge_layers=(0,),
+                                       vocab_size=tok.vocab_size, hidden_size=32, num_layers=1, num_heads=2,
+                                       intermediate_size=64, max_sequence_length=32)
+    model = SentenceEncoder(encoder)
+    encoder.set_entity_embeddings(np.zeros((14, 8), np.float32))
+    before = embed_texts(model, tok, texts, 16, linker=linker)
+    encoder.set_entity_embeddings(np.random.default_rng(0).normal(size=(14, 8)).astype(np.float32))
+    after = embed_texts(model, tok, texts, 16, linker=linker)
+    assert np.abs(after[0] - before[0]).max() > 1e-4 and np.abs(after[1] - before[1]).max() < 1e-6

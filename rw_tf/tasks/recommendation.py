@@ -4,7 +4,9 @@ Data: the standard library's import graph (``rw_tf.data.interactions``: a module
 modules it imports are its history, module docstrings are item texts), leave-one-out: each
 user's last item is the test item, the one before the validation item, and training examples are
 (prefix of the earlier items -> next item). Item texts are embedded once with ``init_from``
-(default all-MiniLM-L6-v2, mean pooling) into the item tower's frozen text table.
+(default all-MiniLM-L6-v2, mean pooling) into the item tower's frozen text table; with a
+knowledge-enhanced ``init_from`` (``knowledge_dir`` and ``alias_file``) the item texts are linked to
+entities and embedded with their entity ids.
 
 Evaluation (before and after training): recall@10, NDCG@10 and MRR of each user's test item
 among all items the user does not have yet (ties count half), from the history without the test
@@ -37,6 +39,7 @@ from rw_tf.config import DictConfig
 from rw_tf.data.interactions import stdlib_import_interactions
 from rw_tf.export.base import save_export
 from rw_tf.export.recommendation import RecommenderExport
+from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
 from rw_tf.models.recommender import USER_POOLINGS, TwoTowerRecommender
 from rw_tf.models.sentence_encoder import SentenceEncoder
 from rw_tf.tasks.base import Task
@@ -48,6 +51,9 @@ from rw_tf.training.runner import TrainerConfig
 class RecommendationTaskConfig(DictConfig):
     init_from: Optional[str] = None          # the sentence encoder of item texts (default all-MiniLM-L6-v2)
     items_file: Optional[str] = None         # TFX: the catalogue written by the pipeline's PrepareData
+    # Knowledge mode (a knowledge-enhanced init_from): item texts are embedded with entity ids.
+    knowledge_dir: Optional[str] = None
+    alias_file: Optional[str] = None
     include_site_packages: bool = False      # users: the installed packages' modules too (~5,000 more)
     min_history: int = 3
     max_history: int = 32
@@ -61,6 +67,8 @@ class RecommendationTaskConfig(DictConfig):
     top_k: int = 10
 
     def __post_init__(self) -> None:
+        if bool(self.knowledge_dir) != bool(self.alias_file):
+            raise ValueError("knowledge mode needs both knowledge_dir and alias_file")
         if self.pooling not in USER_POOLINGS:
             raise ValueError(f"pooling must be one of {USER_POOLINGS}, got {self.pooling!r}")
 
@@ -127,8 +135,12 @@ class RecommendationTask(Task):
     def _embed_items(self) -> None:
         init_from = self.config.init_from or minilm_checkpoint_dir()
         self.tokenizer = pretrained_tokenizer(init_from)
+        linker = (EntityLinker(self.tokenizer, aliases_for_knowledge_dir(self.config.alias_file,
+                                                                         self.config.knowledge_dir))
+                  if self.config.knowledge_dir else None)
         text_model = SentenceEncoder(pretrained_encoder(init_from, self.tokenizer))
-        self.text_vectors = embed_texts(text_model, self.tokenizer, self.item_texts, self.config.item_text_length)
+        self.text_vectors = embed_texts(text_model, self.tokenizer, self.item_texts, self.config.item_text_length,
+                                        linker=linker)
 
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         cfg = self.config

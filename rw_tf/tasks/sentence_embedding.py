@@ -97,14 +97,15 @@ def with_hard_negatives(pairs: List[Dict], seed: int) -> List[Dict]:
 
 
 def embed_texts(model: SentenceEncoder, tokenizer, texts: Sequence[str], max_sequence_length: int,
-                batch_size: int = 32) -> np.ndarray:
-    """Unit vectors [len(texts), dim] of ``texts`` (no dropout)."""
+                batch_size: int = 32, linker=None) -> np.ndarray:
+    """Unit vectors [len(texts), dim] of ``texts`` (no dropout); ``linker`` adds entity ids for a
+    knowledge-enhanced encoder."""
     if not texts:
         raise ValueError("no texts to embed")
     out = []
     for start in range(0, len(texts), batch_size):
         inputs = single_segment_inputs(tokenizer, tf.constant(list(texts[start:start + batch_size])),
-                                       max_sequence_length)
+                                       max_sequence_length, linker)
         out.append(np.asarray(model.embed(inputs, training=False)))
     return np.concatenate(out)
 

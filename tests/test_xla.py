@@ -29,11 +29,15 @@ def tasks(init_from):
         "qa": dict(init_from=init_from, max_sequence_length=64, doc_stride=24, max_question_length=16,
                    max_train_examples=40, max_eval_examples=4),
         "retrieval": dict(init_from=init_from, max_pairs=200, max_sequence_length=32),
+        "sentence_embedding": dict(init_from=init_from, mode="supervised", max_texts=100, max_eval_pairs=20,
+                                   max_sequence_length=32, eval_sequence_length=64),
+        "recommendation": dict(init_from=init_from, item_text_length=16),
     }
     return {name: TASKS[name](TASKS[name].config_class(**config)) for name, config in configs.items()}
 
 
-@pytest.mark.parametrize("name", ["pretraining", "classification", "qa", "retrieval"])
+@pytest.mark.parametrize("name", ["pretraining", "classification", "qa", "retrieval", "sentence_embedding",
+                                  "recommendation"])
 def test_train_step_compiles_with_xla_and_matches(name, tiny_encoder, tmp_path):
     histories = {}
     for jit in (False, True):

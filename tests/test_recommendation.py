@@ -16,7 +16,7 @@ from rw_tf.knowledge.entity_linking import EntityLinker
 from rw_tf.models import SentenceEncoder, TwoTowerRecommender
 from rw_tf.networks import KnowledgeEnhancedEncoder
 from rw_tf.tasks import RecommendationTask, RecommendationTaskConfig
-from rw_tf.tasks.recommendation import baseline_scores, pad_history, ranking_metrics
+from rw_tf.tasks.recommendation import baseline_scores, pad_history, ranking_metrics, text_hard_negatives
 from rw_tf.tasks.sentence_embedding import embed_texts
 from rw_tf.tokenization import WordPieceTokenizer, learn_vocabulary, write_vocabulary
 from rw_tf.training import run_task
@@ -146,3 +146,22 @@ def test_item_texts_in_knowledge_mode_are_embedded_with_their_entities(tmp_path)
     encoder.set_entity_embeddings(np.random.default_rng(0).normal(size=(14, 8)).astype(np.float32))
     after = embed_texts(model, tok, texts, 16, linker=linker)
     assert np.abs(after[0] - before[0]).max() > 1e-4 and np.abs(after[1] - before[1]).max() < 1e-6
+
+
+def test_hard_negatives_are_the_text_nearest_unseen_items_and_train():
+    text = np.eye(5)[[0, 1, 2, 3, 4]] + 0.1
+    text[1] = text[0] + np.array([0, 0.05, 0, 0, 0])         # item 1 reads like item 0
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    negatives = text_hard_negatives([([2], 0), ([1, 2], 0)], text, neighbours=4)
+    assert negatives[0] == 1                                  # nearest to item 0
+    assert negatives[1] not in (0, 1, 2)                      # 1 is in the history: the next nearest
+    model = TwoTowerRecommender(num_items=5, text_dim=5, embedding_dim=4, max_history=3)
+    model.build({"history": (None, 3), "item": (None,)})
+    model.set_item_text_embeddings(text)
+    x = {"history": np.array([[2, -1, -1], [1, 2, -1]]), "item": np.array([0, 0]), "negative": negatives}
+    stacked = model(x)
+    assert stacked.shape == (2, 3, 5)
+    ids = np.concatenate([-np.ones((2, 1)), x["item"][:, None], negatives[:, None], x["item"][:, None],
+                          x["history"]], 1).astype("int32")
+    model.compile(optimizer="adam")
+    assert float(model.loss(ids, stacked)) > 0

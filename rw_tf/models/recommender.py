@@ -142,15 +142,23 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
         pooled = ops.sum(ops.cast(x, "float32") * ops.expand_dims(weights, -1), axis=1)
         return _unit(self.user_projection(ops.cast(pooled, self.compute_dtype)))
 
-    def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
-        users, items = self.user_vectors(inputs["history"], training), self.item_vectors(inputs["item"])
-        ids = ops.cast(inputs["item"], "int32")
+    def _training_item(self, item_ids: Any, sampled: bool) -> Any:
+        """Item vector plus the extra dimension: tau (b_j - log q_j); log q_j only for items that
+        reached the batch by frequency (targets), not for chosen hard negatives."""
+        ids = ops.cast(item_ids, "int32")
+        items = self.item_vectors(ids)
         extra = ops.take(self.item_biases, ids, axis=0) if self.item_bias else ops.zeros_like(items[:, 0])
-        if self.sampling_correction:
+        if self.sampling_correction and sampled:
             extra = extra - ops.take(self.item_log_frequency, ids, axis=0)
-        users = ops.concatenate([users, ops.ones_like(users[:, :1])], axis=1)
-        items = ops.concatenate([items, ops.expand_dims(self.temperature * extra, 1)], axis=1)
-        return ops.stack([users, items], axis=1)
+        return ops.concatenate([items, ops.expand_dims(self.temperature * extra, 1)], axis=1)
+
+    def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
+        users = self.user_vectors(inputs["history"], training)
+        views = [ops.concatenate([users, ops.ones_like(users[:, :1])], axis=1),
+                 self._training_item(inputs["item"], sampled=True)]
+        if "negative" in inputs:   # a hard negative per user: a third view for InfoNCELoss
+            views.append(self._training_item(inputs["negative"], sampled=False))
+        return ops.stack(views, axis=1)
 
     def scores(self, history: Any) -> Any:
         """Cosine scores [batch, num_items]; items already in the history get -inf."""

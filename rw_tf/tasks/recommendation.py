@@ -63,6 +63,7 @@ class RecommendationTaskConfig(DictConfig):
     temperature: float = 0.1
     sampling_correction: bool = True         # logQ correction of in-batch negatives
     item_bias: bool = True                   # a learned per-item bias in the score
+    hard_negatives: bool = False             # + per example the text-nearest item the user lacks
     item_text_length: int = 64
     top_k: int = 10
 
@@ -112,6 +113,18 @@ def baseline_scores(train_histories: Sequence[Sequence[int]], histories: Sequenc
             "text only": users @ text_vectors.T}
 
 
+def text_hard_negatives(pairs, text_vectors: np.ndarray, neighbours: int = 50) -> np.ndarray:
+    """Per (history, item) pair the item whose text is closest to the item's, among the items
+    that are neither the item nor in the history (a hard negative)."""
+    nearest = np.argsort(-(text_vectors @ text_vectors.T), axis=1)[:, :neighbours + 1]
+    out = []
+    for history, item in pairs:
+        excluded = set(history) | {item}
+        candidates = [j for j in nearest[item] if j not in excluded]
+        out.append(candidates[0] if candidates else next(j for j in range(len(text_vectors)) if j not in excluded))
+    return np.array(out, np.int32)
+
+
 def read_items(path: str):
     """(item ids, item texts, training counts) of an items file (see the module docstring)."""
     rows = [json.loads(line) for line in tf.io.gfile.GFile(path) if line.strip()]
@@ -146,6 +159,8 @@ class RecommendationTask(Task):
         cfg = self.config
         self.seed, self.validation_steps = trainer.seed, trainer.validation_steps
         if self.examples_source is not None:
+            if cfg.hard_negatives:
+                raise ValueError("hard_negatives needs the raw interactions (rw-tf finetune), not pipeline examples")
             if not cfg.items_file:
                 raise ValueError("a recommendation Trainer needs items_file (the pipeline's items.jsonl)")
             self.items, self.item_texts, self.item_counts = read_items(cfg.items_file)
@@ -189,9 +204,15 @@ class RecommendationTask(Task):
     def _dataset(self, pairs, batch_size: int, train: bool) -> tf.data.Dataset:
         histories = np.array([pad_history(h, self.config.max_history) for h, _ in pairs], np.int32)
         items = np.array([t for _, t in pairs], np.int32)
-        # Targets: (-1 user, item, item, history): copies of the item and the history are not negatives.
-        ids = np.concatenate([-np.ones((len(items), 1), np.int32), items[:, None], items[:, None], histories], 1)
-        ds = tf.data.Dataset.from_tensor_slices(({"history": histories, "item": items}, ids))
+        # Targets: (-1 user, item[, negative], item, history): copies of the item and the history
+        # are not negatives.
+        x = {"history": histories, "item": items}
+        views = [-np.ones((len(items), 1), np.int32), items[:, None]]
+        if self.config.hard_negatives:
+            x["negative"] = text_hard_negatives(pairs, self.text_vectors)
+            views.append(x["negative"][:, None])
+        ids = np.concatenate(views + [items[:, None], histories], 1)
+        ds = tf.data.Dataset.from_tensor_slices((x, ids))
         if train:
             ds = ds.shuffle(len(items), seed=self.seed).repeat()
         return ds.batch(batch_size, drop_remainder=train).prefetch(2)

@@ -53,17 +53,17 @@ class RecommenderExport(ExportModule):
     def _lookup(self, names: tf.Tensor) -> tf.Tensor:
         ids = self.item_table.lookup(names)
         unknown = tf.boolean_mask(names, ids < 0)
-        with tf.control_dependencies([tf.debugging.Assert(tf.size(unknown) == 0, ["unknown item ids:", unknown],
-                                                          summarize=10)]):
+        message = tf.strings.join(["unknown item ids: ", tf.strings.reduce_join(unknown[:10], separator=", ")])
+        with tf.control_dependencies([tf.debugging.Assert(tf.size(unknown) == 0, [message])]):
             return tf.identity(ids)
 
     def recommend(self, history: tf.Tensor) -> Dict[str, tf.Tensor]:
         tokens = tf.strings.split(history)
         lengths = tokens.row_lengths()
         checks = [tf.debugging.Assert(tf.reduce_all(lengths > 0), ["empty history: a user needs at least one item"]),
-                  tf.debugging.Assert(tf.reduce_all(lengths <= self.model.max_history),
-                                      ["history longer than the model accepts (max_history):",
-                                       self.model.max_history, "got", tf.reduce_max(lengths)])]
+                  tf.debugging.Assert(tf.reduce_all(lengths <= self.model.max_history), [tf.strings.format(
+                      "history longer than the model accepts: {} items, max_history {}",
+                      (tf.reduce_max(lengths), self.model.max_history))])]
         with tf.control_dependencies(checks):
             ids = tokens.with_flat_values(self._lookup(tokens.flat_values))
         padded = ids.to_tensor(default_value=-1, shape=[None, self.model.max_history])

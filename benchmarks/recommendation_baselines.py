@@ -28,12 +28,19 @@ from rw_tf.training import run_task  # noqa: E402
 METRICS = ("recall@10", "ndcg@10", "mrr")
 
 
-def run(dataset: str, seed: int, epochs: int, out: str) -> dict:
-    task = RecommendationTask(RecommendationTaskConfig(include_site_packages=dataset == "python"))
-    result = run_task(task, task.trainer_config(seed=seed, epochs=epochs), os.path.join(out, f"{dataset}-{seed}"),
-                      verbose=0)
-    return {"data": result["data"], "model": result["after"], "untrained": result["before"],
-            **result["details"]["baselines"], "train_seconds": result["train_seconds"]}
+def run(dataset: str, seed: int, epochs: int, out: str, profile: bool) -> dict:
+    def train(use_profile_text: bool) -> dict:
+        task = RecommendationTask(RecommendationTaskConfig(include_site_packages=dataset == "python",
+                                                           use_profile_text=use_profile_text))
+        folder = os.path.join(out, f"{dataset}-{seed}{'-profile' if use_profile_text else ''}")
+        return run_task(task, task.trainer_config(seed=seed, epochs=epochs), folder, verbose=0)
+
+    result = train(False)
+    row = {"data": result["data"], "model": result["after"], "untrained": result["before"],
+           **result["details"]["baselines"], "train_seconds": result["train_seconds"]}
+    if profile:
+        row["model + profile text"] = train(True)["after"]
+    return row
 
 
 def main() -> int:
@@ -41,6 +48,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--datasets", nargs="+", default=["stdlib", "python"], choices=["stdlib", "python"])
+    parser.add_argument("--profile", action="store_true", help="also the two-tower model with profile texts")
     parser.add_argument("--out", default=tempfile.mkdtemp(prefix="rw_tf_recommend_"))
     args = parser.parse_args()
     results = {}
@@ -48,13 +56,15 @@ def main() -> int:
         runs = []
         for seed in args.seeds:
             print(f"{dataset}: seed {seed}", flush=True)
-            runs.append(run(dataset, seed, args.epochs, args.out))
+            runs.append(run(dataset, seed, args.epochs, args.out, args.profile))
         results[dataset] = runs
         data = runs[0]["data"]
         print(f"\n{dataset}: {data['items']} items, {data['users']} users, {data['test_users']} held-out cases, "
               f"{data['train_examples']} training examples; removed {data['removed']}; seeds {args.seeds}")
         print(f"{'recommender':34s} " + " ".join(f"{m:>15s}" for m in METRICS))
-        for name in ("two-tower (rw-tf)", "two-tower untrained", "popularity", "co-occurrence", "text only"):
+        names = ["two-tower (rw-tf)"] + (["model + profile text"] if args.profile else []) + [
+            "two-tower untrained", "popularity", "co-occurrence", "text only"]
+        for name in names:
             key = {"two-tower (rw-tf)": "model", "two-tower untrained": "untrained"}.get(name, name)
             cells = []
             for metric in METRICS:

@@ -165,3 +165,23 @@ def test_hard_negatives_are_the_text_nearest_unseen_items_and_train():
                           x["history"]], 1).astype("int32")
     model.compile(optimizer="adam")
     assert float(model.loss(ids, stacked)) > 0
+
+
+def test_profile_text_reaches_the_user_tower_and_the_export(tmp_path):
+    task = RecommendationTask(RecommendationTaskConfig(use_profile_text=True, top_k=5))
+    result = run_task(task, task.trainer_config(epochs=1), str(tmp_path), verbose=0)
+    model = keras.saving.load_model(result["model_path"])
+    assert model.profile_dim == 384 and result["after"]["mrr"] > 2 * result["before"]["mrr"]
+    user = next(u for u, text in sorted(task.user_texts.items()) if text)
+    history = [task.items[i] for i in task.test_histories[0]]
+    padded = np.array([pad_history(task.test_histories[0], model.max_history)] * 2, np.int32)
+    profiles = embed_texts(task.text_model, task.tokenizer, [task.user_texts[user]], 64)
+    with_profile = np.asarray(model.scores(padded, np.concatenate([profiles, np.zeros_like(profiles)])))
+    seen = ~np.isfinite(with_profile[0])                                      # the history's items: -inf
+    assert np.abs(with_profile[0][~seen] - with_profile[1][~seen]).max() > 1e-4   # the profile changes scores
+    loaded = tf.saved_model.load(result["export_dir"])
+    out = loaded.signatures["recommend"](history=tf.constant([" ".join(history)] * 2),
+                                         profile=tf.constant([task.user_texts[user], ""]))
+    expected_ids, expected_scores = model.recommend(padded, 5, np.concatenate([profiles, np.zeros_like(profiles)]))
+    np.testing.assert_array_equal(out["item_indices"].numpy(), np.asarray(expected_ids))
+    np.testing.assert_allclose(out["scores"].numpy(), np.asarray(expected_scores), atol=1e-5)

@@ -34,11 +34,13 @@ _SKIPPED = ("test", "tests", "idlelib", "site-packages", "lib2to3", "tkinter", "
 
 @dataclasses.dataclass
 class Interactions:
-    """``items`` (ids -> names), ``item_texts``, ``histories`` (user -> item indices in order)."""
+    """``items`` (ids -> names), ``item_texts``, ``histories`` (user -> item indices in order) and
+    ``user_texts`` (user -> profile text: the first paragraph of the user module's docstring, or "")."""
 
     items: List[str]
     item_texts: List[str]
     histories: Dict[str, List[int]]
+    user_texts: Dict[str, str] = dataclasses.field(default_factory=dict)   # profile: the user's docstring
 
     def split(self) -> Dict[str, Dict[str, object]]:
         """user -> {"train": history[:-2], "validation": history[-2], "test": history[-1]}."""
@@ -51,30 +53,38 @@ class Interactions:
         distinct = {tuple(self.histories[u]): u for u in sorted(split, reverse=True)}
         users = sorted(distinct.values())
         train_histories = [split[u]["train"] for u in users]
-        examples = [(h[:j], h[j]) for h in train_histories for j in range(1, len(h))]
-        random.Random(seed).shuffle(examples)
+        tagged = [((h[:j], h[j]), u) for u, h in zip(users, train_histories) for j in range(1, len(h))]
+        random.Random(seed).shuffle(tagged)
+        examples = [e for e, _ in tagged]
         # A held-out case that is also some other user's training example (same history, same
         # next item) would leak: it is left out of evaluation and counted.
         seen = {(tuple(h), t) for h, t in examples}
-        test = [(split[u]["train"] + [split[u]["validation"]], split[u]["test"]) for u in users]
-        validation = [(split[u]["train"], split[u]["validation"]) for u in users]
-        clean_test = [(h, t) for h, t in test if (tuple(h), t) not in seen]
-        return LeaveOneOut(train_histories, examples, [(h, t) for h, t in validation if (tuple(h), t) not in seen],
-                           clean_test, {"duplicate_histories": len(split) - len(users),
-                                        "test_cases_seen_in_training": len(test) - len(clean_test)})
+        test = [((split[u]["train"] + [split[u]["validation"]], split[u]["test"]), u) for u in users]
+        validation = [((split[u]["train"], split[u]["validation"]), u) for u in users]
+        clean_test = [(c, u) for c, u in test if (tuple(c[0]), c[1]) not in seen]
+        clean_validation = [(c, u) for c, u in validation if (tuple(c[0]), c[1]) not in seen]
+        return LeaveOneOut(train_histories, examples, [c for c, _ in clean_validation], [c for c, _ in clean_test],
+                           {"duplicate_histories": len(split) - len(users),
+                            "test_cases_seen_in_training": len(test) - len(clean_test)},
+                           example_users=[u for _, u in tagged], validation_users=[u for _, u in clean_validation],
+                           test_users=[u for _, u in clean_test])
 
 
 @dataclasses.dataclass
 class LeaveOneOut:
     """Leave-one-out data: ``train_histories`` (each user's history without its last two items),
     ``examples`` (prefix -> next item within them, shuffled), ``validation`` and ``test`` cases
-    ((history, held-out item): the second-to-last and the last item), and ``removed`` counts."""
+    ((history, held-out item): the second-to-last and the last item), and ``removed`` counts;
+    ``*_users`` name the user of each example and case (for profile texts)."""
 
     train_histories: List[List[int]]
     examples: List[Tuple[List[int], int]]
     validation: List[Tuple[List[int], int]]
     test: List[Tuple[List[int], int]]
     removed: Dict[str, int]
+    example_users: List[str] = dataclasses.field(default_factory=list)
+    validation_users: List[str] = dataclasses.field(default_factory=list)
+    test_users: List[str] = dataclasses.field(default_factory=list)
 
 
 def stdlib_modules(stdlib: Optional[str] = None) -> Dict[str, str]:
@@ -128,7 +138,7 @@ def stdlib_import_interactions(min_history: int = 3, max_item_words: int = 60, i
     ``workers`` processes: about 20,000 files in rw-tf's environment)."""
     if min_history < 3:
         raise ValueError("min_history must be >= 3 (one training, one validation and one test item)")
-    docstrings, imports = {}, {}
+    docstrings, imports, site_docs = {}, {}, {}
     for name, doc, imported in map(_parse_module, stdlib_modules().items()):
         if doc and doc.split("\n\n")[0].strip():
             docstrings[name] = " ".join(doc.split("\n\n")[0].split()[:max_item_words])
@@ -136,8 +146,10 @@ def stdlib_import_interactions(min_history: int = 3, max_item_words: int = 60, i
     if include_site_packages:
         site = _modules_under(sysconfig.get_paths()["purelib"])
         with concurrent.futures.ProcessPoolExecutor(workers or os.cpu_count()) as pool:
-            for name, _, imported in pool.map(_parse_module, sorted(site.items()), chunksize=200):
+            for name, doc, imported in pool.map(_parse_module, sorted(site.items()), chunksize=200):
                 imports.setdefault(f"site-packages:{name}", imported)
+                if doc:
+                    site_docs[f"site-packages:{name}"] = doc
     items = sorted(docstrings)
     index = {name: i for i, name in enumerate(items)}
     histories = {}
@@ -145,4 +157,6 @@ def stdlib_import_interactions(min_history: int = 3, max_item_words: int = 60, i
         history = [index[m] for m in imports[user] if m in index]
         if len(history) >= min_history:
             histories[user] = history
-    return Interactions(items, [f"{name}: {docstrings[name]}" for name in items], histories)
+    first_paragraph = lambda doc: " ".join(doc.split("\n\n")[0].split()[:max_item_words])
+    user_texts = {u: first_paragraph(site_docs[u]) if u in site_docs else docstrings.get(u, "") for u in histories}
+    return Interactions(items, [f"{name}: {docstrings[name]}" for name in items], histories, user_texts)

@@ -50,6 +50,10 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
     [batch, 3 + max_history] = (-1, item, item, history...), so copies of the target item and the
     items the user already has are not used as negatives. ``recommend`` ranks all items.
 
+    Profile text: with ``profile_dim > 0`` the user tower also reads a profile vector [batch,
+    profile_dim] (a sentence embedding of the user's profile text; zeros: no profile), projected
+    and added to the pooled history; inputs and ``scores``/``recommend`` then take ``profile``.
+
     Args:
         num_items: size of the item catalogue.
         text_dim: size of the item-text embeddings.
@@ -58,11 +62,15 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
         use_item_ids: add a learned per-item embedding to the projected text (off: text only).
         pooling: ``"attention"`` or ``"mean"`` over the history.
         temperature: InfoNCE's tau.
+        sampling_correction: subtract log q_j in training (see above).
+        item_bias: learn a per-item bias.
+        profile_dim: size of profile-text vectors (0: no profile).
     """
 
     def __init__(self, num_items: int, text_dim: int, embedding_dim: int = 128, max_history: int = 32,
                  use_item_ids: bool = True, pooling: str = "attention", temperature: float = 0.05,
-                 sampling_correction: bool = True, item_bias: bool = True, **kwargs: Any) -> None:
+                 sampling_correction: bool = True, item_bias: bool = True, profile_dim: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if pooling not in USER_POOLINGS:
             raise ValueError(f"pooling must be one of {USER_POOLINGS}, got {pooling!r}")
@@ -72,6 +80,7 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
         self.max_history, self.use_item_ids, self.pooling = int(max_history), bool(use_item_ids), pooling
         self.temperature = float(temperature)
         self.sampling_correction, self.item_bias = bool(sampling_correction), bool(item_bias)
+        self.profile_dim = int(profile_dim)
         with sublayer_policy(self):
             self.text_projection = keras.layers.Dense(embedding_dim, name="text_projection")
             self.item_id_embedding = (keras.layers.Embedding(
@@ -83,6 +92,8 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
             self.attention_hidden = keras.layers.Dense(embedding_dim, activation="tanh", name="attention_hidden")
             self.attention_score = keras.layers.Dense(1, name="attention_score")
             self.user_projection = keras.layers.Dense(embedding_dim, name="user_projection")
+            self.profile_projection = (keras.layers.Dense(embedding_dim, name="profile_projection")
+                                       if self.profile_dim else None)
 
     def build(self, input_shape: Optional[Dict[str, Any]] = None) -> None:
         self.item_text_embeddings = self.add_weight(shape=(self.num_items, self.text_dim), initializer="zeros",
@@ -99,6 +110,8 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
         self.attention_hidden.build((None, None, self.embedding_dim))
         self.attention_score.build((None, None, self.embedding_dim))
         self.user_projection.build((None, self.embedding_dim))
+        if self.profile_projection is not None:
+            self.profile_projection.build((None, self.profile_dim))
         self.built = True
 
     def set_item_text_embeddings(self, vectors: np.ndarray) -> None:
@@ -125,8 +138,9 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
     def all_item_vectors(self) -> Any:
         return self.item_vectors(ops.arange(self.num_items))
 
-    def user_vectors(self, history: Any, training: Optional[bool] = None) -> Any:
-        """Unit user vectors [batch, dim] of histories [batch, max_history] (-1 pads, latest last)."""
+    def user_vectors(self, history: Any, training: Optional[bool] = None, profile: Optional[Any] = None) -> Any:
+        """Unit user vectors [batch, dim] of histories [batch, max_history] (-1 pads, latest last)
+        and, for a model with ``profile_dim``, profile vectors [batch, profile_dim]."""
         history = ops.cast(history, "int32")
         valid = history >= 0
         items = self.item_vectors(ops.maximum(history, 0))
@@ -139,8 +153,12 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
             scores = ops.where(valid, scores, -1e9)
             weights = ops.softmax(scores, axis=-1) * weights
         weights = weights / ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1e-9)
-        pooled = ops.sum(ops.cast(x, "float32") * ops.expand_dims(weights, -1), axis=1)
-        return _unit(self.user_projection(ops.cast(pooled, self.compute_dtype)))
+        pooled = ops.cast(ops.sum(ops.cast(x, "float32") * ops.expand_dims(weights, -1), axis=1), self.compute_dtype)
+        if self.profile_projection is not None:
+            if profile is None:
+                raise ValueError("this recommender reads profile vectors: pass profile [batch, profile_dim]")
+            pooled = pooled + self.profile_projection(ops.cast(profile, self.compute_dtype))
+        return _unit(self.user_projection(pooled))
 
     def _training_item(self, item_ids: Any, sampled: bool) -> Any:
         """Item vector plus the extra dimension: tau (b_j - log q_j); log q_j only for items that
@@ -153,25 +171,25 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
         return ops.concatenate([items, ops.expand_dims(self.temperature * extra, 1)], axis=1)
 
     def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
-        users = self.user_vectors(inputs["history"], training)
+        users = self.user_vectors(inputs["history"], training, inputs.get("profile"))
         views = [ops.concatenate([users, ops.ones_like(users[:, :1])], axis=1),
                  self._training_item(inputs["item"], sampled=True)]
         if "negative" in inputs:   # a hard negative per user: a third view for InfoNCELoss
             views.append(self._training_item(inputs["negative"], sampled=False))
         return ops.stack(views, axis=1)
 
-    def scores(self, history: Any) -> Any:
+    def scores(self, history: Any, profile: Optional[Any] = None) -> Any:
         """Cosine scores [batch, num_items]; items already in the history get -inf."""
         history = ops.cast(history, "int32")
-        scores = ops.matmul(self.user_vectors(history, training=False), ops.transpose(self.all_item_vectors()))
+        scores = ops.matmul(self.user_vectors(history, False, profile), ops.transpose(self.all_item_vectors()))
         if self.item_bias:
             scores = scores + self.temperature * ops.expand_dims(self.item_biases, 0)
         seen = ops.any(ops.expand_dims(history, -1) == ops.reshape(ops.arange(self.num_items), (1, 1, -1)), axis=1)
         return ops.where(seen, -np.inf, scores)
 
-    def recommend(self, history: Any, k: int = 10):
+    def recommend(self, history: Any, k: int = 10, profile: Optional[Any] = None):
         """(item ids [batch, k], scores [batch, k]) of the best unseen items."""
-        scores, ids = ops.top_k(self.scores(history), k=min(k, self.num_items))
+        scores, ids = ops.top_k(self.scores(history, profile), k=min(k, self.num_items))
         return ids, scores
 
     def compile(self, optimizer: Any = "adam", loss: Any = None, **kwargs: Any) -> None:
@@ -182,5 +200,5 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
         config.update(num_items=self.num_items, text_dim=self.text_dim, embedding_dim=self.embedding_dim,
                       max_history=self.max_history, use_item_ids=self.use_item_ids, pooling=self.pooling,
                       temperature=self.temperature, sampling_correction=self.sampling_correction,
-                      item_bias=self.item_bias)
+                      item_bias=self.item_bias, profile_dim=self.profile_dim)
         return config

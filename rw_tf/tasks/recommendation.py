@@ -42,6 +42,7 @@ from rw_tf.export.recommendation import RecommenderExport
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
 from rw_tf.models.recommender import USER_POOLINGS, TwoTowerRecommender
 from rw_tf.models.sentence_encoder import SentenceEncoder
+from rw_tf.networks.encoder import ENCODER_INPUTS
 from rw_tf.tasks.base import Task
 from rw_tf.tasks.sentence_embedding import embed_texts
 from rw_tf.training.runner import TrainerConfig
@@ -64,6 +65,7 @@ class RecommendationTaskConfig(DictConfig):
     sampling_correction: bool = True         # logQ correction of in-batch negatives
     item_bias: bool = True                   # a learned per-item bias in the score
     hard_negatives: bool = False             # + per example the text-nearest item the user lacks
+    use_profile_text: bool = False           # the user tower also reads the user's profile text
     item_text_length: int = 64
     top_k: int = 10
 
@@ -151,23 +153,34 @@ class RecommendationTask(Task):
         linker = (EntityLinker(self.tokenizer, aliases_for_knowledge_dir(self.config.alias_file,
                                                                          self.config.knowledge_dir))
                   if self.config.knowledge_dir else None)
-        text_model = SentenceEncoder(pretrained_encoder(init_from, self.tokenizer))
-        self.text_vectors = embed_texts(text_model, self.tokenizer, self.item_texts, self.config.item_text_length,
-                                        linker=linker)
+        self.text_model = SentenceEncoder(pretrained_encoder(init_from, self.tokenizer))
+        self.text_model.build({k: (None, self.config.item_text_length) for k in ENCODER_INPUTS})
+        self.text_vectors = embed_texts(self.text_model, self.tokenizer, self.item_texts,
+                                        self.config.item_text_length, linker=linker)
+
+    def _profiles(self, users: Sequence[str]) -> Optional[np.ndarray]:
+        """Profile vectors [len(users), text_dim] (zeros for users without a profile text)."""
+        if not self.config.use_profile_text:
+            return None
+        texts = sorted({self.user_texts[u] for u in users if self.user_texts.get(u)})
+        vectors = dict(zip(texts, embed_texts(self.text_model, self.tokenizer, texts, self.config.item_text_length)))
+        zero = np.zeros(self.text_vectors.shape[1], np.float32)
+        return np.stack([vectors.get(self.user_texts.get(u, ""), zero) for u in users]).astype(np.float32)
 
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         cfg = self.config
         self.seed, self.validation_steps = trainer.seed, trainer.validation_steps
         if self.examples_source is not None:
-            if cfg.hard_negatives:
-                raise ValueError("hard_negatives needs the raw interactions (rw-tf finetune), not pipeline examples")
+            if cfg.hard_negatives or cfg.use_profile_text:
+                raise ValueError("hard_negatives and use_profile_text need the raw interactions (rw-tf finetune), "
+                                 "not pipeline examples")
             if not cfg.items_file:
                 raise ValueError("a recommendation Trainer needs items_file (the pipeline's items.jsonl)")
             self.items, self.item_texts, self.item_counts = read_items(cfg.items_file)
             self._embed_items()
             return {"items": len(self.items)}
         data = stdlib_import_interactions(cfg.min_history, include_site_packages=cfg.include_site_packages)
-        self.items, self.item_texts = data.items, data.item_texts
+        self.items, self.item_texts, self.user_texts = data.items, data.item_texts, data.user_texts
         loo = data.leave_one_out(trainer.seed)
         self.train_histories, self.examples, self.validation = loo.train_histories, loo.examples, loo.validation
         self.test_histories = [h for h, _ in loo.test]
@@ -177,6 +190,8 @@ class RecommendationTask(Task):
         if len(self.examples) < trainer.batch_size:
             raise ValueError(f"{len(self.examples)} training examples, fewer than one batch of {trainer.batch_size}")
         self._embed_items()
+        self.example_profiles, self.validation_profiles, self.test_profiles = (
+            self._profiles(users) for users in (loo.example_users, loo.validation_users, loo.test_users))
         return {"items": len(self.items), "users": len(self.train_histories), "test_users": len(self.test_items),
                 "train_examples": len(self.examples), "train_interactions": sum(len(h) for h in self.train_histories),
                 "removed": self.rejects}
@@ -185,8 +200,12 @@ class RecommendationTask(Task):
         cfg = self.config
         model = TwoTowerRecommender(len(self.items), self.text_vectors.shape[1], cfg.embedding_dim, cfg.max_history,
                                     cfg.use_item_ids, cfg.pooling, cfg.temperature, cfg.sampling_correction,
-                                    cfg.item_bias, name="two_tower_recommender")
-        model.build({"history": (None, cfg.max_history), "item": (None,)})
+                                    cfg.item_bias, self.text_vectors.shape[1] if cfg.use_profile_text else 0,
+                                    name="two_tower_recommender")
+        shapes = {"history": (None, cfg.max_history), "item": (None,)}
+        if cfg.use_profile_text:
+            shapes["profile"] = (None, self.text_vectors.shape[1])
+        model.build(shapes)
         model.set_item_text_embeddings(self.text_vectors)
         model.set_item_frequencies(self.item_counts)
         return model
@@ -201,12 +220,15 @@ class RecommendationTask(Task):
         rows = self.examples_source.dataset(split, batch_size).unbatch().filter(lambda f: f["item_id"] >= 0)
         return rows.batch(batch_size, drop_remainder=train).map(to_keras)
 
-    def _dataset(self, pairs, batch_size: int, train: bool) -> tf.data.Dataset:
+    def _dataset(self, pairs, batch_size: int, train: bool, profiles: Optional[np.ndarray] = None
+                 ) -> tf.data.Dataset:
         histories = np.array([pad_history(h, self.config.max_history) for h, _ in pairs], np.int32)
         items = np.array([t for _, t in pairs], np.int32)
         # Targets: (-1 user, item[, negative], item, history): copies of the item and the history
         # are not negatives.
         x = {"history": histories, "item": items}
+        if profiles is not None:
+            x["profile"] = profiles
         views = [-np.ones((len(items), 1), np.int32), items[:, None]]
         if self.config.hard_negatives:
             x["negative"] = text_hard_negatives(pairs, self.text_vectors)
@@ -220,12 +242,12 @@ class RecommendationTask(Task):
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:
         if self.examples_source is not None:
             return self._transformed("train", batch_size, train=True)
-        return self._dataset(self.examples, batch_size, train=True)
+        return self._dataset(self.examples, batch_size, train=True, profiles=self.example_profiles)
 
     def validation_dataset(self, batch_size: int) -> tf.data.Dataset:
         if self.examples_source is not None:
             return self._transformed("eval", batch_size, train=False).take(self.validation_steps or 10)
-        return self._dataset(self.validation, batch_size, train=False)
+        return self._dataset(self.validation, batch_size, train=False, profiles=self.validation_profiles)
 
     def num_train_examples(self) -> int:
         if self.examples_source is not None:
@@ -238,10 +260,11 @@ class RecommendationTask(Task):
             padded = np.concatenate([x["history"] for x, _ in batches])
             histories = [[i for i in row if i >= 0] for row in padded]
             targets = np.concatenate([x["item"] for x, _ in batches])
+            profiles = None
         else:
-            histories, targets = self.test_histories, self.test_items
+            histories, targets, profiles = self.test_histories, self.test_items, self.test_profiles
             padded = np.array([pad_history(h, self.config.max_history) for h in histories], np.int32)
-        scores = np.asarray(model.scores(padded))
+        scores = np.asarray(model.scores(padded, profiles))
         return ranking_metrics(_excluding(scores, histories), targets, self.config.top_k)
 
     def finish(self, model: keras.Model) -> Dict[str, Any]:
@@ -254,5 +277,7 @@ class RecommendationTask(Task):
     def export(self, model: keras.Model, export_dir: str) -> str:
         transform_output = self.examples_source.tft_output if self.examples_source is not None else None
         module = RecommenderExport(model, self.tokenizer, self.items, self.config.top_k,
-                                   transform_output=transform_output)
+                                   transform_output=transform_output,
+                                   profile_encoder=self.text_model if self.config.use_profile_text else None,
+                                   profile_length=self.config.item_text_length)
         return save_export(module, export_dir)

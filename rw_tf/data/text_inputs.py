@@ -35,6 +35,14 @@ def single_segment_inputs(tokenizer: WordPieceTokenizer, texts: tf.Tensor, max_s
     return features
 
 
+TEXT_ID_BUCKETS = 2 ** 31 - 1   # text ids (string hashes) that mask duplicates out of InfoNCE negatives
+
+
+def text_ids(*texts: tf.Tensor) -> tf.Tensor:
+    """int32 [batch, len(texts)]: a hash id per text, equal for equal strings."""
+    return tf.cast(tf.stack([tf.strings.to_hash_bucket_fast(t, TEXT_ID_BUCKETS) for t in texts], axis=1), tf.int32)
+
+
 def with_static_batch(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
     """Declares the batch size of every tensor of a ``drop_remainder`` dataset: the tokenizer's
     ragged ops lose it, and XLA (and TPUs) compile a train step for static shapes."""

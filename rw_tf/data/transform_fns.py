@@ -20,14 +20,13 @@ import tensorflow as tf
 from rw_tf.checkpoints.hf_bert import minilm_checkpoint_dir
 from rw_tf.config import DictConfig, PretrainingDataConfig
 from rw_tf.data.masking import PretrainingExampleBuilder
-from rw_tf.data.text_inputs import single_segment_inputs
+from rw_tf.data.text_inputs import single_segment_inputs, text_ids
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 PAIR_TEXT_FEATURES = ("text_a", "text_b", "text_random")
 # Sentence-embedding examples: raw feature -> the view it becomes (``SentenceEncoder``'s inputs).
 EMBEDDING_VIEWS = {"query": "anchor", "item": "positive", "negative": "negative"}
-TEXT_ID_BUCKETS = 2 ** 31 - 1   # text ids (string hashes) that mask duplicates out of the negatives
 
 
 def dense_1d(value: tf.Tensor, default) -> tf.Tensor:
@@ -151,7 +150,7 @@ def pair_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: PairTransformCon
         text = dense_1d(inputs[raw], b"")
         for key, value in single_segment_inputs(tokenizer, text, config.max_sequence_length).items():
             features[f"{view}_{key}"] = value
-        features[f"{view}_text_id"] = tf.strings.to_hash_bucket_fast(text, TEXT_ID_BUCKETS)
+        features[f"{view}_text_id"] = text_ids(text)[:, 0]
     features["pair_label"] = tf.ones_like(features["anchor_text_id"])
     return example_dtypes(features)
 

@@ -21,7 +21,7 @@ from keras import ops
 from rw_tf.losses import InfoNCELoss
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
-from rw_tf.networks.pooling import masked_mean
+from rw_tf.networks.pooling import masked_mean, unit_vectors
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
@@ -41,8 +41,7 @@ class DualEncoder(OptimizerOnlyCompileConfig, keras.Model):
     def embed(self, inputs: Dict[str, Any], tower: str = "query", training: Optional[bool] = None) -> Any:
         encoder = self.item_encoder if tower == "item" and self.item_encoder is not None else self.query_encoder
         pooled = masked_mean(encoder(inputs, training=training)["sequence_output"], inputs["padding_mask"])
-        pooled = ops.cast(pooled, "float32")   # embeddings and similarities in float32 under mixed precision
-        return pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
+        return unit_vectors(pooled)   # embeddings and similarities in float32 under mixed precision
 
     def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
         return ops.stack([self.embed(inputs["query"], "query", training),

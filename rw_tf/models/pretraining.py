@@ -13,7 +13,7 @@ from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import InfoNCELoss, KnowledgeDistillationLoss, pretraining_losses
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
-from rw_tf.networks.pooling import masked_mean
+from rw_tf.networks.pooling import masked_mean, unit_vectors
 
 PAIR_REPRESENTATIONS = ("segment_means", "cls_pooler")
 
@@ -110,8 +110,7 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
             outputs["kd"] = outputs["mlm"]
         if self.nce_weight > 0:
             second = self.encoder(inputs, training=training)["sequence_output"]
-            views = [ops.cast(masked_mean(s, inputs["padding_mask"]), "float32") for s in (seq, second)]
-            views = [v / ops.maximum(ops.norm(v, axis=-1, keepdims=True), 1e-12) for v in views]
+            views = [unit_vectors(masked_mean(s, inputs["padding_mask"])) for s in (seq, second)]
             outputs["nce"] = ops.stack(views, axis=1)
         return outputs
 

@@ -19,13 +19,9 @@ from keras import ops
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import InfoNCELoss
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
+from rw_tf.networks.pooling import unit_vectors
 
 USER_POOLINGS = ("attention", "mean")
-
-
-def _unit(x: Any) -> Any:
-    x = ops.cast(x, "float32")
-    return x / ops.maximum(ops.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
@@ -133,7 +129,7 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
         x = self.text_projection(ops.take(self.item_text_embeddings, ids, axis=0))
         if self.item_id_embedding is not None:
             x = x + self.item_id_embedding(ids)
-        return _unit(x)
+        return unit_vectors(x)
 
     def all_item_vectors(self) -> Any:
         return self.item_vectors(ops.arange(self.num_items))
@@ -158,7 +154,7 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
             if profile is None:
                 raise ValueError("this recommender reads profile vectors: pass profile [batch, profile_dim]")
             pooled = pooled + self.profile_projection(ops.cast(profile, self.compute_dtype))
-        return _unit(self.user_projection(pooled))
+        return unit_vectors(self.user_projection(pooled))
 
     def _training_item(self, item_ids: Any, sampled: bool) -> Any:
         """Item vector plus the extra dimension: tau (b_j - log q_j); log q_j only for items that

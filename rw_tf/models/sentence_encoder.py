@@ -18,7 +18,7 @@ from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import InfoNCELoss
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
 from rw_tf.networks.encoder import TransformerEncoder
-from rw_tf.networks.pooling import masked_mean
+from rw_tf.networks.pooling import masked_mean, unit_vectors
 
 POOLINGS = ("mean", "cls")
 VIEWS = ("anchor", "positive", "negative")
@@ -88,8 +88,7 @@ class SentenceEncoder(OptimizerOnlyCompileConfig, keras.Model):
         pooled = masked_mean(sequence, inputs["padding_mask"]) if self.pooling == "mean" else sequence[:, 0]
         if self.projection is not None:
             pooled = self.projection(pooled)
-        pooled = ops.cast(pooled, "float32")
-        return pooled / ops.maximum(ops.norm(pooled, axis=-1, keepdims=True), 1e-12)
+        return unit_vectors(pooled)
 
     def inverse_temperature(self) -> Any:
         return ops.exp(ops.minimum(self.log_inverse_temperature, math.log(MAX_INVERSE_TEMPERATURE)))

@@ -26,8 +26,7 @@ from rw_tf.config import DictConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.splits import split_by_group
-from rw_tf.data.text_inputs import single_segment_inputs, with_static_batch
-from rw_tf.data.transform_fns import TEXT_ID_BUCKETS
+from rw_tf.data.text_inputs import single_segment_inputs, text_ids, with_static_batch
 from rw_tf.export.base import save_export
 from rw_tf.export.retrieval import RetrievalExport
 from rw_tf.models.dual_encoder import DualEncoder
@@ -122,9 +121,8 @@ class RetrievalTask(Task):
         ds = ds.shuffle(len(self.train_pairs), seed=self.seed).repeat().batch(batch_size, drop_remainder=True)
 
         def encode(queries, items):
-            ids = tf.stack([tf.strings.to_hash_bucket_fast(t, TEXT_ID_BUCKETS) for t in (queries, items)], axis=1)
             return ({"query": single_segment_inputs(self.tokenizer, queries, length),
-                     "item": single_segment_inputs(self.tokenizer, items, length)}, tf.cast(ids, tf.int32))
+                     "item": single_segment_inputs(self.tokenizer, items, length)}, text_ids(queries, items))
 
         return with_static_batch(ds.map(encode), batch_size).prefetch(2)
 

@@ -37,8 +37,8 @@ from rw_tf.config import DictConfig
 from rw_tf.data.corpus import embedded_corpus, read_text_files
 from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.splits import split_by_group
-from rw_tf.data.text_inputs import single_segment_inputs, with_static_batch
-from rw_tf.data.transform_fns import EMBEDDING_VIEWS, TEXT_ID_BUCKETS
+from rw_tf.data.text_inputs import single_segment_inputs, text_ids, with_static_batch
+from rw_tf.data.transform_fns import EMBEDDING_VIEWS
 from rw_tf.export.base import save_export
 from rw_tf.export.sentence_embedding import SentenceEmbeddingExport
 from rw_tf.models.sentence_encoder import POOLINGS, SentenceEncoder
@@ -195,8 +195,7 @@ class SentenceEmbeddingTask(Task):
 
         def encode(*texts):
             x = {name: single_segment_inputs(self.tokenizer, t, length) for name, t in zip(self.views(), texts)}
-            ids = tf.stack([tf.strings.to_hash_bucket_fast(t, TEXT_ID_BUCKETS) for t in texts], axis=1)
-            return x, tf.cast(ids, tf.int32)
+            return x, text_ids(*texts)
 
         return with_static_batch(rows.map(encode), batch_size).prefetch(2)
 

@@ -1,0 +1,148 @@
+"""Image encoders (backbones): a ViT patch encoder and a small CNN, Keras 3 with ``keras.ops`` only.
+
+Both map normalised images [batch, size, size, 3] to ``{"sequence_output": [batch, tokens, hidden],
+"pooled_output": [batch, hidden]}``, the same contract as the text ``TransformerEncoder``, so
+fusion layers treat patches like tokens.
+
+Example:
+    >>> enc = ViTImageEncoder.from_preset("tiny", image_size=32)
+    >>> out = enc(keras.ops.zeros((2, 32, 32, 3)))
+    >>> tuple(out["sequence_output"].shape), tuple(out["pooled_output"].shape)
+    ((2, 17, 64), (2, 64))
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import keras
+from keras import ops
+
+from rw_tf.layers.dtype import sublayer_policy
+from rw_tf.layers.transformer_block import TransformerEncoderBlock
+
+VIT_PRESETS: Dict[str, Dict[str, int]] = {
+    "tiny": dict(patch_size=8, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
+    "small": dict(patch_size=16, hidden_size=384, num_layers=6, num_heads=6, intermediate_size=1536),
+    "base": dict(patch_size=16, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072),
+}
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class ViTImageEncoder(keras.layers.Layer):
+    """Vision Transformer: non-overlapping patches -> linear embedding, a [CLS] token, learned
+    position embeddings, then the text encoder's ``TransformerEncoderBlock``s.
+
+    Args:
+        image_size: side of the square input images (a multiple of ``patch_size``).
+        patch_size: side of a patch; tokens = (image_size / patch_size)^2 + 1.
+        hidden_size, num_layers, num_heads, intermediate_size: Transformer sizes.
+        dropout, attention_dropout: rates inside the blocks.
+    Shapes: images [batch, image_size, image_size, 3] -> ``sequence_output`` [batch, tokens, hidden]
+    ([CLS] first) and ``pooled_output`` [batch, hidden] (the [CLS] state).
+    """
+
+    def __init__(self, image_size: int = 224, patch_size: int = 16, hidden_size: int = 768, num_layers: int = 12,
+                 num_heads: int = 12, intermediate_size: int = 3072, dropout: float = 0.0,
+                 attention_dropout: float = 0.0, layer_norm_epsilon: float = 1e-6, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
+        self.image_size, self.patch_size, self.hidden_size = image_size, patch_size, hidden_size
+        self.num_layers, self.num_heads, self.intermediate_size = num_layers, num_heads, intermediate_size
+        self.dropout, self.attention_dropout, self.layer_norm_epsilon = dropout, attention_dropout, layer_norm_epsilon
+        self.num_patches = (image_size // patch_size) ** 2
+        with sublayer_policy(self):
+            self.patch_embedding = keras.layers.Dense(hidden_size, name="patch_embedding")
+            self.blocks = [TransformerEncoderBlock(hidden_size, num_heads, intermediate_size, dropout,
+                                                   attention_dropout, layer_norm_epsilon, name=f"block_{i}")
+                           for i in range(num_layers)]
+
+    @classmethod
+    def from_preset(cls, name: str, image_size: int = 224, **overrides: Any) -> "ViTImageEncoder":
+        if name not in VIT_PRESETS:
+            raise ValueError(f"unknown ViT preset {name!r}; choose one of {sorted(VIT_PRESETS)}")
+        return cls(image_size=image_size, **{**VIT_PRESETS[name], **overrides})
+
+    def build(self, input_shape: Any) -> None:
+        self.patch_embedding.build((None, None, self.patch_size * self.patch_size * 3))
+        self.cls_token = self.add_weight(shape=(1, 1, self.hidden_size), initializer="zeros", name="cls_token")
+        self.position_embedding = self.add_weight(
+            shape=(1, self.num_patches + 1, self.hidden_size),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02), name="position_embedding")
+        for block in self.blocks:
+            block.build((None, self.num_patches + 1, self.hidden_size))
+        self.built = True
+
+    def patches(self, images: Any) -> Any:
+        """[batch, size, size, 3] -> [batch, patches, patch_size^2 * 3], row-major patch order."""
+        p, n = self.patch_size, self.image_size // self.patch_size
+        x = ops.reshape(images, (-1, n, p, n, p, 3))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(x, (-1, n * n, p * p * 3))
+
+    def call(self, images: Any, training: Optional[bool] = None) -> Dict[str, Any]:
+        shape = tuple(images.shape[1:])
+        if len(shape) != 3 or shape[2] != 3 or shape[0] not in (None, self.image_size):
+            raise ValueError(f"images must be [batch, {self.image_size}, {self.image_size}, 3], got {images.shape}")
+        x = self.patch_embedding(ops.cast(self.patches(images), self.compute_dtype))
+        cls = ops.broadcast_to(ops.cast(self.cls_token, x.dtype), (ops.shape(x)[0], 1, self.hidden_size))
+        x = ops.concatenate([cls, x], axis=1) + ops.cast(self.position_embedding, x.dtype)
+        for block in self.blocks:
+            x = block(x, training=training)
+        return {"sequence_output": x, "pooled_output": x[:, 0]}
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(image_size=self.image_size, patch_size=self.patch_size, hidden_size=self.hidden_size,
+                      num_layers=self.num_layers, num_heads=self.num_heads,
+                      intermediate_size=self.intermediate_size, dropout=self.dropout,
+                      attention_dropout=self.attention_dropout, layer_norm_epsilon=self.layer_norm_epsilon)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class ConvImageEncoder(keras.layers.Layer):
+    """A small CNN: ``num_stages`` of (3x3 conv, GELU, 2x2 max-pool), doubling the filters, then a
+    projection to ``hidden_size``; the final feature map's cells are the tokens.
+
+    Args:
+        image_size: side of the square input images (divisible by 2^num_stages).
+        filters: filters of the first stage.
+        num_stages: conv + pool stages.
+        hidden_size: size of the tokens and of the pooled output (their mean).
+    Shapes: images [batch, size, size, 3] -> ``sequence_output`` [batch, (size / 2^stages)^2, hidden],
+    ``pooled_output`` [batch, hidden].
+    """
+
+    def __init__(self, image_size: int = 32, filters: int = 32, num_stages: int = 2, hidden_size: int = 64,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if image_size % (2 ** num_stages):
+            raise ValueError(f"image_size {image_size} is not divisible by 2^{num_stages}")
+        self.image_size, self.filters, self.num_stages, self.hidden_size = image_size, filters, num_stages, hidden_size
+        with sublayer_policy(self):
+            self.convs = [keras.layers.Conv2D(filters * 2 ** i, 3, padding="same", activation="gelu",
+                                              name=f"conv_{i}") for i in range(num_stages)]
+            self.pool = keras.layers.MaxPooling2D(2)
+            self.projection = keras.layers.Dense(hidden_size, name="projection")
+
+    def build(self, input_shape: Any) -> None:
+        size, channels = self.image_size, 3
+        for i, conv in enumerate(self.convs):
+            conv.build((None, size, size, channels))
+            size, channels = size // 2, self.filters * 2 ** i
+        self.projection.build((None, None, channels))
+        self.built = True
+
+    def call(self, images: Any, training: Optional[bool] = None) -> Dict[str, Any]:
+        x = ops.cast(images, self.compute_dtype)
+        for conv in self.convs:
+            x = self.pool(conv(x))
+        tokens = self.projection(ops.reshape(x, (ops.shape(x)[0], -1, ops.shape(x)[-1])))
+        return {"sequence_output": tokens, "pooled_output": ops.mean(tokens, axis=1)}
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(image_size=self.image_size, filters=self.filters, num_stages=self.num_stages,
+                      hidden_size=self.hidden_size)
+        return config

@@ -1,0 +1,123 @@
+"""Image-text pairs that install offline, as encoded PNG bytes plus a caption and a label.
+
+- ``digit_pairs``: scikit-learn's ``load_digits`` (1,797 8x8 grayscale handwritten digits from
+  43 writers; pixel values 0-16 scaled to 0-255). Caption rule: one of ``CAPTION_TEMPLATES``
+  filled with the digit's English name, the template chosen by the image index (so captions vary
+  in wording but only the digit carries information); label = the digit.
+- ``photo_pairs``: scikit-image's bundled photographs with the one-line description of each in
+  its loader's docstring (``PHOTO_CAPTIONS``, copied from ``skimage/data/_fetchers.py``).
+- ``face_pairs``: scikit-image's ``lfw_subset.npy``: 100 faces and 100 non-faces (25x25
+  grayscale); caption "a photo of a face" / "a photo of something that is not a face".
+Splits are by image: ``split_pairs`` holds out a fraction of the images (seeded), so no held-out
+image or its caption instance is trained on.
+
+Example:
+    >>> rows = digit_pairs()                     # doctest: +SKIP
+    >>> rows[0]["caption"], rows[0]["label"]     # doctest: +SKIP
+    ('a handwritten digit zero', 0)
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+CAPTION_TEMPLATES = ("a handwritten digit {}", "the number {} written by hand", "a scanned {}",
+                     "a small image of the digit {}")
+# skimage/data/_fetchers.py: the first docstring line of each loader.
+PHOTO_CAPTIONS = {
+    "astronaut.png": "Color image of the astronaut Eileen Collins.",
+    "camera.png": "Gray-level cameraman image.",
+    "coffee.png": "Coffee cup.",
+    "chelsea.png": "Chelsea the cat.",
+    "rocket.jpg": "Launch photo of DSCOVR on Falcon 9 by SpaceX.",
+    "horse.png": "Black and white silhouette of a horse.",
+    "coins.png": "Greek coins from Pompeii.",
+    "moon.png": "Surface of the moon.",
+    "page.png": "Scanned page.",
+    "text.png": "Gray-level text image.",
+    "brick.png": "Brick wall.",
+    "grass.png": "Grass.",
+    "gravel.png": "Gravel.",
+    "hubble_deep_field.jpg": "Hubble eXtreme Deep Field.",
+    "retina.jpg": "Human retina.",
+    "cell.png": "Cell floating in saline.",
+    "clock_motion.png": "Motion blurred clock.",
+    "ihc.png": "Immunohistochemical (IHC) staining with hematoxylin counterstaining.",
+    "logo.png": "Scikit-image logo, a RGBA image.",
+    "microaneurysms.png": "Gray-level retinal image with microaneurysms.",
+    "motorcycle_left.png": "Stereo image pair of a motorcycle (left image).",
+    "phantom.png": "Image of a phantom used in medical imaging.",
+    "chessboard_GRAY.png": "Checkerboard image (grayscale).",
+    "color.png": "Chart of colours.",
+}
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """uint8 [h, w] or [h, w, c] -> PNG bytes."""
+    pixels = np.asarray(pixels, np.uint8)
+    return tf.io.encode_png(pixels[..., None] if pixels.ndim == 2 else pixels).numpy()
+
+
+def digit_pairs() -> List[Dict]:
+    """``[{"image": PNG bytes, "caption": str, "label": digit}, ...]`` for the 1,797 digits."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rows = []
+    for i, (image, label) in enumerate(zip(digits.images, digits.target)):
+        pixels = np.round(image * (255.0 / 16.0)).astype(np.uint8)
+        caption = CAPTION_TEMPLATES[i % len(CAPTION_TEMPLATES)].format(DIGIT_NAMES[int(label)])
+        rows.append({"image": encode_png(pixels), "caption": caption, "label": int(label)})
+    return rows
+
+
+def skimage_data_dir() -> str:
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("scikit-image's bundled images are needed: install scikit-image==0.25.2 with "
+                                "--no-deps (requirements/data-packages.txt; make env does it)")
+    return os.path.join(list(spec.submodule_search_locations)[0], "data")
+
+
+def photo_pairs() -> List[Dict]:
+    """The bundled photographs that exist, as ``{"image": bytes, "caption", "label": index}``."""
+    folder = skimage_data_dir()
+    rows = []
+    for i, (name, caption) in enumerate(sorted(PHOTO_CAPTIONS.items())):
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                rows.append({"image": f.read(), "caption": caption, "label": i})
+    return rows
+
+
+def face_pairs() -> List[Dict]:
+    """lfw_subset: 100 faces (label 1) then 100 non-faces (label 0)."""
+    images = np.load(os.path.join(skimage_data_dir(), "lfw_subset.npy"))
+    rows = []
+    for i, image in enumerate(images):
+        face = i < 100
+        rows.append({"image": encode_png(np.clip(image * 255.0, 0, 255)),
+                     "caption": "a photo of a face" if face else "a photo of something that is not a face",
+                     "label": int(face)})
+    return rows
+
+
+def split_pairs(rows: Sequence[Dict], eval_fraction: float, seed: int) -> Tuple[List[Dict], List[Dict]]:
+    """(train, eval) by image, seeded; identical image bytes never end up on both sides."""
+    by_image: Dict[bytes, List[Dict]] = {}
+    for row in rows:
+        by_image.setdefault(row["image"], []).append(row)
+    keys = sorted(by_image)
+    random.Random(seed).shuffle(keys)
+    cut = max(1, int(round(len(keys) * eval_fraction)))
+    held_out = set(keys[:cut])
+    train = [r for k in keys if k not in held_out for r in by_image[k]]
+    evaluation = [r for k in keys if k in held_out for r in by_image[k]]
+    return train, evaluation

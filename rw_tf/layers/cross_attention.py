@@ -45,8 +45,8 @@ class CrossAttentionBlock(keras.layers.Layer):
             self.output_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="output_norm")
             self.dropout_layer = keras.layers.Dropout(dropout)
 
-    def build(self, query_shape: Any, context_shape: Any = None) -> None:
-        context_shape = context_shape or query_shape
+    def build(self, queries_shape: Any, context_shape: Any = None) -> None:
+        query_shape, context_shape = queries_shape, context_shape or queries_shape
         self.attention.build(query_shape, context_shape)
         self.attention_norm.build(query_shape)
         self.intermediate.build(query_shape)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -106,6 +107,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-name", default="text")
     p.add_argument("--input", dest="named_inputs", action="append", default=[], metavar="NAME=VALUE",
                    help="a string input by name; repeatable")
+    p.add_argument("--input-file", dest="file_inputs", action="append", default=[], metavar="NAME=PATH",
+                   help="a binary input (e.g. an image) read from PATH: raw bytes over gRPC, {\"b64\": ...} "
+                        "over REST; repeatable")
     p.add_argument("--version", type=int)
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(func=run_predict)
@@ -120,8 +124,19 @@ def predict_inputs(args: argparse.Namespace) -> dict:
         if not sep or not name:
             raise UserError(f"--input expects NAME=VALUE, got {item!r}")
         inputs.setdefault(name, []).append(value)
+    for item in args.file_inputs:
+        name, sep, path = item.partition("=")
+        if not sep or not name:
+            raise UserError(f"--input-file expects NAME=PATH, got {item!r}")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as err:
+            raise UserError(f"cannot read --input-file {path}: {err.strerror}") from None
+        # TF Serving's REST API carries binary strings as {"b64": ...}; gRPC takes the bytes.
+        inputs.setdefault(name, []).append({"b64": base64.b64encode(data).decode("ascii")} if args.rest else data)
     if not inputs:
-        raise UserError("nothing to send: give TEXT arguments or --input NAME=VALUE")
+        raise UserError("nothing to send: give TEXT arguments, --input NAME=VALUE or --input-file NAME=PATH")
     sizes = {name: len(values) for name, values in inputs.items()}
     if len(set(sizes.values())) > 1:
         raise UserError(f"every input needs the same number of values, got {sizes}")

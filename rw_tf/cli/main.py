@@ -2,7 +2,7 @@
 
     rw-tf vocab     --output vocab.txt [--input FILE ...]
     rw-tf pretrain  --output-dir DIR [--preset tiny|small|base] [--input FILE ...] [--strategy ...]
-    rw-tf finetune  --task classification|retrieval|qa|sentence_embedding|recommendation --output-dir DIR
+    rw-tf finetune  --task classification|retrieval|qa|sentence_embedding|recommendation|image_text --output-dir DIR
     rw-tf embed     --model EXPORT_DIR (--text TEXT ... | --input FILE) [--output FILE.jsonl|.npy]
     rw-tf kg        train|eval ...
 and, from the packages that register command groups (entry points ``rw_tf.cli``):

@@ -15,7 +15,8 @@ from rw_tf.errors import UserError
 from rw_tf.tasks import TASKS, PretrainingTask
 from rw_tf.training.runner import TrainerConfig, run_task
 
-FINETUNE_TASKS = ("classification", "retrieval", "qa", "sentence_embedding", "recommendation")
+FINETUNE_TASKS = ("classification", "retrieval", "qa", "sentence_embedding", "recommendation",
+                  "image_text")
 
 
 def summary(result: Dict[str, Any]) -> str:

@@ -121,3 +121,8 @@ def split_pairs(rows: Sequence[Dict], eval_fraction: float, seed: int) -> Tuple[
     train = [r for k in keys if k not in held_out for r in by_image[k]]
     evaluation = [r for k in keys if k in held_out for r in by_image[k]]
     return train, evaluation
+
+
+# Datasets of labelled image-caption pairs the image-text task trains on (photo_pairs has one
+# image per caption: too few to train, used to show retrieval on real photographs).
+IMAGE_TEXT_DATASETS = {"digits": digit_pairs, "faces": face_pairs}

@@ -101,6 +101,18 @@ class PairTransformConfig(DictConfig):
 
 
 @dataclasses.dataclass
+class ImageTextTransformConfig(DictConfig):
+    """How an image-text Transform decodes images (checked headers, RGB, ``image_size`` square,
+    normalised) and tokenizes captions with the text encoder's vocabulary (``vocab_file``; None:
+    all-MiniLM-L6-v2's)."""
+
+    vocab_file: Optional[str] = None
+    max_sequence_length: int = 16
+    image_size: int = 32
+    lower_case: bool = True
+
+
+@dataclasses.dataclass
 class InteractionTransformConfig(DictConfig):
     """How a recommendation Transform maps item ids to indices (``items_file``: one id per line,
     the catalogue in index order) and pads histories to ``max_history``."""
@@ -152,6 +164,30 @@ def pair_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: PairTransformCon
             features[f"{view}_{key}"] = value
         features[f"{view}_text_id"] = text_ids(text)[:, 0]
     features["pair_label"] = tf.ones_like(features["anchor_text_id"])
+    return example_dtypes(features)
+
+
+IMAGE_TEXT_FEATURES = ("image", "caption", "negative_caption", "label")
+
+
+def image_text_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: ImageTextTransformConfig) -> Dict[str, tf.Tensor]:
+    """Raw ``image`` (PNG/JPEG bytes), ``caption``, ``negative_caption`` (another class's) and
+    ``label`` -> ``image`` float32 [size, size, 3], ``text_*`` and ``negative_text_*`` encoder
+    inputs, ``label`` and a constant ``match_label`` of 1 (the label TFMA reads while the gate
+    scores the model's ``match_accuracy``). A bad image fails with its reason (``decode_images``)."""
+    from rw_tf.data.images import decode_images
+
+    missing = [k for k in IMAGE_TEXT_FEATURES if k not in inputs]
+    if missing:
+        raise KeyError(f"image-text examples are missing features {missing}")
+    vocab_file = config.vocab_file or os.path.join(minilm_checkpoint_dir(), "vocab.txt")
+    tokenizer = tracked_tokenizer(vocab_file, config.lower_case)
+    features = {"image": decode_images(dense_1d(inputs["image"], b""), config.image_size)}
+    for raw, prefix in (("caption", "text"), ("negative_caption", "negative_text")):
+        encoded = single_segment_inputs(tokenizer, dense_1d(inputs[raw], b""), config.max_sequence_length)
+        features.update({f"{prefix}_{k}": v for k, v in encoded.items()})
+    features["label"] = dense_1d(inputs["label"], -1)
+    features["match_label"] = tf.ones_like(features["label"])
     return example_dtypes(features)
 
 

@@ -16,16 +16,11 @@ from keras import ops
 
 from rw_tf.layers.cross_attention import CrossAttentionBlock
 from rw_tf.layers.dtype import sublayer_policy
-from rw_tf.losses import InfoNCELoss
+from rw_tf.losses import BinaryLogitLoss, InfoNCELoss
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
-from rw_tf.networks.pooling import masked_mean
+from rw_tf.networks.pooling import masked_mean, unit_vectors
 
 MAX_LOGIT_SCALE = 100.0   # CLIP's cap on the learned inverse temperature
-
-
-def _unit(x: Any) -> Any:
-    x = ops.cast(x, "float32")
-    return x / ops.maximum(ops.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
@@ -65,8 +60,9 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
             text_encoder.pooler.trainable = False
             self.image_projection = keras.layers.Dense(projection_dim, name="image_projection")
             self.text_projection = keras.layers.Dense(projection_dim, name="text_projection")
-            self.image_tokens = keras.layers.Dense(fusion_size, name="image_tokens")
-            self.text_tokens = keras.layers.Dense(fusion_size, name="text_tokens")
+            # Fusion layers exist only when used: unused weights would get no gradients in fit.
+            self.image_tokens = keras.layers.Dense(fusion_size, name="image_tokens") if fusion_layers else None
+            self.text_tokens = keras.layers.Dense(fusion_size, name="text_tokens") if fusion_layers else None
             self.text_to_image = [CrossAttentionBlock(fusion_size, fusion_heads, 2 * fusion_size,
                                                       name=f"text_to_image_{i}") for i in range(fusion_layers)]
             self.image_to_text = ([CrossAttentionBlock(fusion_size, fusion_heads, 2 * fusion_size,
@@ -81,8 +77,9 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
             self.text_encoder.build(text_shape)
         self.image_projection.build((None, self.image_encoder.hidden_size))
         self.text_projection.build((None, self.text_encoder.config.hidden_size))
-        self.image_tokens.build((None, None, self.image_encoder.hidden_size))
-        self.text_tokens.build((None, None, self.text_encoder.config.hidden_size))
+        if self.text_to_image:
+            self.image_tokens.build((None, None, self.image_encoder.hidden_size))
+            self.text_tokens.build((None, None, self.text_encoder.config.hidden_size))
         for block in self.text_to_image + self.image_to_text:
             block.build((None, None, self.fusion_size), (None, None, self.fusion_size))
         self.log_logit_scale = self.add_weight(
@@ -94,11 +91,11 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
         return ops.exp(ops.minimum(self.log_logit_scale, math.log(MAX_LOGIT_SCALE)))
 
     def embed_image(self, images: Any, training: Optional[bool] = None) -> Any:
-        return _unit(self.image_projection(self.image_encoder(images, training=training)["pooled_output"]))
+        return unit_vectors(self.image_projection(self.image_encoder(images, training=training)["pooled_output"]))
 
     def embed_text(self, text: Dict[str, Any], training: Optional[bool] = None) -> Any:
         states = self.text_encoder(text, training=training)["sequence_output"]
-        return _unit(self.text_projection(masked_mean(states, text["padding_mask"])))
+        return unit_vectors(self.text_projection(masked_mean(states, text["padding_mask"])))
 
     def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
         images = self.embed_image(inputs["image"], training) * self.logit_scale()
@@ -106,10 +103,16 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
 
     def fuse(self, images: Any, text: Dict[str, Any], training: Optional[bool] = None) -> Any:
         """The fused representation of image-text pairs (see the class docstring)."""
-        patches = self.image_tokens(self.image_encoder(images, training=training)["sequence_output"])
-        tokens = self.text_tokens(self.text_encoder(text, training=training)["sequence_output"])
-        text_mask = text["padding_mask"]
-        fused_text, fused_image = tokens, patches
+        return self.fuse_states(self.image_encoder(images, training=training)["sequence_output"],
+                                self.text_encoder(text, training=training)["sequence_output"],
+                                text["padding_mask"], training)
+
+    def fuse_states(self, image_states: Any, text_states: Any, text_mask: Any, training: Optional[bool] = None) -> Any:
+        """``fuse`` on encoder outputs: image [batch, patches, hidden], text [batch, tokens, hidden]."""
+        if not self.text_to_image:
+            raise ValueError("this ImageTextModel has fusion_layers=0: build it with fusion_layers >= 1 to fuse")
+        fused_image = self.image_tokens(image_states)
+        fused_text = self.text_tokens(text_states)
         for i, block in enumerate(self.text_to_image):
             fused_text_next = block(fused_text, fused_image, query_mask=text_mask, training=training)
             if self.image_to_text:
@@ -120,6 +123,10 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
         if self.image_to_text:
             pooled.append(ops.mean(fused_image, axis=1))
         return ops.cast(ops.concatenate(pooled, axis=-1), "float32")
+
+    @property
+    def fused_size(self) -> int:
+        return self.fusion_size * (2 if self.image_to_text else 1)
 
     def compile(self, optimizer: Any = "adam", loss: Any = None, **kwargs: Any) -> None:
         super().compile(optimizer=optimizer, loss=loss or InfoNCELoss(1.0, symmetric=True), **kwargs)
@@ -138,4 +145,123 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
         config = dict(config)
         for key in ("image_encoder", "text_encoder"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+MATCHING_FUSIONS = ("cross_attention", "late", "image_only", "text_only")
+
+
+@keras.saving.register_keras_serializable(package="rw_tf")
+class ImageTextMatcher(OptimizerOnlyCompileConfig, keras.Model):
+    """Image-text matching (ITM, as in ALBEF): does a caption describe an image? Trained together
+    with the backbone's CLIP alignment (ITC), as ALBEF and BLIP do.
+
+    Each example is an image with two captions, its own (``text``) and another image's
+    (``negative_text``); ``call`` returns ``{"alignment": [batch, 2, dim]`` (as
+    ``ImageTextModel.call``, on the true captions), ``"match": [batch, 2]}``: one logit per
+    (image, caption) candidate, targets ``[1, 0]``. ``fusion`` picks what the matching head sees:
+    - ``"cross_attention"``: ``backbone.fuse`` (text tokens attend to image patches);
+    - ``"late"``: the concatenated pooled image and text states (no interaction before the head);
+    - ``"image_only"`` / ``"text_only"``: one modality (baselines; on balanced pairs they are at
+      chance by construction).
+    The head is Dense(``head_size``, gelu) -> Dense(1) in every case, so only the fusion differs.
+
+    Args:
+        backbone: an ``ImageTextModel`` (with ``fusion_layers >= 1`` for ``"cross_attention"``).
+        fusion: one of ``MATCHING_FUSIONS``.
+        head_size: width of the head's hidden layer.
+        alignment_weight: weight of the ITC loss next to the ITM loss.
+    Shapes: inputs ``{"image": [batch, size, size, 3], "text": encoder inputs [batch, seq],
+    "negative_text": encoder inputs [batch, seq]}``.
+
+    Example:
+        >>> matcher = ImageTextMatcher(backbone, fusion="cross_attention")     # doctest: +SKIP
+        >>> matcher.compile(optimizer="adam")   # ITM binary cross-entropy + alignment_weight * ITC
+    """
+
+    def __init__(self, backbone: ImageTextModel, fusion: str = "cross_attention", head_size: int = 128,
+                 alignment_weight: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if fusion not in MATCHING_FUSIONS:
+            raise ValueError(f"fusion must be one of {MATCHING_FUSIONS}, got {fusion!r}")
+        if fusion == "cross_attention" and not backbone.fusion_layers:
+            raise ValueError("fusion='cross_attention' needs a backbone with fusion_layers >= 1")
+        self.backbone, self.fusion, self.head_size = backbone, fusion, head_size
+        self.alignment_weight = float(alignment_weight)
+        with sublayer_policy(self):
+            self.head_hidden = keras.layers.Dense(head_size, activation="gelu", name="match_hidden")
+            self.head_logit = keras.layers.Dense(1, name="match_logit")
+
+    def _feature_size(self) -> int:
+        image, text = self.backbone.image_encoder.hidden_size, self.backbone.text_encoder.config.hidden_size
+        return {"cross_attention": self.backbone.fused_size, "late": image + text,
+                "image_only": image, "text_only": text}[self.fusion]
+
+    def build(self, input_shape: Dict[str, Any]) -> None:
+        if not self.backbone.built:
+            self.backbone.build({"image": input_shape["image"], "text": input_shape["text"]})
+        self.head_hidden.build((None, self._feature_size()))
+        self.head_logit.build((None, self.head_size))
+        self.built = True
+
+    def embed_image(self, images: Any, training: Optional[bool] = None) -> Any:
+        return self.backbone.embed_image(images, training)
+
+    def embed_text(self, text: Dict[str, Any], training: Optional[bool] = None) -> Any:
+        return self.backbone.embed_text(text, training)
+
+    def match_logits(self, image_output: Dict[str, Any], text_states: Any, text_mask: Any,
+                     training: Optional[bool] = None) -> Any:
+        """One logit per (image, caption) row from encoder outputs; [batch]."""
+        if self.fusion == "cross_attention":
+            features = self.backbone.fuse_states(image_output["sequence_output"], text_states, text_mask, training)
+        else:
+            image = ops.cast(image_output["pooled_output"], "float32")
+            text = ops.cast(masked_mean(text_states, text_mask), "float32")
+            features = {"late": lambda: ops.concatenate([image, text], axis=-1),
+                        "image_only": lambda: image, "text_only": lambda: text}[self.fusion]()
+        return ops.cast(self.head_logit(self.head_hidden(features, training=training))[:, 0], "float32")
+
+    def match(self, images: Any, text: Dict[str, Any], training: Optional[bool] = None) -> Any:
+        """Match logits [batch] of aligned (image, caption) rows."""
+        image_output = self.backbone.image_encoder(images, training=training)
+        states = self.backbone.text_encoder(text, training=training)["sequence_output"]
+        return self.match_logits(image_output, states, text["padding_mask"], training)
+
+    def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Dict[str, Any]:
+        backbone = self.backbone
+        image_output = backbone.image_encoder(inputs["image"], training=training)
+        # One text-encoder pass over the true and the negative captions.
+        both = {k: ops.concatenate([inputs["text"][k], inputs["negative_text"][k]], axis=0)
+                for k in inputs["text"]}
+        states = backbone.text_encoder(both, training=training)["sequence_output"]
+        batch = ops.shape(inputs["image"])[0]
+        true_states, true_mask = states[:batch], both["padding_mask"][:batch]
+        image_embedding = unit_vectors(backbone.image_projection(image_output["pooled_output"]))
+        text_embedding = unit_vectors(backbone.text_projection(masked_mean(true_states, true_mask)))
+        alignment = ops.stack([image_embedding * backbone.logit_scale(), text_embedding], axis=1)
+        positive = self.match_logits(image_output, true_states, true_mask, training)
+        negative = self.match_logits(image_output, states[batch:], both["padding_mask"][batch:], training)
+        return {"alignment": alignment, "match": ops.stack([positive, negative], axis=1)}
+
+    def compile(self, optimizer: Any = "adam", loss: Any = None, loss_weights: Any = None,
+                metrics: Any = None, **kwargs: Any) -> None:
+        """ITM sigmoid cross-entropy plus ``alignment_weight`` x symmetric InfoNCE, ITM accuracy."""
+        super().compile(
+            optimizer=optimizer,
+            loss=loss or {"alignment": InfoNCELoss(1.0, symmetric=True), "match": BinaryLogitLoss(name="match_loss")},
+            loss_weights=loss_weights or {"alignment": self.alignment_weight, "match": 1.0},
+            metrics=metrics or {"match": [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)]},
+            **kwargs)
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update(backbone=keras.saving.serialize_keras_object(self.backbone), fusion=self.fusion,
+                      head_size=self.head_size, alignment_weight=self.alignment_weight)
+        return config
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "ImageTextMatcher":
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)

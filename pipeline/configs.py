@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional
 
 from rw_tf.config import DictConfig
 from rw_tf.data.transform_fns import (
+    ImageTextTransformConfig,
     InteractionTransformConfig,
     PairTransformConfig,
     PretrainingTransformConfig,
@@ -31,6 +32,8 @@ from rw_tf.data.transform_fns import (
 )
 from rw_tf.tasks import (
     ClassificationTaskConfig,
+    ImageTextTask,
+    ImageTextTaskConfig,
     PretrainingTaskConfig,
     RecommendationTask,
     RecommendationTaskConfig,
@@ -44,8 +47,9 @@ from rw_tf_schemas import SCHEMA_DIR
 STAGES = ("pretrain", "finetune")   # the main job's stages (`--kind all`)
 # Pipelines: one stage each, both main stages in one (recipe), sentence embeddings (embedding:
 # contrastive fine-tuning of a pretrained checkpoint on (query, item, negative) examples) and
-# recommendation (a two-tower recommender on the standard library's import graph).
-KINDS = STAGES + ("recipe", "embedding", "recommendation")
+# recommendation (a two-tower recommender on the standard library's import graph) and multimodal
+# (image-text matching with cross-attention fusion on handwritten digits and their captions).
+KINDS = STAGES + ("recipe", "embedding", "recommendation", "multimodal")
 DEFAULT_IMAGE = "gcr.io/tfx-oss-public/tfx:1.16.0"
 
 
@@ -106,6 +110,16 @@ class PipelineConfig(DictConfig):
     recommendation_eval_steps: int = 4
     recommendation_learning_rate: float = 2e-3
     recommendation_max_history: int = 32
+    # Image-text (kind "multimodal"): text encoder of a checkpoint (default all-MiniLM-L6-v2, whose
+    # vocab.txt tokenizes the captions) or, with multimodal_text_preset, a fresh encoder of that preset.
+    multimodal_init_from: Optional[str] = None
+    multimodal_text_preset: Optional[str] = "tiny"
+    multimodal_image_size: int = 32
+    multimodal_caption_length: int = 16
+    multimodal_eval_fraction: float = 0.2
+    multimodal_train_steps: int = 400
+    multimodal_eval_steps: int = 12
+    multimodal_learning_rate: float = 1e-3
     strategy: str = "default"
     precision: str = "float32"          # Trainer dtype policy: float32, mixed_bfloat16 or mixed_float16
     backup_every_steps: int = 100
@@ -115,6 +129,7 @@ class PipelineConfig(DictConfig):
     auc_lower_bound: float = 0.6
     pair_accuracy_lower_bound: float = 0.8
     hit_at_10_lower_bound: float = 0.2
+    match_accuracy_lower_bound: float = 0.6
     max_metric_drop: float = 0.02
     # Orchestration. TFX fingerprints component inputs and configs, not the installed rw_tf code:
     # after changing rw_tf itself, run once with enable_cache false.
@@ -188,6 +203,10 @@ class PipelineConfig(DictConfig):
         return {"alias_file": self.alias_file, "knowledge_dir": self.knowledge_dir}
 
     def transform_config(self, kind: str):
+        if kind == "multimodal":
+            vocab = os.path.join(self.multimodal_init_from, "vocab.txt") if self.multimodal_init_from else None
+            return ImageTextTransformConfig(vocab_file=vocab, max_sequence_length=self.multimodal_caption_length,
+                                            image_size=self.multimodal_image_size)
         if kind == "recommendation":
             return InteractionTransformConfig(items_file=self.items_file, max_history=self.recommendation_max_history)
         if kind == "embedding":
@@ -207,6 +226,16 @@ class PipelineConfig(DictConfig):
         return os.path.join(self.examples_dir("recommendation"), "items.txt")
 
     def trainer_contract(self, kind: str) -> TrainerContract:
+        if kind == "multimodal":
+            task = ImageTextTaskConfig(init_from=self.multimodal_init_from, text_preset=self.multimodal_text_preset,
+                                       objective="matching", fusion="cross_attention",
+                                       image_size=self.multimodal_image_size,
+                                       max_sequence_length=self.multimodal_caption_length)
+            trainer = ImageTextTask.trainer_config(
+                epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy, precision=self.precision,
+                learning_rate=self.multimodal_learning_rate, backup_every_steps=self.backup_every_steps,
+                keep_epoch_checkpoints=False)
+            return TrainerContract("image_text", task, trainer)
         if kind == "recommendation":
             task = RecommendationTaskConfig(items_file=self.items_file[:-len(".txt")] + ".jsonl",
                                             max_history=self.recommendation_max_history, top_k=10)

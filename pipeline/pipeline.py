@@ -14,7 +14,9 @@ blessed; what a cluster schedules) and ``embedding`` (contrastive sentence embed
 ``embedding_init_from``, default all-MiniLM-L6-v2, on (query, item, negative) docstring examples;
 gated on pair accuracy: queries closer to their item than to a hard negative) and
 ``recommendation`` (a ``TwoTowerRecommender`` on the standard library's import graph, leave-one-out;
-gated on hit@10 of the held-out items). Transform and
+gated on hit@10 of the held-out items) and ``multimodal`` (an ``ImageTextMatcher``: ViT image
+encoder, text encoder, cross-attention fusion, trained on handwritten digits whose PNG bytes travel
+in the tf.Examples; Transform decodes them; gated on image-text matching accuracy). Transform and
 Trainer name their functions by module path (``rw_tf_pipeline.modules...``), so the same definition
 runs locally and from the container image.
 """
@@ -59,6 +61,8 @@ def gate_metrics(stage: str, config: PipelineConfig) -> dict:
         return {"pair_accuracy": config.pair_accuracy_lower_bound}
     if stage == "recommendation":
         return {"hit_at_10": config.hit_at_10_lower_bound}
+    if stage == "multimodal":
+        return {"match_accuracy": config.match_accuracy_lower_bound}
     return {"binary_accuracy": config.accuracy_lower_bound, "auc": config.auc_lower_bound}
 
 
@@ -78,6 +82,12 @@ def eval_config(stage: str, config: PipelineConfig) -> tfma.EvalConfig:
                               prediction_key="hit_at_k", label_key="hit_label")
         metrics = [tfma.MetricConfig(class_name="MeanPrediction", config='"name": "hit_at_10"',
                                      threshold=_threshold(bounds["hit_at_10"], config.max_metric_drop))]
+    elif stage == "multimodal":
+        # Held-out images with their own caption and another class's, each classified by the ITM head.
+        spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
+                              prediction_key="match_accuracy", label_key="match_label")
+        metrics = [tfma.MetricConfig(class_name="MeanPrediction", config='"name": "match_accuracy"',
+                                     threshold=_threshold(bounds["match_accuracy"], config.max_metric_drop))]
     elif stage == "embedding":
         # Share of eval queries closer to their item than to another item of the same module.
         spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],

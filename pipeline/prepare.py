@@ -12,6 +12,9 @@ prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as g
   ``item``) and ``recommendation/items.{txt,jsonl}``: the standard library's import graph,
   leave-one-out (``rw_tf.data.interactions``): training rows are prefix -> next item within each
   user's history without its last two items, eval rows the last item after the rest;
+- ``multimodal/{train,eval}/pairs.jsonl``: scikit-learn's handwritten digits as PNG bytes
+  (``{"b64": ...}``) with a templated caption, the caption of an image of another class and the
+  digit, split by image (``rw_tf.data.image_text``); images failing the header checks are counted;
 - ``vocab.txt``: a WordPiece vocabulary learned from the training documents; Transform embeds it
   in the transform graph, and fine-tuning uses the same file so ids match the encoder;
 - ``data_report.json``: what was read, removed (by reason) and written;
@@ -20,14 +23,18 @@ Existing outputs are kept (ExampleGen fingerprints its inputs, so rewriting woul
 """
 from __future__ import annotations
 
+import base64
 import collections
 import json
 import os
 from typing import Dict
 
+import numpy as np
 import tensorflow as tf
 
 from rw_tf.data.corpus import deduplicate_sentences, embedded_corpus, read_text_files
+from rw_tf.data.image_text import digit_pairs, split_pairs
+from rw_tf.data.images import check_image
 from rw_tf.data.interactions import stdlib_import_interactions
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
 from rw_tf.data.labelled import docstring_summary_pairs, documentation_source_examples
@@ -35,6 +42,7 @@ from rw_tf.data.segment_pairs import segment_pair_candidates
 from rw_tf.data.splits import split_by_group, split_documents
 from rw_tf.knowledge.demo import nations_demo
 from rw_tf.knowledge.training import TransEConfig, train_transe
+from rw_tf.tasks.image_text import other_class_rows
 from rw_tf.tasks.sentence_embedding import with_hard_negatives
 from rw_tf.tokenization import learn_vocabulary, write_vocabulary
 from rw_tf_pipeline.configs import STAGES, PipelineConfig
@@ -42,7 +50,7 @@ from rw_tf_pipeline.configs import STAGES, PipelineConfig
 SPLITS = ("train", "eval")
 
 
-DATA_KINDS = STAGES + ("embedding", "recommendation")
+DATA_KINDS = STAGES + ("embedding", "recommendation", "multimodal")
 _FILE_NAMES = {"finetune": "labelled.jsonl", "recommendation": "examples.jsonl"}
 
 
@@ -63,6 +71,26 @@ def _write_interactions(config: PipelineConfig, paths: Dict[str, str]) -> Dict[s
                           for n, (h, t) in enumerate(cases)]
     return {"recommendation_train": write_jsonl(rows(loo.examples), paths["recommendation/train"]),
             "recommendation_eval": write_jsonl(rows(loo.test), paths["recommendation/eval"]), **loo.removed}
+
+
+def _write_image_text(config: PipelineConfig, paths: Dict[str, str]) -> Dict[str, int]:
+    rows, rejected = [], collections.Counter()
+    for row in digit_pairs():
+        reason = check_image(row["image"])
+        if reason is None:
+            rows.append(row)
+        else:
+            rejected[reason] += 1
+    train, evaluation = split_pairs(rows, config.multimodal_eval_fraction, config.seed)
+    rng = np.random.default_rng(config.seed)
+    report = {"multimodal_rejected_images": sum(rejected.values())}
+    for split, split_rows in (("train", train), ("eval", evaluation)):
+        negatives = other_class_rows(np.array([r["label"] for r in split_rows]), rng)
+        report[f"multimodal_{split}"] = write_jsonl(
+            [{"image": {"b64": base64.b64encode(r["image"]).decode("ascii")}, "caption": r["caption"],
+              "negative_caption": split_rows[j]["caption"], "label": r["label"]}
+             for r, j in zip(split_rows, negatives)], paths[f"multimodal/{split}"])
+    return report
 
 
 def _nations_documents(config: PipelineConfig):
@@ -110,6 +138,7 @@ def prepare_data(config: PipelineConfig) -> Dict[str, str]:
     for split, pairs in (("train", train_pairs), ("eval", eval_pairs)):
         report[f"embedding_{split}"] = write_jsonl(with_hard_negatives(pairs, config.seed), paths[f"embedding/{split}"])
     report.update(_write_interactions(config, paths))
+    report.update(_write_image_text(config, paths))
     with tf.io.gfile.GFile(paths["report"], "w") as f:
         json.dump(report, f, indent=2)
     return paths

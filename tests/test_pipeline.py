@@ -103,16 +103,21 @@ def test_schema_anomaly_stops_run_before_transform(tmp_path):
 
 def test_jsonl_reader_counts_rejected_lines(tmp_path):
     (tmp_path / "a.jsonl").write_bytes(b'{"text": "ok", "label": 0}\nnot json\n[1, 2]\n'
-                                       b'{"text": "\xff bad utf8"}\n{"x": [1, "a"]}\n\n{"text": "", "label": 1}\n')
+                                       b'{"text": "\xff bad utf8"}\n{"x": [1, "a"]}\n\n{"text": "", "label": 1}\n'
+                                       b'{"image": {"b64": "not base64!"}, "label": 2}\n'
+                                       b'{"image": {"b64": "iVBORw0KGgo="}, "label": 3}\n')
     pipeline = beam.Pipeline()
     examples = pipeline | _JsonlToExample({"input_base": str(tmp_path)}, "*.jsonl")
     labels = examples | beam.Map(lambda e: e.features.feature["label"].int64_list.value[0])
-    assert_that(labels, equal_to([0, 1]))
+    assert_that(labels, equal_to([0, 1, 3]))
     result = pipeline.run()
     result.wait_until_finish()
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]}
-    assert counters == {"rejected_lines": 4, "examples": 2}
+    assert counters == {"rejected_lines": 5, "examples": 3}
     assert record_to_example({"n": 0, "s": ""}).features.feature["n"].int64_list.value == [0]
+    # Binary values (images) travel as {"b64": ...}, TF Serving's REST convention: the bytes are kept.
+    png = record_to_example({"image": {"b64": "iVBORw0KGgo="}}).features.feature["image"].bytes_list.value
+    assert png == [b"\x89PNG\r\n\x1a\n"]
 
 
 

@@ -1,7 +1,9 @@
-"""The sentence-embedding and recommendation pipeline kinds: LocalDagRunner end to end
+"""The sentence-embedding, recommendation and multimodal pipeline kinds: LocalDagRunner end to end
 (all-MiniLM-L6-v2 fine-tuned on (query, item, negative) docstring examples; a two-tower recommender
-on the standard library's import graph), each TFMA gate against a direct computation with the
-pushed model, a pushed model through the local gRPC server, and the Kubeflow specs."""
+on the standard library's import graph; image-text matching on digits as PNG bytes), each TFMA gate
+against a direct computation with the pushed model, a pushed model through the local gRPC server,
+and the Kubeflow specs."""
+import base64
 import json
 import os
 
@@ -81,8 +83,28 @@ def test_recommendation_kind_gate_equals_the_pushed_model_on_the_eval_rows(tmp_p
     assert gate == pytest.approx(direct, abs=1e-6)
 
 
+def test_multimodal_kind_images_travel_as_bytes_and_the_gate_equals_the_pushed_model(tmp_path):
+    config = PipelineConfig(root=str(tmp_path), **SMALL, multimodal_train_steps=150, multimodal_eval_steps=12,
+                            match_accuracy_lower_bound=0.6)
+    summary = run_pipeline("multimodal", config)["multimodal"]
+    assert summary["blessed"] and summary["pushed"]
+    read = lambda split: [json.loads(line) for line in open(input_file(config, "multimodal", split), encoding="utf-8")]
+    rows, train = read("eval"), read("train")
+    assert {r["image"]["b64"] for r in rows}.isdisjoint({r["image"]["b64"] for r in train})   # split by image
+    images = [base64.b64decode(r["image"]["b64"]) for r in rows]
+    assert all(image.startswith(b"\x89PNG") for image in images)
+    match = tf.saved_model.load(summary["pushed_destination"]).signatures["match_image_text"]
+    own = match(image=tf.constant(images), text=tf.constant([r["caption"] for r in rows]))["match_probability"]
+    other = match(image=tf.constant(images), text=tf.constant([r["negative_caption"] for r in rows]))
+    direct = np.mean(0.5 * (own.numpy() > 0.5) + 0.5 * (other["match_probability"].numpy() <= 0.5))
+    gate = summary["gate"]["match_accuracy"]["value"]
+    print("match accuracy: TFMA", gate, "direct", direct, "rows", len(rows))
+    assert gate == pytest.approx(direct, abs=1e-6) and gate > 0.6
+
+
 @pytest.mark.parametrize("kind,module,task", [("embedding", "embedding_transform", "sentence_embedding"),
-                                              ("recommendation", "recommendation_transform", "recommendation")])
+                                              ("recommendation", "recommendation_transform", "recommendation"),
+                                              ("multimodal", "multimodal_transform", "image_text")])
 def test_kubeflow_specs_of_the_new_kinds(tmp_path, kind, module, task):
     config = PipelineConfig(root="gs://bucket/rw-tf")
     paths = compile_kubeflow(kind, config, str(tmp_path / f"rw-tf-{kind}.json"), pipeline_root="gs://bucket/rw-tf")

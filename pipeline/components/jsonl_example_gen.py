@@ -1,7 +1,8 @@
 """ExampleGen executor for JSON Lines files: one JSON object per line -> one tf.Example.
 
-Values become features by type (str -> bytes, int/bool -> int64, float -> float, lists of one
-type likewise, ``null`` -> an empty feature). Unlike ``tfx...utils.dict_to_example``, 0 and ""
+Values become features by type (str -> bytes, ``{"b64": "..."}`` -> the decoded bytes (binary
+data such as images, TF Serving's REST convention), int/bool -> int64, float -> float, lists of
+one type likewise, ``null`` -> an empty feature). Unlike ``tfx...utils.dict_to_example``, 0 and ""
 are kept as values (that helper treats every falsy value as missing, which would erase label 0).
 Lines that are not valid UTF-8 JSON objects are *rejected*, never dropped silently: counted in the
 Beam counter ``rw_tf_jsonl/rejected_lines``, written with their reason to
@@ -12,6 +13,8 @@ Use with ``FileBasedExampleGen(custom_executor_spec=executor_spec.BeamExecutorSp
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import os
@@ -28,10 +31,23 @@ REJECTS_DIR = "rejected_lines"
 REJECTED_TAG = "rejected"
 
 
+def _binary(value: Any) -> Optional[bytes]:
+    """The bytes of a ``{"b64": "..."}`` value (TF Serving's REST convention), else None."""
+    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except binascii.Error:
+            raise ValueError("a {\"b64\": ...} value is not valid base64") from None
+    return None
+
+
 def _feature(key: str, value: Any) -> tf.train.Feature:
     values = value if isinstance(value, list) else [value]
     if value is None or not values:
         return tf.train.Feature()
+    binary = [_binary(v) for v in values]
+    if all(b is not None for b in binary):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=binary))
     if all(isinstance(v, str) for v in values):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
     if all(isinstance(v, (bool, int)) for v in values):

@@ -13,7 +13,8 @@ TASKS = {task.name: task for task in (PretrainingTask, ClassificationTask, Quest
                                          SentenceEmbeddingTask, RecommendationTask, ImageTextTask)}
 
 __all__ = [
-    "TASKS", "ClassificationTask", "ClassificationTaskConfig", "ImageTextTask", "ImageTextTaskConfig", "PretrainingTask", "PretrainingTaskConfig",
+    "TASKS", "ClassificationTask", "ClassificationTaskConfig", "ImageTextTask", "ImageTextTaskConfig",
+    "PretrainingTask", "PretrainingTaskConfig",
     "QATaskConfig", "QuestionAnsweringTask", "RecommendationTask", "RecommendationTaskConfig", "RetrievalTask",
     "RetrievalTaskConfig", "SentenceEmbeddingTask", "SentenceEmbeddingTaskConfig", "Task",
 ]

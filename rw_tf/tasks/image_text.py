@@ -19,7 +19,7 @@ image_only or text_only; ``benchmarks/multimodal_fusion.py`` compares them on on
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Hashable, List, Optional, Sequence
 
 import keras
 import numpy as np
@@ -36,6 +36,7 @@ from rw_tf.models.image_text import MATCHING_FUSIONS, ImageTextMatcher, ImageTex
 from rw_tf.networks.encoder import ENCODER_INPUTS, TransformerEncoder
 from rw_tf.networks.image_encoder import VIT_PRESETS, ConvImageEncoder, ViTImageEncoder
 from rw_tf.tasks.base import Task, check_sequence_length
+from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 from rw_tf.training.runner import TrainerConfig
 
 NEGATIVE_ROUNDS = 8   # distinct (image, other caption) assignments cycled through in training
@@ -81,7 +82,7 @@ def _chance_at(relevant: np.ndarray, k: int) -> float:
 
 
 def retrieval_recalls(image_vectors: np.ndarray, text_vectors: np.ndarray, labels: np.ndarray,
-                      captions: List[str], ks=(1, 5)) -> Dict[str, float]:
+                      captions: Sequence[Hashable], ks=(1, 5)) -> Dict[str, float]:
     """Class-level recall@k both ways over the distinct captions, and chance for each.
 
     Image -> text ranks the distinct captions (identical strings would fill a top-k with one
@@ -122,16 +123,31 @@ def other_class_rows(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 
 class ImageTextTask(Task):
-    """See the module docstring."""
+    """See the module docstring; ``examples`` is a ``TransformedExamples`` inside a TFX Trainer
+    (images already decoded by the Transform, captions tokenized with its vocabulary)."""
 
     name = "image_text"
     config_class = ImageTextTaskConfig
     trainer_defaults = {"epochs": 3, "batch_size": 64, "learning_rate": 1e-4, "decay": "constant",
                         "clipnorm": 1.0, "adam_epsilon": 1e-8}
 
+    def __init__(self, config: ImageTextTaskConfig, examples=None) -> None:
+        super().__init__(config)
+        self.examples = examples
+
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         cfg = self.config
-        self.seed = trainer.seed
+        self.seed, self.validation_steps = trainer.seed, trainer.validation_steps
+        self.max_sequence_length, self.image_size = cfg.max_sequence_length, cfg.image_size
+        self.init_from = cfg.init_from or minilm_checkpoint_dir()
+        if self.examples is not None:
+            if cfg.objective != "matching":
+                raise ValueError("the image-text pipeline trains objective 'matching' (its examples carry a "
+                                 "negative caption each)")
+            self.tokenizer = WordPieceTokenizer(self.examples.vocab_file, lower_case=True)
+            self.max_sequence_length = self.examples.max_sequence_length
+            self.image_size = int(self.examples.tft_output.transformed_feature_spec()["image"].shape[0])
+            return {"vocab_size": self.tokenizer.vocab_size, "image_size": self.image_size}
         rows = IMAGE_TEXT_DATASETS[cfg.images]()
         rejects: Dict[str, int] = {}
         kept: List[Dict] = []
@@ -142,7 +158,6 @@ class ImageTextTask(Task):
             else:
                 rejects[reason] = rejects.get(reason, 0) + 1
         self.train_rows, self.eval_rows = split_pairs(kept, cfg.eval_fraction, trainer.seed)
-        self.init_from = cfg.init_from or minilm_checkpoint_dir()
         self.tokenizer = pretrained_tokenizer(self.init_from)
         rng = np.random.default_rng(trainer.seed)
         train_labels = np.array([r["label"] for r in self.train_rows])
@@ -152,17 +167,20 @@ class ImageTextTask(Task):
 
     def build_model(self) -> keras.Model:
         cfg = self.config
-        image_encoder = (ViTImageEncoder.from_preset(cfg.image_preset, image_size=cfg.image_size)
-                         if cfg.image_encoder == "vit" else ConvImageEncoder(image_size=cfg.image_size))
+        image_encoder = (ViTImageEncoder.from_preset(cfg.image_preset, image_size=self.image_size)
+                         if cfg.image_encoder == "vit" else ConvImageEncoder(image_size=self.image_size))
         text_encoder = (TransformerEncoder.from_preset(cfg.text_preset, vocab_size=self.tokenizer.vocab_size)
                         if cfg.text_preset else pretrained_encoder(self.init_from, self.tokenizer))
-        check_sequence_length(cfg.max_sequence_length, text_encoder)
+        check_sequence_length(self.max_sequence_length, text_encoder)
+        if text_encoder.config.vocab_size != self.tokenizer.vocab_size:
+            raise ValueError(f"the captions are tokenized with {self.tokenizer.vocab_size} word pieces but the text "
+                             f"encoder has {text_encoder.config.vocab_size}: use its checkpoint's vocab.txt")
         fused = cfg.objective == "matching" and cfg.fusion == "cross_attention"
         backbone = ImageTextModel(image_encoder, text_encoder, projection_dim=cfg.projection_dim,
                                   fusion_layers=1 if fused else 0, fusion_size=cfg.fusion_size,
                                   name="image_text_model")
-        text_shape = {k: (None, cfg.max_sequence_length) for k in ENCODER_INPUTS}
-        image_shape = (None, cfg.image_size, cfg.image_size, 3)
+        text_shape = {k: (None, self.max_sequence_length) for k in ENCODER_INPUTS}
+        image_shape = (None, self.image_size, self.image_size, 3)
         if cfg.objective == "alignment":
             backbone.build({"image": image_shape, "text": text_shape})
             return backbone
@@ -171,14 +189,26 @@ class ImageTextTask(Task):
         return model
 
     def _text(self, captions) -> Dict[str, tf.Tensor]:
-        return single_segment_inputs(self.tokenizer, captions, self.config.max_sequence_length)
+        return single_segment_inputs(self.tokenizer, captions, self.max_sequence_length)
+
+    def _transformed(self, split: str, batch_size: int) -> tf.data.Dataset:
+        """(inputs, targets, labels) batches of the Transform's output."""
+        def views(f):
+            x = {"image": f["image"], **{prefix: {k: tf.cast(f[f"{prefix}_{k}"], tf.int32) for k in ENCODER_INPUTS}
+                                         for prefix in ("text", "negative_text")}}
+            label = tf.cast(tf.reshape(f["label"], [-1]), tf.int32)
+            match = tf.tile(tf.constant([[1.0, 0.0]]), [tf.shape(label)[0], 1])
+            return x, {"alignment": tf.stack([label, label], axis=1), "match": match}
+        return self.examples.dataset(split, batch_size).map(views)
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:
+        if self.examples is not None:
+            return with_static_batch(self._transformed("train", batch_size), batch_size)
         rows = self.train_rows
         images = tf.constant([r["image"] for r in rows])
         captions = tf.constant([r["caption"] for r in rows])
         labels = tf.constant([r["label"] for r in rows], tf.int32)
-        size = self.config.image_size
+        size = self.image_size
         if self.config.objective == "alignment":
             ds = tf.data.Dataset.range(len(rows)).shuffle(len(rows), seed=self.seed).repeat()
         else:
@@ -199,10 +229,27 @@ class ImageTextTask(Task):
         return with_static_batch(ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE), batch_size).prefetch(2)
 
     def num_train_examples(self) -> int:
+        if self.examples is not None:
+            raise ValueError("set steps_per_epoch when training on transformed examples")
         return len(self.train_rows)
 
+    def _evaluate_examples(self, model: keras.Model) -> Dict[str, Any]:
+        """The same metrics on ``validation_steps`` batches of the transformed eval split (TFX)."""
+        images, texts, labels, keys, positive, negative = [], [], [], [], [], []
+        for x, y in self._transformed("eval", 32).take(self.validation_steps or 10):
+            images.append(np.asarray(model.embed_image(x["image"], training=False)))
+            texts.append(np.asarray(model.embed_text(x["text"], training=False)))
+            labels.append(y["alignment"][:, 0].numpy())
+            keys += [tuple(row) for row in x["text"]["token_ids"].numpy().tolist()]
+            positive.append(np.asarray(model.match(x["image"], x["text"], training=False)))
+            negative.append(np.asarray(model.match(x["image"], x["negative_text"], training=False)))
+        return {**retrieval_recalls(np.concatenate(images), np.concatenate(texts), np.concatenate(labels), keys),
+                **matching_metrics(np.concatenate(positive), np.concatenate(negative))}
+
     def evaluate(self, model: keras.Model) -> Dict[str, Any]:
-        rows, size = self.eval_rows, self.config.image_size
+        if self.examples is not None:
+            return self._evaluate_examples(model)
+        rows, size = self.eval_rows, self.image_size
         images, texts, positive, negative = [], [], [], []
         for start in range(0, len(rows), 64):
             batch = rows[start:start + 64]
@@ -221,5 +268,7 @@ class ImageTextTask(Task):
         return metrics
 
     def export(self, model: keras.Model, export_dir: str) -> str:
-        module = ImageTextExport(model, self.tokenizer, self.config.max_sequence_length, self.config.image_size)
+        transform_output = self.examples.tft_output if self.examples is not None else None
+        module = ImageTextExport(model, self.tokenizer, self.max_sequence_length, self.image_size,
+                                 transform_output=transform_output)
         return save_export(module, export_dir)

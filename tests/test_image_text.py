@@ -233,8 +233,9 @@ def test_export_answers_like_the_python_api_directly_over_grpc_and_rest(trained,
         for target in (["--server", f"127.0.0.1:{server.grpc_port}"],
                        ["--rest", f"http://127.0.0.1:{server.rest_port}"]):
             capsys.readouterr()
+            image_file = f"image={tmp_path / 'digit.png'}"
             assert rw_tf_main(["predict", *target, "--model", "rw_tf_image_text", "--signature", "match_image_text",
-                               "--input-file", f"image={tmp_path / 'digit.png'}", "--input", f"text={captions[0]}"]) == 0
+                               "--input-file", image_file, "--input", f"text={captions[0]}"]) == 0
             printed = json.loads(capsys.readouterr().out)
             printed = printed.get("outputs", printed)
             assert printed["match_probability"][0] == pytest.approx(expected_probability[0], abs=1e-5)

@@ -34,3 +34,36 @@ def test_pretraining_model_trains_under_jax_backend():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["last"] < result["first"] - 0.5   # memorizes the tiny batch
     assert {"mlm_loss", "nsp_loss", "sop_loss"} <= set(result["keys"])
+
+
+IMAGE_TEXT_SCRIPT = r"""
+import json, numpy as np, keras
+assert keras.backend.backend() == "jax"
+from rw_tf.models.image_text import ImageTextMatcher, ImageTextModel
+from rw_tf.networks import TransformerEncoder
+from rw_tf.networks.image_encoder import ViTImageEncoder
+rng = np.random.default_rng(0)
+n, L, V = 16, 6, 40
+text = lambda: {"token_ids": rng.integers(5, V, (n, L)).astype("int32"), "segment_ids": np.zeros((n, L), "int32"),
+                "padding_mask": np.ones((n, L), "int32")}
+x = {"image": rng.normal(size=(n, 16, 16, 3)).astype("float32"), "text": text(), "negative_text": text()}
+ids = np.stack([np.arange(n)] * 2, 1).astype("int32")
+y = {"alignment": ids, "match": np.tile([[1.0, 0.0]], (n, 1)).astype("float32")}
+backbone = ImageTextModel(ViTImageEncoder.from_preset("tiny", image_size=16),
+                          TransformerEncoder.from_preset("tiny", vocab_size=V), projection_dim=16, fusion_size=16,
+                          fusion_heads=2)
+model = ImageTextMatcher(backbone, fusion="cross_attention", head_size=16)
+model.compile(optimizer=keras.optimizers.Adam(3e-3))
+h = model.fit(x, y, epochs=15, batch_size=8, verbose=0).history
+print(json.dumps({"first": h["loss"][0], "last": h["loss"][-1], "keys": sorted(h)}))
+"""
+
+
+def test_image_text_matcher_trains_under_jax_backend():
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", IMAGE_TEXT_SCRIPT], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["last"] < result["first"] - 0.5   # memorizes the tiny set
+    assert {"alignment_loss", "match_loss", "match_accuracy"} <= set(result["keys"])

@@ -241,3 +241,26 @@ def test_export_answers_like_the_python_api_directly_over_grpc_and_rest(trained,
             assert printed["match_probability"][0] == pytest.approx(expected_probability[0], abs=1e-5)
     finally:
         server.stop()
+
+
+def test_fusion_both_ways_and_mixed_precision_keep_float32_outputs():
+    rng = np.random.default_rng(4)
+    images, text = rng.normal(size=(3, 16, 16, 3)).astype("float32"), text_batch(rng)
+    both = tiny_backbone(fusion_direction="both")
+    both.build({"image": (None, 16, 16, 3), "text": {k: (None, 6) for k in text}})
+    fused = np.asarray(both.fuse(images, text))
+    assert fused.shape == (3, 2 * both.fusion_size) == (3, both.fused_size)
+    # The image half (patches attending to text) changes with the text; the text half with the image.
+    other = text_batch(rng)
+    assert np.abs(np.asarray(both.fuse(images, other))[:, both.fusion_size:] - fused[:, both.fusion_size:]).max() > 1e-4
+    assert np.abs(np.asarray(both.fuse(images[::-1], text))[:, :both.fusion_size]
+                  - fused[:, :both.fusion_size]).max() > 1e-4
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = ImageTextMatcher(tiny_backbone(), head_size=8)
+        out = mixed({"image": images, "text": text, "negative_text": other})
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert out["alignment"].dtype == "float32" and out["match"].dtype == "float32"
+    assert mixed.backbone.text_to_image[0].compute_dtype == "bfloat16"
+    assert all(w.dtype == "float32" for w in mixed.weights)

@@ -44,17 +44,19 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
         fusion_size, fusion_heads: sizes of the fusion blocks.
         fusion_direction: ``"text_to_image"`` or ``"both"``.
         initial_temperature: the alignment temperature at the start (CLIP: 0.07).
+        fusion_dropout: dropout rate inside the cross-attention blocks.
     """
 
     def __init__(self, image_encoder: keras.layers.Layer, text_encoder: keras.layers.Layer, projection_dim: int = 128,
                  fusion_layers: int = 1, fusion_size: int = 128, fusion_heads: int = 4,
-                 fusion_direction: str = "text_to_image", initial_temperature: float = 0.07, **kwargs: Any) -> None:
+                 fusion_direction: str = "text_to_image", initial_temperature: float = 0.07,
+                 fusion_dropout: float = 0.1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if fusion_direction not in ("text_to_image", "both"):
             raise ValueError(f"fusion_direction must be 'text_to_image' or 'both', got {fusion_direction!r}")
         self.projection_dim, self.fusion_layers, self.fusion_size = projection_dim, fusion_layers, fusion_size
         self.fusion_heads, self.fusion_direction = fusion_heads, fusion_direction
-        self.initial_temperature = initial_temperature
+        self.initial_temperature, self.fusion_dropout = initial_temperature, fusion_dropout
         with sublayer_policy(self):
             self.image_encoder, self.text_encoder = image_encoder, text_encoder
             text_encoder.pooler.trainable = False
@@ -63,9 +65,9 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
             # Fusion layers exist only when used: unused weights would get no gradients in fit.
             self.image_tokens = keras.layers.Dense(fusion_size, name="image_tokens") if fusion_layers else None
             self.text_tokens = keras.layers.Dense(fusion_size, name="text_tokens") if fusion_layers else None
-            self.text_to_image = [CrossAttentionBlock(fusion_size, fusion_heads, 2 * fusion_size,
+            self.text_to_image = [CrossAttentionBlock(fusion_size, fusion_heads, 2 * fusion_size, fusion_dropout,
                                                       name=f"text_to_image_{i}") for i in range(fusion_layers)]
-            self.image_to_text = ([CrossAttentionBlock(fusion_size, fusion_heads, 2 * fusion_size,
+            self.image_to_text = ([CrossAttentionBlock(fusion_size, fusion_heads, 2 * fusion_size, fusion_dropout,
                                                        name=f"image_to_text_{i}") for i in range(fusion_layers)]
                                   if fusion_direction == "both" else [])
 
@@ -88,7 +90,8 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
         self.built = True
 
     def logit_scale(self) -> Any:
-        return ops.exp(ops.minimum(self.log_logit_scale, math.log(MAX_LOGIT_SCALE)))
+        # float32 even under a mixed policy (Keras autocasts variables read inside call).
+        return ops.exp(ops.minimum(ops.cast(self.log_logit_scale, "float32"), math.log(MAX_LOGIT_SCALE)))
 
     def embed_image(self, images: Any, training: Optional[bool] = None) -> Any:
         return unit_vectors(self.image_projection(self.image_encoder(images, training=training)["pooled_output"]))
@@ -137,7 +140,8 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
                       text_encoder=keras.saving.serialize_keras_object(self.text_encoder),
                       projection_dim=self.projection_dim, fusion_layers=self.fusion_layers,
                       fusion_size=self.fusion_size, fusion_heads=self.fusion_heads,
-                      fusion_direction=self.fusion_direction, initial_temperature=self.initial_temperature)
+                      fusion_direction=self.fusion_direction, initial_temperature=self.initial_temperature,
+                      fusion_dropout=self.fusion_dropout)
         return config
 
     @classmethod

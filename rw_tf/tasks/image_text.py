@@ -54,6 +54,7 @@ class ImageTextTaskConfig(DictConfig):
     image_size: int = 32
     projection_dim: int = 128
     fusion_size: int = 128
+    fusion_dropout: float = 0.1
     max_sequence_length: int = 16
     eval_fraction: float = 0.2
 
@@ -178,6 +179,7 @@ class ImageTextTask(Task):
         fused = cfg.objective == "matching" and cfg.fusion == "cross_attention"
         backbone = ImageTextModel(image_encoder, text_encoder, projection_dim=cfg.projection_dim,
                                   fusion_layers=1 if fused else 0, fusion_size=cfg.fusion_size,
+                                  fusion_dropout=cfg.fusion_dropout,
                                   name="image_text_model")
         text_shape = {k: (None, self.max_sequence_length) for k in ENCODER_INPUTS}
         image_shape = (None, self.image_size, self.image_size, 3)

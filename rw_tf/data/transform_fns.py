@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from rw_tf.checkpoints.hf_bert import minilm_checkpoint_dir
 from rw_tf.config import DictConfig, PretrainingDataConfig
+from rw_tf.data.images import decode_images
 from rw_tf.data.masking import PretrainingExampleBuilder
 from rw_tf.data.text_inputs import single_segment_inputs, text_ids
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
@@ -175,8 +176,6 @@ def image_text_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: ImageTextT
     ``label`` -> ``image`` float32 [size, size, 3], ``text_*`` and ``negative_text_*`` encoder
     inputs, ``label`` and a constant ``match_label`` of 1 (the label TFMA reads while the gate
     scores the model's ``match_accuracy``). A bad image fails with its reason (``decode_images``)."""
-    from rw_tf.data.images import decode_images
-
     missing = [k for k in IMAGE_TEXT_FEATURES if k not in inputs]
     if missing:
         raise KeyError(f"image-text examples are missing features {missing}")

@@ -32,7 +32,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-from rw_tf.data.corpus import deduplicate_sentences, embedded_corpus, read_text_files
+from rw_tf.data.corpus import SplitCounts, deduplicate_sentences, embedded_corpus, read_text_files
 from rw_tf.data.image_text import digit_pairs, split_pairs
 from rw_tf.data.images import check_image
 from rw_tf.data.interactions import stdlib_import_interactions
@@ -114,13 +114,15 @@ def prepare_data(config: PipelineConfig) -> Dict[str, str]:
     paths["report"] = os.path.join(config.data_dir, "data_report.json")
     if all(tf.io.gfile.exists(p) for p in paths.values()):
         return paths
+    split_drops = SplitCounts()
     if config.corpus == "nations":
         docs = _nations_documents(config)
     elif config.corpus_uris:
-        docs = read_text_files(config.corpus_uris)
+        docs = read_text_files(config.corpus_uris, counts=split_drops)
     else:
-        docs = embedded_corpus(max_documents=config.max_documents)
-    report = {"documents_read": len(docs), "sentences_read": sum(len(d) for d in docs)}
+        docs = embedded_corpus(max_documents=config.max_documents, counts=split_drops)
+    report = {"documents_read": len(docs), "sentences_read": sum(len(d) for d in docs),
+              "dropped_while_splitting": dict(split_drops)}
     docs, removed = deduplicate_sentences(docs)
     train_docs, eval_docs = split_documents(docs, config.eval_fraction, config.seed)
     report.update(removed=removed, train_documents=len(train_docs), eval_documents=len(eval_docs))

@@ -1,6 +1,6 @@
 import pytest
 
-from rw_tf.data.corpus import embedded_corpus, read_text_files, split_sentences
+from rw_tf.data.corpus import SplitCounts, embedded_corpus, read_text_files, split_sentences
 from rw_tf.data.segment_pairs import pack_segments, segment_pair_candidates
 
 
@@ -50,3 +50,43 @@ def test_segment_pairs_use_other_documents_for_random(pydoc_documents):
 def test_segment_pairs_need_two_documents():
     with pytest.raises(ValueError, match="at least two documents"):
         segment_pair_candidates([["One sentence here.", "Two sentences here."]], target_words=1)
+
+
+MULTILINGUAL = {
+    "fr": ("Le chat dort sur le canapé du salon. Écoutez bien ce que je vais vous dire maintenant. "
+           "« Bonjour », dit-il à son voisin de palier.",
+           ["Le chat dort sur le canapé du salon.", "Écoutez bien ce que je vais vous dire maintenant.",
+            "« Bonjour », dit-il à son voisin de palier."]),
+    "ru": ("Москва является столицей России уже много веков. Это крупнейший город страны по населению.",
+           ["Москва является столицей России уже много веков.", "Это крупнейший город страны по населению."]),
+    "zh": ("北京是中华人民共和国的首都和政治文化中心。上海是中国最大的经济中心城市之一！你去过这两个城市吗？",
+           ["北京是中华人民共和国的首都和政治文化中心。", "上海是中国最大的经济中心城市之一！",
+            "你去过这两个城市吗？"]),
+    "es": ("El tren sale a las ocho de la mañana. ¿Vas a venir con nosotros al centro? ¡Claro que sí, amigo mío!",
+           ["El tren sale a las ocho de la mañana.", "¿Vas a venir con nosotros al centro?",
+            "¡Claro que sí, amigo mío!"]),
+    "ar": ("القاهرة هي عاصمة مصر وأكبر مدنها من حيث السكان. يمر نهر النيل عبر المدينة من الجنوب إلى الشمال.",
+           ["القاهرة هي عاصمة مصر وأكبر مدنها من حيث السكان.", "يمر نهر النيل عبر المدينة من الجنوب إلى الشمال."]),
+    "en": ("See e.g. the manual for the details of the module. It is long. The 3 options are in section 2 below.",
+           ["See e.g. the manual for the details of the module.", "The 3 options are in section 2 below."]),
+}
+
+
+@pytest.mark.parametrize("language", sorted(MULTILINGUAL))
+def test_sentences_split_in_any_script_and_drops_are_counted(language):
+    text, expected = MULTILINGUAL[language]
+    counts = SplitCounts()
+    assert split_sentences(text, counts=counts) == expected
+    assert counts == ({"short_sentences": 1} if language == "en" else {})     # "It is long." (11 < 20)
+
+
+def test_non_english_files_become_documents_and_every_drop_is_counted(tmp_path):
+    path = tmp_path / "mixed.txt"
+    texts = [MULTILINGUAL["zh"][0], MULTILINGUAL["fr"][0], "Une seule phrase ici, rien de plus.",
+             "    indented = code()\n    more = code()\n\nTrop court. Encore."]
+    path.write_text("\n---\n".join(texts), encoding="utf-8")
+    counts = SplitCounts()
+    docs = read_text_files([str(path)], counts=counts)
+    assert docs == [MULTILINGUAL["zh"][1], MULTILINGUAL["fr"][1]]
+    assert counts == {"documents_with_fewer_than_two_sentences": 2, "code_or_markup_paragraphs": 1,
+                      "short_sentences": 2}     # "Trop court." and "Encore."

@@ -5,12 +5,21 @@ The default corpus is real English prose that ships with every CPython, so it ne
 2. every standard-library module's docstrings (module, classes, functions; read with ``ast``,
    never imported) form one document per module, in sorted path order.
 
-Splitting rule (``split_sentences``): text is cut into paragraphs at blank lines; paragraphs that
-look like code (indented by 3+ spaces, ``>>>`` prompts, grammar rules with ``::=``) or like
-reStructuredText underlines are dropped; whitespace is collapsed; a paragraph is cut into
-sentences after ``.``, ``!`` or ``?`` followed by whitespace and an upper-case letter, digit or
-opening quote/bracket. Sentences shorter than ``min_sentence_chars`` are dropped and documents
-with fewer than two sentences are dropped (they cannot form a sentence pair).
+Splitting rule (``split_sentences``), language-independent: text is cut into paragraphs at blank
+lines; paragraphs that look like code (indented by 3+ spaces, ``>>>`` prompts, grammar rules with
+``::=``) or like reStructuredText underlines are dropped; whitespace is collapsed; a paragraph is
+cut into sentences
+- after ``.``, ``!``, ``?``, ``…``, ``؟`` (Arabic), ``।`` (Devanagari) followed by whitespace and a
+  sentence start: an upper-case letter of any script (``É``, ``Д``, ``Ω``), a letter of a script
+  without case (Chinese, Japanese, Arabic, Hebrew, Devanagari, ...), a digit, or an opening quote
+  or bracket (``"``, ``«``, ``„``, ``“``, ``¿``, ``¡``, ``(``, ...); a lower-case letter continues
+  the sentence (abbreviations such as "e.g. the");
+- after the full-width ``。``, ``！``, ``？`` (Chinese and Japanese write no space after them).
+Sentences shorter than ``min_sentence_chars`` are dropped, counting East Asian wide characters
+as two (a Chinese sentence says in 10 characters what an English one says in 20), and documents
+with fewer than two sentences are dropped (they cannot form a sentence pair). Every drop is
+counted by reason in ``counts`` when one is passed (``SplitCounts``): code or markup paragraphs,
+short sentences, documents with fewer than two sentences.
 
 Example:
     >>> from rw_tf.data.corpus import embedded_corpus
@@ -21,16 +30,19 @@ Example:
 from __future__ import annotations
 
 import ast
+import collections
 import os
 import re
 import sysconfig
+import unicodedata
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
 Document = List[str]
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_SENTENCE_END = re.compile(r"(?<=[.!?…؟।])\s+(?=\S)|(?<=[。！？])\s*(?=\S)")
+_OPENERS = set("\"'([{«‹„“‘‚「『【《〈¿¡")
 _UNDERLINE = re.compile(r"^\s*([*=\-~^#+])\1{2,}\s*$")
 _CODE_MARKERS = (">>>", "...", "::=")
 
@@ -44,31 +56,63 @@ def _is_code_or_markup(paragraph: str) -> bool:
     return any(line.lstrip().startswith(_CODE_MARKERS) or "::=" in line for line in lines)
 
 
-def split_sentences(text: str, min_sentence_chars: int = 20) -> List[str]:
-    """Splits ``text`` into sentences by the module's documented rule."""
+SplitCounts = collections.Counter   # drops by reason: code_or_markup_paragraphs, short_sentences, ...
+
+
+def _starts_sentence(char: str) -> bool:
+    """Upper-case letter of any script, a letter of a caseless script, a digit or an opener."""
+    if char.isupper() or char.isdigit() or char in _OPENERS:
+        return True
+    return char.isalpha() and not char.islower()
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _cut(flat: str) -> Iterator[str]:
+    start = 0
+    for match in _SENTENCE_END.finditer(flat):
+        after = flat[match.end():match.end() + 1]
+        full_width_stop = flat[match.start() - 1] in "。！？" if match.start() > 0 else False
+        if full_width_stop or _starts_sentence(after):
+            yield flat[start:match.start()].strip()
+            start = match.end()
+    yield flat[start:].strip()
+
+
+def split_sentences(text: str, min_sentence_chars: int = 20, counts: Optional[SplitCounts] = None) -> List[str]:
+    """Splits ``text`` into sentences by the module's documented rule (drops counted in ``counts``)."""
     if not isinstance(text, str):
         raise TypeError(f"split_sentences expects str, got {type(text).__name__}")
+    counts = counts if counts is not None else SplitCounts()
     sentences: List[str] = []
     for paragraph in re.split(r"\n\s*\n", text):
         lines = [line for line in paragraph.splitlines() if not _UNDERLINE.match(line)]
         paragraph = "\n".join(lines)
         if _is_code_or_markup(paragraph):
+            counts["code_or_markup_paragraphs"] += bool(paragraph.strip())
             continue
-        flat = " ".join(paragraph.split())
-        for sentence in _SENTENCE_END.split(flat):
-            sentence = sentence.strip()
-            if len(sentence) >= min_sentence_chars:
+        for sentence in _cut(" ".join(paragraph.split())):
+            if _width(sentence) >= min_sentence_chars:
                 sentences.append(sentence)
+            elif sentence:
+                counts["short_sentences"] += 1
     return sentences
 
 
-def documents_from_texts(texts: Iterable[str], min_sentence_chars: int = 20) -> List[Document]:
-    """Turns raw texts (one document each) into sentence lists, dropping those with < 2 sentences."""
+def documents_from_texts(texts: Iterable[str], min_sentence_chars: int = 20,
+                         counts: Optional[SplitCounts] = None) -> List[Document]:
+    """Turns raw texts (one document each) into sentence lists, dropping (and counting) those with
+    fewer than two sentences."""
+    counts = counts if counts is not None else SplitCounts()
     docs = []
     for text in texts:
-        sentences = split_sentences(text, min_sentence_chars)
+        sentences = split_sentences(text, min_sentence_chars, counts)
         if len(sentences) >= 2:
             docs.append(sentences)
+        else:
+            counts["documents_with_fewer_than_two_sentences"] += 1
     return docs
 
 
@@ -103,16 +147,17 @@ def _stdlib_docstring_texts() -> Iterator[str]:
 
 
 def embedded_corpus(max_documents: Optional[int] = None, min_sentence_chars: int = 20,
-                    include_stdlib_docstrings: bool = True) -> List[Document]:
+                    include_stdlib_docstrings: bool = True, counts: Optional[SplitCounts] = None) -> List[Document]:
     """Returns the embedded default corpus as a list of documents (lists of sentences)."""
     texts: Iterable[str] = _pydoc_topic_texts()
-    docs = documents_from_texts(texts, min_sentence_chars)
+    docs = documents_from_texts(texts, min_sentence_chars, counts)
     if include_stdlib_docstrings and (max_documents is None or len(docs) < max_documents):
-        docs.extend(documents_from_texts(_stdlib_docstring_texts(), min_sentence_chars))
+        docs.extend(documents_from_texts(_stdlib_docstring_texts(), min_sentence_chars, counts))
     return docs[:max_documents] if max_documents is not None else docs
 
 
-def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20) -> List[Document]:
+def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20,
+                    counts: Optional[SplitCounts] = None) -> List[Document]:
     """Reads documents from text files (local paths, URIs such as gs://..., or glob patterns):
     each file is split into documents at lines of ``---`` or at two blank lines in a row (three
     newlines); invalid UTF-8 bytes become U+FFFD."""
@@ -125,7 +170,7 @@ def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20) -> List[
             with tf.io.gfile.GFile(path, "rb") as f:
                 content = f.read().decode("utf-8", errors="replace")
             texts.extend(t for t in re.split(r"\n---+\n|\n\s*\n\s*\n", content) if t.strip())
-    return documents_from_texts(texts, min_sentence_chars)
+    return documents_from_texts(texts, min_sentence_chars, counts)
 
 
 def deduplicate_sentences(docs: Sequence[Document]) -> Tuple[List[Document], Dict[str, int]]:

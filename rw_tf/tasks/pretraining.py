@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 
 from rw_tf.config import DictConfig, EncoderConfig, PretrainingDataConfig
-from rw_tf.data.corpus import Document, embedded_corpus, read_text_files
+from rw_tf.data.corpus import Document, SplitCounts, embedded_corpus, read_text_files
 from rw_tf.data.pretraining_dataset import pretraining_dataset, to_keras_triplet
 from rw_tf.data.segment_pairs import segment_pair_candidates
 from rw_tf.data.splits import split_documents
@@ -72,8 +72,10 @@ class PretrainingTaskConfig(DictConfig):
         EncoderConfig.preset(self.preset)  # validates the name
 
 
-def load_documents(config: PretrainingTaskConfig) -> List[Document]:
-    docs = read_text_files(config.corpus_files) if config.corpus_files else embedded_corpus(config.max_documents)
+def load_documents(config: PretrainingTaskConfig, counts: Optional[SplitCounts] = None) -> List[Document]:
+    """The corpus as documents; texts and sentences dropped by the splitter are counted in ``counts``."""
+    docs = (read_text_files(config.corpus_files, counts=counts) if config.corpus_files
+            else embedded_corpus(config.max_documents, counts=counts))
     docs = docs[:config.max_documents] if config.max_documents is not None else docs
     if len(docs) < 4:
         raise ValueError(f"the corpus has {len(docs)} usable documents (>= 2 sentences each); need at least 4")
@@ -99,7 +101,8 @@ class PretrainingTask(Task):
             self.max_sequence_length = self.examples.max_sequence_length
         else:
             self.max_sequence_length = cfg.max_sequence_length
-            docs = load_documents(cfg)
+            self.split_drops = SplitCounts()
+            docs = load_documents(cfg, self.split_drops)
             train_docs, eval_docs = split_documents(docs, cfg.eval_fraction, trainer.seed)
             vocab_path = os.path.join(output_dir, "vocab.txt")
             if cfg.vocab_file:
@@ -116,7 +119,8 @@ class PretrainingTask(Task):
             return {"vocab_size": self.tokenizer.vocab_size}
         return {"num_documents": len(train_docs) + len(eval_docs), "train_documents": len(train_docs),
                 "eval_documents": len(eval_docs), "train_pairs": len(self.train_pairs["text_a"]),
-                "eval_pairs": len(self.eval_pairs["text_a"]), "vocab_size": self.tokenizer.vocab_size}
+                "eval_pairs": len(self.eval_pairs["text_a"]), "vocab_size": self.tokenizer.vocab_size,
+                "dropped_while_splitting": dict(self.split_drops)}
 
     def data_config(self) -> PretrainingDataConfig:
         return PretrainingDataConfig(max_sequence_length=self.max_sequence_length,

@@ -7,8 +7,9 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Any, Dict, List, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -50,3 +51,50 @@ def with_static_batch(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Data
         return tf.nest.map_structure(lambda t: tf.ensure_shape(t, [batch_size] + t.shape[1:]),
                                      element if len(element) > 1 else element[0])
     return dataset.map(declare)
+
+
+def length_buckets(max_sequence_length: int, smallest: int = 16) -> List[int]:
+    """Padded lengths of the buckets: powers of two from ``smallest`` below ``max_sequence_length``,
+    then ``max_sequence_length`` itself (few shapes, so XLA compiles a few step variants only)."""
+    bounds, length = [], smallest
+    while length < max_sequence_length:
+        bounds.append(length)
+        length *= 2
+    return bounds + [max_sequence_length]
+
+
+def bucketed_text_batches(texts: Sequence[str], columns: Sequence[Any], tokenizer: WordPieceTokenizer,
+                          max_sequence_length: int, batch_size: int, seed: int, linker=None) -> tf.data.Dataset:
+    """Endless training batches ``(encoder inputs, *columns)`` whose texts have similar lengths.
+
+    Every text's word-piece count is measured once; ``tf.data``'s ``bucket_by_sequence_length``
+    groups shuffled examples by the bucket their ``[CLS] text [SEP]`` length falls into
+    (``length_buckets``) and emits full batches of one bucket; each batch is then padded to its
+    bucket's length instead of ``max_sequence_length``. The batch size stays static and the
+    sequence length takes one of the few bucket values. The order is seeded, so the same every run.
+    """
+    lengths = tokenizer.tokenize(tf.constant(list(texts))).row_lengths().numpy() + 2
+    buckets = length_buckets(max_sequence_length)
+    slices = (tf.constant(list(texts)), *[tf.constant(c) for c in columns],
+              tf.constant(np.minimum(lengths, max_sequence_length), tf.int32))
+    ds = tf.data.Dataset.from_tensor_slices(slices).shuffle(len(texts), seed=seed).repeat()
+    ds = ds.bucket_by_sequence_length(lambda *row: row[-1], bucket_boundaries=[b + 1 for b in buckets[:-1]],
+                                      bucket_batch_sizes=[batch_size] * len(buckets), drop_remainder=True)
+    bounds = tf.constant(buckets, tf.int32)
+
+    def encode(text, *rest):
+        *values, length = rest
+        padded_to = tf.gather(bounds, tf.reduce_min(tf.where(bounds >= tf.reduce_max(length))))
+        features = single_segment_inputs(tokenizer, text, max_sequence_length, linker)
+        features = {k: tf.ensure_shape(v[:, :padded_to], [batch_size, None]) for k, v in features.items()}
+        return (features, *values)
+    return ds.map(encode)
+
+
+def real_token_rate(dataset: tf.data.Dataset, batches: int) -> float:
+    """Share of real (not padding) positions in the first ``batches`` batches of ``(inputs, ...)``."""
+    real = total = 0
+    for element in dataset.take(batches):
+        mask = element[0]["padding_mask"].numpy()
+        real, total = real + int(mask.sum()), total + mask.size
+    return real / max(total, 1)

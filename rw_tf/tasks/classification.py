@@ -34,7 +34,7 @@ from rw_tf.config import DictConfig, EncoderConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import documentation_source_examples, unicode_property_examples
 from rw_tf.data.splits import split_by_group
-from rw_tf.data.text_inputs import single_segment_inputs, with_static_batch
+from rw_tf.data.text_inputs import bucketed_text_batches, single_segment_inputs, with_static_batch
 from rw_tf.export.base import save_export
 from rw_tf.export.classification import ClassifierExport
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
@@ -55,6 +55,8 @@ class ClassificationTaskConfig(DictConfig):
     multi_label: bool = False
     num_classes: Optional[int] = None
     max_sequence_length: int = 128
+    # Training batches of similar-length texts, each padded to its bucket (rw_tf.data.text_inputs).
+    length_bucketing: bool = False
     max_examples_per_class: int = 1000
     max_examples: int = 3000  # multi-label default set (sampled Unicode character names)
     dropout: float = 0.1
@@ -194,6 +196,10 @@ class ClassificationTask(Task):
 
         if self.examples is not None:
             return self.examples.dataset(split, batch_size).map(features_and_label)
+        if split == "train" and self.config.length_bucketing:
+            ds = bucketed_text_batches(self.texts[split], [self.targets[split]], self.tokenizer,
+                                       self.max_sequence_length, batch_size, self.seed, self.linker)
+            return (add_task_distillation_targets(ds, self.teacher) if self.teacher is not None else ds).prefetch(2)
         ds = tf.data.Dataset.from_tensor_slices((self.texts[split], self.targets[split]))
         if split == "train":  # static batch shape in the train step (XLA, TPU)
             ds = ds.shuffle(len(self.texts[split]), seed=self.seed).repeat().batch(batch_size, drop_remainder=True)

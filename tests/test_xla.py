@@ -32,7 +32,7 @@ def tasks(init_from):
         "sentence_embedding": dict(init_from=init_from, mode="supervised", max_texts=100, max_eval_pairs=20,
                                    max_sequence_length=32, eval_sequence_length=64),
         "recommendation": dict(init_from=init_from, item_text_length=16),
-        "image_text": dict(init_from=init_from, objective="matching", fusion="cross_attention",
+        "image_text": dict(init_from=init_from, objective="matching", fusion="cross_attention", max_pairs=200,
                            fusion_dropout=0.0),   # dropout draws differ between XLA and TF kernels
     }
     return {name: TASKS[name](TASKS[name].config_class(**config)) for name, config in configs.items()}

@@ -57,6 +57,7 @@ class ImageTextTaskConfig(DictConfig):
     fusion_dropout: float = 0.1
     max_sequence_length: int = 16
     eval_fraction: float = 0.2
+    max_pairs: Optional[int] = None          # the first N image-caption pairs only (quick runs)
 
     def __post_init__(self) -> None:
         choices = {"images": tuple(IMAGE_TEXT_DATASETS), "objective": ("alignment", "matching"),
@@ -66,6 +67,8 @@ class ImageTextTaskConfig(DictConfig):
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.max_pairs is not None and self.max_pairs < 20:
+            raise ValueError(f"max_pairs must be at least 20 (or unset), got {self.max_pairs}")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
 
@@ -149,7 +152,7 @@ class ImageTextTask(Task):
             self.max_sequence_length = self.examples.max_sequence_length
             self.image_size = int(self.examples.tft_output.transformed_feature_spec()["image"].shape[0])
             return {"vocab_size": self.tokenizer.vocab_size, "image_size": self.image_size}
-        rows = IMAGE_TEXT_DATASETS[cfg.images]()
+        rows = IMAGE_TEXT_DATASETS[cfg.images]()[:cfg.max_pairs]
         rejects: Dict[str, int] = {}
         kept: List[Dict] = []
         for row in rows:

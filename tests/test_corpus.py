@@ -1,7 +1,16 @@
+import os
+import re
+
+import keras
+import numpy as np
 import pytest
 
 from rw_tf.data.corpus import SplitCounts, embedded_corpus, read_text_files, split_sentences
-from rw_tf.data.segment_pairs import pack_segments, segment_pair_candidates
+from rw_tf.data.multilingual import catalogue_messages, django_dir, multilingual_documents
+from rw_tf.data.pretraining_dataset import pretraining_dataset
+from rw_tf.data.segment_pairs import pack_segments, segment_pair_candidates, word_count
+from rw_tf.tasks import PretrainingTask, PretrainingTaskConfig
+from rw_tf.training import run_task
 
 
 def test_split_sentences_rule():
@@ -90,3 +99,47 @@ def test_non_english_files_become_documents_and_every_drop_is_counted(tmp_path):
     assert docs == [MULTILINGUAL["zh"][1], MULTILINGUAL["fr"][1]]
     assert counts == {"documents_with_fewer_than_two_sentences": 2, "code_or_markup_paragraphs": 1,
                       "short_sentences": 2}     # "Trop court." and "Encore."
+
+
+def test_multilingual_corpus_is_django_translations_split_by_language():
+    # Reference: the human-readable .po source next to the compiled catalogue.
+    po = open(os.path.join(django_dir(), "conf", "locale", "fr", "LC_MESSAGES", "django.po"), encoding="utf-8").read()
+    french = re.search(r'\nmsgid "Enter a valid email address\."\nmsgstr "(.+)"\n', po).group(1)
+    assert french in catalogue_messages("fr") and "Enter a valid email address." in catalogue_messages("en")
+    docs = multilingual_documents(["fr", "ja"], messages_per_document=4)
+    assert {language for language, _ in docs} == {"fr", "ja"}
+    assert all(2 <= len(sentences) <= 4 for _, sentences in docs)
+    japanese = [s for language, sentences in docs if language == "ja" for s in sentences]
+    assert any("タイムゾーン" in s for s in japanese)
+    assert word_count("東京は首都 and more") == 7 and word_count("Москва столица мира") == 3
+    with pytest.raises(ValueError, match="no translation catalogue"):
+        multilingual_documents(["xx_NOPE"])
+
+
+def test_multilingual_pretraining_reports_accuracy_per_language(tmp_path):
+    task = PretrainingTask(PretrainingTaskConfig(corpus="multilingual", languages=("fr", "zh_Hans"), lower_case=False,
+                                                 eval_fraction=0.2, vocab_size=3000, target_words=20,
+                                                 max_sequence_length=48, max_predictions_per_seq=8))
+    result = run_task(task, task.trainer_config(epochs=1, steps_per_epoch=80, batch_size=16,
+                                                          warmup_steps=5), str(tmp_path), verbose=0)
+    data = result["data"]
+    assert set(data["documents_by_language"]) == {"fr", "zh_Hans"}
+    for language, pairs in task.eval_pairs_by_language.items():
+        held_out = set(pairs["text_a"]) | set(pairs["text_b"])
+        assert not held_out & (set(task.train_pairs["text_a"]) | set(task.train_pairs["text_b"])), language
+    before, after = result["before"]["mlm_accuracy_by_language"], result["after"]["mlm_accuracy_by_language"]
+    print("per-language MLM accuracy", before, after)
+    assert set(after) == {"fr", "zh_Hans"} and sum(after.values()) > sum(before.values())
+    # Each language's figure is the masked-token accuracy over exactly that language's held-out pairs.
+    model = keras.saving.load_model(result["model_path"])
+    for language in after:
+        correct = total = 0.0
+        for x, y, weight in pretraining_dataset(task.eval_pairs_by_language[language], task.tokenizer,
+                                                task.data_config(), 16, shuffle=False, repeat=False,
+                                                drop_remainder=False):
+            predicted = np.argmax(np.asarray(model(x, training=False)["mlm"]), -1)
+            correct += float(np.sum((predicted == y["mlm"].numpy()) * weight["mlm"].numpy()))
+            total += float(np.sum(weight["mlm"].numpy()))
+        assert after[language] == pytest.approx(correct / total, abs=1e-6)
+    with pytest.raises(ValueError, match="applies to corpus 'multilingual' only"):
+        PretrainingTaskConfig(languages=("fr",))

@@ -66,7 +66,8 @@ def _starts_sentence(char: str) -> bool:
     return char.isalpha() and not char.islower()
 
 
-def _width(text: str) -> int:
+def display_width(text: str) -> int:
+    """Characters, with East Asian wide and full-width characters counting two."""
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
@@ -94,7 +95,7 @@ def split_sentences(text: str, min_sentence_chars: int = 20, counts: Optional[Sp
             counts["code_or_markup_paragraphs"] += bool(paragraph.strip())
             continue
         for sentence in _cut(" ".join(paragraph.split())):
-            if _width(sentence) >= min_sentence_chars:
+            if display_width(sentence) >= min_sentence_chars:
                 sentences.append(sentence)
             elif sentence:
                 counts["short_sentences"] += 1

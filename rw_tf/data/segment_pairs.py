@@ -1,7 +1,9 @@
 """Documents -> candidate segment pairs (plain Python, run once per corpus, before TF).
 
 A *segment* is a run of consecutive sentences of one document holding at least
-``target_words`` whitespace words (the last one of a document may be shorter). Every two
+``target_words`` words (the last one of a document may be shorter); words are whitespace words,
+and in scripts written without spaces (Chinese, Japanese) each character counts as one, as the
+tokenizer splits them. Every two
 consecutive segments of a document form a candidate ``(text_a, text_b)``; ``text_random`` is a
 segment drawn (seeded) from a *different* document. Which of ``text_b``/``text_random`` becomes
 the second segment, and whether the two are swapped, is decided later, per example, by TF ops
@@ -16,7 +18,16 @@ Example:
 from __future__ import annotations
 
 import random
+import re
 from typing import Dict, List, Sequence
+
+# CJK ideographs (and extension A, compatibility), hiragana and katakana: written without spaces.
+_UNSPACED = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def word_count(text: str) -> int:
+    """Whitespace words, with every character of an unspaced script (Chinese, Japanese) as one word."""
+    return len(_UNSPACED.sub(" ", text).split()) + len(_UNSPACED.findall(text))
 
 
 def pack_segments(sentences: Sequence[str], target_words: int) -> List[str]:
@@ -24,7 +35,7 @@ def pack_segments(sentences: Sequence[str], target_words: int) -> List[str]:
     segments, current, words = [], [], 0
     for sentence in sentences:
         current.append(sentence)
-        words += len(sentence.split())
+        words += word_count(sentence)
         if words >= target_words:
             segments.append(" ".join(current))
             current, words = [], 0

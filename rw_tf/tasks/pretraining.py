@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from rw_tf.config import DictConfig, EncoderConfig, PretrainingDataConfig
 from rw_tf.data.corpus import Document, SplitCounts, embedded_corpus, read_text_files
+from rw_tf.data.multilingual import DEFAULT_LANGUAGES, multilingual_documents
 from rw_tf.data.pretraining_dataset import pretraining_dataset, to_keras_triplet
 from rw_tf.data.segment_pairs import segment_pair_candidates
 from rw_tf.data.splits import split_documents
@@ -43,6 +44,11 @@ from rw_tf.training.runner import TrainerConfig
 @dataclasses.dataclass
 class PretrainingTaskConfig(DictConfig):
     preset: str = "tiny"
+    # "embedded" (CPython's English documentation) or "multilingual" (Django's translation
+    # catalogues, rw_tf.data.multilingual: masked-LM accuracy is then also reported per language);
+    # corpus_files replace either.
+    corpus: str = "embedded"
+    languages: Sequence[str] = ()            # multilingual: language codes (default DEFAULT_LANGUAGES)
     corpus_files: Sequence[str] = ()
     max_documents: Optional[int] = None
     vocab_file: Optional[str] = None
@@ -67,6 +73,10 @@ class PretrainingTaskConfig(DictConfig):
     knowledge_layers: Sequence[int] = (0,)
 
     def __post_init__(self) -> None:
+        if self.corpus not in ("embedded", "multilingual"):
+            raise ValueError(f"corpus must be 'embedded' or 'multilingual', got {self.corpus!r}")
+        if self.languages and self.corpus != "multilingual":
+            raise ValueError("languages applies to corpus 'multilingual' only")
         if bool(self.knowledge_dir) != bool(self.alias_file):
             raise ValueError("knowledge mode needs both knowledge_dir and alias_file")
         EncoderConfig.preset(self.preset)  # validates the name
@@ -102,8 +112,12 @@ class PretrainingTask(Task):
         else:
             self.max_sequence_length = cfg.max_sequence_length
             self.split_drops = SplitCounts()
-            docs = load_documents(cfg, self.split_drops)
-            train_docs, eval_docs = split_documents(docs, cfg.eval_fraction, trainer.seed)
+            self.eval_pairs_by_language, self.language_documents = {}, {}
+            if cfg.corpus == "multilingual" and not cfg.corpus_files:
+                train_docs, eval_docs = self._split_by_language(cfg, trainer.seed)
+            else:
+                docs = load_documents(cfg, self.split_drops)
+                train_docs, eval_docs = split_documents(docs, cfg.eval_fraction, trainer.seed)
             vocab_path = os.path.join(output_dir, "vocab.txt")
             if cfg.vocab_file:
                 tf.io.gfile.copy(cfg.vocab_file, vocab_path, overwrite=True)
@@ -120,7 +134,22 @@ class PretrainingTask(Task):
         return {"num_documents": len(train_docs) + len(eval_docs), "train_documents": len(train_docs),
                 "eval_documents": len(eval_docs), "train_pairs": len(self.train_pairs["text_a"]),
                 "eval_pairs": len(self.eval_pairs["text_a"]), "vocab_size": self.tokenizer.vocab_size,
-                "dropped_while_splitting": dict(self.split_drops)}
+                "dropped_while_splitting": dict(self.split_drops),
+                **({"documents_by_language": self.language_documents} if self.language_documents else {})}
+
+    def _split_by_language(self, cfg: PretrainingTaskConfig, seed: int):
+        """Documents held out per language, so every language has its own evaluation pairs."""
+        by_language: Dict[str, List[Document]] = {}
+        for language, doc in multilingual_documents(cfg.languages or DEFAULT_LANGUAGES):
+            by_language.setdefault(language, []).append(doc)
+        train_docs, eval_docs = [], []
+        for language, docs in by_language.items():
+            train, held_out = split_documents(docs, cfg.eval_fraction, seed)
+            train_docs += train
+            eval_docs += held_out
+            self.language_documents[language] = {"train": len(train), "eval": len(held_out)}
+            self.eval_pairs_by_language[language] = segment_pair_candidates(held_out, cfg.target_words, seed + 1)
+        return train_docs, eval_docs
 
     def data_config(self) -> PretrainingDataConfig:
         return PretrainingDataConfig(max_sequence_length=self.max_sequence_length,
@@ -175,8 +204,17 @@ class PretrainingTask(Task):
         return self._dataset(batch_size, train=False).take(self.config.eval_batches).cache()
 
     def evaluate(self, model: keras.Model) -> Dict[str, Any]:
-        return model.evaluate(self.validation_dataset(self.batch_size), steps=self.validation_steps, verbose=0,
-                              return_dict=True)
+        metrics = model.evaluate(self.validation_dataset(self.batch_size), steps=self.validation_steps, verbose=0,
+                                 return_dict=True)
+        if getattr(self, "eval_pairs_by_language", None):
+            # Every held-out pair of each language once, masked with the evaluation seed.
+            metrics["mlm_accuracy_by_language"] = {
+                language: model.evaluate(pretraining_dataset(pairs, self.tokenizer, self.data_config(), self.batch_size,
+                                                             shuffle=False, repeat=False, drop_remainder=False,
+                                                             linker=self.linker),
+                                         verbose=0, return_dict=True)["mlm_accuracy"]
+                for language, pairs in self.eval_pairs_by_language.items()}
+        return metrics
 
     def export(self, model: keras.Model, export_dir: str) -> str:
         module = PretrainingExport(model, self.tokenizer, self.max_sequence_length, linker=self.linker,

@@ -69,7 +69,8 @@ class PipelineConfig(DictConfig):
     schema_dir: str = SCHEMA_DIR
     # Where fine-tuning takes its encoder from; default: the newest pushed pretraining version.
     pretrained_model_uri: Optional[str] = None
-    # Corpus: "embedded" (Python's documentation) or "nations" (the knowledge domain demo);
+    # Corpus: "embedded" (Python's documentation), "nations" (the knowledge domain demo) or
+    # "multilingual" (Django's translation catalogues, rw_tf.data.multilingual);
     # corpus_uris (text files or glob patterns, local or gs://...) replace the embedded corpus.
     corpus: str = "embedded"
     corpus_uris: List[str] = dataclasses.field(default_factory=list)
@@ -142,8 +143,8 @@ class PipelineConfig(DictConfig):
         # Local paths become absolute; remote ones (gs://, s3://, any URI with a scheme) stay verbatim.
         self.root = local_path(self.root)
         self.data_root = local_path(self.data_root) if self.data_root else None
-        if self.corpus not in ("embedded", "nations"):
-            raise ValueError(f"unknown corpus {self.corpus!r}; choose 'embedded' or 'nations'")
+        if self.corpus not in ("embedded", "nations", "multilingual"):
+            raise ValueError(f"unknown corpus {self.corpus!r}; choose 'embedded', 'nations' or 'multilingual'")
         if self.corpus == "nations":
             self.alias_file = self.alias_file or os.path.join(self.data_dir, "aliases.tsv")
             self.knowledge_dir = self.knowledge_dir or os.path.join(self.data_dir, "transe")

@@ -38,6 +38,7 @@ from rw_tf.data.images import check_image
 from rw_tf.data.interactions import stdlib_import_interactions
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
 from rw_tf.data.labelled import docstring_summary_pairs, documentation_source_examples
+from rw_tf.data.multilingual import multilingual_documents
 from rw_tf.data.segment_pairs import segment_pair_candidates
 from rw_tf.data.splits import split_by_group, split_documents
 from rw_tf.knowledge.demo import nations_demo
@@ -117,6 +118,8 @@ def prepare_data(config: PipelineConfig) -> Dict[str, str]:
     split_drops = SplitCounts()
     if config.corpus == "nations":
         docs = _nations_documents(config)
+    elif config.corpus == "multilingual" and not config.corpus_uris:
+        docs = [sentences for _, sentences in multilingual_documents()]
     elif config.corpus_uris:
         docs = read_text_files(config.corpus_uris, counts=split_drops)
     else:

@@ -62,8 +62,8 @@ BAD_IMAGES = {
     "png bomb": (png_declaring(100_000, 100_000), "declares 100000x100000 pixels, more than max_pixels"),
     "jpeg bomb": (jpeg_declaring(65_000, 65_000), "declares 65000x65000 pixels, more than max_pixels"),
     "jpeg zero height": (jpeg_declaring(8, 0), "Invalid JPEG data"),   # libjpeg refuses the header itself
-    "png truncated": (png(np.zeros((8, 8, 3), np.uint8))[:40], ""),
-    "jpeg truncated header": (b"\xff\xd8\xff\xe0\x00\x10JFIF", ""),
+    "png truncated": (png(np.zeros((8, 8, 3), np.uint8))[:40], "Invalid PNG"),          # the decoder's error
+    "jpeg truncated header": (b"\xff\xd8\xff\xe0\x00\x10JFIF", "Invalid JPEG data"),
 }
 
 

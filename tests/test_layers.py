@@ -47,7 +47,18 @@ def test_masked_lm_head_ties_embedding_and_round_trips():
     pos = np.array([[1, 2], [3, 0]], "int32")
     logits = head(hidden, pos)
     assert tuple(logits.shape) == (2, 2, 50)
-    assert not any(w is emb.embeddings for w in head._trainable_variables)  # shared, not owned
+    # The formula: LayerNorm(gelu(gathered hidden @ W + b)) @ E^T + output bias, with E the embedding matrix.
+    gathered = np.take_along_axis(hidden, pos[..., None], axis=1)
+    h = np.asarray(head.layer_norm(head.transform(gathered)))
+    expected = h @ np.asarray(emb.embeddings).T + np.asarray(head.output_bias)
+    np.testing.assert_allclose(np.asarray(logits), expected, atol=1e-5)
+    # Tied in a whole model: one vocabulary x hidden matrix, listed once among the trainable weights.
+    model = PretrainingModel(TransformerEncoder.from_preset("tiny", vocab_size=50))
+    model.build({"token_ids": (None, 8), "segment_ids": (None, 8), "padding_mask": (None, 8),
+                 "masked_positions": (None, 2)})
+    matrices = [w for w in model.weights if tuple(w.shape) == (50, model.encoder.config.hidden_size)]
+    assert len(matrices) == 1 and model.mlm_head.token_embedding.embeddings is matrices[0]
+    assert sum(w is matrices[0] for w in model.trainable_weights) == 1
     clone = MaskedLMHead.from_config({**head.get_config(), "token_embedding": emb})
     clone(hidden, pos)
     clone.set_weights(head.get_weights())

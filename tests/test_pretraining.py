@@ -11,12 +11,10 @@ import tensorflow as tf
 from rw_tf.cli.main import main as cli_main
 from rw_tf.config import PretrainingDataConfig
 from rw_tf.data.pretraining_dataset import pretraining_dataset
-from rw_tf.data.segment_pairs import segment_pair_candidates
 from rw_tf.models import PretrainingModel
-from rw_tf.networks import TransformerEncoder
 from rw_tf.tasks import PretrainingTask, PretrainingTaskConfig
 from rw_tf.tokenization import WordPieceTokenizer
-from rw_tf.training import create_strategy, run_task
+from rw_tf.training import run_task
 
 TINY_TASK = dict(preset="tiny", max_sequence_length=64, max_predictions_per_seq=10, vocab_size=2000,
                  target_words=20, max_documents=79)  # the pydoc topics only
@@ -80,20 +78,6 @@ def test_export_encodes_and_fills_masks_like_the_keras_model(trained):
     inputs = single_segment_inputs(WordPieceTokenizer(str(out / "vocab.txt")), texts, 64)
     reference = masked_mean(model.encoder(inputs)["sequence_output"], inputs["padding_mask"])
     np.testing.assert_allclose(exported["mean_embedding"].numpy(), np.asarray(reference), atol=1e-5)
-
-
-def test_train_step_under_mirrored_strategy(tokenizer, pydoc_documents, logical_cpus):
-    assert len(logical_cpus) == 2
-    strategy = create_strategy("mirrored", devices=logical_cpus)
-    assert strategy.num_replicas_in_sync == 2
-    cols = segment_pair_candidates(pydoc_documents, target_words=20)
-    ds = pretraining_dataset(cols, tokenizer, PretrainingDataConfig(32, 5), batch_size=8)
-    with strategy.scope():
-        model = PretrainingModel(TransformerEncoder.from_preset("tiny", vocab_size=tokenizer.vocab_size))
-        model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    history = model.fit(ds, steps_per_epoch=3, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    assert isinstance(model.encoder.token_embedding.embeddings.value, tf.distribute.DistributedValues)
 
 
 def test_cli_pretrain_and_vocab(tmp_path, capsys):

@@ -226,32 +226,30 @@ class PipelineConfig(DictConfig):
         """The recommendation catalogue's ids, one per line (its texts: ``items.jsonl`` beside it)."""
         return os.path.join(self.examples_dir("recommendation"), "items.txt")
 
+    def _one_epoch_trainer(self, task_class, learning_rate: float) -> TrainerConfig:
+        """The task's trainer defaults with the pipeline's batch, seed, strategy and precision (TFX
+        sets the steps)."""
+        return task_class.trainer_config(
+            epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy, precision=self.precision,
+            learning_rate=learning_rate, backup_every_steps=self.backup_every_steps, keep_epoch_checkpoints=False)
+
     def trainer_contract(self, kind: str) -> TrainerContract:
         if kind == "multimodal":
             task = ImageTextTaskConfig(init_from=self.multimodal_init_from, text_preset=self.multimodal_text_preset,
                                        objective="matching", fusion="cross_attention",
                                        image_size=self.multimodal_image_size,
                                        max_sequence_length=self.multimodal_caption_length)
-            trainer = ImageTextTask.trainer_config(
-                epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy, precision=self.precision,
-                learning_rate=self.multimodal_learning_rate, backup_every_steps=self.backup_every_steps,
-                keep_epoch_checkpoints=False)
+            trainer = self._one_epoch_trainer(ImageTextTask, self.multimodal_learning_rate)
             return TrainerContract("image_text", task, trainer)
         if kind == "recommendation":
             task = RecommendationTaskConfig(items_file=self.items_file[:-len(".txt")] + ".jsonl",
                                             max_history=self.recommendation_max_history, top_k=10)
-            trainer = RecommendationTask.trainer_config(
-                epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy, precision=self.precision,
-                learning_rate=self.recommendation_learning_rate, backup_every_steps=self.backup_every_steps,
-                keep_epoch_checkpoints=False)
+            trainer = self._one_epoch_trainer(RecommendationTask, self.recommendation_learning_rate)
             return TrainerContract("recommendation", task, trainer)
         if kind == "embedding":
             task = SentenceEmbeddingTaskConfig(mode="supervised", init_from=self.embedding_init_from,
                                                max_sequence_length=self.max_sequence_length)
-            trainer = SentenceEmbeddingTask.trainer_config(
-                epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy, precision=self.precision,
-                learning_rate=self.embedding_learning_rate, backup_every_steps=self.backup_every_steps,
-                keep_epoch_checkpoints=False)
+            trainer = self._one_epoch_trainer(SentenceEmbeddingTask, self.embedding_learning_rate)
             return TrainerContract("sentence_embedding", task, trainer)
         pretrain = kind == "pretrain"
         trainer = TrainerConfig(epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy,

@@ -33,8 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.data.corpus import SplitCounts, deduplicate_sentences, embedded_corpus, read_text_files
-from rw_tf.data.image_text import digit_pairs, split_pairs
-from rw_tf.data.images import check_image
+from rw_tf.data.image_text import checked_pairs, digit_pairs, split_pairs
 from rw_tf.data.interactions import stdlib_import_interactions
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
 from rw_tf.data.labelled import docstring_summary_pairs, documentation_source_examples
@@ -75,13 +74,7 @@ def _write_interactions(config: PipelineConfig, paths: Dict[str, str]) -> Dict[s
 
 
 def _write_image_text(config: PipelineConfig, paths: Dict[str, str]) -> Dict[str, int]:
-    rows, rejected = [], collections.Counter()
-    for row in digit_pairs():
-        reason = check_image(row["image"])
-        if reason is None:
-            rows.append(row)
-        else:
-            rejected[reason] += 1
+    rows, rejected = checked_pairs(digit_pairs())
     train, evaluation = split_pairs(rows, config.multimodal_eval_fraction, config.seed)
     rng = np.random.default_rng(config.seed)
     report = {"multimodal_rejected_images": sum(rejected.values())}

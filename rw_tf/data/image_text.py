@@ -18,6 +18,7 @@ Example:
 """
 from __future__ import annotations
 
+import collections
 import importlib.util
 import os
 import random
@@ -25,6 +26,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+
+from rw_tf.data.images import check_image
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 CAPTION_TEMPLATES = ("a handwritten digit {}", "the number {} written by hand", "a scanned {}",
@@ -107,6 +110,18 @@ def face_pairs() -> List[Dict]:
                      "caption": "a photo of a face" if face else "a photo of something that is not a face",
                      "label": int(face)})
     return rows
+
+
+def checked_pairs(rows: Sequence[Dict]) -> Tuple[List[Dict], Dict[str, int]]:
+    """The rows whose image passes ``rw_tf.data.images.check_image``, and the others counted by reason."""
+    kept, rejected = [], collections.Counter()
+    for row in rows:
+        reason = check_image(row["image"])
+        if reason is None:
+            kept.append(row)
+        else:
+            rejected[reason] += 1
+    return kept, dict(rejected)
 
 
 def split_pairs(rows: Sequence[Dict], eval_fraction: float, seed: int) -> Tuple[List[Dict], List[Dict]]:

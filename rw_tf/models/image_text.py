@@ -94,15 +94,25 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
         return ops.exp(ops.minimum(ops.cast(self.log_logit_scale, "float32"), math.log(MAX_LOGIT_SCALE)))
 
     def embed_image(self, images: Any, training: Optional[bool] = None) -> Any:
-        return unit_vectors(self.image_projection(self.image_encoder(images, training=training)["pooled_output"]))
+        return self.project_image(self.image_encoder(images, training=training)["pooled_output"])
 
     def embed_text(self, text: Dict[str, Any], training: Optional[bool] = None) -> Any:
-        states = self.text_encoder(text, training=training)["sequence_output"]
-        return unit_vectors(self.text_projection(masked_mean(states, text["padding_mask"])))
+        return self.project_text(self.text_encoder(text, training=training)["sequence_output"], text["padding_mask"])
+
+    def project_image(self, pooled: Any) -> Any:
+        """Pooled image state [batch, hidden] -> aligned unit vector [batch, projection_dim]."""
+        return unit_vectors(self.image_projection(pooled))
+
+    def project_text(self, states: Any, padding_mask: Any) -> Any:
+        """Text token states [batch, seq, hidden] -> aligned unit vector (mean over real tokens)."""
+        return unit_vectors(self.text_projection(masked_mean(states, padding_mask)))
+
+    def aligned_pair(self, image_embedding: Any, text_embedding: Any) -> Any:
+        """[batch, 2, dim]: the image side scaled by the learned logit scale, for ``InfoNCELoss(1.0)``."""
+        return ops.stack([image_embedding * self.logit_scale(), text_embedding], axis=1)
 
     def call(self, inputs: Dict[str, Any], training: Optional[bool] = None) -> Any:
-        images = self.embed_image(inputs["image"], training) * self.logit_scale()
-        return ops.stack([images, self.embed_text(inputs["text"], training)], axis=1)
+        return self.aligned_pair(self.embed_image(inputs["image"], training), self.embed_text(inputs["text"], training))
 
     def fuse(self, images: Any, text: Dict[str, Any], training: Optional[bool] = None) -> Any:
         """The fused representation of image-text pairs (see the class docstring)."""
@@ -241,9 +251,8 @@ class ImageTextMatcher(OptimizerOnlyCompileConfig, keras.Model):
         states = backbone.text_encoder(both, training=training)["sequence_output"]
         batch = ops.shape(inputs["image"])[0]
         true_states, true_mask = states[:batch], both["padding_mask"][:batch]
-        image_embedding = unit_vectors(backbone.image_projection(image_output["pooled_output"]))
-        text_embedding = unit_vectors(backbone.text_projection(masked_mean(true_states, true_mask)))
-        alignment = ops.stack([image_embedding * backbone.logit_scale(), text_embedding], axis=1)
+        alignment = backbone.aligned_pair(backbone.project_image(image_output["pooled_output"]),
+                                          backbone.project_text(true_states, true_mask))
         positive = self.match_logits(image_output, true_states, true_mask, training)
         negative = self.match_logits(image_output, states[batch:], both["padding_mask"][batch:], training)
         return {"alignment": alignment, "match": ops.stack([positive, negative], axis=1)}

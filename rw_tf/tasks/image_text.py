@@ -19,7 +19,7 @@ image_only or text_only; ``benchmarks/multimodal_fusion.py`` compares them on on
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Hashable, List, Optional, Sequence
+from typing import Any, Dict, Hashable, Optional, Sequence
 
 import keras
 import numpy as np
@@ -27,8 +27,8 @@ import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import ENCODER_PRESETS, DictConfig
-from rw_tf.data.image_text import IMAGE_TEXT_DATASETS, split_pairs
-from rw_tf.data.images import check_image, decode_images
+from rw_tf.data.image_text import IMAGE_TEXT_DATASETS, checked_pairs, split_pairs
+from rw_tf.data.images import decode_images
 from rw_tf.data.text_inputs import single_segment_inputs, with_static_batch
 from rw_tf.export.base import save_export
 from rw_tf.export.image_text import ImageTextExport
@@ -152,15 +152,7 @@ class ImageTextTask(Task):
             self.max_sequence_length = self.examples.max_sequence_length
             self.image_size = int(self.examples.tft_output.transformed_feature_spec()["image"].shape[0])
             return {"vocab_size": self.tokenizer.vocab_size, "image_size": self.image_size}
-        rows = IMAGE_TEXT_DATASETS[cfg.images]()[:cfg.max_pairs]
-        rejects: Dict[str, int] = {}
-        kept: List[Dict] = []
-        for row in rows:
-            reason = check_image(row["image"])
-            if reason is None:
-                kept.append(row)
-            else:
-                rejects[reason] = rejects.get(reason, 0) + 1
+        kept, rejects = checked_pairs(IMAGE_TEXT_DATASETS[cfg.images]()[:cfg.max_pairs])
         self.train_rows, self.eval_rows = split_pairs(kept, cfg.eval_fraction, trainer.seed)
         self.tokenizer = pretrained_tokenizer(self.init_from)
         rng = np.random.default_rng(trainer.seed)

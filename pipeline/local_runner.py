@@ -11,8 +11,12 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import sys
-from typing import Dict, List, Optional, TextIO
+import tempfile
+from typing import Dict, Iterator, List, Optional, TextIO
 
 from tfx import v1 as tfx
 
@@ -22,16 +26,37 @@ from rw_tf_pipeline.pipeline import create_pipeline
 from rw_tf_pipeline.progress import ComponentProgress
 
 
+@contextlib.contextmanager
+def scratch_tempdir() -> Iterator[str]:
+    """Points ``tempfile`` (and TMPDIR, which Beam's worker processes inherit) at a fresh directory
+    and deletes it afterwards. Why: every Beam-based TFX executor whose args name no dependency
+    package builds a ~40 MB source package of TFX under the temp dir and never deletes it; a local
+    run of every kind left gigabytes in /tmp (and filled the disk of a CI machine)."""
+    scratch = tempfile.mkdtemp(prefix="rw-tf-run-")
+    saved_tempdir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = scratch, scratch
+    try:
+        yield scratch
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def run_pipeline(kind: str, config: PipelineConfig, out: Optional[TextIO] = None) -> Dict[str, Dict]:
     """Runs one pipeline to completion (raises if a component fails) and summarizes it per stage;
     with ``out``, prints a line per component as it starts and finishes."""
     pipeline = create_pipeline(kind, config)
-    if out is None:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
-    else:
-        out.write(f"{config.pipeline_name(kind)}\n")
-        with ComponentProgress(out, prefix="  ").attached():
+    with scratch_tempdir():
+        if out is None:
             tfx.orchestration.LocalDagRunner().run(pipeline)
+        else:
+            out.write(f"{config.pipeline_name(kind)}\n")
+            with ComponentProgress(out, prefix="  ").attached():
+                tfx.orchestration.LocalDagRunner().run(pipeline)
     return run_summary(config, kind)
 
 

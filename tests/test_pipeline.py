@@ -134,3 +134,20 @@ def test_prepared_splits_do_not_leak(tmp_path):
     assert report["removed"]["duplicate_sentences"] > 0 and report["eval_pairs"] == len(evaluation)
     finetune_train = {r["text"] for r in read("finetune/train")}
     assert not finetune_train & {r["text"] for r in read("finetune/eval")}
+
+
+def test_local_runs_leave_no_tfx_packages_in_the_temp_dir():
+    """Every Beam-based TFX executor builds a ~40 MB source package of TFX in the temp dir and never
+    deletes it; the local runner scopes the temp dir to the run."""
+    import tempfile
+
+    from tfx.utils import dependency_utils
+
+    from rw_tf_pipeline.local_runner import scratch_tempdir
+
+    outside = tempfile.gettempdir()
+    with scratch_tempdir() as scratch:
+        package = dependency_utils.build_ephemeral_package()
+        assert package.startswith(scratch + os.sep) and os.path.exists(package)
+        assert os.environ["TMPDIR"] == scratch
+    assert not os.path.exists(scratch) and tempfile.gettempdir() == outside

@@ -59,7 +59,10 @@ class ExportModule(tf.Module, metaclass=abc.ABCMeta):
     def __init__(self, model: keras.Model, tokenizer: WordPieceTokenizer, max_sequence_length: int,
                  linker=None, transform_output=None, label_keys: Sequence[str] = ()) -> None:
         super().__init__()
-        self.model = model
+        # Serving needs the weights, not the optimizer's slots (which would triple the SavedModel):
+        # the model stays untracked and only its variables are, as keras.export.ExportArchive does.
+        object.__setattr__(self, "model", model)
+        self.model_variables = list(model.variables)
         self.tokenizer = tokenizer
         self.max_sequence_length = int(max_sequence_length)
         self.linker = linker
@@ -125,11 +128,25 @@ def save_export(module: ExportModule, export_dir: str) -> str:
     extra = os.path.join(export_dir, ASSETS_EXTRA)
     tf.io.gfile.makedirs(extra)
     for filename, model in module.keras_models().items():
-        model.save(os.path.join(extra, filename))
+        _save_without_optimizer_state(model, os.path.join(extra, filename))
     settings = {k: v for k, v in module.tokenizer.get_config().items() if k != "vocab_file"}
     with tf.io.gfile.GFile(os.path.join(extra, "tokenizer.json"), "w") as f:
         json.dump(settings, f)  # load_pretrained_encoder rebuilds the tokenizer with assets/vocab.txt
     return export_dir
+
+
+def _save_without_optimizer_state(model: keras.Model, path: str) -> None:
+    """Saves ``model`` with its compile settings but without the optimizer's slot variables (Adam's
+    two moments would triple the file); whoever fine-tunes an export starts a fresh optimizer."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        model.save(path)
+        return
+    model.optimizer = None
+    try:
+        model.save(path)
+    finally:
+        model.optimizer = optimizer
 
 
 def find_keras_file(path: str, name: str = "encoder.keras") -> str:

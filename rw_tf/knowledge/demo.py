@@ -7,17 +7,26 @@ of ``sentences_per_document``. Training text comes from the train triples, evalu
 the test triples only, so the language model never read the evaluated facts; the knowledge model
 (TransE) is trained on the train triples too. Aliases: each entity label links to its entity.
 
+The domain's downstream task (``triple_classification_rows``): is a sentence "<head> <relation
+words> <tail>." a fact? Positives are triples, negatives the same triple with its head or tail
+replaced so that it is in no split (filtered corruption, as in knowledge-graph evaluation). Training
+rows come from the train triples, evaluation rows from the test triples; a sentence is never on
+both sides (two relations can share words once digits are stripped).
+
 Example:
     >>> demo = nations_demo()
     >>> len(demo.entity_to_id), demo.train_documents[0][0].endswith(".")
     (14, True)
+    >>> train, evaluation = triple_classification_rows(demo)
+    >>> sorted({row["label"] for row in evaluation}), sum(row["label"] for row in evaluation) <= len(demo.test)
+    ([0, 1], True)
 """
 from __future__ import annotations
 
 import dataclasses
 import random
 import re
-from typing import Dict, List
+from typing import Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -63,3 +72,46 @@ def nations_demo(sentences_per_document: int = 8, seed: int = 0) -> DomainDemo:
     return DomainDemo(train, valid, test, train.entity_to_id, dict(train.entity_to_id),
                       triples_to_documents(train, train.triples, sentences_per_document, seed),
                       triples_to_documents(train, test.triples, sentences_per_document, seed + 1))
+
+
+def triple_sentence(kg: KnowledgeGraph, triple) -> str:
+    entities = {i: e for e, i in kg.entity_to_id.items()}
+    relations = {i: r for r, i in kg.relation_to_id.items()}
+    h, r, t = (int(x) for x in triple)
+    return f"{entities[h]} {relation_words(relations[r])} {entities[t]}."
+
+
+def _corrupted(triple, known: Set[Tuple[int, int, int]], num_entities: int, rng: random.Random
+               ) -> Optional[Tuple[int, int, int]]:
+    h, r, t = (int(x) for x in triple)
+    candidates = [(e, r, t) for e in range(num_entities) if e != h] + [(h, r, e) for e in range(num_entities) if e != t]
+    candidates = [c for c in candidates if c not in known]
+    return rng.choice(candidates) if candidates else None
+
+
+def triple_classification_rows(demo: DomainDemo, max_train: Optional[int] = None, seed: int = 0
+                               ) -> Tuple[List[Dict], List[Dict]]:
+    """(train rows, evaluation rows) of ``{"text", "label"}`` (1: a fact, 0: a filtered corruption),
+    one corruption per triple; train from the train triples (at most ``max_train`` of them), eval
+    from the test triples. Sentences of the training side never occur in evaluation."""
+    rng = random.Random(seed)
+    known = {tuple(int(x) for x in row) for kg in (demo.train, demo.valid, demo.test) for row in kg.triples}
+    kg, num_entities = demo.train, len(demo.entity_to_id)
+
+    def rows_of(triples, exclude: Set[str]) -> List[Dict]:
+        rows, seen = [], set(exclude)
+        for triple in triples:
+            negative = _corrupted(triple, known, num_entities, rng)
+            pair = [(triple_sentence(kg, triple), 1)] + ([(triple_sentence(kg, negative), 0)] if negative else [])
+            for text, label in pair:
+                if text not in seen:
+                    seen.add(text)
+                    rows.append({"text": text, "label": label})
+        return rows
+
+    evaluation = rows_of(demo.test.triples, set())
+    train_triples = list(demo.train.triples)
+    rng.shuffle(train_triples)
+    train = rows_of(train_triples[:max_train] if max_train else train_triples, {r["text"] for r in evaluation})
+    rng.shuffle(train)
+    return train, evaluation

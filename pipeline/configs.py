@@ -31,9 +31,11 @@ from rw_tf.data.transform_fns import (
     TextTransformConfig,
 )
 from rw_tf.tasks import (
+    ClassificationTask,
     ClassificationTaskConfig,
     ImageTextTask,
     ImageTextTaskConfig,
+    PretrainingTask,
     PretrainingTaskConfig,
     RecommendationTask,
     RecommendationTaskConfig,
@@ -49,7 +51,11 @@ STAGES = ("pretrain", "finetune")   # the main job's stages (`--kind all`)
 # contrastive fine-tuning of a pretrained checkpoint on (query, item, negative) examples) and
 # recommendation (a two-tower recommender on the standard library's import graph) and multimodal
 # (image-text matching with cross-attention fusion on handwritten digits and their captions).
-KINDS = STAGES + ("recipe", "embedding", "recommendation", "multimodal")
+# domain: the recipe's stages 2 and 3 on the Nations demo from a pushed general model (f_K,
+# domain pretraining with KD from it, f_K fine-tuned on the triple task, refined fine-tuning with KD).
+KINDS = STAGES + ("recipe", "domain", "embedding", "recommendation", "multimodal")
+# The domain kind's gated and pushed stages -> the examples each trains on.
+DOMAIN_STAGES = {"knowledge_model": "domain", "domain": "domain", "refined": "triples"}
 DEFAULT_IMAGE = "gcr.io/tfx-oss-public/tfx:1.16.0"
 
 
@@ -118,6 +124,22 @@ class PipelineConfig(DictConfig):
     multimodal_image_size: int = 32
     multimodal_caption_length: int = 16
     multimodal_eval_fraction: float = 0.2
+    # The domain kind (rw_tf.recipe's stages 2 and 3): domain text (segments of two Nations facts)
+    # and the triple-classification task, both read with the general model's vocabulary.
+    domain_train_steps: int = 300
+    domain_eval_steps: int = 8
+    domain_learning_rate: float = 1e-3
+    domain_max_sequence_length: int = 64
+    domain_target_words: int = 8
+    triples_train_steps: int = 300
+    triples_eval_steps: int = 8
+    triples_learning_rate: float = 1e-3
+    triples_max_sequence_length: int = 32
+    kd_weight: float = 0.5               # alpha, domain pretraining
+    refined_kd_weight: float = 0.5       # beta, refined fine-tuning
+    kd_temperature: float = 2.0
+    triples_accuracy_lower_bound: float = 0.55
+    triples_auc_lower_bound: float = 0.55
     multimodal_train_steps: int = 400
     multimodal_eval_steps: int = 12
     multimodal_learning_rate: float = 1e-3
@@ -166,7 +188,48 @@ class PipelineConfig(DictConfig):
         return os.path.join(self.data_dir, kind)
 
     def schema_file(self, kind: str) -> str:
+        # The domain kind's examples have the pretraining and fine-tuning columns.
+        kind = {"domain": "pretrain", "triples": "finetune"}.get(kind, kind)
         return os.path.join(self.schema_dir, kind, "schema.pbtxt")
+
+    @property
+    def domain_knowledge_dir(self) -> str:
+        """The Nations alias table and TransE model of the domain kind (PrepareData writes them)."""
+        return os.path.join(self.data_dir, "nations_kg")
+
+    def domain_knowledge(self) -> Dict[str, str]:
+        return {"alias_file": os.path.join(self.domain_knowledge_dir, "aliases.tsv"),
+                "knowledge_dir": os.path.join(self.domain_knowledge_dir, "transe")}
+
+    def domain_transform_config(self, data_kind: str, vocab_file: str):
+        """Transform of the domain kind's ``domain`` (pretraining) or ``triples`` (classification)
+        examples, in knowledge mode, with the general model's vocabulary."""
+        if data_kind == "domain":
+            return PretrainingTransformConfig(
+                vocab_file=vocab_file, max_sequence_length=self.domain_max_sequence_length,
+                max_predictions_per_seq=self.max_predictions_per_seq, seed=self.seed, **self.domain_knowledge())
+        return TextTransformConfig(vocab_file=vocab_file, max_sequence_length=self.triples_max_sequence_length,
+                                   **self.domain_knowledge())
+
+    def domain_trainer_contract(self, step: str) -> TrainerContract:
+        """The domain kind's four Trainers: ``knowledge_model`` (f_K), ``domain`` (+ KD from f_K),
+        ``knowledge_classifier`` (f_K on the task) and ``refined`` (+ KD from it). The teachers
+        reach ``kd_teacher`` through the DistillationTrainer's teacher_model input."""
+        pretraining = step in ("knowledge_model", "domain")
+        trainer = self._one_epoch_trainer(PretrainingTask if pretraining else ClassificationTask,
+                                          self.domain_learning_rate if pretraining else self.triples_learning_rate)
+        trainer = dataclasses.replace(trainer, warmup_steps=self.warmup_steps)
+        if pretraining:
+            distil = {"kd_weight": self.kd_weight, "kd_temperature": self.kd_temperature} if step == "domain" else {}
+            return TrainerContract("pretraining", PretrainingTaskConfig(
+                max_sequence_length=self.domain_max_sequence_length,
+                max_predictions_per_seq=self.max_predictions_per_seq, knowledge_fusion=self.knowledge_fusion,
+                knowledge_layers=tuple(self.knowledge_layers), **distil, **self.domain_knowledge()), trainer)
+        distil = ({"kd_weight": self.refined_kd_weight, "kd_temperature": self.kd_temperature}
+                  if step == "refined" else {})
+        return TrainerContract("classification", ClassificationTaskConfig(
+            num_classes=2, max_sequence_length=self.triples_max_sequence_length, **distil,
+            **self.domain_knowledge()), trainer)
 
     def pipeline_name(self, kind: str) -> str:
         return f"{self.name}-{kind}"

@@ -14,7 +14,7 @@ import ml_metadata as mlmd
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 
-from rw_tf_pipeline.configs import STAGES, PipelineConfig
+from rw_tf_pipeline.configs import DOMAIN_STAGES, STAGES, PipelineConfig
 from rw_tf_pipeline.pipeline import gate_metrics
 
 
@@ -71,10 +71,12 @@ def evaluated_metrics(evaluation_uri: str, names: List[str]) -> Dict[str, Option
 
 def stage_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str, stage: str) -> Dict:
     """What the newest run of one stage of pipeline ``kind`` produced (see the module docstring)."""
-    name, suffix = config.pipeline_name(kind), f"_{stage}" if kind == "recipe" else ""
-    latest = lambda node, type_name: (node_outputs(store, name, node + suffix, type_name) or [None])[-1]
+    name, suffix = config.pipeline_name(kind), f"_{stage}" if kind in ("recipe", "domain") else ""
+    latest = lambda node, type_name, end=suffix: (node_outputs(store, name, node + end, type_name) or [None])[-1]
     blessing, pushed = latest("Evaluator", "ModelBlessing"), latest("Pusher", "PushedModel")
-    evaluation, examples = latest("Evaluator", "ModelEvaluation"), latest("FileBasedExampleGen", "Examples")
+    examples_suffix = f"_{DOMAIN_STAGES[stage]}" if kind == "domain" else suffix  # shared ExampleGens
+    evaluation, examples = (latest("Evaluator", "ModelEvaluation"),
+                            latest("FileBasedExampleGen", "Examples", examples_suffix))
     bounds = gate_metrics(stage, config)
     values = evaluated_metrics(evaluation.uri, list(bounds)) if evaluation is not None else {}
     serving_dir = config.serving_dir(stage)
@@ -95,4 +97,5 @@ def stage_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str, 
 def run_summary(config: PipelineConfig, kind: str) -> Dict[str, Dict]:
     """stage -> summary of the newest run of pipeline ``kind`` (a recipe has both stages)."""
     store = open_store(config.metadata_path)
-    return {stage: stage_summary(store, config, kind, stage) for stage in (STAGES if kind == "recipe" else (kind,))}
+    stages = {"recipe": STAGES, "domain": tuple(DOMAIN_STAGES)}.get(kind, (kind,))
+    return {stage: stage_summary(store, config, kind, stage) for stage in stages}

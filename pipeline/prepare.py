@@ -40,7 +40,7 @@ from rw_tf.data.labelled import docstring_summary_pairs, documentation_source_ex
 from rw_tf.data.multilingual import multilingual_documents
 from rw_tf.data.segment_pairs import segment_pair_candidates
 from rw_tf.data.splits import split_by_group, split_documents
-from rw_tf.knowledge.demo import nations_demo
+from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
 from rw_tf.tasks.image_text import other_class_rows
 from rw_tf.tasks.sentence_embedding import with_hard_negatives
@@ -51,7 +51,7 @@ SPLITS = ("train", "eval")
 
 
 DATA_KINDS = STAGES + ("embedding", "recommendation", "multimodal")
-_FILE_NAMES = {"finetune": "labelled.jsonl", "recommendation": "examples.jsonl"}
+_FILE_NAMES = {"finetune": "labelled.jsonl", "triples": "labelled.jsonl", "recommendation": "examples.jsonl"}
 
 
 def input_file(config: PipelineConfig, kind: str, split: str) -> str:
@@ -87,17 +87,44 @@ def _write_image_text(config: PipelineConfig, paths: Dict[str, str]) -> Dict[str
     return report
 
 
-def _nations_documents(config: PipelineConfig):
-    """The Nations domain demo: its documents, an alias table and a TransE model (train triples)."""
-    demo = nations_demo(seed=config.seed)
-    if not tf.io.gfile.exists(config.alias_file):
-        tf.io.gfile.makedirs(os.path.dirname(config.alias_file))
-        with tf.io.gfile.GFile(config.alias_file, "w") as f:
+def _nations_knowledge(alias_file: str, knowledge_dir: str, seed: int):
+    """The Nations domain demo with its alias table and a TransE model (train triples) written."""
+    demo = nations_demo(seed=seed)
+    if not tf.io.gfile.exists(alias_file):
+        tf.io.gfile.makedirs(os.path.dirname(alias_file))
+        with tf.io.gfile.GFile(alias_file, "w") as f:
             f.write("".join(f"{alias}\t{alias}\n" for alias in sorted(demo.alias_to_entity)))
-    if not tf.io.gfile.exists(os.path.join(config.knowledge_dir, "transe.keras")):
-        train_transe(TransEConfig(dataset="nations", embedding_dim=32, epochs=100, seed=config.seed),
-                     config.knowledge_dir, verbose=0)
-    return demo.train_documents
+    if not tf.io.gfile.exists(os.path.join(knowledge_dir, "transe.keras")):
+        train_transe(TransEConfig(dataset="nations", embedding_dim=32, epochs=100, seed=seed), knowledge_dir, verbose=0)
+    return demo
+
+
+def _nations_documents(config: PipelineConfig):
+    return _nations_knowledge(config.alias_file, config.knowledge_dir, config.seed).train_documents
+
+
+def prepare_domain_data(config: PipelineConfig) -> Dict[str, str]:
+    """The domain kind's inputs: ``domain/{train,eval}/pairs.jsonl`` (segment pairs of the Nations
+    text; evaluation text states only the held-out test facts), ``triples/{train,eval}/labelled.jsonl``
+    (triple classification: facts and filtered corruptions, test facts only in eval) and the alias
+    table + TransE model in ``nations_kg/``. No vocabulary: the general model's is used."""
+    paths = {f"{kind}/{split}": input_file(config, kind, split) for kind in ("domain", "triples") for split in SPLITS}
+    paths["report"] = os.path.join(config.examples_dir("domain"), "domain_report.json")
+    knowledge = config.domain_knowledge()
+    demo = _nations_knowledge(knowledge["alias_file"], knowledge["knowledge_dir"], config.seed)
+    if all(tf.io.gfile.exists(p) for p in paths.values()):
+        return paths
+    report = {}
+    for split, docs, seed in (("train", demo.train_documents, config.seed), ("eval", demo.eval_documents,
+                                                                              config.seed + 1)):
+        pairs = segment_pair_candidates(docs, config.domain_target_words, seed)
+        report[f"domain_{split}_pairs"] = write_jsonl(columns_to_rows(pairs), paths[f"domain/{split}"])
+    train_rows, eval_rows = triple_classification_rows(demo, seed=config.seed)
+    report["triples_train"] = write_jsonl(train_rows, paths["triples/train"])
+    report["triples_eval"] = write_jsonl(eval_rows, paths["triples/eval"])
+    with tf.io.gfile.GFile(paths["report"], "w") as f:
+        json.dump(report, f, indent=2)
+    return paths
 
 
 def prepare_data(config: PipelineConfig) -> Dict[str, str]:

@@ -91,3 +91,53 @@ def test_unsupported_or_mismatched_checkpoints_fail_clearly(tmp_path):
         load_hf_bert(str(wrong))
     with pytest.raises(FileNotFoundError):
         load_hf_bert(str(tmp_path))
+
+
+MASKED_TEXTS = ["The capital of France is [MASK].", "A [MASK] [MASK] is used for iteration in Python.",
+                "Café [MASK] vu, naïve façades!", "[MASK] lists are mutable; tuples are [MASK]."]
+
+
+@pytest.fixture(scope="module")
+def mlm_reference(tmp_path_factory):
+    """A checkpoint with a cls.predictions head, saved by transformers, and its logits there."""
+    subprocess.run(["bash", os.path.join(ROOT, "scripts", "ensure_reference_env.sh")], check=True)
+    tmp = tmp_path_factory.mktemp("mlm")
+    (tmp / "texts.json").write_text(json.dumps(MASKED_TEXTS, ensure_ascii=False), encoding="utf-8")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    subprocess.run([os.path.join(ROOT, ".venv-ref", "bin", "python"),
+                    os.path.join(ROOT, "benchmarks", "reference", "hf_mlm_reference.py"),
+                    minilm_checkpoint_dir(), str(tmp / "ckpt"), str(tmp / "texts.json"), str(tmp / "ref.npz")],
+                   check=True, env=env, timeout=900, capture_output=True)
+    return str(tmp / "ckpt"), np.load(tmp / "ref.npz")
+
+
+def test_masked_lm_head_logits_match_reference(mlm_reference):
+    from rw_tf.applications.fill_mask import fill_mask, masked_text_inputs
+    from rw_tf.checkpoints import hf_bert_masked_lm, hf_bert_tokenizer, pretrained_task_model
+
+    checkpoint, reference = mlm_reference
+    model, tokenizer = hf_bert_masked_lm(checkpoint), hf_bert_tokenizer(checkpoint)
+    inputs = masked_text_inputs(tokenizer, tf.constant(MASKED_TEXTS), 64)
+    logits = model({k: v for k, v in inputs.items() if k != "mask_weights"}, training=False)["mlm"].numpy()
+    max_diff = 0.0
+    for i, _ in enumerate(MASKED_TEXTS):
+        n, expected = int(inputs["padding_mask"][i].numpy().sum()), reference[f"logits_{i}"]
+        assert inputs["token_ids"][i, :n].numpy().tolist() == reference[f"ids_{i}"].tolist(), MASKED_TEXTS[i]
+        max_diff = max(max_diff, float(np.abs(logits[i, :len(expected)] - expected).max()))
+    print(f"max |MLM logit diff| {max_diff:.2e}")
+    assert max_diff < 1e-4
+    # Fill-mask with the imported head proposes the reference's most likely pieces, in order.
+    suggestions = fill_mask(model, tokenizer, MASKED_TEXTS[:1], top_k=5)[0][0]
+    reference_top = [tokenizer.vocabulary[j] for j in np.argsort(-reference["logits_0"][0])[:5]]
+    assert [piece for piece, _ in suggestions] == reference_top
+    # The same head is a start point for continued pretraining (rw-tf pretrain --init-from CHECKPOINT).
+    again = pretrained_task_model(checkpoint)
+    np.testing.assert_array_equal(again.mlm_head.output_bias.numpy(), model.mlm_head.output_bias.numpy())
+
+
+def test_encoder_only_checkpoints_have_no_masked_lm_head():
+    from rw_tf.checkpoints import has_masked_lm_head, hf_bert_masked_lm
+
+    assert not has_masked_lm_head(minilm_checkpoint_dir())
+    with pytest.raises(UnsupportedCheckpointError, match="no masked-LM head"):
+        hf_bert_masked_lm(minilm_checkpoint_dir())

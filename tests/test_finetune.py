@@ -75,13 +75,31 @@ def test_bad_rows_are_counted_and_bad_configs_fail(tmp_path):
 
 
 def test_refined_finetuning_with_a_knowledge_teacher(finetuned, tmp_path):
+    """The logged KD term is T^2 KL(teacher || student) over the classes, from the teacher's logits."""
+    import keras
+
     out, _ = finetuned
-    result = finetune(tmp_path, {"max_sequence_length": 32, "max_examples_per_class": 60,
-                                 "kd_teacher": str(out / "model.keras"), "kd_weight": 0.5, "kd_temperature": 2.0},
-                      batch_size=16, epochs=1, steps_per_epoch=5)
-    assert {"task_loss", "kd_loss"} <= set(result["history"]) and result["history"]["kd_loss"][0] > 0
+    config = {"max_sequence_length": 32, "max_examples_per_class": 60, "kd_teacher": str(out / "model.keras"),
+              "kd_weight": 0.5, "kd_temperature": 2.0}
+    task = ClassificationTask(ClassificationTaskConfig(**config))
+    result = run_task(task, task.trainer_config(batch_size=16, epochs=1, steps_per_epoch=5), str(tmp_path), verbose=0)
+    assert {"task_loss", "kd_loss"} <= set(result["history"])
+    teacher = keras.saving.load_model(str(out / "model.keras"), compile=False)
+    student = keras.saving.load_model(str(tmp_path / "model.keras"))
+    x, y = next(iter(task.dataset("eval", 16)))
+    np.testing.assert_allclose(y["kd"], teacher(x, training=False), rtol=1e-5, atol=1e-5)
+    t, s = np.asarray(y["kd"]) / 2.0, np.asarray(student(x, training=False)["task"]) / 2.0
+    log_p, log_q = (v - np.log(np.exp(v).sum(-1, keepdims=True)) for v in (t, s))
+    expected = float(np.mean(4.0 * np.sum(np.exp(log_p) * (log_p - log_q), -1)))
+    logged = student.evaluate(tf.data.Dataset.from_tensors((x, y)), verbose=0, return_dict=True)["kd_loss"]
+    assert expected > 1e-4 and logged == pytest.approx(expected, rel=1e-4)
     probs = tf.saved_model.load(result["export_dir"]).signatures["classify_text"](text=tf.constant(["a"]))
     assert probs["probabilities"].shape == (1, 2)
+    # The teacher is checked against the task: another label set is an error, not a silent mismatch.
+    with pytest.raises(ValueError, match="predicts 2 single-label classes"):
+        bad = ClassificationTask(ClassificationTaskConfig(**{**config, "multi_label": True, "max_examples": 60}))
+        bad.prepare(str(tmp_path / "bad"), bad.trainer_config())
+        bad.build_model()
 
 
 def test_multi_label_on_unicode_character_names(tmp_path):

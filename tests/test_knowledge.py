@@ -97,6 +97,29 @@ def test_gate_limits(bias, expect):
     np.testing.assert_allclose(masked[0, 2], h[0, 2], atol=1e-6)   # tokens without an entity stay h
 
 
+def test_fusion_layers_compute_their_formulas():
+    """h' = act(W_h h + b + W_k (W_p e)) (additive) and g h + (1 - g) k, g = sigmoid(W_g [h; k] + b_g)
+    (gated), with random weights; tokens without an entity keep h."""
+    h, e, mask = _fusion_inputs()
+    rng = np.random.default_rng(1)
+    additive = AdditiveKnowledgeFusion(8, activation="tanh")
+    additive(h, e, mask)
+    additive.set_weights([rng.normal(size=w.shape).astype("float32") for w in additive.get_weights()])
+    k = e @ additive.projection.kernel.numpy()
+    expected = np.tanh(h @ additive.hidden_dense.kernel.numpy() + additive.hidden_dense.bias.numpy()
+                       + k @ additive.knowledge_dense.kernel.numpy())
+    expected = np.where(mask[..., None] > 0, expected, h)
+    np.testing.assert_allclose(additive(h, e, mask), expected, rtol=1e-5, atol=1e-5)
+    gated = GatedKnowledgeFusion(8)
+    gated(h, e, mask)
+    gated.set_weights([rng.normal(size=w.shape).astype("float32") for w in gated.get_weights()])
+    k = e @ gated.projection.kernel.numpy()
+    g = 1 / (1 + np.exp(-(np.concatenate([h, k], -1) @ gated.gate.kernel.numpy() + gated.gate.bias.numpy())))
+    expected = np.where(mask[..., None] > 0, g * h + (1 - g) * k, h)
+    assert 0.05 < g.mean() < 0.95     # a real mix, not a limit
+    np.testing.assert_allclose(gated(h, e, mask), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_fusion_layers_round_trip():
     h, e, mask = _fusion_inputs()
     for layer in (GatedKnowledgeFusion(8), AdditiveKnowledgeFusion(8, activation="tanh")):
@@ -119,6 +142,11 @@ def test_kd_loss_zero_for_identical_positive_otherwise():
     assert value > 0 and value == pytest.approx(4 * np.mean(np.sum(p * np.log(p / q), -1)), rel=1e-4)
     with pytest.raises(ValueError):
         KnowledgeDistillationLoss(temperature=0.0)
+    # Multi-label: one Bernoulli per label, their KLs summed, T^2 as above.
+    bernoulli = float(KnowledgeDistillationLoss(temperature=2.0, distribution="sigmoid")(teacher, student))
+    p, q = 1 / (1 + np.exp(-teacher / 2)), 1 / (1 + np.exp(-student / 2))
+    per_label = p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
+    assert bernoulli == pytest.approx(4 * np.mean(np.sum(per_label, -1)), rel=1e-4)
 
 
 def test_kg_cli_train_and_eval(tmp_path, capsys):

@@ -10,10 +10,16 @@ from tfx import v1 as tfx
 from tfx.dsl.component.experimental.decorators import component
 
 from rw_tf_pipeline.configs import PipelineConfig
-from rw_tf_pipeline.prepare import prepare_data
+from rw_tf_pipeline.prepare import prepare_data, prepare_domain_data
 
 
 @component
-def PrepareData(pipeline_config: tfx.dsl.components.Parameter[str]) -> None:  # noqa: N802 (TFX naming)
-    """Prepares the data described by ``pipeline_config`` (a ``PipelineConfig`` as JSON)."""
-    prepare_data(PipelineConfig.from_dict(json.loads(pipeline_config), "the PrepareData step"))
+def PrepareData(pipeline_config: tfx.dsl.components.Parameter[str],  # noqa: N802 (TFX naming)
+                kind: tfx.dsl.components.Parameter[str] = "all") -> None:
+    """Prepares the data described by ``pipeline_config`` (a ``PipelineConfig`` as JSON) for the
+    pipeline ``kind`` (the domain kind reads the Nations demo; the others the configured corpus)."""
+    config = PipelineConfig.from_dict(json.loads(pipeline_config), "the PrepareData step")
+    if kind == "domain":
+        prepare_domain_data(config)
+    else:
+        prepare_data(config)

@@ -3,7 +3,11 @@
 A checkpoint folder holds ``config.json``, ``vocab.txt`` and ``model.safetensors`` (read with
 ``safetensors.numpy``; no PyTorch needed). Supported: ``model_type`` "bert" with absolute
 positions and exact GELU (BERT, MiniLM, ...); anything else raises ``UnsupportedCheckpointError``.
-Every weight's shape is checked before assignment.
+Every weight's shape is checked before assignment. ``hf_bert_masked_lm`` also maps the masked-LM
+head (``cls.predictions``: transform dense, GELU, LayerNorm, output bias; the decoder is tied to the
+word embeddings as in BERT) into a ``PretrainingModel``, so fill-mask and continued pretraining
+start from the checkpoint's own head; checkpoints without one (e.g. sentence-transformers models)
+raise ``UnsupportedCheckpointError``.
 
 Example:
     >>> encoder, tokenizer = load_hf_bert(minilm_checkpoint_dir())     # all-MiniLM-L6-v2, offline
@@ -19,6 +23,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from rw_tf.models.pretraining import PretrainingModel
 from rw_tf.networks.encoder import TransformerEncoder
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
@@ -54,15 +59,52 @@ def read_bert_config(checkpoint_dir: str) -> Dict:
     return config
 
 
-def _weights(checkpoint_dir: str) -> Dict[str, np.ndarray]:
+def _all_weights(checkpoint_dir: str) -> Dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
     path = os.path.join(checkpoint_dir, "model.safetensors")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model.safetensors in {checkpoint_dir}")
-    weights = load_file(path)
+    return load_file(path)
+
+
+def _weights(checkpoint_dir: str) -> Dict[str, np.ndarray]:
+    """The encoder's weights, without the ``bert.`` prefix that task checkpoints add."""
+    weights = _all_weights(checkpoint_dir)
     prefix = "bert." if any(k.startswith("bert.") for k in weights) else ""
     return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+
+
+def has_masked_lm_head(checkpoint_dir: str) -> bool:
+    return "cls.predictions.bias" in _all_weights(checkpoint_dir)
+
+
+def hf_bert_masked_lm(checkpoint_dir: str):
+    """A ``PretrainingModel`` whose encoder and MLM head are the checkpoint's (NSP/SOP heads fresh:
+    BERT's NSP head reads the pooler, ours the segment means, and SOP has no BERT counterpart)."""
+    weights = _all_weights(checkpoint_dir)
+    if "cls.predictions.bias" not in weights:
+        raise UnsupportedCheckpointError(f"{checkpoint_dir} has no masked-LM head (cls.predictions.*): it is an "
+                                         "encoder-only checkpoint; fill-mask needs a BertForMaskedLM or "
+                                         "BertForPreTraining checkpoint")
+    config = read_bert_config(checkpoint_dir)
+    encoder = hf_bert_encoder(checkpoint_dir)
+    model = PretrainingModel(encoder, name="pretraining_model")
+    model.build({"token_ids": (None, None), "segment_ids": (None, None), "padding_mask": (None, None),
+                 "masked_positions": (None, None)})
+    decoder = weights.get("cls.predictions.decoder.weight")
+    embeddings = encoder.token_embedding.embeddings.numpy()
+    if decoder is not None and not np.array_equal(decoder.astype(np.float32), embeddings):
+        raise UnsupportedCheckpointError("the checkpoint's MLM decoder is not tied to its word embeddings")
+    head = model.mlm_head
+    if head.activation != config.get("hidden_act"):
+        raise UnsupportedCheckpointError(f"MLM head activation {config.get('hidden_act')!r} is not supported")
+    _assign(head.transform.kernel, weights["cls.predictions.transform.dense.weight"].T, "cls.predictions.transform")
+    _assign(head.transform.bias, weights["cls.predictions.transform.dense.bias"], "cls.predictions.transform.bias")
+    _assign(head.layer_norm.gamma, weights["cls.predictions.transform.LayerNorm.weight"], "cls.predictions LayerNorm")
+    _assign(head.layer_norm.beta, weights["cls.predictions.transform.LayerNorm.bias"], "cls.predictions LayerNorm")
+    _assign(head.output_bias, weights["cls.predictions.bias"], "cls.predictions.bias")
+    return model
 
 
 def _assign(variable, value: np.ndarray, name: str) -> None:

@@ -20,7 +20,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from rw_tf.checkpoints.hf_bert import hf_bert_encoder, hf_bert_tokenizer
+from rw_tf.checkpoints.hf_bert import hf_bert_encoder, hf_bert_masked_lm, hf_bert_tokenizer
 from rw_tf.export.base import ASSETS_EXTRA, find_keras_file
 from rw_tf.networks.encoder import TransformerEncoder
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
@@ -76,6 +76,17 @@ def pretrained_encoder(path: str, tokenizer: WordPieceTokenizer = None,
         raise ValueError(f"the encoder at {path} has vocab_size {encoder.config.vocab_size} but the tokenizer "
                          f"has {tokenizer.vocab_size} tokens: use the vocabulary the encoder was trained with")
     return encoder
+
+
+def pretrained_task_model(path: str) -> keras.Model:
+    """The whole task model (``assets.extra/model.keras``, e.g. a ``PretrainingModel`` with its MLM
+    head) of an rw-tf export, pushed version, TFX Model artifact or training folder, or a Hugging
+    Face BERT checkpoint with its masked-LM head (``hf_bert_masked_lm``); to continue pretraining
+    from, or to use as a distillation teacher."""
+    path = _existing(path)
+    if _is_hugging_face(path):  # a BERT checkpoint with its masked-LM head, as a PretrainingModel
+        return hf_bert_masked_lm(path)
+    return keras.saving.load_model(find_keras_file(_export_dir(path), "model.keras"), compile=False)
 
 
 def _in_global_policy(encoder: TransformerEncoder, dropout: Optional[float] = None) -> TransformerEncoder:

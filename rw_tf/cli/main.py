@@ -4,6 +4,7 @@
     rw-tf pretrain  --output-dir DIR [--preset tiny|small|base] [--input FILE ...] [--strategy ...]
     rw-tf finetune  --task classification|retrieval|qa|sentence_embedding|recommendation|image_text --output-dir DIR
     rw-tf embed     --model EXPORT_DIR (--text TEXT ... | --input FILE) [--output FILE.jsonl|.npy]
+    rw-tf recipe    --output-dir DIR [--seeds 0 1 2]   (the three-stage recipe and its ablation table)
     rw-tf kg        train|eval ...
 and, from the packages that register command groups (entry points ``rw_tf.cli``):
     rw-tf pipeline  run|prepare|compile ...           (rw_tf_pipeline: the TFX pipelines)
@@ -25,6 +26,7 @@ from typing import List, Optional
 
 from rw_tf.cli.embed import add_embed
 from rw_tf.cli.kg import add_kg
+from rw_tf.cli.recipe import add_recipe
 from rw_tf.cli.train import add_finetune, add_pretrain
 from rw_tf.cli.vocab import add_vocab
 from rw_tf.errors import UserError
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rw-tf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_vocab, add_pretrain, add_finetune, add_kg, add_embed):
+    for add in (add_vocab, add_pretrain, add_finetune, add_recipe, add_kg, add_embed):
         add(sub)
     for plugin in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
         plugin.load()(sub)

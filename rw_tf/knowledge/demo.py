@@ -81,12 +81,15 @@ def triple_sentence(kg: KnowledgeGraph, triple) -> str:
     return f"{entities[h]} {relation_words(relations[r])} {entities[t]}."
 
 
-def _corrupted(triple, known: Set[Tuple[int, int, int]], num_entities: int, rng: random.Random
-               ) -> Optional[Tuple[int, int, int]]:
+def _corrupted(kg: KnowledgeGraph, triple, fact_sentences: Set[str], num_entities: int, rng: random.Random
+               ) -> Optional[str]:
+    """The sentence of ``triple`` with its head or tail replaced, stating no known fact (compared as
+    sentences: relations whose labels differ only in digits read the same)."""
     h, r, t = (int(x) for x in triple)
     candidates = [(e, r, t) for e in range(num_entities) if e != h] + [(h, r, e) for e in range(num_entities) if e != t]
-    candidates = [c for c in candidates if c not in known]
-    return rng.choice(candidates) if candidates else None
+    sentences = [triple_sentence(kg, c) for c in candidates]
+    sentences = [c for c in sentences if c not in fact_sentences]
+    return rng.choice(sentences) if sentences else None
 
 
 def triple_classification_rows(demo: DomainDemo, max_train: Optional[int] = None, seed: int = 0
@@ -95,14 +98,14 @@ def triple_classification_rows(demo: DomainDemo, max_train: Optional[int] = None
     one corruption per triple; train from the train triples (at most ``max_train`` of them), eval
     from the test triples. Sentences of the training side never occur in evaluation."""
     rng = random.Random(seed)
-    known = {tuple(int(x) for x in row) for kg in (demo.train, demo.valid, demo.test) for row in kg.triples}
     kg, num_entities = demo.train, len(demo.entity_to_id)
+    facts = {triple_sentence(kg, row) for split in (demo.train, demo.valid, demo.test) for row in split.triples}
 
     def rows_of(triples, exclude: Set[str]) -> List[Dict]:
         rows, seen = [], set(exclude)
         for triple in triples:
-            negative = _corrupted(triple, known, num_entities, rng)
-            pair = [(triple_sentence(kg, triple), 1)] + ([(triple_sentence(kg, negative), 0)] if negative else [])
+            negative = _corrupted(kg, triple, facts, num_entities, rng)
+            pair = [(triple_sentence(kg, triple), 1)] + ([(negative, 0)] if negative else [])
             for text, label in pair:
                 if text not in seen:
                     seen.add(text)

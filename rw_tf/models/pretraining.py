@@ -150,6 +150,23 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
         return cls(**config)
 
 
+def warm_start(target: "PretrainingModel", source: "PretrainingModel") -> None:
+    """Copies ``source``'s encoder core (embeddings, blocks, pooler) and heads into ``target`` (both
+    built, same sizes). Layers only one of them has stay as they are: a knowledge-enhanced target
+    keeps its fresh fusion layers and entity table when it starts from a plain language model."""
+    pairs = [(target.encoder.embeddings, source.encoder.embeddings), (target.encoder.pooler, source.encoder.pooler),
+             *zip(target.encoder.blocks, source.encoder.blocks), (target.mlm_head, source.mlm_head)]
+    if len(target.encoder.blocks) != len(source.encoder.blocks):
+        raise ValueError(f"cannot warm-start {len(target.encoder.blocks)} blocks from {len(source.encoder.blocks)}")
+    if target.pair_representation == source.pair_representation:
+        pairs += [(target.nsp_head, source.nsp_head), (target.sop_head, source.sop_head)]
+    for to, frm in pairs:
+        shapes = ([tuple(w.shape) for w in to.weights], [tuple(w.shape) for w in frm.weights])
+        if shapes[0] != shapes[1]:
+            raise ValueError(f"{to.name}: weight shapes {shapes[0]} differ from the source's {shapes[1]}")
+        to.set_weights(frm.get_weights())
+
+
 def add_distillation_targets(dataset, teacher: keras.Model):
     """Adds the knowledge model's MLM logits as ``y["kd"]`` (weighted like the MLM positions) to
     ``(x, y, sample_weight)`` batches, for a student built with ``kd_weight > 0``."""

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
+from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_task_model, pretrained_tokenizer
 from rw_tf.config import DictConfig, EncoderConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import documentation_source_examples, unicode_property_examples
@@ -40,6 +40,7 @@ from rw_tf.export.classification import ClassifierExport
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
 from rw_tf.models.classifier import TextClassifier, add_task_distillation_targets, task_logits
 from rw_tf.networks.encoder import ENCODER_INPUTS, TransformerEncoder
+from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
 from rw_tf.tasks.base import Task, check_sequence_length
 from rw_tf.tasks.calibration import expected_calibration_error, fit_temperature, nll
 from rw_tf.tasks.multi_label_metrics import majority_label_sets, multi_label_scores
@@ -176,12 +177,32 @@ class ClassificationTask(Task):
         else:
             encoder = TransformerEncoder.from_encoder_config(
                 EncoderConfig.preset_for_length(cfg.preset, self.tokenizer.vocab_size, self.max_sequence_length))
-        self.teacher = keras.saving.load_model(cfg.kd_teacher, compile=False) if cfg.kd_teacher else None
+        self.teacher = self._load_teacher() if cfg.kd_teacher else None
         model = TextClassifier(encoder, num_classes=self.num_classes, multi_label=cfg.multi_label, dropout=cfg.dropout,
                                kd_weight=cfg.kd_weight if self.teacher is not None else 0.0,
                                kd_temperature=cfg.kd_temperature, name="text_classifier")
         model.build({k: (None, self.max_sequence_length) for k in self.input_names()})
         return model
+
+    def _load_teacher(self) -> TextClassifier:
+        """f_K for refined fine-tuning (a saved ``.keras`` file or an rw-tf export/training folder),
+        checked against the student: same label set, same kind of labels, same vocabulary size."""
+        cfg = self.config
+        teacher = (keras.saving.load_model(cfg.kd_teacher, compile=False) if cfg.kd_teacher.endswith(".keras")
+                   else pretrained_task_model(cfg.kd_teacher))
+        if not isinstance(teacher, TextClassifier):
+            raise ValueError(f"kd_teacher {cfg.kd_teacher} holds a {type(teacher).__name__}, not a TextClassifier")
+        if (teacher.num_classes, teacher.multi_label) != (self.num_classes, cfg.multi_label):
+            raise ValueError(f"kd_teacher {cfg.kd_teacher} predicts {teacher.num_classes} "
+                             f"{'multi' if teacher.multi_label else 'single'}-label classes; the task has "
+                             f"{self.num_classes} {'multi' if cfg.multi_label else 'single'}-label classes")
+        if teacher.encoder.config.vocab_size != self.tokenizer.vocab_size:
+            raise ValueError(f"kd_teacher {cfg.kd_teacher} has vocab_size {teacher.encoder.config.vocab_size}, "
+                             f"the student's tokenizer {self.tokenizer.vocab_size}")
+        if isinstance(teacher.encoder, KnowledgeEnhancedEncoder) and self.linker is None:
+            raise ValueError("the teacher is knowledge-enhanced: give knowledge_dir and alias_file so its inputs "
+                             "carry entity ids")
+        return teacher
 
     def input_names(self) -> tuple:
         return ENCODER_INPUTS + (("entity_ids",) if self.linker is not None else ())
@@ -195,7 +216,8 @@ class ClassificationTask(Task):
             return single_segment_inputs(self.tokenizer, texts, self.max_sequence_length, self.linker), targets
 
         if self.examples is not None:
-            return self.examples.dataset(split, batch_size).map(features_and_label)
+            ds = self.examples.dataset(split, batch_size).map(features_and_label)
+            return add_task_distillation_targets(ds, self.teacher) if self.teacher is not None else ds
         if split == "train" and self.config.length_bucketing:
             ds = bucketed_text_batches(self.texts[split], [self.targets[split]], self.tokenizer,
                                        self.max_sequence_length, batch_size, self.seed, self.linker)

@@ -7,6 +7,13 @@ Inside a TFX Trainer the data are the pipeline's transformed examples instead (`
 Knowledge mode (``knowledge_dir``: a ``rw-tf kg train`` output, ``alias_file``: alias<TAB>entity)
 trains a ``KnowledgeEnhancedEncoder`` with frozen TransE entity embeddings fused after the blocks
 in ``knowledge_layers``; the examples carry ``entity_ids`` from an ``EntityLinker``.
+Domain pretraining (stage 2 of the recipe, rw_tf.recipe): ``init_from`` continues from an rw-tf
+pretraining output (its weights, heads and vocabulary), ``corpus="nations"`` reads the domain demo's
+text (evaluation text from facts held out of training), and ``kd_teacher`` adds alpha L_KD: the
+knowledge model f_K (a pretraining output, typically knowledge-enhanced) scores the same masked
+positions and the student matches its distribution. With a teacher, ``knowledge_dir`` and
+``alias_file`` give the *teacher's* inputs their entity ids; the student stays a plain language
+model (knowledge reaches it only through the teacher). Teacher and student must share a vocabulary.
 Evaluation: masked-LM loss and accuracy (and NSP/SOP) on fixed eval batches. Export: ``encode_text``,
 ``fill_mask`` and, in TFX, example-based signatures (``rw_tf.export.pretraining``).
 
@@ -23,6 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import keras
 import tensorflow as tf
 
+from rw_tf.checkpoints.pretrained import pretrained_task_model, pretrained_tokenizer
 from rw_tf.config import DictConfig, EncoderConfig, PretrainingDataConfig
 from rw_tf.data.corpus import Document, SplitCounts, embedded_corpus, read_text_files
 from rw_tf.data.multilingual import DEFAULT_LANGUAGES, multilingual_documents
@@ -31,12 +39,14 @@ from rw_tf.data.segment_pairs import segment_pair_candidates
 from rw_tf.data.splits import split_documents
 from rw_tf.export.base import save_export
 from rw_tf.export.pretraining import PretrainingExport
+from rw_tf.knowledge.demo import nations_demo
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
+from rw_tf.knowledge.graph import read_entity_vocabulary
 from rw_tf.knowledge.training import load_model_dir
-from rw_tf.models.pretraining import PretrainingModel, add_contrastive_targets
+from rw_tf.models.pretraining import PretrainingModel, add_contrastive_targets, add_distillation_targets, warm_start
 from rw_tf.networks.encoder import TransformerEncoder
 from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
-from rw_tf.tasks.base import Task
+from rw_tf.tasks.base import Task, check_sequence_length
 from rw_tf.tokenization import WordPieceTokenizer, learn_vocabulary, write_vocabulary
 from rw_tf.training.runner import TrainerConfig
 
@@ -44,9 +54,9 @@ from rw_tf.training.runner import TrainerConfig
 @dataclasses.dataclass
 class PretrainingTaskConfig(DictConfig):
     preset: str = "tiny"
-    # "embedded" (CPython's English documentation) or "multilingual" (Django's translation
-    # catalogues, rw_tf.data.multilingual: masked-LM accuracy is then also reported per language);
-    # corpus_files replace either.
+    # "embedded" (CPython's English documentation), "multilingual" (Django's translation catalogues,
+    # rw_tf.data.multilingual: masked-LM accuracy is then also reported per language) or "nations"
+    # (the domain demo's text, rw_tf.knowledge.demo); corpus_files replace any of them.
     corpus: str = "embedded"
     languages: Sequence[str] = ()            # multilingual: language codes (default DEFAULT_LANGUAGES)
     corpus_files: Sequence[str] = ()
@@ -71,15 +81,28 @@ class PretrainingTaskConfig(DictConfig):
     alias_file: Optional[str] = None
     knowledge_fusion: str = "gated"
     knowledge_layers: Sequence[int] = (0,)
+    # Continue from an rw-tf pretraining output / export (weights, heads, vocabulary; preset ignored).
+    init_from: Optional[str] = None
+    # Domain pretraining with distillation: f_K (an rw-tf pretraining output) and alpha, T.
+    kd_teacher: Optional[str] = None
+    kd_weight: float = 0.5
+    kd_temperature: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.corpus not in ("embedded", "multilingual"):
-            raise ValueError(f"corpus must be 'embedded' or 'multilingual', got {self.corpus!r}")
+        if self.corpus not in CORPORA:
+            raise ValueError(f"corpus must be one of {CORPORA}, got {self.corpus!r}")
+        if self.init_from and self.vocab_file:
+            raise ValueError("init_from brings its own vocabulary; leave vocab_file unset")
+        if self.kd_teacher and not (self.kd_weight > 0 and self.kd_temperature > 0):
+            raise ValueError("distillation needs kd_weight > 0 and kd_temperature > 0")
         if self.languages and self.corpus != "multilingual":
             raise ValueError("languages applies to corpus 'multilingual' only")
         if bool(self.knowledge_dir) != bool(self.alias_file):
             raise ValueError("knowledge mode needs both knowledge_dir and alias_file")
         EncoderConfig.preset(self.preset)  # validates the name
+
+
+CORPORA = ("embedded", "multilingual", "nations")
 
 
 def load_documents(config: PretrainingTaskConfig, counts: Optional[SplitCounts] = None) -> List[Document]:
@@ -115,20 +138,31 @@ class PretrainingTask(Task):
             self.eval_pairs_by_language, self.language_documents = {}, {}
             if cfg.corpus == "multilingual" and not cfg.corpus_files:
                 train_docs, eval_docs = self._split_by_language(cfg, trainer.seed)
+            elif cfg.corpus == "nations" and not cfg.corpus_files:
+                demo = nations_demo(seed=trainer.seed)  # eval text states the test facts only
+                train_docs, eval_docs = demo.train_documents, demo.eval_documents
             else:
                 docs = load_documents(cfg, self.split_drops)
                 train_docs, eval_docs = split_documents(docs, cfg.eval_fraction, trainer.seed)
             vocab_path = os.path.join(output_dir, "vocab.txt")
-            if cfg.vocab_file:
+            tf.io.gfile.makedirs(output_dir)
+            if cfg.init_from:
+                start = pretrained_tokenizer(cfg.init_from)
+                tf.io.gfile.copy(start.vocab_file, vocab_path, overwrite=True)
+            elif cfg.vocab_file:
                 tf.io.gfile.copy(cfg.vocab_file, vocab_path, overwrite=True)
             elif not tf.io.gfile.exists(vocab_path):  # a resumed run keeps the vocabulary it started with
                 write_vocabulary(learn_vocabulary((s for d in train_docs for s in d), cfg.vocab_size,
                                                   lower_case=cfg.lower_case), vocab_path)
-            self.tokenizer = WordPieceTokenizer(vocab_path, lower_case=cfg.lower_case)
+            # A start model keeps its tokenizer settings (a cased checkpoint stays cased).
+            settings = {**start.get_config(), "vocab_file": vocab_path} if cfg.init_from else None
+            self.tokenizer = (WordPieceTokenizer.from_config(settings) if settings
+                              else WordPieceTokenizer(vocab_path, lower_case=cfg.lower_case))
             self.train_pairs = segment_pair_candidates(train_docs, cfg.target_words, trainer.seed)
             self.eval_pairs = segment_pair_candidates(eval_docs, cfg.target_words, trainer.seed + 1)
         self.linker = (EntityLinker(self.tokenizer, aliases_for_knowledge_dir(cfg.alias_file, cfg.knowledge_dir))
                        if cfg.knowledge_dir else None)
+        self.teacher = self._load_teacher() if cfg.kd_teacher else None
         if self.examples is not None:
             return {"vocab_size": self.tokenizer.vocab_size}
         return {"num_documents": len(train_docs) + len(eval_docs), "train_documents": len(train_docs),
@@ -136,6 +170,28 @@ class PretrainingTask(Task):
                 "eval_pairs": len(self.eval_pairs["text_a"]), "vocab_size": self.tokenizer.vocab_size,
                 "dropped_while_splitting": dict(self.split_drops),
                 **({"documents_by_language": self.language_documents} if self.language_documents else {})}
+
+    def _load_teacher(self) -> PretrainingModel:
+        """f_K, checked against the student: same vocabulary, entity ids when it reads them."""
+        cfg = self.config
+        teacher = pretrained_task_model(cfg.kd_teacher)
+        if not isinstance(teacher, PretrainingModel):
+            raise ValueError(f"kd_teacher {cfg.kd_teacher} holds a {type(teacher).__name__}, not a PretrainingModel")
+        if pretrained_tokenizer(cfg.kd_teacher).vocabulary != self.tokenizer.vocabulary:
+            raise ValueError(f"kd_teacher {cfg.kd_teacher} uses another vocabulary than the student: distillation "
+                             "compares distributions over the same tokens (start both from the same model)")
+        if isinstance(teacher.encoder, KnowledgeEnhancedEncoder):
+            if self.linker is None:
+                raise ValueError("the teacher is knowledge-enhanced: give knowledge_dir and alias_file so its "
+                                 "inputs carry entity ids")
+            known = len(read_entity_vocabulary(cfg.knowledge_dir))
+            if teacher.encoder.num_entities != known:
+                raise ValueError(f"the teacher knows {teacher.encoder.num_entities} entities but knowledge_dir "
+                                 f"has {known}")
+        if teacher.encoder.config.max_sequence_length < self.max_sequence_length:
+            raise ValueError(f"the teacher reads at most {teacher.encoder.config.max_sequence_length} tokens, "
+                             f"max_sequence_length is {self.max_sequence_length}")
+        return teacher
 
     def _split_by_language(self, cfg: PretrainingTaskConfig, seed: int):
         """Documents held out per language, so every language has its own evaluation pairs."""
@@ -158,10 +214,14 @@ class PretrainingTask(Task):
 
     def build_encoder(self) -> TransformerEncoder:
         cfg = self.config
-        sizes = EncoderConfig.preset_for_length(cfg.preset, self.tokenizer.vocab_size, self.max_sequence_length)
+        if self.start is not None:
+            sizes = EncoderConfig(**self.start.encoder.config.to_dict())
+            check_sequence_length(self.max_sequence_length, self.start.encoder)
+        else:
+            sizes = EncoderConfig.preset_for_length(cfg.preset, self.tokenizer.vocab_size, self.max_sequence_length)
         if cfg.dropout is not None:
             sizes = dataclasses.replace(sizes, dropout=cfg.dropout, attention_dropout=cfg.dropout)
-        if not cfg.knowledge_dir:
+        if not cfg.knowledge_dir or cfg.kd_teacher:  # with a teacher, the knowledge files are its inputs'
             return TransformerEncoder.from_encoder_config(sizes)
         transe, entities, _ = load_model_dir(cfg.knowledge_dir)
         vectors = transe.entity_embedding.embeddings.numpy()
@@ -172,13 +232,21 @@ class PretrainingTask(Task):
         return encoder
 
     def build_model(self) -> keras.Model:
-        model = PretrainingModel(self.build_encoder(), nsp_weight=self.config.nsp_weight,
-                                 sop_weight=self.config.sop_weight,
-                                 pair_representation=self.config.pair_representation,
-                                 nce_weight=self.config.nce_weight, nce_temperature=self.config.nce_temperature,
+        cfg = self.config
+        self.start = pretrained_task_model(cfg.init_from) if cfg.init_from else None
+        if self.start is not None and not isinstance(self.start, PretrainingModel):
+            raise ValueError(f"init_from {cfg.init_from} holds a {type(self.start).__name__}; continue pretraining "
+                             "from a pretraining output")
+        model = PretrainingModel(self.build_encoder(), nsp_weight=cfg.nsp_weight, sop_weight=cfg.sop_weight,
+                                 pair_representation=cfg.pair_representation,
+                                 kd_weight=cfg.kd_weight if self.teacher is not None else 0.0,
+                                 kd_temperature=cfg.kd_temperature,
+                                 nce_weight=cfg.nce_weight, nce_temperature=cfg.nce_temperature,
                                  name="pretraining_model")
         x_spec = self.train_dataset(2).element_spec[0]
         model.build({k: tuple(v.shape) for k, v in x_spec.items()})
+        if self.start is not None:
+            warm_start(model, self.start)
         return model
 
     def _dataset(self, batch_size: int, train: bool) -> tf.data.Dataset:
@@ -187,6 +255,7 @@ class PretrainingTask(Task):
         else:
             ds = pretraining_dataset(self.train_pairs if train else self.eval_pairs, self.tokenizer,
                                      self.data_config(), batch_size, shuffle=train, linker=self.linker)
+        ds = add_distillation_targets(ds, self.teacher) if self.teacher is not None else ds
         return add_contrastive_targets(ds) if self.config.nce_weight > 0 else ds
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:

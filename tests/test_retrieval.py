@@ -1,4 +1,5 @@
 """Retrieval: in-batch InfoNCE, ranking metrics, dual-encoder fine-tuning of MiniLM, exported index."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -40,13 +41,27 @@ def test_retrieval_finetune_and_export(tmp_path):
     result = run_task(task, task.trainer_config(batch_size=16, steps_per_epoch=20), str(tmp_path), verbose=0)
     print("retrieval before", result["before"], "after", result["after"])
     assert result["before"]["recall@10"] > 0.3                      # MiniLM already retrieves
-    assert result["after"]["recall@10"] >= result["before"]["recall@10"] - 0.02
-    assert result["history"]["loss"][0] > 0
+    # 20 steps move the ranking (measured: MRR 0.491 -> 0.505, recall@10 0.776 -> 0.796); a train
+    # step that did nothing would leave every metric exactly where it was.
+    assert result["after"]["mrr"] != result["before"]["mrr"] and result["after"]["mrr"] > 0.45
+    # The exported index answers like the model: top 5 of query . item over the evaluation items.
+    from rw_tf.tasks.retrieval import embed_texts
+
+    model = keras.saving.load_model(str(tmp_path / "model.keras"))
+    queries = ["Return the number of items in a container.", "Open a file and return a stream."]
+    q = embed_texts(model, task.tokenizer, queries, "query", 48)
+    scores = q @ task.item_vectors.T
     loaded = tf.saved_model.load(result["export_dir"])
-    out = loaded.signatures["retrieve"](text=tf.constant(["Return the number of items in a container."]))
-    assert out["items"].shape == (1, 5) and (np.diff(out["scores"].numpy()[0]) <= 1e-6).all()
+    out = loaded.signatures["retrieve"](text=tf.constant(queries))
+    expected = np.argsort(-scores, axis=1)[:, :5]
+    np.testing.assert_array_equal(out["item_ids"].numpy(), expected)
+    np.testing.assert_allclose(out["scores"].numpy(), np.take_along_axis(scores, expected, 1), atol=1e-5)
+    items = [p["item"] for p in task.eval_pairs]
+    assert out["items"].numpy()[0, 0].decode() == items[expected[0, 0]]
     with pytest.raises(ValueError, match="empty item index"):
         RetrievalExport(None, None, [], np.zeros((0, 4)), 16, 5)
+    with pytest.raises(ValueError, match="2 item texts but 1 item vectors"):
+        RetrievalExport(None, None, ["a", "b"], np.zeros((1, 4)), 16, 5)
 
 
 def test_split_by_group_keeps_groups_apart_and_never_leaks():

@@ -21,9 +21,11 @@ class RetrievalExport(ExportModule):
 
     def __init__(self, model, tokenizer, item_texts: Sequence[str], item_vectors: np.ndarray,
                  max_sequence_length: int, top_k: int) -> None:
-        super().__init__(model, tokenizer, max_sequence_length)
         if len(item_texts) == 0:
             raise ValueError("cannot export retrieval with an empty item index")
+        if len(item_texts) != len(item_vectors):
+            raise ValueError(f"{len(item_texts)} item texts but {len(item_vectors)} item vectors")
+        super().__init__(model, tokenizer, max_sequence_length)
         self.item_texts = tf.constant(list(item_texts))
         self.item_vectors = tf.constant(np.asarray(item_vectors, np.float32))
         self.top_k = min(int(top_k), len(item_texts))

@@ -50,3 +50,17 @@ def pipeline_run(tmp_path_factory):
 
     config = PipelineConfig(root=str(tmp_path_factory.mktemp("pipeline")), **TINY_PIPELINE)
     return config, run_all(config, ["pretrain", "finetune"])
+
+
+@pytest.fixture(scope="session")
+def tiny_general_model(tmp_path_factory):
+    """A few steps of general pretraining (tiny preset, 40 documents, length 64): a start point for
+    domain pretraining, the domain pipeline kind and the recipe's tests. Returns the output folder."""
+    from rw_tf.tasks import PretrainingTask, PretrainingTaskConfig
+    from rw_tf.training import run_task
+
+    out = str(tmp_path_factory.mktemp("general"))
+    task = PretrainingTask(PretrainingTaskConfig(max_documents=40, max_sequence_length=64, target_words=12))
+    run_task(task, task.trainer_config(epochs=1, steps_per_epoch=3, batch_size=8, keep_epoch_checkpoints=False),
+             out, verbose=0)
+    return out

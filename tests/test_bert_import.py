@@ -27,17 +27,22 @@ TEXTS = [
 ]
 
 
+def run_reference(script, texts, tmp, *outputs):
+    """Runs benchmarks/reference/SCRIPT in .venv-ref on MiniLM and ``texts`` (offline)."""
+    subprocess.run(["bash", os.path.join(ROOT, "scripts", "ensure_reference_env.sh")], check=True)
+    (tmp / "texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    args = [minilm_checkpoint_dir(), *outputs[:-1], str(tmp / "texts.json"), outputs[-1]]
+    subprocess.run([os.path.join(ROOT, ".venv-ref", "bin", "python"),
+                    os.path.join(ROOT, "benchmarks", "reference", script), *args],
+                   check=True, env=env, timeout=900, capture_output=True)
+    return np.load(outputs[-1])
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "ensure_reference_env.sh")], check=True)
     tmp = tmp_path_factory.mktemp("ref")
-    (tmp / "texts.json").write_text(json.dumps(TEXTS, ensure_ascii=False), encoding="utf-8")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    subprocess.run([os.path.join(ROOT, ".venv-ref", "bin", "python"),
-                    os.path.join(ROOT, "benchmarks", "reference", "hf_bert_reference.py"),
-                    minilm_checkpoint_dir(), str(tmp / "texts.json"), str(tmp / "ref.npz")],
-                   check=True, env=env, timeout=900)
-    return np.load(tmp / "ref.npz")
+    return run_reference("hf_bert_reference.py", TEXTS, tmp, str(tmp / "ref.npz"))
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +105,9 @@ MASKED_TEXTS = ["The capital of France is [MASK].", "A [MASK] [MASK] is used for
 @pytest.fixture(scope="module")
 def mlm_reference(tmp_path_factory):
     """A checkpoint with a cls.predictions head, saved by transformers, and its logits there."""
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "ensure_reference_env.sh")], check=True)
     tmp = tmp_path_factory.mktemp("mlm")
-    (tmp / "texts.json").write_text(json.dumps(MASKED_TEXTS, ensure_ascii=False), encoding="utf-8")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    subprocess.run([os.path.join(ROOT, ".venv-ref", "bin", "python"),
-                    os.path.join(ROOT, "benchmarks", "reference", "hf_mlm_reference.py"),
-                    minilm_checkpoint_dir(), str(tmp / "ckpt"), str(tmp / "texts.json"), str(tmp / "ref.npz")],
-                   check=True, env=env, timeout=900, capture_output=True)
-    return str(tmp / "ckpt"), np.load(tmp / "ref.npz")
+    return str(tmp / "ckpt"), run_reference("hf_mlm_reference.py", MASKED_TEXTS, tmp, str(tmp / "ckpt"),
+                                            str(tmp / "ref.npz"))
 
 
 def test_masked_lm_head_logits_match_reference(mlm_reference):

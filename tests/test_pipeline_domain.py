@@ -9,8 +9,6 @@ import pytest
 import tensorflow as tf
 
 from rw_tf.knowledge.demo import nations_demo
-from rw_tf.tasks import PretrainingTask, PretrainingTaskConfig
-from rw_tf.training import run_task
 from rw_tf_pipeline.configs import PipelineConfig
 from rw_tf_pipeline.kubeflow_runner import compile_kubeflow
 from rw_tf_pipeline.local_runner import run_pipeline
@@ -19,11 +17,8 @@ from rw_tf_pipeline.prepare import input_file
 
 
 @pytest.fixture(scope="module")
-def domain_run(tmp_path_factory):
-    general = str(tmp_path_factory.mktemp("general"))
-    task = PretrainingTask(PretrainingTaskConfig(max_documents=40, max_sequence_length=64, target_words=12))
-    run_task(task, task.trainer_config(epochs=1, steps_per_epoch=3, batch_size=8, keep_epoch_checkpoints=False),
-             general, verbose=0)
+def domain_run(tmp_path_factory, tiny_general_model):
+    general = tiny_general_model
     config = PipelineConfig(root=str(tmp_path_factory.mktemp("domain")), pretrained_model_uri=os.path.join(
         general, "export", "1"), domain_train_steps=6, domain_eval_steps=2, triples_train_steps=6,
         triples_eval_steps=2, batch_size=8, beam_direct_running_mode="in_memory", mlm_accuracy_lower_bound=0.0,

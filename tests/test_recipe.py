@@ -13,7 +13,6 @@ from rw_tf.models import PretrainingModel, warm_start
 from rw_tf.networks import TransformerEncoder
 from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
 from rw_tf.tasks import PretrainingTask, PretrainingTaskConfig
-from rw_tf.training import run_task
 
 SIZES = dict(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, max_sequence_length=32)
 
@@ -58,13 +57,8 @@ def test_warm_start_copies_the_core_and_heads_and_keeps_knowledge_layers():
 
 
 @pytest.fixture(scope="module")
-def general(tmp_path_factory):
-    """A tiny general pretraining run (stage 1) to start from."""
-    out = str(tmp_path_factory.mktemp("general"))
-    task = PretrainingTask(PretrainingTaskConfig(max_documents=40, max_sequence_length=32, target_words=12))
-    run_task(task, task.trainer_config(epochs=1, steps_per_epoch=3, batch_size=8, keep_epoch_checkpoints=False),
-             out, verbose=0)
-    return out
+def general(tiny_general_model):
+    return tiny_general_model
 
 
 def test_domain_pretraining_starts_from_the_general_model_and_distills(general, tmp_path):

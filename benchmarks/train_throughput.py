@@ -17,7 +17,9 @@ MFU: model FLOPs per step (6 x non-embedding parameters x tokens + 12 x layers x
 tokens for attention + 6 x hidden x vocabulary x masked tokens for the tied output layer) divided
 by the step time and by this machine's matmul peak, measured in the same run for float32 and
 bfloat16 (a 2048^3 matmul in a tf.function, best of 5). Tokens/s counts every position of the
-padded batch; ratios, not absolute numbers, are the figures to compare on a shared machine.
+padded batch; ratios, not absolute numbers, are the figures to compare on a shared machine. For one
+preset and length, all four models (two kinds x two precisions) are built first and their fits
+interleaved; a row reports each model's median step time over ``--repeats x --steps`` steps.
 ``--peak-rss`` trains each precision in a fresh process and reports its peak resident memory.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -92,16 +95,50 @@ def build(kind: str, sizes: EncoderConfig, jit: bool):
     return model
 
 
-def time_steps(model, batches, steps: int, repeats: int) -> float:
+class StepTimer(keras.callbacks.Callback):
+    """Wall time of every training step (fit's per-batch hooks run after the step's ops finish)."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def fit_dataset(batches):
     signature = tf.nest.map_structure(tf.TensorSpec.from_tensor, batches[0])
-    dataset = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=signature).cache().repeat()
-    model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)       # trace, compile, warm up
-    best = float("inf")
+    return tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=signature).cache().repeat()
+
+
+def median_step_seconds(models: dict, datasets: dict, steps: int, repeats: int) -> dict:
+    """Median step time of each model, the models' fits interleaved so that all see the same machine.
+
+    ``models`` maps a key to ``(model, precision)``. The machine is shared: single steps are sometimes
+    several times slower than their neighbours, so a best-of or a mean over a whole fit measures the
+    neighbours as much as the model. Interleaving and the median over ``steps x repeats`` steps keep
+    every model under the same conditions.
+    """
+    def fit(key, steps, callbacks=()):
+        model, precision = models[key]
+        keras.mixed_precision.set_global_policy(precision)
+        model.fit(datasets[key], steps_per_epoch=steps, epochs=1, verbose=0, callbacks=list(callbacks))
+
+    timers, unsupported = {}, {}
+    for key in models:
+        try:
+            fit(key, 2)                                   # traces and warms up: not timed
+            timers[key] = StepTimer()
+        except tf.errors.UnimplementedError as error:     # XLA on CPU has no bfloat16 dot
+            unsupported[key] = error.message.strip().splitlines()[-2 if "[[" in error.message else -1].strip()
     for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-        best = min(best, (time.perf_counter() - start) / steps)
-    return best
+        for key in timers:
+            fit(key, steps, [timers[key]])
+    keras.mixed_precision.set_global_policy("float32")
+    return {key: statistics.median(timer.times) for key, timer in timers.items()} | unsupported
 
 
 def step_flops(sizes: EncoderConfig, batch: int, length: int, masked: int) -> float:
@@ -111,26 +148,35 @@ def step_flops(sizes: EncoderConfig, batch: int, length: int, masked: int) -> fl
     return 6 * params * tokens + 12 * layers * h * length * tokens + 6 * h * sizes.vocab_size * masked
 
 
-def measure_row(preset, length, precision, batch_size, tokenizer, steps, repeats, jit, peaks):
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        sizes = EncoderConfig.preset_for_length(preset, tokenizer.vocab_size, length)
-        batches = real_batches(tokenizer, length, batch_size, 4)
-        masked = int(sum(float(tf.reduce_sum(w["mlm"])) for _, _, w in batches) / len(batches))
-        flops = step_flops(sizes, batch_size, length, masked)
+def measure_group(preset, length, precisions, batch_size, tokenizer, steps, repeats, jit, peaks):
+    """Rows for one preset and length: both models in every precision, timed interleaved."""
+    sizes = EncoderConfig.preset_for_length(preset, tokenizer.vocab_size, length)
+    batches = real_batches(tokenizer, length, batch_size, 4)
+    masked = int(sum(float(tf.reduce_sum(w["mlm"])) for _, _, w in batches) / len(batches))
+    flops = step_flops(sizes, batch_size, length, masked)
+    data = {"rw-tf": fit_dataset(batches), "KerasHub": fit_dataset(keras_hub_batches(batches))}
+    models, datasets = {}, {}
+    for precision in precisions:
+        keras.mixed_precision.set_global_policy(precision)
+        for kind in ("rw-tf", "KerasHub"):
+            keras.utils.set_random_seed(0)
+            models[kind, precision] = (build(kind, sizes, jit), precision)
+            datasets[kind, precision] = data[kind]
+    keras.mixed_precision.set_global_policy("float32")
+    seconds = median_step_seconds(models, datasets, steps, repeats)
+    rows = []
+    for precision in precisions:
         peak = peaks["bfloat16" if "bfloat16" in precision else "float32"]
         row = {"preset": preset, "length": length, "precision": precision, "batch": batch_size}
-        for kind, data in (("rw-tf", batches), ("KerasHub", keras_hub_batches(batches))):
-            keras.utils.set_random_seed(0)
-            model = build(kind, sizes, jit)
-            seconds = time_steps(model, data, steps, repeats)
-            row[kind] = {"tokens_per_s": batch_size * length / seconds, "mfu": flops / seconds / peak}
-            del model
-            keras.backend.clear_session()
+        for kind in ("rw-tf", "KerasHub"):
+            s = seconds[kind, precision]
+            row[kind] = ({"tokens_per_s": batch_size * length / s, "mfu": flops / s / peak} if isinstance(s, float)
+                         else {"tokens_per_s": float("nan"), "mfu": float("nan"), "error": s})
         row["ratio"] = row["rw-tf"]["tokens_per_s"] / row["KerasHub"]["tokens_per_s"]
-        return row
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+        rows.append(row)
+    del models
+    keras.backend.clear_session()
+    return rows
 
 
 def peak_rss_child(args) -> None:
@@ -139,7 +185,8 @@ def peak_rss_child(args) -> None:
     keras.mixed_precision.set_global_policy(args.precisions[0])
     sizes = EncoderConfig.preset_for_length(args.presets[0], tokenizer.vocab_size, args.lengths[0])
     batches = real_batches(tokenizer, args.lengths[0], args.batch_size, 2)
-    time_steps(build("rw-tf", sizes, args.jit_compile), batches, args.steps, 1)
+    model = build("rw-tf", sizes, args.jit_compile)
+    median_step_seconds({"rw-tf": (model, args.precisions[0])}, {"rw-tf": fit_dataset(batches)}, args.steps, 1)
     print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -151,7 +198,7 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=4096, help="batch size = batch tokens / length")
     parser.add_argument("--batch-size", type=int, default=None, help="overrides --batch-tokens")
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--jit-compile", action="store_true")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--peak-rss", action="store_true")
@@ -178,20 +225,23 @@ def main() -> None:
     tokenizer = WordPieceTokenizer(vocab)
     peaks = {"float32": matmul_peak("float32"), "bfloat16": matmul_peak("bfloat16")}
     print(f"matmul peak: float32 {peaks['float32'] / 1e9:.0f} GFLOP/s, bfloat16 {peaks['bfloat16'] / 1e9:.0f} "
-          f"GFLOP/s; XLA {'on' if args.jit_compile else 'off'}; {args.steps} steps, best of {args.repeats}\n")
+          f"GFLOP/s; XLA {'on' if args.jit_compile else 'off'}; median of "
+          f"{args.repeats} x {args.steps} steps per model, the models' fits interleaved\n")
     print("| preset | length | batch | precision | rw-tf tokens/s | KerasHub tokens/s | ratio | rw-tf MFU | "
           "KerasHub MFU |\n|---|---|---|---|---|---|---|---|---|", flush=True)
     rows = []
     for preset in args.presets:
         for length in args.lengths:
             batch = args.batch_size or max(1, args.batch_tokens // length)
-            for precision in args.precisions:
-                row = measure_row(preset, length, precision, batch, tokenizer, args.steps, args.repeats,
-                                  args.jit_compile, peaks)
+            for row in measure_group(preset, length, args.precisions, batch, tokenizer, args.steps, args.repeats,
+                                     args.jit_compile, peaks):
                 rows.append(row)
-                print(f"| {preset} | {length} | {batch} | {precision} | {row['rw-tf']['tokens_per_s']:,.0f} | "
+                print(f"| {preset} | {length} | {batch} | {row['precision']} | {row['rw-tf']['tokens_per_s']:,.0f} | "
                       f"{row['KerasHub']['tokens_per_s']:,.0f} | {row['ratio']:.2f}x | {row['rw-tf']['mfu']:.1%} | "
                       f"{row['KerasHub']['mfu']:.1%} |", flush=True)
+                for kind in ("rw-tf", "KerasHub"):
+                    if "error" in row[kind]:
+                        print(f"  ({kind}, {row['precision']}: {row[kind]['error']})", flush=True)
     print("\nmixed_bfloat16 / float32 (rw-tf tokens/s):")
     for r in rows:
         if r["precision"] == "mixed_bfloat16":

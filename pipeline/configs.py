@@ -105,6 +105,8 @@ class PipelineConfig(DictConfig):
     finetune_train_steps: int = 150
     finetune_eval_steps: int = 10
     finetune_learning_rate: float = 1e-3
+    # Fine-tuning batches regrouped by real length, each cut to its length bucket (less padding).
+    finetune_length_bucketing: bool = False
     # Sentence embeddings (kind "embedding"): encoder checkpoint (default all-MiniLM-L6-v2; its
     # vocab.txt tokenizes the examples), steps and learning rate, docstring pairs to use.
     embedding_init_from: Optional[str] = None
@@ -327,7 +329,7 @@ class PipelineConfig(DictConfig):
                                          knowledge_layers=tuple(self.knowledge_layers), **self.knowledge())
             return TrainerContract("pretraining", task, trainer)
         task = ClassificationTaskConfig(preset=self.preset, num_classes=2, max_sequence_length=self.max_sequence_length,
-                                        **self.knowledge())
+                                        length_bucketing=self.finetune_length_bucketing, **self.knowledge())
         return TrainerContract("classification", task, trainer)
 
     @classmethod

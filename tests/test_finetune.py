@@ -35,6 +35,18 @@ def test_minilm_finetune_beats_baseline(finetuned):
     assert result["data"]["calibration_examples"] > 0
 
 
+def test_metrics_report_the_real_token_rate(finetuned, tmp_path):
+    from rw_tf.data.text_inputs import real_token_rate
+
+    _, result = finetuned
+    task = ClassificationTask(ClassificationTaskConfig(max_sequence_length=64, max_examples_per_class=300))
+    task.prepare(str(tmp_path), task.trainer_config(batch_size=16))
+    task.build_model()
+    reported = result["data"]["train_real_token_rate"]            # the first 8 training batches, seeded
+    assert reported == pytest.approx(real_token_rate(task.train_dataset(16), 8))
+    assert 0.1 < reported < 0.9                                   # sentences padded to 64: much padding
+
+
 def test_export_serves_raw_text_and_cli_predict(finetuned, capsys):
     from rw_tf_serving.config import ModelSpec
     from rw_tf_serving.server import LocalModelServer

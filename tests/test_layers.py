@@ -100,3 +100,21 @@ def test_missing_inputs_and_bad_configs_raise_clear_errors():
         EncoderConfig(hidden_size=30, num_heads=4)
     with pytest.raises(ValueError, match="unknown encoder preset"):
         EncoderConfig.preset("huge")
+
+
+def test_segment_pair_head_reads_the_means_of_each_segment():
+    from rw_tf.heads.segment_pair import segment_means
+
+    x = encoder_inputs(batch=3)
+    x["segment_ids"][2] = 0                                  # example 2: no second segment
+    hidden = np.random.default_rng(2).normal(size=(3, 8, 16)).astype("float32")
+    expected = []
+    for h, seg, mask in zip(hidden, x["segment_ids"], x["padding_mask"]):
+        halves = [h[(seg == s) & (mask == 1)] for s in (0, 1)]
+        expected.append(np.concatenate([part.mean(0) if len(part) else np.zeros(16, "float32") for part in halves]))
+    means = keras.ops.convert_to_numpy(segment_means(hidden, x["segment_ids"], x["padding_mask"]))
+    np.testing.assert_allclose(means, np.stack(expected), atol=1e-5)
+    head = SegmentPairHead()
+    logits = keras.ops.convert_to_numpy(head(hidden, x["segment_ids"], x["padding_mask"]))
+    kernel, bias = head.classifier.get_weights()
+    np.testing.assert_allclose(logits, np.stack(expected) @ kernel + bias, atol=1e-5)

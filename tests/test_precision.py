@@ -9,11 +9,11 @@ from rw_tf.tasks import PretrainingTask, PretrainingTaskConfig
 from rw_tf.training import TrainerConfig, run_task
 
 
-def _pretrain(out, precision):
+def _pretrain(out, precision, jit_compile=False):
     task = PretrainingTask(PretrainingTaskConfig(preset="tiny", max_documents=30, vocab_size=1500,
                                                  max_sequence_length=64, target_words=12, eval_batches=2))
     trainer = task.trainer_config(epochs=2, steps_per_epoch=10, batch_size=16, learning_rate=2e-3,
-                                  precision=precision)
+                                  precision=precision, jit_compile=jit_compile)
     return run_task(task, trainer, str(out), verbose=0)
 
 
@@ -30,6 +30,18 @@ def test_mixed_bfloat16_trains_like_float32(runs):
     drop = lambda r: r["before"]["loss"] - r["history"]["loss"][-1]
     assert drop(mixed) > 0.8 * drop(full) > 0                              # it learns as float32 does
     assert keras.mixed_precision.global_policy().name == "float32"         # the process is left as found
+
+
+def test_bfloat16_with_xla_on_cpu_is_refused_up_front(tmp_path):
+    # TensorFlow 2.16's XLA for CPUs has no bfloat16 matmul for a Dense after a Dense (the first step
+    # failed with "unsupported operand type BF16 in op dot"): a user error before any data is made.
+    from rw_tf.errors import UserError
+
+    with pytest.raises(UserError, match="no bfloat16 matmul") as caught:
+        _pretrain(tmp_path, "mixed_bfloat16", jit_compile=True)
+    assert "drop --jit-compile" in caught.value.hint
+    assert not list(tmp_path.iterdir())                                  # refused before any work
+    assert keras.mixed_precision.global_policy().name == "float32"
 
 
 def test_mixed_model_saves_reloads_and_exports_float32(runs):

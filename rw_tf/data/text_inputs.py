@@ -53,6 +53,14 @@ def with_static_batch(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Data
     return dataset.map(declare)
 
 
+def trim_to_longest(features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Encoder inputs [batch, L] cut to the longest example's real length (``padding_mask``'s row
+    sums); only padding is removed. An empty batch keeps zero columns."""
+    longest = tf.reduce_max(tf.reduce_sum(tf.cast(features["padding_mask"], tf.int32), axis=1))
+    longest = tf.maximum(longest, 0)
+    return {k: v[:, :longest] for k, v in features.items()}
+
+
 def length_buckets(max_sequence_length: int, smallest: int = 16) -> List[int]:
     """Padded lengths of the buckets: powers of two from ``smallest`` below ``max_sequence_length``,
     then ``max_sequence_length`` itself (few shapes, so XLA compiles a few step variants only)."""
@@ -89,6 +97,32 @@ def bucketed_text_batches(texts: Sequence[str], columns: Sequence[Any], tokenize
         features = {k: tf.ensure_shape(v[:, :padded_to], [batch_size, None]) for k, v in features.items()}
         return (features, *values)
     return ds.map(encode)
+
+
+def rebucket_padded_batches(dataset: tf.data.Dataset, max_sequence_length: int, batch_size: int,
+                            sequence_keys: Sequence[str]) -> tf.data.Dataset:
+    """Length-bucketed batches from batches already padded to ``max_sequence_length`` (the TFX path,
+    where tf.Transform pads every example): the examples are regrouped by their real length
+    (``padding_mask``'s sum) into full batches of one bucket (``length_buckets``), and the
+    ``sequence_keys`` features of each batch cut to the smallest bucket that holds its longest
+    example. Only padding is cut; other features and the batch size stay as they are.
+
+    ``dataset`` yields ``(features, *rest)`` with ``features["padding_mask"]`` of shape [batch, L].
+    """
+    buckets = length_buckets(max_sequence_length)
+    bounds = tf.constant(buckets, tf.int32)
+    ds = dataset.unbatch().bucket_by_sequence_length(
+        lambda features, *rest: tf.reduce_sum(tf.cast(features["padding_mask"], tf.int32)),
+        bucket_boundaries=[b + 1 for b in buckets[:-1]], bucket_batch_sizes=[batch_size] * len(buckets),
+        drop_remainder=True)
+
+    def cut(features, *rest):
+        longest = tf.reduce_max(tf.reduce_sum(tf.cast(features["padding_mask"], tf.int32), axis=1))
+        padded_to = tf.gather(bounds, tf.reduce_min(tf.where(bounds >= longest)))
+        features = {k: tf.ensure_shape(v[:, :padded_to], [batch_size, None]) if k in sequence_keys else v
+                    for k, v in features.items()}
+        return (features, *rest) if rest else features
+    return ds.map(cut)
 
 
 def real_token_rate(dataset: tf.data.Dataset, batches: int) -> float:

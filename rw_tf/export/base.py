@@ -30,7 +30,7 @@ import keras
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from rw_tf.data.text_inputs import single_segment_inputs
+from rw_tf.data.text_inputs import single_segment_inputs, trim_to_longest
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 ASSETS_EXTRA = "assets.extra"  # where exports keep model.keras / encoder.keras (TF Serving ignores it)
@@ -70,8 +70,11 @@ class ExportModule(tf.Module, metaclass=abc.ABCMeta):
             self._raw_spec = {k: v for k, v in spec.items() if k not in label_keys}
 
     def text_inputs(self, text: tf.Tensor) -> Dict[str, tf.Tensor]:
-        """Encoder inputs of raw texts (with ``entity_ids`` in knowledge mode)."""
-        return single_segment_inputs(self.tokenizer, text, self.max_sequence_length, self.linker)
+        """Encoder inputs of raw texts (with ``entity_ids`` in knowledge mode), padded to the longest
+        text of the request rather than to ``max_sequence_length``: every signature that reads them
+        pools over real tokens only (masked attention, masked means), so padding changes nothing but
+        the work, and served texts are mostly far shorter than the maximum."""
+        return trim_to_longest(single_segment_inputs(self.tokenizer, text, self.max_sequence_length, self.linker))
 
     def transform(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
         """Serialized raw tf.Examples -> the features the model was trained on."""

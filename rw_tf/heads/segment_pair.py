@@ -14,13 +14,16 @@ from keras import ops
 from rw_tf.layers.dtype import sublayer_policy
 
 
-def segment_mean(sequence_output: Any, segment_ids: Any, padding_mask: Any, segment: int) -> Any:
-    """Mean hidden state over tokens of ``segment`` -> [batch, hidden] (zeros if the segment is empty)."""
-    weights = ops.cast(ops.logical_and(ops.equal(segment_ids, segment),
-                                       ops.not_equal(padding_mask, 0)), sequence_output.dtype)
-    total = ops.sum(sequence_output * ops.expand_dims(weights, -1), axis=1)
-    count = ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1.0)
-    return total / count
+def segment_means(sequence_output: Any, segment_ids: Any, padding_mask: Any) -> Any:
+    """Mean hidden states over the tokens of segments 0 and 1 -> [batch, 2 * hidden] (a segment's half
+    is zeros if it is empty): one batched matmul of the segments' token weights [batch, 2, length] with
+    the hidden states, not a multiply-and-sum pass over [batch, length, hidden] per segment."""
+    real = ops.not_equal(padding_mask, 0)
+    weights = ops.cast(ops.stack([ops.logical_and(ops.equal(segment_ids, s), real) for s in (0, 1)], axis=1),
+                       sequence_output.dtype)
+    totals = ops.einsum("bsl,blh->bsh", weights, sequence_output)
+    means = totals / ops.maximum(ops.sum(weights, axis=2, keepdims=True), 1.0)
+    return ops.reshape(means, (-1, 2 * ops.shape(sequence_output)[-1]))
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
@@ -48,9 +51,7 @@ class SegmentPairHead(keras.layers.Layer):
         self.built = True
 
     def call(self, sequence_output: Any, segment_ids: Any, padding_mask: Any) -> Any:
-        first = segment_mean(sequence_output, segment_ids, padding_mask, 0)
-        second = segment_mean(sequence_output, segment_ids, padding_mask, 1)
-        return self.classifier(ops.concatenate([first, second], axis=-1))
+        return self.classifier(segment_means(sequence_output, segment_ids, padding_mask))
 
     def compute_output_shape(self, sequence_output_shape: Any, segment_ids_shape: Any = None,
                              padding_mask_shape: Any = None) -> tuple:

@@ -34,7 +34,12 @@ from rw_tf.config import DictConfig, EncoderConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import documentation_source_examples, unicode_property_examples
 from rw_tf.data.splits import split_by_group
-from rw_tf.data.text_inputs import bucketed_text_batches, single_segment_inputs, with_static_batch
+from rw_tf.data.text_inputs import (
+    bucketed_text_batches,
+    rebucket_padded_batches,
+    single_segment_inputs,
+    with_static_batch,
+)
 from rw_tf.export.base import save_export
 from rw_tf.export.classification import ClassifierExport
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
@@ -217,6 +222,8 @@ class ClassificationTask(Task):
 
         if self.examples is not None:
             ds = self.examples.dataset(split, batch_size).map(features_and_label)
+            if split == "train" and self.config.length_bucketing:
+                ds = rebucket_padded_batches(ds, self.max_sequence_length, batch_size, self.input_names())
             return add_task_distillation_targets(ds, self.teacher) if self.teacher is not None else ds
         if split == "train" and self.config.length_bucketing:
             ds = bucketed_text_batches(self.texts[split], [self.targets[split]], self.tokenizer,

@@ -32,6 +32,8 @@ import keras
 import tensorflow as tf
 
 from rw_tf.config import DictConfig
+from rw_tf.data.text_inputs import real_token_rate
+from rw_tf.errors import UserError
 from rw_tf.training.backup import TrainingBackup
 from rw_tf.training.optimizer import DECAYS, build_optimizer
 from rw_tf.training.strategy import STRATEGIES, create_strategy
@@ -122,6 +124,7 @@ def run_task(task: "Task", trainer: TrainerConfig, output_dir: str, export_dir: 
              callbacks: Sequence[keras.callbacks.Callback] = (), verbose: Any = "auto") -> Dict[str, Any]:
     """Trains, evaluates and exports ``task`` (see the module docstring); returns ``metrics.json``'s content."""
     strategy = create_strategy(trainer.strategy, tpu_address=trainer.tpu)  # first: collective ops need it
+    _check_xla_precision(strategy, trainer)
     # The precision is Keras's global dtype policy while the task's layers are made (every layer
     # takes it); restored afterwards so that the process is left as it was found.
     previous_policy = keras.mixed_precision.global_policy()
@@ -130,6 +133,29 @@ def run_task(task: "Task", trainer: TrainerConfig, output_dir: str, export_dir: 
         return _run(task, trainer, strategy, output_dir, export_dir, callbacks, verbose)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _check_xla_precision(strategy: tf.distribute.Strategy, trainer: TrainerConfig) -> None:
+    """XLA on CPU (TensorFlow 2.16) compiles no bfloat16 matmul whose gradient needs a transposed
+    operand: every Dense after another Dense fails deep inside the first step with "unsupported
+    operand type BF16 in op dot". Refused up front; GPUs and TPUs compile it."""
+    if not (trainer.jit_compile and "bfloat16" in trainer.precision):
+        return
+    # Every strategy but TPUStrategy trains on the GPUs when there are any, else on the CPU.
+    if not isinstance(strategy, tf.distribute.TPUStrategy) and not tf.config.list_logical_devices("GPU"):
+        raise UserError(f"--jit-compile with --precision {trainer.precision} cannot train on CPU: TensorFlow's "
+                        "XLA compiler for CPUs has no bfloat16 matmul",
+                        hint="drop --jit-compile (bfloat16 without XLA uses the CPU's bfloat16 matmuls) or "
+                             "train in float32 with XLA")
+
+
+def _train_real_token_rate(task: "Task", batch_size: int, batches: int = 8) -> Optional[float]:
+    """Share of real (not padding) positions in the first training batches, for tasks whose inputs
+    carry a ``padding_mask`` (what length bucketing raises; reported in ``metrics.json``)."""
+    first = next(iter(task.train_dataset(batch_size).take(1)))
+    if not (isinstance(first, tuple) and isinstance(first[0], dict) and "padding_mask" in first[0]):
+        return None
+    return real_token_rate(task.train_dataset(batch_size), batches)
 
 
 def _run(task: "Task", trainer: TrainerConfig, strategy: tf.distribute.Strategy, output_dir: str,
@@ -147,6 +173,9 @@ def _run(task: "Task", trainer: TrainerConfig, strategy: tf.distribute.Strategy,
                       jit_compile=trainer.jit_compile)
         # Builds the compiled loss and metrics from a batch's shapes (see OptimizerOnlyCompileConfig).
         model.build_for_training(next(iter(task.train_dataset(trainer.batch_size))))
+    rate = _train_real_token_rate(task, trainer.batch_size)      # datasets may need the model (KD targets)
+    if rate is not None:
+        data = {**data, "train_real_token_rate": rate}
     backup = TrainingBackup(os.path.join(output_dir, "backup"), trainer.backup_every_steps, chief)
     start_step = backup.restore(model)
     before = None if start_step else task.evaluate(model)

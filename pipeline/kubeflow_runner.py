@@ -39,7 +39,11 @@ def cluster_config(config: PipelineConfig, pipeline_root: str) -> PipelineConfig
                         hint="pass --pipeline-root gs://BUCKET/PATH (or another URI the cluster can read)")
     local = [f"{name}={getattr(config, name)}" for name in PATH_FIELDS
              if getattr(config, name) and not is_remote(getattr(config, name))]
-    local += [f"corpus_uris={uri}" for uri in config.corpus_uris if not is_remote(uri)]
+    local += [f"{name}={uri}" for name in ("corpus_uris", "web_inputs") for uri in getattr(config, name)
+              if not is_remote(uri)]
+    local += [f"refine_config.url_filter.{key}={path}" for key, path in
+              config.refine_config.get("url_filter", {}).items() if key.endswith("_file") and path
+              and not is_remote(path)]
     if local:
         raise UserError(f"the config names paths of this machine: {', '.join(local)}",
                         hint="copy them to the pipeline root's bucket and give their URIs")

@@ -94,8 +94,25 @@ def stage_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str, 
     }
 
 
+def refinement_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str) -> Optional[Dict]:
+    """The newest RefineWebData output of pipeline ``kind``: records read, documents and words kept."""
+    refined = (node_outputs(store, config.pipeline_name(kind), "RefineWebData", "RefinedCorpus") or [None])[-1]
+    if refined is None:
+        return None
+    return {"refinement": True, "pipeline": config.pipeline_name(kind), "uri": refined.uri,
+            "records_read": _property(refined, "records_read", "int_value"),
+            "documents": _property(refined, "documents", "int_value"),
+            "words": _property(refined, "words", "int_value"), "report": _property(refined, "report")}
+
+
 def run_summary(config: PipelineConfig, kind: str) -> Dict[str, Dict]:
-    """stage -> summary of the newest run of pipeline ``kind`` (a recipe has both stages)."""
+    """stage -> summary of the newest run of pipeline ``kind`` (a recipe has both stages); with a
+    RefineWebData step, also ``"refine"`` -> its ``refinement_summary``."""
     store = open_store(config.metadata_path)
-    stages = {"recipe": STAGES, "domain": tuple(DOMAIN_STAGES)}.get(kind, (kind,))
-    return {stage: stage_summary(store, config, kind, stage) for stage in stages}
+    stages = {"recipe": STAGES, "domain": tuple(DOMAIN_STAGES), "refine": ()}.get(kind, (kind,))
+    summaries = {}
+    refinement = refinement_summary(store, config, kind)
+    if refinement is not None:
+        summaries["refine"] = refinement
+    summaries.update({stage: stage_summary(store, config, kind, stage) for stage in stages})
+    return summaries

@@ -2,10 +2,14 @@
 
 A *stage* trains one task:
 
-    PrepareData -> JSONL ExampleGen (train/eval folders) -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
-      -> AnomaliesGate -> Transform (rw_tf TF ops, vocab asset) -> Trainer (rw_tf runner, tf.distribute)
+    [RefineWebData] -> PrepareData -> JSONL ExampleGen (train/eval folders) -> StatisticsGen
+      -> ImportSchemaGen -> ExampleValidator -> AnomaliesGate -> Transform (rw_tf TF ops, vocab asset)
+      -> Trainer (rw_tf runner, tf.distribute)
       -> Evaluator (TFMA thresholds + change vs. latest blessed) -> Pusher (filesystem, versioned)
 
+``RefineWebData`` (RefinedWeb's MacroData Refinement on Beam) precedes PrepareData in the
+``pretrain`` and ``recipe`` kinds when the corpus is ``web`` (the default): web pages in, the refined
+corpus PrepareData builds the pretraining examples from; the ``refine`` kind runs it alone.
 Kinds: ``pretrain`` (the encoder on segment pairs, gated on masked-LM accuracy), ``finetune`` (a
 classifier warm-started from a pretrained encoder: ``pretrained_model_uri`` or, locally, the newest
 pushed pretraining version through an Importer; gated on accuracy and AUC), ``recipe`` (both
@@ -41,6 +45,7 @@ from rw_tf_pipeline.components import jsonl_example_gen
 from rw_tf_pipeline.components.anomalies_gate import AnomaliesGate
 from rw_tf_pipeline.components.distillation_trainer import DistillationTrainer
 from rw_tf_pipeline.components.prepare_data import PrepareData
+from rw_tf_pipeline.components.refine_web import RefineWebData
 from rw_tf_pipeline.configs import DOMAIN_STAGES, KINDS, PipelineConfig, is_remote
 from rw_tf_serving.servables import list_versions
 
@@ -236,8 +241,15 @@ def create_pipeline(kind: str, config: PipelineConfig, enable_cache: Optional[bo
     under the root; "kubeflow": no local metadata, nothing looked up on the compiling machine)."""
     if kind not in KINDS:
         raise UserError(f"unknown pipeline kind {kind!r}; choose one of {KINDS}")
-    prepare = PrepareData(pipeline_config=json.dumps(config.to_dict()), kind=kind).with_id("PrepareData")
-    components: List = [prepare]
+    config_json = json.dumps(config.to_dict())
+    components: List = []
+    refined = {}
+    if kind == "refine" or (kind in ("pretrain", "recipe") and config.refines_web):
+        components.append(RefineWebData(pipeline_config=config_json).with_id("RefineWebData"))
+        refined = {"refined_corpus": components[0].outputs["refined_corpus"]}
+    if kind != "refine":
+        prepare = PrepareData(pipeline_config=config_json, kind=kind, **refined).with_id("PrepareData")
+        components.append(prepare)
     if kind == "domain":
         uri = _pretrained_model_uri(config, orchestrator)
         if uri is None:
@@ -255,7 +267,7 @@ def create_pipeline(kind: str, config: PipelineConfig, enable_cache: Optional[bo
         importer = _pretrained_importer(_pretrained_model_uri(config, orchestrator))
         components += ([importer] if importer else []) + _stage(
             "finetune", config, prepare, base_model=importer.outputs["result"] if importer else None)
-    else:
+    elif kind != "refine":
         components += _stage(kind, config, prepare)
     metadata = (tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
                 if orchestrator == "local" else None)

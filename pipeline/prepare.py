@@ -19,20 +19,32 @@ prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as g
   in the transform graph, and fine-tuning uses the same file so ids match the encoder;
 - ``data_report.json``: what was read, removed (by reason) and written;
 - knowledge mode with the Nations demo: ``aliases.tsv`` and a TransE model in ``transe/``.
-Existing outputs are kept (ExampleGen fingerprints its inputs, so rewriting would defeat caching).
+Existing outputs are kept (ExampleGen fingerprints its inputs, so rewriting would defeat caching),
+except the pretraining pairs and vocabulary when their corpus source changed.
+Corpus ``web`` (the default): the documents of the refined web corpus, i.e. the pipeline's
+``RefineWebData`` output (``refined_corpus``) or, without that step, a refinement of
+``web_inputs`` run here (``rw_tf.refine``; empty ``web_inputs``: the embedded web sample).
 """
 from __future__ import annotations
 
 import base64
 import collections
+import dataclasses
 import json
 import os
-from typing import Dict
+import tempfile
+from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from rw_tf.data.corpus import SplitCounts, deduplicate_sentences, embedded_corpus, read_text_files
+from rw_tf.data.corpus import (
+    SplitCounts,
+    deduplicate_sentences,
+    documents_from_texts,
+    embedded_corpus,
+    read_text_files,
+)
 from rw_tf.data.image_text import checked_pairs, digit_pairs, split_pairs
 from rw_tf.data.interactions import stdlib_import_interactions
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
@@ -42,10 +54,12 @@ from rw_tf.data.segment_pairs import segment_pair_candidates
 from rw_tf.data.splits import split_by_group, split_documents
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
+from rw_tf.refine import RefineConfig, RunnerConfig, read_refined_documents, run_refinement
+from rw_tf.refine.web_sample import write_web_sample
 from rw_tf.tasks.image_text import other_class_rows
 from rw_tf.tasks.sentence_embedding import with_hard_negatives
 from rw_tf.tokenization import learn_vocabulary, write_vocabulary
-from rw_tf_pipeline.configs import STAGES, PipelineConfig
+from rw_tf_pipeline.configs import STAGES, PipelineConfig, is_remote
 
 SPLITS = ("train", "eval")
 
@@ -127,34 +141,71 @@ def prepare_domain_data(config: PipelineConfig) -> Dict[str, str]:
     return paths
 
 
-def prepare_data(config: PipelineConfig) -> Dict[str, str]:
-    """Writes what is missing (see the module docstring); returns the paths."""
-    paths = {f"{kind}/{split}": input_file(config, kind, split) for kind in DATA_KINDS for split in SPLITS}
-    paths["vocab"] = config.vocab_file
-    paths["items"] = config.items_file
-    paths["report"] = os.path.join(config.data_dir, "data_report.json")
-    if all(tf.io.gfile.exists(p) for p in paths.values()):
-        return paths
-    split_drops = SplitCounts()
+def corpus_source(config: PipelineConfig, refined_corpus: Optional[str]) -> str:
+    """What the pretraining data are made of; a change of it rewrites them (and the vocabulary)."""
+    if config.corpus_uris:
+        return f"files:{sorted(config.corpus_uris)}"
+    if config.refines_web:
+        return f"web:{refined_corpus or config.refined_web_dir}"
+    return config.corpus if config.corpus != "embedded" else f"embedded:{config.max_documents}"
+
+
+def refined_web_corpus(config: PipelineConfig, refined_corpus: Optional[str], counts: SplitCounts):
+    """Documents of the refined web corpus: the RefineWebData step's output, or (``rw-tf pipeline
+    prepare`` without the step) a refinement of ``web_inputs`` run here into ``refined_web_dir``."""
+    if refined_corpus is None:
+        refined_corpus = config.refined_web_dir
+        if not tf.io.gfile.exists(os.path.join(refined_corpus, "report.json")):
+            refine_web(config, refined_corpus)
+    return documents_from_texts((d["text"] for d in read_refined_documents(refined_corpus)), counts=counts)
+
+
+def refine_web(config: PipelineConfig, output_dir: str, pipeline=None) -> Dict:
+    """Runs the refinement of ``config.web_inputs`` (empty: the embedded web sample) into ``output_dir``."""
+    inputs, refine = list(config.web_inputs), RefineConfig.from_dict(config.refine_config, "refine_config")
+    if not inputs:
+        sample_dir = os.path.join(output_dir, "web") if not is_remote(output_dir) else tempfile.mkdtemp()
+        sample = write_web_sample(sample_dir)
+        inputs = sample["inputs"]
+        if refine.url_filter.blocklist_file is None:
+            refine = dataclasses.replace(refine, url_filter=dataclasses.replace(
+                refine.url_filter, blocklist_file=sample["blocklist_file"]))
+    return run_refinement(inputs, output_dir, refine, RunnerConfig(workers=config.beam_direct_num_workers),
+                          pipeline=pipeline)
+
+
+def _corpus_documents(config: PipelineConfig, refined_corpus: Optional[str], counts: SplitCounts):
+    if config.corpus_uris:
+        return read_text_files(config.corpus_uris, counts=counts)
+    if config.refines_web:
+        return refined_web_corpus(config, refined_corpus, counts)
     if config.corpus == "nations":
-        docs = _nations_documents(config)
-    elif config.corpus == "multilingual" and not config.corpus_uris:
-        docs = [sentences for _, sentences in multilingual_documents()]
-    elif config.corpus_uris:
-        docs = read_text_files(config.corpus_uris, counts=split_drops)
-    else:
-        docs = embedded_corpus(max_documents=config.max_documents, counts=split_drops)
-    report = {"documents_read": len(docs), "sentences_read": sum(len(d) for d in docs),
-              "dropped_while_splitting": dict(split_drops)}
+        return _nations_documents(config)
+    if config.corpus == "multilingual":
+        return [sentences for _, sentences in multilingual_documents()]
+    return embedded_corpus(max_documents=config.max_documents, counts=counts)
+
+
+def _write_corpus_data(config: PipelineConfig, paths: Dict[str, str], refined_corpus: Optional[str]) -> Dict:
+    """Pretraining pairs and the vocabulary, from the configured corpus (see the module docstring)."""
+    split_drops = SplitCounts()
+    docs = _corpus_documents(config, refined_corpus, split_drops)
+    report = {"corpus_source": corpus_source(config, refined_corpus), "documents_read": len(docs),
+              "sentences_read": sum(len(d) for d in docs), "dropped_while_splitting": dict(split_drops)}
     docs, removed = deduplicate_sentences(docs)
     train_docs, eval_docs = split_documents(docs, config.eval_fraction, config.seed)
     report.update(removed=removed, train_documents=len(train_docs), eval_documents=len(eval_docs))
-    if not tf.io.gfile.exists(paths["vocab"]):
-        tf.io.gfile.makedirs(config.data_dir)
-        write_vocabulary(learn_vocabulary((s for d in train_docs for s in d), config.vocab_size), paths["vocab"])
+    tf.io.gfile.makedirs(config.data_dir)
+    write_vocabulary(learn_vocabulary((s for d in train_docs for s in d), config.vocab_size), paths["vocab"])
     for split, split_docs, seed in (("train", train_docs, config.seed), ("eval", eval_docs, config.seed + 1)):
         pairs = segment_pair_candidates(split_docs, config.target_words, seed)
         report[f"{split}_pairs"] = write_jsonl(columns_to_rows(pairs), paths[f"pretrain/{split}"])
+    return report
+
+
+def _write_task_data(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
+    """The fine-tuning, embedding, recommendation and multimodal examples (corpus-independent)."""
+    report = {}
     rows = documentation_source_examples(config.finetune_max_per_class, seed=config.seed)
     cut = int(round(0.8 * len(rows)))
     report["finetune_train"] = write_jsonl(rows[:cut], paths["finetune/train"])
@@ -164,6 +215,31 @@ def prepare_data(config: PipelineConfig) -> Dict[str, str]:
         report[f"embedding_{split}"] = write_jsonl(with_hard_negatives(pairs, config.seed), paths[f"embedding/{split}"])
     report.update(_write_interactions(config, paths))
     report.update(_write_image_text(config, paths))
-    with tf.io.gfile.GFile(paths["report"], "w") as f:
-        json.dump(report, f, indent=2)
+    return report
+
+
+def prepare_data(config: PipelineConfig, refined_corpus: Optional[str] = None) -> Dict[str, str]:
+    """Writes what is missing or stale (see the module docstring); returns the paths. The pretraining
+    data and vocabulary are rewritten when their corpus source changed (e.g. a new refinement)."""
+    paths = {f"{kind}/{split}": input_file(config, kind, split) for kind in DATA_KINDS for split in SPLITS}
+    paths["vocab"] = config.vocab_file
+    paths["items"] = config.items_file
+    paths["report"] = os.path.join(config.data_dir, "data_report.json")
+    report: Dict = {}
+    if tf.io.gfile.exists(paths["report"]):
+        with tf.io.gfile.GFile(paths["report"]) as f:
+            report = json.load(f)
+    corpus_paths = [paths["pretrain/train"], paths["pretrain/eval"], paths["vocab"]]
+    changed = False
+    if (not all(tf.io.gfile.exists(p) for p in corpus_paths)
+            or report.get("corpus_source") != corpus_source(config, refined_corpus)):
+        report.update(_write_corpus_data(config, paths, refined_corpus))
+        changed = True
+    task_paths = [p for key, p in paths.items() if key not in ("pretrain/train", "pretrain/eval", "vocab", "report")]
+    if not all(tf.io.gfile.exists(p) for p in task_paths):
+        report.update(_write_task_data(config, paths))
+        changed = True
+    if changed:
+        with tf.io.gfile.GFile(paths["report"], "w") as f:
+            json.dump(report, f, indent=2)
     return paths

@@ -1,8 +1,7 @@
 """Quiet, useful output for long pipeline runs.
 
-``quiet_output(log_path)`` sends everything libraries print (TensorFlow's C++ logs, absl INFO for
-every MLMD call, Beam worker output, Keras progress of the Trainer) to a log file, at the file
-descriptor level so subprocesses are included, and yields a stream to the real terminal.
+``quiet_output(log_path)`` (``rw_tf.cli.output``) sends everything libraries print (absl INFO for
+every MLMD call, Beam worker output, Keras progress of the Trainer) to a log file.
 ``ComponentProgress`` turns the LocalDagRunner's "Component X is running/finished" log records into
 one terminal line per component with its status and seconds; ``summary_table`` formats the end.
 
@@ -14,38 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import sys
 import time
 from typing import Dict, Iterator, List, Optional, TextIO
 
 from absl import logging as absl_logging
-
-
-@contextlib.contextmanager
-def quiet_output(log_path: Optional[str]) -> Iterator[TextIO]:
-    """Redirects fd 1 and 2 to ``log_path`` (None: nothing is redirected); yields the terminal."""
-    if log_path is None:
-        yield sys.stdout
-        return
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved_out, saved_err = os.dup(1), os.dup(2)
-    terminal = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    with open(log_path, "a", encoding="utf-8") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield terminal
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved_out, 1)
-            os.dup2(saved_err, 2)
-            os.close(saved_out)
-            os.close(saved_err)
-            terminal.close()
 
 
 class ComponentProgress(logging.Handler):
@@ -104,9 +75,14 @@ def _number(value: Optional[float]) -> str:
 
 
 def summary_table(summaries: Dict[str, Dict]) -> str:
-    """One row per pipeline: blessed, gate metric vs. bound, pushed version and path, rejects."""
+    """One row per trained pipeline stage: blessed, gate metric vs. bound, pushed version and path,
+    rejects; a refinement step first, as one line with its counts and report."""
+    lines = [f"refinement: {s['records_read']:,} web records read -> {s['documents']:,} documents, "
+             f"{s['words']:,} words (report: {s['report']})\n" for s in summaries.values() if s.get("refinement")]
     rows = [("pipeline", "blessed", "gate metric", "value", "bound", "pushed version", "rejected", "path")]
     for kind, s in summaries.items():
+        if s.get("refinement"):
+            continue
         for i, (metric, gate) in enumerate(s["gate"].items()):
             first = i == 0
             rows.append((kind if first else "", ("yes" if s["blessed"] else "NO") if first else "", metric,
@@ -115,4 +91,5 @@ def summary_table(summaries: Dict[str, Dict]) -> str:
                          str(s["rejected_lines"] if s["rejected_lines"] is not None else "-") if first else "",
                          (s["pushed_destination"] or "not pushed") if first else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "".join(lines) + (table if len(rows) > 1 else "")

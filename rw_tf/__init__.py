@@ -20,10 +20,15 @@ Example:
     64
 """
 import os as _os
+import warnings as _warnings
 
 # TensorFlow's C++ start-up lines (CUDA probing on CPU machines, oneDNN notices) are noise for
 # most users; TF_CPP_MIN_LOG_LEVEL=0 brings them back.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Google's client libraries (imported by TensorFlow and Beam) warn on import that Python 3.10 and
+# this grpcio are no longer supported: rw-tf pins both (TFX 1.16 needs Python < 3.11), so a user
+# cannot act on it. Only these modules' FutureWarnings are silenced; `python -W` overrides.
+_warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.(api_core|auth)(\.|$)")
 
 from rw_tf.checkpoints import load_hf_bert, minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import EncoderConfig, PretrainingDataConfig

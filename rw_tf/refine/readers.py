@@ -1,0 +1,252 @@
+"""Web pages in: WARC archives, HTML files and JSON Lines, each record a page or a counted reject.
+
+A *page* is a dict ``{"id", "url", "source", "html" | "text"}``: ``id`` is ``<path>#<record>`` (stable
+for the same inputs on every runner, so deduplication keeps the same survivor everywhere). A
+*reject* is ``{"id", "source", "stage": "read", "reason", "detail"}``; nothing is dropped without one.
+
+- WARC (``.warc``, ``.warc.gz``, ``.arc``, ``.arc.gz``, read with warcio): ``response`` records with
+  an HTML content type become pages, with the URL of ``WARC-Target-URI``; other record types and
+  non-HTML responses are rejects by reason (``not_a_response``, ``not_html``, ``http_status``); a
+  record whose block is shorter than its declared ``Content-Length`` is ``declared_size_mismatch``; a
+  record cut off by the end of the file is ``truncated_record``. A corrupt archive (bad gzip member,
+  unparseable header) is one ``corrupt_archive`` reject; the records before it are kept.
+- HTML files (``.html``, ``.htm``): the URL is the page's ``<link rel="canonical">`` if it has one,
+  else ``file://<path>``.
+- JSON Lines (``.jsonl``, ``.jsonl.gz``): objects ``{"url", "html"}`` or ``{"url", "text"}``
+  (optional ``"id"``: the page id is then ``<path>#<id>``); invalid JSON, missing fields and wrong
+  types are rejects.
+
+Bounded memory: a record, file or line larger than ``max_page_bytes`` is a ``too_large`` reject,
+read no further than the limit. Bytes are decoded with the HTTP or ``<meta>`` charset, else UTF-8;
+bytes that do not decode are an ``undecodable`` reject (never silently replaced).
+
+Example:
+    >>> for kind, item in iter_records("pages/iana.warc.gz"):     # doctest: +SKIP
+    ...     print(kind, item["id"], item.get("url") or item["reason"])
+"""
+from __future__ import annotations
+
+import codecs
+import gzip
+import io
+import json
+import os
+import re
+from typing import IO, Callable, Dict, Iterator, Optional, Tuple
+
+from warcio.archiveiterator import ArchiveIterator
+
+Record = Tuple[str, Dict]  # ("page", page) or ("reject", reject)
+
+DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
+HTML_SUFFIXES = (".html", ".htm")
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.I)
+_CANONICAL = re.compile(r"""<link\s[^>]*rel\s*=\s*["']?canonical["']?[^>]*>""", re.I)
+_HREF = re.compile(r"""href\s*=\s*["']([^"']+)["']""", re.I)
+
+
+def file_kind(path: str) -> Optional[str]:
+    name = path.lower()
+    for kind, suffixes in (("warc", WARC_SUFFIXES), ("html", HTML_SUFFIXES), ("jsonl", JSONL_SUFFIXES)):
+        if name.endswith(suffixes):
+            return kind
+    return None
+
+
+def reject(record_id: str, source: str, reason: str, detail: str = "") -> Record:
+    return "reject", {"id": record_id, "source": source, "stage": "read", "reason": reason, "detail": detail[:300]}
+
+
+def decode_html(data: bytes, declared: Optional[str] = None) -> Optional[str]:
+    """``data`` decoded with the declared charset (HTTP header), else the ``<meta>`` charset, else
+    UTF-8 (a UTF-8 byte-order mark wins); None when the bytes are not valid in that encoding."""
+    if data.startswith(codecs.BOM_UTF8):
+        declared, data = "utf-8", data[len(codecs.BOM_UTF8):]
+    if not declared:
+        found = _META_CHARSET.search(data[:4096])
+        declared = found.group(1).decode("ascii", "ignore") if found else None
+    for encoding in ([declared] if declared else []) + ["utf-8"]:
+        try:
+            return data.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return None
+
+
+def canonical_url(html: str) -> Optional[str]:
+    tag = _CANONICAL.search(html[:65536])
+    href = _HREF.search(tag.group()) if tag else None
+    return href.group(1) if href else None
+
+
+def _read_bounded(stream: IO[bytes], limit: int) -> Tuple[bytes, bool]:
+    """At most ``limit`` bytes of ``stream`` and whether there was more."""
+    data = stream.read(limit + 1)
+    return data[:limit], len(data) > limit
+
+
+def _charset(content_type: str) -> Optional[str]:
+    found = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type or "", re.I)
+    return found.group(1) if found else None
+
+
+class _CountingReader:
+    """Counts the bytes read from a stream (to tell a clean end of an archive from a truncated one)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream, self.count = stream, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.count += len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self.stream.readline(size)
+        self.count += len(data)
+        return data
+
+
+def iter_warc(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[Record]:
+    name = source
+    index = -1
+    counting = _CountingReader(stream)
+    records = ArchiveIterator(counting, arc2warc=True)
+    try:
+        for index, record in enumerate(records):
+            record_id = f"{name}#{index}"
+            if record.rec_type != "response":
+                yield reject(record_id, source, "not_a_response", record.rec_type)
+                continue
+            url = record.rec_headers.get_header("WARC-Target-URI") or ""
+            status = record.http_headers.get_statuscode() if record.http_headers else None
+            content_type = (record.http_headers.get_header("Content-Type") if record.http_headers else "") or ""
+            if status and status != "200":
+                yield reject(record_id, source, "http_status", f"{status} {url}")
+                continue
+            if content_type.split(";")[0].strip().lower() not in HTML_TYPES:
+                yield reject(record_id, source, "not_html", f"{content_type.split(';')[0]} {url}")
+                continue
+            data, truncated = _read_bounded(record.content_stream(), max_page_bytes)
+            if truncated:
+                yield reject(record_id, source, "too_large", f"more than {max_page_bytes} bytes: {url}")
+                continue
+            missing = getattr(record.raw_stream, "limit", 0)
+            if missing > 0:   # the archive ended before the record's declared Content-Length
+                yield reject(record_id, source, "declared_size_mismatch",
+                             f"Content-Length {record.length}, {missing} bytes missing: {url}")
+                continue
+            html = decode_html(data, _charset(content_type))
+            if html is None:
+                yield reject(record_id, source, "undecodable", url)
+                continue
+            yield "page", {"id": record_id, "url": url, "source": source, "html": html}
+    except Exception as err:  # noqa: BLE001 - untrusted bytes: warcio raises many types on malformed input
+        # warcio cannot resynchronise: the rest of the file is unreadable, the records before stay.
+        yield reject(f"{name}#{index + 1}", source, "corrupt_archive",
+                     f"{type(err).__name__} at record {index + 1}: {' '.join(str(err).split())[:200]}")
+        return
+    if index < 0 and counting.count == 0:
+        yield reject(f"{name}#0", source, "empty")
+        return
+    # warcio ends quietly at a record cut short by the end of the file: bytes left after the last
+    # complete record are that record.
+    left = counting.count + len(counting.read()) - records.offset
+    if left > 4:
+        yield reject(f"{name}#{index + 1}", source, "truncated_record",
+                     f"{left} bytes at record {index + 1} do not form a complete record")
+
+
+def iter_html_file(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[Record]:
+    record_id = f"{source}#0"
+    data, truncated = _read_bounded(stream, max_page_bytes)
+    if truncated:
+        yield reject(record_id, source, "too_large", f"more than {max_page_bytes} bytes")
+        return
+    if not data.strip():
+        yield reject(record_id, source, "empty")
+        return
+    html = decode_html(data)
+    if html is None:
+        yield reject(record_id, source, "undecodable")
+        return
+    url = canonical_url(html) or (source if "://" in source else "file://" + os.path.abspath(source))
+    yield "page", {"id": record_id, "url": url, "source": source, "html": html}
+
+
+def _bounded_lines(stream: IO[bytes], limit: int) -> Iterator[Tuple[bytes, bool]]:
+    """Lines of at most ``limit`` bytes; a longer line is skipped to its end and reported truncated."""
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith(b"\n"):
+            while True:  # discard the rest of the oversized line in bounded chunks
+                rest = stream.readline(limit)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield line[:limit], True
+        else:
+            yield line, False
+
+
+def iter_jsonl(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[Record]:
+    name = source
+    for number, (line, truncated) in enumerate(_bounded_lines(stream, max_page_bytes)):
+        record_id = f"{name}#{number}"
+        if truncated:
+            yield reject(record_id, source, "too_large", f"line longer than {max_page_bytes} bytes")
+            continue
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            yield reject(record_id, source, "undecodable")
+            continue
+        except ValueError as err:
+            yield reject(record_id, source, "invalid_json", str(err))
+            continue
+        if not isinstance(row, dict):
+            yield reject(record_id, source, "invalid_json", f"a {type(row).__name__}, not an object")
+            continue
+        url, body = row.get("url"), row.get("html", row.get("text"))
+        field = "html" if "html" in row else "text"
+        if not isinstance(url, str) or not url:
+            yield reject(record_id, source, "missing_field", "url")
+        elif not isinstance(body, str):
+            yield reject(record_id, source, "missing_field", "html or text (a string)")
+        else:
+            # A row's own id is kept after the file's path, so ids stay unique across input files.
+            page_id = f"{source}#{row['id']}" if isinstance(row.get("id"), (str, int)) else record_id
+            yield "page", {"id": page_id, "url": url, "source": source, field: body}
+
+
+_READERS: Dict[str, Callable[[IO[bytes], str, int], Iterator[Record]]] = {
+    "warc": iter_warc, "html": iter_html_file, "jsonl": iter_jsonl}
+
+
+def iter_stream(stream: IO[bytes], source: str, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> Iterator[Record]:
+    """Pages and rejects of one open file (its kind from ``source``'s name; ``.jsonl.gz`` must
+    already be decompressed, WARC members are decompressed by warcio)."""
+    kind = file_kind(source)
+    if kind is None:
+        yield reject(f"{source}#0", source, "unsupported_file",
+                     f"not one of {WARC_SUFFIXES + HTML_SUFFIXES + JSONL_SUFFIXES}")
+        return
+    try:
+        yield from _READERS[kind](stream, source, max_page_bytes)
+    except (OSError, EOFError, gzip.BadGzipFile) as err:   # e.g. a corrupt .jsonl.gz
+        yield reject(f"{source}#?", source, "corrupt_file", f"{type(err).__name__}: {err}")
+
+
+def iter_records(path: str, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> Iterator[Record]:
+    """Pages and rejects of a local file (see the module docstring)."""
+    with open(path, "rb") as raw:
+        stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if path.lower().endswith(".jsonl.gz") else raw
+        yield from iter_stream(io.BufferedReader(stream) if isinstance(stream, gzip.GzipFile) else stream,
+                               path, max_page_bytes)

@@ -1,0 +1,113 @@
+"""Word splitting and normalisation shared by the refinement stages.
+
+``split_words`` is the tokenizer of the Gopher filters. Gopher's rules count *words*, and the
+reference implementation (datatrove 0.10) takes them from spaCy's English tokenizer, which splits
+punctuation, quotes, brackets and contractions off words and splits hyphenated words. Those tokens
+enter the ratios (a full stop is a "word" without a letter), so a whitespace split would move
+documents across the thresholds. ``split_words`` follows the same rules with one compiled regex
+per whitespace-separated chunk (prefix, infix and suffix punctuation; ``n't``, ``'s`` ...; URLs,
+e-mail addresses, numbers and dotted abbreviations kept whole) instead of importing spaCy
+(about 1 GB of dependencies for this one rule). ``benchmarks/refine_vs_datatrove.py`` measures
+the agreement of the filters built on it.
+
+``minhash_words`` is the normalisation of fuzzy deduplication (lower case, digits folded to 0,
+punctuation removed, accents stripped, whitespace collapsed), so near-duplicates that differ in
+case, numbers or punctuation share their shingles. ``token_spans`` gives exact-substring
+deduplication its tokens with character offsets (words and punctuation marks), so removed token
+ranges map back to the text.
+
+Example:
+    >>> split_words("Don't split e.g. U.S. twice--it's well-known (see http://a.b/c).")[:12]
+    ['Do', "n't", 'split', 'e.g.', 'U.S.', 'twice', '--', 'it', "'s", 'well', '-', 'known']
+    >>> minhash_words("Crème brûlée, 1999 edition!")
+    ['creme', 'brulee', '0', 'edition']
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import List, Tuple
+
+# Characters spaCy's English prefix/suffix rules split off a chunk (quotes, brackets, punctuation).
+_EDGE = r"""[\"'`“”‘’«»‹›„‚()\[\]{}<>*!?.,;:¿¡…|/\\#$£€¥%&=+~^@§°•·–—]"""
+_CONTRACTION = re.compile(r"(?i)(?<=\w)(n't|'s|'re|'ll|'ve|'d|'m|’s|’re|’ll|’ve|’d|’m|n’t)$")
+_WHOLE = re.compile(
+    r"""^(?:(?:https?|ftp)://\S*[^\s.,;:!?)\]}'"”’]|www\.\S*[^\s.,;:!?)\]}'"”’]|"""   # URLs
+    r"""[\w.+-]+@[\w-]+\.[\w-]+(?:\.[\w-]+)*|"""                           # e-mail addresses
+    r"""\d+(?:[.,:/-]\d+)*|"""                                           # 3.14, 1,000, 10:30, 2020-01-02
+    r"""(?:[A-Za-z]\.){2,}|[A-Z][a-z]{0,3}\.(?=$))$""")                  # e.g. U.S. Mr. Dr.
+_PREFIX = re.compile(rf"^(?:\.\.\.|--|{_EDGE})")
+_SUFFIX = re.compile(rf"(?:\.\.\.|--|{_EDGE})$")
+# Infixes split inside a chunk: hyphens, dashes and ellipses between letters or digits; slashes and
+# commas between letters.
+_INFIX = re.compile(r"(?<=[^\W\d_])(-|--|—|–|\.\.\.|…)(?=[^\W_])|(?<=[^\W\d_])([/,])(?=[^\W\d_])|(?<=\d)(--|—|–)(?=\d)")
+
+_DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+_NON_WORD = re.compile(r"[\W_]+")
+_TOKEN = re.compile(r"\w+|[^\w\s]+")
+
+
+def _split_chunk(chunk: str, out: List[str]) -> None:
+    if _WHOLE.match(chunk):
+        out.append(chunk)
+        return
+    suffixes: List[str] = []
+    whole = False
+    while chunk:
+        if _WHOLE.match(chunk):
+            whole = True
+            break
+        prefix = _PREFIX.match(chunk)
+        if prefix and len(chunk) > len(prefix.group()):
+            out.append(prefix.group())
+            chunk = chunk[prefix.end():]
+            continue
+        contraction = _CONTRACTION.search(chunk)
+        if contraction and contraction.start() > 0:
+            suffixes.append(contraction.group())
+            chunk = chunk[:contraction.start()]
+            continue
+        suffix = _SUFFIX.search(chunk)
+        if suffix and suffix.start() > 0:
+            suffixes.append(suffix.group())
+            chunk = chunk[:suffix.start()]
+            continue
+        break
+    if whole:
+        out.append(chunk)
+    elif chunk:
+        start = 0
+        for match in _INFIX.finditer(chunk):
+            out.append(chunk[start:match.start()])
+            out.append(match.group())
+            start = match.end()
+        out.append(chunk[start:])
+    out.extend(reversed(suffixes))
+
+
+def split_words(text: str) -> List[str]:
+    """Words and punctuation tokens of ``text`` by spaCy's English rules (see the module docstring)."""
+    out: List[str] = []
+    for chunk in text.split():
+        _split_chunk(chunk, out)
+    return [w for w in out if w]
+
+
+def minhash_words(text: str) -> List[str]:
+    """Normalised words for shingling: lower case, numbers -> ``0``, punctuation and symbols removed,
+    accents stripped (NFKD without combining marks), whitespace collapsed."""
+    text = _DIGITS.sub("0", text.lower())
+    if not text.isascii():
+        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return _NON_WORD.sub(" ", text).split()
+
+
+def token_spans(text: str) -> List[Tuple[int, int]]:
+    """Character spans of the tokens of exact-substring deduplication: runs of word characters and
+    runs of punctuation, whitespace excluded."""
+    return [m.span() for m in _TOKEN.finditer(text)]
+
+
+def count_words(text: str) -> int:
+    """Whitespace-separated words (the report's token counts)."""
+    return len(text.split())

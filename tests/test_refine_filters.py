@@ -1,0 +1,347 @@
+"""Every refinement filter on documents crafted to sit just inside and just outside its threshold,
+and the readers on hostile inputs (corrupt archives, wrong sizes, bad encodings)."""
+import gzip
+import io
+import json
+import random
+
+import pytest
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from rw_tf.refine.gopher import (
+    GopherQualityConfig,
+    GopherRepetitionConfig,
+    duplicate_ngram_chars,
+    gopher_quality_reason,
+    gopher_repetition_reason,
+    top_ngram_chars,
+)
+from rw_tf.refine.language import LanguageIdentifier
+from rw_tf.refine.line_corrections import LineCorrector
+from rw_tf.refine.readers import iter_records, iter_stream
+from rw_tf.refine.text import minhash_words, split_words
+from rw_tf.refine.url_filter import UrlFilter, read_word_weights
+
+RNG = random.Random(7)
+VOCABULARY = sorted({"".join(RNG.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(RNG.randint(4, 8)))
+                     for _ in range(3000)})
+
+
+def prose(words: int, seed: int = 0) -> str:
+    """Distinct random words with two stop words: passes every quality and repetition rule."""
+    rng = random.Random(seed)
+    return " ".join(["the", "and"] + rng.sample(VOCABULARY, words - 2))
+
+
+# ---------------------------------------------------------------------------------------------- Gopher quality
+def test_word_count_bounds():
+    assert gopher_quality_reason(prose(50)) is None
+    assert gopher_quality_reason(prose(49)) == "gopher_short_doc"
+    small = GopherQualityConfig(max_words=60)
+    assert gopher_quality_reason(prose(60), small) is None
+    assert gopher_quality_reason(prose(61), small) == "gopher_long_doc"
+    # Punctuation tokens are not words for the count: 49 words and 20 full stops are still short.
+    assert gopher_quality_reason(prose(49) + " ." * 20) == "gopher_short_doc"
+
+
+def test_mean_word_length_bounds():
+    three = " ".join(["the", "and"] + ["cat"] * 58)                      # mean exactly 3.0
+    assert gopher_quality_reason(three) is None
+    assert gopher_quality_reason(three.replace("cat", "ox", 1)) == "gopher_below_avg_word_length"
+    ten = " ".join(["the", "and"] + ["abcdefghij"] * 44 + ["abcdefghijk"] * 14)   # (6 + 440 + 154) / 60 = 10
+    assert gopher_quality_reason(ten) is None
+    assert gopher_quality_reason(ten.replace("abcdefghij ", "abcdefghijk ", 1)) == "gopher_above_avg_word_length"
+
+
+@pytest.mark.parametrize("symbol,reason", [("#", "gopher_too_many_hashes"), ("...", "gopher_too_many_ellipsis"),
+                                           ("…", "gopher_too_many_ellipsis")])
+def test_symbol_to_word_ratio(symbol, reason):
+    words = prose(90).split()
+    def with_symbols(k):   # k standalone symbols among 90 words: ratio k / (90 + k) tokens
+        return " ".join(words[:45] + [symbol] * k + words[45:])
+    assert len(split_words(with_symbols(10))) == 100
+    assert gopher_quality_reason(with_symbols(10)) is None          # 10 / 100 = 0.1
+    assert gopher_quality_reason(with_symbols(11)) == reason          # 11 / 101 > 0.1
+
+
+def test_bullet_and_end_ellipsis_lines():
+    lines = [prose(12, seed=i) for i in range(10)]
+    bullets = lambda k: "\n".join(("• " if i < k else "") + line for i, line in enumerate(lines))  # noqa: E731
+    assert gopher_quality_reason(bullets(9)) is None                 # 9 of 10 lines = 0.9
+    assert gopher_quality_reason(bullets(10)) == "gopher_too_many_bullets"
+    dashes = "\n".join("- " + line for line in lines)
+    assert gopher_quality_reason(dashes) == "gopher_too_many_bullets"
+    ellipsis = lambda k: "\n".join(line + (" ..." if i < k else "") for i, line in enumerate(lines))  # noqa: E731
+    assert gopher_quality_reason(ellipsis(3)) is None                # 3 of 10 lines = 0.3
+    assert gopher_quality_reason(ellipsis(4)) == "gopher_too_many_end_ellipsis"
+
+
+def test_alphabetic_words_and_stop_words():
+    words = prose(80).split()
+    numbers = lambda k: " ".join(words + ["123"] * k)  # noqa: E731 (k of 80 + k words without a letter)
+    assert gopher_quality_reason(numbers(20)) is None                 # 80 / 100 = 0.8
+    assert gopher_quality_reason(numbers(21)) == "gopher_below_alpha_threshold"
+    assert gopher_quality_reason(prose(80).replace("and ", "xyz ", 1)) == "gopher_few_stop_words"
+    assert gopher_quality_reason(prose(80).replace("and ", "xyz ", 1), GopherQualityConfig(min_stop_words=1)) is None
+
+
+# ---------------------------------------------------------------------------------------------- Gopher repetition
+def paragraphs(n: int, words: int = 40, seed: int = 0):
+    return [prose(words, seed=seed + i) for i in range(n)]
+
+
+def test_duplicate_paragraph_and_line_fractions():
+    short = "Short note here."
+    doc = lambda dups: "\n\n".join(paragraphs(6) + [short] + [short] * dups)  # noqa: E731
+    assert gopher_repetition_reason(doc(3)) is None                    # 3 duplicates of 10 paragraphs
+    assert gopher_repetition_reason(doc(4)) == "dup_para_frac"          # 4 of 11
+    lines = lambda dups: "\n".join(paragraphs(6) + [short] + [short] * dups)  # noqa: E731 (lines, no paragraphs)
+    assert gopher_repetition_reason(lines(3)) is None
+    assert gopher_repetition_reason(lines(4)) == "dup_line_frac"
+
+
+def test_duplicate_character_fractions():
+    # One paragraph repeated once: its characters over the text's, just under / over 0.2.
+    def doc(repeated_words: int, separator: str):
+        parts = paragraphs(8, words=40, seed=100)
+        repeated = prose(repeated_words, seed=99)
+        text = separator.join(parts + [repeated, repeated])
+        return text, len(repeated) / len(text)
+    lines_only = GopherRepetitionConfig(top_ngram_char_fractions=(), duplicate_ngram_char_fractions=())
+    for separator, reason in (("\n\n", "dup_para_char_frac"), ("\n", "dup_line_char_frac")):
+        inside = max((doc(n, separator) for n in range(40, 200)), key=lambda t: t[1] if t[1] <= 0.2 else -1)
+        outside = min((doc(n, separator) for n in range(40, 200)), key=lambda t: t[1] if t[1] > 0.2 else 2)
+        assert 0.18 < inside[1] <= 0.2 < outside[1] < 0.22
+        assert gopher_repetition_reason(inside[0], lines_only) is None
+        assert gopher_repetition_reason(outside[0], lines_only) == reason
+
+
+def test_top_ngram_rule_just_inside_and_outside():
+    base = prose(300, seed=5).split()
+    fillers = prose(300, seed=6).split()[2:]
+    no_duplicate_rules = GopherRepetitionConfig(duplicate_ngram_char_fractions=())
+    for n, limit in GopherRepetitionConfig().top_ngram_char_fractions:
+        gram = ["alpha", "beta", "gamma", "delta"][:n]
+        # The n-gram k times, each followed by a different word: only it (and its parts) repeat.
+        text = lambda k, g=gram: " ".join(base + [w for i in range(k) for w in g + [fillers[i]]])  # noqa: E731
+        # Reference: its characters x its count over the text's (its parts are shorter and no more frequent).
+        k = next(k for k in range(1, 290) if len(" ".join(gram)) * k / len(text(k)) > limit)
+        assert top_ngram_chars(split_words(text(k)), n) == len(" ".join(gram)) * k
+        assert gopher_repetition_reason(text(k - 1), no_duplicate_rules) is None
+        assert gopher_repetition_reason(text(k), no_duplicate_rules) == f"top_{n}_gram"
+
+
+def test_duplicate_ngram_characters_by_hand():
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    # The first five words again at the end: one repeated 5-gram, counted once (3+3+5+4+4 characters).
+    assert duplicate_ngram_chars(words + words[:5], 5) == 19
+    assert duplicate_ngram_chars(words + words[:4], 5) == 0
+    # Ten words repeated: the scan counts the first repeated 5-gram, jumps past it, counts the next.
+    assert duplicate_ngram_chars(words + words, 5) == sum(map(len, words))
+
+
+def test_duplicate_ngram_rule_just_inside_and_outside():
+    base = prose(400, seed=21).split()
+    text_of = lambda m: " ".join(base + base[:m])  # noqa: E731 (the first m words repeated at the end)
+    config = GopherRepetitionConfig(top_ngram_char_fractions=(), duplicate_ngram_char_fractions=((10, 0.10),))
+    fractions = [(m, duplicate_ngram_chars(split_words(text_of(m)), 10) / len(text_of(m))) for m in range(10, 200)]
+    inside = max((f for f in fractions if f[1] <= 0.10), key=lambda f: f[1])
+    outside = min((f for f in fractions if f[1] > 0.10), key=lambda f: f[1])
+    assert gopher_repetition_reason(text_of(inside[0]), config) is None
+    assert gopher_repetition_reason(text_of(outside[0]), config) == "duplicated_10_n_grams"
+
+
+# ---------------------------------------------------------------------------------------------- line corrections
+def test_each_line_rule():
+    corrector = LineCorrector()
+    keep = "A real sentence about the weather that says something useful today."
+    for bad in ("3 likes", "1.2k shares", "Comments (12)", "SUBSCRIBE TO OUR NEWSLETTER NOW", "12 / 300 2024",
+                "Home", "Home | News | Sport | Weather", "We use cookies to improve your experience on this site.",
+                "Share this article with your friends and family today"):
+        assert corrector._line(bad) == "", bad
+    assert corrector._line(keep) == keep
+    assert corrector._line("Sign in to read the whole story") == "to read the whole story"
+    assert corrector._line("The long article goes on. Read more...") == "The long article goes on."
+    assert corrector._line("Read more") == ""
+
+
+def test_five_percent_rule_just_inside_and_outside():
+    corrector = LineCorrector()
+    counter = "3 likes"        # removed with its line break: 8 characters
+    for body_chars, dropped in ((152, False), (151, True)):   # 8 / 160 = 0.05; 8 / 159 > 0.05
+        body = ("x" * 20 + " ") * 20
+        body = body[:body_chars - 1].rstrip() + "y"
+        body = body + "z" * (body_chars - len(body))
+        text = body + "\n" + counter
+        corrected, removed = corrector.correct(text)
+        assert len(text) == body_chars + 8 and removed == pytest.approx(8 / len(text))
+        reason, out = corrector.reject_reason(text)
+        assert (reason == "line_corrections_removed_too_much") == dropped
+        if not dropped:
+            assert out == body
+
+
+# ---------------------------------------------------------------------------------------------- URL filter
+def test_url_filter_blocklist_and_scores():
+    weights = {"casino": 0.5, "bonus": 0.5, "porn": 1.0, "cheap": 0.4}
+    f = UrlFilter(blocked_domains={"bad.example"}, word_weights=weights, hard_threshold=1.0, soft_threshold=1.0)
+    assert f.reject_reason("https://bad.example/page") == "url_blocklisted_domain"
+    assert f.reject_reason("https://www.sub.bad.example/page") == "url_blocklisted_domain"
+    assert f.reject_reason("https://notbad.example/page") is None          # a suffix, not a subdomain
+    assert f.reject_reason("https://news.example/porn-story") == "url_hard_word"
+    assert f.reject_reason("https://news.example/casino") is None           # 0.5 < 1.0
+    assert f.reject_reason("https://news.example/casino-bonus") == "url_soft_score"   # 1.0 >= 1.0
+    assert f.reject_reason("https://news.example/casino-cheap") is None     # 0.9 < 1.0
+    assert f.reject_reason("https://news.example/casinos") is None          # whole words only
+    assert f.reject_reason("mailto:x@y.z") == "url_invalid"
+    assert f.reject_reason("http://") == "url_invalid"
+    assert f.reject_reason("http://[::1") == "url_invalid"
+
+
+def test_url_word_file_errors_name_the_line(tmp_path):
+    path = tmp_path / "words.tsv"
+    path.write_text("# comment\nporn\t1.0\ncasino 0.5\n")
+    with pytest.raises(ValueError, match=r"words.tsv:3: expected 'word<TAB>weight'"):
+        read_word_weights(str(path))
+
+
+# ---------------------------------------------------------------------------------------------- language ID
+def test_language_threshold_just_inside_and_outside():
+    text = "The committee met on Tuesday and agreed to publish the report next month."
+    language, score = LanguageIdentifier().identify(text)
+    assert language == "en" and 0.5 < score < 1.0
+    assert LanguageIdentifier(threshold=score - 1e-4).reject_reason(text) is None
+    assert LanguageIdentifier(threshold=score + 1e-4).reject_reason(text) == "language_score"
+    french = "Le comité s'est réuni mardi et a accepté de publier le rapport le mois prochain."
+    assert LanguageIdentifier().reject_reason(french) == "language_fr"
+    assert LanguageIdentifier(languages=("en", "fr")).reject_reason(french) is None
+    # Newlines do not change the decision (fastText reads one line): the text is scored whole.
+    assert LanguageIdentifier().identify(text.replace(" ", "\n", 3)) == pytest.approx((language, score), abs=1e-6)
+
+
+def test_a_missing_language_model_is_a_clear_error():
+    with pytest.raises(FileNotFoundError, match="no fastText language-ID model at /nope"):
+        LanguageIdentifier(model_path="/nope/lid.ftz").identify("text")
+
+
+# ---------------------------------------------------------------------------------------------- text utilities
+def test_word_splitting_follows_spacy_rules_on_punctuation():
+    assert split_words('He said: "It\'s well-known (really)."') == [
+        "He", "said", ":", '"', "It", "'s", "well", "-", "known", "(", "really", ")", ".", '"']
+    assert split_words("Visit https://example.org/a?b=1, or e-mail a.b@c.org.") == [
+        "Visit", "https://example.org/a?b=1", ",", "or", "e", "-", "mail", "a.b@c.org", "."]
+    assert split_words("U.S. prices rose 3.5% to $1,200.") == ["U.S.", "prices", "rose", "3.5", "%", "to", "$",
+                                                               "1,200", "."]
+    assert minhash_words("The 2nd Café, on 12 May!") == ["the", "0nd", "cafe", "on", "0", "may"]
+
+
+# ---------------------------------------------------------------------------------------------- readers
+def warc_bytes(records) -> bytes:
+    out = io.BytesIO()
+    writer = WARCWriter(out, gzip=True)
+    for url, content_type, body, status in records:
+        headers = StatusAndHeaders(status, [("Content-Type", content_type)], protocol="HTTP/1.1")
+        writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body),
+                                                      http_headers=headers))
+    return out.getvalue()
+
+
+def read_all(path, limit=10_000):
+    pages, rejects = [], []
+    for kind, item in iter_records(str(path), max_page_bytes=limit):
+        (pages if kind == "page" else rejects).append(item)
+    return pages, rejects
+
+
+def test_warc_pages_and_counted_rejects(tmp_path):
+    html = "<html><body><p>Hello there.</p></body></html>".encode("utf-8")
+    data = warc_bytes([("http://a.example/", "text/html; charset=utf-8", html, "200 OK"),
+                       ("http://a.example/logo.png", "image/png", b"\x89PNG....", "200 OK"),
+                       ("http://a.example/gone", "text/html", html, "404 Not Found"),
+                       ("http://a.example/latin", "text/html; charset=iso-8859-1", "café".encode("latin-1"), "200 OK"),
+                       ("http://a.example/bad", "text/html", b"\xff\xfe\xfa bad utf-8", "200 OK"),
+                       ("http://a.example/huge", "text/html", b"<p>" + b"x" * 20_000 + b"</p>", "200 OK")])
+    path = tmp_path / "crawl.warc.gz"
+    path.write_bytes(data)
+    pages, rejects = read_all(path)
+    assert [p["url"] for p in pages] == ["http://a.example/", "http://a.example/latin"]
+    assert pages[1]["html"] == "café" and pages[0]["id"] == f"{path}#0"
+    assert [r["reason"] for r in rejects] == ["not_html", "http_status", "undecodable", "too_large"]
+    # An archive cut inside a record keeps the records before the cut and reports the cut record.
+    whole = read_all(path)
+    (tmp_path / "cut.warc.gz").write_bytes(data[:-40])
+    pages, rejects = read_all(tmp_path / "cut.warc.gz")
+    renamed = lambda items: [{**r, "id": r["id"].replace("crawl", "cut"),  # noqa: E731
+                              "source": r["source"].replace("crawl", "cut")} for r in items]
+    assert pages == renamed(whole[0]) and rejects[:-1] == renamed(whole[1][:-1])
+    assert rejects[-1]["reason"] == "declared_size_mismatch" and rejects[-1]["id"].endswith("#5")
+    (tmp_path / "noise.warc.gz").write_bytes(bytes(random.Random(3).randrange(256) for _ in range(300)))
+    pages, rejects = read_all(tmp_path / "noise.warc.gz")
+    assert pages == [] and [r["reason"] for r in rejects] == ["corrupt_archive"]
+    assert "at record 0: Unknown archive format" in rejects[0]["detail"]
+    (tmp_path / "empty.warc").write_bytes(b"")
+    assert [r["reason"] for r in read_all(tmp_path / "empty.warc")[1]] == ["empty"]
+
+
+def test_an_uncompressed_archive_cut_inside_a_header_is_corrupt(tmp_path):
+    html = b"<html><body><p>Hello there.</p></body></html>"
+    data = b""
+    for _ in range(4):
+        out = io.BytesIO()
+        writer = WARCWriter(out, gzip=False)
+        headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+        writer.write_record(writer.create_warc_record("http://a.example/", "response", payload=io.BytesIO(html),
+                                                      http_headers=headers))
+        data += out.getvalue()
+    record = len(data) // 4
+    (tmp_path / "cut.warc").write_bytes(data[:2 * record + 30])          # 30 bytes into the third header
+    pages, rejects = read_all(tmp_path / "cut.warc")
+    assert len(pages) == 2 and [r["reason"] for r in rejects] == ["corrupt_archive"]
+    (tmp_path / "cut2.warc").write_bytes(data[:3 * record - 20])          # inside the third record's body
+    pages, rejects = read_all(tmp_path / "cut2.warc")
+    assert len(pages) == 2 and [r["reason"] for r in rejects] in (["truncated_record"], ["declared_size_mismatch"])
+
+
+def test_records_whose_declared_size_does_not_match_their_content(tmp_path):
+    body = b"<html><body><p>short body</p></body></html>"
+    record = lambda length: (  # noqa: E731
+        b"WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: http://a.example/\r\n"
+        b"Content-Type: application/http; msgtype=response\r\nContent-Length: " + length + b"\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n" + body)
+    # Declares more than the file holds: the next record must not be read as this page's body.
+    (tmp_path / "long.warc").write_bytes(record(b"100000") + record(b"100000"))
+    pages, rejects = read_all(tmp_path / "long.warc", limit=1_000_000)
+    assert pages == [] and [r["reason"] for r in rejects] == ["declared_size_mismatch"]
+    assert "Content-Length 100000" in rejects[0]["detail"]
+    # Declares less: the rest of the record is not a record; the archive is reported corrupt there.
+    (tmp_path / "short.warc").write_bytes(record(b"10") + record(b"10"))
+    pages, rejects = read_all(tmp_path / "short.warc", limit=1_000_000)
+    assert pages == [] and rejects[-1]["reason"] == "corrupt_archive"
+
+
+def test_html_and_jsonl_inputs(tmp_path):
+    (tmp_path / "a.html").write_text('<html><head><link rel="canonical" href="https://x.org/a"></head>'
+                                     '<body><p>Text</p></body></html>')
+    (tmp_path / "b.htm").write_bytes(b"")
+    (tmp_path / "c.html").write_bytes(b"\xc3\x28 invalid utf-8")
+    pages, rejects = read_all(tmp_path / "a.html")
+    assert pages[0]["url"] == "https://x.org/a"
+    assert [r["reason"] for r in read_all(tmp_path / "b.htm")[1]] == ["empty"]
+    assert [r["reason"] for r in read_all(tmp_path / "c.html")[1]] == ["undecodable"]
+    rows = [json.dumps({"url": "https://x.org/1", "text": "hello"}), "{not json", json.dumps([1, 2]),
+            json.dumps({"text": "no url"}), json.dumps({"url": "https://x.org/2", "html": 5}),
+            json.dumps({"url": "https://x.org/3", "html": "<p>x</p>", "id": "own"}), "",
+            json.dumps({"url": "https://x.org/4", "text": "y" * 20_000})]
+    (tmp_path / "d.jsonl").write_text("\n".join(rows) + "\n")
+    pages, rejects = read_all(tmp_path / "d.jsonl")
+    assert [p["url"] for p in pages] == ["https://x.org/1", "https://x.org/3"]
+    assert pages[1]["id"] == f"{tmp_path / 'd.jsonl'}#own"
+    assert [r["reason"] for r in rejects] == ["invalid_json", "invalid_json", "missing_field", "missing_field",
+                                              "too_large"]
+    with gzip.open(tmp_path / "e.jsonl.gz", "wt") as f:
+        f.write(rows[0] + "\n")
+    assert [p["url"] for p in read_all(tmp_path / "e.jsonl.gz")[0]] == ["https://x.org/1"]
+    (tmp_path / "f.jsonl.gz").write_bytes(b"\x1f\x8b\x08garbage")
+    assert [r["reason"] for r in read_all(tmp_path / "f.jsonl.gz")[1]] == ["corrupt_file"]
+    assert [r["reason"] for r in iter_stream(io.BytesIO(b"x"), "notes.txt") for r in [r[1]]] == ["unsupported_file"]

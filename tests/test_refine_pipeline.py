@@ -1,0 +1,162 @@
+"""The refinement as a Beam pipeline: the same decisions as the stages composed in plain Python, the
+same bytes on the DirectRunner and on Beam's Dask runner, a consistent report, the ``rw-tf refine``
+command and the TFX ``refine`` pipeline kind."""
+import collections
+import filecmp
+import json
+import os
+
+import pytest
+
+from rw_tf.cli.main import main as rw_tf_main
+from rw_tf.refine import RefineConfig, RunnerConfig, UrlFilterConfig, read_refined_documents, run_refinement
+from rw_tf.refine.exact_substrings import marked_windows_in_memory, remove_marked
+from rw_tf.refine.minhash import duplicates_in_memory
+from rw_tf.refine.pipeline import expand_inputs, normalize_url
+from rw_tf.refine.readers import iter_records
+from rw_tf.refine.stages import DocumentRefiner
+from rw_tf.refine.web_sample import write_web_sample
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("web")
+    web = write_web_sample(str(folder), max_wikipedia=4, max_news=40, max_pydoc=2)
+    config = RefineConfig(url_filter=UrlFilterConfig(blocklist_file=web["blocklist_file"]))
+    return web, config
+
+
+@pytest.fixture(scope="module")
+def direct_run(sample, tmp_path_factory):
+    web, config = sample
+    out = str(tmp_path_factory.mktemp("refined_direct"))
+    report = run_refinement(web["inputs"], out, config, RunnerConfig(runner="direct", workers=2))
+    return out, report
+
+
+def reference_refinement(inputs, config):
+    """The stages composed without Beam, in the documented order."""
+    refiner = DocumentRefiner(config)
+    docs = []
+    for path in expand_inputs(inputs):
+        for kind, page in iter_records(path, config.max_page_bytes):
+            if kind == "page":
+                doc = refiner.refine(page)[0]
+                if doc is not None:
+                    docs.append(doc)
+    near = duplicates_in_memory([d["id"] for d in docs], [d["text"] for d in docs], config.minhash)
+    docs = [d for d in docs if d["id"] not in near]
+    marks = marked_windows_in_memory({d["id"]: d["text"] for d in docs}, config.exact_substrings.max_shared_tokens)
+    docs = [{**d, "text": remove_marked(d["text"], marks.get(d["id"], ()), config.exact_substrings.window)}
+            for d in docs]
+    by_url = collections.defaultdict(list)
+    for d in docs:
+        if d["text"]:
+            by_url[normalize_url(d["url"])].append(d)
+    return sorted((min(group, key=lambda d: d["id"]) for group in by_url.values()), key=lambda d: d["id"])
+
+
+def test_beam_pipeline_equals_the_stages_composed_in_python(sample, direct_run):
+    web, config = sample
+    out, report = direct_run
+    refined = sorted(read_refined_documents(out), key=lambda d: d["id"])
+    expected = reference_refinement(web["inputs"], config)
+    assert [(d["id"], d["url"], d["text"]) for d in refined] == [(d["id"], d["url"], d["text"]) for d in expected]
+    assert report["stages"][-1]["documents_out"] == len(refined) > 20
+
+
+def test_every_stage_removes_its_planted_cases_and_the_report_adds_up(sample, direct_run):
+    web, _ = sample
+    out, report = direct_run
+    stages = report["stages"]
+    for before, after in zip(stages, stages[1:]):
+        assert after["documents_in"] == before["documents_out"], after["stage"]
+        if after["stage"] != "extraction":      # extraction turns HTML into words
+            assert after["words_in"] == before["words_out"], after["stage"]
+    for stage in stages:
+        assert stage["documents_in"] == stage["documents_out"] + sum(stage["removed"].values())
+    rejected = [json.loads(line) for name in os.listdir(os.path.join(out, "rejected"))
+                for line in open(os.path.join(out, "rejected", name), encoding="utf-8")]
+    planted = {r["id"].split("#")[-1]: r for r in rejected if "planted.jsonl#" in r["id"]}
+    reason = lambda kind: next(r["reason"] for k, r in planted.items() if k.endswith(kind))  # noqa: E731
+    assert reason("blocklisted_domain") == "url_blocklisted_domain"
+    assert reason("url_hard_word") == "url_hard_word" and reason("url_soft_words") == "url_soft_score"
+    assert reason("keyword_stuffing").startswith(("dup_", "top_", "duplicated_"))
+    assert reason("duplicate_lines") in ("dup_line_frac", "dup_line_char_frac")
+    # A 12-word page: repetition runs first, and one 3-gram is already 18% of so short a text.
+    assert reason("short_page") in ("top_2_gram", "top_3_gram", "gopher_short_doc")
+    assert reason("hashtags") == "gopher_too_many_hashes"
+    assert reason("bullets_only") == "gopher_too_many_bullets"
+    assert reason("boilerplate_lines") == "line_corrections_removed_too_much"
+    assert reason("exact_copy") == "near_duplicate" and reason("url_recrawl_b") == "duplicate_url"
+    pairs = json.load(open(web["planted_pairs"], encoding="utf-8"))
+    removed_variants = {k for k, r in planted.items() if r["reason"] == "near_duplicate"}
+    for pair in pairs:
+        if pair["jaccard"] >= 0.85:
+            assert pair["variant"] in removed_variants
+        if pair["jaccard"] <= 0.6:
+            assert pair["variant"] not in removed_variants
+    light = next(d for d in read_refined_documents(out) if d["id"].endswith("boilerplate_light"))
+    assert "12 likes" not in light["text"] and len(light["text"].split()) > 100
+    quoted = next(d for d in read_refined_documents(out) if d["id"].endswith("quoted_passage"))
+    rows = {r["planted"]: r for r in map(json.loads, open(os.path.join(os.path.dirname(web["blocklist_file"]),
+                                                                         "planted.jsonl"), encoding="utf-8"))}
+    before, passage, after = rows["quoted_passage"]["text"].split("\n\n")
+    # 120 words quoted from a Wikipedia page of the sample: one copy stays (the first in id order:
+    # here the essay's, planted.jsonl < wikipedia/), the other is cut; the rest of both pages stays.
+    quote = " ".join(passage.split()[:60])
+    holders = [d["id"] for d in read_refined_documents(out) if quote in " ".join(d["text"].split())]
+    assert holders == [quoted["id"]]
+    assert " ".join(quoted["text"].split()) == " ".join((before + " " + passage + " " + after).split())
+    article = next(d for d in read_refined_documents(out) if d["id"].endswith("wikipedia/0000.html#0"))
+    assert "Anarchism" in article["text"] and len(article["text"].split()) > 5000
+    languages = collections.Counter(r["reason"] for r in rejected if r["stage"] == "language")
+    assert sum(languages.values()) >= 3 and all(k.startswith("language_") for k in languages)
+    with open(os.path.join(out, "report.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_dask_runner_writes_the_same_bytes(sample, direct_run, tmp_path):
+    web, config = sample
+    out, _ = direct_run
+    dask_out = str(tmp_path / "refined_dask")
+    report = run_refinement(web["inputs"], dask_out, config, RunnerConfig(runner="dask", workers=2))
+    assert report["runner"]["runner"] == "dask"
+    for folder in ("refined", "rejected", "events"):
+        names = sorted(os.listdir(os.path.join(out, folder)))
+        assert names == sorted(os.listdir(os.path.join(dask_out, folder)))
+        match, mismatch, errors = filecmp.cmpfiles(os.path.join(out, folder), os.path.join(dask_out, folder), names,
+                                                   shallow=False)
+        assert mismatch == [] and errors == [] and match == names
+
+
+def test_refine_command(sample, tmp_path, capsys):
+    web, _ = sample
+    folder = os.path.dirname(web["blocklist_file"])
+    pages, planted = os.path.join(folder, "news", "000*.html"), os.path.join(folder, "planted.jsonl")
+    out = str(tmp_path / "out")
+    assert rw_tf_main(["refine", pages, planted, out, "--blocklist", web["blocklist_file"],
+                       "--skip-stage", "exact_substring_dedup", "--verbose"]) == 0
+    printed = capsys.readouterr().out
+    assert "minhash_dedup" in printed and "exact_substring_dedup" not in printed.split("stages:")[1].splitlines()[0]
+    report = json.load(open(os.path.join(out, "report.json"), encoding="utf-8"))
+    assert f"{report['stages'][-1]['documents_out']:,} documents" in printed
+    assert rw_tf_main(["refine", str(tmp_path / "missing*.warc.gz"), out]) == 2
+    assert "no input files match" in capsys.readouterr().err
+    assert rw_tf_main(["refine", "embedded", pages, out]) == 2
+    assert rw_tf_main(["refine", out]) == 2
+
+
+def test_refine_pipeline_kind(sample, direct_run, tmp_path):
+    from rw_tf_pipeline.configs import PipelineConfig
+    from rw_tf_pipeline.local_runner import run_pipeline
+
+    web, config = sample
+    out, _ = direct_run
+    pipeline_config = PipelineConfig(root=str(tmp_path), web_inputs=web["inputs"],
+                                     refine_config={"url_filter": {"blocklist_file": web["blocklist_file"]}},
+                                     beam_direct_running_mode="multi_processing")
+    summary = run_pipeline("refine", pipeline_config)["refine"]
+    refined = sorted(read_refined_documents(summary["uri"]), key=lambda d: d["id"])
+    assert refined == sorted(read_refined_documents(out), key=lambda d: d["id"])
+    assert summary["documents"] == len(refined) and os.path.exists(summary["report"])

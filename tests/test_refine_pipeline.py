@@ -133,7 +133,7 @@ def test_the_dask_runner_writes_the_same_bytes(sample, direct_run, tmp_path):
 def test_refine_command(sample, tmp_path, capsys):
     web, _ = sample
     folder = os.path.dirname(web["blocklist_file"])
-    pages, planted = os.path.join(folder, "news", "000*.html"), os.path.join(folder, "planted.jsonl")
+    pages, planted = os.path.join(folder, "news", "000[0-3].html"), os.path.join(folder, "planted.jsonl")
     out = str(tmp_path / "out")
     assert rw_tf_main(["refine", pages, planted, out, "--blocklist", web["blocklist_file"],
                        "--skip-stage", "exact_substring_dedup", "--verbose"]) == 0
@@ -147,16 +147,18 @@ def test_refine_command(sample, tmp_path, capsys):
     assert rw_tf_main(["refine", out]) == 2
 
 
-def test_refine_pipeline_kind(sample, direct_run, tmp_path):
+def test_refine_pipeline_kind(sample, tmp_path):
     from rw_tf_pipeline.configs import PipelineConfig
     from rw_tf_pipeline.local_runner import run_pipeline
 
     web, config = sample
-    out, _ = direct_run
-    pipeline_config = PipelineConfig(root=str(tmp_path), web_inputs=web["inputs"],
+    folder = os.path.dirname(web["blocklist_file"])
+    inputs = [os.path.join(folder, "news", "001*.html"), os.path.join(folder, "planted.jsonl")]
+    pipeline_config = PipelineConfig(root=str(tmp_path), web_inputs=inputs,
                                      refine_config={"url_filter": {"blocklist_file": web["blocklist_file"]}},
                                      beam_direct_running_mode="multi_processing")
     summary = run_pipeline("refine", pipeline_config)["refine"]
     refined = sorted(read_refined_documents(summary["uri"]), key=lambda d: d["id"])
-    assert refined == sorted(read_refined_documents(out), key=lambda d: d["id"])
-    assert summary["documents"] == len(refined) and os.path.exists(summary["report"])
+    assert [(d["id"], d["text"]) for d in refined] == [(d["id"], d["text"])
+                                                      for d in reference_refinement(inputs, config)]
+    assert summary["documents"] == len(refined) > 10 and os.path.exists(summary["report"])

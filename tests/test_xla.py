@@ -38,8 +38,10 @@ def tasks(init_from):
     return {name: TASKS[name](TASKS[name].config_class(**config)) for name, config in configs.items()}
 
 
-@pytest.mark.parametrize("name", ["pretraining", "classification", "qa", "retrieval", "sentence_embedding",
-                                  "recommendation", "image_text"])
+# Two tasks in the default suite; the rest (2-5 minutes each on 2 cores) with the slow tests.
+@pytest.mark.parametrize("name", ["pretraining", "classification"] + [
+    pytest.param(name, marks=pytest.mark.slow)
+    for name in ("qa", "retrieval", "sentence_embedding", "recommendation", "image_text")])
 def test_train_step_compiles_with_xla_and_matches(name, tiny_encoder, tmp_path):
     histories = {}
     for jit in (False, True):

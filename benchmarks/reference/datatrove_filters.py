@@ -21,6 +21,7 @@ parser.add_argument("lid_model")
 parser.add_argument("out")
 parser.add_argument("--bands", type=int, default=450)
 parser.add_argument("--rows", type=int, default=20)
+parser.add_argument("--repeat", type=int, default=1, help="best of this many passes (the filters and signatures)")
 args = parser.parse_args()
 
 # datatrove downloads lid.176.bin into its HF_HOME cache on first use; offline, the cache entry is
@@ -53,14 +54,17 @@ result = {"documents": len(docs), "filters": {}}
 
 
 def run(name, filter_):
-    decisions = []
     filter_.filter(Document(text="warm up the model and tokenizer here.", id="warm"))
-    start = time.perf_counter()
-    for doc in docs:
-        out = filter_.filter(doc)
-        keep, reason = (out, None) if isinstance(out, bool) else out
-        decisions.append(None if keep else (reason or "dropped"))
-    result["filters"][name] = {"seconds": time.perf_counter() - start, "decisions": decisions}
+    best = None
+    for _ in range(args.repeat):
+        decisions = []
+        start = time.perf_counter()
+        for doc in docs:
+            out = filter_.filter(doc)
+            keep, reason = (out, None) if isinstance(out, bool) else out
+            decisions.append(None if keep else (reason or "dropped"))
+        best = min(best or 1e9, time.perf_counter() - start)
+    result["filters"][name] = {"seconds": best, "decisions": decisions}
 
 
 run("gopher_quality", GopherQualityFilter())
@@ -70,12 +74,15 @@ run("language", LanguageFilter(languages=["en"], language_threshold=0.65))
 config = MinhashConfig(num_buckets=args.bands, hashes_per_bucket=args.rows, n_grams=5)
 signer = MinhashDedupSignature(output_folder=tempfile.mkdtemp(), config=config)
 signer.get_signature(signer.get_shingles("warm up the shingles and the hash functions here now"))
-start = time.perf_counter()
-for doc in docs:
-    shingles = signer.get_shingles(doc.text)
-    if shingles.size:
-        signer.get_signature(shingles)
-result["filters"]["minhash_signatures"] = {"seconds": time.perf_counter() - start}
+best = None
+for _ in range(args.repeat):
+    start = time.perf_counter()
+    for doc in docs:
+        shingles = signer.get_shingles(doc.text)
+        if shingles.size:
+            signer.get_signature(shingles)
+    best = min(best or 1e9, time.perf_counter() - start)
+result["filters"]["minhash_signatures"] = {"seconds": best}
 
 work = tempfile.mkdtemp(prefix="datatrove-minhash-")
 reader = JsonlReader(os.path.dirname(os.path.abspath(args.docs)), glob_pattern=os.path.basename(args.docs))

@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras import ops
 
 from rw_tf.heads.masked_lm import MaskedLMHead
-from rw_tf.heads.segment_pair import SegmentPairHead
+from rw_tf.heads.segment_pair import SegmentPairHead, segment_means
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import InfoNCELoss, KnowledgeDistillationLoss, pretraining_losses
 from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
@@ -103,8 +103,9 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
             outputs["nsp"], outputs["sop"] = (self.nsp_head(encoded["pooled_output"]),
                                               self.sop_head(encoded["pooled_output"]))
         else:
-            outputs["nsp"] = self.nsp_head(seq, inputs["segment_ids"], inputs["padding_mask"])
-            outputs["sop"] = self.sop_head(seq, inputs["segment_ids"], inputs["padding_mask"])
+            means = segment_means(seq, inputs["segment_ids"], inputs["padding_mask"])   # once for both heads
+            outputs["nsp"] = self.nsp_head.logits_from_means(means)
+            outputs["sop"] = self.sop_head.logits_from_means(means)
         outputs = {k: ops.cast(v, "float32") for k, v in outputs.items()}   # float32 logits under mixed precision
         if self.kd_weight > 0:
             outputs["kd"] = outputs["mlm"]

@@ -44,7 +44,7 @@ class LanguageIdentifier:
         return self._model
 
     def identify(self, text: str) -> Tuple[str, float]:
-        labels, scores = self.model.predict(" ".join(text.split()), k=1)
+        labels, scores = self.model.predict(text.replace("\n", " "), k=1)
         return labels[0].replace("__label__", ""), float(scores[0])
 
     def reject_reason(self, text: str) -> Optional[str]:

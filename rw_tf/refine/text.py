@@ -29,34 +29,57 @@ import unicodedata
 from typing import List, Tuple
 
 # Characters spaCy's English prefix/suffix rules split off a chunk (quotes, brackets, punctuation).
-_EDGE = r"""[\"'`“”‘’«»‹›„‚()\[\]{}<>*!?.,;:¿¡…|/\\#$£€¥%&=+~^@§°•·–—]"""
+# Not "+" (split only before/after digits, below), not a lone "." at the start (".arpa"), not "\\".
+_EDGE = r"""[\"'`“”‘’«»‹›„‚()\[\]{}<>*!?,;:¿¡|/#$£€¥%&=~^@§°•·–—]"""
 _CONTRACTION = re.compile(r"(?i)(?<=\w)(n't|'s|'re|'ll|'ve|'d|'m|’s|’re|’ll|’ve|’d|’m|n’t)$")
+# Abbreviations spaCy keeps whole (a subset of its English tokenizer exceptions) and single letters.
+_ABBREVIATIONS = frozenset(
+    "a.m. p.m. e.g. i.e. vs. v.s. Adm. Bros. co. Co. Corp. D.C. Dr. E.g. Gen. Gov. I.e. Inc. Jr. Ltd. "
+    "Md. Messrs. Mo. Mont. Mr. Mrs. Ms. Ph.D. Prof. Rep. Rev. Sen. St. Jan. Feb. Mar. Apr. Jun. Jul. Aug. "
+    "Sep. Sept. Oct. Nov. Dec. Mt. Ala. Ariz. Ark. Calif. Colo. Conn. Del. Fla. Ga. Ill. Ind. Kan. Kans. Ky. La. "
+    "Mass. Mich. Minn. Miss. N.C. N.D. N.H. N.J. N.M. N.Y. Neb. Nebr. Nev. Okla. Ore. Pa. Tenn. Va. Wash. "
+    "Wis.".split())
+# Whole-chunk special cases: emoticons spaCy lists as exceptions, and words it splits in two.
+_SPECIALS = {**{e: [e] for e in ("):", "(:", ":)", ";)", "(;", ":(", ":-)", ":-(", ";-)", ":p", ":P", ":D", "=)",
+                                 "(=", ":/", "<3", ":3", ":-P", "xD", "XD", "^_^", "-_-", "o.O", "O.o")},
+             "cannot": ["can", "not"], "Cannot": ["Can", "not"], "and/or": ["and/or"], "gonna": ["gon", "na"],
+             "gotta": ["got", "ta"]}
 _WHOLE = re.compile(
     r"""^(?:(?:https?|ftp)://\S*[^\s.,;:!?)\]}'"”’]|www\.\S*[^\s.,;:!?)\]}'"”’]|"""   # URLs
     r"""[\w.+-]+@[\w-]+\.[\w-]+(?:\.[\w-]+)*|"""                           # e-mail addresses
-    r"""\d+(?:[.,:/-]\d+)*|"""                                           # 3.14, 1,000, 10:30, 2020-01-02
-    r"""(?:[A-Za-z]\.){2,}|[A-Z][a-z]{0,3}\.(?=$))$""")                  # e.g. U.S. Mr. Dr.
-_PREFIX = re.compile(rf"^(?:\.\.\.|--|{_EDGE})")
-_SUFFIX = re.compile(rf"(?:\.\.\.|--|{_EDGE})$")
-# Infixes split inside a chunk: hyphens, dashes and ellipses between letters or digits; slashes and
-# commas between letters.
-_INFIX = re.compile(r"(?<=[^\W\d_])(-|--|—|–|\.\.\.|…)(?=[^\W_])|(?<=[^\W\d_])([/,])(?=[^\W\d_])|(?<=\d)(--|—|–)(?=\d)")
+    r"""[0-9]+(?:[.,:/][0-9]+)*|(?:[A-Za-z]\.){2,}|[A-Za-z]\.)$""")      # 3.14 1,000 10:30 U.S. c.
+_PREFIX = re.compile(rf"^(?:\.\.+|…|--+|\+(?![0-9])|{_EDGE})")
+_SUFFIX = re.compile(rf"(?:\.\.+|…|--+|(?<=[0-9])\+|\.|{_EDGE})$")
+# Infixes (spaCy's English rules): ellipses; + - * ^ between digits; a full stop between a lower-
+# and an upper-case letter; a comma between letters; hyphens and dashes after a letter or digit and
+# before a letter; : < > = / after a letter or digit and before a letter.
+_INFIX = re.compile(r"\.\.+|…|(?<=[0-9])[+\-*^](?=[0-9-])|(?<=[a-z])\.(?=[A-Z])|(?<=[^\W\d_]),(?=[^\W\d_])|"
+                    r"(?<=[^\W_])(?:---|--|-|–|—|——|~)(?=[^\W\d_])|(?<=[^\W_])[:<>=/](?=[^\W\d_])")
 
 _DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
 _NON_WORD = re.compile(r"[\W_]+")
 _TOKEN = re.compile(r"\w+|[^\w\s]+")
 
 
+def _is_whole(chunk: str) -> bool:
+    return chunk in _ABBREVIATIONS or bool(_WHOLE.match(chunk))
+
+
 def _split_chunk(chunk: str, out: List[str]) -> None:
-    if _WHOLE.match(chunk):
-        out.append(chunk)
+    if chunk in _SPECIALS:
+        out.extend(_SPECIALS[chunk])
         return
     suffixes: List[str] = []
     whole = False
     while chunk:
-        if _WHOLE.match(chunk):
+        if _is_whole(chunk) or chunk in _SPECIALS:
             whole = True
             break
+        special = next((e for e in ("):", "(;", ":)", ";)") if chunk.endswith(e) and len(chunk) > len(e)), None)
+        if special:
+            suffixes.append(special)
+            chunk = chunk[:-len(special)]
+            continue
         prefix = _PREFIX.match(chunk)
         if prefix and len(chunk) > len(prefix.group()):
             out.append(prefix.group())
@@ -74,11 +97,12 @@ def _split_chunk(chunk: str, out: List[str]) -> None:
             continue
         break
     if whole:
-        out.append(chunk)
+        out.extend(_SPECIALS.get(chunk, [chunk]))
     elif chunk:
         start = 0
         for match in _INFIX.finditer(chunk):
-            out.append(chunk[start:match.start()])
+            if match.start() > start:
+                out.append(chunk[start:match.start()])
             out.append(match.group())
             start = match.end()
         out.append(chunk[start:])

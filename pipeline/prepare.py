@@ -218,28 +218,51 @@ def _write_task_data(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
     return report
 
 
-def prepare_data(config: PipelineConfig, refined_corpus: Optional[str] = None) -> Dict[str, str]:
-    """Writes what is missing or stale (see the module docstring); returns the paths. The pretraining
-    data and vocabulary are rewritten when their corpus source changed (e.g. a new refinement)."""
+def data_paths(config: PipelineConfig) -> Dict[str, str]:
     paths = {f"{kind}/{split}": input_file(config, kind, split) for kind in DATA_KINDS for split in SPLITS}
     paths["vocab"] = config.vocab_file
     paths["items"] = config.items_file
     paths["report"] = os.path.join(config.data_dir, "data_report.json")
-    report: Dict = {}
-    if tf.io.gfile.exists(paths["report"]):
-        with tf.io.gfile.GFile(paths["report"]) as f:
-            report = json.load(f)
+    return paths
+
+
+def _read_report(path: str) -> Dict:
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _write_report(path: str, report: Dict) -> None:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(report, f, indent=2)
+
+
+def prepare_pretraining_data(config: PipelineConfig, refined_corpus: Optional[str] = None) -> bool:
+    """Writes the pretraining pairs and the vocabulary if they are missing or their corpus source
+    changed (a new refinement); a pipeline without a RefineWebData step (``refined_corpus`` None)
+    keeps the refined corpus already prepared. Returns whether anything was written."""
+    paths = data_paths(config)
+    report = _read_report(paths["report"])
+    source, recorded = corpus_source(config, refined_corpus), report.get("corpus_source")
+    if config.refines_web and refined_corpus is None and str(recorded).startswith("web:"):
+        source = recorded
     corpus_paths = [paths["pretrain/train"], paths["pretrain/eval"], paths["vocab"]]
-    changed = False
-    if (not all(tf.io.gfile.exists(p) for p in corpus_paths)
-            or report.get("corpus_source") != corpus_source(config, refined_corpus)):
-        report.update(_write_corpus_data(config, paths, refined_corpus))
-        changed = True
+    if all(tf.io.gfile.exists(p) for p in corpus_paths) and recorded == source:
+        return False
+    report.update(_write_corpus_data(config, paths, refined_corpus))
+    _write_report(paths["report"], report)
+    return True
+
+
+def prepare_data(config: PipelineConfig, refined_corpus: Optional[str] = None) -> Dict[str, str]:
+    """Writes what is missing or stale (see the module docstring); returns the paths."""
+    paths = data_paths(config)
+    prepare_pretraining_data(config, refined_corpus)
     task_paths = [p for key, p in paths.items() if key not in ("pretrain/train", "pretrain/eval", "vocab", "report")]
     if not all(tf.io.gfile.exists(p) for p in task_paths):
+        report = _read_report(paths["report"])
         report.update(_write_task_data(config, paths))
-        changed = True
-    if changed:
-        with tf.io.gfile.GFile(paths["report"], "w") as f:
-            json.dump(report, f, indent=2)
+        _write_report(paths["report"], report)
     return paths

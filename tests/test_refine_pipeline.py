@@ -162,3 +162,31 @@ def test_refine_pipeline_kind(sample, tmp_path):
     assert [(d["id"], d["text"]) for d in refined] == [(d["id"], d["text"])
                                                       for d in reference_refinement(inputs, config)]
     assert summary["documents"] == len(refined) > 10 and os.path.exists(summary["report"])
+
+
+def test_pretraining_data_come_from_the_refined_corpus_and_follow_its_changes(direct_run, tmp_path):
+    from rw_tf_pipeline.configs import PipelineConfig
+    from rw_tf_pipeline.prepare import data_paths, prepare_pretraining_data
+
+    out, _ = direct_run
+    config = PipelineConfig(root=str(tmp_path), vocab_size=800)
+    assert prepare_pretraining_data(config, refined_corpus=out)
+    paths = data_paths(config)
+    refined_text = " ".join(" ".join(d["text"].split()) for d in read_refined_documents(out))
+    rows = [json.loads(line) for split in ("train", "eval")
+            for line in open(paths[f"pretrain/{split}"], encoding="utf-8")]
+    assert rows and all(row["text_a"] in refined_text for row in rows[:200])
+    report = json.load(open(paths["report"], encoding="utf-8"))
+    assert report["corpus_source"] == f"web:{out}"
+    stamp = os.path.getmtime(paths["vocab"])
+    # The fine-tuning pipeline has no refinement step: it keeps what the pretraining pipeline prepared.
+    assert not prepare_pretraining_data(config, refined_corpus=None)
+    assert os.path.getmtime(paths["vocab"]) == stamp and not os.path.exists(config.refined_web_dir)
+    # A new refinement (another artifact) rewrites them.
+    other = tmp_path / "other_refinement"
+    (other / "refined").mkdir(parents=True)
+    (other / "refined" / "documents-00000-of-00001.jsonl").write_text(
+        "".join(json.dumps({"id": f"d{i}", "url": "u", "text": "The first sentence is here. The second one follows "
+                            f"it closely. A third sentence ends document {i}."}) + "\n" for i in range(30)))
+    assert prepare_pretraining_data(config, refined_corpus=str(other))
+    assert json.load(open(paths["report"], encoding="utf-8"))["corpus_source"] == f"web:{other}"

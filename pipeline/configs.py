@@ -107,7 +107,7 @@ class PipelineConfig(DictConfig):
     batch_size: int = 32
     learning_rate: float = 2e-3
     warmup_steps: int = 30
-    pretrain_train_steps: int = 300
+    pretrain_train_steps: int = 500     # the refined web corpus (Wikipedia, news) needs more than 300
     pretrain_eval_steps: int = 10
     finetune_train_steps: int = 150
     finetune_eval_steps: int = 10

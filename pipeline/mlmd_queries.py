@@ -96,7 +96,7 @@ def stage_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str, 
 
 def refinement_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str) -> Optional[Dict]:
     """The newest RefineWebData output of pipeline ``kind``: records read, documents and words kept."""
-    refined = (node_outputs(store, config.pipeline_name(kind), "RefineWebData", "RefinedCorpus") or [None])[-1]
+    refined = (node_outputs(store, config.pipeline_name(kind), "RefineWebData", "rw_tf.RefinedCorpus") or [None])[-1]
     if refined is None:
         return None
     return {"refinement": True, "pipeline": config.pipeline_name(kind), "uri": refined.uri,

@@ -25,7 +25,7 @@ DATAFLOW = ["--runner=DataflowRunner", "--project=my-project", "--region=us-cent
 def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("kfp") / "not" / "yet" / "there"      # created by the compiler
     config_file = out.parent.parent.parent / "cfg.json"
-    config_file.write_text(json.dumps({"extra_beam_args": DATAFLOW, "corpus_uris": ["gs://bucket/corpus/*.txt"]}))
+    config_file.write_text(json.dumps({"extra_beam_args": DATAFLOW, "web_inputs": ["gs://bucket/crawl/*.warc.gz"]}))
     assert cli_main(["pipeline", "compile", "--target", "kubeflow", "--config", str(config_file), "--image",
                      "example.com/rw-tf:1", "--pipeline-root", "gs://bucket/rw-tf", "--output-dir", str(out),
                      "--schedule", "30 2 * * 1"]) == 0
@@ -66,7 +66,10 @@ def test_spec_names_nothing_of_this_machine_and_resolves_in_the_image(compiled):
     assert image_paths, "the spec reads its schemas from the image"
     for path in image_paths:   # the repository is copied to the WORKDIR, so each maps to a repo file
         assert os.path.exists(os.path.join(ROOT, path[len(IMAGE_ROOT) + 1:])), path
-    references = set(re.findall(r"rw_tf[a-z_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+", text))
+    # Module paths only: "title: rw_tf.RefinedCorpus" is an artifact type's KFP schema title.
+    titles = set(re.findall(r"title: (rw_tf[A-Za-z0-9_.]*)", text))
+    references = set(re.findall(r"rw_tf[a-z_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+", text)) - titles
+    assert titles == {"rw_tf.RefinedCorpus"}
     assert {"rw_tf_pipeline.modules.trainer.run_fn", "rw_tf_pipeline.modules.pretrain_transform.preprocessing_fn",
             "rw_tf_pipeline.modules.finetune_transform.preprocessing_fn"} <= references
     for reference in references:
@@ -99,6 +102,9 @@ def test_beam_options_reach_every_beam_component_unchanged(compiled):
         for component in BEAM_COMPONENTS:
             args = " ".join(executors[f"{component}_{stage}_executor"]["container"]["args"])
             assert all(option in args for option in DATAFLOW), (component, stage)
+    # The web refinement before PrepareData runs on the same Beam options (Dataflow here).
+    refine = " ".join(executors["RefineWebData_executor"]["container"]["args"])
+    assert all(option in refine for option in DATAFLOW)
 
 
 def test_schedule_file_has_what_a_recurring_run_needs(compiled):
@@ -114,6 +120,9 @@ def test_paths_of_this_machine_are_refused(tmp_path, capsys):
                          str(tmp_path / "x.json"), pipeline_root="gs://bucket/rw-tf")
     with pytest.raises(UserError, match="path of this machine"):
         compile_kubeflow("recipe", PipelineConfig(root=str(tmp_path)), str(tmp_path / "x.json"))
+    with pytest.raises(UserError, match="web_inputs=/data/crawl.warc.gz"):
+        compile_kubeflow("recipe", PipelineConfig(web_inputs=["/data/crawl.warc.gz"]), str(tmp_path / "x.json"),
+                         pipeline_root="gs://bucket/rw-tf")
     with pytest.raises(UserError, match="needs pretrained_model_uri"):
         compile_kubeflow("finetune", PipelineConfig(), str(tmp_path / "x.json"), pipeline_root="gs://bucket/rw-tf")
     assert cli_main(["pipeline", "compile", "--kind", "finetune", "--pipeline-root", "gs://bucket/rw-tf",

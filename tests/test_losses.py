@@ -21,3 +21,25 @@ def test_pretraining_loss_weights():
     assert weights == {"mlm": 1.0, "nsp": 0.3, "sop": 0.7}
     with pytest.raises(ValueError):
         pretraining_losses(-1.0, 1.0)
+
+
+def test_top_logit_accuracy_equals_keras_sparse_categorical_accuracy_with_weights():
+    import keras
+    import numpy as np
+
+    from rw_tf.metrics import SparseTopLogitAccuracy
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(6, 5, 50)).astype("float32")
+    labels = rng.integers(0, 50, size=(6, 5))
+    labels[0] = logits[0].argmax(-1)                      # some rows right, the rest mostly wrong
+    weights = (rng.random((6, 5)) > 0.3).astype("float32")
+    ours, keras_metric = SparseTopLogitAccuracy(), keras.metrics.SparseCategoricalAccuracy()
+    ours.update_state(labels, logits, sample_weight=weights)
+    keras_metric.update_state(labels, logits, sample_weight=weights)
+    expected = float(((logits.argmax(-1) == labels) * weights).sum() / weights.sum())
+    assert float(ours.result()) == pytest.approx(expected, abs=1e-6)
+    assert float(keras_metric.result()) == pytest.approx(expected, abs=1e-6)
+    assert 0.0 < expected < 1.0
+    restored = SparseTopLogitAccuracy.from_config(ours.get_config())
+    assert restored.name == "accuracy"

@@ -169,7 +169,7 @@ def test_pretraining_data_come_from_the_refined_corpus_and_follow_its_changes(di
     from rw_tf_pipeline.prepare import data_paths, prepare_pretraining_data
 
     out, _ = direct_run
-    config = PipelineConfig(root=str(tmp_path), vocab_size=800)
+    config = PipelineConfig(root=str(tmp_path), vocab_size=800, target_words=8)
     assert prepare_pretraining_data(config, refined_corpus=out)
     paths = data_paths(config)
     refined_text = " ".join(" ".join(d["text"].split()) for d in read_refined_documents(out))
@@ -186,7 +186,8 @@ def test_pretraining_data_come_from_the_refined_corpus_and_follow_its_changes(di
     other = tmp_path / "other_refinement"
     (other / "refined").mkdir(parents=True)
     (other / "refined" / "documents-00000-of-00001.jsonl").write_text(
-        "".join(json.dumps({"id": f"d{i}", "url": "u", "text": "The first sentence is here. The second one follows "
-                            f"it closely. A third sentence ends document {i}."}) + "\n" for i in range(30)))
+        "".join(json.dumps({"id": f"d{i}", "url": "u", "text": f"The first sentence of page {i} is here. The second "
+                            f"one of page {i} follows it closely. A third sentence ends page {i}."}) + "\n"
+                for i in range(30)))
     assert prepare_pretraining_data(config, refined_corpus=str(other))
     assert json.load(open(paths["report"], encoding="utf-8"))["corpus_source"] == f"web:{other}"

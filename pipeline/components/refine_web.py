@@ -20,7 +20,7 @@ from rw_tf_pipeline.prepare import refine_web
 class RefinedCorpus(Artifact):
     """A refined web corpus: ``refined/documents-*.jsonl`` ({"id", "url", "text"}) and its report."""
 
-    TYPE_NAME = "RefinedCorpus"
+    TYPE_NAME = "rw_tf.RefinedCorpus"   # KFP v2 wants <namespace>.<Title> for custom artifact types
 
 
 @component(use_beam=True)

@@ -11,7 +11,10 @@ batch, sequence length, Keras dtype policy, XLA setting, optimizer (AdamW 1e-4) 
 batches: pretraining examples of the embedded corpus made by rw-tf's input pipeline (cached, so the
 input pipeline is not measured), the masked positions and weights fed to KerasHub's
 ``mask_positions`` / sample weights. rw-tf trains MLM + NSP + SOP (its objective), KerasHub MLM only,
-so rw-tf does slightly more work per step.
+so rw-tf does slightly more work per step. Each reports masked-LM accuracy with its own library's
+metric: KerasHub's ``MaskedLM.compile`` default ``SparseCategoricalAccuracy`` (an arg-max over the
+vocabulary), rw-tf's ``SparseTopLogitAccuracy`` (the same value unless logits tie; a third of the
+cost on CPUs, worth 3-5% of a tiny-preset step and nothing measurable on small and base).
 
 MFU: model FLOPs per step (6 x non-embedding parameters x tokens + 12 x layers x hidden x length x
 tokens for attention + 6 x hidden x vocabulary x masked tokens for the tied output layer) divided

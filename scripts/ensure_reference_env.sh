@@ -8,15 +8,8 @@ venv="${RW_TF_REF_VENV:-$root/.venv-ref}"
 stamp="$venv/.rw_tf_ref.sha256"
 want="$(cat "$root/requirements/reference.txt" "$root/requirements/data-packages.txt" | sha256sum | cut -d' ' -f1)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
-
-py=""
-for cand in python3.11 "$(command -v pyenv >/dev/null 2>&1 && pyenv root)/versions/3.11"*/bin/python \
-            "$HOME/.pyenv/versions/3.11"*/bin/python python3; do
-  if [ -n "$cand" ] && command -v "$cand" >/dev/null 2>&1 && \
-     "$cand" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null; then
-    py="$(command -v "$cand")"; break
-  fi
-done
+source "$root/scripts/python311.sh"
+py="$(find_python311)" || py=""
 [ -n "$py" ] || { echo "error: the reference environment needs CPython 3.11 (for the CPU torch 2.13.0 wheel)" >&2; exit 1; }
 
 echo ">> creating $venv with $py" >&2

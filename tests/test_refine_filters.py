@@ -344,4 +344,7 @@ def test_html_and_jsonl_inputs(tmp_path):
     assert [p["url"] for p in read_all(tmp_path / "e.jsonl.gz")[0]] == ["https://x.org/1"]
     (tmp_path / "f.jsonl.gz").write_bytes(b"\x1f\x8b\x08garbage")
     assert [r["reason"] for r in read_all(tmp_path / "f.jsonl.gz")[1]] == ["corrupt_file"]
+    for empty in (b"", b"\n  \n"):     # an empty file is a counted reject, as for archives and pages
+        (tmp_path / "g.jsonl").write_bytes(empty)
+        assert [r["reason"] for r in read_all(tmp_path / "g.jsonl")[1]] == ["empty"]
     assert [r["reason"] for r in iter_stream(io.BytesIO(b"x"), "notes.txt") for r in [r[1]]] == ["unsupported_file"]

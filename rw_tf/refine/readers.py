@@ -196,13 +196,16 @@ def _bounded_lines(stream: IO[bytes], limit: int) -> Iterator[Tuple[bytes, bool]
 
 def iter_jsonl(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[Record]:
     name = source
+    rows = 0
     for number, (line, truncated) in enumerate(_bounded_lines(stream, max_page_bytes)):
         record_id = f"{name}#{number}"
         if truncated:
             yield reject(record_id, source, "too_large", f"line longer than {max_page_bytes} bytes")
+            rows += 1
             continue
         if not line.strip():
             continue
+        rows += 1
         try:
             row = json.loads(line.decode("utf-8"))
         except UnicodeDecodeError:
@@ -224,6 +227,8 @@ def iter_jsonl(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[
             # A row's own id is kept after the file's path, so ids stay unique across input files.
             page_id = f"{source}#{row['id']}" if isinstance(row.get("id"), (str, int)) else record_id
             yield "page", {"id": page_id, "url": url, "source": source, field: body}
+    if rows == 0:   # like an empty archive or page: the user named a file that holds nothing
+        yield reject(f"{name}#0", source, "empty")
 
 
 _READERS: Dict[str, Callable[[IO[bytes], str, int], Iterator[Record]]] = {

@@ -14,6 +14,7 @@ import ml_metadata as mlmd
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 
+from rw_tf_pipeline.components.refine_web import RefinedCorpus
 from rw_tf_pipeline.configs import DOMAIN_STAGES, STAGES, PipelineConfig
 from rw_tf_pipeline.pipeline import gate_metrics
 
@@ -96,7 +97,7 @@ def stage_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str, 
 
 def refinement_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str) -> Optional[Dict]:
     """The newest RefineWebData output of pipeline ``kind``: records read, documents and words kept."""
-    refined = (node_outputs(store, config.pipeline_name(kind), "RefineWebData", "rw_tf.RefinedCorpus") or [None])[-1]
+    refined = (node_outputs(store, config.pipeline_name(kind), "RefineWebData", RefinedCorpus.TYPE_NAME) or [None])[-1]
     if refined is None:
         return None
     return {"refinement": True, "pipeline": config.pipeline_name(kind), "uri": refined.uri,

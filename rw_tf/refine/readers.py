@@ -198,14 +198,13 @@ def iter_jsonl(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[
     name = source
     rows = 0
     for number, (line, truncated) in enumerate(_bounded_lines(stream, max_page_bytes)):
+        if not truncated and not line.strip():
+            continue
+        rows += 1
         record_id = f"{name}#{number}"
         if truncated:
             yield reject(record_id, source, "too_large", f"line longer than {max_page_bytes} bytes")
-            rows += 1
             continue
-        if not line.strip():
-            continue
-        rows += 1
         try:
             row = json.loads(line.decode("utf-8"))
         except UnicodeDecodeError:

@@ -44,6 +44,8 @@ _SPECIALS = {**{e: [e] for e in ("):", "(:", ":)", ";)", "(;", ":(", ":-)", ":-(
                                  "(=", ":/", "<3", ":3", ":-P", "xD", "XD", "^_^", "-_-", "o.O", "O.o")},
              "cannot": ["can", "not"], "Cannot": ["Can", "not"], "and/or": ["and/or"], "gonna": ["gon", "na"],
              "gotta": ["got", "ta"]}
+# Emoticons spaCy splits off the end of a longer chunk ("word:)").
+_TRAILING_EMOTICONS = ("):", "(;", ":)", ";)")
 _WHOLE = re.compile(
     r"""^(?:(?:https?|ftp)://\S*[^\s.,;:!?)\]}'"”’]|www\.\S*[^\s.,;:!?)\]}'"”’]|"""   # URLs
     r"""[\w.+-]+@[\w-]+\.[\w-]+(?:\.[\w-]+)*|"""                           # e-mail addresses
@@ -66,16 +68,13 @@ def _is_whole(chunk: str) -> bool:
 
 
 def _split_chunk(chunk: str, out: List[str]) -> None:
-    if chunk in _SPECIALS:
-        out.extend(_SPECIALS[chunk])
-        return
     suffixes: List[str] = []
     whole = False
     while chunk:
         if _is_whole(chunk) or chunk in _SPECIALS:
             whole = True
             break
-        special = next((e for e in ("):", "(;", ":)", ";)") if chunk.endswith(e) and len(chunk) > len(e)), None)
+        special = next((e for e in _TRAILING_EMOTICONS if chunk.endswith(e) and len(chunk) > len(e)), None)
         if special:
             suffixes.append(special)
             chunk = chunk[:-len(special)]

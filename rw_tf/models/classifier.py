@@ -28,6 +28,9 @@ class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
         >>> clf.compile(optimizer="adam")
     """
 
+    nested_layers = ("encoder",)
+    config_fields = ("num_classes", "multi_label", "dropout", "kd_weight", "kd_temperature")
+
     def __init__(self, encoder: TransformerEncoder, num_classes: int = 2, multi_label: bool = False,
                  dropout: float = 0.1, kd_weight: float = 0.0, kd_temperature: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -70,19 +73,6 @@ class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
             kwargs.setdefault("loss_weights", {"task": 1.0, "kd": float(self.kd_weight)})
             metrics = {"task": metrics}
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(encoder=keras.saving.serialize_keras_object(self.encoder), num_classes=self.num_classes,
-                      multi_label=self.multi_label, dropout=self.dropout, kd_weight=self.kd_weight,
-                      kd_temperature=self.kd_temperature)
-        return config
-
-    @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "TextClassifier":
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
 
 
 def task_logits(outputs: Any) -> Any:

@@ -1,8 +1,9 @@
-"""What every rw-tf task model shares: ``compile()`` saved as the optimizer only (loss and metrics
-follow from the model's config), and a distributed ``fit`` that trains on every batch."""
+"""What every rw-tf task model shares: ``get_config``/``from_config`` from two lists of constructor
+arguments, ``compile()`` saved as the optimizer only (loss and metrics follow from the model's
+config), and a distributed ``fit`` that trains on every batch."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, ClassVar, Dict, Tuple
 
 import keras
 
@@ -18,7 +19,30 @@ class OptimizerOnlyCompileConfig:
     trained on (keras-team/keras#20394); under MultiWorkerMirroredStrategy that build even fails on
     dict inputs. ``build_for_training`` builds them symbolically from a batch's shapes instead (the
     runner calls it), after which fit's build step is skipped.
+
+    Serialization: a subclass names its constructor arguments in ``config_fields`` (plain values,
+    read back from attributes of the same name) and ``nested_layers`` (Keras layers such as the
+    encoder, saved as nested configs; ``None`` stays ``None``).
     """
+
+    config_fields: ClassVar[Tuple[str, ...]] = ()
+    nested_layers: ClassVar[Tuple[str, ...]] = ()
+
+    def get_config(self) -> Dict[str, Any]:
+        config = super().get_config()
+        config.update({name: getattr(self, name) for name in self.config_fields})
+        for name in self.nested_layers:
+            layer = getattr(self, name)
+            config[name] = None if layer is None else keras.saving.serialize_keras_object(layer)
+        return config
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "OptimizerOnlyCompileConfig":
+        config = dict(config)
+        for name in cls.nested_layers:
+            if config.get(name) is not None:
+                config[name] = keras.saving.deserialize_keras_object(config[name])
+        return cls(**config)
 
     def train_step(self, *args):
         return self._multi_worker_logs(super().train_step(*args))

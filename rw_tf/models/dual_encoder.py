@@ -28,6 +28,9 @@ from rw_tf.networks.pooling import masked_mean, unit_vectors
 class DualEncoder(OptimizerOnlyCompileConfig, keras.Model):
     """``item_encoder=None`` shares the query tower's weights (one encoder for both sides)."""
 
+    nested_layers = ("query_encoder", "item_encoder")
+    config_fields = ("temperature",)
+
     def __init__(self, query_encoder: TransformerEncoder, item_encoder: Optional[TransformerEncoder] = None,
                  temperature: float = 0.05, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -49,19 +52,3 @@ class DualEncoder(OptimizerOnlyCompileConfig, keras.Model):
 
     def compile(self, optimizer: Any = "adam", loss: Any = None, **kwargs: Any) -> None:
         super().compile(optimizer=optimizer, loss=loss or InfoNCELoss(self.temperature, symmetric=False), **kwargs)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(query_encoder=keras.saving.serialize_keras_object(self.query_encoder),
-                      item_encoder=(keras.saving.serialize_keras_object(self.item_encoder)
-                                    if self.item_encoder is not None else None),
-                      temperature=self.temperature)
-        return config
-
-    @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "DualEncoder":
-        config = dict(config)
-        config["query_encoder"] = keras.saving.deserialize_keras_object(config["query_encoder"])
-        if config.get("item_encoder") is not None:
-            config["item_encoder"] = keras.saving.deserialize_keras_object(config["item_encoder"])
-        return cls(**config)

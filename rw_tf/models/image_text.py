@@ -47,6 +47,12 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
         fusion_dropout: dropout rate inside the cross-attention blocks.
     """
 
+    nested_layers = ("image_encoder", "text_encoder")
+    config_fields = (
+        "projection_dim", "fusion_layers", "fusion_size", "fusion_heads", "fusion_direction", "initial_temperature",
+        "fusion_dropout",
+    )
+
     def __init__(self, image_encoder: keras.layers.Layer, text_encoder: keras.layers.Layer, projection_dim: int = 128,
                  fusion_layers: int = 1, fusion_size: int = 128, fusion_heads: int = 4,
                  fusion_direction: str = "text_to_image", initial_temperature: float = 0.07,
@@ -144,23 +150,6 @@ class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
     def compile(self, optimizer: Any = "adam", loss: Any = None, **kwargs: Any) -> None:
         super().compile(optimizer=optimizer, loss=loss or InfoNCELoss(1.0, symmetric=True), **kwargs)
 
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(image_encoder=keras.saving.serialize_keras_object(self.image_encoder),
-                      text_encoder=keras.saving.serialize_keras_object(self.text_encoder),
-                      projection_dim=self.projection_dim, fusion_layers=self.fusion_layers,
-                      fusion_size=self.fusion_size, fusion_heads=self.fusion_heads,
-                      fusion_direction=self.fusion_direction, initial_temperature=self.initial_temperature,
-                      fusion_dropout=self.fusion_dropout)
-        return config
-
-    @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "ImageTextModel":
-        config = dict(config)
-        for key in ("image_encoder", "text_encoder"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
-
 
 MATCHING_FUSIONS = ("cross_attention", "late", "image_only", "text_only")
 
@@ -192,6 +181,9 @@ class ImageTextMatcher(OptimizerOnlyCompileConfig, keras.Model):
         >>> matcher = ImageTextMatcher(backbone, fusion="cross_attention")     # doctest: +SKIP
         >>> matcher.compile(optimizer="adam")   # ITM binary cross-entropy + alignment_weight * ITC
     """
+
+    nested_layers = ("backbone",)
+    config_fields = ("fusion", "head_size", "alignment_weight")
 
     def __init__(self, backbone: ImageTextModel, fusion: str = "cross_attention", head_size: int = 128,
                  alignment_weight: float = 1.0, **kwargs: Any) -> None:
@@ -266,15 +258,3 @@ class ImageTextMatcher(OptimizerOnlyCompileConfig, keras.Model):
             loss_weights=loss_weights or {"alignment": self.alignment_weight, "match": 1.0},
             metrics=metrics or {"match": [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)]},
             **kwargs)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(backbone=keras.saving.serialize_keras_object(self.backbone), fusion=self.fusion,
-                      head_size=self.head_size, alignment_weight=self.alignment_weight)
-        return config
-
-    @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "ImageTextMatcher":
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)

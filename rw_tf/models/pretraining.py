@@ -51,6 +51,12 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
         >>> # model.fit(pretraining_dataset(...), steps_per_epoch=100)
     """
 
+    nested_layers = ("encoder",)
+    config_fields = (
+        "nsp_weight", "sop_weight", "kd_weight", "kd_temperature", "pair_representation", "nce_weight",
+        "nce_temperature",
+    )
+
     def __init__(self, encoder: TransformerEncoder, nsp_weight: float = 1.0, sop_weight: float = 1.0,
                  kd_weight: float = 0.0, kd_temperature: float = 1.0, pair_representation: str = "segment_means",
                  nce_weight: float = 0.0, nce_temperature: float = 0.05, **kwargs: Any) -> None:
@@ -136,20 +142,6 @@ class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
             }
         super().compile(optimizer=optimizer, loss=loss, loss_weights=loss_weights,
                         weighted_metrics=weighted_metrics, **kwargs)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(encoder=keras.saving.serialize_keras_object(self.encoder),
-                      nsp_weight=self.nsp_weight, sop_weight=self.sop_weight, kd_weight=self.kd_weight,
-                      kd_temperature=self.kd_temperature, pair_representation=self.pair_representation,
-                      nce_weight=self.nce_weight, nce_temperature=self.nce_temperature)
-        return config
-
-    @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "PretrainingModel":
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
 
 
 def warm_start(target: "PretrainingModel", source: "PretrainingModel") -> None:

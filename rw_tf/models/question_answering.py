@@ -26,6 +26,8 @@ class SpanQuestionAnswerer(OptimizerOnlyCompileConfig, keras.Model):
         >>> qa.compile(optimizer="adam")
     """
 
+    nested_layers = ("encoder",)
+
     def __init__(self, encoder: TransformerEncoder, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         with sublayer_policy(self):  # sub-layers take this layer's dtype policy
@@ -51,14 +53,3 @@ class SpanQuestionAnswerer(OptimizerOnlyCompileConfig, keras.Model):
         if metrics is None:
             metrics = {k: [keras.metrics.SparseCategoricalAccuracy(name="accuracy")] for k in ("start", "end")}
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(encoder=keras.saving.serialize_keras_object(self.encoder))
-        return config
-
-    @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "SpanQuestionAnswerer":
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)

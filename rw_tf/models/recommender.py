@@ -63,6 +63,11 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
         profile_dim: size of profile-text vectors (0: no profile).
     """
 
+    config_fields = (
+        "num_items", "text_dim", "embedding_dim", "max_history", "use_item_ids", "pooling", "temperature",
+        "sampling_correction", "item_bias", "profile_dim",
+    )
+
     def __init__(self, num_items: int, text_dim: int, embedding_dim: int = 128, max_history: int = 32,
                  use_item_ids: bool = True, pooling: str = "attention", temperature: float = 0.05,
                  sampling_correction: bool = True, item_bias: bool = True, profile_dim: int = 0,
@@ -190,11 +195,3 @@ class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
 
     def compile(self, optimizer: Any = "adam", loss: Any = None, **kwargs: Any) -> None:
         super().compile(optimizer=optimizer, loss=loss or InfoNCELoss(self.temperature, symmetric=False), **kwargs)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(num_items=self.num_items, text_dim=self.text_dim, embedding_dim=self.embedding_dim,
-                      max_history=self.max_history, use_item_ids=self.use_item_ids, pooling=self.pooling,
-                      temperature=self.temperature, sampling_correction=self.sampling_correction,
-                      item_bias=self.item_bias, profile_dim=self.profile_dim)
-        return config

@@ -51,6 +51,9 @@ class SentenceEncoder(OptimizerOnlyCompileConfig, keras.Model):
         symmetric: also score positive -> anchor.
     """
 
+    nested_layers = ("encoder",)
+    config_fields = ("pooling", "projection_dim", "temperature", "learn_temperature", "symmetric")
+
     def __init__(self, encoder: TransformerEncoder, pooling: str = "mean", projection_dim: int = 0,
                  temperature: float = 0.05, learn_temperature: bool = False, symmetric: bool = True,
                  **kwargs: Any) -> None:
@@ -111,16 +114,3 @@ class SentenceEncoder(OptimizerOnlyCompileConfig, keras.Model):
     def compile(self, optimizer: Any = "adam", loss: Any = None, **kwargs: Any) -> None:
         loss = loss or InfoNCELoss(1.0 if self.learn_temperature else self.temperature, symmetric=self.symmetric)
         super().compile(optimizer=optimizer, loss=loss, **kwargs)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(encoder=keras.saving.serialize_keras_object(self.encoder), pooling=self.pooling,
-                      projection_dim=self.projection_dim, temperature=self.temperature,
-                      learn_temperature=self.learn_temperature, symmetric=self.symmetric)
-        return config
-
-    @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "SentenceEncoder":
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)

@@ -63,55 +63,47 @@ def _threshold(lower_bound: float, max_drop: float) -> tfma.MetricThreshold:
                                                      absolute={"value": -max_drop}))
 
 
+# What each stage is gated on: TFMA reads the prediction and label (and weight) keys from the
+# transformed features; each metric's lower bound is the named PipelineConfig field.
+#   pretraining stages: per-example masked-LM accuracy weighted by the number of masked tokens
+#     (= corpus accuracy); recommendation: share of held-out users whose next item is among their
+#     top 10 unseen items; multimodal: held-out images with their own caption and another class's,
+#     each classified by the ITM head; embedding: share of eval queries closer to their item than
+#     to another item of the same module; classification stages: accuracy and AUC.
+_MEAN_GATES = {  # stage -> (metric, lower-bound field, prediction key, label key, weight key)
+    "pretrain": ("masked_lm_accuracy", "mlm_accuracy_lower_bound", "mlm_accuracy", "nsp_label", "mlm_num_masked"),
+    "recommendation": ("hit_at_10", "hit_at_10_lower_bound", "hit_at_k", "hit_label", None),
+    "multimodal": ("match_accuracy", "match_accuracy_lower_bound", "match_accuracy", "match_label", None),
+    "embedding": ("pair_accuracy", "pair_accuracy_lower_bound", "pair_accuracy", "pair_label", None),
+}
+_MEAN_GATES["knowledge_model"] = _MEAN_GATES["domain"] = _MEAN_GATES["pretrain"]
+
+
 def gate_metrics(stage: str, config: PipelineConfig) -> dict:
     """The metrics each stage is gated on, with their lower bounds."""
+    if stage in _MEAN_GATES:
+        metric, bound = _MEAN_GATES[stage][:2]
+        return {metric: getattr(config, bound)}
     if stage == "refined":
         return {"binary_accuracy": config.triples_accuracy_lower_bound, "auc": config.triples_auc_lower_bound}
-    if stage in ("pretrain", "knowledge_model", "domain"):
-        return {"masked_lm_accuracy": config.mlm_accuracy_lower_bound}
-    if stage == "embedding":
-        return {"pair_accuracy": config.pair_accuracy_lower_bound}
-    if stage == "recommendation":
-        return {"hit_at_10": config.hit_at_10_lower_bound}
-    if stage == "multimodal":
-        return {"match_accuracy": config.match_accuracy_lower_bound}
     return {"binary_accuracy": config.accuracy_lower_bound, "auc": config.auc_lower_bound}
 
 
 def eval_config(stage: str, config: PipelineConfig) -> tfma.EvalConfig:
     """TFMA config: labels and weights come from the transformed features (preprocessing function)."""
     bounds = gate_metrics(stage, config)
-    if stage in ("pretrain", "knowledge_model", "domain"):
-        # Per-example masked-LM accuracy weighted by the number of masked tokens = corpus accuracy.
-        spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
-                              prediction_key="mlm_accuracy", label_key="nsp_label",
-                              example_weight_key="mlm_num_masked")
-        metrics = [tfma.MetricConfig(class_name="MeanPrediction", config='"name": "masked_lm_accuracy"',
-                                     threshold=_threshold(bounds["masked_lm_accuracy"], config.max_metric_drop))]
-    elif stage == "recommendation":
-        # Share of held-out users whose next item is among their top 10 unseen items.
-        spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
-                              prediction_key="hit_at_k", label_key="hit_label")
-        metrics = [tfma.MetricConfig(class_name="MeanPrediction", config='"name": "hit_at_10"',
-                                     threshold=_threshold(bounds["hit_at_10"], config.max_metric_drop))]
-    elif stage == "multimodal":
-        # Held-out images with their own caption and another class's, each classified by the ITM head.
-        spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
-                              prediction_key="match_accuracy", label_key="match_label")
-        metrics = [tfma.MetricConfig(class_name="MeanPrediction", config='"name": "match_accuracy"',
-                                     threshold=_threshold(bounds["match_accuracy"], config.max_metric_drop))]
-    elif stage == "embedding":
-        # Share of eval queries closer to their item than to another item of the same module.
-        spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
-                              prediction_key="pair_accuracy", label_key="pair_label")
-        metrics = [tfma.MetricConfig(class_name="MeanPrediction", config='"name": "pair_accuracy"',
-                                     threshold=_threshold(bounds["pair_accuracy"], config.max_metric_drop))]
+    threshold = lambda metric: _threshold(bounds[metric], config.max_metric_drop)
+    if stage in _MEAN_GATES:
+        metric, _, prediction_key, label_key, weight_key = _MEAN_GATES[stage]
+        keys = dict(prediction_key=prediction_key, label_key=label_key, example_weight_key=weight_key)
+        metrics = [tfma.MetricConfig(class_name="MeanPrediction", config=f'"name": "{metric}"',
+                                     threshold=threshold(metric))]
     else:
-        spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
-                              prediction_key="probability", label_key="label")
-        metrics = [tfma.MetricConfig(class_name="BinaryAccuracy",
-                                     threshold=_threshold(bounds["binary_accuracy"], config.max_metric_drop)),
-                   tfma.MetricConfig(class_name="AUC", threshold=_threshold(bounds["auc"], config.max_metric_drop))]
+        keys = dict(prediction_key="probability", label_key="label")
+        metrics = [tfma.MetricConfig(class_name="BinaryAccuracy", threshold=threshold("binary_accuracy")),
+                   tfma.MetricConfig(class_name="AUC", threshold=threshold("auc"))]
+    spec = tfma.ModelSpec(signature_name="serving_default", preprocessing_function_names=["transform_features"],
+                          **{k: v for k, v in keys.items() if v})
     return tfma.EvalConfig(model_specs=[spec], slicing_specs=[tfma.SlicingSpec()],
                            metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount"),
                                                                     *metrics])])

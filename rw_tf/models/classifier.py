@@ -8,12 +8,12 @@ from keras import ops
 
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import KnowledgeDistillationLoss
-from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
+from rw_tf.models.task_model import TaskModelMixin
 from rw_tf.networks.encoder import TransformerEncoder
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
-class TextClassifier(OptimizerOnlyCompileConfig, keras.Model):
+class TextClassifier(TaskModelMixin, keras.Model):
     """Classifies the [CLS]-pooled encoder output into ``num_classes`` (softmax) or, with
     ``multi_label=True``, into independent labels (sigmoid).
 

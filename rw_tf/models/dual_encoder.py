@@ -19,13 +19,13 @@ import keras
 from keras import ops
 
 from rw_tf.losses import InfoNCELoss
-from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
+from rw_tf.models.task_model import TaskModelMixin
 from rw_tf.networks.encoder import TransformerEncoder
 from rw_tf.networks.pooling import masked_mean, unit_vectors
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
-class DualEncoder(OptimizerOnlyCompileConfig, keras.Model):
+class DualEncoder(TaskModelMixin, keras.Model):
     """``item_encoder=None`` shares the query tower's weights (one encoder for both sides)."""
 
     nested_layers = ("query_encoder", "item_encoder")

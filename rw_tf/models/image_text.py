@@ -17,14 +17,14 @@ from keras import ops
 from rw_tf.layers.cross_attention import CrossAttentionBlock
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import BinaryLogitLoss, InfoNCELoss
-from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
+from rw_tf.models.task_model import TaskModelMixin
 from rw_tf.networks.pooling import masked_mean, unit_vectors
 
 MAX_LOGIT_SCALE = 100.0   # CLIP's cap on the learned inverse temperature
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
-class ImageTextModel(OptimizerOnlyCompileConfig, keras.Model):
+class ImageTextModel(TaskModelMixin, keras.Model):
     """An image encoder and a text encoder aligned in one space, with optional cross-modal fusion.
 
     Alignment (CLIP): ``embed_image`` (pooled image state -> linear projection -> unit vector) and
@@ -155,7 +155,7 @@ MATCHING_FUSIONS = ("cross_attention", "late", "image_only", "text_only")
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
-class ImageTextMatcher(OptimizerOnlyCompileConfig, keras.Model):
+class ImageTextMatcher(TaskModelMixin, keras.Model):
     """Image-text matching (ITM, as in ALBEF): does a caption describe an image? Trained together
     with the backbone's CLIP alignment (ITC), as ALBEF and BLIP do.
 

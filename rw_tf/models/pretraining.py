@@ -12,7 +12,7 @@ from rw_tf.heads.segment_pair import SegmentPairHead, segment_means
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import InfoNCELoss, KnowledgeDistillationLoss, pretraining_losses
 from rw_tf.metrics import SparseTopLogitAccuracy
-from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
+from rw_tf.models.task_model import TaskModelMixin
 from rw_tf.networks.encoder import TransformerEncoder
 from rw_tf.networks.pooling import masked_mean, unit_vectors
 
@@ -20,7 +20,7 @@ PAIR_REPRESENTATIONS = ("segment_means", "cls_pooler")
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
-class PretrainingModel(OptimizerOnlyCompileConfig, keras.Model):
+class PretrainingModel(TaskModelMixin, keras.Model):
     """Predicts masked tokens, next-sentence and sentence-order labels from one encoder pass.
 
     Inputs: the encoder inputs plus ``masked_positions`` [batch, max_predictions].

@@ -8,12 +8,12 @@ from keras import ops
 
 from rw_tf.heads.span import SpanHead
 from rw_tf.layers.dtype import sublayer_policy
-from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
+from rw_tf.models.task_model import TaskModelMixin
 from rw_tf.networks.encoder import TransformerEncoder
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
-class SpanQuestionAnswerer(OptimizerOnlyCompileConfig, keras.Model):
+class SpanQuestionAnswerer(TaskModelMixin, keras.Model):
     """Outputs ``{"start": [batch, L], "end": [batch, L]}`` logits over the window's positions.
 
     Targets are sequence positions (``rw_tf.data.qa_windows.span_labels``; 0 = [CLS] for a window

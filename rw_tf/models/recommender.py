@@ -18,14 +18,14 @@ from keras import ops
 
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import InfoNCELoss
-from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
+from rw_tf.models.task_model import TaskModelMixin
 from rw_tf.networks.pooling import unit_vectors
 
 USER_POOLINGS = ("attention", "mean")
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
-class TwoTowerRecommender(OptimizerOnlyCompileConfig, keras.Model):
+class TwoTowerRecommender(TaskModelMixin, keras.Model):
     """Scores items for users by the cosine of a user vector and an item vector.
 
     Item tower: a frozen table of item-text embeddings [num_items, text_dim] (e.g. a sentence

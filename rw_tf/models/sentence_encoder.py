@@ -16,7 +16,7 @@ from keras import ops
 
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import InfoNCELoss
-from rw_tf.models.compile_config import OptimizerOnlyCompileConfig
+from rw_tf.models.task_model import TaskModelMixin
 from rw_tf.networks.encoder import TransformerEncoder
 from rw_tf.networks.pooling import masked_mean, unit_vectors
 
@@ -27,7 +27,7 @@ MAX_INVERSE_TEMPERATURE = 100.0
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
-class SentenceEncoder(OptimizerOnlyCompileConfig, keras.Model):
+class SentenceEncoder(TaskModelMixin, keras.Model):
     """An encoder, a pooling, an optional linear projection and L2 normalisation.
 
     ``embed(inputs)`` maps encoder inputs (``token_ids``, ``segment_ids``, ``padding_mask``

@@ -171,7 +171,7 @@ def _run(task: "Task", trainer: TrainerConfig, strategy: tf.distribute.Strategy,
                                                 trainer.warmup_steps, trainer.decay, trainer.weight_decay,
                                                 trainer.clipnorm, trainer.adam_epsilon),
                       jit_compile=trainer.jit_compile)
-        # Builds the compiled loss and metrics from a batch's shapes (see OptimizerOnlyCompileConfig).
+        # Builds the compiled loss and metrics from a batch's shapes (see TaskModelMixin).
         model.build_for_training(next(iter(task.train_dataset(trainer.batch_size))))
     rate = _train_real_token_rate(task, trainer.batch_size)      # datasets may need the model (KD targets)
     if rate is not None:

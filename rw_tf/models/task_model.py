@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Dict, Tuple
 import keras
 
 
-class OptimizerOnlyCompileConfig:
+class TaskModelMixin:
     """Mixin for ``keras.Model`` subclasses with a defaulting ``compile()``: only the optimizer is
     stored in the saved compile config, so ``keras.saving.load_model`` re-compiles the model.
 
@@ -37,7 +37,7 @@ class OptimizerOnlyCompileConfig:
         return config
 
     @classmethod
-    def from_config(cls, config: Dict[str, Any]) -> "OptimizerOnlyCompileConfig":
+    def from_config(cls, config: Dict[str, Any]) -> "TaskModelMixin":
         config = dict(config)
         for name in cls.nested_layers:
             if config.get(name) is not None:

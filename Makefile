@@ -10,8 +10,9 @@ env:
 	@bash scripts/ensure_env.sh
 
 # The main job: the pretraining then the fine-tuning TFX pipeline (LocalDagRunner) on the
-# embedded default corpus (Python's own documentation, no downloads), tiny model. Prints a line
-# per component and a summary table; library logs go to $(PIPELINE_ROOT)/logs/.
+# embedded default corpus (the web sample set up with the environment, refined by RefineWebData;
+# no downloads at run time), tiny model. Prints a line per component and a summary table;
+# library logs go to $(PIPELINE_ROOT)/logs/.
 run: env
 	@$(VENV)/bin/rw-tf pipeline run --root $(PIPELINE_ROOT)
 
@@ -22,13 +23,16 @@ pretrain: env
 lint: env
 	$(VENV)/bin/ruff check .
 
-# Lint, then the fast suite (slow end-to-end tests excluded); what CI runs.
+# Lint, then the fast suite (slow end-to-end tests excluded); what CI runs. TEST_WORKERS pytest-xdist
+# processes share the tests; files that use one expensive session fixture stay on one worker
+# (xdist_group marks, --dist loadgroup). TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider --durations=15
+	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist loadgroup
 
 # Everything, including the slow end-to-end tests.
 test-all: lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 bench: env
 	$(PY) benchmarks/train_throughput.py

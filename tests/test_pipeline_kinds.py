@@ -25,12 +25,15 @@ SMALL = dict(embedding_train_steps=8, embedding_eval_steps=2, batch_size=16, max
              recommendation_train_steps=40, recommendation_eval_steps=20, hit_at_10_lower_bound=0.1)
 
 
+# Each kind's LocalDagRunner run takes 2-3 minutes on 2 cores: end to end, so `slow` (make test-all);
+# the tasks, exports and Kubeflow specs of these kinds are covered by the fast suite.
 @pytest.fixture(scope="module")
 def embedding_run(tmp_path_factory):
     config = PipelineConfig(root=str(tmp_path_factory.mktemp("embedding")), **SMALL)
     return config, run_pipeline("embedding", config)["embedding"]
 
 
+@pytest.mark.slow
 def test_blessed_and_the_gate_measures_pair_accuracy(embedding_run):
     config, summary = embedding_run
     assert summary["blessed"] and summary["pushed"]
@@ -47,6 +50,7 @@ def test_blessed_and_the_gate_measures_pair_accuracy(embedding_run):
     assert gate == pytest.approx(direct, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_pushed_model_serves_embeddings_over_grpc(embedding_run):
     _, summary = embedding_run
     base = os.path.dirname(summary["pushed_destination"])
@@ -67,6 +71,7 @@ def test_pushed_model_serves_embeddings_over_grpc(embedding_run):
     assert np.linalg.norm(served, axis=1) == pytest.approx(np.ones(2), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_recommendation_kind_gate_equals_the_pushed_model_on_the_eval_rows(tmp_path):
     config = PipelineConfig(root=str(tmp_path), **SMALL)
     summary = run_pipeline("recommendation", config)["recommendation"]
@@ -83,6 +88,7 @@ def test_recommendation_kind_gate_equals_the_pushed_model_on_the_eval_rows(tmp_p
     assert gate == pytest.approx(direct, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_multimodal_kind_images_travel_as_bytes_and_the_gate_equals_the_pushed_model(tmp_path):
     config = PipelineConfig(root=str(tmp_path), **SMALL, multimodal_train_steps=150, multimodal_eval_steps=12,
                             match_accuracy_lower_bound=0.6)

@@ -24,15 +24,15 @@ lint: env
 	$(VENV)/bin/ruff check .
 
 # Lint, then the fast suite (slow end-to-end tests excluded); what CI runs. TEST_WORKERS pytest-xdist
-# processes share the tests; files that use one expensive session fixture stay on one worker
-# (xdist_group marks, --dist loadgroup). TEST_WORKERS=0 runs everything in one process.
+# processes share the test files; files that read one expensive session fixture stay on one worker
+# (SHARED_SESSION_FIXTURES in tests/conftest.py). TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
 test: lint
-	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 # Everything, including the slow end-to-end tests.
 test-all: lint
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 bench: env
 	$(PY) benchmarks/train_throughput.py

@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
+from xdist.scheduler import LoadFileScheduling  # noqa: E402
 
 from rw_tf.training.strategy import split_cpu  # noqa: E402
 
@@ -65,3 +66,37 @@ def tiny_general_model(tmp_path_factory):
     run_task(task, task.trainer_config(epochs=1, steps_per_epoch=3, batch_size=8, keep_epoch_checkpoints=False),
              out, verbose=0)
     return out
+
+
+# `make test` shares the files among pytest-xdist workers (--dist loadfile). Files whose tests read
+# the same expensive session fixture go to one worker so that it is built once; a test that uses
+# one of these fixtures from a file not listed here fails (see pytest_collection_modifyitems).
+SHARED_SESSION_FIXTURES = {
+    "pipeline_run": ("test_pipeline.py", "test_serving.py", "test_serving_fuzz.py", "test_serving_hardening.py",
+                     "test_tf_serving_ops.py"),
+    "tiny_general_model": ("test_pipeline_domain.py", "test_recipe.py"),
+}
+
+
+class SharedFixtureFileScheduling(LoadFileScheduling):
+    """--dist loadfile, with the files of one SHARED_SESSION_FIXTURES entry as one unit."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        path = nodeid.split("::", 1)[0]
+        name = os.path.basename(path)
+        return next((fixture for fixture, files in SHARED_SESSION_FIXTURES.items() if name in files), path)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    # (xdist's own --dist loadgroup cannot do this under pytest 9.2: it renames items through
+    # Item._nodeid, which pytest 9 no longer reads.)
+    return SharedFixtureFileScheduling(config, log) if config.getvalue("dist") == "loadfile" else None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, files in SHARED_SESSION_FIXTURES.items():
+            if fixture in item.fixturenames and item.path.name not in files:
+                raise pytest.UsageError(f"{item.nodeid} uses the session fixture {fixture!r}: add its file to "
+                                        "SHARED_SESSION_FIXTURES in tests/conftest.py")

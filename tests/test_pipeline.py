@@ -16,10 +16,6 @@ from rw_tf_pipeline.local_runner import run_pipeline
 from rw_tf_pipeline.mlmd_queries import open_store, pipeline_artifacts
 from rw_tf_pipeline.prepare import prepare_data
 
-# The session fixture `pipeline_run` is built once: pytest-xdist runs this file's tests on the same
-# worker as the other files that use it (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("pipeline_run")
-
 
 @pytest.fixture(scope="module")
 def e2e(pipeline_run):

@@ -15,10 +15,6 @@ from rw_tf_pipeline.local_runner import run_pipeline
 from rw_tf_pipeline.mlmd_queries import node_outputs, open_store
 from rw_tf_pipeline.prepare import input_file
 
-# The session fixture `tiny_general_model` is built once: pytest-xdist runs this file's tests on the same
-# worker as the other files that use it (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("tiny_general_model")
-
 
 @pytest.fixture(scope="module")
 def domain_run(tmp_path_factory, tiny_general_model):

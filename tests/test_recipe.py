@@ -14,10 +14,6 @@ from rw_tf.networks import TransformerEncoder
 from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
 from rw_tf.tasks import PretrainingTask, PretrainingTaskConfig
 
-# The session fixture `tiny_general_model` is built once: pytest-xdist runs this file's tests on the same
-# worker as the other files that use it (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("tiny_general_model")
-
 SIZES = dict(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, max_sequence_length=32)
 
 

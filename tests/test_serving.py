@@ -24,10 +24,6 @@ from rw_tf_serving.config import BatchingParameters, ModelSpec, read_models_conf
 from rw_tf_serving.core import ServerLimits
 from rw_tf_serving.server import LocalModelServer
 
-# The session fixture `pipeline_run` is built once: pytest-xdist runs this file's tests on the same
-# worker as the other files that use it (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("pipeline_run")
-
 MODEL = "rw_tf_finetune"
 TEXTS = ["The while statement is used for repeated execution as long as an expression is true.",
          "Return a new sorted list from the items in iterable."]

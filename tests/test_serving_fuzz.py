@@ -24,10 +24,6 @@ from hypothesis import strategies as st
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_service_pb2_grpc
 
-# The session fixture `pipeline_run` is built once: pytest-xdist runs this file's tests on the same
-# worker as the other files that use it (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("pipeline_run")
-
 MODEL = "rw_tf_finetune"
 ANSWER_SECONDS = 10.0
 MAX_RSS_GROWTH_MB = 300

@@ -26,10 +26,6 @@ from rw_tf_serving.errors import ServingError
 from rw_tf_serving.protos import SSL_CONFIG, parse_text
 from rw_tf_serving.server import LocalModelServer
 
-# The session fixture `pipeline_run` is built once: pytest-xdist runs this file's tests on the same
-# worker as the other files that use it (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("pipeline_run")
-
 MODEL = "rw_tf_finetune"
 
 

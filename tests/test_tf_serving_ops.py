@@ -17,10 +17,6 @@ from rw_tf.knowledge.entity_linking import EntityLinker
 from rw_tf.models import DualEncoder, PretrainingModel, SpanQuestionAnswerer, TextClassifier
 from rw_tf.networks import KnowledgeEnhancedEncoder, TransformerEncoder
 
-# The session fixture `pipeline_run` is built once: pytest-xdist runs this file's tests on the same
-# worker as the other files that use it (make test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("pipeline_run")
-
 REGISTRIES = """
 import json, sys
 from tensorflow.core.framework import op_def_pb2

@@ -24,10 +24,10 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 import rw_tf  # noqa: F401  (registers rw-tf's classes for load_model)
+from rw_tf.checkpoints.pretrained import pretrained_tokenizer
 from rw_tf.data.image_text import digit_pairs, split_pairs
 from rw_tf.data.images import decode_images
 from rw_tf.data.text_inputs import single_segment_inputs
-from rw_tf.tokenization import WordPieceTokenizer
 
 
 def served_probabilities(port: int, image: bytes, captions: list) -> np.ndarray:
@@ -65,7 +65,7 @@ def main() -> None:
     print(f"image: {image_file} (held-out digit, {len(image)} bytes); captions: {captions}")
 
     model = keras.saving.load_model(os.path.join(args.run, "model.keras"))
-    tokenizer = WordPieceTokenizer(os.path.join(args.run, "export", "1", "assets", "vocab.txt"), lower_case=True)
+    tokenizer = pretrained_tokenizer(args.run)     # the export's vocabulary and casing
     pixels = decode_images(tf.constant([image] * len(captions)), task["image_size"])
     tokens = single_segment_inputs(tokenizer, tf.constant(captions), task["max_sequence_length"])
     python_api = 1 / (1 + np.exp(-np.asarray(model.match(pixels, tokens)).reshape(-1)))

@@ -76,6 +76,7 @@ SHARED_SESSION_FIXTURES = {
                      "test_tf_serving_ops.py"),
     "tiny_general_model": ("test_pipeline_domain.py", "test_recipe.py"),
 }
+_SHARED_FIXTURE_OF_FILE = {file: fixture for fixture, files in SHARED_SESSION_FIXTURES.items() for file in files}
 
 
 class SharedFixtureFileScheduling(LoadFileScheduling):
@@ -83,8 +84,7 @@ class SharedFixtureFileScheduling(LoadFileScheduling):
 
     def _split_scope(self, nodeid: str) -> str:
         path = nodeid.split("::", 1)[0]
-        name = os.path.basename(path)
-        return next((fixture for fixture, files in SHARED_SESSION_FIXTURES.items() if name in files), path)
+        return _SHARED_FIXTURE_OF_FILE.get(os.path.basename(path), path)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -96,7 +96,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        for fixture, files in SHARED_SESSION_FIXTURES.items():
-            if fixture in item.fixturenames and item.path.name not in files:
+        for fixture in SHARED_SESSION_FIXTURES.keys() & set(item.fixturenames):
+            if _SHARED_FIXTURE_OF_FILE.get(item.path.name) != fixture:
                 raise pytest.UsageError(f"{item.nodeid} uses the session fixture {fixture!r}: add its file to "
                                         "SHARED_SESSION_FIXTURES in tests/conftest.py")

@@ -11,6 +11,7 @@ import urllib.error
 
 import grpc
 
+from rw_tf.cli.options import utf8_text
 from rw_tf.errors import UserError
 from rw_tf_serving.client import RestError, ServingClient, rest_predict
 from rw_tf_serving.config import (
@@ -98,14 +99,14 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="send texts to a served model (gRPC, or REST with --rest)",
                        epilog="Signatures with several inputs: --input question='Who?' --input context='...' "
                               "(repeat a name for a batch).")
-    p.add_argument("texts", nargs="*", help="values of --input-name (default input 'text')")
+    p.add_argument("texts", nargs="*", type=utf8_text, help="values of --input-name (default input 'text')")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--server", default="127.0.0.1:8500", help="gRPC host:port")
     target.add_argument("--rest", help="REST base URL, e.g. http://127.0.0.1:8501")
-    p.add_argument("--model", required=True)
-    p.add_argument("--signature", default="classify_text")
-    p.add_argument("--input-name", default="text")
-    p.add_argument("--input", dest="named_inputs", action="append", default=[], metavar="NAME=VALUE",
+    p.add_argument("--model", required=True, type=utf8_text)
+    p.add_argument("--signature", default="classify_text", type=utf8_text)
+    p.add_argument("--input-name", default="text", type=utf8_text)
+    p.add_argument("--input", dest="named_inputs", action="append", default=[], metavar="NAME=VALUE", type=utf8_text,
                    help="a string input by name; repeatable")
     p.add_argument("--input-file", dest="file_inputs", action="append", default=[], metavar="NAME=PATH",
                    help="a binary input (e.g. an image) read from PATH: raw bytes over gRPC, {\"b64\": ...} "

@@ -15,13 +15,15 @@ from typing import Callable
 
 import grpc
 import tensorflow as tf
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, symbol_database
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_service_pb2,
     model_service_pb2_grpc,
     predict_pb2,
+    prediction_service_pb2,
     prediction_service_pb2_grpc,
 )
 
@@ -32,10 +34,39 @@ from rw_tf_serving.validation import array_from_tensor_proto
 log = logging.getLogger("rw_tf.serving")
 
 
+class _Undecodable:
+    """Request bytes that are not the method's message (see ``_service_handler``)."""
+
+    def __init__(self, message_name: str, error: Exception) -> None:
+        self.detail = f"the request is not a valid {message_name}: {error}"
+
+
+def _tolerant_parser(message_class) -> Callable:
+    def parse(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except Exception as err:  # noqa: BLE001 - DecodeError, e.g. invalid UTF-8 in a string field
+            return _Undecodable(message_class.DESCRIPTOR.full_name, err)
+    return parse
+
+
+def _service_handler(service, servicer) -> grpc.GenericRpcHandler:
+    """The service's methods as the generated ``add_*Servicer_to_server`` registers them, except that
+    request bytes that do not parse reach the method (and get INVALID_ARGUMENT from ``_handled``):
+    gRPC itself would answer INTERNAL, which clients read as a server fault."""
+    messages = symbol_database.Default()
+    handlers = {m.name: grpc.unary_unary_rpc_method_handler(
+        getattr(servicer, m.name), request_deserializer=_tolerant_parser(messages.GetSymbol(m.input_type.full_name)),
+        response_serializer=messages.GetSymbol(m.output_type.full_name).SerializeToString) for m in service.methods}
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
 def _handled(method: Callable) -> Callable:
     """Turns ``ServingError`` into the matching gRPC status; anything else into INTERNAL."""
     @functools.wraps(method)
     def wrapper(self, request, context):
+        if isinstance(request, _Undecodable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.detail)
         try:
             return method(self, request, context)
         except ServingError as err:
@@ -171,8 +202,10 @@ def build_grpc_server(core: ServingCore, host: str, port: int, max_workers: int 
                ("grpc.max_send_message_length", 64 * 1024 * 1024)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options,
                          maximum_concurrent_rpcs=4 * max_workers)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    server.add_generic_rpc_handlers((
+        _service_handler(prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
+                         PredictionServicer(core)),
+        _service_handler(model_service_pb2.DESCRIPTOR.services_by_name["ModelService"], ModelServicer(core))))
     address = f"{host}:{port}"
     bound = (server.add_secure_port(address, server_credentials(ssl_config)) if ssl_config is not None
              else server.add_insecure_port(address))

@@ -127,6 +127,14 @@ def test_cli_error_policy(tmp_path, capsys, monkeypatch):
     assert main(["predict", "--server", "127.0.0.1:9", "--model", "m", "--timeout", "2", "hello"]) == 2
     err = capsys.readouterr().err
     assert "cannot reach 127.0.0.1:9" in err and "hint" in err and "Traceback" not in err
+    # Bytes that are not UTF-8 in a text argument (Python keeps them as lone surrogates): named, exit 2.
+    not_utf8 = b"caf\xe9 \xff".decode("utf-8", "surrogateescape")
+    for argv in (["predict", "--model", "m", not_utf8], ["predict", "--model", "m", "--input", f"text={not_utf8}"],
+                 ["predict", "--model", not_utf8, "x"], ["embed", "--model", str(tmp_path), "--text", not_utf8]):
+        with pytest.raises(SystemExit) as exit_code:
+            main(argv)
+        assert exit_code.value.code == 2
+        assert "is not UTF-8 text (byte 0xe9 at character" in capsys.readouterr().err
     # Workers that never join: a user error naming them.
     monkeypatch.setenv("TF_CONFIG", "not json")
     assert main(["pretrain", "--output-dir", str(tmp_path / "p"), "--strategy", "multi_worker_mirrored"]) == 2

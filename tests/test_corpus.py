@@ -39,8 +39,15 @@ def test_read_text_files_replaces_invalid_utf8(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_bytes(b"Alpha sentence one is long enough. Beta sentence \xff is long too.\n---\n"
                      b"Gamma sentence is long enough. Delta sentence is long enough.\n")
-    docs = read_text_files([str(path)])
+    counts = SplitCounts()
+    docs = read_text_files([str(path)], counts=counts)
     assert len(docs) == 2 and "\ufffd" in docs[0][1]
+    assert counts == {"invalid_utf8_sequences": 1}
+    # A truncated sequence and a stray continuation byte are two; a U+FFFD the file spells is none.
+    path.write_bytes("Alpha sentence one is long \ufffd enough. ".encode() + b"Beta \xe2\x82 and \x80 too long.\n")
+    counts = SplitCounts()
+    read_text_files([str(path)], counts=counts)
+    assert counts["invalid_utf8_sequences"] == 2
     with pytest.raises(FileNotFoundError):
         read_text_files([str(tmp_path / "missing.txt")])
 

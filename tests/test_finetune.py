@@ -77,9 +77,11 @@ def test_temperature_scaling():
 def test_bad_rows_are_counted_and_bad_configs_fail(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(b'{"text": "ok", "label": 1}\n{"text": "", "label": 0}\n{"label": 1}\nnot json\n'
-                     b'{"text": "x", "label": -1}\n{"text": "y", "label": true}\n')
+                     b'{"text": "x", "label": -1}\n{"text": "y", "label": true}\n'
+                     b'{"text": "lone \\ud800", "label": 0}\n{"text": "pair \\ud83d\\ude00", "label": 0}\n')
     rows, rejects = read_labelled_jsonl(str(path), multi_label=False)
-    assert len(rows) == 1 and dict(rejects) == {"missing_text": 2, "invalid_json": 1, "invalid_label": 2}
+    assert [r["text"] for r in rows] == ["ok", "pair \U0001F600"]
+    assert dict(rejects) == {"missing_text": 2, "invalid_json": 1, "invalid_label": 2, "lone_surrogate": 1}
     with pytest.raises(ValueError, match="exceeds"):
         finetune(tmp_path, {"max_sequence_length": 4096, "max_examples_per_class": 5})
     assert cli_main(["finetune", "--task", "classification", "--output-dir", str(tmp_path),

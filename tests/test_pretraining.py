@@ -97,5 +97,17 @@ def test_cli_pretrain_and_vocab(tmp_path, capsys):
     assert os.path.exists(summary["model_path"]) and os.path.exists(summary["export_dir"])
     assert cli_main(["pretrain", "--output-dir", str(tmp_path / "r2"), "--input", str(tmp_path / "nope.txt")]) == 2
     assert "corpus file not found" in capsys.readouterr().err
+    # Text that yields no document: the error says what was dropped and why, for vocab and pretrain.
+    unusable = tmp_path / "unusable.txt"
+    unusable.write_bytes(b"one line without a sentence end \xff\n" * 40
+                         + b"\nShort. Too.\n\n\nAlso one sentence here.\n")
+    assert cli_main(["vocab", "--output", str(tmp_path / "v2.txt"), "--input", str(unusable)]) == 2
+    err = capsys.readouterr().err
+    assert "no usable document" in err and "documents_with_fewer_than_two_sentences 2" in err
+    assert "invalid_utf8_sequences 40" in err and "short_sentences 2" in err
+    assert cli_main(["pretrain", "--output-dir", str(tmp_path / "r3"), "--input", str(unusable),
+                     "--vocab-file", str(tmp_path / "v.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "0 usable documents" in err and "invalid_utf8_sequences 40" in err
     with pytest.raises(SystemExit):
         cli_main(["pretrain", "--help"])

@@ -16,7 +16,13 @@ from rw_tf.knowledge.entity_linking import EntityLinker
 from rw_tf.models import SentenceEncoder, TwoTowerRecommender
 from rw_tf.networks import KnowledgeEnhancedEncoder
 from rw_tf.tasks import RecommendationTask, RecommendationTaskConfig
-from rw_tf.tasks.recommendation import baseline_scores, pad_history, ranking_metrics, text_hard_negatives
+from rw_tf.tasks.recommendation import (
+    baseline_scores,
+    pad_history,
+    ranking_metrics,
+    read_items,
+    text_hard_negatives,
+)
 from rw_tf.tasks.sentence_embedding import embed_texts
 from rw_tf.tokenization import WordPieceTokenizer, learn_vocabulary, write_vocabulary
 from rw_tf.training import run_task
@@ -36,6 +42,21 @@ def test_import_order_and_leave_one_out_split():
     assert all(len(h) >= 3 and len(set(h)) == len(h) for h in data.histories.values())
     for user, parts in data.split().items():
         assert parts["train"] + [parts["validation"], parts["test"]] == data.histories[user]
+
+
+def test_items_file_names_the_line_that_is_not_an_item(tmp_path):
+    path = tmp_path / "items.jsonl"
+    good = b'{"item": "os", "text": "Miscellaneous operating system interfaces.", "train_count": 3}\n'
+    path.write_bytes(good + b'\n{"item": "re", "text": "Regular expressions \\ud83d\\ude00."}\n')
+    ids, texts, counts = read_items(str(path))
+    assert ids == ["os", "re"] and texts[1].endswith("\U0001F600.") and counts.tolist() == [3, 0]
+    for bad, message in ((b'{"item": "re", "text": "lone \\udc00"}', "line 2: a string escapes the lone surrogate"),
+                         (b'{"item": "re", "text": "\xff"}', "line 2: 'utf-8' codec can't decode"),
+                         (b'{"item": "re", "text": ', "line 2: Expecting value"),
+                         (b'{"item": "re"}', "every line needs an 'item' id and a 'text'")):
+        path.write_bytes(good + bad + b"\n")
+        with pytest.raises(ValueError, match=message):
+            read_items(str(path))
 
 
 def test_ranking_metrics_and_baselines_by_hand():

@@ -122,3 +122,20 @@ def test_pretraining_with_a_contrastive_term(tmp_path):
     assert reloaded.nce_weight == 0.5
     with pytest.raises(ValueError, match="no dropout"):
         PretrainingModel(TransformerEncoder.from_preset("tiny", vocab_size=100), nce_weight=0.1)
+
+
+def test_unsupervised_texts_come_from_the_corpus_files_and_drops_are_reported(tmp_path):
+    sentences = [f"Sentence number {i} of the corpus is long enough to keep." for i in range(8)]
+    corpus = tmp_path / "corpus.txt"
+    # Four documents of two sentences (one carrying an invalid byte), each with a short sentence to drop.
+    corpus.write_bytes(b"\n---\n".join(f"{a} Tiny. {b}".encode() for a, b in zip(sentences[::2], sentences[1::2]))
+                       .replace(b"number 3", b"number \xff3") + b"\n---\nOne sentence alone in a document.\n")
+    task = SentenceEmbeddingTask(SentenceEmbeddingTaskConfig(mode="unsupervised", corpus_files=[str(corpus)]))
+    summary = task.prepare(str(tmp_path / "run"), task.trainer_config(batch_size=8))
+    assert summary["train_rows"] == 8 and {r["query"] for r in task.train_rows} == (
+        set(sentences) - {sentences[3]}) | {sentences[3].replace("number 3", "number \ufffd3")}
+    assert summary["corpus_drops"] == {"short_sentences": 4, "invalid_utf8_sequences": 1,
+                                       "documents_with_fewer_than_two_sentences": 1}
+    with pytest.raises(ValueError, match="need at least 16 training rows.*corpus: documents_with_fewer_than_two_"
+                                         "sentences 1, invalid_utf8_sequences 1, short_sentences 4"):
+        task.prepare(str(tmp_path / "run"), task.trainer_config(batch_size=16))

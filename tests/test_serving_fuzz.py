@@ -28,7 +28,7 @@ MODEL = "rw_tf_finetune"
 ANSWER_SECONDS = 10.0
 MAX_RSS_GROWTH_MB = 300
 CASES = int(os.environ.get("RW_TF_FUZZ_CASES", "120"))
-COUNTS = {"grpc_predict": 0, "grpc_classify": 0, "rest": 0}
+COUNTS = {"grpc_predict": 0, "grpc_classify": 0, "grpc_bytes": 0, "rest": 0}
 
 
 def rss_mb(pid):
@@ -57,7 +57,7 @@ def live_server(pipeline_run, tmp_path_factory):
     for _ in range(3):
         stub.Predict(good, timeout=60)   # warm up before memory is measured
     start_rss = rss_mb(proc.pid)
-    yield {"proc": proc, "stub": stub, "rest_port": int(ports[1]), "good": good}
+    yield {"proc": proc, "stub": stub, "channel": channel, "rest_port": int(ports[1]), "good": good}
     alive = proc.poll() is None
     end_rss = rss_mb(proc.pid) if alive else None
     stub.Predict(good, timeout=30)   # still serving after everything
@@ -123,6 +123,34 @@ def test_grpc_predict_fuzz(live_server, tensor, key, signature, name, version, e
     _check_grpc(live_server["stub"], live_server["stub"].Predict, request)
 
 
+GRPC_METHODS = [f"/tensorflow.serving.{method}" for method in (
+    "PredictionService/Predict", "PredictionService/Classify", "PredictionService/GetModelMetadata",
+    "ModelService/GetModelStatus")]
+
+
+def _valid_request_bytes(method):
+    request = predict_pb2.PredictRequest() if method.endswith("Predict") else classification_pb2.ClassificationRequest()
+    request.model_spec.name, request.model_spec.signature_name = MODEL, "classify_text"
+    if method.endswith("Predict"):
+        request.inputs["text"].CopyFrom(tf.make_tensor_proto(["a short valid text"]))
+    return request.SerializeToString()
+
+
+@settings(max_examples=CASES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(method=st.sampled_from(GRPC_METHODS), data=st.data())
+def test_grpc_request_bytes_fuzz(live_server, method, data):
+    """Bytes that are not the method's message (random, or a valid request with bytes changed,
+    e.g. invalid UTF-8 in a string field) are INVALID_ARGUMENT, not gRPC's INTERNAL."""
+    valid = _valid_request_bytes(method)
+    position = data.draw(st.integers(0, len(valid) - 1))
+    changed = st.binary(min_size=1, max_size=4)
+    payload = data.draw(st.one_of(st.binary(max_size=300), changed.map(lambda b: valid[:position] + b),
+                                  changed.map(lambda b: valid[:position] + b + valid[position:])))
+    call = live_server["channel"].unary_unary(method, request_serializer=bytes, response_deserializer=bytes)
+    COUNTS["grpc_bytes"] += 1
+    _check_grpc(None, call, payload)
+
+
 features = st.dictionaries(st.sampled_from(["text", "label", "x"]), st.one_of(
     st.lists(st.binary(max_size=200), max_size=3), st.lists(st.integers(-5, 5), max_size=3),
     st.lists(st.floats(allow_nan=True), max_size=3)), max_size=3)
@@ -166,7 +194,9 @@ def test_grpc_classify_and_serialized_examples_fuzz(live_server, examples, conte
     _check_grpc(live_server["stub"], live_server["stub"].Predict, predict)
 
 
-json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30),
+# JSON text may escape lone surrogates ("\ud800"), which Python decodes but no UTF-8 encodes.
+json_texts = st.text(st.one_of(st.characters(), st.characters(categories=["Cs"])), max_size=30)
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), json_texts,
                                      st.fixed_dictionaries({"b64": st.text(max_size=12)})),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
                                                                                        max_size=3), max_leaves=12)
@@ -175,7 +205,7 @@ bodies = st.one_of(
         ["classify_text", "serving_default", 3, ""])}),
     st.fixed_dictionaries({"inputs": json_values}),
     st.fixed_dictionaries({"instances": st.lists(st.fixed_dictionaries(
-        {"text": st.text(max_size=40)}, optional={"other": st.text(max_size=5)}), min_size=1, max_size=4)}),
+        {"text": json_texts}, optional={"other": st.text(max_size=5)}), min_size=1, max_size=4)}),
     json_values)
 
 
@@ -247,6 +277,17 @@ def test_hostile_cases_from_the_report(live_server):
                            (b'{"signature_name": "classify_text", "instances": ["a"]}', 200)):
         status, payload = _rest(port, "POST", path, body, {"Content-Length": str(len(body))})
         assert status == expected, payload[:200]
+    # A lone surrogate escaped in JSON decodes to a Python str that no UTF-8 encodes.
+    body = b'{"signature_name": "classify_text", "instances": [{"text": "ok \\ud800"}]}'
+    status, payload = _rest(port, "POST", path, body, {"Content-Length": str(len(body))})
+    assert status == 400 and b"not valid Unicode text" in payload, payload[:200]
+    # Invalid UTF-8 in ModelSpec.name (a proto3 string): the bytes do not parse as a PredictRequest.
+    predict = live_server["channel"].unary_unary("/tensorflow.serving.PredictionService/Predict",
+                                                 request_serializer=bytes, response_deserializer=bytes)
+    with pytest.raises(grpc.RpcError) as err:
+        predict(b"\x0a\x04\x0a\x02\xff\xfe", timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid tensorflow.serving.PredictRequest" in err.value.details()
     status, payload = _rest(port, "POST", path, b"{}", {"Content-Length": "twelve"})
     assert status == 400 and b"not a number" in payload
     status, payload = _rest(port, "POST", path, b'{"instances": ["x"]}', {"Content-Length": "20"})

@@ -16,6 +16,7 @@ from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 
+from rw_tf.cli.options import utf8_text
 from rw_tf.errors import UserError
 
 SIGNATURES = ("embed_text", "encode_text")
@@ -26,7 +27,7 @@ def add_embed(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="export folder, folder of numbered versions or Model artifact")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--text", nargs="+", help="texts to embed")
+    src.add_argument("--text", nargs="+", type=utf8_text, help="texts to embed")
     src.add_argument("--input", help="a text file, one text per line ('-': standard input)")
     p.add_argument("--output", help="FILE.jsonl or FILE.npy (default: JSON Lines on stdout)")
     p.add_argument("--signature", choices=SIGNATURES, help="default: embed_text if the export has it")

@@ -19,6 +19,19 @@ import dataclasses
 import typing
 from typing import Any, Dict, Iterable, Optional
 
+
+def utf8_text(value: str) -> str:
+    """argparse ``type`` of text arguments. The shell passes bytes, and Python keeps bytes that are
+    not UTF-8 as lone surrogates (surrogateescape), which no model input or request can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        byte = value[err.start:err.start + 1].encode("utf-8", "surrogateescape")
+        raise argparse.ArgumentTypeError(f"{value!r} is not UTF-8 text (byte 0x{byte.hex()} at character "
+                                         f"{err.start})") from None
+    return value
+
+
 FLAG_NAMES = {"corpus_files": "--input", "train_file": "--train", "eval_file": "--eval", "pairs_file": "--pairs",
               "valid_file": "--valid", "test_file": "--test"}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from rw_tf.data.corpus import embedded_corpus, read_text_files
+from rw_tf.data.corpus import SplitCounts, describe_drops, embedded_corpus, read_text_files
 from rw_tf.tokenization import learn_vocabulary, write_vocabulary
 
 
@@ -19,9 +19,14 @@ def add_vocab(sub: argparse._SubParsersAction) -> None:
 
 
 def run_vocab(args: argparse.Namespace) -> int:
-    docs = read_text_files(args.input) if args.input else embedded_corpus()
+    drops = SplitCounts()
+    docs = read_text_files(args.input, counts=drops) if args.input else embedded_corpus(counts=drops)
+    if not docs:
+        raise ValueError(f"no usable document in the input (a document needs two sentences of 20+ characters; "
+                         f"dropped: {describe_drops(drops)})")
     vocab = learn_vocabulary((s for d in docs for s in d), args.vocab_size, lower_case=args.lower_case,
                              min_count=args.min_count)
     write_vocabulary(vocab, args.output)
-    print(f"wrote {len(vocab)} tokens learned from {len(docs)} documents to {args.output}")
+    print(f"wrote {len(vocab)} tokens learned from {len(docs)} documents to {args.output} "
+          f"(dropped: {describe_drops(drops)})")
     return 0

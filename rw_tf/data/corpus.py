@@ -19,7 +19,7 @@ Sentences shorter than ``min_sentence_chars`` are dropped, counting East Asian w
 as two (a Chinese sentence says in 10 characters what an English one says in 20), and documents
 with fewer than two sentences are dropped (they cannot form a sentence pair). Every drop is
 counted by reason in ``counts`` when one is passed (``SplitCounts``): code or markup paragraphs,
-short sentences, documents with fewer than two sentences.
+short sentences, documents with fewer than two sentences, and (text files) invalid UTF-8 bytes.
 
 Example:
     >>> from rw_tf.data.corpus import embedded_corpus
@@ -57,6 +57,11 @@ def _is_code_or_markup(paragraph: str) -> bool:
 
 
 SplitCounts = collections.Counter   # drops by reason: code_or_markup_paragraphs, short_sentences, ...
+
+
+def describe_drops(counts: SplitCounts) -> str:
+    """``"short_sentences 3, documents_with_fewer_than_two_sentences 1"`` (or ``"nothing dropped"``)."""
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()) if n) or "nothing dropped"
 
 
 def _starts_sentence(char: str) -> bool:
@@ -161,7 +166,8 @@ def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20,
                     counts: Optional[SplitCounts] = None) -> List[Document]:
     """Reads documents from text files (local paths, URIs such as gs://..., or glob patterns):
     each file is split into documents at lines of ``---`` or at two blank lines in a row (three
-    newlines); invalid UTF-8 bytes become U+FFFD."""
+    newlines); invalid UTF-8 bytes become U+FFFD (counted as ``invalid_utf8_sequences``)."""
+    counts = counts if counts is not None else SplitCounts()
     texts = []
     for pattern in paths:
         matches = sorted(tf.io.gfile.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
@@ -169,7 +175,10 @@ def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20,
             raise FileNotFoundError(f"corpus file not found: {pattern}")
         for path in matches:
             with tf.io.gfile.GFile(path, "rb") as f:
-                content = f.read().decode("utf-8", errors="replace")
+                raw = f.read()
+            content = raw.decode("utf-8", errors="replace")
+            if "\ufffd" in content:   # count only what replacement added, not U+FFFD the file spelled
+                counts["invalid_utf8_sequences"] += content.count("\ufffd") - raw.count("\ufffd".encode())
             texts.extend(t for t in re.split(r"\n---+\n|\n\s*\n\s*\n", content) if t.strip())
     return documents_from_texts(texts, min_sentence_chars, counts)
 

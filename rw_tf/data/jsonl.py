@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import json
 import os
-from typing import Dict, Iterable, Iterator, List, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Sequence
 
 import tensorflow as tf
 
@@ -31,15 +31,37 @@ def columns_to_rows(columns: Dict[str, Sequence]) -> List[Dict]:
     return [dict(zip(keys, values)) for values in zip(*(columns[k] for k in keys))]
 
 
+class LoneSurrogate(ValueError):
+    """JSON whose string escapes a lone surrogate (``"\\ud800"``): Python decodes it, no UTF-8 encodes it."""
+
+
+def loads_text(raw: bytes) -> Any:
+    """``json.loads`` of UTF-8 bytes that also refuses lone surrogates (``LoneSurrogate``), which
+    would otherwise fail later in TensorFlow or in any UTF-8 writer, far from the line that held them.
+    Raises ``UnicodeDecodeError`` for bytes that are not UTF-8 and ``ValueError`` for invalid JSON."""
+    value = json.loads(raw.decode("utf-8"))
+    if b"\\u" in raw:   # only an escape can produce a lone surrogate from valid UTF-8
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise LoneSurrogate(f"a string escapes the lone surrogate {err.object[err.start]!r}, "
+                                "which is not text") from None
+    return value
+
+
 def read_jsonl_objects(path: str, rejects: "collections.Counter") -> Iterator[Dict]:
     """Yields the JSON object of each non-blank line; a line that is not valid UTF-8 JSON holding
-    an object is counted as ``rejects["invalid_json"]`` instead."""
+    an object is counted as ``rejects["invalid_json"]`` instead, one whose strings escape a lone
+    surrogate as ``rejects["lone_surrogate"]``."""
     with tf.io.gfile.GFile(path, "rb") as f:
         for raw in f:
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw.decode("utf-8"))
+                row = loads_text(raw)
+            except LoneSurrogate:
+                rejects["lone_surrogate"] += 1
+                continue
             except (UnicodeDecodeError, ValueError):
                 row = None
             if isinstance(row, dict):

@@ -29,12 +29,13 @@ from __future__ import annotations
 import codecs
 import gzip
 import io
-import json
 import os
 import re
 from typing import IO, Callable, Dict, Iterator, Optional, Tuple
 
 from warcio.archiveiterator import ArchiveIterator
+
+from rw_tf.data.jsonl import LoneSurrogate, loads_text
 
 Record = Tuple[str, Dict]  # ("page", page) or ("reject", reject)
 
@@ -206,9 +207,12 @@ def iter_jsonl(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[
             yield reject(record_id, source, "too_large", f"line longer than {max_page_bytes} bytes")
             continue
         try:
-            row = json.loads(line.decode("utf-8"))
+            row = loads_text(line)
         except UnicodeDecodeError:
             yield reject(record_id, source, "undecodable")
+            continue
+        except LoneSurrogate as err:
+            yield reject(record_id, source, "undecodable", str(err))
             continue
         except ValueError as err:
             yield reject(record_id, source, "invalid_json", str(err))

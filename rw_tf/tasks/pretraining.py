@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from rw_tf.checkpoints.pretrained import pretrained_task_model, pretrained_tokenizer
 from rw_tf.config import DictConfig, EncoderConfig, PretrainingDataConfig
-from rw_tf.data.corpus import Document, SplitCounts, embedded_corpus, read_text_files
+from rw_tf.data.corpus import Document, SplitCounts, describe_drops, embedded_corpus, read_text_files
 from rw_tf.data.multilingual import DEFAULT_LANGUAGES, multilingual_documents
 from rw_tf.data.pretraining_dataset import pretraining_dataset, to_keras_triplet
 from rw_tf.data.segment_pairs import segment_pair_candidates
@@ -107,11 +107,13 @@ CORPORA = ("embedded", "multilingual", "nations")
 
 def load_documents(config: PretrainingTaskConfig, counts: Optional[SplitCounts] = None) -> List[Document]:
     """The corpus as documents; texts and sentences dropped by the splitter are counted in ``counts``."""
+    counts = counts if counts is not None else SplitCounts()
     docs = (read_text_files(config.corpus_files, counts=counts) if config.corpus_files
             else embedded_corpus(config.max_documents, counts=counts))
     docs = docs[:config.max_documents] if config.max_documents is not None else docs
     if len(docs) < 4:
-        raise ValueError(f"the corpus has {len(docs)} usable documents (>= 2 sentences each); need at least 4")
+        raise ValueError(f"the corpus has {len(docs)} usable documents (>= 2 sentences each); need at least 4 "
+                         f"(dropped: {describe_drops(counts)})")
     return docs
 
 

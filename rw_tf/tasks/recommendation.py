@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Dict, List, Optional, Sequence
 
 import keras
@@ -37,6 +36,7 @@ import tensorflow as tf
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import DictConfig
 from rw_tf.data.interactions import stdlib_import_interactions
+from rw_tf.data.jsonl import loads_text
 from rw_tf.export.base import save_export
 from rw_tf.export.recommendation import RecommenderExport
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
@@ -129,7 +129,15 @@ def text_hard_negatives(pairs, text_vectors: np.ndarray, neighbours: int = 50) -
 
 def read_items(path: str):
     """(item ids, item texts, training counts) of an items file (see the module docstring)."""
-    rows = [json.loads(line) for line in tf.io.gfile.GFile(path) if line.strip()]
+    rows = []
+    with tf.io.gfile.GFile(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(loads_text(line))
+            except ValueError as err:   # also bytes that are not UTF-8 and lone surrogates
+                raise ValueError(f"{path} line {number}: {err}") from None
     if not rows or any(not isinstance(r.get("item"), str) or not isinstance(r.get("text"), str) for r in rows):
         raise ValueError(f"{path}: every line needs an 'item' id and a 'text'")
     return [r["item"] for r in rows], [r["text"] for r in rows], np.array([r.get("train_count", 0) for r in rows])

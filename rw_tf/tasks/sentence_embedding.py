@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import DictConfig
-from rw_tf.data.corpus import embedded_corpus, read_text_files
+from rw_tf.data.corpus import SplitCounts, describe_drops, embedded_corpus, read_text_files
 from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.splits import split_by_group
 from rw_tf.data.text_inputs import single_segment_inputs, text_ids, with_static_batch
@@ -139,6 +139,7 @@ class SentenceEmbeddingTask(Task):
             self.max_sequence_length = self.examples.max_sequence_length
             return {"vocab_size": self.tokenizer.vocab_size}
         rejects: collections.Counter = collections.Counter()
+        corpus_drops = SplitCounts()    # unsupervised mode: what the sentence splitter dropped
         if cfg.mode == "supervised" and cfg.pairs_file:
             pairs, rejects = read_pairs(cfg.pairs_file)
         else:
@@ -150,18 +151,19 @@ class SentenceEmbeddingTask(Task):
             self.train_rows = with_hard_negatives(train, trainer.seed) if cfg.hard_negatives else train
         else:
             held_out = {t for p in eval_pairs for t in (p["query"], p["item"])}
-            docs = read_text_files(cfg.corpus_files) if cfg.corpus_files else \
-                embedded_corpus(include_stdlib_docstrings=False)
+            docs = read_text_files(cfg.corpus_files, counts=corpus_drops) if cfg.corpus_files else \
+                embedded_corpus(include_stdlib_docstrings=False, counts=corpus_drops)
             texts = [s for s in dict.fromkeys(s for d in docs for s in d) if s not in held_out]
             random.Random(trainer.seed).shuffle(texts)
             rejects["held_out_text"] = len(held_out & {s for d in docs for s in d})
             self.train_rows = [{"query": t, "item": t} for t in texts[:cfg.max_texts]]
         if len(self.train_rows) < trainer.batch_size or len(self.eval_pairs) < 10:
             raise ValueError(f"need at least {trainer.batch_size} training rows and 10 held-out pairs "
-                             f"(got {len(self.train_rows)} / {len(self.eval_pairs)})")
+                             f"(got {len(self.train_rows)} / {len(self.eval_pairs)}; rejected rows: "
+                             f"{dict(rejects) or 'none'}; corpus: {describe_drops(corpus_drops)})")
         self.tokenizer = pretrained_tokenizer(self.init_from)
         return {"train_rows": len(self.train_rows), "eval_pairs": len(self.eval_pairs),
-                "rejected_rows": {k: v for k, v in rejects.items() if v}}
+                "rejected_rows": {k: v for k, v in rejects.items() if v}, "corpus_drops": dict(corpus_drops)}
 
     def build_model(self) -> keras.Model:
         cfg = self.config

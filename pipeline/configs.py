@@ -18,11 +18,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, Dict, List, Optional
 
-from rw_tf.config import DictConfig
+from rw_tf.config import DictConfig, EncoderConfig, load_json_object
 from rw_tf.data.transform_fns import (
     ImageTextTransformConfig,
     InteractionTransformConfig,
@@ -183,6 +182,31 @@ class PipelineConfig(DictConfig):
             raise ValueError("knowledge mode needs both alias_file and knowledge_dir")
         if self.beam_direct_running_mode not in ("in_memory", "multi_threading", "multi_processing"):
             raise ValueError(f"unknown beam_direct_running_mode {self.beam_direct_running_mode!r}")
+        self._check_ranges()
+
+    # Numbers that may be 0; fractions are open intervals, gate bounds closed; every other number > 0.
+    _MAY_BE_ZERO = ("seed", "warmup_steps", "backup_every_steps", "kd_weight", "refined_kd_weight")
+
+    def _check_ranges(self) -> None:
+        """Out-of-range numbers fail here, not minutes later in a component (or, for a negative
+        learning rate, never)."""
+        for name, value in dataclasses.asdict(self).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if name.endswith("_fraction"):
+                ok, allowed = 0 < value < 1, "between 0 and 1 (exclusive)"
+            elif name.endswith("_lower_bound") or name == "max_metric_drop":
+                ok, allowed = 0 <= value <= 1, "between 0 and 1"
+            elif name in self._MAY_BE_ZERO:
+                ok, allowed = value >= 0, ">= 0"
+            else:
+                ok, allowed = value > 0, "> 0"
+            if not ok:
+                raise ValueError(f"{name} must be {allowed}, got {value}")
+        num_layers = EncoderConfig.preset(self.preset).num_layers   # also checks the preset's name
+        if not all(0 <= layer < num_layers for layer in self.knowledge_layers):
+            raise ValueError(f"knowledge_layers {list(self.knowledge_layers)} must be blocks of the {self.preset!r} "
+                             f"encoder (0 to {num_layers - 1})")
 
     # Derived locations -------------------------------------------------------------------------
     @property
@@ -351,5 +375,4 @@ class PipelineConfig(DictConfig):
 
     @classmethod
     def from_json_file(cls, path: str, **overrides: Any) -> "PipelineConfig":
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict({**json.load(f), **overrides}, path)
+        return cls.from_dict({**load_json_object(path), **overrides}, path)

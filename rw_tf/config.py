@@ -8,24 +8,75 @@ Example:
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import json
+import typing
 from typing import Any, Dict
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a field annotation (int is not bool; float accepts int; a class
+    needs an instance; other annotations are not checked)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:
+        return any(_has_type(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint in (bool, str):
+        return isinstance(value, hint)
+    if hint in (int, float):
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if origin in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:    # Tuple[int, float]: one type per place
+            return len(value) == len(args) and all(_has_type(v, a) for v, a in zip(value, args))
+        return all(_has_type(v, args[0] if args else Any) for v in value)
+    if origin in (dict, collections.abc.Mapping):
+        return isinstance(value, dict)
+    return isinstance(value, hint) if isinstance(hint, type) else True   # e.g. a nested config
+
+
+def load_json_object(path: str) -> Dict[str, Any]:
+    """The JSON object of a config file; a file that is not UTF-8 JSON holding an object is a
+    ``ValueError`` naming it."""
+    try:
+        with open(path, "rb") as f:
+            values = json.loads(f.read().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path} is not a UTF-8 JSON file: {err}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a JSON object of settings, not a {type(values).__name__}")
+    return values
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 class DictConfig:
     """Mixin of the config dataclasses: JSON-ready ``to_dict`` (tuples become lists) and a strict
-    ``from_dict`` (unknown keys are an error naming ``source``; lists become tuples where the
-    field's default is a tuple)."""
+    ``from_dict`` (unknown keys and values of the wrong type are errors naming ``source``; lists
+    become tuples where the field's default is a tuple)."""
 
     def to_dict(self) -> Dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any], source: str = "config") -> Any:
+        if not isinstance(values, dict):
+            raise ValueError(f"{cls.__name__} settings in {source} must be an object, not a {type(values).__name__}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields))
         if unknown:
             raise ValueError(f"unknown {cls.__name__} keys in {source}: {unknown}; known: {sorted(fields)}")
+        hints = typing.get_type_hints(cls)
+        for key, value in values.items():
+            none_default = value is None and fields[key].default is None
+            if not (none_default or _has_type(value, hints[key])):
+                raise ValueError(f"{cls.__name__}.{key} in {source} must be {_type_name(hints[key])}, "
+                                 f"got {json.dumps(value)[:60]}")
         return cls(**{k: tuple(v) if isinstance(v, list) and isinstance(fields[k].default, tuple) else v
                       for k, v in values.items()})
 

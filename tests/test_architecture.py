@@ -111,8 +111,49 @@ def test_trainer_contract_round_trips_and_rejects_unknown_keys():
         wire["trainer"]["batchsize"] = 8
         with pytest.raises(ValueError, match="batchsize"):
             TrainerContract.from_custom_config(wire)
-    transform = config.transform_config("pretrain")
-    assert type(transform).from_dict(json.loads(json.dumps(transform.to_dict()))) == transform
+    # Every kind's contracts survive the wire (values are type-checked on the way back).
+    contracts = [config.trainer_contract(k) for k in ("embedding", "recommendation", "multimodal")] + [
+        config.domain_trainer_contract(s) for s in ("knowledge_model", "domain", "knowledge_classifier", "refined")]
+    for contract in contracts:
+        assert TrainerContract.from_custom_config(json.loads(json.dumps(contract.to_custom_config()))) == contract
+    transforms = [config.transform_config(k) for k in ("pretrain", "finetune", "embedding", "recommendation",
+                                                      "multimodal")] + [
+        config.domain_transform_config(k, "/v/vocab.txt") for k in ("domain", "triples")]
+    for transform in transforms:
+        assert type(transform).from_dict(json.loads(json.dumps(transform.to_dict()))) == transform
+    wire = json.loads(json.dumps(config.trainer_contract("pretrain").to_custom_config()))
+    wire["trainer"]["batch_size"] = "8"
+    with pytest.raises(ValueError, match='TrainerConfig.batch_size in .* must be int, got "8"'):
+        TrainerContract.from_custom_config(wire)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"batch_size": "abc"}', 'PipelineConfig.batch_size in .* must be int, got "abc"'),
+    ('{"batch_size": 2.5}', "must be int, got 2.5"),
+    ('{"enable_cache": "yes"}', 'enable_cache in .* must be bool, got "yes"'),
+    ('{"knowledge_layers": ["a"]}', r'knowledge_layers in .* must be List\[int\], got \["a"\]'),
+    ('{"refine_config": [1]}', r"refine_config in .* must be Dict\[str, Any\]"),
+    ('[1]', "must hold a JSON object of settings, not a list"),
+    (b"\xff", "is not a UTF-8 JSON file"),
+    ('{"batch_size": ', "is not a UTF-8 JSON file"),
+    ('{"pretrain_train_steps": 0}', "pretrain_train_steps must be > 0, got 0"),
+    ('{"learning_rate": -0.001}', "learning_rate must be > 0"),
+    ('{"eval_fraction": 1.0}', r"eval_fraction must be between 0 and 1 \(exclusive\)"),
+    ('{"accuracy_lower_bound": 1.5}', "accuracy_lower_bound must be between 0 and 1, got 1.5"),
+    ('{"knowledge_layers": [2]}', r"knowledge_layers \[2\] must be blocks of the 'tiny' encoder \(0 to 1\)"),
+    ('{"preset": "huge"}', "unknown encoder preset 'huge'"),
+])
+def test_pipeline_config_files_with_wrong_types_or_ranges_are_refused(tmp_path, content, message):
+    from rw_tf_pipeline.configs import PipelineConfig
+
+    path = tmp_path / "config.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ValueError, match=message):
+        PipelineConfig.from_json_file(str(path), root=str(tmp_path))
+    # What may be zero or null, and gate bounds at their ends, are accepted.
+    path.write_text('{"warmup_steps": 0, "kd_weight": 0.0, "backup_every_steps": 0, "max_documents": null, '
+                    '"mlm_accuracy_lower_bound": 0.0, "max_metric_drop": 1, "knowledge_layers": [0, 1]}')
+    assert PipelineConfig.from_json_file(str(path), root=str(tmp_path)).max_metric_drop == 1
 
 
 def test_cli_error_policy(tmp_path, capsys, monkeypatch):

@@ -350,3 +350,18 @@ def test_html_and_jsonl_inputs(tmp_path):
         (tmp_path / "g.jsonl").write_bytes(empty)
         assert [r["reason"] for r in read_all(tmp_path / "g.jsonl")[1]] == ["empty"]
     assert [r["reason"] for r in iter_stream(io.BytesIO(b"x"), "notes.txt") for r in [r[1]]] == ["unsupported_file"]
+
+
+def test_refine_config_files_are_type_checked(tmp_path):
+    from rw_tf.refine import RefineConfig
+
+    assert RefineConfig.from_dict({"gopher_quality": {"min_words": 40}}).gopher_quality.min_words == 40
+    for values, message in (({"gopher_quality": {"min_words": "x"}}, 'GopherQualityConfig.min_words in cfg '
+                                                                      r'\(gopher_quality\) must be int, got "x"'),
+                            ({"gopher_quality": 5}, "RefineConfig.gopher_quality in cfg must be GopherQualityConfig"),
+                            ({"languages": "en"}, r"RefineConfig.languages in cfg must be Tuple\[str, ...\]"),
+                            ({"gopher_repetition": {"top_ngram_char_fractions": [[None, 1]]}},
+                             r"top_ngram_char_fractions in cfg \(gopher_repetition\) must be \[n, fraction\] pairs"),
+                            ([1], "RefineConfig settings in cfg must be an object, not a list")):
+        with pytest.raises(ValueError, match=message):
+            RefineConfig.from_dict(values, "cfg")

@@ -14,7 +14,6 @@ Prints a line per step and the per-stage table; Beam and TensorFlow logs go to `
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import threading
@@ -22,6 +21,7 @@ import time
 from typing import List, Optional, TextIO
 
 from rw_tf.cli.output import quiet_output
+from rw_tf.config import load_json_object
 from rw_tf.errors import UserError
 from rw_tf.refine import RefineConfig, RunnerConfig, run_refinement
 from rw_tf.refine.pipeline import RUNNERS, expand_inputs
@@ -55,8 +55,7 @@ def add_refine(sub: argparse._SubParsersAction) -> None:
 def refine_config(args: argparse.Namespace, blocklist: Optional[str] = None) -> RefineConfig:
     values = {}
     if args.config:
-        with open(args.config, encoding="utf-8") as f:
-            values = json.load(f)
+        values = load_json_object(args.config)
     if args.languages is not None:
         values["languages"] = list(args.languages)
     if args.skip_stages is not None:

@@ -69,10 +69,16 @@ class GopherRepetitionConfig(DictConfig):
 
     @classmethod
     def from_dict(cls, values, source: str = "config"):
+        if not isinstance(values, dict):
+            return super().from_dict(values, source)   # the error for a non-object
         values = dict(values)
         for key in ("top_ngram_char_fractions", "duplicate_ngram_char_fractions"):
             if key in values:
-                values[key] = tuple((int(n), float(f)) for n, f in values[key])
+                try:
+                    values[key] = tuple((int(n), float(f)) for n, f in values[key])
+                except (TypeError, ValueError):
+                    raise ValueError(f"{cls.__name__}.{key} in {source} must be [n, fraction] pairs, "
+                                     f"got {str(values[key])[:60]}") from None
         return super().from_dict(values, source)
 
 

@@ -74,6 +74,8 @@ class RefineConfig(DictConfig):
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any], source: str = "config") -> "RefineConfig":
+        if not isinstance(values, dict):
+            return super().from_dict(values, source)   # the error for a non-object
         values = dict(values)
         for key, nested in _NESTED.items():
             if isinstance(values.get(key), dict):

@@ -25,20 +25,33 @@ Arrays = Dict[str, np.ndarray]
 _STOP = object()
 
 
+def check_batching(max_batch_size: int, batch_timeout_micros: int, num_batch_threads: int,
+                   max_enqueued_batches: int, allowed_batch_sizes: Sequence[int]) -> None:
+    """TF Serving's rules for batching parameters (``ValueError`` naming the first one broken)."""
+    for name, value in (("max_batch_size", max_batch_size), ("num_batch_threads", num_batch_threads),
+                        ("max_enqueued_batches", max_enqueued_batches)):
+        if value < 1:
+            raise ValueError(f"batching {name} must be >= 1, got {value}")
+    if batch_timeout_micros < 0:
+        raise ValueError(f"batching batch_timeout_micros must be >= 0, got {batch_timeout_micros}")
+    sizes = list(allowed_batch_sizes)
+    if sizes and (sizes[0] < 1 or sizes != sorted(set(sizes)) or sizes[-1] != max_batch_size):
+        raise ValueError(f"allowed_batch_sizes must increase from >= 1 and end with max_batch_size "
+                         f"({max_batch_size}), got {sizes}")
+
+
 class Batcher:
     """Collects requests for ``run_fn`` (a function of a dict of arrays) and runs them in batches."""
 
     def __init__(self, run_fn: Callable[[Arrays], Arrays], max_batch_size: int = 32,
                  batch_timeout_micros: int = 2000, num_batch_threads: int = 1, max_enqueued_batches: int = 100,
                  allowed_batch_sizes: Sequence[int] = ()) -> None:
-        if allowed_batch_sizes and (list(allowed_batch_sizes) != sorted(set(allowed_batch_sizes))
-                                    or allowed_batch_sizes[-1] != max_batch_size):
-            raise ValueError("allowed_batch_sizes must increase and end with max_batch_size "
-                             f"({max_batch_size}), got {list(allowed_batch_sizes)}")
+        check_batching(max_batch_size, batch_timeout_micros, num_batch_threads, max_enqueued_batches,
+                       allowed_batch_sizes)
         self._run = run_fn
         self.max_batch_size = max_batch_size
         self.timeout = batch_timeout_micros / 1e6
-        self.max_queued_rows = max(1, max_enqueued_batches) * max_batch_size
+        self.max_queued_rows = max_enqueued_batches * max_batch_size
         self.allowed_batch_sizes = list(allowed_batch_sizes)
         self._queue: "queue.Queue" = queue.Queue()
         self._lock = threading.Lock()

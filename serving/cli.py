@@ -22,8 +22,28 @@ from rw_tf_serving.config import (
     write_serving_configs,
 )
 from rw_tf_serving.core import ServerLimits
-from rw_tf_serving.protos import SSL_CONFIG, parse_text
+from rw_tf_serving.protos import SSL_CONFIG, read_text_proto
 from rw_tf_serving.server import LocalModelServer
+
+
+def port_number(value: str) -> int:
+    """argparse type of ports: gRPC would bind 99999 as 99999 - 65536 without a word."""
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535; 0 picks a free one)")
+    return port
+
+
+def positive_int(value: str) -> int:
+    if int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return int(value)
+
+
+def positive_float(value: str) -> float:
+    if not float(value) > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return float(value)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +59,8 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--model-config-file", help="TF Serving models.config (ModelServerConfig text proto)")
     p.add_argument("--model-name", help="default: the base path's folder name")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-    p.add_argument("--port", type=int, default=8500)
-    p.add_argument("--rest-api-port", type=int, default=None, help="also serve REST on this port")
+    p.add_argument("--port", type=port_number, default=8500, help="gRPC port (0: any free port)")
+    p.add_argument("--rest-api-port", type=port_number, default=None, help="also serve REST on this port")
     p.add_argument("--version-policy", choices=("latest", "all", "specific"), default="latest")
     p.add_argument("--num-versions", type=int, default=1, help="with --version-policy latest")
     p.add_argument("--versions", type=int, nargs="*", default=[], help="with --version-policy specific")
@@ -48,12 +68,12 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batching-parameters-file", help="BatchingParameters text proto (implies batching)")
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--batch-timeout-micros", type=int, default=2000)
-    p.add_argument("--file-system-poll-wait-seconds", type=float, default=2.0)
+    p.add_argument("--file-system-poll-wait-seconds", type=positive_float, default=2.0)
     limits = ServerLimits()
     for field in ("max_text_bytes", "max_request_bytes", "max_elements", "max_texts", "max_rank", "max_json_depth"):
         p.add_argument("--" + field.replace("_", "-"), type=int, default=getattr(limits, field),
                        help=f"per request (default {getattr(limits, field)})")
-    p.add_argument("--max-workers", type=int, default=16, help="requests served at once per front end")
+    p.add_argument("--max-workers", type=positive_int, default=16, help="requests served at once per front end")
     p.add_argument("--ssl-config-file", help="TF Serving SSLConfig text proto: server_key, server_cert (PEM), "
                                              "custom_ca and client_verify for mutual TLS; TLS on the gRPC port")
     p.set_defaults(func=run_serve)
@@ -69,8 +89,7 @@ def run_serve(args: argparse.Namespace) -> int:
                            tuple(args.versions))]
     batching = None
     if args.batching_parameters_file:
-        with open(args.batching_parameters_file, encoding="utf-8") as f:
-            batching = BatchingParameters.from_text(f.read())
+        batching = BatchingParameters.from_file(args.batching_parameters_file)
     elif args.enable_batching:
         batching = BatchingParameters(max_batch_size=args.max_batch_size,
                                       batch_timeout_micros=args.batch_timeout_micros)
@@ -78,8 +97,7 @@ def run_serve(args: argparse.Namespace) -> int:
                                                            "max_texts", "max_rank", "max_json_depth")})
     ssl_config = None
     if args.ssl_config_file:
-        with open(args.ssl_config_file, encoding="utf-8") as f:
-            ssl_config = parse_text(f.read(), SSL_CONFIG)
+        ssl_config = read_text_proto(args.ssl_config_file, SSL_CONFIG)
     server = LocalModelServer(specs, args.host, args.port, args.rest_api_port, batching, limits,
                               args.file_system_poll_wait_seconds, args.max_workers, ssl_config)
     try:

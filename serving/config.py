@@ -21,7 +21,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from rw_tf_serving.protos import BATCHING_PARAMETERS, parse_text
+from rw_tf_serving.batching import check_batching
+from rw_tf_serving.protos import BATCHING_PARAMETERS, parse_text, read_text_proto
 
 VERSION_POLICIES = ("latest", "all", "specific")
 
@@ -53,14 +54,27 @@ class BatchingParameters:
     num_batch_threads: int = 2
     allowed_batch_sizes: Tuple[int, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Checked here too (not only when a Batcher is built at a version's load), so a bad file
+        # stops `rw-tf serve` at start instead of failing every load in the background.
+        check_batching(self.max_batch_size, self.batch_timeout_micros, self.num_batch_threads,
+                       self.max_enqueued_batches, self.allowed_batch_sizes)
+
     def to_text(self) -> str:
         text = "".join(f"{name} {{ value: {getattr(self, name)} }}\n" for name in _WRAPPED)
         return text + "".join(f"allowed_batch_sizes: {size}\n" for size in self.allowed_batch_sizes)
 
     @classmethod
+    def from_file(cls, path: str) -> "BatchingParameters":
+        """Reads a TF Serving ``--batching_parameters_file``; unset fields keep these defaults."""
+        return cls.from_proto(read_text_proto(path, BATCHING_PARAMETERS))
+
+    @classmethod
     def from_text(cls, text: str) -> "BatchingParameters":
-        """Parses a TF Serving ``--batching_parameters_file``; unset fields keep these defaults."""
-        proto = parse_text(text, BATCHING_PARAMETERS)
+        return cls.from_proto(parse_text(text, BATCHING_PARAMETERS))
+
+    @classmethod
+    def from_proto(cls, proto) -> "BatchingParameters":
         values = {name: getattr(proto, name).value for name in _WRAPPED if proto.HasField(name)}
         return cls(**values, allowed_batch_sizes=tuple(proto.allowed_batch_sizes))
 
@@ -89,10 +103,18 @@ def models_config_text(specs: Sequence[ModelSpec]) -> str:
 
 def read_models_config(path: str) -> List[ModelSpec]:
     """Parses a ``models.config`` (ModelServerConfig text proto) into ``ModelSpec``s."""
-    with open(path, encoding="utf-8") as f:
-        config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
-    specs = []
+    config = read_text_proto(path, model_server_config_pb2.ModelServerConfig)
+    specs, names = [], [model.name for model in config.model_config_list.config]
+    if not names:
+        raise ValueError(f"{path} lists no model (model_config_list {{ config {{ name: ... base_path: ... }} }})")
+    if len(set(names)) != len(names) or not all(names):
+        raise ValueError(f"{path}: every model needs a name of its own, got {names}")
     for model in config.model_config_list.config:
+        if not model.base_path:
+            raise ValueError(f"{path}: model {model.name!r} has no base_path")
+        if model.model_platform not in ("", "tensorflow"):
+            raise ValueError(f"{path}: model {model.name!r} has model_platform {model.model_platform!r}; "
+                             "this server loads TensorFlow SavedModels ('tensorflow')")
         policy = model.model_version_policy
         kind = policy.WhichOneof("policy_choice") or "latest"
         specs.append(ModelSpec(name=model.name, base_path=model.base_path, version_policy=kind,

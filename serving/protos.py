@@ -50,6 +50,19 @@ def _messages():
 SSL_CONFIG, BATCHING_PARAMETERS = _messages()
 
 
+def read_text_proto(path: str, message_class):
+    """Parses a text-proto file; a file that is not UTF-8 or not that message is a ``ValueError``
+    naming the file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return parse_text(data.decode("utf-8"), message_class)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
 def parse_text(text: str, message_class):
     """Parses a text proto; a malformed file is a ``ValueError`` naming the problem."""
     try:

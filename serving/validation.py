@@ -42,6 +42,12 @@ class ServerLimits:
     max_json_depth: int = 32
     text_inputs: Tuple[str, ...] = ("text", "question", "context")
 
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, int) and value < 1:
+                raise ValueError(f"{field.name} must be >= 1, got {value}")
+
 
 # The repeated field holding each value dtype's elements, and how many field entries one element takes.
 _VALUE_FIELDS = {

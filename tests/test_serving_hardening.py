@@ -171,3 +171,47 @@ def test_stalled_rest_clients_cannot_hold_every_thread(pushed, tmp_path):
         assert reply.status == 200
         for s in stalled:
             s.close()
+
+
+def test_serve_refuses_bad_config_files_and_flags_at_start(tmp_path, capsys):
+    """Every case stops `rw-tf serve` at start with exit 2 and a line naming the problem (before: a
+    ParseError traceback, a silently wrapped port, limits and batch sizes below 1 accepted)."""
+    from rw_tf.cli.main import main as cli_main
+
+    def write(name, content):
+        (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+        return str(tmp_path / name)
+
+    base = ["serve", "--model-base-path", str(tmp_path / "models"), "--port", "0"]
+    config_cases = [
+        (write("a.config", "garbage {{{"), "a.config: not a valid ModelServerConfig text proto"),
+        (write("b.config", b"\xff\xfe"), "b.config is not UTF-8 text"),
+        (write("c.config", ""), "c.config lists no model"),
+        (write("d.config", 'model_config_list { config { name: "a" base_path: "/x" } '
+                           'config { name: "a" base_path: "/y" } }'), "every model needs a name of its own"),
+        (write("e.config", 'model_config_list { config { name: "a" } }'), "model 'a' has no base_path"),
+        (write("f.config", 'model_config_list { config { name: "a" base_path: "/x" model_platform: "onnx" } }'),
+         "model_platform 'onnx'")]
+    for path, message in config_cases:
+        assert cli_main(["serve", "--model-config-file", path, "--port", "0"]) == 2
+        assert message in capsys.readouterr().err
+    flag_cases = [
+        (["--batching-parameters-file", write("b1.txt", "max_batch_size { value: -4 }")],
+         "batching max_batch_size must be >= 1, got -4"),
+        (["--batching-parameters-file", write("b2.txt", "max_batch_size { value: 8 } allowed_batch_sizes: 4")],
+         "must increase from >= 1 and end with max_batch_size (8), got [4]"),
+        (["--batching-parameters-file", write("b3.txt", b"\xff")], "b3.txt is not UTF-8 text"),
+        (["--enable-batching", "--batch-timeout-micros", "-1"], "batch_timeout_micros must be >= 0, got -1"),
+        (["--ssl-config-file", write("s.txt", "server_kee: 1")], "s.txt: not a valid SSLConfig text proto"),
+        (["--max-texts", "-1"], "max_texts must be >= 1, got -1"),
+        (["--max-request-bytes", "0"], "max_request_bytes must be >= 1, got 0")]
+    for flags, message in flag_cases:
+        assert cli_main(base + flags) == 2
+        assert message in capsys.readouterr().err
+    for flags, message in ((["--port", "99999"], "99999 is not a port (0-65535"),
+                           (["--rest-api-port", "-1"], "-1 is not a port"),
+                           (["--max-workers", "0"], "--max-workers: 0 must be >= 1"),
+                           (["--file-system-poll-wait-seconds", "0"], "0 must be > 0")):
+        with pytest.raises(SystemExit) as exit_code:
+            cli_main(base + flags)
+        assert exit_code.value.code == 2 and message in capsys.readouterr().err

@@ -190,7 +190,7 @@ class PipelineConfig(DictConfig):
     def _check_ranges(self) -> None:
         """Out-of-range numbers fail here, not minutes later in a component (or, for a negative
         learning rate, never)."""
-        for name, value in dataclasses.asdict(self).items():
+        for name, value in ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if name.endswith("_fraction"):

@@ -35,15 +35,17 @@ def port_number(value: str) -> int:
 
 
 def positive_int(value: str) -> int:
-    if int(value) < 1:
+    number = int(value)
+    if number < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return int(value)
+    return number
 
 
 def positive_float(value: str) -> float:
-    if not float(value) > 0:
+    number = float(value)
+    if not number > 0:
         raise argparse.ArgumentTypeError(f"{value} must be > 0")
-    return float(value)
+    return number
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

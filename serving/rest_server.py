@@ -25,6 +25,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 from google.protobuf import json_format
 
+from rw_tf.data.jsonl import LoneSurrogate, loads_text
 from rw_tf_serving.core import ServingCore
 from rw_tf_serving.errors import ServingError, invalid_argument, not_found
 from rw_tf_serving.validation import array_from_json, inputs_from_instances
@@ -124,7 +125,9 @@ def _handler(core: ServingCore, socket_timeout: float):
             if len(data) != length:
                 raise invalid_argument(f"the body has {len(data)} bytes, not the {length} of its Content-Length")
             try:
-                return json.loads(data.decode("utf-8"))
+                return loads_text(data)
+            except LoneSurrogate as err:
+                raise invalid_argument(f"the request body is not text: {err}") from None
             except UnicodeDecodeError:
                 raise invalid_argument("the request body is not valid UTF-8") from None
             except RecursionError:

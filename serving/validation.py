@@ -7,9 +7,9 @@ code, raised in microseconds: INVALID_ARGUMENT for malformed input, RESOURCE_EXH
   at most ``max_elements`` (``max_texts`` for strings); exactly that many values present (TF would
   repeat the last value to fill a larger shape: a 100-byte request could ask for gigabytes).
 - REST JSON: rectangular nesting of one kind of leaf (numbers, booleans, strings or ``{"b64": ...}``),
-  at most ``max_json_depth`` levels, the same element and string limits; strings must be Unicode
-  text (JSON can escape a lone surrogate, which no UTF-8 encodes); ``instances`` rows that are
-  objects must all have the same keys.
+  at most ``max_json_depth`` levels, the same element and string limits; ``instances`` rows that
+  are objects must all have the same keys. (A body whose JSON escapes a lone surrogate, which no
+  UTF-8 encodes, is refused when it is parsed: ``rw_tf.data.jsonl.loads_text``.)
 
 Example:
     >>> proto = tf.make_tensor_proto(["a", "b"])
@@ -103,17 +103,13 @@ def array_from_tensor_proto(name: str, proto, limits: ServerLimits) -> np.ndarra
         raise invalid_argument(f"input {name!r} is not a valid TensorProto: {err}") from None
 
 
-def _leaf(name: str, value: Any) -> Tuple[str, Any]:
+def _leaf(value: Any) -> Tuple[str, Any]:
     if isinstance(value, bool):
         return "bool", value
     if isinstance(value, (int, float)):
         return "number", value
-    if isinstance(value, str):
-        try:
-            return "string", value.encode("utf-8")
-        except UnicodeEncodeError as err:   # JSON may escape a lone surrogate ("\ud800"): not text
-            raise invalid_argument(f"input {name!r} has a string that is not valid Unicode text: "
-                                   f"{err.reason} at character {err.start}") from None
+    if isinstance(value, str):   # Unicode text: the REST body parser refuses lone surrogates
+        return "string", value.encode("utf-8")
     if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
         try:
             return "string", base64.b64decode(value["b64"], validate=True)
@@ -140,7 +136,7 @@ def array_from_json(name: str, value: Any, limits: ServerLimits) -> np.ndarray:
         level = [item for v in level for item in v]
     if any(isinstance(v, list) for v in level):
         raise invalid_argument(f"input {name!r} is ragged: lists and values are mixed at depth {depth + 1}")
-    leaves = [_leaf(name, v) for v in level]
+    leaves = [_leaf(v) for v in level]
     kinds = {kind for kind, _ in leaves}
     if len(kinds) > 1:
         raise invalid_argument(f"input {name!r} mixes {sorted(kinds)} values")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 from typing import Any, Dict, Iterable, Iterator, List, Sequence
 
 import tensorflow as tf
@@ -31,6 +32,9 @@ def columns_to_rows(columns: Dict[str, Sequence]) -> List[Dict]:
     return [dict(zip(keys, values)) for values in zip(*(columns[k] for k in keys))]
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 class LoneSurrogate(ValueError):
     """JSON whose string escapes a lone surrogate (``"\\ud800"``): Python decodes it, no UTF-8 encodes it."""
 
@@ -40,12 +44,14 @@ def loads_text(raw: bytes) -> Any:
     would otherwise fail later in TensorFlow or in any UTF-8 writer, far from the line that held them.
     Raises ``UnicodeDecodeError`` for bytes that are not UTF-8 and ``ValueError`` for invalid JSON."""
     value = json.loads(raw.decode("utf-8"))
-    if b"\\u" in raw:   # only an escape can produce a lone surrogate from valid UTF-8
+    # Only an escape in U+D800-U+DFFF can produce a surrogate from valid UTF-8; escaped text such as
+    # "\\u00e9" (common in crawled JSON) skips the re-encoding.
+    if _SURROGATE_ESCAPE.search(raw):
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as err:
             raise LoneSurrogate(f"a string escapes the lone surrogate {err.object[err.start]!r}, "
-                                "which is not text") from None
+                                "which is not valid Unicode text") from None
     return value
 
 

@@ -15,12 +15,12 @@ import typing
 from typing import Any, Dict
 
 
-def _has_type(value: Any, hint: Any) -> bool:
+def has_type(value: Any, hint: Any) -> bool:
     """Whether a JSON value fits a field annotation (int is not bool; float accepts int; a class
     needs an instance; other annotations are not checked)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Union:
-        return any(_has_type(value, a) for a in args)
+        return any(has_type(value, a) for a in args)
     if hint is type(None):
         return value is None
     if hint in (bool, str):
@@ -31,27 +31,32 @@ def _has_type(value: Any, hint: Any) -> bool:
         if not isinstance(value, (list, tuple)):
             return False
         if origin is tuple and args and args[-1] is not Ellipsis:    # Tuple[int, float]: one type per place
-            return len(value) == len(args) and all(_has_type(v, a) for v, a in zip(value, args))
-        return all(_has_type(v, args[0] if args else Any) for v in value)
+            return len(value) == len(args) and all(has_type(v, a) for v, a in zip(value, args))
+        return all(has_type(v, args[0] if args else Any) for v in value)
     if origin in (dict, collections.abc.Mapping):
         return isinstance(value, dict)
     return isinstance(value, hint) if isinstance(hint, type) else True   # e.g. a nested config
 
 
-def load_json_object(path: str) -> Dict[str, Any]:
-    """The JSON object of a config file; a file that is not UTF-8 JSON holding an object is a
-    ``ValueError`` naming it."""
+def parse_json_object(data: bytes, source: str, holding: str = "settings") -> Dict[str, Any]:
+    """The JSON object in ``data``; bytes that are not UTF-8 JSON holding an object (of
+    ``holding``) are a ``ValueError`` naming ``source``."""
     try:
-        with open(path, "rb") as f:
-            values = json.loads(f.read().decode("utf-8"))
+        values = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
-        raise ValueError(f"{path} is not a UTF-8 JSON file: {err}") from None
+        raise ValueError(f"{source} is not a UTF-8 JSON file: {err}") from None
     if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a JSON object of settings, not a {type(values).__name__}")
+        raise ValueError(f"{source} must hold a JSON object of {holding}, not a {type(values).__name__}")
     return values
 
 
-def _type_name(hint: Any) -> str:
+def load_json_object(path: str) -> Dict[str, Any]:
+    """The JSON object of a config file (see ``parse_json_object``)."""
+    with open(path, "rb") as f:
+        return parse_json_object(f.read(), path)
+
+
+def type_name(hint: Any) -> str:
     return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
@@ -74,8 +79,8 @@ class DictConfig:
         hints = typing.get_type_hints(cls)
         for key, value in values.items():
             none_default = value is None and fields[key].default is None
-            if not (none_default or _has_type(value, hints[key])):
-                raise ValueError(f"{cls.__name__}.{key} in {source} must be {_type_name(hints[key])}, "
+            if not (none_default or has_type(value, hints[key])):
+                raise ValueError(f"{cls.__name__}.{key} in {source} must be {type_name(hints[key])}, "
                                  f"got {json.dumps(value)[:60]}")
         return cls(**{k: tuple(v) if isinstance(v, list) and isinstance(fields[k].default, tuple) else v
                       for k, v in values.items()})

@@ -2,6 +2,7 @@
 
 ``UserError`` marks failures the user causes and can fix (a bad option, a missing file, workers or
 a server that cannot be reached); the CLI prints them on one line with their hint and exits 2.
+``CorruptFileError`` is the one for files that exist but are not what they should be.
 Everything else is a bug or an unexpected fault: the CLI writes its traceback to a log file.
 
 Example:
@@ -33,6 +34,11 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} (hint: {self.hint})" if self.hint else self.message
+
+
+class CorruptFileError(UserError, ValueError):
+    """A file the user pointed at exists but cannot be read as what it should be (truncated,
+    overwritten, hand-edited, or written by something else); the message names the file."""
 
 
 def error_reason(err: Exception) -> str:

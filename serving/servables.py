@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
+from rw_tf.model_files import load_saved_model
 from rw_tf_serving.batching import Batcher
 from rw_tf_serving.config import BatchingParameters, ModelSpec
 from rw_tf_serving.errors import not_found
@@ -42,8 +43,8 @@ class LoadedVersion:
 
         self.name, self.version, self.path = name, version, path
         self.max_rows_per_call = max_rows_per_call
+        self._loaded = load_saved_model(path)  # first: its errors name the folder and the reason
         self.signature_defs = read_signature_defs(path)
-        self._loaded = tf.saved_model.load(path)
         self.functions = dict(self._loaded.signatures)
         self._batchers: Dict[str, Batcher] = {}
         if batching is not None:

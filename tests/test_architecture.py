@@ -182,6 +182,31 @@ def test_cli_error_policy(tmp_path, capsys, monkeypatch):
     assert "TF_CONFIG is not a valid cluster description" in capsys.readouterr().err
 
 
+def test_import_filters_only_the_cuda_plugin_registration_lines():
+    # TensorFlow 2.16's wheel logs three ERROR lines on import on every machine (its CUDA plug-ins
+    # register twice); `import rw_tf` drops those and nothing else, unless TensorFlow's logs are asked for.
+    from rw_tf._startup import without_plugin_noise
+
+    noise = (b"2026-12-04 05:39:41.535950: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:479] Unable to "
+             b"register cuFFT factory: Attempting to register factory for plugin cuFFT when one has already been "
+             b"registered\n")
+    other = b"E tensorflow/core/framework/op_kernel.cc:1816] OP_REQUIRES failed\n"
+    last = b"a last line without a line end"
+    assert without_plugin_noise(noise + other + noise.replace(b"cuFFT", b"cuDNN") + last) == other + last
+
+    def stderr_of_import(level):
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+        env.update({"TF_CPP_MIN_LOG_LEVEL": level} if level else {})
+        proc = subprocess.run([sys.executable, "-c", "import rw_tf, sys; print('visible', file=sys.stderr)"],
+                              capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stderr
+
+    default, asked_for = stderr_of_import(None), stderr_of_import("0")
+    assert "Unable to register" not in default and default.strip().splitlines()[-1] == "visible", default
+    assert "Could not find cuda drivers" in asked_for or "cudart" in asked_for or "Unable to register" in asked_for
+
+
 def test_cli_unexpected_failure_prints_log_path(tmp_path, capsys, monkeypatch):
     import rw_tf.cli.train
     from rw_tf.cli.main import main

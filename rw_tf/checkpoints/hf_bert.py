@@ -17,12 +17,15 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-from typing import Dict, Tuple
+import typing
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
+from rw_tf.config import EncoderConfig, has_type, type_name
+from rw_tf.errors import CorruptFileError
+from rw_tf.model_files import load_safetensors, read_json_object
 from rw_tf.models.pretraining import PretrainingModel
 from rw_tf.networks.encoder import TransformerEncoder
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
@@ -40,16 +43,21 @@ def minilm_checkpoint_dir() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "model")
 
 
-def _read_json(path: str) -> Dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+# config.json key -> EncoderConfig field; the first six must be present, the others default as in
+# Hugging Face's BertConfig (which are EncoderConfig's defaults too).
+_ENCODER_FIELDS = {"vocab_size": "vocab_size", "hidden_size": "hidden_size", "num_hidden_layers": "num_layers",
+                   "num_attention_heads": "num_heads", "intermediate_size": "intermediate_size",
+                   "max_position_embeddings": "max_sequence_length", "type_vocab_size": "type_vocab_size",
+                   "hidden_dropout_prob": "dropout", "attention_probs_dropout_prob": "attention_dropout",
+                   "layer_norm_eps": "layer_norm_epsilon", "initializer_range": "initializer_range"}
+_REQUIRED_KEYS = list(_ENCODER_FIELDS)[:6]
 
 
-def read_bert_config(checkpoint_dir: str) -> Dict:
+def read_bert_config(checkpoint_dir: str) -> Dict[str, Any]:
     path = os.path.join(checkpoint_dir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no config.json in {checkpoint_dir}")
-    config = _read_json(path)
+    config = read_json_object(path, "checkpoint config")
     if config.get("model_type") != "bert":
         raise UnsupportedCheckpointError(f"model_type {config.get('model_type')!r} is not supported (only 'bert')")
     if config.get("position_embedding_type", "absolute") != "absolute":
@@ -59,13 +67,29 @@ def read_bert_config(checkpoint_dir: str) -> Dict:
     return config
 
 
-def _all_weights(checkpoint_dir: str) -> Dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
+def bert_encoder_config(checkpoint_dir: str) -> EncoderConfig:
+    """The ``EncoderConfig`` that ``config.json`` describes; missing sizes, values of the wrong type
+    and sizes an encoder cannot have are a ``CorruptFileError`` naming the file."""
+    path = os.path.join(checkpoint_dir, "config.json")
+    config = read_bert_config(checkpoint_dir)
+    missing = [k for k in _REQUIRED_KEYS if k not in config]
+    if missing:
+        raise CorruptFileError(f"{path} lacks {missing}: it does not describe a BERT encoder")
+    hints = typing.get_type_hints(EncoderConfig)
+    for key, ours in _ENCODER_FIELDS.items():
+        if key in config and not has_type(config[key], hints[ours]):
+            raise CorruptFileError(f"{path}: {key} must be {type_name(hints[ours])}, got {config[key]!r}")
+    try:
+        return EncoderConfig(**{ours: config[key] for key, ours in _ENCODER_FIELDS.items() if key in config})
+    except ValueError as err:  # sizes no encoder can have
+        raise CorruptFileError(f"{path}: {err}") from None
 
+
+def _all_weights(checkpoint_dir: str) -> Dict[str, np.ndarray]:
     path = os.path.join(checkpoint_dir, "model.safetensors")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model.safetensors in {checkpoint_dir}")
-    return load_file(path)
+    return load_safetensors(path)
 
 
 def _weights(checkpoint_dir: str) -> Dict[str, np.ndarray]:
@@ -122,20 +146,17 @@ def hf_bert_tokenizer(checkpoint_dir: str, lower_case: bool = None) -> WordPiece
     """The checkpoint's ``vocab.txt`` with its ``do_lower_case`` (default: lower-case)."""
     if lower_case is None:
         tok_config_path = os.path.join(checkpoint_dir, "tokenizer_config.json")
-        lower_case = _read_json(tok_config_path).get("do_lower_case", True) if os.path.exists(tok_config_path) else True
+        lower_case = (read_json_object(tok_config_path, "tokenizer config").get("do_lower_case", True)
+                      if os.path.exists(tok_config_path) else True)
+        if not isinstance(lower_case, bool):
+            raise CorruptFileError(f"{tok_config_path}: do_lower_case must be true or false, got {lower_case!r}")
     return WordPieceTokenizer(os.path.join(checkpoint_dir, "vocab.txt"), lower_case=lower_case)
 
 
 def hf_bert_encoder(checkpoint_dir: str) -> TransformerEncoder:
     """A ``TransformerEncoder`` with every weight of the checkpoint (create it in the strategy scope)."""
-    config = read_bert_config(checkpoint_dir)
-    encoder = TransformerEncoder(
-        vocab_size=config["vocab_size"], hidden_size=config["hidden_size"], num_layers=config["num_hidden_layers"],
-        num_heads=config["num_attention_heads"], intermediate_size=config["intermediate_size"],
-        max_sequence_length=config["max_position_embeddings"], type_vocab_size=config.get("type_vocab_size", 2),
-        dropout=config.get("hidden_dropout_prob", 0.1),
-        attention_dropout=config.get("attention_probs_dropout_prob", 0.1),
-        layer_norm_epsilon=config.get("layer_norm_eps", 1e-12), initializer_range=config.get("initializer_range", 0.02))
+    config = bert_encoder_config(checkpoint_dir)
+    encoder = TransformerEncoder.from_encoder_config(config)
     encoder.build({k: (None, None) for k in ("token_ids", "segment_ids", "padding_mask")})
     w = _weights(checkpoint_dir)
     used = set()
@@ -152,7 +173,7 @@ def hf_bert_encoder(checkpoint_dir: str) -> TransformerEncoder:
     _assign(emb.segment_embedding.embeddings, take("embeddings.token_type_embeddings.weight"), "token_type_embeddings")
     _assign(emb.layer_norm.gamma, take("embeddings.LayerNorm.weight"), "embeddings.LayerNorm.weight")
     _assign(emb.layer_norm.beta, take("embeddings.LayerNorm.bias"), "embeddings.LayerNorm.bias")
-    heads, hidden = config["num_attention_heads"], config["hidden_size"]
+    heads, hidden = config.num_heads, config.hidden_size
     head_dim = hidden // heads
     for i, block in enumerate(encoder.blocks):
         p = f"encoder.layer.{i}."

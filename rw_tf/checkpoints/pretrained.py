@@ -13,7 +13,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional
 
@@ -21,9 +20,11 @@ import keras
 import tensorflow as tf
 
 from rw_tf.checkpoints.hf_bert import hf_bert_encoder, hf_bert_masked_lm, hf_bert_tokenizer
+from rw_tf.errors import CorruptFileError
 from rw_tf.export.base import ASSETS_EXTRA, find_keras_file
+from rw_tf.model_files import load_keras_file, read_json_object
 from rw_tf.networks.encoder import TransformerEncoder
-from rw_tf.tokenization.wordpiece import WordPieceTokenizer
+from rw_tf.tokenization.wordpiece import WordPieceTokenizer, check_settings
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -56,10 +57,11 @@ def pretrained_tokenizer(path: str) -> WordPieceTokenizer:
         return hf_bert_tokenizer(path)
     export_dir = _export_dir(path)
     settings_path = os.path.join(export_dir, ASSETS_EXTRA, TOKENIZER_FILE)
-    settings = {}
-    if tf.io.gfile.exists(settings_path):
-        with tf.io.gfile.GFile(settings_path) as f:
-            settings = json.load(f)
+    settings = read_json_object(settings_path, "tokenizer settings") if tf.io.gfile.exists(settings_path) else {}
+    try:
+        check_settings(settings, settings_path)
+    except ValueError as err:
+        raise CorruptFileError(str(err)) from None
     return WordPieceTokenizer.from_config({**settings, "vocab_file": os.path.join(export_dir, "assets", "vocab.txt")})
 
 
@@ -70,7 +72,7 @@ def pretrained_encoder(path: str, tokenizer: WordPieceTokenizer = None,
     dropout, and the tiny preset has none)."""
     path = _existing(path)
     encoder = (hf_bert_encoder(path) if _is_hugging_face(path)
-               else keras.saving.load_model(find_keras_file(_export_dir(path), "encoder.keras"), compile=False))
+               else load_keras_file(find_keras_file(_export_dir(path), "encoder.keras"), TransformerEncoder))
     encoder = _in_global_policy(encoder, dropout)
     if tokenizer is not None and tokenizer.vocab_size != encoder.config.vocab_size:
         raise ValueError(f"the encoder at {path} has vocab_size {encoder.config.vocab_size} but the tokenizer "
@@ -86,7 +88,7 @@ def pretrained_task_model(path: str) -> keras.Model:
     path = _existing(path)
     if _is_hugging_face(path):  # a BERT checkpoint with its masked-LM head, as a PretrainingModel
         return hf_bert_masked_lm(path)
-    return keras.saving.load_model(find_keras_file(_export_dir(path), "model.keras"), compile=False)
+    return load_keras_file(find_keras_file(_export_dir(path), "model.keras"))
 
 
 def _in_global_policy(encoder: TransformerEncoder, dropout: Optional[float] = None) -> TransformerEncoder:

@@ -18,6 +18,7 @@ import numpy as np
 
 from rw_tf.cli.options import utf8_text
 from rw_tf.errors import UserError
+from rw_tf.model_files import load_saved_model
 
 SIGNATURES = ("embed_text", "encode_text")
 
@@ -72,7 +73,7 @@ def load_embedder(model_dir: str, signature: str = None):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  registers the tokenizer ops the export uses
 
-    loaded = tf.saved_model.load(saved_model_dir(model_dir))
+    loaded = load_saved_model(saved_model_dir(model_dir))
     names = [signature] if signature else [s for s in SIGNATURES if s in loaded.signatures]
     if not names or names[0] not in loaded.signatures:
         raise UserError(f"{model_dir} has no {' or '.join(names or SIGNATURES)} signature "

@@ -15,11 +15,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import importlib.util
-import json
 import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from rw_tf.config import parse_json_object
+from rw_tf.errors import CorruptFileError
 
 PYKEEN_DATASETS = ("nations", "kinships", "umls")
 
@@ -116,8 +118,24 @@ def read_entity_vocabulary(model_dir: str) -> Dict[str, int]:
     path = os.path.join(model_dir, "entities.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no entities.json in {model_dir}: is it a `rw-tf kg train` output?")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return label_ids(path, "entity")
+
+
+def label_ids(path: str, kind: str) -> Dict[str, int]:
+    """label -> id of a ``rw-tf kg train`` vocabulary file (``entities.json``, ``relations.json``):
+    a JSON object whose ids are 0 .. n-1, each once (they index the embedding tables)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        labels = parse_json_object(data, path, f"{kind} label -> id")
+    except ValueError as err:
+        raise CorruptFileError(str(err)) from None
+    bad = [(label, i) for label, i in labels.items() if not isinstance(i, int) or isinstance(i, bool)]
+    if bad:
+        raise CorruptFileError(f"{path}: {kind} ids must be integers, got {bad[0][0]!r}: {bad[0][1]!r}")
+    if sorted(labels.values()) != list(range(len(labels))):
+        raise CorruptFileError(f"{path}: the {len(labels)} {kind} ids must be 0 .. {len(labels) - 1}, each once")
+    return labels
 
 
 def _sorted_vocab(paths: Sequence[str]) -> Tuple[Dict[str, int], Dict[str, int]]:

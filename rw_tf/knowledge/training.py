@@ -17,9 +17,17 @@ from typing import Any, Dict, Optional, Tuple
 import keras
 
 from rw_tf.config import DictConfig
+from rw_tf.errors import CorruptFileError
 from rw_tf.knowledge.evaluation import filtered_ranks, rank_metrics, transe_scores
-from rw_tf.knowledge.graph import KnowledgeGraph, load_pykeen_dataset, load_triples, read_entity_vocabulary
+from rw_tf.knowledge.graph import (
+    KnowledgeGraph,
+    label_ids,
+    load_pykeen_dataset,
+    load_triples,
+    read_entity_vocabulary,
+)
 from rw_tf.knowledge.transe import TransE
+from rw_tf.model_files import load_keras_file
 from rw_tf.training.strategy import create_strategy
 
 
@@ -90,9 +98,13 @@ def load_model_dir(model_dir: str) -> Tuple[TransE, Dict[str, int], Dict[str, in
     if not os.path.exists(path):
         raise FileNotFoundError(f"no transe.keras in {model_dir}")
     entities = read_entity_vocabulary(model_dir)
-    with open(os.path.join(model_dir, "relations.json"), encoding="utf-8") as f:
-        relations = json.load(f)
-    return keras.saving.load_model(path, compile=False), entities, relations
+    relations = label_ids(os.path.join(model_dir, "relations.json"), "relation")
+    model = load_keras_file(path, TransE)
+    if (model.num_entities, model.num_relations) != (len(entities), len(relations)):
+        raise CorruptFileError(f"{path} embeds {model.num_entities} entities and {model.num_relations} relations, "
+                               f"but {model_dir} lists {len(entities)} and {len(relations)}: the files are from "
+                               "different runs")
+    return model, entities, relations
 
 
 def evaluate_model_dir(model_dir: str, config: TransEConfig) -> Dict[str, Any]:

@@ -43,6 +43,7 @@ from rw_tf.data.text_inputs import (
 from rw_tf.export.base import save_export
 from rw_tf.export.classification import ClassifierExport
 from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
+from rw_tf.model_files import load_keras_file
 from rw_tf.models.classifier import TextClassifier, add_task_distillation_targets, task_logits
 from rw_tf.networks.encoder import ENCODER_INPUTS, TransformerEncoder
 from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
@@ -193,7 +194,7 @@ class ClassificationTask(Task):
         """f_K for refined fine-tuning (a saved ``.keras`` file or an rw-tf export/training folder),
         checked against the student: same label set, same kind of labels, same vocabulary size."""
         cfg = self.config
-        teacher = (keras.saving.load_model(cfg.kd_teacher, compile=False) if cfg.kd_teacher.endswith(".keras")
+        teacher = (load_keras_file(cfg.kd_teacher) if cfg.kd_teacher.endswith(".keras")
                    else pretrained_task_model(cfg.kd_teacher))
         if not isinstance(teacher, TextClassifier):
             raise ValueError(f"kd_teacher {cfg.kd_teacher} holds a {type(teacher).__name__}, not a TextClassifier")

@@ -41,13 +41,62 @@ def as_string_tensor(texts: TextInput) -> tf.Tensor:
 
 
 def read_vocabulary(vocab_file: str) -> List[str]:
+    """The tokens of a vocabulary file, one per line. A file that TensorFlow's lookup table would
+    refuse (an empty line, a token twice) or misread (bytes that are not UTF-8, Windows line ends)
+    is a ``ValueError`` naming the file and the line."""
     if not tf.io.gfile.exists(vocab_file):
         raise FileNotFoundError(f"vocabulary file not found: {vocab_file}")
-    with tf.io.gfile.GFile(vocab_file, "r") as f:
-        vocab = [line.rstrip("\n") for line in f]
-    if not vocab:
+    if tf.io.gfile.isdir(vocab_file):
+        raise ValueError(f"vocabulary file {vocab_file} is a folder")
+    with tf.io.gfile.GFile(vocab_file, "rb") as f:
+        lines = f.read().split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    if not lines:
         raise ValueError(f"vocabulary file is empty: {vocab_file}")
+    vocab: List[str] = []
+    first_line: Dict[str, int] = {}
+    for number, raw in enumerate(lines, 1):
+        where = f"vocabulary {vocab_file} line {number}"
+        try:
+            token = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{where} is not UTF-8 text (byte 0x{raw[err.start]:02x} at byte {err.start})") from None
+        if token.endswith("\r"):
+            raise ValueError(f"{where} ends with a carriage return: convert the file to \\n line ends")
+        if not token:
+            raise ValueError(f"{where} is empty: a vocabulary holds one token per line")
+        if token in first_line:
+            raise ValueError(f"{where} repeats the token {token!r} of line {first_line[token]}")
+        first_line[token] = number
+        vocab.append(token)
     return vocab
+
+
+# The settings a tokenizer is built with besides its vocabulary (``get_config`` without the file),
+# and the types each accepts: they travel in exports' ``tokenizer.json``.
+SETTING_TYPES = {"lower_case": (bool,), "strip_accents": (bool, type(None)), "split_cjk": (bool,),
+                 "normalization_form": (str, type(None)), "max_chars_per_word": (int,)}
+NORMALIZATION_FORMS = ("NFC", "NFD", "NFKC", "NFKD")
+
+
+def check_settings(settings: Dict[str, Any], source: str) -> None:
+    """``ValueError`` naming ``source`` unless ``settings`` are known tokenizer settings of the
+    right types and ranges."""
+    unknown = sorted(set(settings) - set(SETTING_TYPES))
+    if unknown:
+        raise ValueError(f"{source}: unknown tokenizer settings {unknown} (known: {sorted(SETTING_TYPES)})")
+    for key, value in settings.items():
+        types = SETTING_TYPES[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ValueError(f"{source}: tokenizer setting {key} must be {names}, got {value!r}")
+    form = settings.get("normalization_form")
+    if form is not None and form not in NORMALIZATION_FORMS:
+        raise ValueError(f"{source}: normalization_form must be one of {list(NORMALIZATION_FORMS)} or null, "
+                         f"got {form!r}")
+    if settings.get("max_chars_per_word", 1) < 1:
+        raise ValueError(f"{source}: max_chars_per_word must be positive, got {settings['max_chars_per_word']}")
 
 
 class WordPieceTokenizer(tf.Module):
@@ -75,6 +124,9 @@ class WordPieceTokenizer(tf.Module):
                  max_chars_per_word: int = 100, name: str = "wordpiece_tokenizer") -> None:
         super().__init__(name=name)
         self.vocab_file = os.fspath(vocab_file)
+        check_settings({"lower_case": lower_case, "strip_accents": strip_accents, "split_cjk": split_cjk,
+                        "normalization_form": normalization_form, "max_chars_per_word": max_chars_per_word},
+                       f"WordPieceTokenizer({self.vocab_file})")
         self.vocabulary = read_vocabulary(self.vocab_file)
         missing = [t for t in SPECIAL_TOKENS if t not in self.vocabulary]
         if missing:

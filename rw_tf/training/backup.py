@@ -28,6 +28,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rw_tf.errors import CorruptFileError
+from rw_tf.model_files import CONTENT_ERRORS, content_error, read_bytes, read_json_object
+
 STATE_FILE = "state.json"
 
 
@@ -51,18 +54,28 @@ class TrainingBackup(keras.callbacks.Callback):
         if not tf.io.gfile.exists(path):
             self.global_step = 0
             return 0
-        with tf.io.gfile.GFile(path) as f:
-            state = json.load(f)
+        hint = f"delete {self.backup_dir} to start the run afresh"
+        try:
+            state = read_json_object(path, "backup state")
+        except CorruptFileError as err:
+            raise CorruptFileError(err.message, hint=hint) from None
+        step, weights, rng_states = state.get("global_step"), state.get("weights"), state.get("rng_states")
+        if (not isinstance(step, int) or isinstance(step, bool) or step < 0 or not isinstance(weights, str)
+                or not isinstance(rng_states, (str, type(None)))):
+            raise CorruptFileError(f"{path} is not a backup state (global_step, weights, rng_states)", hint=hint)
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(os.path.join(self.backup_dir, state["weights"]))
-        if state.get("rng_states"):
-            with tf.io.gfile.GFile(os.path.join(self.backup_dir, state["rng_states"]), "rb") as f:
-                saved = np.load(io.BytesIO(f.read()))
-            for variable in _rng_states(model):
-                if variable.path in saved:
-                    variable.assign(saved[variable.path])
-        self.global_step = int(state["global_step"])
+        try:
+            model.load_weights(os.path.join(self.backup_dir, weights))
+            if rng_states:
+                saved = np.load(io.BytesIO(read_bytes(os.path.join(self.backup_dir, rng_states))))
+                for variable in _rng_states(model):
+                    if variable.path in saved:
+                        variable.assign(saved[variable.path])
+        except CONTENT_ERRORS as err:
+            raise CorruptFileError(f"the backup in {self.backup_dir} cannot be restored ({content_error(err)})",
+                                   hint=hint) from err
+        self.global_step = step
         return self.global_step
 
     def on_train_batch_end(self, batch, logs=None) -> None:

@@ -1,0 +1,47 @@
+"""Importing TensorFlow without the start-up lines that are a known defect of its wheel.
+
+TensorFlow 2.16's wheel registers its CUDA plug-ins twice and logs three ERROR lines at import on
+every machine, GPU or not ("Unable to register cuFFT factory: Attempting to register factory for
+plugin cuFFT when one has already been registered", the same for cuDNN and cuBLAS; tensorflow
+issue 62075, harmless). ``TF_CPP_MIN_LOG_LEVEL=3`` would hide them but also every other C++ error,
+so instead the import runs with file descriptor 2 captured and everything else it printed is
+written back. ``TF_CPP_MIN_LOG_LEVEL=0`` or ``1`` (asking for TensorFlow's logs) keeps them.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+PLUGIN_NOISE = re.compile(rb"Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for plugin "
+                          rb"cu\w+ when one has already been registered")
+
+
+def without_plugin_noise(output: bytes) -> bytes:
+    """``output`` without the lines of the duplicate CUDA plug-in registration."""
+    return b"".join(line for line in output.splitlines(keepends=True) if not PLUGIN_NOISE.search(line))
+
+
+def import_tensorflow_quietly() -> None:
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in ("0", "1"):
+        import tensorflow  # noqa: F401
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # no standard error to filter (e.g. a daemon with fd 2 closed)
+        import tensorflow  # noqa: F401
+        return
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = without_plugin_noise(capture.read())
+            if kept:
+                os.write(2, kept)

@@ -1,0 +1,111 @@
+"""Reading the model files a user points rw-tf at, with errors that name the file.
+
+A starting point (``--init-from``), a distillation teacher (``--kd-teacher``), an export to embed
+with, a knowledge-graph model or a Hugging Face checkpoint is a folder of files that can be
+truncated by a failed copy, overwritten, hand-edited or written by another program. The libraries
+that read them fail in their own words: h5py raises ``OSError`` on a truncated weights file, Keras
+calls a corrupt ``.keras`` archive "File not found", TensorFlow raises ``DataLossError`` and
+safetensors ``SafetensorError``. The readers here turn every such failure into a
+``CorruptFileError`` (a ``UserError``: one line and exit 2 on the command line) that names the
+file and keeps the library's reason; a missing file stays a ``FileNotFoundError``.
+
+Example:
+    >>> encoder = load_keras_file("runs/pretrain/export/1/assets.extra/encoder.keras")  # doctest: +SKIP
+    >>> read_json_object("runs/kg/entities.json")                                      # doctest: +SKIP
+    rw_tf.errors.CorruptFileError: runs/kg/entities.json is not a UTF-8 JSON file: Expecting value: ...
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from typing import Any, Dict
+
+import keras
+import numpy as np
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
+
+from rw_tf.config import parse_json_object
+from rw_tf.errors import CorruptFileError
+
+# What the readers raise for bad content (not for bugs of ours): h5py and file I/O (OSError),
+# deserialization (ValueError, KeyError, TypeError on a config that does not fit a class),
+# zip archives, protobuf parsing, TensorFlow's kernels, and its checkpoint reader, which raises
+# IndexError ("Read less bytes than requested") on a truncated variables file.
+CONTENT_ERRORS = (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile, DecodeError,
+                   tf.errors.OpError)
+
+
+def content_error(err: BaseException) -> str:
+    """The type and first line of a reader's error, for a message that names the file."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
+
+
+def _exists(path: str, what: str) -> None:
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+
+
+def read_bytes(path: str, what: str = "file") -> bytes:
+    """The bytes of ``path`` (local or any ``tf.io.gfile`` filesystem)."""
+    _exists(path, what)
+    if tf.io.gfile.isdir(path):
+        raise CorruptFileError(f"{what} {path} is a folder, not a file")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def read_json_object(path: str, what: str = "settings file") -> Dict[str, Any]:
+    """The JSON object stored at ``path``."""
+    try:
+        return parse_json_object(read_bytes(path, what), path)
+    except ValueError as err:
+        raise CorruptFileError(str(err)) from None
+
+
+def _is_zip(path: str) -> bool:
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return zipfile.is_zipfile(f)
+    except tf.errors.OpError:  # GFile refuses is_zipfile's seek before the start of a file of a few bytes
+        return False
+
+
+def load_keras_file(path: str, expected: type = None) -> keras.Model:
+    """The model saved with ``model.save(path)`` (a ``.keras`` archive), uncompiled; with
+    ``expected``, a model of another class is an error too."""
+    _exists(path, "Keras model file")
+    if tf.io.gfile.isdir(path) or not _is_zip(path):
+        raise CorruptFileError(f"{path} is not a .keras model file (not a zip archive: truncated, overwritten "
+                               f"or another format)")
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except CONTENT_ERRORS as err:
+        raise CorruptFileError(f"{path} cannot be loaded as a Keras model ({content_error(err)})") from err
+    if expected is not None and not isinstance(model, expected):
+        raise CorruptFileError(f"{path} holds a {type(model).__name__}, not a {expected.__name__}")
+    return model
+
+
+def load_saved_model(path: str):
+    """``tf.saved_model.load(path)``; a folder without a complete SavedModel is an error naming it."""
+    _exists(path, "SavedModel folder")
+    if not tf.io.gfile.exists(f"{path.rstrip('/')}/saved_model.pb"):
+        raise FileNotFoundError(f"no SavedModel in {path} (saved_model.pb is missing)")
+    try:
+        return tf.saved_model.load(path)
+    except CONTENT_ERRORS as err:
+        raise CorruptFileError(f"the SavedModel in {path} cannot be loaded ({content_error(err)})") from err
+
+
+def load_safetensors(path: str) -> Dict[str, np.ndarray]:
+    """Every tensor of a ``.safetensors`` file as NumPy arrays (the header's declared shapes and
+    offsets are checked against the file by safetensors itself)."""
+    _exists(path, "safetensors file")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, json.JSONDecodeError) as err:
+        raise CorruptFileError(f"{path} is not a readable safetensors file ({content_error(err)})") from err

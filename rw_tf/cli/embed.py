@@ -3,20 +3,24 @@
 The model is an export folder (``export/1``), a folder of numbered versions (a Pusher output:
 the newest is used) or a TFX Model artifact. The signature is ``embed_text`` (sentence-embedding
 exports) or, failing that, ``encode_text`` (pretraining and retrieval exports). Input lines that
-are empty or not UTF-8 are skipped and counted on stderr; embeddings are written as JSON Lines
-(``{"text", "embedding"}``, also the default on stdout) or as a float32 ``.npy`` matrix.
+are empty, not UTF-8 or longer than 8 MiB are skipped and counted on stderr; embeddings are written
+as JSON Lines (``{"text", "embedding"}``, also the default on stdout) or as a float32 ``.npy``
+matrix. Input is read, embedded and written batch by batch: memory does not grow with its size.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import shutil
 import sys
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
 
 from rw_tf.cli.options import utf8_text
+from rw_tf.data.lines import bounded_lines
 from rw_tf.errors import UserError
 from rw_tf.model_files import load_saved_model
 
@@ -51,9 +55,14 @@ def saved_model_dir(path: str) -> str:
 
 
 def read_lines(path: str, rejects: Dict[str, int]) -> Iterator[str]:
+    """The non-empty lines of a text file ('-': standard input), read in bounded memory; lines that
+    are empty, not UTF-8 or longer than ``MAX_LINE_BYTES`` are counted in ``rejects``."""
     stream = sys.stdin.buffer if path == "-" else open(path, "rb")
     try:
-        for raw in stream:
+        for raw, too_long in bounded_lines(stream):
+            if too_long:
+                rejects["line_too_long"] = rejects.get("line_too_long", 0) + 1
+                continue
             try:
                 text = raw.decode("utf-8").strip()
             except UnicodeDecodeError:
@@ -92,38 +101,84 @@ def load_embedder(model_dir: str, signature: str = None):
     return embed, names[0]
 
 
-def embed_all(embed, texts: List[str], batch_size: int) -> np.ndarray:
-    if batch_size < 1:
-        raise UserError("--batch-size must be >= 1")
-    return np.concatenate([embed(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)])
+def batches(texts: Iterable[str], size: int) -> Iterator[List[str]]:
+    batch: List[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class EmbeddingWriter:
+    """Embeddings written batch by batch, so memory does not grow with the input: JSON Lines on
+    stdout, or a file written under ``<output>.partial`` and renamed when complete. A ``.npy``
+    declares its shape before its data, so its float32 rows are spooled to the partial file and
+    the header and rows are copied into place at the end, in chunks."""
+
+    def __init__(self, output: Optional[str]) -> None:
+        self.output, self.rows, self.dim = output, 0, None
+        self._partial = f"{output}.partial" if output else None
+        self._file = open(self._partial, "wb") if output else None
+
+    def write(self, texts: List[str], vectors: np.ndarray) -> None:
+        self.rows, self.dim = self.rows + len(texts), vectors.shape[1]
+        if self.output and self.output.endswith(".npy"):
+            self._file.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+            return
+        lines = "".join(json.dumps({"text": t, "embedding": [round(float(x), 6) for x in v]}, ensure_ascii=False)
+                        + "\n" for t, v in zip(texts, vectors))
+        if self._file is None:
+            sys.stdout.write(lines)
+        else:
+            self._file.write(lines.encode("utf-8"))
+
+    def close(self) -> None:
+        if self._file is None:
+            sys.stdout.flush()
+            return
+        self._file.close()
+        if self.output.endswith(".npy"):
+            spool = self._partial + ".rows"
+            os.replace(self._partial, spool)
+            with open(spool, "rb") as rows, open(self._partial, "wb") as out:
+                np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False,
+                                                           "shape": (self.rows, self.dim)})
+                shutil.copyfileobj(rows, out, 1 << 20)
+            os.remove(spool)
+        os.replace(self._partial, self.output)
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            for leftover in (self._partial, self._partial + ".rows"):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    rejects: Dict[str, int] = {}
-    texts = [t for t in args.text if t.strip()] if args.text else list(read_lines(args.input, rejects))
-    if not texts:
-        raise UserError(f"nothing to embed ({', '.join(f'{k}: {v}' for k, v in rejects.items()) or 'no texts'})")
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be >= 1")
     if args.output and not args.output.endswith((".jsonl", ".npy")):
         raise UserError("--output must end in .jsonl or .npy")
+    rejects: Dict[str, int] = {}
+    texts = iter([t for t in args.text if t.strip()] if args.text else read_lines(args.input, rejects))
+    first = next(texts, None)
+    if first is None:
+        raise UserError(f"nothing to embed ({', '.join(f'{k}: {v}' for k, v in rejects.items()) or 'no texts'})")
     embed, signature = load_embedder(args.model, args.signature)
-    vectors = embed_all(embed, texts, args.batch_size)
-    write_embeddings(texts, vectors, args.output)
-    summary = f"embedded {len(texts)} texts ({vectors.shape[1]} dims, signature {signature})"
+    writer = EmbeddingWriter(args.output)
+    try:
+        for batch in batches(itertools.chain([first], texts), args.batch_size):
+            writer.write(batch, embed(batch))
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    summary = f"embedded {writer.rows} texts ({writer.dim} dims, signature {signature})"
     skipped = ", ".join(f"{v} {k}" for k, v in sorted(rejects.items()))
     print(summary + (f"; skipped {skipped}" if skipped else "") + (f" -> {args.output}" if args.output else ""),
           file=sys.stderr)
     return 0
-
-
-def write_embeddings(texts: List[str], vectors: np.ndarray, output: str = None) -> None:
-    if output and output.endswith(".npy"):
-        np.save(output, vectors)
-        return
-    rows: Tuple = (json.dumps({"text": t, "embedding": [round(float(x), 6) for x in v]}, ensure_ascii=False)
-                   for t, v in zip(texts, vectors))
-    if output:
-        with open(output, "w", encoding="utf-8") as f:
-            f.writelines(row + "\n" for row in rows)
-    else:
-        for row in rows:
-            print(row)

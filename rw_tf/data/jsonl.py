@@ -14,6 +14,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Sequence
 
 import tensorflow as tf
 
+from rw_tf.data.lines import bounded_lines
+
 
 def write_jsonl(rows: Iterable[Dict], path: str) -> int:
     """Writes one JSON object per line (UTF-8) to a local path or a URI (gs://...); returns the count."""
@@ -58,9 +60,13 @@ def loads_text(raw: bytes) -> Any:
 def read_jsonl_objects(path: str, rejects: "collections.Counter") -> Iterator[Dict]:
     """Yields the JSON object of each non-blank line; a line that is not valid UTF-8 JSON holding
     an object is counted as ``rejects["invalid_json"]`` instead, one whose strings escape a lone
-    surrogate as ``rejects["lone_surrogate"]``."""
+    surrogate as ``rejects["lone_surrogate"]``, one longer than ``MAX_LINE_BYTES`` as
+    ``rejects["line_too_long"]`` (read no further than that)."""
     with tf.io.gfile.GFile(path, "rb") as f:
-        for raw in f:
+        for raw, too_long in bounded_lines(f):
+            if too_long:
+                rejects["line_too_long"] += 1
+                continue
             if not raw.strip():
                 continue
             try:

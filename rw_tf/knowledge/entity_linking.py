@@ -23,6 +23,7 @@ from typing import Dict, Mapping, Tuple
 
 import tensorflow as tf
 
+from rw_tf.data.lines import bounded_lines
 from rw_tf.knowledge.graph import read_entity_vocabulary
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer, as_string_tensor
 
@@ -32,7 +33,10 @@ def read_alias_table(path: str, entity_to_id: Mapping[str, int]) -> Tuple[Dict[s
     aliases: Dict[str, int] = {}
     rejects: collections.Counter = collections.Counter()
     with open(path, "rb") as f:
-        for raw in f:
+        for raw, too_long in bounded_lines(f):
+            if too_long:
+                rejects["line_too_long"] += 1
+                continue
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:

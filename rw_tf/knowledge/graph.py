@@ -21,6 +21,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from rw_tf.config import parse_json_object
+from rw_tf.data.lines import bounded_lines
 from rw_tf.errors import CorruptFileError
 
 PYKEEN_DATASETS = ("nations", "kinships", "umls")
@@ -69,7 +70,10 @@ class KnowledgeGraph:
 
 def _read_rows(path: str, rejects: TripleRejects) -> Iterable[Tuple[int, Tuple[str, str, str], str]]:
     with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
+        for number, (raw, too_long) in enumerate(bounded_lines(f), 1):
+            if too_long:
+                rejects.add("line_too_long", number, raw[:200].decode("utf-8", "replace"))
+                continue
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:

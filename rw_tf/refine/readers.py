@@ -36,6 +36,7 @@ from typing import IO, Callable, Dict, Iterator, Optional, Tuple
 from warcio.archiveiterator import ArchiveIterator
 
 from rw_tf.data.jsonl import LoneSurrogate, loads_text
+from rw_tf.data.lines import bounded_lines
 
 Record = Tuple[str, Dict]  # ("page", page) or ("reject", reject)
 
@@ -179,26 +180,10 @@ def iter_html_file(stream: IO[bytes], source: str, max_page_bytes: int) -> Itera
     yield "page", {"id": record_id, "url": url, "source": source, "html": html}
 
 
-def _bounded_lines(stream: IO[bytes], limit: int) -> Iterator[Tuple[bytes, bool]]:
-    """Lines of at most ``limit`` bytes; a longer line is skipped to its end and reported truncated."""
-    while True:
-        line = stream.readline(limit + 1)
-        if not line:
-            return
-        if len(line) > limit and not line.endswith(b"\n"):
-            while True:  # discard the rest of the oversized line in bounded chunks
-                rest = stream.readline(limit)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield line[:limit], True
-        else:
-            yield line, False
-
-
 def iter_jsonl(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[Record]:
     name = source
     rows = 0
-    for number, (line, truncated) in enumerate(_bounded_lines(stream, max_page_bytes)):
+    for number, (line, truncated) in enumerate(bounded_lines(stream, max_page_bytes)):
         if not truncated and not line.strip():
             continue
         rows += 1

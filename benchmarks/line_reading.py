@@ -1,0 +1,101 @@
+"""Bounded line reading vs. Python's file iteration, and ``rw-tf embed``'s memory vs. input size.
+
+    .venv/bin/python benchmarks/line_reading.py [--lines 1000000] [--long-line-mb 200]
+
+Rows 1-2: lines/s and peak traced memory of ``rw_tf.data.lines.bounded_lines`` and of iterating
+the file object (the peer: what the readers did before), over a JSON Lines file of ordinary rows
+and over a file whose middle line is ``--long-line-mb`` MB long. Rows 3+: ``rw-tf embed --input``
+peak traced memory for 10x and 100x more lines (a SavedModel that embeds a text as its length, so
+only the reading and writing are measured). Memory is what ``tracemalloc`` sees (Python and NumPy).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+from rw_tf.cli.main import main as rw_tf_main  # noqa: E402
+from rw_tf.data.lines import bounded_lines  # noqa: E402
+
+
+def measure(fn, *args):
+    tracemalloc.start()
+    start = time.perf_counter()
+    result = fn(*args)
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return result, seconds, peak
+
+
+def count_file_iteration(path):
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def count_bounded(path):
+    with open(path, "rb") as f:
+        return sum(1 for _ in bounded_lines(f))
+
+
+class LengthEmbedder(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def embed_text(self, text):
+        length = tf.cast(tf.strings.length(text), tf.float32)
+        return {"embedding": tf.stack([length, -length], axis=1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--long-line-mb", type=int, default=200)
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="rw_tf_line_bench_")
+    rows = os.path.join(work, "rows.jsonl")
+    with open(rows, "w") as f:
+        for i in range(args.lines):
+            f.write(json.dumps({"text": f"text number {i} " + "w" * (i % 200), "label": i % 3}) + "\n")
+    long_file = os.path.join(work, "long.txt")
+    with open(long_file, "wb") as f:
+        f.write(b"before\n")
+        for _ in range(args.long_line_mb):
+            f.write(b"x" * 1_000_000)
+        f.write(b"\nafter\n")
+    print(f"{'input':32s} {'reader':18s} {'lines':>9s} {'seconds':>8s} {'lines/s':>11s} {'peak MB':>8s}")
+    for name, path in ((f"{args.lines} JSON rows", rows), (f"one {args.long_line_mb} MB line", long_file)):
+        results = {}
+        for reader, fn in (("file iteration", count_file_iteration), ("bounded_lines", count_bounded)):
+            best = None
+            for _ in range(3):
+                n, seconds, peak = measure(fn, path)
+                best = (n, seconds, peak) if best is None or seconds < best[1] else best
+            results[reader] = best
+            n, seconds, peak = best
+            print(f"{name:32s} {reader:18s} {n:9d} {seconds:8.3f} {n / seconds:11.0f} {peak / 1e6:8.1f}")
+        (_, s_peer, m_peer), (_, s_ours, m_ours) = results["file iteration"], results["bounded_lines"]
+        print(f"{'':32s} {'ratio (ours/peer)':18s} {'':9s} {s_ours / s_peer:7.2f}x {'':11s} {m_ours / m_peer:7.3f}x")
+    model = os.path.join(work, "model")
+    module = LengthEmbedder()
+    tf.saved_model.save(module, os.path.join(model, "1"), signatures={"embed_text": module.embed_text})
+    print(f"\n{'rw-tf embed --input':32s} {'':18s} {'lines':>9s} {'seconds':>8s} {'lines/s':>11s} {'peak MB':>8s}")
+    for n in (args.lines // 100, args.lines // 10, args.lines):
+        texts = os.path.join(work, f"texts_{n}.txt")
+        with open(texts, "w") as f:
+            f.writelines(f"text number {i}\n" for i in range(n))
+        argv = ["embed", "--model", model, "--input", texts, "--output", texts + ".npy", "--batch-size", "512"]
+        code, seconds, peak = measure(rw_tf_main, argv)
+        assert code == 0
+        print(f"{'':32s} {'':18s} {n:9d} {seconds:8.3f} {n / seconds:11.0f} {peak / 1e6:8.1f}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Line-based inputs are read in bounded memory: one reader (``rw_tf.data.lines.bounded_lines``)
+for every line format, lines over the limit counted or refused by name, and ``rw-tf embed``
+streaming its input instead of holding it."""
+import collections
+import io
+import json
+import random
+import tracemalloc
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import rw_tf.data.lines as lines
+from rw_tf.cli.main import main
+from rw_tf.data.jsonl import read_jsonl_objects
+from rw_tf.data.lines import bounded_lines
+from rw_tf.knowledge.entity_linking import read_alias_table
+from rw_tf.knowledge.graph import load_triples
+from rw_tf.tasks.recommendation import read_items
+
+
+def readline_reference(stream, limit):
+    """The same contract written with ``readline(size)`` (what the refine readers used), line ends dropped."""
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith(b"\n"):
+            while True:
+                rest = stream.readline(limit)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield line[:limit], True
+        else:
+            yield line[:-1] if line.endswith(b"\n") else line, False
+
+
+def test_bounded_lines_agrees_with_the_readline_reference(monkeypatch):
+    rng = random.Random(7)
+    for chunk in (1, 3, 64):
+        monkeypatch.setattr(lines, "_CHUNK_BYTES", chunk)
+        for _ in range(800):
+            data = bytes(rng.choice(b"ab\n") for _ in range(rng.randint(0, 60)))
+            limit = rng.randint(1, 9)
+            assert list(bounded_lines(io.BytesIO(data), limit)) == list(readline_reference(io.BytesIO(data), limit))
+    with pytest.raises(ValueError, match="limit must be positive"):
+        list(bounded_lines(io.BytesIO(b"x"), 0))
+
+
+def test_a_line_of_many_megabytes_costs_the_limit_not_the_line():
+    data = io.BytesIO(b"short\n" + b"y" * 30_000_000 + b"\nlast")
+    tracemalloc.start()
+    try:
+        found = [(len(line), too_long) for line, too_long in bounded_lines(data, limit=65_536)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found == [(5, False), (65_536, True), (4, False)]
+    assert peak < 4_000_000, peak   # the whole line would be 30 MB (and twice that decoded)
+
+
+def test_every_line_reader_counts_or_names_a_line_over_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(lines, "MAX_LINE_BYTES", 1000)
+    long_text = "z" * 5000
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"text": "kept", "label": 1}) + "\n" + json.dumps({"text": long_text}) + "\n"
+                    + json.dumps({"text": "also kept", "label": 0}))
+    rejects = collections.Counter()
+    assert [r["text"] for r in read_jsonl_objects(str(rows), rejects)] == ["kept", "also kept"]
+    assert rejects == {"line_too_long": 1}
+
+    aliases = tmp_path / "aliases.tsv"
+    aliases.write_text(f"paris\tParis\n{long_text}\tParis\nlondon\tLondon\n")
+    found, rejects = read_alias_table(str(aliases), {"Paris": 0, "London": 1})
+    assert found == {"paris": 0, "london": 1} and rejects == {"line_too_long": 1}
+
+    triples = tmp_path / "triples.tsv"
+    triples.write_text(f"a\tr\tb\n{long_text}\tr\tb\nb\tr\tc\n")
+    graph = load_triples(str(triples))
+    assert graph.triples.shape == (2, 3) and graph.rejects.counts == {"line_too_long": 1}
+
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"item": "i1", "text": "t"}) + "\n" + json.dumps({"item": "i2", "text": long_text}))
+    with pytest.raises(ValueError, match=f"{items} line 2 is longer than 1000 bytes"):
+        read_items(str(items))
+
+
+class LengthEmbedder(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def embed_text(self, text):
+        length = tf.cast(tf.strings.length(text), tf.float32)
+        return {"embedding": tf.stack([length, -length, tf.ones_like(length)], axis=1)}
+
+
+@pytest.fixture(scope="module")
+def length_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("length_model")
+    module = LengthEmbedder()
+    tf.saved_model.save(module, str(root / "1"), signatures={"embed_text": module.embed_text})
+    return str(root)
+
+
+def embed_peak_bytes(model, path, output):
+    tracemalloc.start()
+    try:
+        assert main(["embed", "--model", model, "--input", str(path), "--output", str(output),
+                     "--batch-size", "512"]) == 0
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_embed_streams_its_input_in_bounded_memory(length_model, tmp_path, capsys):
+    def write_input(path, n):
+        with open(path, "w") as f:
+            for i in range(n):
+                f.write(f"text number {i} " + "w" * (i % 50) + "\n")
+        with open(path, "ab") as f:
+            f.write(b"\n\xff\n")  # an empty line and a byte that is not UTF-8
+        return [(f"text number {i} " + "w" * (i % 50)).strip() for i in range(n)]
+
+    small, large = tmp_path / "small.txt", tmp_path / "large.txt"
+    write_input(small, 20_000)
+    texts = write_input(large, 200_000)
+    peak_small = embed_peak_bytes(length_model, small, tmp_path / "small.npy")
+    peak_large = embed_peak_bytes(length_model, large, tmp_path / "large.npy")
+    err = capsys.readouterr().err
+    assert "embedded 200000 texts (3 dims, signature embed_text); skipped 1 empty_line, 1 invalid_utf8" in err
+    # Ten times the input, about the same peak: nothing grows with the number of rows.
+    assert peak_large < 1.5 * peak_small + 1_000_000, (peak_small, peak_large)
+    vectors = np.load(tmp_path / "large.npy")
+    lengths = np.array([len(t) for t in texts], np.float32)
+    np.testing.assert_array_equal(vectors, np.stack([lengths, -lengths, np.ones_like(lengths)], axis=1))
+    # JSON Lines carry the same rows, and a failed run leaves no partial output behind.
+    assert main(["embed", "--model", length_model, "--input", str(small), "--output", str(tmp_path / "s.jsonl")]) == 0
+    rows = [json.loads(line) for line in open(tmp_path / "s.jsonl")]
+    assert len(rows) == 20_000 and rows[5] == {"text": "text number 5 wwwww", "embedding": [19.0, -19.0, 1.0]}
+    np.testing.assert_array_equal(np.array([r["embedding"] for r in rows], np.float32), np.load(tmp_path / "small.npy"))
+    assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []

@@ -102,6 +102,29 @@ def test_missing_inputs_and_bad_configs_raise_clear_errors():
         EncoderConfig.preset("huge")
 
 
+def test_inputs_of_the_wrong_rank_or_length_are_named_before_any_kernel_runs():
+    enc = TransformerEncoder.from_preset("tiny", vocab_size=50)   # 128 positions
+
+    def inputs(token_shape, other_shape=None):
+        other_shape = other_shape or token_shape
+        return {"token_ids": np.ones(token_shape, "int32"), "segment_ids": np.zeros(other_shape, "int32"),
+                "padding_mask": np.ones(other_shape, "int32")}
+
+    assert enc(inputs((2, 128)))["sequence_output"].shape == (2, 128, 64)
+    for bad, words in ((inputs((8,)), "must be [batch, sequence] matrices"),
+                       (inputs((1, 2, 4)), "must be [batch, sequence] matrices"),
+                       (inputs((2, 6), (2, 5)), "disagree in sequence length"),
+                       (inputs((2, 6), (3, 6)), "disagree in batch size"),
+                       (inputs((1, 129)), "sequence length 129 is longer than the encoder's max_sequence_length 128")):
+        with pytest.raises(ValueError) as raised:
+            enc(bad)
+        assert words in str(raised.value)
+    # A model built on unknown lengths still runs (the checks only read what the shapes say).
+    symbolic = {k: keras.Input((None,), dtype="int32", name=k) for k in ("token_ids", "segment_ids", "padding_mask")}
+    model = keras.Model(symbolic, enc(symbolic)["pooled_output"])
+    assert model.predict(inputs((3, 7)), verbose=0).shape == (3, 64)
+
+
 def test_segment_pair_head_reads_the_means_of_each_segment():
     from rw_tf.heads.segment_pair import segment_means
 

@@ -77,6 +77,7 @@ class TransformerEncoder(keras.Model):
         missing = [k for k in ENCODER_INPUTS if k not in inputs]
         if missing:
             raise KeyError(f"encoder inputs are missing {missing}; expected keys {list(ENCODER_INPUTS)}")
+        self._check_shapes({k: tuple(inputs[k].shape) for k in ENCODER_INPUTS})
         padding_mask = inputs["padding_mask"]
         context = self._knowledge_context(inputs)
         x = self.embeddings(inputs["token_ids"], inputs["segment_ids"], training=training)
@@ -84,6 +85,21 @@ class TransformerEncoder(keras.Model):
             x = self._after_block(i, block(x, padding_mask=padding_mask, training=training), context)
         pooled = self.pooler(x[:, 0, :])
         return {"sequence_output": x, "pooled_output": pooled}
+
+    def _check_shapes(self, shapes: Dict[str, tuple]) -> None:
+        """Static checks with messages that say what is wrong (the kernels would fail later, in an
+        embedding lookup or a broadcast, naming neither the input nor the limit)."""
+        if any(len(shape) != 2 for shape in shapes.values()):
+            raise ValueError(f"encoder inputs must be [batch, sequence] matrices, got shapes {shapes}")
+        for axis, name in ((0, "batch size"), (1, "sequence length")):
+            known = {shape[axis] for shape in shapes.values() if shape[axis] is not None}
+            if len(known) > 1:
+                raise ValueError(f"encoder inputs disagree in {name}: {shapes}")
+        longest = max((shape[1] for shape in shapes.values() if shape[1] is not None), default=0)
+        if longest > self.config.max_sequence_length:
+            raise ValueError(f"sequence length {longest} is longer than the encoder's max_sequence_length "
+                             f"{self.config.max_sequence_length}: truncate the inputs (the tokenizer's sequence "
+                             "length) or use an encoder with more positions")
 
     # Hooks for subclasses that inject extra information between blocks (see KnowledgeEnhancedEncoder).
     def _knowledge_context(self, inputs: Dict[str, Any]) -> Any:

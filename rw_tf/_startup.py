@@ -23,25 +23,36 @@ def without_plugin_noise(output: bytes) -> bytes:
     return b"".join(line for line in output.splitlines(keepends=True) if not PLUGIN_NOISE.search(line))
 
 
+def _flush(stream) -> None:
+    if stream is not None:  # None when the process started without a standard error
+        stream.flush()
+
+
 def import_tensorflow_quietly() -> None:
     if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in ("0", "1"):
         import tensorflow  # noqa: F401
         return
     try:
-        saved = os.dup(2)
-    except OSError:  # no standard error to filter (e.g. a daemon with fd 2 closed)
+        saved = os.dup(2)   # first: with fd 2 closed, the temporary file below would become fd 2
+    except OSError:  # no standard error, so nothing to filter
         import tensorflow  # noqa: F401
         return
-    with tempfile.TemporaryFile() as capture:
-        sys.stderr.flush()
+    try:
+        capture = tempfile.TemporaryFile()
+    except OSError:  # no writable temporary folder: import unfiltered rather than fail
+        os.close(saved)
+        import tensorflow  # noqa: F401
+        return
+    with capture:
+        _flush(sys.stderr)
         os.dup2(capture.fileno(), 2)
         try:
             import tensorflow  # noqa: F401
         finally:
-            sys.stderr.flush()
+            _flush(sys.stderr)
             os.dup2(saved, 2)
             os.close(saved)
             capture.seek(0)
-            kept = without_plugin_noise(capture.read())
-            if kept:
-                os.write(2, kept)
+            kept = memoryview(without_plugin_noise(capture.read()))
+            while kept:  # os.write may write less than it was given
+                kept = kept[os.write(2, kept):]

@@ -203,6 +203,10 @@ def test_import_filters_only_the_cuda_plugin_registration_lines():
         return proc.stderr
 
     default, asked_for = stderr_of_import(None), stderr_of_import("0")
+    # A process started without a standard error (fd 2 closed, sys.stderr None) still imports it.
+    proc = subprocess.run([sys.executable, "-c", "import rw_tf; print('imported')"], stdout=subprocess.PIPE,
+                          text=True, timeout=600, preexec_fn=lambda: os.close(2))
+    assert (proc.returncode, proc.stdout.strip()) == (0, "imported")
     assert "Unable to register" not in default and default.strip().splitlines()[-1] == "visible", default
     assert "Could not find cuda drivers" in asked_for or "cudart" in asked_for or "Unable to register" in asked_for
 

@@ -9,10 +9,12 @@ written back. ``TF_CPP_MIN_LOG_LEVEL=0`` or ``1`` (asking for TensorFlow's logs)
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import tempfile
+from typing import Iterator
 
 PLUGIN_NOISE = re.compile(rb"Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for plugin "
                           rb"cu\w+ when one has already been registered")
@@ -28,26 +30,26 @@ def _flush(stream) -> None:
         stream.flush()
 
 
-def import_tensorflow_quietly() -> None:
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in ("0", "1"):
-        import tensorflow  # noqa: F401
-        return
+@contextlib.contextmanager
+def _stderr_without_plugin_noise() -> Iterator[None]:
+    """Captures fd 2 for the block and writes back what it printed, filtered; filters nothing when
+    there is no standard error or no writable temporary folder (rather than fail the import)."""
     try:
         saved = os.dup(2)   # first: with fd 2 closed, the temporary file below would become fd 2
-    except OSError:  # no standard error, so nothing to filter
-        import tensorflow  # noqa: F401
+    except OSError:
+        yield
         return
     try:
         capture = tempfile.TemporaryFile()
-    except OSError:  # no writable temporary folder: import unfiltered rather than fail
+    except OSError:
         os.close(saved)
-        import tensorflow  # noqa: F401
+        yield
         return
     with capture:
         _flush(sys.stderr)
         os.dup2(capture.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            yield
         finally:
             _flush(sys.stderr)
             os.dup2(saved, 2)
@@ -56,3 +58,9 @@ def import_tensorflow_quietly() -> None:
             kept = memoryview(without_plugin_noise(capture.read()))
             while kept:  # os.write may write less than it was given
                 kept = kept[os.write(2, kept):]
+
+
+def import_tensorflow_quietly() -> None:
+    asked_for_logs = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in ("0", "1")
+    with contextlib.nullcontext() if asked_for_logs or "tensorflow" in sys.modules else _stderr_without_plugin_noise():
+        import tensorflow  # noqa: F401

@@ -58,10 +58,10 @@ def read_bytes(path: str, what: str = "file") -> bytes:
         return f.read()
 
 
-def read_json_object(path: str, what: str = "settings file") -> Dict[str, Any]:
-    """The JSON object stored at ``path``."""
+def read_json_object(path: str, what: str = "settings") -> Dict[str, Any]:
+    """The JSON object of ``what`` stored at ``path``."""
     try:
-        return parse_json_object(read_bytes(path, what), path)
+        return parse_json_object(read_bytes(path, what), path, what)
     except ValueError as err:
         raise CorruptFileError(str(err)) from None
 

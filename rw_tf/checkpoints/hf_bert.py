@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import typing
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -92,9 +92,8 @@ def _all_weights(checkpoint_dir: str) -> Dict[str, np.ndarray]:
     return load_safetensors(path)
 
 
-def _weights(checkpoint_dir: str) -> Dict[str, np.ndarray]:
+def _encoder_weights(weights: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     """The encoder's weights, without the ``bert.`` prefix that task checkpoints add."""
-    weights = _all_weights(checkpoint_dir)
     prefix = "bert." if any(k.startswith("bert.") for k in weights) else ""
     return {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
 
@@ -112,7 +111,7 @@ def hf_bert_masked_lm(checkpoint_dir: str):
                                          "encoder-only checkpoint; fill-mask needs a BertForMaskedLM or "
                                          "BertForPreTraining checkpoint")
     config = read_bert_config(checkpoint_dir)
-    encoder = hf_bert_encoder(checkpoint_dir)
+    encoder = hf_bert_encoder(checkpoint_dir, weights)   # the file is read once
     model = PretrainingModel(encoder, name="pretraining_model")
     model.build({"token_ids": (None, None), "segment_ids": (None, None), "padding_mask": (None, None),
                  "masked_positions": (None, None)})
@@ -153,12 +152,13 @@ def hf_bert_tokenizer(checkpoint_dir: str, lower_case: bool = None) -> WordPiece
     return WordPieceTokenizer(os.path.join(checkpoint_dir, "vocab.txt"), lower_case=lower_case)
 
 
-def hf_bert_encoder(checkpoint_dir: str) -> TransformerEncoder:
-    """A ``TransformerEncoder`` with every weight of the checkpoint (create it in the strategy scope)."""
+def hf_bert_encoder(checkpoint_dir: str, weights: Optional[Dict[str, np.ndarray]] = None) -> TransformerEncoder:
+    """A ``TransformerEncoder`` with every weight of the checkpoint (create it in the strategy scope);
+    ``weights``: the checkpoint's tensors if the caller has already read them."""
     config = bert_encoder_config(checkpoint_dir)
     encoder = TransformerEncoder.from_encoder_config(config)
     encoder.build({k: (None, None) for k in ("token_ids", "segment_ids", "padding_mask")})
-    w = _weights(checkpoint_dir)
+    w = _encoder_weights(weights if weights is not None else _all_weights(checkpoint_dir))
     used = set()
 
     def take(key: str) -> np.ndarray:

@@ -10,10 +10,10 @@ matrix. Input is read, embedded and written batch by batch: memory does not grow
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import os
-import shutil
 import sys
 from typing import Dict, Iterable, Iterator, List, Optional
 
@@ -112,20 +112,34 @@ def batches(texts: Iterable[str], size: int) -> Iterator[List[str]]:
         yield batch
 
 
+def npy_header(rows: int, dim: int) -> bytes:
+    """NumPy's ``.npy`` header of a float32 ``[rows, dim]`` matrix."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (rows, dim)})
+    return header.getvalue()
+
+
+# NumPy pads a header to a multiple of 64 bytes, so the header of any matrix up to this size has the
+# length of this one: it is reserved before the rows are known and written over at the end.
+_NPY_HEADER_BYTES = len(npy_header(10 ** 15, 10 ** 6))
+
+
 class EmbeddingWriter:
     """Embeddings written batch by batch, so memory does not grow with the input: JSON Lines on
     stdout, or a file written under ``<output>.partial`` and renamed when complete. A ``.npy``
-    declares its shape before its data, so its float32 rows are spooled to the partial file and
-    the header and rows are copied into place at the end, in chunks."""
+    declares its shape before its data: its header's bytes are reserved and filled in at the end."""
 
     def __init__(self, output: Optional[str]) -> None:
         self.output, self.rows, self.dim = output, 0, None
+        self._npy = bool(output) and output.endswith(".npy")
         self._partial = f"{output}.partial" if output else None
         self._file = open(self._partial, "wb") if output else None
+        if self._npy:
+            self._file.write(b"\0" * _NPY_HEADER_BYTES)
 
     def write(self, texts: List[str], vectors: np.ndarray) -> None:
         self.rows, self.dim = self.rows + len(texts), vectors.shape[1]
-        if self.output and self.output.endswith(".npy"):
+        if self._npy:
             self._file.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
             return
         lines = "".join(json.dumps({"text": t, "embedding": [round(float(x), 6) for x in v]}, ensure_ascii=False)
@@ -139,23 +153,18 @@ class EmbeddingWriter:
         if self._file is None:
             sys.stdout.flush()
             return
+        if self._npy:
+            header = npy_header(self.rows, self.dim)
+            assert len(header) == _NPY_HEADER_BYTES, "more rows than a reserved .npy header can describe"
+            self._file.seek(0)
+            self._file.write(header)
         self._file.close()
-        if self.output.endswith(".npy"):
-            spool = self._partial + ".rows"
-            os.replace(self._partial, spool)
-            with open(spool, "rb") as rows, open(self._partial, "wb") as out:
-                np.lib.format.write_array_header_1_0(out, {"descr": "<f4", "fortran_order": False,
-                                                           "shape": (self.rows, self.dim)})
-                shutil.copyfileobj(rows, out, 1 << 20)
-            os.remove(spool)
         os.replace(self._partial, self.output)
 
     def abort(self) -> None:
         if self._file is not None:
             self._file.close()
-            for leftover in (self._partial, self._partial + ".rows"):
-                if os.path.exists(leftover):
-                    os.remove(leftover)
+            os.remove(self._partial)
 
 
 def run_embed(args: argparse.Namespace) -> int:

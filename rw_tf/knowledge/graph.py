@@ -20,9 +20,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rw_tf.config import parse_json_object
 from rw_tf.data.lines import bounded_lines
 from rw_tf.errors import CorruptFileError
+from rw_tf.model_files import read_json_object
 
 PYKEEN_DATASETS = ("nations", "kinships", "umls")
 
@@ -128,12 +128,7 @@ def read_entity_vocabulary(model_dir: str) -> Dict[str, int]:
 def label_ids(path: str, kind: str) -> Dict[str, int]:
     """label -> id of a ``rw-tf kg train`` vocabulary file (``entities.json``, ``relations.json``):
     a JSON object whose ids are 0 .. n-1, each once (they index the embedding tables)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        labels = parse_json_object(data, path, f"{kind} label -> id")
-    except ValueError as err:
-        raise CorruptFileError(str(err)) from None
+    labels = read_json_object(path, f"{kind} label -> id")
     bad = [(label, i) for label, i in labels.items() if not isinstance(i, int) or isinstance(i, bool)]
     if bad:
         raise CorruptFileError(f"{path}: {kind} ids must be integers, got {bad[0][0]!r}: {bad[0][1]!r}")

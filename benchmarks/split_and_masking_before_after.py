@@ -98,7 +98,7 @@ def main() -> None:
     args = parser.parse_args()
 
     docs, removed = deduplicate_sentences(embedded_corpus())
-    train_docs, eval_docs = split_documents(docs, args.eval_fraction, args.seed)
+    train_docs, eval_docs, _ = split_documents(docs, args.eval_fraction, args.seed)
     vocab = write_vocabulary(learn_vocabulary((s for d in train_docs for s in d), 8000),
                              f"/tmp/split_masking_vocab_{args.seed}.txt")
     tokenizer = WordPieceTokenizer(vocab)

@@ -7,7 +7,9 @@ prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as g
 - ``finetune/{train,eval}/labelled.jsonl``: the documentation-source classification set (every text
   distinct), cut 80/20;
 - ``embedding/{train,eval}/pairs.jsonl``: standard-library docstring (query, item) pairs split by
-  module (no module on both sides), each with a hard negative (another item of its module);
+  module (no module on both sides), each with a hard negative (another item of its module); in
+  both sets an evaluation row that repeats a training text anyway (a docstring copied into two
+  modules) is removed and counted (``eval_rows_removed`` in the report);
 - ``recommendation/{train,eval}/examples.jsonl`` (``user``, ``history``: space-separated item ids,
   ``item``) and ``recommendation/items.{txt,jsonl}``: the standard library's import graph,
   leave-one-out (``rw_tf.data.interactions``): training rows are prefix -> next item within each
@@ -40,7 +42,6 @@ import tensorflow as tf
 
 from rw_tf.data.corpus import (
     SplitCounts,
-    deduplicate_sentences,
     documents_from_texts,
     embedded_corpus,
     read_text_files,
@@ -51,7 +52,7 @@ from rw_tf.data.jsonl import columns_to_rows, write_jsonl
 from rw_tf.data.labelled import docstring_summary_pairs, documentation_source_examples
 from rw_tf.data.multilingual import multilingual_documents
 from rw_tf.data.segment_pairs import segment_pair_candidates
-from rw_tf.data.splits import split_by_group, split_documents
+from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, split_documents
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
 from rw_tf.refine import RefineConfig, RunnerConfig, read_refined_documents, run_refinement
@@ -192,8 +193,7 @@ def _write_corpus_data(config: PipelineConfig, paths: Dict[str, str], refined_co
     docs = _corpus_documents(config, refined_corpus, split_drops)
     report = {"corpus_source": corpus_source(config, refined_corpus), "documents_read": len(docs),
               "sentences_read": sum(len(d) for d in docs), "dropped_while_splitting": dict(split_drops)}
-    docs, removed = deduplicate_sentences(docs)
-    train_docs, eval_docs = split_documents(docs, config.eval_fraction, config.seed)
+    train_docs, eval_docs, removed = split_documents(docs, config.eval_fraction, config.seed)
     report.update(removed=removed, train_documents=len(train_docs), eval_documents=len(eval_docs))
     tf.io.gfile.makedirs(config.data_dir)
     write_vocabulary(learn_vocabulary((s for d in train_docs for s in d), config.vocab_size), paths["vocab"])
@@ -205,12 +205,15 @@ def _write_corpus_data(config: PipelineConfig, paths: Dict[str, str], refined_co
 
 def _write_task_data(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
     """The fine-tuning, embedding, recommendation and multimodal examples (corpus-independent)."""
-    report = {}
+    report, rejects = {}, {}
     rows = documentation_source_examples(config.finetune_max_per_class, seed=config.seed)
     cut = int(round(0.8 * len(rows)))
     report["finetune_train"] = write_jsonl(rows[:cut], paths["finetune/train"])
-    report["finetune_eval"] = write_jsonl(rows[cut:], paths["finetune/eval"])
+    report["finetune_eval"] = write_jsonl(drop_eval_rows_seen_in_training(rows[:cut], rows[cut:], ["text"], rejects),
+                                          paths["finetune/eval"])
     train_pairs, eval_pairs = split_by_group(docstring_summary_pairs(config.embedding_max_pairs, seed=config.seed))
+    eval_pairs = drop_eval_rows_seen_in_training(train_pairs, eval_pairs, ["query", "item"], rejects)
+    report["eval_rows_removed"] = rejects
     for split, pairs in (("train", train_pairs), ("eval", eval_pairs)):
         report[f"embedding_{split}"] = write_jsonl(with_hard_negatives(pairs, config.seed), paths[f"embedding/{split}"])
     report.update(_write_interactions(config, paths))

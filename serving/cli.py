@@ -13,7 +13,7 @@ import grpc
 
 from rw_tf.cli.options import utf8_text
 from rw_tf.errors import UserError
-from rw_tf_serving.client import RestError, ServingClient, rest_predict
+from rw_tf_serving.client import MAX_MESSAGE_BYTES, RestError, ServingClient, rest_predict
 from rw_tf_serving.config import (
     BatchingParameters,
     ModelSpec,
@@ -150,10 +150,13 @@ def predict_inputs(args: argparse.Namespace) -> dict:
         if not sep or not name:
             raise UserError(f"--input-file expects NAME=PATH, got {item!r}")
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            with open(path, "rb") as f:   # read one byte past the limit: a pipe or device has no size
+                data = f.read(MAX_MESSAGE_BYTES + 1)
         except OSError as err:
             raise UserError(f"cannot read --input-file {path}: {err.strerror}") from None
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise UserError(f"--input-file {path} holds more than {MAX_MESSAGE_BYTES:,} bytes, more than one "
+                            f"request can carry")
         # TF Serving's REST API carries binary strings as {"b64": ...}; gRPC takes the bytes.
         inputs.setdefault(name, []).append({"b64": base64.b64encode(data).decode("ascii")} if args.rest else data)
     if not inputs:

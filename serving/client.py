@@ -68,9 +68,13 @@ def example_from_dict(features: Mapping[str, Any]) -> tf.train.Example:
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
+# What one request or response may hold (gRPC's default receive limit is 4 MiB).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
 class ServingClient:
     def __init__(self, target: str = "127.0.0.1:8500", timeout: float = 10.0, retries: int = 3,
-                 backoff: float = 0.2, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+                 backoff: float = 0.2, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes)]
         self.channel = grpc.insecure_channel(target, options=options)

@@ -168,6 +168,14 @@ def test_cli_error_policy(tmp_path, capsys, monkeypatch):
     assert main(["predict", "--server", "127.0.0.1:9", "--model", "m", "--timeout", "2", "hello"]) == 2
     err = capsys.readouterr().err
     assert "cannot reach 127.0.0.1:9" in err and "hint" in err and "Traceback" not in err
+    # A file larger than one request can carry is refused before it is read whole (a device has no size).
+    import rw_tf_serving.cli
+
+    monkeypatch.setattr(rw_tf_serving.cli, "MAX_MESSAGE_BYTES", 1000)
+    (tmp_path / "big.bin").write_bytes(b"x" * 1001)
+    for path in (tmp_path / "big.bin", "/dev/zero"):
+        assert main(["predict", "--model", "m", "--input-file", f"image={path}"]) == 2
+        assert f"--input-file {path} holds more than 1,000 bytes" in capsys.readouterr().err
     # Bytes that are not UTF-8 in a text argument (Python keeps them as lone surrogates): named, exit 2.
     not_utf8 = b"caf\xe9 \xff".decode("utf-8", "surrogateescape")
     for argv in (["predict", "--model", "m", not_utf8], ["predict", "--model", "m", "--input", f"text={not_utf8}"],

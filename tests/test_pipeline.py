@@ -9,6 +9,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import TINY_PIPELINE as TINY
 
+from rw_tf.data.splits import text_key
 from rw_tf_pipeline.components.anomalies_gate import DataAnomaliesError
 from rw_tf_pipeline.components.jsonl_example_gen import _JsonlToExample, record_to_example
 from rw_tf_pipeline.configs import PipelineConfig
@@ -132,8 +133,11 @@ def test_prepared_splits_do_not_leak(tmp_path):
     assert evaluation and not (eval_segments & train_segments)
     report = json.load(open(paths["report"]))
     assert report["removed"]["duplicate_sentences"] > 0 and report["eval_pairs"] == len(evaluation)
-    finetune_train = {r["text"] for r in read("finetune/train")}
-    assert not finetune_train & {r["text"] for r in read("finetune/eval")}
+    finetune_train = {text_key(r["text"]) for r in read("finetune/train")}
+    assert not finetune_train & {text_key(r["text"]) for r in read("finetune/eval")}
+    embedding_train = {text_key(r[k]) for r in read("embedding/train") for k in ("query", "item")}
+    assert not embedding_train & {text_key(r[k]) for r in read("embedding/eval") for k in ("query", "item")}
+    assert report["eval_rows_removed"]["eval_text_in_train"] > 0   # docstrings repeated across modules
 
 
 def test_local_runs_leave_no_tfx_packages_in_the_temp_dir():

@@ -42,7 +42,10 @@ def test_mlm_loss_falls_on_embedded_corpus(trained):
     assert end["mlm_accuracy"] > start["mlm_accuracy"] + 0.03
     for term in ("mlm_loss", "nsp_loss", "sop_loss", "mlm_accuracy"):
         assert len(result["history"][term]) == 2   # each loss term is its own fit metric
-    assert result["data"]["train_documents"] + result["data"]["eval_documents"] == 79
+    data = result["data"]   # 79 documents read; repeated sentences go before documents are held out
+    assert data["removed_before_split"]["duplicate_sentences"] > 0
+    assert data["train_documents"] + data["eval_documents"] + \
+        data["removed_before_split"]["documents_without_two_sentences"] == 79
     with open(os.path.join(trained[0], "metrics.json")) as f:
         assert set(json.load(f)) == {"task", "task_config", "trainer", "data", "before", "after", "details", "history",
                                      "train_seconds", "resumed_from_step", "model_path", "export_dir"}

@@ -183,10 +183,12 @@ def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20,
     return documents_from_texts(texts, min_sentence_chars, counts)
 
 
-def deduplicate_sentences(docs: Sequence[Document]) -> Tuple[List[Document], Dict[str, int]]:
-    """Removes every repeat of an exact sentence (the first occurrence stays), then documents left
-    with fewer than two sentences; returns the documents and the counts removed by reason."""
-    seen: set = set()
+def deduplicate_sentences(docs: Sequence[Document], seen: Optional[set] = None
+                          ) -> Tuple[List[Document], Dict[str, int]]:
+    """Removes every repeat of an exact sentence (the first occurrence stays; ``seen`` holds the
+    sentences already kept elsewhere and is added to), then documents left with fewer than two
+    sentences; returns the documents and the counts removed by reason."""
+    seen = set() if seen is None else seen
     kept: List[Document] = []
     counts = {"duplicate_sentences": 0, "documents_without_two_sentences": 0}
     for doc in docs:

@@ -1,4 +1,10 @@
-"""Train/eval splits that keep related rows on one side.
+"""Train/eval splits that keep related rows on one side, and never share text between the sides.
+
+``split_by_group`` keeps a group (a module, a source) on one side; ``drop_eval_rows_seen_in_training``
+then removes the evaluation rows that repeat a training text anyway (the same row under two groups,
+or given in both of a user's ``--train`` and ``--eval`` files: counted as ``eval_text_in_train``);
+``split_documents`` removes repeated sentences before it holds out whole documents, so nothing built
+from the held-out documents (segment pairs) contains a sentence seen in training.
 
 Example:
     >>> rows = [{"group": g, "i": i} for i, g in enumerate("aabbccddee")]
@@ -9,9 +15,15 @@ Example:
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Sequence, Tuple, TypeVar
+from typing import Dict, Iterable, List, MutableMapping, Optional, Sequence, Tuple
 
-T = TypeVar("T")
+from rw_tf.data.corpus import Document, deduplicate_sentences
+
+
+def text_key(text: str) -> str:
+    """What two texts must share to count as the same text across splits: case and runs of white
+    space are ignored (an uncased tokenizer would see them as one input)."""
+    return " ".join(text.casefold().split())
 
 
 def split_by_group(rows: List[Dict], eval_fraction: float = 0.2) -> Tuple[List[Dict], List[Dict]]:
@@ -27,10 +39,31 @@ def split_by_group(rows: List[Dict], eval_fraction: float = 0.2) -> Tuple[List[D
     return train, evaluation
 
 
-def split_documents(docs: Sequence[T], eval_fraction: float, seed: int) -> Tuple[List[T], List[T]]:
-    """Holds out whole documents (at least two) for evaluation, chosen with ``seed``: anything built
-    from them later (segment pairs) never shares a document with training."""
+def drop_eval_rows_seen_in_training(train: Sequence[Dict], evaluation: Sequence[Dict], fields: Iterable[str],
+                                    rejects: MutableMapping[str, int], reason: str = "eval_text_in_train"
+                                    ) -> List[Dict]:
+    """The evaluation rows none of whose text ``fields`` repeats a training text (in any of those
+    fields, compared by ``text_key``); the others are counted in ``rejects[reason]``."""
+    fields = tuple(fields)
+    seen = {text_key(row[f]) for row in train for f in fields if isinstance(row.get(f), str)}
+    kept = [row for row in evaluation
+            if not any(isinstance(row.get(f), str) and text_key(row[f]) in seen for f in fields)]
+    if len(kept) < len(evaluation):
+        rejects[reason] = rejects.get(reason, 0) + len(evaluation) - len(kept)
+    return kept
+
+
+def split_documents(docs: Sequence[Document], eval_fraction: float, seed: int, seen: Optional[set] = None
+                    ) -> Tuple[List[Document], List[Document], Dict[str, int]]:
+    """Removes repeated sentences (``deduplicate_sentences``; ``seen`` carries the sentences of
+    earlier calls, e.g. other languages), then holds out whole documents (at least two) for
+    evaluation, chosen with ``seed``. Returns train, eval and the counts removed."""
+    docs, removed = deduplicate_sentences(docs, seen)
+    if len(docs) < 4:
+        raise ValueError(f"{len(docs)} documents keep two sentences once repeated sentences are removed "
+                         f"({removed}); need at least 4 to hold out whole documents")
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
     eval_ids = set(order[:max(2, int(round(len(docs) * eval_fraction)))])
-    return ([d for i, d in enumerate(docs) if i not in eval_ids], [d for i, d in enumerate(docs) if i in eval_ids])
+    train = [d for i, d in enumerate(docs) if i not in eval_ids]
+    return train, [d for i, d in enumerate(docs) if i in eval_ids], removed

@@ -15,6 +15,7 @@ import time
 from typing import Any, Dict, Optional, Tuple
 
 import keras
+import numpy as np
 
 from rw_tf.config import DictConfig
 from rw_tf.errors import CorruptFileError
@@ -59,10 +60,25 @@ def load_splits(config: TransEConfig) -> Tuple[KnowledgeGraph, KnowledgeGraph, K
     valid = (load_triples(config.valid_file, train.entity_to_id, train.relation_to_id) if config.valid_file
              else KnowledgeGraph(train.triples[:0], train.entity_to_id, train.relation_to_id))
     test = load_triples(config.test_file, train.entity_to_id, train.relation_to_id)
-    return train, valid, test
+    test = without_training_triples(test, train)
+    if len(test) == 0:  # found before training, not after
+        raise ValueError(f"no test triples in {config.test_file} (rejected: {dict(test.rejects.counts) or 'none'})")
+    return train, without_training_triples(valid, train), test
+
+
+def without_training_triples(held_out: KnowledgeGraph, train: KnowledgeGraph) -> KnowledgeGraph:
+    """``held_out`` less the triples that training also holds (a fact the model was trained on
+    would be ranked as if it were unseen), counted as ``in_train`` rejects."""
+    known = set(map(tuple, train.triples.tolist()))
+    keep = np.array([tuple(t) not in known for t in held_out.triples.tolist()], bool)
+    if not keep.all():
+        held_out.rejects.counts["in_train"] += int((~keep).sum())
+    return dataclasses.replace(held_out, triples=held_out.triples[keep])
 
 
 def evaluate(model: TransE, train: KnowledgeGraph, valid: KnowledgeGraph, test: KnowledgeGraph) -> Dict[str, float]:
+    if len(test) == 0:
+        raise ValueError(f"no test triples to evaluate (rejected: {dict(test.rejects.counts) or 'none'})")
     ranks = filtered_ranks(transe_scores(model), test.triples, [train.triples, valid.triples, test.triples])
     return rank_metrics(ranks)
 
@@ -118,7 +134,11 @@ def evaluate_model_dir(model_dir: str, config: TransEConfig) -> Dict[str, Any]:
         if not config.test_file:
             raise ValueError("give --dataset or --test")
         test = load_triples(config.test_file, entities, relations)
-        train = load_triples(config.train_file, entities, relations) if config.train_file else test
+        if config.train_file:
+            train = load_triples(config.train_file, entities, relations)
+            test = without_training_triples(test, train)
+        else:
+            train = test
         valid = load_triples(config.valid_file, entities, relations) if config.valid_file else test
     return {"test_metrics": evaluate(model, train, valid, test), "test_triples": len(test),
             "rejected_rows": dict(test.rejects.counts)}

@@ -12,7 +12,8 @@ L = L_task + kd_weight * L_KD at ``kd_temperature``.
 Evaluation: accuracy (multi-label: micro/macro F1, subset accuracy) against the majority baseline.
 Calibration: ``calibration_fraction`` of the training rows are held out (never trained on); the
 temperature that ``finish`` fits on them scales the exported probabilities, and ECE before/after
-is reported on the evaluation split, which played no part in choosing it.
+is reported on the evaluation split, which played no part in choosing it. Calibration and evaluation
+rows whose text is also a training text are removed and counted (``rw_tf.data.splits``).
 Export: ``classify_text`` (``rw_tf.export.classification``).
 
 Example:
@@ -33,7 +34,7 @@ from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrai
 from rw_tf.config import DictConfig, EncoderConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import documentation_source_examples, unicode_property_examples
-from rw_tf.data.splits import split_by_group
+from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group
 from rw_tf.data.text_inputs import (
     bucketed_text_batches,
     rebucket_padded_batches,
@@ -109,6 +110,7 @@ def load_rows(config: ClassificationTaskConfig, seed: int) -> Tuple[List[Dict], 
         rows = documentation_source_examples(config.max_examples_per_class, seed=seed)
         cut = int(0.8 * len(rows))
         train, evaluation = rows[:cut], rows[cut:]
+    evaluation = drop_eval_rows_seen_in_training(train, evaluation, ["text"], rejects)
     if not train or not evaluation:
         raise ValueError(f"no usable rows (train {len(train)}, eval {len(evaluation)}; rejected {dict(rejects)})")
     return train, evaluation, dict(rejects)
@@ -156,6 +158,8 @@ class ClassificationTask(Task):
         train, evaluation, rejects = load_rows(cfg, trainer.seed)
         cut = len(train) - int(round(cfg.calibration_fraction * len(train)))
         train, calibration = train[:cut], train[cut:]
+        calibration = drop_eval_rows_seen_in_training(train, calibration, ["text"], rejects,
+                                                      "calibration_text_in_train")
         labels = [x for r in train + calibration + evaluation
                   for x in (r["label"] if cfg.multi_label else [r["label"]])]
         self.num_classes = cfg.num_classes or (max(labels) + 1 if cfg.multi_label else max(2, max(labels) + 1))

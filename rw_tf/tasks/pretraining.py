@@ -23,6 +23,7 @@ Example:
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -136,7 +137,7 @@ class PretrainingTask(Task):
             self.max_sequence_length = self.examples.max_sequence_length
         else:
             self.max_sequence_length = cfg.max_sequence_length
-            self.split_drops = SplitCounts()
+            self.split_drops, self.removed = SplitCounts(), collections.Counter()
             self.eval_pairs_by_language, self.language_documents = {}, {}
             if cfg.corpus == "multilingual" and not cfg.corpus_files:
                 train_docs, eval_docs = self._split_by_language(cfg, trainer.seed)
@@ -144,8 +145,8 @@ class PretrainingTask(Task):
                 demo = nations_demo(seed=trainer.seed)  # eval text states the test facts only
                 train_docs, eval_docs = demo.train_documents, demo.eval_documents
             else:
-                docs = load_documents(cfg, self.split_drops)
-                train_docs, eval_docs = split_documents(docs, cfg.eval_fraction, trainer.seed)
+                train_docs, eval_docs, self.removed = split_documents(
+                    load_documents(cfg, self.split_drops), cfg.eval_fraction, trainer.seed)
             vocab_path = os.path.join(output_dir, "vocab.txt")
             tf.io.gfile.makedirs(output_dir)
             if cfg.init_from:
@@ -171,7 +172,7 @@ class PretrainingTask(Task):
         return {"num_documents": len(train_docs) + len(eval_docs), "train_documents": len(train_docs),
                 "eval_documents": len(eval_docs), "train_pairs": len(self.train_pairs["text_a"]),
                 "eval_pairs": len(self.eval_pairs["text_a"]), "vocab_size": self.tokenizer.vocab_size,
-                "dropped_while_splitting": dict(self.split_drops),
+                "dropped_while_splitting": dict(self.split_drops), "removed_before_split": dict(self.removed),
                 **({"documents_by_language": self.language_documents} if self.language_documents else {})}
 
     def _load_teacher(self) -> PretrainingModel:
@@ -201,9 +202,10 @@ class PretrainingTask(Task):
         by_language: Dict[str, List[Document]] = {}
         for language, doc in multilingual_documents(cfg.languages or DEFAULT_LANGUAGES):
             by_language.setdefault(language, []).append(doc)
-        train_docs, eval_docs = [], []
+        train_docs, eval_docs, seen = [], [], set()   # a sentence repeated in two languages is kept once
         for language, docs in by_language.items():
-            train, held_out = split_documents(docs, cfg.eval_fraction, seed)
+            train, held_out, removed = split_documents(docs, cfg.eval_fraction, seed, seen)
+            self.removed.update(removed)
             train_docs += train
             eval_docs += held_out
             self.language_documents[language] = {"train": len(train), "eval": len(held_out)}

@@ -2,7 +2,8 @@
 
 Data: JSON Lines rows ``question, context, answer[, answer_start]`` (``read_qa_jsonl``; bad rows
 are counted by reason), or by default the docstring-glossary set (``docstring_qa_examples``),
-split 80/20 by module. Training windows that do not contain the whole answer point at [CLS]
+split 80/20 by module; an evaluation row whose context is also a training context is removed and
+counted (``eval_text_in_train``). Training windows that do not contain the whole answer point at [CLS]
 (BERT's SQuAD recipe); evaluation decodes the best span over all windows of each context.
 Encoder: ``init_from`` (default: all-MiniLM-L6-v2). Export: ``answer_question``.
 
@@ -25,7 +26,7 @@ from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrai
 from rw_tf.config import DictConfig
 from rw_tf.data.qa_examples import docstring_qa_examples, read_qa_jsonl
 from rw_tf.data.qa_windows import WindowSpec, question_context_windows, span_labels, window_problems
-from rw_tf.data.splits import split_by_group
+from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group
 from rw_tf.export.base import save_export
 from rw_tf.export.question_answering import QuestionAnsweringExport
 from rw_tf.models.question_answering import SpanQuestionAnswerer
@@ -63,7 +64,9 @@ def load_qa_rows(config: QATaskConfig, seed: int) -> Tuple[List[Dict], List[Dict
         rejects.update(eval_rejects)
     else:
         train, evaluation = split_by_group(docstring_qa_examples(seed=seed))
-    train, evaluation = train[:config.max_train_examples], evaluation[:config.max_eval_examples]
+    train = train[:config.max_train_examples]
+    # SQuAD holds out whole articles: a context seen in training is not an evaluation context.
+    evaluation = drop_eval_rows_seen_in_training(train, evaluation, ["context"], rejects)[:config.max_eval_examples]
     if not train or not evaluation:
         raise ValueError(f"no usable rows (train {len(train)}, eval {len(evaluation)}; rejected {dict(rejects)})")
     return train, evaluation, rejects

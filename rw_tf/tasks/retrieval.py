@@ -2,7 +2,8 @@
 
 Data: JSON Lines with ``query`` and ``item`` (and optionally ``group``), or by default the
 docstring summary -> body pairs of the standard library (``docstring_summary_pairs``), split
-80/20 by group (module). Evaluation ranks every eval item for every eval query. Encoder:
+80/20 by group (module); evaluation pairs that repeat a training text are removed and counted.
+Evaluation ranks every eval item for every eval query. Encoder:
 ``init_from`` (default: all-MiniLM-L6-v2), shared by both towers unless ``shared_towers`` is off.
 Export: ``retrieve`` (top-k over the eval items, the index stored in the SavedModel) and
 ``encode_text``.
@@ -25,7 +26,7 @@ from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrai
 from rw_tf.config import DictConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import docstring_summary_pairs
-from rw_tf.data.splits import split_by_group
+from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group
 from rw_tf.data.text_inputs import single_segment_inputs, text_ids, with_static_batch
 from rw_tf.export.base import save_export
 from rw_tf.export.retrieval import RetrievalExport
@@ -94,7 +95,8 @@ class RetrievalTask(Task):
             pairs, rejects = read_pairs(cfg.pairs_file)
         else:
             pairs, rejects = docstring_summary_pairs(cfg.max_pairs, seed=trainer.seed), collections.Counter()
-        self.train_pairs, self.eval_pairs = split_by_group(pairs)
+        self.train_pairs, eval_pairs = split_by_group(pairs)
+        self.eval_pairs = drop_eval_rows_seen_in_training(self.train_pairs, eval_pairs, ["query", "item"], rejects)
         if len(self.train_pairs) < trainer.batch_size or not self.eval_pairs:
             raise ValueError(f"need at least {trainer.batch_size} training pairs and some eval pairs "
                              f"(got {len(self.train_pairs)} / {len(self.eval_pairs)})")

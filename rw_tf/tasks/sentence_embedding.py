@@ -36,7 +36,7 @@ from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrai
 from rw_tf.config import DictConfig
 from rw_tf.data.corpus import SplitCounts, describe_drops, embedded_corpus, read_text_files
 from rw_tf.data.labelled import docstring_summary_pairs
-from rw_tf.data.splits import split_by_group
+from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, text_key
 from rw_tf.data.text_inputs import single_segment_inputs, text_ids, with_static_batch
 from rw_tf.data.transform_fns import EMBEDDING_VIEWS
 from rw_tf.export.base import save_export
@@ -145,18 +145,20 @@ class SentenceEmbeddingTask(Task):
         else:
             pairs = docstring_summary_pairs(seed=trainer.seed)
         train_pairs, eval_pairs = split_by_group(pairs)
-        self.eval_pairs = eval_pairs[:cfg.max_eval_pairs]
         if cfg.mode == "supervised":
             train = train_pairs[:cfg.max_texts]
             self.train_rows = with_hard_negatives(train, trainer.seed) if cfg.hard_negatives else train
-        else:
-            held_out = {t for p in eval_pairs for t in (p["query"], p["item"])}
+        else:   # corpus sentences that are held-out texts stay out of training
+            held_out = {text_key(t) for p in eval_pairs for t in (p["query"], p["item"])}
             docs = read_text_files(cfg.corpus_files, counts=corpus_drops) if cfg.corpus_files else \
                 embedded_corpus(include_stdlib_docstrings=False, counts=corpus_drops)
-            texts = [s for s in dict.fromkeys(s for d in docs for s in d) if s not in held_out]
+            sentences = list(dict.fromkeys(s for d in docs for s in d))
+            texts = [s for s in sentences if text_key(s) not in held_out]
             random.Random(trainer.seed).shuffle(texts)
-            rejects["held_out_text"] = len(held_out & {s for d in docs for s in d})
+            rejects["held_out_text"] = len(sentences) - len(texts)
             self.train_rows = [{"query": t, "item": t} for t in texts[:cfg.max_texts]]
+        self.eval_pairs = drop_eval_rows_seen_in_training(self.train_rows, eval_pairs, ["query", "item"],
+                                                          rejects)[:cfg.max_eval_pairs]
         if len(self.train_rows) < trainer.batch_size or len(self.eval_pairs) < 10:
             raise ValueError(f"need at least {trainer.batch_size} training rows and 10 held-out pairs "
                              f"(got {len(self.train_rows)} / {len(self.eval_pairs)}; rejected rows: "

@@ -51,7 +51,7 @@ from rw_tf.data.interactions import stdlib_import_interactions
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
 from rw_tf.data.labelled import docstring_summary_pairs, documentation_source_examples
 from rw_tf.data.multilingual import multilingual_documents
-from rw_tf.data.segment_pairs import segment_pair_candidates
+from rw_tf.data.segment_pairs import segment_pair_candidates, yields_pairs
 from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, split_documents
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
@@ -193,7 +193,8 @@ def _write_corpus_data(config: PipelineConfig, paths: Dict[str, str], refined_co
     docs = _corpus_documents(config, refined_corpus, split_drops)
     report = {"corpus_source": corpus_source(config, refined_corpus), "documents_read": len(docs),
               "sentences_read": sum(len(d) for d in docs), "dropped_while_splitting": dict(split_drops)}
-    train_docs, eval_docs, removed = split_documents(docs, config.eval_fraction, config.seed)
+    train_docs, eval_docs, removed = split_documents(
+        docs, config.eval_fraction, config.seed, usable=lambda doc: yields_pairs(doc, config.target_words))
     report.update(removed=removed, train_documents=len(train_docs), eval_documents=len(eval_docs))
     tf.io.gfile.makedirs(config.data_dir)
     write_vocabulary(learn_vocabulary((s for d in train_docs for s in d), config.vocab_size), paths["vocab"])

@@ -62,8 +62,7 @@ def tiny_general_model(tmp_path_factory):
     from rw_tf.training import run_task
 
     out = str(tmp_path_factory.mktemp("general"))
-    task = PretrainingTask(PretrainingTaskConfig(max_documents=40, max_sequence_length=64, target_words=12,
-                                                 eval_fraction=0.1))   # 4 held-out documents
+    task = PretrainingTask(PretrainingTaskConfig(max_documents=40, max_sequence_length=64, target_words=12))
     run_task(task, task.trainer_config(epochs=1, steps_per_epoch=3, batch_size=8, keep_epoch_checkpoints=False),
              out, verbose=0)
     return out

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rw_tf.knowledge.entity_linking import EntityLinker, read_alias_table
+from rw_tf.knowledge.entity_linking import EntityLinker, alias_report, linker_for_knowledge_dir, read_alias_table
 from rw_tf.tokenization import SPECIAL_TOKENS, WordPieceTokenizer, write_vocabulary
 
 
@@ -60,3 +60,24 @@ def test_alias_table_rejects(tmp_path, tok):
     assert dict(rejects) == {"unknown_entity": 1, "malformed": 1, "invalid_utf8": 1}
     with pytest.raises(ValueError, match="empty"):
         EntityLinker(tok, {})
+
+
+def test_aliases_the_linker_cannot_use_are_counted_not_dropped(tmp_path, tok):
+    """Each row of the alias file is used or counted: before, a repeated alias silently replaced the
+    first, and aliases that were too long or clashed after normalization vanished from the table."""
+    (tmp_path / "entities.json").write_text('{"paris_fr": 0, "paris_tx": 1, "ny": 2}')
+    (tmp_path / "aliases.tsv").write_text(
+        "Paris\tparis_fr\n"
+        "Paris\tparis_tx\n"                        # the same alias again: the first row wins
+        "PARIS\tparis_tx\n"                        # "paris" once lower-cased: another entity's alias
+        "paris\tparis_fr\n"                        # the same words and the same entity: harmless
+        "new york\tny\n"
+        "I love new york university a lot\tny\n"   # 7 words, more than max_alias_words (6)
+        "\u200b\tny\n"                             # no word once normalized
+        "Nowhere\tatlantis\n", encoding="utf-8")
+    linker = linker_for_knowledge_dir(tok, str(tmp_path / "aliases.tsv"), str(tmp_path))
+    assert dict(linker.rejected_aliases) == {"unknown_entity": 1, "repeated_alias": 1,
+                                             "alias_of_another_entity_after_normalization": 1,
+                                             "alias_over_max_words": 1, "alias_without_words": 1}
+    assert alias_report(linker) == {"rejected_aliases": dict(linker.rejected_aliases)} and alias_report(None) == {}
+    assert linker.link_pieces(["PARIS new york"]).to_list() == [[0, 2, 2]]

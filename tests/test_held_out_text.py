@@ -43,6 +43,14 @@ def test_split_documents_holds_out_no_sentence_that_training_has():
     assert evaluation and not {s for d in evaluation for s in d} & train_sentences
     assert removed == {"duplicate_sentences": 19, "documents_without_two_sentences": 0}
     assert sum(map(len, train)) + sum(map(len, evaluation)) == 3 * 20 - 19
+    # Held-out documents that removal left too short for a pair are not counted towards the two it needs.
+    docs = [[f"Doc {i} sentence {j} is unique." for j in range(2 if i % 3 else 6)] for i in range(30)]
+    for seed in range(20):
+        _, plain, _ = split_documents(docs, 0.05, seed)
+        train, evaluation, _ = split_documents(docs, 0.05, seed, usable=lambda d: len(d) >= 6)
+        assert len(plain) == 2 and sum(len(d) >= 6 for d in evaluation) == 2
+        assert set(map(tuple, plain)) <= set(map(tuple, evaluation))   # the same draw, extended
+        assert sorted(map(tuple, train + evaluation)) == sorted(map(tuple, docs))
     with pytest.raises(ValueError, match="1 documents keep two sentences"):
         split_documents([["One sentence here.", "Two sentences here."]] * 6, 0.25, seed=0)
 
@@ -103,6 +111,9 @@ def test_retrieval_pairs_repeated_across_the_split_stay_out_of_evaluation(tmp_pa
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data"]["rejected_rows"] == {"eval_text_in_train": 2}
     assert metrics["data"]["eval_pairs"] == 6
+    out = capsys.readouterr().out                   # Keras' progress, then the summary, which says what
+    printed = json.loads(out[out.index("\n{\n") + 1:] if not out.startswith("{") else out)   # it left out
+    assert printed["left_out"] == {"rejected_rows": {"eval_text_in_train": 2}}
 
 
 def test_knowledge_graph_test_triples_that_training_holds_are_counted(tmp_path):

@@ -19,9 +19,17 @@ FINETUNE_TASKS = ("classification", "retrieval", "qa", "sentence_embedding", "re
                   "image_text")
 
 
+# What the tasks' data reports call the inputs they left out (by reason); shown, not only in metrics.json.
+REJECT_KEYS = ("rejected_rows", "rejected_images", "rejected_aliases", "removed", "removed_before_split",
+               "dropped_while_splitting", "corpus_drops")
+
+
 def summary(result: Dict[str, Any]) -> str:
     keys = ("task", "before", "after", "details", "train_seconds", "resumed_from_step", "model_path", "export_dir")
-    return json.dumps({k: result[k] for k in keys if result.get(k) not in (None, {})}, indent=2, default=float)
+    shown = {k: result[k] for k in keys if result.get(k) not in (None, {})}
+    data = result.get("data") or {}
+    left_out = {k: data[k] for k in REJECT_KEYS if isinstance(data.get(k), dict) and any(data[k].values())}
+    return json.dumps({**shown, **({"left_out": left_out} if left_out else {})}, indent=2, default=float)
 
 
 def train(task_class, args: argparse.Namespace) -> int:

@@ -44,6 +44,11 @@ def pack_segments(sentences: Sequence[str], target_words: int) -> List[str]:
     return segments
 
 
+def yields_pairs(sentences: Sequence[str], target_words: int) -> bool:
+    """Whether a document has the two segments of ``target_words`` that a pair needs."""
+    return len(pack_segments(sentences, target_words)) >= 2
+
+
 def segment_pair_candidates(documents: Sequence[Sequence[str]], target_words: int = 40,
                             seed: int = 12345) -> Dict[str, List]:
     """Builds the columns ``text_a``, ``text_b``, ``text_random`` and ``doc_id`` (lists)."""

@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import random
-from typing import Dict, Iterable, List, MutableMapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, MutableMapping, Optional, Sequence, Tuple
 
 from rw_tf.data.corpus import Document, deduplicate_sentences
 
@@ -53,17 +53,25 @@ def drop_eval_rows_seen_in_training(train: Sequence[Dict], evaluation: Sequence[
     return kept
 
 
-def split_documents(docs: Sequence[Document], eval_fraction: float, seed: int, seen: Optional[set] = None
+def split_documents(docs: Sequence[Document], eval_fraction: float, seed: int, seen: Optional[set] = None,
+                    usable: Callable[[Document], bool] = lambda doc: True
                     ) -> Tuple[List[Document], List[Document], Dict[str, int]]:
     """Removes repeated sentences (``deduplicate_sentences``; ``seen`` carries the sentences of
-    earlier calls, e.g. other languages), then holds out whole documents (at least two) for
-    evaluation, chosen with ``seed``. Returns train, eval and the counts removed."""
+    earlier calls, e.g. other languages), then holds out whole documents for evaluation, chosen
+    with ``seed``: ``eval_fraction`` of them, and more if needed for two that are ``usable`` (e.g.
+    long enough for a segment pair once shortened by the removal). Returns train, eval and the
+    counts removed."""
     docs, removed = deduplicate_sentences(docs, seen)
     if len(docs) < 4:
         raise ValueError(f"{len(docs)} documents keep two sentences once repeated sentences are removed "
                          f"({removed}); need at least 4 to hold out whole documents")
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
-    eval_ids = set(order[:max(2, int(round(len(docs) * eval_fraction)))])
+    wanted, eval_ids, usable_held_out = max(2, int(round(len(docs) * eval_fraction))), set(), 0
+    for i in order[:-2]:   # two documents stay in training whatever they are
+        if len(eval_ids) >= wanted and usable_held_out >= 2:
+            break
+        eval_ids.add(i)
+        usable_held_out += bool(usable(docs[i]))
     train = [d for i, d in enumerate(docs) if i not in eval_ids]
     return train, [d for i, d in enumerate(docs) if i in eval_ids], removed

@@ -22,7 +22,7 @@ from rw_tf.config import DictConfig, PretrainingDataConfig
 from rw_tf.data.images import decode_images
 from rw_tf.data.masking import PretrainingExampleBuilder
 from rw_tf.data.text_inputs import single_segment_inputs, text_ids
-from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
+from rw_tf.knowledge.entity_linking import linker_for_knowledge_dir
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 PAIR_TEXT_FEATURES = ("text_a", "text_b", "text_random")
@@ -56,8 +56,8 @@ def tracked_linker(tokenizer: WordPieceTokenizer, alias_file: str, knowledge_dir
     """An ``EntityLinker`` over ``alias_file`` with the entity ids of a ``rw-tf kg train`` model dir."""
     import tensorflow_transform as tft  # see tracked_tokenizer
 
-    aliases = aliases_for_knowledge_dir(alias_file, knowledge_dir)
-    return tft.make_and_track_object(lambda: EntityLinker(tokenizer, aliases), name="entity_linker")
+    return tft.make_and_track_object(lambda: linker_for_knowledge_dir(tokenizer, alias_file, knowledge_dir),
+                                     name="entity_linker")
 
 
 @dataclasses.dataclass

@@ -8,7 +8,11 @@ Rules:
   word wins and its words cannot start or join another match ("new york" beats "york university"
   in "new york university"); aliases are at most ``max_alias_words`` words;
 - every WordPiece of a linked word carries the entity id; unlinked pieces carry -1.
-Alias rows naming entities outside the entity vocabulary are rejected and counted.
+Alias rows naming entities outside the entity vocabulary are rejected and counted, and so is every
+alias the linker cannot use: a repeat of an alias (the first row wins), an alias of no words or of
+more than ``max_alias_words``, and one that normalizes to the words of an earlier alias of another
+entity ("Paris" and "PARIS" under a lower-casing tokenizer). ``linker_for_knowledge_dir`` keeps
+the counts in ``rejected_aliases``; tasks report them with their data.
 
 Example:
     >>> linker = EntityLinker(tokenizer, {"new york": 3, "paris": 5})               # doctest: +SKIP
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
@@ -51,17 +55,28 @@ def read_alias_table(path: str, entity_to_id: Mapping[str, int]) -> Tuple[Dict[s
             alias, entity = (x.strip() for x in fields)
             if entity not in entity_to_id:
                 rejects["unknown_entity"] += 1
-                continue
-            aliases[alias] = entity_to_id[entity]
+            elif alias in aliases:
+                rejects["repeated_alias"] += 1
+            else:
+                aliases[alias] = entity_to_id[entity]
     return aliases, rejects
 
 
-def aliases_for_knowledge_dir(alias_file: str, knowledge_dir: str) -> Dict[str, int]:
-    """{alias: entity id} with the ids of a ``rw-tf kg train`` output; rejected rows are logged."""
+def linker_for_knowledge_dir(tokenizer: WordPieceTokenizer, alias_file: str, knowledge_dir: str) -> "EntityLinker":
+    """An ``EntityLinker`` over ``alias_file`` with the entity ids of a ``rw-tf kg train`` output;
+    its ``rejected_aliases`` counts the rows of the file and the aliases it could not use (logged too)."""
     aliases, rejects = read_alias_table(alias_file, read_entity_vocabulary(knowledge_dir))
-    if rejects:
-        logging.getLogger("rw_tf.knowledge").warning("alias rows rejected in %s: %s", alias_file, dict(rejects))
-    return aliases
+    linker = EntityLinker(tokenizer, aliases)
+    linker.rejected_aliases.update(rejects)
+    if linker.rejected_aliases:
+        logging.getLogger("rw_tf.knowledge").warning("aliases rejected in %s: %s", alias_file,
+                                                     dict(linker.rejected_aliases))
+    return linker
+
+
+def alias_report(linker: Optional["EntityLinker"]) -> Dict[str, Dict[str, int]]:
+    """``{"rejected_aliases": counts}`` for a task's data report in knowledge mode, else ``{}``."""
+    return {"rejected_aliases": dict(linker.rejected_aliases)} if linker is not None else {}
 
 
 class EntityLinker(tf.Module):
@@ -76,9 +91,15 @@ class EntityLinker(tf.Module):
         keys = tf.strings.reduce_join(words, axis=1, separator=" ").numpy()
         lengths = words.row_lengths().numpy()
         table: Dict[bytes, int] = {}
+        self.rejected_aliases: collections.Counter = collections.Counter()
         for key, length, alias in zip(keys, lengths, aliases):
-            if 0 < length <= max_alias_words:
-                table.setdefault(key, int(alias_to_entity[alias]))  # first alias wins on normalized clashes
+            entity = int(alias_to_entity[alias])
+            if length == 0:
+                self.rejected_aliases["alias_without_words"] += 1
+            elif length > max_alias_words:
+                self.rejected_aliases["alias_over_max_words"] += 1
+            elif table.setdefault(key, entity) != entity:   # the first alias wins on normalized clashes
+                self.rejected_aliases["alias_of_another_entity_after_normalization"] += 1
         if not table:
             raise ValueError(f"no alias has 1..{max_alias_words} words after normalization")
         self.max_alias_words = int(min(max_alias_words, max(lengths)))

@@ -43,7 +43,7 @@ from rw_tf.data.text_inputs import (
 )
 from rw_tf.export.base import save_export
 from rw_tf.export.classification import ClassifierExport
-from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
+from rw_tf.knowledge.entity_linking import alias_report, linker_for_knowledge_dir
 from rw_tf.model_files import load_keras_file
 from rw_tf.models.classifier import TextClassifier, add_task_distillation_targets, task_logits
 from rw_tf.networks.encoder import ENCODER_INPUTS, TransformerEncoder
@@ -148,7 +148,7 @@ class ClassificationTask(Task):
         self.seed, self.batch_size, self.validation_steps = trainer.seed, trainer.batch_size, trainer.validation_steps
         self.tokenizer = (WordPieceTokenizer(self.examples.vocab_file) if self.examples is not None
                           else pretrained_tokenizer(cfg.init_from or minilm_checkpoint_dir()))
-        self.linker = (EntityLinker(self.tokenizer, aliases_for_knowledge_dir(cfg.alias_file, cfg.knowledge_dir))
+        self.linker = (linker_for_knowledge_dir(self.tokenizer, cfg.alias_file, cfg.knowledge_dir)
                        if cfg.knowledge_dir else None)
         if self.examples is not None:
             self.max_sequence_length = self.examples.max_sequence_length
@@ -170,7 +170,7 @@ class ClassificationTask(Task):
         self.y_train, self.y_eval = self.targets["train"], self.targets["eval"]
         stats: Dict[str, Any] = {"train_examples": len(train), "calibration_examples": len(calibration),
                                  "eval_examples": len(evaluation), "rejected_rows": rejects,
-                                 "num_classes": self.num_classes}
+                                 "num_classes": self.num_classes, **alias_report(self.linker)}
         if cfg.multi_label:
             stats["majority_baseline"] = multi_label_scores(majority_label_sets(self.y_train, len(self.y_eval)),
                                                             self.y_eval)

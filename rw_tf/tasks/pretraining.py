@@ -36,12 +36,12 @@ from rw_tf.config import DictConfig, EncoderConfig, PretrainingDataConfig
 from rw_tf.data.corpus import Document, SplitCounts, describe_drops, embedded_corpus, read_text_files
 from rw_tf.data.multilingual import DEFAULT_LANGUAGES, multilingual_documents
 from rw_tf.data.pretraining_dataset import pretraining_dataset, to_keras_triplet
-from rw_tf.data.segment_pairs import segment_pair_candidates
+from rw_tf.data.segment_pairs import segment_pair_candidates, yields_pairs
 from rw_tf.data.splits import split_documents
 from rw_tf.export.base import save_export
 from rw_tf.export.pretraining import PretrainingExport
 from rw_tf.knowledge.demo import nations_demo
-from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
+from rw_tf.knowledge.entity_linking import alias_report, linker_for_knowledge_dir
 from rw_tf.knowledge.graph import read_entity_vocabulary
 from rw_tf.knowledge.training import load_model_dir
 from rw_tf.models.pretraining import PretrainingModel, add_contrastive_targets, add_distillation_targets, warm_start
@@ -146,7 +146,7 @@ class PretrainingTask(Task):
                 train_docs, eval_docs = demo.train_documents, demo.eval_documents
             else:
                 train_docs, eval_docs, self.removed = split_documents(
-                    load_documents(cfg, self.split_drops), cfg.eval_fraction, trainer.seed)
+                    load_documents(cfg, self.split_drops), cfg.eval_fraction, trainer.seed, usable=self._yields_pairs)
             vocab_path = os.path.join(output_dir, "vocab.txt")
             tf.io.gfile.makedirs(output_dir)
             if cfg.init_from:
@@ -164,7 +164,7 @@ class PretrainingTask(Task):
                               else WordPieceTokenizer(vocab_path, lower_case=cfg.lower_case))
             self.train_pairs = segment_pair_candidates(train_docs, cfg.target_words, trainer.seed)
             self.eval_pairs = segment_pair_candidates(eval_docs, cfg.target_words, trainer.seed + 1)
-        self.linker = (EntityLinker(self.tokenizer, aliases_for_knowledge_dir(cfg.alias_file, cfg.knowledge_dir))
+        self.linker = (linker_for_knowledge_dir(self.tokenizer, cfg.alias_file, cfg.knowledge_dir)
                        if cfg.knowledge_dir else None)
         self.teacher = self._load_teacher() if cfg.kd_teacher else None
         if self.examples is not None:
@@ -173,7 +173,8 @@ class PretrainingTask(Task):
                 "eval_documents": len(eval_docs), "train_pairs": len(self.train_pairs["text_a"]),
                 "eval_pairs": len(self.eval_pairs["text_a"]), "vocab_size": self.tokenizer.vocab_size,
                 "dropped_while_splitting": dict(self.split_drops), "removed_before_split": dict(self.removed),
-                **({"documents_by_language": self.language_documents} if self.language_documents else {})}
+                **({"documents_by_language": self.language_documents} if self.language_documents else {}),
+                **alias_report(self.linker)}
 
     def _load_teacher(self) -> PretrainingModel:
         """f_K, checked against the student: same vocabulary, entity ids when it reads them."""
@@ -197,6 +198,9 @@ class PretrainingTask(Task):
                              f"max_sequence_length is {self.max_sequence_length}")
         return teacher
 
+    def _yields_pairs(self, doc: Document) -> bool:
+        return yields_pairs(doc, self.config.target_words)
+
     def _split_by_language(self, cfg: PretrainingTaskConfig, seed: int):
         """Documents held out per language, so every language has its own evaluation pairs."""
         by_language: Dict[str, List[Document]] = {}
@@ -204,7 +208,7 @@ class PretrainingTask(Task):
             by_language.setdefault(language, []).append(doc)
         train_docs, eval_docs, seen = [], [], set()   # a sentence repeated in two languages is kept once
         for language, docs in by_language.items():
-            train, held_out, removed = split_documents(docs, cfg.eval_fraction, seed, seen)
+            train, held_out, removed = split_documents(docs, cfg.eval_fraction, seed, seen, self._yields_pairs)
             self.removed.update(removed)
             train_docs += train
             eval_docs += held_out

@@ -40,7 +40,7 @@ from rw_tf.data.jsonl import loads_text
 from rw_tf.data.lines import bounded_lines
 from rw_tf.export.base import save_export
 from rw_tf.export.recommendation import RecommenderExport
-from rw_tf.knowledge.entity_linking import EntityLinker, aliases_for_knowledge_dir
+from rw_tf.knowledge.entity_linking import alias_report, linker_for_knowledge_dir
 from rw_tf.models.recommender import USER_POOLINGS, TwoTowerRecommender
 from rw_tf.models.sentence_encoder import SentenceEncoder
 from rw_tf.networks.encoder import ENCODER_INPUTS
@@ -161,13 +161,12 @@ class RecommendationTask(Task):
     def _embed_items(self) -> None:
         init_from = self.config.init_from or minilm_checkpoint_dir()
         self.tokenizer = pretrained_tokenizer(init_from)
-        linker = (EntityLinker(self.tokenizer, aliases_for_knowledge_dir(self.config.alias_file,
-                                                                         self.config.knowledge_dir))
-                  if self.config.knowledge_dir else None)
+        self.linker = (linker_for_knowledge_dir(self.tokenizer, self.config.alias_file, self.config.knowledge_dir)
+                       if self.config.knowledge_dir else None)
         self.text_model = SentenceEncoder(pretrained_encoder(init_from, self.tokenizer))
         self.text_model.build({k: (None, self.config.item_text_length) for k in ENCODER_INPUTS})
         self.text_vectors = embed_texts(self.text_model, self.tokenizer, self.item_texts,
-                                        self.config.item_text_length, linker=linker)
+                                        self.config.item_text_length, linker=self.linker)
 
     def _profiles(self, users: Sequence[str]) -> Optional[np.ndarray]:
         """Profile vectors [len(users), text_dim] (zeros for users without a profile text)."""
@@ -205,7 +204,7 @@ class RecommendationTask(Task):
             self._profiles(users) for users in (loo.example_users, loo.validation_users, loo.test_users))
         return {"items": len(self.items), "users": len(self.train_histories), "test_users": len(self.test_items),
                 "train_examples": len(self.examples), "train_interactions": sum(len(h) for h in self.train_histories),
-                "removed": self.rejects}
+                "removed": self.rejects, **alias_report(self.linker)}
 
     def build_model(self) -> keras.Model:
         cfg = self.config

@@ -60,10 +60,7 @@ def load_splits(config: TransEConfig) -> Tuple[KnowledgeGraph, KnowledgeGraph, K
     valid = (load_triples(config.valid_file, train.entity_to_id, train.relation_to_id) if config.valid_file
              else KnowledgeGraph(train.triples[:0], train.entity_to_id, train.relation_to_id))
     test = load_triples(config.test_file, train.entity_to_id, train.relation_to_id)
-    test = without_training_triples(test, train)
-    if len(test) == 0:  # found before training, not after
-        raise ValueError(f"no test triples in {config.test_file} (rejected: {dict(test.rejects.counts) or 'none'})")
-    return train, without_training_triples(valid, train), test
+    return train, without_training_triples(valid, train), checked_test_triples(test, train, config.test_file)
 
 
 def without_training_triples(held_out: KnowledgeGraph, train: KnowledgeGraph) -> KnowledgeGraph:
@@ -76,9 +73,16 @@ def without_training_triples(held_out: KnowledgeGraph, train: KnowledgeGraph) ->
     return dataclasses.replace(held_out, triples=held_out.triples[keep])
 
 
-def evaluate(model: TransE, train: KnowledgeGraph, valid: KnowledgeGraph, test: KnowledgeGraph) -> Dict[str, float]:
+def checked_test_triples(test: KnowledgeGraph, train: Optional[KnowledgeGraph], source: str) -> KnowledgeGraph:
+    """``test`` less the training triples (when ``train`` is given); none left is an error, raised
+    before any training."""
+    test = without_training_triples(test, train) if train is not None else test
     if len(test) == 0:
-        raise ValueError(f"no test triples to evaluate (rejected: {dict(test.rejects.counts) or 'none'})")
+        raise ValueError(f"no test triples in {source} (rejected: {dict(test.rejects.counts) or 'none'})")
+    return test
+
+
+def evaluate(model: TransE, train: KnowledgeGraph, valid: KnowledgeGraph, test: KnowledgeGraph) -> Dict[str, float]:
     ranks = filtered_ranks(transe_scores(model), test.triples, [train.triples, valid.triples, test.triples])
     return rank_metrics(ranks)
 
@@ -133,12 +137,9 @@ def evaluate_model_dir(model_dir: str, config: TransEConfig) -> Dict[str, Any]:
     else:
         if not config.test_file:
             raise ValueError("give --dataset or --test")
-        test = load_triples(config.test_file, entities, relations)
-        if config.train_file:
-            train = load_triples(config.train_file, entities, relations)
-            test = without_training_triples(test, train)
-        else:
-            train = test
+        train = load_triples(config.train_file, entities, relations) if config.train_file else None
+        test = checked_test_triples(load_triples(config.test_file, entities, relations), train, config.test_file)
+        train = test if train is None else train
         valid = load_triples(config.valid_file, entities, relations) if config.valid_file else test
     return {"test_metrics": evaluate(model, train, valid, test), "test_triples": len(test),
             "rejected_rows": dict(test.rejects.counts)}

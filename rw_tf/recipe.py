@@ -1,6 +1,7 @@
 """The RefinedWeb training recipe end to end, on the Nations domain demo, with its ablation table.
 
     rw-tf recipe --output-dir runs/recipe [--seeds 0 1 2] [--general-steps 600 --domain-steps 800 ...]
+        [--strategy mirrored|multi_worker_mirrored|tpu] [--precision mixed_bfloat16]
 
 The three stages of the design (section 3), each an ordinary task trained by the shared runner:
 1. general pretraining on the embedded corpus, L = L_MLM + l1 L_NSP + l2 L_SOP;
@@ -39,7 +40,8 @@ from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
 from rw_tf.tasks.classification import ClassificationTask, ClassificationTaskConfig
 from rw_tf.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
-from rw_tf.training.runner import TrainerConfig, run_task
+from rw_tf.training.runner import TrainerConfig, is_chief, run_task
+from rw_tf.training.strategy import create_strategy, wait_for_all_workers
 
 ARMS = {
     "a": "general pretraining only",
@@ -71,6 +73,12 @@ class RecipeConfig(DictConfig):
     max_train_triples: Optional[int] = None
     transe_epochs: int = 100
     transe_dim: int = 32
+    # Every stage's distribution strategy and dtype policy (TrainerConfig's). With
+    # multi_worker_mirrored every worker runs the same command with the same --output-dir on
+    # storage they share: the chief writes, the others read its stages.
+    strategy: str = "default"
+    tpu: Optional[str] = None
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -78,11 +86,12 @@ class RecipeConfig(DictConfig):
         for name in ("general_steps", "domain_steps", "finetune_steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        self.trainer(1, 1.0, 0)   # checks the strategy and precision names
 
-
-def _trainer(steps: int, learning_rate: float, batch_size: int, seed: int) -> TrainerConfig:
-    return TrainerConfig(epochs=1, steps_per_epoch=steps, batch_size=batch_size, learning_rate=learning_rate,
-                         warmup_steps=max(1, steps // 10), seed=seed, keep_epoch_checkpoints=False)
+    def trainer(self, steps: int, learning_rate: float, seed: int) -> TrainerConfig:
+        return TrainerConfig(epochs=1, steps_per_epoch=steps, batch_size=self.batch_size, learning_rate=learning_rate,
+                             warmup_steps=max(1, steps // 10), seed=seed, keep_epoch_checkpoints=False,
+                             strategy=self.strategy, tpu=self.tpu, precision=self.precision)
 
 
 def _stage(task, trainer: TrainerConfig, output_dir: str, label: str, log: Callable[[str], None]) -> Dict[str, Any]:
@@ -110,21 +119,16 @@ def _spread(values: List[float]) -> Dict[str, Any]:
 def run_recipe(config: RecipeConfig, output_dir: str, log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Trains every stage for every seed (see the module docstring); returns and writes ``recipe.json``."""
     started = time.time()
+    # Made before TensorFlow runs anything (a multi-worker strategy must be); every stage reuses it.
+    strategy = create_strategy(config.strategy, tpu_address=config.tpu)
+    chief = is_chief(strategy)
     data_dir = os.path.join(output_dir, "data")
     knowledge_dir, alias_file = os.path.join(data_dir, "transe"), os.path.join(data_dir, "aliases.tsv")
     train_file, eval_file = (os.path.join(data_dir, "triples", f"{split}.jsonl") for split in ("train", "eval"))
     demo = nations_demo()
-    if not tf.io.gfile.exists(eval_file):
-        train_rows, eval_rows = triple_classification_rows(demo, config.max_train_triples, seed=0)
-        write_jsonl(train_rows, train_file)
-        write_jsonl(eval_rows, eval_file)
-    if not tf.io.gfile.exists(alias_file):
-        with tf.io.gfile.GFile(alias_file, "w") as f:
-            f.write("".join(f"{alias}\t{alias}\n" for alias in sorted(demo.alias_to_entity)))
-    if not tf.io.gfile.exists(os.path.join(knowledge_dir, "transe.keras")):
-        transe = train_transe(TransEConfig(dataset="nations", embedding_dim=config.transe_dim,
-                                           epochs=config.transe_epochs, seed=0), knowledge_dir, verbose=0)
-        log(f"knowledge graph: TransE on Nations, filtered MRR {transe['test_metrics']['mrr']:.3f}")
+    if chief:
+        _write_data(config, demo, train_file, eval_file, alias_file, knowledge_dir, log)
+    wait_for_all_workers(strategy)   # the other workers read the chief's files
     knowledge = {"knowledge_dir": knowledge_dir, "alias_file": alias_file}
     triples = {"train_file": train_file, "eval_file": eval_file,
                "max_sequence_length": config.finetune_max_sequence_length}
@@ -135,9 +139,9 @@ def run_recipe(config: RecipeConfig, output_dir: str, log: Callable[[str], None]
         run_dir = os.path.join(output_dir, f"seed-{seed}")
         path = {name: os.path.join(run_dir, name) for name in (
             "general", "knowledge_model", "knowledge_classifier", "domain", "domain_kd", "a", "b", "c", "d")}
-        pretrain = _trainer(config.general_steps, config.general_learning_rate, config.batch_size, seed)
-        adapt = _trainer(config.domain_steps, config.domain_learning_rate, config.batch_size, seed)
-        tune = _trainer(config.finetune_steps, config.finetune_learning_rate, config.batch_size, seed)
+        pretrain = config.trainer(config.general_steps, config.general_learning_rate, seed)
+        adapt = config.trainer(config.domain_steps, config.domain_learning_rate, seed)
+        tune = config.trainer(config.finetune_steps, config.finetune_learning_rate, seed)
         stage = {}
         stage["general"] = _stage(PretrainingTask(PretrainingTaskConfig(
             preset=config.preset, max_documents=config.max_documents, max_sequence_length=config.max_sequence_length,
@@ -172,10 +176,27 @@ def run_recipe(config: RecipeConfig, output_dir: str, log: Callable[[str], None]
     eval_rows = sum(1 for _ in tf.io.gfile.GFile(eval_file))
     result = {"config": config.to_dict(), "table": table, "domain_mlm_accuracy": domain_mlm,
               "eval_examples": eval_rows, "runs": runs, "wall_seconds": time.time() - started}
-    with tf.io.gfile.GFile(os.path.join(output_dir, "recipe.json"), "w") as f:
-        json.dump(result, f, indent=2, default=float)
+    if chief:
+        with tf.io.gfile.GFile(os.path.join(output_dir, "recipe.json"), "w") as f:
+            json.dump(result, f, indent=2, default=float)
     log(format_table(result))
     return result
+
+
+def _write_data(config: RecipeConfig, demo, train_file: str, eval_file: str, alias_file: str, knowledge_dir: str,
+                log: Callable[[str], None]) -> None:
+    """The triple task's splits, the alias table and the TransE model, unless an earlier run wrote them."""
+    if not tf.io.gfile.exists(eval_file):
+        train_rows, eval_rows = triple_classification_rows(demo, config.max_train_triples, seed=0)
+        write_jsonl(train_rows, train_file)
+        write_jsonl(eval_rows, eval_file)
+    if not tf.io.gfile.exists(alias_file):
+        with tf.io.gfile.GFile(alias_file, "w") as f:
+            f.write("".join(f"{alias}\t{alias}\n" for alias in sorted(demo.alias_to_entity)))
+    if not tf.io.gfile.exists(os.path.join(knowledge_dir, "transe.keras")):
+        transe = train_transe(TransEConfig(dataset="nations", embedding_dim=config.transe_dim,
+                                           epochs=config.transe_epochs, seed=0), knowledge_dir, verbose=0)
+        log(f"knowledge graph: TransE on Nations, filtered MRR {transe['test_metrics']['mrr']:.3f}")
 
 
 def format_table(result: Dict[str, Any]) -> str:

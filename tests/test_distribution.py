@@ -88,7 +88,7 @@ class Weights(keras.callbacks.Callback):
 
 task = PretrainingTask(PretrainingTaskConfig(**json.loads(sys.argv[3])))
 result = run_task(task, task.trainer_config(**json.loads(sys.argv[4])), sys.argv[1], callbacks=[Weights()], verbose=0)
-print(json.dumps({"loss": result["history"]["loss"]}))
+print(json.dumps({k: result[k] for k in ("chief", "model_path", "export_dir")}))
 """
 
 
@@ -109,13 +109,16 @@ def test_two_workers_on_loopback_equal_one_process(tmp_path, vocab_file):
                "clipnorm": 0.05, "adam_epsilon": 1.0, "keep_epoch_checkpoints": False}  # see _train
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     workers = [f"localhost:{p}" for p in _free_ports(2)]
-    procs = []
+    procs, scratch = [], [tmp_path / "tmp0", tmp_path / "tmp1"]   # each worker's temporary directory
+    for folder in scratch:
+        folder.mkdir()
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen(
             [sys.executable, "-c", WORKER, str(tmp_path / f"w{index}"), str(tmp_path / f"w{index}.npz"),
              json.dumps(task), json.dumps({**trainer, "strategy": "multi_worker_mirrored"})],
-            env=dict(env, TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            env=dict(env, TF_CONFIG=tf_config, TMPDIR=str(scratch[index])), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True))
     single = subprocess.run([sys.executable, "-c", WORKER, str(tmp_path / "single"), str(tmp_path / "single.npz"),
                              json.dumps(task), json.dumps(trainer)], env=env, capture_output=True, text=True,
                             timeout=600)
@@ -130,3 +133,67 @@ def test_two_workers_on_loopback_equal_one_process(tmp_path, vocab_file):
     print(f"max |w0 - w1| = {between_workers:.3g}, max |w0 - single process| = {versus_single:.3g}")
     assert between_workers == 0.0 and versus_single < 1e-5
     assert os.path.exists(tmp_path / "w0" / "metrics.json") and not os.path.exists(tmp_path / "w1" / "metrics.json")
+    # Only the chief keeps outputs; the other worker's saves leave nothing behind and it names no paths.
+    reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert reports[0] == {"chief": True, "model_path": str(tmp_path / "w0" / "model.keras"),
+                          "export_dir": str(tmp_path / "w0" / "export" / "1")}
+    assert reports[1] == {"chief": False, "model_path": None, "export_dir": None}
+    assert os.listdir(scratch[1]) == [] and os.listdir(tmp_path / "w1") == []
+
+
+def _two_workers(command, tmp_path, timeout=900):
+    """Runs ``command`` (a Python ``-c`` program, then its arguments) as worker 0 and worker 1 of a
+    loopback cluster, each with its own temporary directory; returns their (return code, stdout, stderr)."""
+    workers = [f"localhost:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        scratch = tmp_path / f"tmp{index}"
+        scratch.mkdir()
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen([sys.executable, "-c", *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=tf_config,
+                                                          TMPDIR=str(scratch), RW_TF_LOG_DIR=str(scratch / "logs"))))
+    outputs = [p.communicate(timeout=timeout) for p in procs]
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
+
+
+STRATEGY_TWICE = """
+import sys
+from rw_tf.training import create_strategy, wait_for_all_workers
+first = create_strategy("multi_worker_mirrored", worker_timeout_seconds=60)
+wait_for_all_workers(first)
+second = create_strategy("multi_worker_mirrored")
+wait_for_all_workers(second)
+print(first is second, first.num_replicas_in_sync)
+"""
+
+
+def test_one_multi_worker_strategy_per_process_and_a_barrier(tmp_path):
+    # A second MultiWorkerMirroredStrategy would configure collective ops again under the first's
+    # tensors; commands that train several tasks in one process (rw-tf recipe) get the first back.
+    results = _two_workers([STRATEGY_TWICE], tmp_path, timeout=300)
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+        assert out.split() == ["True", "2"]
+
+
+@pytest.mark.slow
+def test_recipe_on_two_workers_sharing_an_output_folder(tmp_path):
+    out = tmp_path / "recipe"
+    args = ["recipe", "--output-dir", str(out), "--seeds", "0", "--max-documents", "40", "--general-steps", "3",
+            "--domain-steps", "3", "--finetune-steps", "3", "--transe-epochs", "3", "--batch-size", "8",
+            "--strategy", "multi_worker_mirrored"]
+    program = "import sys; from rw_tf.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    results = _two_workers([program, *args], tmp_path)
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    (_, chief_out, _), (_, worker_out, _) = results
+    # The workers trained in step: every stage's figures agree; the chief alone wrote files.
+    table = lambda printed: [line for line in printed.splitlines() if line.startswith("| (")]
+    figures = lambda printed: [line.rsplit("(", 1)[0] for line in printed.splitlines() if line.startswith("[seed")]
+    assert len(table(chief_out)) == 5 and table(chief_out) == table(worker_out)
+    assert len(figures(chief_out)) == 9 and figures(chief_out) == figures(worker_out)
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["config"]["strategy"] == "multi_worker_mirrored"
+    assert recipe["runs"]["0"]["d"]["export_dir"] == str(out / "seed-0" / "d" / "export" / "1")
+    assert not [name for name in os.listdir(tmp_path / "tmp1") if name.startswith("rw_tf_worker_")]

@@ -48,7 +48,7 @@ def test_mlm_loss_falls_on_embedded_corpus(trained):
         data["removed_before_split"]["documents_without_two_sentences"] == 79
     with open(os.path.join(trained[0], "metrics.json")) as f:
         assert set(json.load(f)) == {"task", "task_config", "trainer", "data", "before", "after", "details", "history",
-                                     "train_seconds", "resumed_from_step", "model_path", "export_dir"}
+                                     "train_seconds", "resumed_from_step", "model_path", "export_dir", "chief"}
 
 
 def test_saved_model_reloads_with_identical_outputs(trained):

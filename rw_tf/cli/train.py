@@ -27,6 +27,8 @@ REJECT_KEYS = ("rejected_rows", "rejected_images", "rejected_aliases", "removed"
 def summary(result: Dict[str, Any]) -> str:
     keys = ("task", "before", "after", "details", "train_seconds", "resumed_from_step", "model_path", "export_dir")
     shown = {k: result[k] for k in keys if result.get(k) not in (None, {})}
+    if result.get("chief") is False:
+        shown["outputs"] = "none on this worker: the chief worker writes model.keras, the export and metrics.json"
     data = result.get("data") or {}
     left_out = {k: data[k] for k in REJECT_KEYS if isinstance(data.get(k), dict) and any(data[k].values())}
     return json.dumps({**shown, **({"left_out": left_out} if left_out else {})}, indent=2, default=float)

@@ -2,7 +2,7 @@
 from rw_tf.training.backup import TrainingBackup
 from rw_tf.training.optimizer import build_optimizer
 from rw_tf.training.runner import TrainerConfig, run_task
-from rw_tf.training.strategy import STRATEGIES, create_strategy, split_cpu
+from rw_tf.training.strategy import STRATEGIES, create_strategy, split_cpu, wait_for_all_workers
 
 __all__ = ["STRATEGIES", "TrainerConfig", "TrainingBackup", "build_optimizer", "create_strategy", "run_task",
-           "split_cpu"]
+           "split_cpu", "wait_for_all_workers"]

@@ -9,11 +9,12 @@ and per epoch; TensorBoard logs; per-epoch weights), scores it again, lets the t
 (e.g. calibrate) and export, and writes ``metrics.json``:
 
     {"task", "task_config", "trainer", "data", "before", "after", "details", "history",
-     "train_seconds", "resumed_from_step", "model_path", "export_dir"}
+     "train_seconds", "resumed_from_step", "model_path", "export_dir", "chief"}
 
 Output folder: ``model.keras`` (reload with ``keras.saving.load_model`` after ``import rw_tf``),
 ``export/1`` (SavedModel, TF Serving layout), ``metrics.json``, ``logs/``, ``checkpoints/`` and,
-while a run is unfinished, ``backup/``: re-running the same command continues from it.
+while a run is unfinished, ``backup/``: re-running the same command continues from it. In a
+multi-worker run only the chief writes them (``"chief": false`` and no paths elsewhere).
 
 Example:
     >>> task = PretrainingTask(PretrainingTaskConfig(preset="tiny"))                # doctest: +SKIP
@@ -21,12 +22,14 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -36,7 +39,7 @@ from rw_tf.data.text_inputs import real_token_rate
 from rw_tf.errors import UserError
 from rw_tf.training.backup import TrainingBackup
 from rw_tf.training.optimizer import DECAYS, build_optimizer
-from rw_tf.training.strategy import STRATEGIES, create_strategy
+from rw_tf.training.strategy import STRATEGIES, create_strategy, wait_for_all_workers
 
 # Keras dtype policies; mixed_float16 gets dynamic loss scaling from compile() (auto_scale_loss).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -87,9 +90,21 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return bool(getattr(strategy.extended, "should_checkpoint", True))
 
 
-def _writable(path: str, chief: bool) -> str:
-    # Every worker saves (saving may read variables with collective ops), only the chief's copy stays.
-    return path if chief else os.path.join(tempfile.mkdtemp(prefix="rw_tf_worker_"), os.path.basename(path))
+@contextlib.contextmanager
+def _work_dir(output_dir: str, chief: bool) -> Iterator[str]:
+    """Where this worker writes: ``output_dir`` on the chief. A non-chief worker still prepares the
+    task's files and saves the model (saving may read variables with collective ops, so a worker
+    that skipped it would leave the others waiting), but into a temporary folder removed at the end:
+    on shared storage it would overwrite the chief's files while they are read, and on local disks
+    hundreds of MB a run would stay behind."""
+    if chief:
+        yield output_dir
+        return
+    scratch = tempfile.mkdtemp(prefix="rw_tf_worker_")
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _merge(histories: Sequence[keras.callbacks.History]) -> Dict[str, List[float]]:
@@ -130,7 +145,8 @@ def run_task(task: "Task", trainer: TrainerConfig, output_dir: str, export_dir: 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(trainer.precision)
     try:
-        return _run(task, trainer, strategy, output_dir, export_dir, callbacks, verbose)
+        with _work_dir(output_dir, is_chief(strategy)) as work_dir:
+            return _run(task, trainer, strategy, output_dir, work_dir, export_dir, callbacks, verbose)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -158,12 +174,12 @@ def _train_real_token_rate(task: "Task", batch_size: int, batches: int = 8) -> O
     return real_token_rate(task.train_dataset(batch_size), batches)
 
 
-def _run(task: "Task", trainer: TrainerConfig, strategy: tf.distribute.Strategy, output_dir: str,
+def _run(task: "Task", trainer: TrainerConfig, strategy: tf.distribute.Strategy, output_dir: str, work_dir: str,
          export_dir: Optional[str], callbacks: Sequence[keras.callbacks.Callback], verbose: Any) -> Dict[str, Any]:
     chief = is_chief(strategy)
     keras.utils.set_random_seed(trainer.seed)
     tf.io.gfile.makedirs(output_dir)
-    data = task.prepare(output_dir, trainer)
+    data = task.prepare(work_dir, trainer)
     steps_per_epoch = trainer.steps_per_epoch or task.steps_per_epoch(trainer.batch_size)
     with strategy.scope():
         model = task.build_model()
@@ -191,14 +207,17 @@ def _run(task: "Task", trainer: TrainerConfig, strategy: tf.distribute.Strategy,
     train_seconds = time.time() - started
     after = task.evaluate(model)
     details = task.finish(model)
-    model_path = os.path.join(output_dir, "model.keras")
-    model.save(_writable(model_path, chief))
-    export_dir = task.export(model, _writable(export_dir or os.path.join(output_dir, "export", "1"), chief))
+    model_path = os.path.join(work_dir, "model.keras")
+    model.save(model_path)
+    export_dir = task.export(model, export_dir if chief and export_dir else os.path.join(work_dir, "export", "1"))
     backup.clear()
     result = {**task.describe(), "trainer": trainer.to_dict(), "data": data, "before": before,
               "after": after, "details": details, "history": history, "train_seconds": train_seconds,
-              "resumed_from_step": start_step, "model_path": model_path, "export_dir": export_dir}
+              "resumed_from_step": start_step, "chief": chief,
+              # A non-chief's copies are gone when run_task returns.
+              "model_path": model_path if chief else None, "export_dir": export_dir if chief else None}
     if chief:
         with tf.io.gfile.GFile(os.path.join(output_dir, "metrics.json"), "w") as f:
             json.dump(result, f, indent=2, default=float)
+    wait_for_all_workers(strategy)   # the next step of any worker may read what the chief just wrote
     return result

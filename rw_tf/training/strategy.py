@@ -23,7 +23,7 @@ import itertools
 import json
 import os
 import socket
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tensorflow.python.distribute import collective_all_reduce_strategy as collective
@@ -105,19 +105,37 @@ def _tpu(tpu_address: Optional[str], timeout: float) -> tf.distribute.Strategy:
     return tf.distribute.TPUStrategy(resolver)
 
 
+# A MultiWorkerMirroredStrategy configures the process's collective ops and a TPUStrategy initializes
+# the TPU system: a second one in the same process re-does that under the first one's tensors (TF
+# warns that they may break; re-initializing a TPU wipes its memory). Commands that train several
+# tasks in one process (rw-tf recipe) get the first one again.
+_PROCESS_STRATEGIES: Dict[Tuple[str, str], tf.distribute.Strategy] = {}
+
+
 def create_strategy(name: str = "default", devices: Optional[Sequence[str]] = None,
                     tpu_address: Optional[str] = None, worker_timeout_seconds: float = 120.0
                     ) -> tf.distribute.Strategy:
-    """Returns the named strategy (see the module docstring)."""
+    """Returns the named strategy (see the module docstring); the same multi-worker or TPU strategy
+    each time in one process."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return _MirroredStrategy(devices=list(devices) if devices else None)
-    if name == "multi_worker_mirrored":
-        return _multi_worker(worker_timeout_seconds)
-    if name == "tpu":
-        return _tpu(tpu_address, worker_timeout_seconds)
-    raise UserError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
+    if name not in STRATEGIES:
+        raise UserError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
+    key = (name, os.environ.get("TF_CONFIG", "") if name == "multi_worker_mirrored" else tpu_address or "local")
+    if key not in _PROCESS_STRATEGIES:
+        _PROCESS_STRATEGIES[key] = (_multi_worker(worker_timeout_seconds) if name == "multi_worker_mirrored"
+                                    else _tpu(tpu_address, worker_timeout_seconds))
+    return _PROCESS_STRATEGIES[key]
+
+
+def wait_for_all_workers(strategy: tf.distribute.Strategy) -> None:
+    """Returns once every worker of a multi-worker strategy has called it (one all-reduce across
+    them), so that what the chief wrote before its call is complete when the others read it. Does
+    nothing for strategies of one worker."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.function(lambda: tf.ones(()))), axis=None)
 
 
 def split_cpu(num_devices: int) -> list:

@@ -40,8 +40,8 @@ from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
 from rw_tf.tasks.classification import ClassificationTask, ClassificationTaskConfig
 from rw_tf.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
-from rw_tf.training.runner import TrainerConfig, is_chief, run_task
-from rw_tf.training.strategy import create_strategy, wait_for_all_workers
+from rw_tf.training.runner import TrainerConfig, run_task
+from rw_tf.training.strategy import create_strategy, is_chief, wait_for_all_workers
 
 ARMS = {
     "a": "general pretraining only",

@@ -29,7 +29,7 @@ from rw_tf.knowledge.graph import (
 )
 from rw_tf.knowledge.transe import TransE
 from rw_tf.model_files import load_keras_file
-from rw_tf.training.strategy import create_strategy
+from rw_tf.training.strategy import create_strategy, wait_for_all_workers, worker_output_dir
 
 
 @dataclasses.dataclass
@@ -88,28 +88,32 @@ def evaluate(model: TransE, train: KnowledgeGraph, valid: KnowledgeGraph, test: 
 
 
 def train_transe(config: TransEConfig, output_dir: str, verbose: Any = "auto") -> Dict[str, Any]:
+    strategy = create_strategy(config.strategy)   # first: a multi-worker strategy must be
     train, valid, test = load_splits(config)
     keras.utils.set_random_seed(config.seed)
-    with create_strategy(config.strategy).scope():
+    with strategy.scope():
         model = TransE(train.num_entities, train.num_relations, config.embedding_dim, config.norm, config.margin,
                        config.num_negatives, seed=config.seed)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    model.build_for_training((train.triples[:config.batch_size],))   # fit then trains on every batch
     start = time.perf_counter()
     history = model.fit(train.triples, epochs=config.epochs, batch_size=config.batch_size, shuffle=True,
                         verbose=verbose)
     seconds = time.perf_counter() - start
     metrics = evaluate(model, train, valid, test)
-    os.makedirs(output_dir, exist_ok=True)
-    model.save(os.path.join(output_dir, "transe.keras"))
-    for name, vocab in (("entities", train.entity_to_id), ("relations", train.relation_to_id)):
-        with open(os.path.join(output_dir, f"{name}.json"), "w", encoding="utf-8") as f:
-            json.dump(vocab, f, ensure_ascii=False)
     result = {"config": dataclasses.asdict(config), "test_metrics": metrics, "train_seconds": seconds,
               "final_loss": float(history.history["loss"][-1]),
               "rejected_rows": {split: dict(g.rejects.counts) for split, g in
                                 (("train", train), ("valid", valid), ("test", test)) if g.rejects.total}}
-    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
+    with worker_output_dir(output_dir, strategy) as out_dir:   # only the chief's files stay
+        os.makedirs(out_dir, exist_ok=True)
+        model.save(os.path.join(out_dir, "transe.keras"))
+        for name, vocab in (("entities", train.entity_to_id), ("relations", train.relation_to_id)):
+            with open(os.path.join(out_dir, f"{name}.json"), "w", encoding="utf-8") as f:
+                json.dump(vocab, f, ensure_ascii=False)
+        with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    wait_for_all_workers(strategy)
     return result
 
 

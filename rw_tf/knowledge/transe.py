@@ -13,14 +13,20 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import keras
 from keras import ops
 
+from rw_tf.losses import replica_sum
+from rw_tf.models.task_model import TaskModelMixin
+
 
 @keras.saving.register_keras_serializable(package="rw_tf")
-class TransE(keras.Model):
+class TransE(TaskModelMixin, keras.Model):
+    # TaskModelMixin: its config from these arguments, and fit across several workers.
+    config_fields = ("num_entities", "num_relations", "embedding_dim", "norm", "margin", "num_negatives", "seed")
+
     def __init__(self, num_entities: int, num_relations: int, embedding_dim: int = 50, norm: int = 1,
                  margin: float = 1.0, num_negatives: int = 1, seed: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -74,11 +80,6 @@ class TransE(keras.Model):
                      training: bool = True) -> Any:
         positive = ops.repeat(y_pred, self.num_negatives, axis=0)
         negative = self(self.corrupt(x))
-        return ops.mean(ops.relu(self.margin + positive - negative))
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(num_entities=self.num_entities, num_relations=self.num_relations,
-                      embedding_dim=self.embedding_dim, norm=self.norm, margin=self.margin,
-                      num_negatives=self.num_negatives, seed=self.seed)
-        return config
+        # The mean over the global batch: this replica's share (see rw_tf.losses.GlobalMeanLoss).
+        count = replica_sum(ops.cast(ops.shape(negative)[0], "float32"))
+        return ops.sum(ops.relu(self.margin + positive - negative)) / count

@@ -22,14 +22,11 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -39,7 +36,7 @@ from rw_tf.data.text_inputs import real_token_rate
 from rw_tf.errors import UserError
 from rw_tf.training.backup import TrainingBackup
 from rw_tf.training.optimizer import DECAYS, build_optimizer
-from rw_tf.training.strategy import STRATEGIES, create_strategy, wait_for_all_workers
+from rw_tf.training.strategy import STRATEGIES, create_strategy, is_chief, wait_for_all_workers, worker_output_dir
 
 # Keras dtype policies; mixed_float16 gets dynamic loss scaling from compile() (auto_scale_loss).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -85,28 +82,6 @@ class TrainerConfig(DictConfig):
             raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True except on the non-chief workers of a multi-worker run (they must not write outputs)."""
-    return bool(getattr(strategy.extended, "should_checkpoint", True))
-
-
-@contextlib.contextmanager
-def _work_dir(output_dir: str, chief: bool) -> Iterator[str]:
-    """Where this worker writes: ``output_dir`` on the chief. A non-chief worker still prepares the
-    task's files and saves the model (saving may read variables with collective ops, so a worker
-    that skipped it would leave the others waiting), but into a temporary folder removed at the end:
-    on shared storage it would overwrite the chief's files while they are read, and on local disks
-    hundreds of MB a run would stay behind."""
-    if chief:
-        yield output_dir
-        return
-    scratch = tempfile.mkdtemp(prefix="rw_tf_worker_")
-    try:
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
 def _merge(histories: Sequence[keras.callbacks.History]) -> Dict[str, List[float]]:
     merged: Dict[str, List[float]] = {}
     for history in histories:
@@ -145,7 +120,7 @@ def run_task(task: "Task", trainer: TrainerConfig, output_dir: str, export_dir: 
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(trainer.precision)
     try:
-        with _work_dir(output_dir, is_chief(strategy)) as work_dir:
+        with worker_output_dir(output_dir, strategy) as work_dir:
             return _run(task, trainer, strategy, output_dir, work_dir, export_dir, callbacks, verbose)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)

@@ -19,11 +19,14 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import shutil
 import socket
-from typing import Dict, Optional, Sequence, Tuple
+import tempfile
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tensorflow.python.distribute import collective_all_reduce_strategy as collective
@@ -128,6 +131,28 @@ def create_strategy(name: str = "default", devices: Optional[Sequence[str]] = No
         _PROCESS_STRATEGIES[key] = (_multi_worker(worker_timeout_seconds) if name == "multi_worker_mirrored"
                                     else _tpu(tpu_address, worker_timeout_seconds))
     return _PROCESS_STRATEGIES[key]
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True except on the non-chief workers of a multi-worker run (they must not write outputs)."""
+    return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+@contextlib.contextmanager
+def worker_output_dir(output_dir: str, strategy: tf.distribute.Strategy) -> Iterator[str]:
+    """Where this worker writes: ``output_dir`` on the chief. A non-chief worker still prepares its
+    files and saves the model (saving may read variables with collective ops, so a worker that
+    skipped it would leave the others waiting), but into a temporary folder removed at the end:
+    on shared storage it would overwrite the chief's files while they are read, and on local disks
+    hundreds of MB a run would stay behind."""
+    if is_chief(strategy):
+        yield output_dir
+        return
+    scratch = tempfile.mkdtemp(prefix="rw_tf_worker_")
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def wait_for_all_workers(strategy: tf.distribute.Strategy) -> None:

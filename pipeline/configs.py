@@ -169,7 +169,7 @@ class PipelineConfig(DictConfig):
     beam_direct_num_workers: int = 2
     extra_beam_args: List[str] = dataclasses.field(default_factory=list)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         # Local paths become absolute; remote ones (gs://, s3://, any URI with a scheme) stay verbatim.
         self.root = local_path(self.root)
         self.data_root = local_path(self.data_root) if self.data_root else None
@@ -182,27 +182,13 @@ class PipelineConfig(DictConfig):
             raise ValueError("knowledge mode needs both alias_file and knowledge_dir")
         if self.beam_direct_running_mode not in ("in_memory", "multi_threading", "multi_processing"):
             raise ValueError(f"unknown beam_direct_running_mode {self.beam_direct_running_mode!r}")
-        self._check_ranges()
+        self._check_knowledge_layers()
 
-    # Numbers that may be 0; fractions are open intervals, gate bounds closed; every other number > 0.
-    _MAY_BE_ZERO = ("seed", "warmup_steps", "backup_every_steps", "kd_weight", "refined_kd_weight")
+    # Numbers that may be 0 (DictConfig.check_numbers checks every number: fractions are open
+    # intervals, gate bounds closed, every other number > 0).
+    may_be_zero = ("warmup_steps", "backup_every_steps", "kd_weight", "refined_kd_weight")
 
-    def _check_ranges(self) -> None:
-        """Out-of-range numbers fail here, not minutes later in a component (or, for a negative
-        learning rate, never)."""
-        for name, value in ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            if name.endswith("_fraction"):
-                ok, allowed = 0 < value < 1, "between 0 and 1 (exclusive)"
-            elif name.endswith("_lower_bound") or name == "max_metric_drop":
-                ok, allowed = 0 <= value <= 1, "between 0 and 1"
-            elif name in self._MAY_BE_ZERO:
-                ok, allowed = value >= 0, ">= 0"
-            else:
-                ok, allowed = value > 0, "> 0"
-            if not ok:
-                raise ValueError(f"{name} must be {allowed}, got {value}")
+    def _check_knowledge_layers(self) -> None:
         num_layers = EncoderConfig.preset(self.preset).num_layers   # also checks the preset's name
         if not all(0 <= layer < num_layers for layer in self.knowledge_layers):
             raise ValueError(f"knowledge_layers {list(self.knowledge_layers)} must be blocks of the {self.preset!r} "

@@ -11,8 +11,9 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import json
+import math
 import typing
-from typing import Any, Dict
+from typing import Any, ClassVar, Dict, Tuple
 
 
 def has_type(value: Any, hint: Any) -> bool:
@@ -60,10 +61,54 @@ def type_name(hint: Any) -> str:
     return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
+def _number_range(name: str, may_be_zero: bool) -> Tuple[float, bool, float, bool, str]:
+    """(low, low included, high, high included, words) a number field called ``name`` must lie in
+    (see ``DictConfig.check_numbers``)."""
+    if name.endswith(("eval_fraction", "calibration_fraction")):     # a held-out share of the data
+        return 0.0, may_be_zero, 1.0, False, f"in {'[' if may_be_zero else '('}0, 1)"
+    if "dropout" in name:
+        return 0.0, True, 1.0, False, "in [0, 1)"
+    if "learning_rate" not in name and any(part in name for part in ("fraction", "ratio", "_rate", "lower_bound",
+                                                                      "metric_drop")):
+        return 0.0, True, 1.0, True, "in [0, 1]"
+    if name == "seed":
+        return 0.0, True, 2.0 ** 32 - 1, True, "in [0, 2**32 - 1]"
+    return (0.0, True, math.inf, True, ">= 0") if may_be_zero else (0.0, False, math.inf, True, "> 0")
+
+
 class DictConfig:
-    """Mixin of the config dataclasses: JSON-ready ``to_dict`` (tuples become lists) and a strict
+    """Mixin of the config dataclasses: JSON-ready ``to_dict`` (tuples become lists), a strict
     ``from_dict`` (unknown keys and values of the wrong type are errors naming ``source``; lists
-    become tuples where the field's default is a tuple)."""
+    become tuples where the field's default is a tuple) and range checks of every number.
+
+    ``check_numbers`` runs first when a config is made, then the subclass's own ``validate``. A
+    number (bools and ``None`` are not checked) must be finite and, by its name: held-out shares
+    (``*eval_fraction``, ``*calibration_fraction``) in (0, 1); a dropout rate in [0, 1); other
+    fractions, ratios, rates (not learning rates), gate bounds and ``max_metric_drop`` in [0, 1]; ``seed`` in
+    [0, 2**32 - 1] (NumPy's range); names in ``may_be_zero`` >= 0 (a held-out share [0, 1));
+    everything else > 0. A negative learning rate, temperature or loss weight would otherwise
+    train without a word, the wrong way.
+    """
+
+    may_be_zero: ClassVar[Tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        self.check_numbers()
+        self.validate()
+
+    def validate(self) -> None:
+        """A subclass's own checks, after ``check_numbers``."""
+
+    def check_numbers(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            low, low_in, high, high_in, words = _number_range(field.name, field.name in self.may_be_zero)
+            inside = (math.isfinite(value) and (value >= low if low_in else value > low)
+                      and (value <= high if high_in else value < high))
+            if not inside:
+                raise ValueError(f"{type(self).__name__}.{field.name} must be {words}, got {value}")
 
     def to_dict(self) -> Dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -106,7 +151,7 @@ class EncoderConfig(DictConfig):
     layer_norm_epsilon: float = 1e-12
     initializer_range: float = 0.02
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
@@ -158,7 +203,7 @@ class PretrainingDataConfig(DictConfig):
     sop_swap_rate: float = 0.5
     seed: int = 12345
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.max_sequence_length < 5:
             raise ValueError("max_sequence_length must be at least 5 ([CLS] a [SEP] b [SEP])")
         for name in ("masked_lm_rate", "mask_token_rate", "random_token_rate", "nsp_random_rate",

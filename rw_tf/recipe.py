@@ -80,7 +80,7 @@ class RecipeConfig(DictConfig):
     tpu: Optional[str] = None
     precision: str = "float32"
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if not self.seeds:
             raise ValueError("give at least one seed")
         for name in ("general_steps", "domain_steps", "finetune_steps", "batch_size"):

@@ -138,8 +138,8 @@ def test_trainer_contract_round_trips_and_rejects_unknown_keys():
     ('{"batch_size": ', "is not a UTF-8 JSON file"),
     ('{"pretrain_train_steps": 0}', "pretrain_train_steps must be > 0, got 0"),
     ('{"learning_rate": -0.001}', "learning_rate must be > 0"),
-    ('{"eval_fraction": 1.0}', r"eval_fraction must be between 0 and 1 \(exclusive\)"),
-    ('{"accuracy_lower_bound": 1.5}', "accuracy_lower_bound must be between 0 and 1, got 1.5"),
+    ('{"eval_fraction": 1.0}', r"PipelineConfig.eval_fraction must be in \(0, 1\), got 1.0"),
+    ('{"accuracy_lower_bound": 1.5}', r"PipelineConfig.accuracy_lower_bound must be in \[0, 1\], got 1.5"),
     ('{"knowledge_layers": [2]}', r"knowledge_layers \[2\] must be blocks of the 'tiny' encoder \(0 to 1\)"),
     ('{"preset": "huge"}', "unknown encoder preset 'huge'"),
 ])

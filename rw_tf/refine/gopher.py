@@ -54,6 +54,8 @@ class GopherQualityConfig(DictConfig):
     min_stop_words: int = 2
     stop_words: Tuple[str, ...] = STOP_WORDS
 
+    may_be_zero = ("min_words", "min_mean_word_length", "min_stop_words")
+
 
 @dataclasses.dataclass(frozen=True)
 class GopherRepetitionConfig(DictConfig):

@@ -44,7 +44,7 @@ class MinHashConfig(DictConfig):
     rows: int = 20
     seed: int = 1
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         for name in ("ngram", "bands", "rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"minhash {name} must be >= 1, got {getattr(self, name)}")

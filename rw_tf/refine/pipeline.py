@@ -342,7 +342,7 @@ class RunnerConfig(DictConfig):
     pipeline_args: Tuple[str, ...] = ()
     output_shards: int = 4        # files per output; the same on every runner, so outputs compare
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.runner not in RUNNERS:
             raise ValueError(f"unknown runner {self.runner!r}; choose one of {RUNNERS}")
         if self.workers < 1:

@@ -62,7 +62,12 @@ class RefineConfig(DictConfig):
     exact_substrings: ExactSubstringConfig = ExactSubstringConfig()
     skip_stages: Tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
+    may_be_zero = ("language_threshold",)
+
+    def validate(self) -> None:
+        if self.language_threshold > 1:
+            raise ValueError(f"RefineConfig.language_threshold must be in [0, 1] (a probability), "
+                             f"got {self.language_threshold}")
         unknown = sorted(set(self.skip_stages) - set(STAGES[1:]))
         if unknown:
             raise ValueError(f"unknown refinement stages {unknown}; known: {list(STAGES[1:])}")

@@ -79,6 +79,8 @@ class ClassificationTaskConfig(DictConfig):
     kd_weight: float = 0.5
     kd_temperature: float = 2.0
 
+    may_be_zero = ("calibration_fraction",)   # 0: no temperature scaling
+
 
 def read_labelled_jsonl(path: str, multi_label: bool) -> Tuple[List[Dict], collections.Counter]:
     rows, rejects = [], collections.Counter()

@@ -59,7 +59,7 @@ class ImageTextTaskConfig(DictConfig):
     eval_fraction: float = 0.2
     max_pairs: Optional[int] = None          # the first N image-caption pairs only (quick runs)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         choices = {"images": tuple(IMAGE_TEXT_DATASETS), "objective": ("alignment", "matching"),
                    "fusion": MATCHING_FUSIONS, "image_encoder": ("vit", "cnn"), "image_preset": tuple(VIT_PRESETS)}
         if self.text_preset is not None:

@@ -89,7 +89,9 @@ class PretrainingTaskConfig(DictConfig):
     kd_weight: float = 0.5
     kd_temperature: float = 2.0
 
-    def __post_init__(self) -> None:
+    may_be_zero = ("nsp_weight", "sop_weight", "nce_weight")   # 0: that loss is off
+
+    def validate(self) -> None:
         if self.corpus not in CORPORA:
             raise ValueError(f"corpus must be one of {CORPORA}, got {self.corpus!r}")
         if self.init_from and self.vocab_file:

@@ -70,7 +70,7 @@ class RecommendationTaskConfig(DictConfig):
     item_text_length: int = 64
     top_k: int = 10
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if bool(self.knowledge_dir) != bool(self.alias_file):
             raise ValueError("knowledge mode needs both knowledge_dir and alias_file")
         if self.pooling not in USER_POOLINGS:

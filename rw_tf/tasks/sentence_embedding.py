@@ -70,7 +70,9 @@ class SentenceEmbeddingTaskConfig(DictConfig):
     learn_temperature: bool = False
     symmetric: bool = True
 
-    def __post_init__(self) -> None:
+    may_be_zero = ("projection_dim",)   # 0: no projection
+
+    def validate(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.pooling not in POOLINGS:

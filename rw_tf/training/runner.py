@@ -68,7 +68,9 @@ class TrainerConfig(DictConfig):
     backup_every_steps: int = 0                # 0: back up at the end of each epoch only
     keep_epoch_checkpoints: bool = True
 
-    def __post_init__(self) -> None:
+    may_be_zero = ("warmup_steps", "weight_decay", "clipnorm", "backup_every_steps")   # 0: none / off
+
+    def validate(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
         if self.precision not in PRECISIONS:

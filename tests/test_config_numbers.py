@@ -1,0 +1,103 @@
+"""Every number of every config is range-checked when the config is made (DictConfig.check_numbers):
+a negative learning rate, temperature or loss weight trained without a word, the wrong way."""
+import dataclasses
+import importlib
+import math
+import pkgutil
+
+import pytest
+
+import rw_tf
+from rw_tf.cli.main import main as cli_main
+from rw_tf.config import DictConfig
+
+
+def _config_classes():
+    for module in pkgutil.walk_packages(rw_tf.__path__, "rw_tf."):
+        importlib.import_module(module.name)
+    importlib.import_module("rw_tf_pipeline.configs")
+    found, todo = set(), [DictConfig]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in found:
+                found.add(sub)
+                todo.append(sub)
+    return sorted(found, key=lambda c: c.__name__)
+
+
+def _required(cls):
+    """Values for the fields without a default (file names)."""
+    return {f.name: "x" for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+
+
+def _number_fields(cls, instance):
+    for field in dataclasses.fields(cls):
+        value = getattr(instance, field.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield field.name
+        elif value is None and any(t in str(field.type) for t in ("int", "float")):
+            yield field.name
+
+
+CLASSES = _config_classes()
+
+
+def test_every_config_class_is_found():
+    names = {c.__name__ for c in CLASSES}
+    assert {"TrainerConfig", "PipelineConfig", "RecipeConfig", "TransEConfig", "EncoderConfig",
+            "ClassificationTaskConfig", "RetrievalTaskConfig", "GopherQualityConfig"} <= names
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_negative_and_non_finite_numbers_are_refused_naming_the_field(cls):
+    base = _required(cls)
+    fields = list(_number_fields(cls, cls(**base)))
+    for name in fields:
+        for bad in (-1, math.nan, math.inf):
+            with pytest.raises(ValueError, match=rf"{cls.__name__}\.{name} must be"):
+                cls(**{**base, name: bad})
+
+
+@pytest.mark.parametrize("cls, values", [
+    ("TrainerConfig", {"learning_rate": 0}), ("TrainerConfig", {"seed": 2 ** 32}),
+    ("TrainerConfig", {"validation_steps": 0}), ("TransEConfig", {"epochs": 0}),
+    ("TransEConfig", {"embedding_dim": 0}), ("PretrainingTaskConfig", {"eval_fraction": 0}),
+    ("PretrainingTaskConfig", {"eval_fraction": 1}), ("PretrainingTaskConfig", {"max_documents": 0}),
+    ("ClassificationTaskConfig", {"calibration_fraction": 1}), ("ClassificationTaskConfig", {"dropout": 1}),
+    ("RetrievalTaskConfig", {"temperature": 0}), ("RecipeConfig", {"finetune_kd_weight": 0}),
+    ("GopherRepetitionConfig", {"max_duplicate_line_fraction": 1.5}), ("RefineConfig", {"language_threshold": 2}),
+    ("PipelineConfig", {"accuracy_lower_bound": 1.1}), ("EncoderConfig", {"layer_norm_epsilon": 0}),
+])
+def test_out_of_range_values_are_refused(cls, values):
+    cls = next(c for c in CLASSES if c.__name__ == cls)
+    with pytest.raises(ValueError, match="must be"):
+        cls(**{**_required(cls), **values})
+
+
+@pytest.mark.parametrize("cls, values", [
+    ("TrainerConfig", {"learning_rate": 1.5, "clipnorm": 0, "warmup_steps": 0, "weight_decay": 0, "seed": 0}),
+    ("ClassificationTaskConfig", {"calibration_fraction": 0, "dropout": 0}),
+    ("PretrainingTaskConfig", {"nsp_weight": 0, "sop_weight": 0, "nce_weight": 0}),
+    ("SentenceEmbeddingTaskConfig", {"projection_dim": 0}), ("PipelineConfig", {"kd_weight": 0, "seed": 0}),
+    ("GopherQualityConfig", {"min_words": 0, "min_stop_words": 0}), ("RefineConfig", {"language_threshold": 0}),
+])
+def test_zero_where_it_means_off_is_accepted(cls, values):
+    cls = next(c for c in CLASSES if c.__name__ == cls)
+    config = cls(**{**_required(cls), **values})
+    assert all(getattr(config, k) == v for k, v in values.items())
+
+
+def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
+    out = tmp_path / "run"
+    # Each of these trained to exit 0 before (a negative rate went uphill).
+    assert cli_main(["kg", "train", "--learning-rate", "-0.01", "--output-dir", str(out)]) == 2
+    assert "TransEConfig.learning_rate must be > 0, got -0.01" in capsys.readouterr().err
+    assert cli_main(["finetune", "--task", "classification", "--weight-decay", "-1", "--output-dir", str(out)]) == 2
+    assert "TrainerConfig.weight_decay must be >= 0, got -1.0" in capsys.readouterr().err
+    assert cli_main(["finetune", "--task", "classification", "--calibration-fraction", "1.5",
+                     "--output-dir", str(out)]) == 2
+    assert "ClassificationTaskConfig.calibration_fraction must be in [0, 1), got 1.5" in capsys.readouterr().err
+    assert cli_main(["recipe", "--kd-weight", "-0.5", "--output-dir", str(out)]) == 2
+    assert "RecipeConfig.kd_weight must be > 0" in capsys.readouterr().err
+    assert not out.exists()

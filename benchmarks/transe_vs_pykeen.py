@@ -42,10 +42,7 @@ def run_ours(args, seed: int) -> dict:
 def run_pykeen(args, seed: int) -> dict:
     subprocess.run(["bash", os.path.join(ROOT, "scripts", "ensure_reference_env.sh")], check=True)
     cmd = [os.path.join(ROOT, ".venv-ref", "bin", "python"),
-           os.path.join(ROOT, "benchmarks", "reference", "pykeen_transe.py"),
-           "--dataset", args.dataset, "--dim", str(args.dim), "--norm", str(args.norm), "--margin", str(args.margin),
-           "--negatives", str(args.negatives), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-           "--lr", str(args.lr), "--seed", str(seed)]
+           os.path.join(ROOT, "benchmarks", "reference", "pykeen_transe.py"), json.dumps({**vars(args), "seed": seed})]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

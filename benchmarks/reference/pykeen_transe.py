@@ -4,21 +4,13 @@ Prints one JSON line: filtered both-sides realistic MRR and Hits@k, and training
 """
 import argparse
 import json
+import sys
 import time
 
 from pykeen.pipeline import pipeline
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--dataset", default="kinships")
-parser.add_argument("--dim", type=int, default=50)
-parser.add_argument("--norm", type=int, default=1)
-parser.add_argument("--margin", type=float, default=1.0)
-parser.add_argument("--negatives", type=int, default=1)
-parser.add_argument("--epochs", type=int, default=100)
-parser.add_argument("--batch-size", type=int, default=256)
-parser.add_argument("--lr", type=float, default=0.01)
-parser.add_argument("--seed", type=int, default=0)
-args = parser.parse_args()
+# The settings of benchmarks/transe_vs_pykeen.py, as one JSON object (its argparse names).
+args = argparse.Namespace(**json.loads(sys.argv[1]))
 
 start = time.perf_counter()
 result = pipeline(

@@ -156,10 +156,6 @@ class EncoderConfig(DictConfig):
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"
             )
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-                     "max_sequence_length", "type_vocab_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "EncoderConfig":
@@ -206,13 +202,6 @@ class PretrainingDataConfig(DictConfig):
     def validate(self) -> None:
         if self.max_sequence_length < 5:
             raise ValueError("max_sequence_length must be at least 5 ([CLS] a [SEP] b [SEP])")
-        for name in ("masked_lm_rate", "mask_token_rate", "random_token_rate", "nsp_random_rate",
-                     "sop_swap_rate"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
         if self.mask_token_rate + self.random_token_rate > 1.0:
             raise ValueError("mask_token_rate + random_token_rate must not exceed 1")
-        if self.max_predictions_per_seq < 1:
-            raise ValueError("max_predictions_per_seq must be >= 1")
 

@@ -83,9 +83,6 @@ class RecipeConfig(DictConfig):
     def validate(self) -> None:
         if not self.seeds:
             raise ValueError("give at least one seed")
-        for name in ("general_steps", "domain_steps", "finetune_steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         self.trainer(1, 1.0, 0)   # checks the strategy and precision names
 
     def trainer(self, steps: int, learning_rate: float, seed: int) -> TrainerConfig:

@@ -39,10 +39,6 @@ _LINE_EDGES = re.compile(r"[ \t]*\n[ \t]*")
 class ExactSubstringConfig(DictConfig):
     max_shared_tokens: int = 50    # spans longer than this that occur earlier are removed
 
-    def validate(self) -> None:
-        if self.max_shared_tokens < 1:
-            raise ValueError(f"max_shared_tokens must be >= 1, got {self.max_shared_tokens}")
-
     @property
     def window(self) -> int:
         return self.max_shared_tokens + 1

@@ -44,11 +44,6 @@ class MinHashConfig(DictConfig):
     rows: int = 20
     seed: int = 1
 
-    def validate(self) -> None:
-        for name in ("ngram", "bands", "rows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"minhash {name} must be >= 1, got {getattr(self, name)}")
-
     def candidate_probability(self, jaccard: float) -> float:
         return 1.0 - (1.0 - jaccard ** self.rows) ** self.bands
 

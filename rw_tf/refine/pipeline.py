@@ -345,8 +345,6 @@ class RunnerConfig(DictConfig):
     def validate(self) -> None:
         if self.runner not in RUNNERS:
             raise ValueError(f"unknown runner {self.runner!r}; choose one of {RUNNERS}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
 
 
 def _pipeline(runner: RunnerConfig):

@@ -77,11 +77,6 @@ class TrainerConfig(DictConfig):
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
         if self.decay not in DECAYS:
             raise ValueError(f"unknown decay {self.decay!r}; choose one of {DECAYS}")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
 
 
 def _merge(histories: Sequence[keras.callbacks.History]) -> Dict[str, List[float]]:

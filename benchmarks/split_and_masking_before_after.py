@@ -26,11 +26,11 @@ import tensorflow as tf
 
 import rw_tf.data.masking as masking
 from rw_tf.config import EncoderConfig, PretrainingDataConfig
-from rw_tf.data.corpus import deduplicate_sentences, embedded_corpus
+from rw_tf.data.corpus import embedded_corpus
 from rw_tf.data.masking import PretrainingExampleBuilder
 from rw_tf.data.pretraining_dataset import pretraining_dataset
 from rw_tf.data.segment_pairs import segment_pair_candidates
-from rw_tf.data.splits import split_documents
+from rw_tf.data.splits import deduplicate_sentences, split_documents
 from rw_tf.models import PretrainingModel
 from rw_tf.networks import TransformerEncoder
 from rw_tf.tokenization import WordPieceTokenizer, learn_vocabulary, write_vocabulary

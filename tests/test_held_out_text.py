@@ -3,6 +3,7 @@ default splits, a corpus whose documents repeat sentences, or a user's train and
 hold the same rows (the class of leak; each case here failed before ``drop_eval_rows_seen_in_training``
 and the deduplicating ``split_documents``)."""
 import json
+import unicodedata
 
 import numpy as np
 import pytest
@@ -32,6 +33,41 @@ def test_eval_rows_that_repeat_a_training_text_are_removed_and_counted():
     assert kept == [evaluation[3]] and rejects == {"invalid_json": 1, "eval_text_in_train": 3}
     kept = drop_eval_rows_seen_in_training(train, evaluation, ["item"], rejects, "other")
     assert kept == [evaluation[0], evaluation[2], evaluation[3]] and rejects["other"] == 1
+
+
+def copies_the_tokenizer_reads_alike(text):
+    """Copies of ``text`` that an uncased tokenizer reads as the same words."""
+    full_width = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+    return [text.upper(), text.replace("é", "e").replace("ï", "i"), unicodedata.normalize("NFD", text),
+            text.replace(" ", "\u200b ", 2).replace("a", "a\u00ad", 1), full_width,
+            text.replace(", ", " ,").replace(".", " ."), "\t" + text.replace(" ", "  \n") + " ",
+            text.replace(" ", "")]
+
+
+def test_copies_that_differ_only_in_what_the_tokenizer_ignores_are_the_same_text(tmp_path):
+    """The class of an upper-cased copy: accents, NFC/NFD, zero-width and soft hyphens, full-width
+    letters, the spacing of punctuation. Before, ``text_key`` only folded case and white space and
+    sentence removal compared exact strings, so each of these copies stayed on both sides."""
+    text = "Le café naïf, près de la gare, ouvre à 7 h."
+    copies = copies_the_tokenizer_reads_alike(text)
+    assert len({text_key(c) for c in copies + [text]}) == 1
+    for changed in (text[:-1], text.replace("7", "8"), text.replace("gare", "gate"), text + "!"):
+        assert text_key(changed) != text_key(text)
+
+    rows = [{"text": f"Row {i} tells the café story number {i}, naïvely.", "label": i % 2} for i in range(40)]
+    evaluation = rows[30:] + [{**rows[i], "text": copy}
+                              for i, copy in enumerate(copies_the_tokenizer_reads_alike(rows[0]["text"]))]
+    config = ClassificationTaskConfig(train_file=write_jsonl(tmp_path / "train.jsonl", rows[:30]),
+                                      eval_file=write_jsonl(tmp_path / "eval.jsonl", evaluation))
+    _, kept, rejects = load_rows(config, seed=0)
+    assert kept == rows[30:] and rejects == {"eval_text_in_train": 8}
+
+    shared = "This sentence is boilerplate, and every page of the café repeats it."
+    docs = [[f"Document {i} opens with its own sentence.", ([shared] + copies_the_tokenizer_reads_alike(shared))[i % 9],
+             f"Document {i} closes with another one."] for i in range(27)]
+    train, held_out, removed = split_documents(docs, 0.25, seed=3)
+    assert removed["duplicate_sentences"] == 26
+    assert not {text_key(s) for d in held_out for s in d} & {text_key(s) for d in train for s in d}
 
 
 def test_split_documents_holds_out_no_sentence_that_training_has():

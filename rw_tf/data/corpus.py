@@ -35,7 +35,7 @@ import os
 import re
 import sysconfig
 import unicodedata
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence
 
 import tensorflow as tf
 
@@ -181,21 +181,3 @@ def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20,
                 counts["invalid_utf8_sequences"] += content.count("\ufffd") - raw.count("\ufffd".encode())
             texts.extend(t for t in re.split(r"\n---+\n|\n\s*\n\s*\n", content) if t.strip())
     return documents_from_texts(texts, min_sentence_chars, counts)
-
-
-def deduplicate_sentences(docs: Sequence[Document], seen: Optional[set] = None
-                          ) -> Tuple[List[Document], Dict[str, int]]:
-    """Removes every repeat of an exact sentence (the first occurrence stays; ``seen`` holds the
-    sentences already kept elsewhere and is added to), then documents left with fewer than two
-    sentences; returns the documents and the counts removed by reason."""
-    seen = set() if seen is None else seen
-    kept: List[Document] = []
-    counts = {"duplicate_sentences": 0, "documents_without_two_sentences": 0}
-    for doc in docs:
-        unique = [s for s in doc if not (s in seen or seen.add(s))]
-        counts["duplicate_sentences"] += len(doc) - len(unique)
-        if len(unique) >= 2:
-            kept.append(unique)
-        else:
-            counts["documents_without_two_sentences"] += 1
-    return kept, counts

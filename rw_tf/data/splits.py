@@ -4,7 +4,9 @@
 then removes the evaluation rows that repeat a training text anyway (the same row under two groups,
 or given in both of a user's ``--train`` and ``--eval`` files: counted as ``eval_text_in_train``);
 ``split_documents`` removes repeated sentences before it holds out whole documents, so nothing built
-from the held-out documents (segment pairs) contains a sentence seen in training.
+from the held-out documents (segment pairs) contains a sentence seen in training. "The same text"
+is ``text_key``: what the uncased WordPiece tokenizer would read, whatever the case, accents,
+spacing or invisible characters of the copy.
 
 Example:
     >>> rows = [{"group": g, "i": i} for i, g in enumerate("aabbccddee")]
@@ -15,15 +17,59 @@ Example:
 from __future__ import annotations
 
 import random
+import unicodedata
 from typing import Callable, Dict, Iterable, List, MutableMapping, Optional, Sequence, Tuple
 
-from rw_tf.data.corpus import Document, deduplicate_sentences
+from rw_tf.data.corpus import Document
+
+
+class _UnreadCharacters(dict):
+    """``str.translate`` table that deletes what ``text_key`` ignores, filled on first sight of each
+    character: white space, the combining marks that accent stripping removes, and the control,
+    format and private-use characters the tokenizer drops."""
+
+    def __missing__(self, code: int) -> Optional[int]:
+        char = chr(code)
+        category = unicodedata.category(char)
+        self[code] = None if category == "Mn" or category[0] == "C" or char.isspace() else code
+        return self[code]
+
+
+_UNREAD = _UnreadCharacters()
 
 
 def text_key(text: str) -> str:
-    """What two texts must share to count as the same text across splits: case and runs of white
-    space are ignored (an uncased tokenizer would see them as one input)."""
-    return " ".join(text.casefold().split())
+    """What two texts must share to count as the same text across splits: the characters the
+    uncased tokenizer reads (``WordPieceTokenizer(lower_case=True)``, the default), white space
+    aside. A copy that differs only in case, accents, spacing (of punctuation, or in Chinese and
+    Japanese, which need none), zero-width or other invisible characters, or Unicode compatibility
+    forms (full-width letters, ligatures, NFC/NFD) is the same text; punctuation itself counts:
+    "the cat sat." is not "the cat sat"."""
+    text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", text).casefold())
+    return text.translate(_UNREAD)
+
+
+def deduplicate_sentences(docs: Sequence[Document], seen: Optional[set] = None
+                          ) -> Tuple[List[Document], Dict[str, int]]:
+    """Removes every repeat of a sentence, by ``text_key`` (the first occurrence stays; ``seen``
+    holds the keys of the sentences already kept elsewhere and is added to), then documents left
+    with fewer than two sentences; returns the documents and the counts removed by reason."""
+    seen = set() if seen is None else seen
+    kept: List[Document] = []
+    counts = {"duplicate_sentences": 0, "documents_without_two_sentences": 0}
+    for doc in docs:
+        unique = []
+        for sentence in doc:
+            key = text_key(sentence)
+            if key not in seen:
+                seen.add(key)
+                unique.append(sentence)
+        counts["duplicate_sentences"] += len(doc) - len(unique)
+        if len(unique) >= 2:
+            kept.append(unique)
+        else:
+            counts["documents_without_two_sentences"] += 1
+    return kept, counts
 
 
 def split_by_group(rows: List[Dict], eval_fraction: float = 0.2) -> Tuple[List[Dict], List[Dict]]:

@@ -182,17 +182,11 @@ class PipelineConfig(DictConfig):
             raise ValueError("knowledge mode needs both alias_file and knowledge_dir")
         if self.beam_direct_running_mode not in ("in_memory", "multi_threading", "multi_processing"):
             raise ValueError(f"unknown beam_direct_running_mode {self.beam_direct_running_mode!r}")
-        self._check_knowledge_layers()
+        EncoderConfig.check_preset_blocks(self.preset, self.knowledge_layers)
 
     # Numbers that may be 0 (DictConfig.check_numbers checks every number: fractions are open
     # intervals, gate bounds closed, every other number > 0).
-    may_be_zero = ("warmup_steps", "backup_every_steps", "kd_weight", "refined_kd_weight")
-
-    def _check_knowledge_layers(self) -> None:
-        num_layers = EncoderConfig.preset(self.preset).num_layers   # also checks the preset's name
-        if not all(0 <= layer < num_layers for layer in self.knowledge_layers):
-            raise ValueError(f"knowledge_layers {list(self.knowledge_layers)} must be blocks of the {self.preset!r} "
-                             f"encoder (0 to {num_layers - 1})")
+    may_be_zero = ("warmup_steps", "backup_every_steps", "kd_weight", "refined_kd_weight", "knowledge_layers")
 
     # Derived locations -------------------------------------------------------------------------
     @property

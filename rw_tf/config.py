@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import typing
-from typing import Any, ClassVar, Dict, Tuple
+from typing import Any, ClassVar, Dict, Sequence, Tuple
 
 
 def has_type(value: Any, hint: Any) -> bool:
@@ -71,7 +71,7 @@ def _number_range(name: str, may_be_zero: bool) -> Tuple[float, bool, float, boo
     if "learning_rate" not in name and any(part in name for part in ("fraction", "ratio", "_rate", "lower_bound",
                                                                       "metric_drop")):
         return 0.0, True, 1.0, True, "in [0, 1]"
-    if name == "seed":
+    if name in ("seed", "seeds"):
         return 0.0, True, 2.0 ** 32 - 1, True, "in [0, 2**32 - 1]"
     return (0.0, True, math.inf, True, ">= 0") if may_be_zero else (0.0, False, math.inf, True, "> 0")
 
@@ -86,7 +86,8 @@ class DictConfig:
     (``*eval_fraction``, ``*calibration_fraction``) in (0, 1); a dropout rate in [0, 1); other
     fractions, ratios, rates (not learning rates), gate bounds and ``max_metric_drop`` in [0, 1]; ``seed`` in
     [0, 2**32 - 1] (NumPy's range); names in ``may_be_zero`` >= 0 (a held-out share [0, 1));
-    everything else > 0. A negative learning rate, temperature or loss weight would otherwise
+    everything else > 0. The numbers of a list field (``seeds``, ``knowledge_layers``) follow its
+    name's rule each, and none may repeat. A negative learning rate, temperature or loss weight would otherwise
     train without a word, the wrong way.
     """
 
@@ -102,13 +103,20 @@ class DictConfig:
     def check_numbers(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            low, low_in, high, high_in, words = _number_range(field.name, field.name in self.may_be_zero)
-            inside = (math.isfinite(value) and (value >= low if low_in else value > low)
-                      and (value <= high if high_in else value < high))
-            if not inside:
-                raise ValueError(f"{type(self).__name__}.{field.name} must be {words}, got {value}")
+            is_list = isinstance(value, (list, tuple))
+            numbers = [(f"{field.name}[{i}]", x) for i, x in enumerate(value)] if is_list else [(field.name, value)]
+            numbers = [(name, x) for name, x in numbers if isinstance(x, (int, float)) and not isinstance(x, bool)]
+            for name, number in numbers:
+                low, low_in, high, high_in, words = _number_range(field.name, field.name in self.may_be_zero)
+                inside = (math.isfinite(number) and (number >= low if low_in else number > low)
+                          and (number <= high if high_in else number < high))
+                if not inside:
+                    raise ValueError(f"{type(self).__name__}.{name} must be {words}, got {number}")
+            # A list of numbers (seeds, block indices) names each once: `--seeds 0 0` would count one
+            # run twice in a mean and its spread.
+            repeated = sorted({x for _, x in numbers if [y for _, y in numbers].count(x) > 1})
+            if repeated:
+                raise ValueError(f"{type(self).__name__}.{field.name} repeats {repeated}: give each once")
 
     def to_dict(self) -> Dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -163,6 +171,15 @@ class EncoderConfig(DictConfig):
         if name not in ENCODER_PRESETS:
             raise ValueError(f"unknown encoder preset {name!r}; choose one of {sorted(ENCODER_PRESETS)}")
         return dataclasses.replace(ENCODER_PRESETS[name], **overrides)
+
+    @classmethod
+    def check_preset_blocks(cls, name: str, blocks: Sequence[int], field: str = "knowledge_layers") -> None:
+        """``blocks`` (indices of Transformer blocks, e.g. where knowledge is fused) must name at
+        least one block of the preset ``name``, each in 0 .. num_layers - 1."""
+        num_layers = cls.preset(name).num_layers   # also checks the preset's name
+        if not blocks or not all(0 <= block < num_layers for block in blocks):
+            raise ValueError(f"{field} {list(blocks)} must name blocks of the {name!r} encoder "
+                             f"(at least one, each 0 to {num_layers - 1})")
 
     @classmethod
     def preset_for_length(cls, name: str, vocab_size: int, max_sequence_length: int) -> "EncoderConfig":

@@ -140,7 +140,8 @@ def test_trainer_contract_round_trips_and_rejects_unknown_keys():
     ('{"learning_rate": -0.001}', "learning_rate must be > 0"),
     ('{"eval_fraction": 1.0}', r"PipelineConfig.eval_fraction must be in \(0, 1\), got 1.0"),
     ('{"accuracy_lower_bound": 1.5}', r"PipelineConfig.accuracy_lower_bound must be in \[0, 1\], got 1.5"),
-    ('{"knowledge_layers": [2]}', r"knowledge_layers \[2\] must be blocks of the 'tiny' encoder \(0 to 1\)"),
+    ('{"knowledge_layers": [2]}',
+     r"knowledge_layers \[2\] must name blocks of the 'tiny' encoder \(at least one, each 0 to 1\)"),
     ('{"preset": "huge"}', "unknown encoder preset 'huge'"),
 ])
 def test_pipeline_config_files_with_wrong_types_or_ranges_are_refused(tmp_path, content, message):

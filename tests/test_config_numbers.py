@@ -10,6 +10,7 @@ import pytest
 import rw_tf
 from rw_tf.cli.main import main as cli_main
 from rw_tf.config import DictConfig
+from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
 
 
 def _config_classes():
@@ -101,3 +102,32 @@ def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
     assert cli_main(["recipe", "--kd-weight", "-0.5", "--output-dir", str(out)]) == 2
     assert "RecipeConfig.kd_weight must be > 0" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("cls, values, message", [
+    ("RecipeConfig", {"seeds": (0, 1, 0)}, r"RecipeConfig.seeds repeats \[0\]"),
+    ("RecipeConfig", {"seeds": (1, -1)}, r"RecipeConfig.seeds\[1\] must be in \[0, 2\*\*32 - 1\], got -1"),
+    ("RecipeConfig", {"seeds": (2 ** 32,)}, r"RecipeConfig.seeds\[0\] must be in"),
+    ("PretrainingTaskConfig", {"knowledge_layers": (0, 0)}, "knowledge_layers repeats"),
+    ("PretrainingTaskConfig", {"knowledge_layers": (-1,)}, r"knowledge_layers\[0\] must be >= 0"),
+    ("PretrainingTaskConfig", {"preset": "tiny", "knowledge_layers": (2,)}, r"blocks of the 'tiny' encoder"),
+    ("PretrainingTaskConfig", {"knowledge_layers": ()}, "at least one"),
+    ("PipelineConfig", {"knowledge_layers": [1, 1]}, "knowledge_layers repeats"),
+    ("PipelineConfig", {"knowledge_layers": []}, "at least one"),
+])
+def test_lists_of_numbers_are_checked_number_by_number_and_name_each_once(cls, values, message):
+    """`rw-tf recipe --seeds 0 0` ran seed 0 once and counted it twice in the table's mean and
+    spread; `--knowledge-layers 0 0` fused twice after block 0 under one weight name, and an empty
+    list trained "knowledge mode" with no knowledge; a negative seed failed only after the recipe had
+    trained its knowledge graph."""
+    cls = next(c for c in CLASSES if c.__name__ == cls)
+    with pytest.raises(ValueError, match=message):
+        cls(**{**_required(cls), **values})
+    assert next(c for c in CLASSES if c.__name__ == "RecipeConfig")(seeds=(2, 0, 1)).seeds == (2, 0, 1)
+
+
+def test_the_knowledge_encoder_fuses_after_each_named_block_once():
+    for layers in ((0, 0), (), (2,)):
+        with pytest.raises(ValueError, match="must name blocks of this encoder, each once"):
+            KnowledgeEnhancedEncoder(50, 7, 8, knowledge_layers=layers, hidden_size=16, num_layers=2, num_heads=2,
+                                     intermediate_size=32, max_sequence_length=16)

@@ -53,7 +53,7 @@ def test_entity_embeddings_frozen_and_validated():
     assert not any(w is enc.entity_embedding.embeddings for w in enc.trainable_weights)
     with pytest.raises(ValueError, match="must be"):
         enc.set_entity_embeddings(np.zeros((4, 4)))
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(ValueError, match=r"knowledge_layers \[7\] must name blocks of this encoder"):
         KnowledgeEnhancedEncoder(num_entities=5, entity_embedding_dim=4, knowledge_layers=(7,), **SIZES)
     with pytest.raises(KeyError, match="entity_ids"):
         enc({k: v for k, v in inputs(np.full((2, 6), -1)).items() if k != "entity_ids"})

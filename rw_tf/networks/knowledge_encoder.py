@@ -39,8 +39,9 @@ class KnowledgeEnhancedEncoder(TransformerEncoder):
             if fusion not in FUSIONS:
                 raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
             bad = [i for i in knowledge_layers if not 0 <= i < self.config.num_layers]
-            if bad:
-                raise ValueError(f"knowledge_layers {bad} outside 0..{self.config.num_layers - 1}")
+            if bad or not knowledge_layers or len(set(knowledge_layers)) < len(knowledge_layers):
+                raise ValueError(f"knowledge_layers {list(knowledge_layers)} must name blocks of this encoder, "
+                                 f"each once (at least one, each 0 to {self.config.num_layers - 1})")
             self.num_entities = num_entities
             self.entity_embedding_dim = entity_embedding_dim
             self.knowledge_layers = tuple(int(i) for i in knowledge_layers)

@@ -89,7 +89,8 @@ class PretrainingTaskConfig(DictConfig):
     kd_weight: float = 0.5
     kd_temperature: float = 2.0
 
-    may_be_zero = ("nsp_weight", "sop_weight", "nce_weight")   # 0: that loss is off
+    may_be_zero = ("nsp_weight", "sop_weight", "nce_weight",   # 0: that loss is off
+                   "knowledge_layers")                         # block 0 is the first
 
     def validate(self) -> None:
         if self.corpus not in CORPORA:
@@ -102,7 +103,12 @@ class PretrainingTaskConfig(DictConfig):
             raise ValueError("languages applies to corpus 'multilingual' only")
         if bool(self.knowledge_dir) != bool(self.alias_file):
             raise ValueError("knowledge mode needs both knowledge_dir and alias_file")
-        EncoderConfig.preset(self.preset)  # validates the name
+        if self.init_from:   # the encoder's depth is known once its checkpoint is read
+            EncoderConfig.preset(self.preset)
+            if not self.knowledge_layers:
+                raise ValueError("knowledge_layers must name at least one block")
+        else:
+            EncoderConfig.check_preset_blocks(self.preset, self.knowledge_layers)
 
 
 CORPORA = ("embedded", "multilingual", "nations")

@@ -21,7 +21,7 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional
 
-from rw_tf.config import DictConfig, EncoderConfig, load_json_object
+from rw_tf.config import DictConfig, EncoderConfig
 from rw_tf.data.transform_fns import (
     ImageTextTransformConfig,
     InteractionTransformConfig,
@@ -29,6 +29,7 @@ from rw_tf.data.transform_fns import (
     PretrainingTransformConfig,
     TextTransformConfig,
 )
+from rw_tf.model_files import read_json_object
 from rw_tf.tasks import (
     ClassificationTask,
     ClassificationTaskConfig,
@@ -355,4 +356,4 @@ class PipelineConfig(DictConfig):
 
     @classmethod
     def from_json_file(cls, path: str, **overrides: Any) -> "PipelineConfig":
-        return cls.from_dict({**load_json_object(path), **overrides}, path)
+        return cls.from_dict({**read_json_object(path, "pipeline settings"), **overrides}, path)

@@ -51,12 +51,6 @@ def parse_json_object(data: bytes, source: str, holding: str = "settings") -> Di
     return values
 
 
-def load_json_object(path: str) -> Dict[str, Any]:
-    """The JSON object of a config file (see ``parse_json_object``)."""
-    with open(path, "rb") as f:
-        return parse_json_object(f.read(), path)
-
-
 def type_name(hint: Any) -> str:
     return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 

@@ -28,7 +28,11 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from rw_tf.config import parse_json_object
+from rw_tf.data.lines import read_bounded
 from rw_tf.errors import CorruptFileError
+
+MAX_FILE_BYTES = 1 << 31   # what one read into memory may hold (protobuf's own limit is 2 GiB)
+MAX_JSON_BYTES = 1 << 28   # a config or a label map: the entities.json of a 10M-entity graph is ~200 MB
 
 # What the readers raise for bad content (not for bugs of ours): h5py and file I/O (OSError),
 # deserialization (ValueError, KeyError, TypeError on a config that does not fit a class),
@@ -49,19 +53,22 @@ def _exists(path: str, what: str) -> None:
         raise FileNotFoundError(f"{what} not found: {path}")
 
 
-def read_bytes(path: str, what: str = "file") -> bytes:
-    """The bytes of ``path`` (local or any ``tf.io.gfile`` filesystem)."""
+def read_bytes(path: str, what: str = "file", limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path`` (local, a pipe, or any ``tf.io.gfile`` filesystem); a file of more
+    than ``limit`` bytes (or an endless device) is a ``CorruptFileError`` before it fills memory."""
     _exists(path, what)
     if tf.io.gfile.isdir(path):
         raise CorruptFileError(f"{what} {path} is a folder, not a file")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return f.read()
+    try:
+        return read_bounded(path, limit, what)
+    except ValueError as err:
+        raise CorruptFileError(str(err)) from None
 
 
 def read_json_object(path: str, what: str = "settings") -> Dict[str, Any]:
-    """The JSON object of ``what`` stored at ``path``."""
+    """The JSON object of ``what`` stored at ``path`` (at most ``MAX_JSON_BYTES``)."""
     try:
-        return parse_json_object(read_bytes(path, what), path, what)
+        return parse_json_object(read_bytes(path, what, MAX_JSON_BYTES), path, what)
     except ValueError as err:
         raise CorruptFileError(str(err)) from None
 

@@ -12,6 +12,7 @@ import urllib.error
 import grpc
 
 from rw_tf.cli.options import utf8_text
+from rw_tf.data.lines import read_bounded
 from rw_tf.errors import UserError
 from rw_tf_serving.client import MAX_MESSAGE_BYTES, RestError, ServingClient, rest_predict
 from rw_tf_serving.config import (
@@ -150,13 +151,11 @@ def predict_inputs(args: argparse.Namespace) -> dict:
         if not sep or not name:
             raise UserError(f"--input-file expects NAME=PATH, got {item!r}")
         try:
-            with open(path, "rb") as f:   # read one byte past the limit: a pipe or device has no size
-                data = f.read(MAX_MESSAGE_BYTES + 1)
+            data = read_bounded(path, MAX_MESSAGE_BYTES, "--input-file", ", more than one request can carry")
         except OSError as err:
             raise UserError(f"cannot read --input-file {path}: {err.strerror}") from None
-        if len(data) > MAX_MESSAGE_BYTES:
-            raise UserError(f"--input-file {path} holds more than {MAX_MESSAGE_BYTES:,} bytes, more than one "
-                            f"request can carry")
+        except ValueError as err:
+            raise UserError(str(err)) from None
         # TF Serving's REST API carries binary strings as {"b64": ...}; gRPC takes the bytes.
         inputs.setdefault(name, []).append({"b64": base64.b64encode(data).decode("ascii")} if args.rest else data)
     if not inputs:

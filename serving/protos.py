@@ -17,6 +17,8 @@ from google.protobuf import (
     wrappers_pb2,  # noqa: F401 - registers google/protobuf/wrappers.proto in the pool
 )
 
+from rw_tf.data.lines import read_bounded
+
 _F = descriptor_pb2.FieldDescriptorProto
 
 
@@ -47,14 +49,14 @@ def _messages():
             for name in ("SSLConfig", "BatchingParameters"))
 
 
+MAX_TEXT_PROTO_BYTES = 1 << 24   # a model config listing thousands of models is well under 1 MB
 SSL_CONFIG, BATCHING_PARAMETERS = _messages()
 
 
 def read_text_proto(path: str, message_class):
     """Parses a text-proto file; a file that is not UTF-8 or not that message is a ``ValueError``
     naming the file."""
-    with open(path, "rb") as f:
-        data = f.read()
+    data = read_bounded(path, MAX_TEXT_PROTO_BYTES, "text-proto file")
     try:
         return parse_text(data.decode("utf-8"), message_class)
     except UnicodeDecodeError as err:

@@ -133,7 +133,7 @@ def test_trainer_contract_round_trips_and_rejects_unknown_keys():
     ('{"enable_cache": "yes"}', 'enable_cache in .* must be bool, got "yes"'),
     ('{"knowledge_layers": ["a"]}', r'knowledge_layers in .* must be List\[int\], got \["a"\]'),
     ('{"refine_config": [1]}', r"refine_config in .* must be Dict\[str, Any\]"),
-    ('[1]', "must hold a JSON object of settings, not a list"),
+    ('[1]', "must hold a JSON object of pipeline settings, not a list"),
     (b"\xff", "is not a UTF-8 JSON file"),
     ('{"batch_size": ', "is not a UTF-8 JSON file"),
     ('{"pretrain_train_steps": 0}', "pretrain_train_steps must be > 0, got 0"),

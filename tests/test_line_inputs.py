@@ -4,7 +4,9 @@ streaming its input instead of holding it."""
 import collections
 import io
 import json
+import os
 import random
+import threading
 import tracemalloc
 
 import numpy as np
@@ -13,11 +15,13 @@ import tensorflow as tf
 
 import rw_tf.data.lines as lines
 from rw_tf.cli.main import main
+from rw_tf.data.corpus import read_text_files
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.lines import bounded_lines
 from rw_tf.knowledge.entity_linking import read_alias_table
 from rw_tf.knowledge.graph import load_triples
 from rw_tf.tasks.recommendation import read_items
+from rw_tf.tokenization.wordpiece import read_vocabulary
 
 
 def readline_reference(stream, limit):
@@ -138,3 +142,55 @@ def test_embed_streams_its_input_in_bounded_memory(length_model, tmp_path, capsy
     assert len(rows) == 20_000 and rows[5] == {"text": "text number 5 wwwww", "embedding": [19.0, -19.0, 1.0]}
     np.testing.assert_array_equal(np.array([r["embedding"] for r in rows], np.float32), np.load(tmp_path / "small.npy"))
     assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []
+
+
+def test_endless_devices_and_oversized_files_are_refused_by_name(tmp_path, monkeypatch, capsys):
+    """`/dev/zero` given as an input: the line readers scanned it forever (`rw-tf kg train --train
+    /dev/zero` ran until killed), and the whole-file readers filled memory (`rw-tf refine --config
+    /dev/zero` grew past 9 GB in 24 s); `tf.io.gfile` read a corpus or a vocabulary on a device as
+    empty."""
+    monkeypatch.setattr(lines, "MAX_SCANNED_LINE_BYTES", 3 << 20)
+    with open("/dev/zero", "rb") as zeros, pytest.raises(lines.EndlessLineError, match="zeros has a line with no"):
+        list(bounded_lines(zeros, limit=100, source="zeros"))
+    # A long line that does end is still passed over and counted, as before.
+    assert [t for _, t in bounded_lines(io.BytesIO(b"x" * (2 << 20) + b"\nok\n"), limit=100)] == [True, False]
+    with pytest.raises(ValueError, match=r"^thing /dev/zero holds more than 1,000 bytes, too big$"):
+        lines.read_bounded("/dev/zero", 1000, "thing", ", too big")
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"A sentence that is long enough to keep. " * 100)
+    with pytest.raises(ValueError, match="corpus file .*big.txt holds more than 3,000 bytes"):
+        read_text_files([str(big)], max_bytes=3000)
+
+    triples = tmp_path / "t.tsv"
+    triples.write_text("a\tr\tb\nb\tr\tc\nc\tr\ta\n", encoding="utf-8")
+    for argv, message in (
+            (["kg", "train", "--train", "/dev/zero", "--test", str(triples)], "/dev/zero has a line with no end"),
+            (["finetune", "--task", "classification", "--train", "/dev/zero", "--eval", str(triples)],
+             "/dev/zero has a line with no end"),
+            (["refine", "--config", "/dev/zero", str(triples), str(tmp_path / "r")], "refine settings /dev/zero holds"),
+            (["pipeline", "run", "--config", "/dev/zero"], "pipeline settings /dev/zero holds more than"),
+            (["serve", "--model-config-file", "/dev/zero"], "text-proto file /dev/zero holds more than"),
+            (["pretrain", "--vocab-file", "/dev/zero", "--output-dir", str(tmp_path / "p")],
+             "vocabulary file /dev/zero holds more than")):
+        if argv[0] in ("kg", "finetune"):
+            argv += ["--output-dir", str(tmp_path / "out")]
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err
+
+
+def test_pipes_are_read_like_files(tmp_path):
+    """`--input <(zcat corpus.gz)`: tf.io.gfile cannot read a pipe ("Illegal seek")."""
+    def piped(content):
+        path = str(tmp_path / f"fifo{len(list(tmp_path.iterdir()))}")
+        os.mkfifo(path)
+        threading.Thread(target=lambda: open(path, "wb").write(content), daemon=True).start()
+        return path
+
+    text = "First sentence of the piped document here. Second sentence of the piped document here."
+    docs = read_text_files([piped(text.encode())])
+    assert docs == [["First sentence of the piped document here.", "Second sentence of the piped document here."]]
+    assert read_vocabulary(piped(b"[PAD]\n[UNK]\nword\n")) == ["[PAD]", "[UNK]", "word"]
+    rejects = collections.Counter()
+    assert list(read_jsonl_objects(piped(b'{"text": "a"}\nnot json\n'), rejects)) == [{"text": "a"}]
+    assert rejects == {"invalid_json": 1}
+    assert load_triples(piped(b"a\tr\tb\n")).triples.tolist() == [[0, 0, 1]]

@@ -59,7 +59,7 @@ def read_lines(path: str, rejects: Dict[str, int]) -> Iterator[str]:
     are empty, not UTF-8 or longer than ``MAX_LINE_BYTES`` are counted in ``rejects``."""
     stream = sys.stdin.buffer if path == "-" else open(path, "rb")
     try:
-        for raw, too_long in bounded_lines(stream):
+        for raw, too_long in bounded_lines(stream, source="standard input" if path == "-" else path):
             if too_long:
                 rejects["line_too_long"] = rejects.get("line_too_long", 0) + 1
                 continue

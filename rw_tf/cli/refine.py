@@ -21,8 +21,8 @@ import time
 from typing import List, Optional, TextIO
 
 from rw_tf.cli.output import quiet_output
-from rw_tf.config import load_json_object
 from rw_tf.errors import UserError
+from rw_tf.model_files import read_json_object
 from rw_tf.refine import RefineConfig, RunnerConfig, run_refinement
 from rw_tf.refine.pipeline import RUNNERS, expand_inputs
 from rw_tf.refine.report import format_report
@@ -55,7 +55,7 @@ def add_refine(sub: argparse._SubParsersAction) -> None:
 def refine_config(args: argparse.Namespace, blocklist: Optional[str] = None) -> RefineConfig:
     values = {}
     if args.config:
-        values = load_json_object(args.config)
+        values = read_json_object(args.config, "refine settings")
     if args.languages is not None:
         values["languages"] = list(args.languages)
     if args.skip_stages is not None:

@@ -39,7 +39,10 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 
 import tensorflow as tf
 
+from rw_tf.data.lines import read_bounded
+
 Document = List[str]
+MAX_CORPUS_BYTES = 1 << 30   # pretraining holds its documents, and the pairs made of them, in memory
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…؟।])\s+(?=\S)|(?<=[。！？])\s*(?=\S)")
 _OPENERS = set("\"'([{«‹„“‘‚「『【《〈¿¡")
@@ -163,19 +166,24 @@ def embedded_corpus(max_documents: Optional[int] = None, min_sentence_chars: int
 
 
 def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20,
-                    counts: Optional[SplitCounts] = None) -> List[Document]:
-    """Reads documents from text files (local paths, URIs such as gs://..., or glob patterns):
-    each file is split into documents at lines of ``---`` or at two blank lines in a row (three
-    newlines); invalid UTF-8 bytes become U+FFFD (counted as ``invalid_utf8_sequences``)."""
+                    counts: Optional[SplitCounts] = None, max_bytes: int = MAX_CORPUS_BYTES) -> List[Document]:
+    """Reads documents from text files (local paths or pipes, URIs such as gs://..., or glob
+    patterns): each file is split into documents at lines of ``---`` or at two blank lines in a row
+    (three newlines); invalid UTF-8 bytes become U+FFFD (counted as ``invalid_utf8_sequences``).
+    The documents are held in memory, so files of more than ``max_bytes`` together are refused."""
     counts = counts if counts is not None else SplitCounts()
-    texts = []
+    texts, total = [], 0
     for pattern in paths:
         matches = sorted(tf.io.gfile.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
         if not matches or not all(tf.io.gfile.exists(path) for path in matches):
             raise FileNotFoundError(f"corpus file not found: {pattern}")
         for path in matches:
-            with tf.io.gfile.GFile(path, "rb") as f:
-                raw = f.read()
+            if tf.io.gfile.isdir(path):
+                raise ValueError(f"corpus file {path} is a folder")
+            raw = read_bounded(path, max_bytes - total, "corpus file",
+                               f" ({total:,} before it): the corpus is held in memory, at most {max_bytes:,} "
+                               "bytes in all; refine or sample it first")
+            total += len(raw)
             content = raw.decode("utf-8", errors="replace")
             if "\ufffd" in content:   # count only what replacement added, not U+FFFD the file spelled
                 counts["invalid_utf8_sequences"] += content.count("\ufffd") - raw.count("\ufffd".encode())

@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Sequence
 
 import tensorflow as tf
 
-from rw_tf.data.lines import bounded_lines
+from rw_tf.data.lines import bounded_lines, open_input
 
 
 def write_jsonl(rows: Iterable[Dict], path: str) -> int:
@@ -62,8 +62,8 @@ def read_jsonl_objects(path: str, rejects: "collections.Counter") -> Iterator[Di
     an object is counted as ``rejects["invalid_json"]`` instead, one whose strings escape a lone
     surrogate as ``rejects["lone_surrogate"]``, one longer than ``MAX_LINE_BYTES`` as
     ``rejects["line_too_long"]`` (read no further than that)."""
-    with tf.io.gfile.GFile(path, "rb") as f:
-        for raw, too_long in bounded_lines(f):
+    with open_input(path) as f:
+        for raw, too_long in bounded_lines(f, source=path):
             if too_long:
                 rejects["line_too_long"] += 1
                 continue

@@ -1,13 +1,23 @@
-"""Lines of a byte stream in bounded memory: the one line reader of rw-tf's line-based inputs.
+"""User inputs read in bounded memory: the one line reader of rw-tf's line-based inputs, and
+whole files up to a size.
 
 Iterating a file object yields whole lines however long they are, so one 10 GB line (a file with no
 line ends, a dump concatenated without separators) is read into memory at once. ``bounded_lines``
 reads fixed-size chunks and yields ``(line, too_long)``: lines of at most ``limit`` bytes whole
 (without their ``\\n``), and a longer line as its first ``limit`` bytes with ``too_long=True``,
 the rest passed over without being kept. Readers count such lines as rejects
-(``line_too_long``) or refuse them by name, so memory stays at ``limit`` plus one chunk. Works on any
-binary stream: ``open``, ``tf.io.gfile.GFile`` (``gs://`` ...), ``gzip`` and standard input (which is
-read with ``read1``, so lines reach the caller as they arrive).
+(``line_too_long``) or refuse them by name, so memory stays at ``limit`` plus one chunk. A line
+with no end in ``MAX_SCANNED_LINE_BYTES`` is an error naming the input instead: a device such as
+``/dev/zero`` or binary data would otherwise be scanned forever. Works on any binary stream:
+``open``, ``tf.io.gfile.GFile`` (``gs://`` ...), ``gzip`` and standard input (which is read with
+``read1``, so lines reach the caller as they arrive).
+
+``read_bounded`` reads a whole file (a config, a vocabulary, a corpus) and refuses it once it
+passes a size, so a file larger than memory or an endless device fails with the file's name
+instead of filling memory. ``open_input`` opens local paths with ``open``, so pipes, process
+substitutions (``--input <(zcat corpus.gz)``) and ``/dev/stdin`` give their content, which
+``tf.io.gfile`` cannot read (it seeks: "Illegal seek"); other URIs (``gs://`` ...) go through
+``tf.io.gfile``.
 
 Example:
     >>> import io
@@ -18,19 +28,28 @@ from __future__ import annotations
 
 from typing import IO, Iterator, Optional, Tuple
 
+import tensorflow as tf
+
 MAX_LINE_BYTES = 8 * 1024 * 1024  # far above any real row (a SQuAD context is < 30 KB), far below RAM
+MAX_SCANNED_LINE_BYTES = 1 << 30  # a longer line is passed over up to here, then the input is refused
 _CHUNK_BYTES = 256 * 1024
 
 
-def bounded_lines(stream: IO[bytes], limit: Optional[int] = None) -> Iterator[Tuple[bytes, bool]]:
+class EndlessLineError(ValueError):
+    """A line with no end in ``MAX_SCANNED_LINE_BYTES``: the input is not text in lines."""
+
+
+def bounded_lines(stream: IO[bytes], limit: Optional[int] = None, source: str = "the input"
+                  ) -> Iterator[Tuple[bytes, bool]]:
     """``(line, too_long)`` for each line of ``stream`` (see the module docstring); ``limit``
-    defaults to ``MAX_LINE_BYTES``."""
+    defaults to ``MAX_LINE_BYTES``; ``source`` names the input in the error of a line with no end."""
     limit = MAX_LINE_BYTES if limit is None else limit
     if limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
     read = getattr(stream, "read1", stream.read)
     pending = b""        # the start of the line being read, at most `limit` bytes
     overflow = False     # that line is already longer than `limit`
+    scanned = 0          # bytes of that line so far
     while True:
         chunk = read(_CHUNK_BYTES)
         if not chunk:
@@ -43,13 +62,37 @@ def bounded_lines(stream: IO[bytes], limit: Optional[int] = None) -> Iterator[Tu
             else:
                 line = pending + parts[0]
                 yield (line[:limit], True) if len(line) > limit else (line, False)
-            pending, overflow = b"", False
+            pending, overflow, scanned = b"", False, 0
             for i in range(1, len(parts)):
                 part = parts[i]
                 yield (part[:limit], True) if len(part) > limit else (part, False)
+        scanned += len(tail)
+        if scanned > MAX_SCANNED_LINE_BYTES:
+            raise EndlessLineError(f"{source} has a line with no end in its first {MAX_SCANNED_LINE_BYTES:,} bytes: "
+                             "not text in lines (a device such as /dev/zero, or binary data)")
         if not overflow:
             pending += tail
             if len(pending) > limit:
                 pending, overflow = pending[:limit], True
     if overflow or pending:
         yield pending, overflow
+
+
+def open_input(path: str) -> IO[bytes]:
+    """A binary stream of ``path``: a local path (a file, pipe or device) with ``open``, a URI with
+    a scheme (``gs://``, ``s3://`` ...) with ``tf.io.gfile.GFile``."""
+    return tf.io.gfile.GFile(path, "rb") if "://" in path else open(path, "rb")
+
+
+def read_bounded(path: str, limit: int, what: str = "file", hint: str = "") -> bytes:
+    """The bytes of ``path`` (see ``open_input``); more than ``limit`` bytes is a ``ValueError``
+    naming ``what`` and the file (followed by ``hint``), raised before more is read."""
+    data = bytearray()
+    with open_input(path) as stream:
+        while True:
+            chunk = stream.read(min(4 * _CHUNK_BYTES, limit + 1 - len(data)))
+            if not chunk:
+                return bytes(data)
+            data += chunk
+            if len(data) > limit:
+                raise ValueError(f"{what} {path} holds more than {limit:,} bytes{hint}")

@@ -27,7 +27,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
-from rw_tf.data.lines import bounded_lines
+from rw_tf.data.lines import bounded_lines, open_input
 from rw_tf.knowledge.graph import read_entity_vocabulary
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer, as_string_tensor
 
@@ -36,8 +36,8 @@ def read_alias_table(path: str, entity_to_id: Mapping[str, int]) -> Tuple[Dict[s
     """``alias<TAB>entity_label`` lines -> {alias: entity id}; returns the rejects per reason too."""
     aliases: Dict[str, int] = {}
     rejects: collections.Counter = collections.Counter()
-    with open(path, "rb") as f:
-        for raw, too_long in bounded_lines(f):
+    with open_input(path) as f:
+        for raw, too_long in bounded_lines(f, source=path):
             if too_long:
                 rejects["line_too_long"] += 1
                 continue

@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from rw_tf.data.lines import bounded_lines
+from rw_tf.data.lines import bounded_lines, open_input
 from rw_tf.errors import CorruptFileError
 from rw_tf.model_files import read_json_object
 
@@ -69,8 +69,8 @@ class KnowledgeGraph:
 
 
 def _read_rows(path: str, rejects: TripleRejects) -> Iterable[Tuple[int, Tuple[str, str, str], str]]:
-    with open(path, "rb") as f:
-        for number, (raw, too_long) in enumerate(bounded_lines(f), 1):
+    with open_input(path) as f:
+        for number, (raw, too_long) in enumerate(bounded_lines(f, source=path), 1):
             if too_long:
                 rejects.add("line_too_long", number, raw[:200].decode("utf-8", "replace"))
                 continue

@@ -36,7 +36,7 @@ from typing import IO, Callable, Dict, Iterator, Optional, Tuple
 from warcio.archiveiterator import ArchiveIterator
 
 from rw_tf.data.jsonl import LoneSurrogate, loads_text
-from rw_tf.data.lines import bounded_lines
+from rw_tf.data.lines import EndlessLineError, bounded_lines
 
 Record = Tuple[str, Dict]  # ("page", page) or ("reject", reject)
 
@@ -183,7 +183,7 @@ def iter_html_file(stream: IO[bytes], source: str, max_page_bytes: int) -> Itera
 def iter_jsonl(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[Record]:
     name = source
     rows = 0
-    for number, (line, truncated) in enumerate(bounded_lines(stream, max_page_bytes)):
+    for number, (line, truncated) in enumerate(bounded_lines(stream, max_page_bytes, source)):
         if not truncated and not line.strip():
             continue
         rows += 1
@@ -233,7 +233,7 @@ def iter_stream(stream: IO[bytes], source: str, max_page_bytes: int = DEFAULT_MA
         return
     try:
         yield from _READERS[kind](stream, source, max_page_bytes)
-    except (OSError, EOFError, gzip.BadGzipFile) as err:   # e.g. a corrupt .jsonl.gz
+    except (OSError, EOFError, gzip.BadGzipFile, EndlessLineError) as err:   # e.g. a corrupt .jsonl.gz
         yield reject(f"{source}#?", source, "corrupt_file", f"{type(err).__name__}: {err}")
 
 

@@ -37,7 +37,7 @@ from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrai
 from rw_tf.config import DictConfig
 from rw_tf.data.interactions import stdlib_import_interactions
 from rw_tf.data.jsonl import loads_text
-from rw_tf.data.lines import bounded_lines
+from rw_tf.data.lines import bounded_lines, open_input
 from rw_tf.export.base import save_export
 from rw_tf.export.recommendation import RecommenderExport
 from rw_tf.knowledge.entity_linking import alias_report, linker_for_knowledge_dir
@@ -131,8 +131,8 @@ def text_hard_negatives(pairs, text_vectors: np.ndarray, neighbours: int = 50) -
 def read_items(path: str):
     """(item ids, item texts, training counts) of an items file (see the module docstring)."""
     rows = []
-    with tf.io.gfile.GFile(path, "rb") as f:
-        for number, (line, too_long) in enumerate(bounded_lines(f), 1):
+    with open_input(path) as f:
+        for number, (line, too_long) in enumerate(bounded_lines(f, source=path), 1):
             if too_long:
                 raise ValueError(f"{path} line {number} is longer than {len(line)} bytes: not an item")
             if not line.strip():

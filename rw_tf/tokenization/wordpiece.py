@@ -14,9 +14,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from rw_tf.data.lines import read_bounded
 from rw_tf.tokenization.normalization import normalize_text, repair_utf8, split_patterns, split_words
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MAX_VOCAB_BYTES = 1 << 28   # BERT's 30,522 tokens take 230 KB
 
 TextInput = Union[str, bytes, Sequence[str], Sequence[bytes], np.ndarray, tf.Tensor]
 
@@ -48,8 +50,7 @@ def read_vocabulary(vocab_file: str) -> List[str]:
         raise FileNotFoundError(f"vocabulary file not found: {vocab_file}")
     if tf.io.gfile.isdir(vocab_file):
         raise ValueError(f"vocabulary file {vocab_file} is a folder")
-    with tf.io.gfile.GFile(vocab_file, "rb") as f:
-        lines = f.read().split(b"\n")
+    lines = read_bounded(vocab_file, MAX_VOCAB_BYTES, "vocabulary file").split(b"\n")
     if lines[-1] == b"":
         lines.pop()
     if not lines:

@@ -1,6 +1,9 @@
+import unicodedata
+
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_text as tf_text
 
 from rw_tf.tokenization import SPECIAL_TOKENS, WordPieceTokenizer, learn_vocabulary, write_vocabulary
 
@@ -36,6 +39,26 @@ def test_bad_text_is_handled_by_rule(small_vocab):
     assert out[0] == ["hello", "world"]          # invalid UTF-8 becomes U+FFFD, then removed
     assert out[1] == [] and out[2] == []         # empty / only control or format characters
     assert out[3] == ["[UNK]"]                   # words over max_chars_per_word become [UNK]
+
+
+def test_every_unicode_space_separates_words_as_in_bert(small_vocab):
+    """BERT's BasicTokenizer (``_is_whitespace``: category Zs) and tensorflow-text's BertTokenizer
+    split at a no-break space (``&nbsp;`` in every web page), an em space or an ideographic space;
+    RE2's ``\\s`` is ASCII only, so "hello\u00a0world" was one word, [UNK]."""
+    spaces = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Zs"]
+    assert len(spaces) == 17 and "\u00a0" in spaces and "\u3000" in spaces
+    tok = WordPieceTokenizer(small_vocab)
+    peer = tf_text.BertTokenizer(small_vocab, lower_case=True, token_out_type=tf.int64)
+    texts = [f"hello{space}world{space}cats" for space in spaces] + ["\u00a0 hello,\u202fworld\u3000"]
+    ours = tok.ids_to_tokens(tok.tokenize(texts))
+    assert ours == [["hello", "world", "cat", "##s"]] * 17 + [["hello", ",", "world"]]
+    # The peer splits where NFKC makes a space, which leaves out U+1680 (Ogham space mark) alone.
+    theirs = tok.ids_to_tokens(peer.tokenize(texts).merge_dims(-2, -1))
+    assert [spaces[i] for i in range(17) if ours[i] != theirs[i]] == ["\u1680"] and ours[17] == theirs[17]
+    ids, starts, ends = tok.tokenize_with_offsets(texts)   # spans map back to the words as written
+    assert all(texts[i].encode()[a:b] in (b"hello", b"world", b"cats", b",")
+               for i in range(len(texts)) for a, b in zip(starts[i].numpy(), ends[i].numpy()))
+    assert ids.merge_dims(-2, -1).to_list() == tok.tokenize(texts).to_list()
 
 
 def test_non_string_inputs_get_clear_errors(small_vocab):

@@ -6,15 +6,17 @@ Rules, in order (they mirror BERT's BasicTokenizer so imported BERT vocabularies
    removed (BERT's ``_clean_text``);
 3. optional lower-casing (Unicode ``tf.strings.lower``), optional accent stripping (NFD, then drop
    combining marks), optional extra Unicode normalization (NFC/NFKC/...);
-4. split on whitespace; every punctuation character (ASCII symbols and Unicode P*) becomes its own
-   word; optionally every CJK ideograph becomes its own word.
+4. split on white space (ASCII white space and every Unicode space separator, Zs: no-break space,
+   em space, ideographic space ..., as BERT's ``_is_whitespace``); every punctuation character
+   (ASCII symbols and Unicode P*) becomes its own word; optionally every CJK ideograph becomes its
+   own word.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-_WHITESPACE = r"\s+"
+_WHITESPACE = r"[\s\p{Zs}]+"   # RE2's \s is ASCII only; web text is full of U+00A0 (&nbsp;)
 _PUNCTUATION = r"[!-/]|[:-@]|[\[-`]|[{-~]|[\p{P}]"
 _CJK = "|".join([
     r"[\x{4E00}-\x{9FFF}]", r"[\x{3400}-\x{4DBF}]", r"[\x{20000}-\x{2A6DF}]",

@@ -16,7 +16,9 @@ Every seed trains the whole chain (stage 1 included) and the four arms of the ab
 (a) general pretraining only, (b) + domain MLM, (c) + domain MLM + KD from f_K,
 (d) (c) + refined fine-tuning with KD. ``recipe.json`` holds every stage's metrics and the table
 (mean, sample standard deviation and the per-seed values of held-out accuracy).
-Re-running the command skips stages whose ``metrics.json`` exists (a stopped run continues).
+Re-running the command skips stages whose ``metrics.json`` exists (a stopped run continues, and
+more ``--seeds`` extend a finished one); ``recipe_settings.json`` keeps the settings the folder was
+started with, and other settings are refused there (they would reuse stages trained differently).
 
 Example:
     >>> result = run_recipe(RecipeConfig(seeds=(0,), general_steps=20, domain_steps=10,   # doctest: +SKIP
@@ -36,8 +38,10 @@ import tensorflow as tf
 
 from rw_tf.config import DictConfig
 from rw_tf.data.jsonl import write_jsonl
+from rw_tf.errors import UserError
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
+from rw_tf.model_files import read_json_object
 from rw_tf.tasks.classification import ClassificationTask, ClassificationTaskConfig
 from rw_tf.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
 from rw_tf.training.runner import TrainerConfig, run_task
@@ -91,6 +95,29 @@ class RecipeConfig(DictConfig):
                              strategy=self.strategy, tpu=self.tpu, precision=self.precision)
 
 
+SETTINGS_FILE = "recipe_settings.json"
+# Settings that change no stage's result: more seeds extend a run, a strategy spreads the same steps.
+_RESUMABLE_SETTINGS = ("seeds", "strategy", "tpu")
+
+
+def check_settings(config: RecipeConfig, output_dir: str, write: bool) -> None:
+    """Refuses a folder started with other settings (its stages would be reused as if trained with
+    these); otherwise records them (``write``: the chief)."""
+    path = os.path.join(output_dir, SETTINGS_FILE)
+    current = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE_SETTINGS}
+    if tf.io.gfile.exists(path):
+        earlier = read_json_object(path, "recipe settings")
+        changed = [f"{k} {json.dumps(earlier.get(k))} (now {json.dumps(v)})"
+                   for k, v in current.items() if earlier.get(k) != v]
+        if changed:
+            raise UserError(f"{output_dir} holds a recipe started with other settings: {', '.join(changed)}",
+                            hint="re-run with those settings to continue it, or give a new --output-dir")
+    elif write:
+        tf.io.gfile.makedirs(output_dir)
+        with tf.io.gfile.GFile(path, "w") as f:
+            json.dump(current, f, indent=2)
+
+
 def _stage(task, trainer: TrainerConfig, output_dir: str, label: str, log: Callable[[str], None]) -> Dict[str, Any]:
     """Runs one stage, or reads its result when an earlier run finished it."""
     metrics_path = os.path.join(output_dir, "metrics.json")
@@ -119,6 +146,7 @@ def run_recipe(config: RecipeConfig, output_dir: str, log: Callable[[str], None]
     # Made before TensorFlow runs anything (a multi-worker strategy must be); every stage reuses it.
     strategy = create_strategy(config.strategy, tpu_address=config.tpu)
     chief = is_chief(strategy)
+    check_settings(config, output_dir, write=chief)
     data_dir = os.path.join(output_dir, "data")
     knowledge_dir, alias_file = os.path.join(data_dir, "transe"), os.path.join(data_dir, "aliases.tsv")
     train_file, eval_file = (os.path.join(data_dir, "triples", f"{split}.jsonl") for split in ("train", "eval"))

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from rw_tf.cli.main import main as cli_main
+from rw_tf.errors import UserError
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows, triple_sentence
 from rw_tf.models import PretrainingModel, warm_start
 from rw_tf.networks import TransformerEncoder
 from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
+from rw_tf.recipe import SETTINGS_FILE, RecipeConfig, check_settings
 from rw_tf.tasks import PretrainingTask, PretrainingTaskConfig
 
 SIZES = dict(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, max_sequence_length=32)
@@ -131,3 +133,23 @@ def test_recipe_command_runs_every_stage_and_tabulates_them(tmp_path, capsys):
                      "--general-steps", "4", "--domain-steps", "4", "--finetune-steps", "4",
                      "--transe-epochs", "5", "--batch-size", "8"]) == 0
     assert capsys.readouterr().out.count("done before") == 18
+
+
+def test_a_recipe_folder_refuses_other_settings_before_any_work(tmp_path, capsys):
+    """Re-running into a folder reused every finished stage whatever the settings (a stage only
+    looked for its metrics.json): `--general-steps 600` over a finished 4-step run would print
+    "done before" for all 18 stages and write the 4-step results into recipe.json under the new
+    settings."""
+    out = tmp_path / "recipe"
+    first = RecipeConfig(seeds=(0,), general_steps=4, transe_epochs=5)
+    check_settings(first, str(out), write=True)
+    assert json.loads((out / SETTINGS_FILE).read_text())["general_steps"] == 4
+    # More seeds or another strategy continue the same run.
+    check_settings(RecipeConfig(seeds=(0, 1), general_steps=4, transe_epochs=5, strategy="mirrored"), str(out),
+                   write=True)
+    with pytest.raises(UserError, match=r"other settings: general_steps 4 \(now 600\), kd_weight 0.5 \(now 0.7\)"):
+        check_settings(RecipeConfig(general_steps=600, transe_epochs=5, kd_weight=0.7), str(out), write=True)
+    assert cli_main(["recipe", "--output-dir", str(out), "--general-steps", "600", "--transe-epochs", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a recipe started with other settings: general_steps 4 (now 600)" in err and "--output-dir" in err
+    assert sorted(p.name for p in out.iterdir()) == [SETTINGS_FILE]   # no data, no stage

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import typing
-from typing import Any, ClassVar, Dict, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Sequence, Tuple
 
 
 def has_type(value: Any, hint: Any) -> bool:
@@ -49,6 +49,19 @@ def parse_json_object(data: bytes, source: str, holding: str = "settings") -> Di
     if not isinstance(values, dict):
         raise ValueError(f"{source} must hold a JSON object of {holding}, not a {type(values).__name__}")
     return values
+
+
+def changed_settings(earlier: Dict[str, Any], current: Dict[str, Any], prefix: str = "") -> List[str]:
+    """``"name <earlier> (now <current>)"`` for each setting that differs (JSON values; nested
+    objects are compared key by key, named ``outer.inner``)."""
+    changes = []
+    for key in sorted(set(earlier) | set(current)):
+        old, new = earlier.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += changed_settings(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changes.append(f"{prefix}{key} {json.dumps(old)} (now {json.dumps(new)})")
+    return changes
 
 
 def type_name(hint: Any) -> str:
@@ -112,8 +125,9 @@ class DictConfig:
             if repeated:
                 raise ValueError(f"{type(self).__name__}.{field.name} repeats {repeated}: give each once")
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+    def to_dict(self, exclude: Sequence[str] = ()) -> Dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
+                if k not in exclude}
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any], source: str = "config") -> Any:

@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
-from rw_tf.config import DictConfig
+from rw_tf.config import DictConfig, changed_settings
 from rw_tf.data.jsonl import write_jsonl
 from rw_tf.errors import UserError
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
@@ -104,11 +104,10 @@ def check_settings(config: RecipeConfig, output_dir: str, write: bool) -> None:
     """Refuses a folder started with other settings (its stages would be reused as if trained with
     these); otherwise records them (``write``: the chief)."""
     path = os.path.join(output_dir, SETTINGS_FILE)
-    current = {k: v for k, v in config.to_dict().items() if k not in _RESUMABLE_SETTINGS}
+    current = json.loads(json.dumps(config.to_dict(exclude=_RESUMABLE_SETTINGS)))
     if tf.io.gfile.exists(path):
         earlier = read_json_object(path, "recipe settings")
-        changed = [f"{k} {json.dumps(earlier.get(k))} (now {json.dumps(v)})"
-                   for k, v in current.items() if earlier.get(k) != v]
+        changed = changed_settings(earlier, current)
         if changed:
             raise UserError(f"{output_dir} holds a recipe started with other settings: {', '.join(changed)}",
                             hint="re-run with those settings to continue it, or give a new --output-dir")

@@ -2,6 +2,7 @@
 and the export base (signatures, method names, assets, reloading an rw-tf export as a start point)."""
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -13,7 +14,8 @@ from rw_tf.errors import UserError
 from rw_tf.export import ClassifierExport, save_export
 from rw_tf.models import TextClassifier
 from rw_tf.networks import TransformerEncoder
-from rw_tf.training import TrainingBackup, build_optimizer, create_strategy
+from rw_tf.tasks import PretrainingTask, PretrainingTaskConfig
+from rw_tf.training import TrainingBackup, build_optimizer, create_strategy, run_task
 from rw_tf.training.optimizer import learning_rate_schedule
 
 
@@ -128,3 +130,39 @@ def test_export_keeps_weights_but_not_optimizer_slots(tmp_path, tokenizer):
     reloaded = keras.saving.load_model(os.path.join(export_dir, "assets.extra", "model.keras"))
     for a, b in zip(reloaded.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+class _StopAfter(keras.callbacks.Callback):
+    def __init__(self, steps):
+        super().__init__()
+        self.steps, self.seen = steps, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.steps:
+            raise KeyboardInterrupt   # the process stopped here, its backup left behind
+
+
+def test_a_stopped_run_continues_only_with_the_settings_it_started_with(tmp_path):
+    """A backup was restored whatever the command now said: a stopped run re-run with another
+    learning rate, batch size or corpus went on from its step with a schedule and data it had not
+    started with, and reported one run."""
+    task = lambda **c: PretrainingTask(PretrainingTaskConfig(**{  # noqa: E731
+        "preset": "tiny", "max_documents": 30, "vocab_size": 1500, "max_sequence_length": 64, "target_words": 12,
+        "eval_batches": 1, **c}))
+    trainer = lambda **t: task().trainer_config(**{"epochs": 1, "steps_per_epoch": 6,  # noqa: E731
+                                                   "batch_size": 8, "backup_every_steps": 1, **t})
+    out = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        run_task(task(), trainer(), out, callbacks=[_StopAfter(3)], verbose=0)
+    state = json.load(open(os.path.join(out, "backup", "state.json")))
+    assert state["global_step"] == 3 and state["settings"]["trainer"]["learning_rate"] == 1e-3
+    with pytest.raises(UserError, match=re.escape("holds an unfinished run with other settings: "
+                                                  "trainer.batch_size 8 (now 4), trainer.learning_rate 0.001 "
+                                                  "(now 0.0005)")):
+        run_task(task(), trainer(learning_rate=5e-4, batch_size=4), out, verbose=0)
+    with pytest.raises(UserError, match=re.escape("task_config.max_documents 30 (now 31)")):
+        run_task(task(max_documents=31), trainer(), out, verbose=0)
+    # What may change between attempts (backup interval, XLA, evaluation length) continues it.
+    result = run_task(task(), trainer(backup_every_steps=2, validation_steps=1), out, verbose=0)
+    assert result["resumed_from_step"] == 3 and not os.path.exists(os.path.join(out, "backup", "state.json"))

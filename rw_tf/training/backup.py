@@ -10,6 +10,11 @@ leaves a consistent backup behind. ``restore`` loads the newest backup and retur
 the runner then skips that many batches of the (deterministic) training data so the run continues as
 if it had never stopped.
 
+``state.json`` also keeps the run's ``settings`` (the task's config and the trainer's, less what
+may change between attempts: strategy, backup interval); a backup made with other settings is a
+``UserError`` on restore, not a run that continues with a schedule, data or model it did not start
+with.
+
 Only the chief writes (all workers of a multi-worker run read the chief's backup on restart, so
 the backup folder must be on storage every worker sees, e.g. ``gs://``).
 
@@ -23,12 +28,14 @@ from __future__ import annotations
 import io
 import json
 import os
+from typing import Any, Dict, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from rw_tf.errors import CorruptFileError
+from rw_tf.config import changed_settings
+from rw_tf.errors import CorruptFileError, UserError
 from rw_tf.model_files import CONTENT_ERRORS, content_error, read_bytes, read_json_object
 
 STATE_FILE = "state.json"
@@ -37,11 +44,14 @@ STATE_FILE = "state.json"
 class TrainingBackup(keras.callbacks.Callback):
     """See the module docstring. ``start_step`` is set by ``restore``."""
 
-    def __init__(self, backup_dir: str, every_steps: int = 0, is_chief: bool = True) -> None:
+    def __init__(self, backup_dir: str, every_steps: int = 0, is_chief: bool = True,
+                 settings: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
         if every_steps < 0:
             raise ValueError(f"every_steps must be >= 0, got {every_steps}")
         self.backup_dir, self.every_steps, self.is_chief = backup_dir, int(every_steps), is_chief
+        # As state.json will hold them (tuples become lists), so that equal settings compare equal.
+        self.settings = None if settings is None else json.loads(json.dumps(settings, default=str))
         self.global_step = 0
         self.last_saved_step = -1
 
@@ -63,6 +73,11 @@ class TrainingBackup(keras.callbacks.Callback):
         if (not isinstance(step, int) or isinstance(step, bool) or step < 0 or not isinstance(weights, str)
                 or not isinstance(rng_states, (str, type(None)))):
             raise CorruptFileError(f"{path} is not a backup state (global_step, weights, rng_states)", hint=hint)
+        changed = (changed_settings(state["settings"], self.settings)
+                   if isinstance(state.get("settings"), dict) and self.settings is not None else [])
+        if changed:
+            raise UserError(f"{self.backup_dir} holds an unfinished run with other settings: {', '.join(changed)}",
+                            hint=f"re-run with those settings to continue it, or {hint}")
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         try:
@@ -105,7 +120,8 @@ class TrainingBackup(keras.callbacks.Callback):
                            os.path.join(self.backup_dir, rng_name), overwrite=True)
         partial_state = self._state_path() + ".partial"
         with tf.io.gfile.GFile(partial_state, "w") as f:
-            json.dump({"global_step": self.global_step, "weights": name, "rng_states": rng_name}, f)
+            json.dump({"global_step": self.global_step, "weights": name, "rng_states": rng_name,
+                       "settings": self.settings}, f)
         tf.io.gfile.rename(partial_state, self._state_path(), overwrite=True)
         for old in tf.io.gfile.listdir(self.backup_dir):
             if (old.endswith(".weights.h5") and old != name) or (old.endswith(".rng.npz") and old != rng_name):

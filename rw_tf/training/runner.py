@@ -38,6 +38,11 @@ from rw_tf.training.backup import TrainingBackup
 from rw_tf.training.optimizer import DECAYS, build_optimizer
 from rw_tf.training.strategy import STRATEGIES, create_strategy, is_chief, wait_for_all_workers, worker_output_dir
 
+# What a stopped run may change when it is continued (more workers, other backup or checkpoint
+# intervals, XLA, evaluation length): neither the model, the data nor the schedule.
+RESUMABLE_SETTINGS = ("strategy", "tpu", "backup_every_steps", "keep_epoch_checkpoints", "jit_compile",
+                      "validation_steps")
+
 # Keras dtype policies; mixed_float16 gets dynamic loss scaling from compile() (auto_scale_loss).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -164,7 +169,8 @@ def _run(task: "Task", trainer: TrainerConfig, strategy: tf.distribute.Strategy,
     rate = _train_real_token_rate(task, trainer.batch_size)      # datasets may need the model (KD targets)
     if rate is not None:
         data = {**data, "train_real_token_rate": rate}
-    backup = TrainingBackup(os.path.join(output_dir, "backup"), trainer.backup_every_steps, chief)
+    backup = TrainingBackup(os.path.join(output_dir, "backup"), trainer.backup_every_steps, chief,
+                            settings={**task.describe(), "trainer": trainer.to_dict(exclude=RESUMABLE_SETTINGS)})
     start_step = backup.restore(model)
     before = None if start_step else task.evaluate(model)
     all_callbacks: List[keras.callbacks.Callback] = [backup]

@@ -50,11 +50,37 @@ def cluster_config(config: PipelineConfig, pipeline_root: str) -> PipelineConfig
     return config
 
 
-def schedule_spec(config: PipelineConfig, pipeline_file: str, cron: str) -> Dict:
-    """What a recurring run needs (kfp.Client().create_recurring_run / Vertex PipelineJobSchedule)."""
+# The five fields of a cron expression: name, range, and the names a field may use instead of numbers.
+_CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()),
+                ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+                ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
+_CRON_ITEM = re.compile(r"^(?:(\*)|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
+
+
+def check_cron(cron: str) -> None:
+    """A ``UserError`` unless ``cron`` is a 5-field cron expression both KFP's scheduler and Vertex
+    AI accept: per field ``*``, a value, a range ``a-b``, each with an optional step ``/n``, or a list
+    of those; values in the field's range (months and weekdays may be named: ``jan``, ``mon``)."""
     fields = cron.split()
     if len(fields) != 5:
         raise UserError(f"--schedule takes a 5-field cron expression (minute hour day month weekday), got {cron!r}")
+    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS):
+        for item in text.split(","):
+            match = _CRON_ITEM.match(item.lower())
+            if not match:
+                raise UserError(f"--schedule {cron!r}: {name} {item!r} is not *, a value, a range a-b or a step x/n")
+            _, start, end, step = match.groups()
+            values = [names.index(v) + (low if names else 0) if v in names else (int(v) if v.isdigit() else None)
+                      for v in (start, end) if v is not None]
+            if None in values or not all(low <= v <= high for v in values):
+                raise UserError(f"--schedule {cron!r}: {name} {item!r} is outside {low}-{high}")
+            if (len(values) == 2 and values[0] > values[1]) or (step is not None and int(step) < 1):
+                raise UserError(f"--schedule {cron!r}: {name} {item!r} is an empty range or a step below 1")
+
+
+def schedule_spec(config: PipelineConfig, pipeline_file: str, cron: str) -> Dict:
+    """What a recurring run needs (kfp.Client().create_recurring_run / Vertex PipelineJobSchedule)."""
+    check_cron(cron)
     return {"display_name": f"{os.path.basename(pipeline_file)[:-5]}-scheduled", "pipeline_package_path": pipeline_file,
             "pipeline_root": config.root, "cron_expression": cron,
             "kfp_cron_expression": "0 " + cron,  # KFP's scheduler takes seconds first
@@ -75,6 +101,7 @@ def foreign_paths(spec_text: str) -> Dict[str, List[str]]:
 def compile_kubeflow(kind: str, config: PipelineConfig, output_file: str, image: str = DEFAULT_IMAGE,
                      pipeline_root: str = "", cron: str = "0 3 * * *") -> Dict[str, str]:
     """Writes the KFP v2 pipeline-spec JSON for ``kind`` and its schedule file; returns their paths."""
+    check_cron(cron)   # before anything is written
     config = cluster_config(config, pipeline_root)
     os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(

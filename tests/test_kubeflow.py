@@ -13,7 +13,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from rw_tf.cli.main import main as cli_main
 from rw_tf.errors import UserError
 from rw_tf_pipeline.configs import PipelineConfig
-from rw_tf_pipeline.kubeflow_runner import IMAGE_ROOT, compile_kubeflow, foreign_paths
+from rw_tf_pipeline.kubeflow_runner import IMAGE_ROOT, check_cron, compile_kubeflow, foreign_paths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEAM_COMPONENTS = ("FileBasedExampleGen", "StatisticsGen", "Transform", "Evaluator")
@@ -112,6 +112,22 @@ def test_schedule_file_has_what_a_recurring_run_needs(compiled):
     assert schedule["cron_expression"] == "30 2 * * 1" and schedule["kfp_cron_expression"] == "0 30 2 * * 1"
     assert schedule["pipeline_root"] == "gs://bucket/rw-tf"
     assert schedule["pipeline_package_path"].endswith("rw-tf-recipe.json")
+
+
+@pytest.mark.parametrize("cron, message", [
+    ("99 * * * *", "minute '99' is outside 0-59"), ("0 24 * * *", "hour '24' is outside 0-23"),
+    ("0 0 0 * *", "day of month '0' is outside 1-31"), ("0 0 * 13 *", "month '13' is outside 1-12"),
+    ("0 0 * * 8", "day of week '8' is outside 0-7"), ("0 0 * foo *", "month 'foo' is outside"),
+    ("5-1 * * * *", "'5-1' is an empty range"), ("*/0 * * * *", "a step below 1"),
+    ("0 0 ? * 1", "'?' is not *, a value"), ("1,,2 * * * *", "'' is not *"), ("* * * *", "5-field"),
+])
+def test_schedules_no_scheduler_can_run_are_refused(tmp_path, capsys, cron, message):
+    """Each was written into the schedule file, for KFP or Vertex AI to reject (or never fire) later."""
+    assert cli_main(["pipeline", "compile", "--output-dir", str(tmp_path), "--schedule", cron,
+                     "--pipeline-root", "gs://bucket/rw-tf"]) == 2
+    assert message in capsys.readouterr().err and not list(tmp_path.iterdir())
+    for good in ("*/15 0-6,22 1 jan-mar mon-fri", "59 23 31 12 7", "0 3 * * *"):
+        check_cron(good)
 
 
 def test_paths_of_this_machine_are_refused(tmp_path, capsys):

@@ -68,8 +68,8 @@ def bounded_lines(stream: IO[bytes], limit: Optional[int] = None, source: str = 
                 yield (part[:limit], True) if len(part) > limit else (part, False)
         scanned += len(tail)
         if scanned > MAX_SCANNED_LINE_BYTES:
-            raise EndlessLineError(f"{source} has a line with no end in its first {MAX_SCANNED_LINE_BYTES:,} bytes: "
-                             "not text in lines (a device such as /dev/zero, or binary data)")
+            raise EndlessLineError(f"{source} has a line with no end in its first {MAX_SCANNED_LINE_BYTES:,} "
+                                   "bytes: not text in lines (a device such as /dev/zero, or binary data)")
         if not overflow:
             pending += tail
             if len(pending) > limit:

@@ -70,7 +70,7 @@ def check_cron(cron: str) -> None:
             if not match:
                 raise UserError(f"--schedule {cron!r}: {name} {item!r} is not *, a value, a range a-b or a step x/n")
             _, start, end, step = match.groups()
-            values = [names.index(v) + (low if names else 0) if v in names else (int(v) if v.isdigit() else None)
+            values = [names.index(v) + low if v in names else (int(v) if v.isdigit() else None)
                       for v in (start, end) if v is not None]
             if None in values or not all(low <= v <= high for v in values):
                 raise UserError(f"--schedule {cron!r}: {name} {item!r} is outside {low}-{high}")

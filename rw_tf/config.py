@@ -121,7 +121,7 @@ class DictConfig:
                     raise ValueError(f"{type(self).__name__}.{name} must be {words}, got {number}")
             # A list of numbers (seeds, block indices) names each once: `--seeds 0 0` would count one
             # run twice in a mean and its spread.
-            repeated = sorted({x for _, x in numbers if [y for _, y in numbers].count(x) > 1})
+            repeated = sorted(x for x, n in collections.Counter(x for _, x in numbers).items() if n > 1)
             if repeated:
                 raise ValueError(f"{type(self).__name__}.{field.name} repeats {repeated}: give each once")
 

@@ -13,9 +13,11 @@ import tensorflow as tf
 from rw_tf.config import PretrainingDataConfig
 from rw_tf.data.masking import PretrainingExampleBuilder
 from rw_tf.data.text_inputs import with_static_batch
+from rw_tf.data.traced import traced_once
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "masked_positions")
+TEXT_COLUMNS = ("text_a", "text_b", "text_random")
 
 
 def to_keras_triplet(features: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
@@ -27,6 +29,14 @@ def to_keras_triplet(features: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
                      "sop": features["sop_weight"]}
     return x, y, sample_weight
 
+def traced_example_builder(tokenizer: WordPieceTokenizer, config: PretrainingDataConfig, linker=None):
+    """``PretrainingExampleBuilder(tokenizer, config, linker)`` as one ``tf.function`` over batches
+    of the three text columns (``{"text_a", "text_b", "text_random"}``, each ``[batch]`` strings),
+    traced once per tokenizer, settings and linker (``traced_once``)."""
+    signature = {k: tf.TensorSpec([None], tf.string, name=k) for k in TEXT_COLUMNS}
+    return traced_once(tokenizer, ("pretraining_examples", config, linker), lambda: tf.function(
+        PretrainingExampleBuilder(tokenizer, config, linker), input_signature=[signature]))
+
 
 def pretraining_features(columns: Dict[str, Sequence[str]], tokenizer: WordPieceTokenizer,
                          config: PretrainingDataConfig, batch_size: int, shuffle: bool = True,
@@ -34,8 +44,8 @@ def pretraining_features(columns: Dict[str, Sequence[str]], tokenizer: WordPiece
     """Batches of builder features (all of them, e.g. ``masked_entity_ids`` for evaluation)."""
     if not columns.get("text_a"):
         raise ValueError("no candidate pairs: the corpus produced no sentence pairs")
-    builder = PretrainingExampleBuilder(tokenizer, config, linker)
-    texts = {k: tf.constant(list(columns[k]), tf.string) for k in ("text_a", "text_b", "text_random")}
+    builder = traced_example_builder(tokenizer, config, linker)
+    texts = {k: tf.constant(list(columns[k]), tf.string) for k in TEXT_COLUMNS}
     ds = tf.data.Dataset.from_tensor_slices(texts)
     if shuffle:
         ds = ds.shuffle(len(columns["text_a"]), seed=config.seed, reshuffle_each_iteration=True)

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from rw_tf.data.traced import traced_once
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 
@@ -34,6 +35,16 @@ def single_segment_inputs(tokenizer: WordPieceTokenizer, texts: tf.Tensor, max_s
         entities, _ = tf_text.pad_model_inputs(entities, max_sequence_length, pad_value=-1)
         features["entity_ids"] = tf.cast(entities, tf.int32)
     return features
+
+
+def single_segment_encoder(tokenizer: WordPieceTokenizer, max_sequence_length: int, linker=None):
+    """``single_segment_inputs`` as one ``tf.function`` of a ``[batch]`` string tensor, traced once
+    per tokenizer, length and linker (``traced_once``): what a dataset's map calls."""
+    if max_sequence_length < 3:
+        raise ValueError("max_sequence_length must be >= 3")
+    return traced_once(tokenizer, ("single_segment", max_sequence_length, linker), lambda: tf.function(
+        lambda texts: single_segment_inputs(tokenizer, texts, max_sequence_length, linker),
+        input_signature=[tf.TensorSpec([None], tf.string, name="text")]))
 
 
 TEXT_ID_BUCKETS = 2 ** 31 - 1   # text ids (string hashes) that mask duplicates out of InfoNCE negatives
@@ -89,11 +100,12 @@ def bucketed_text_batches(texts: Sequence[str], columns: Sequence[Any], tokenize
     ds = ds.bucket_by_sequence_length(lambda *row: row[-1], bucket_boundaries=[b + 1 for b in buckets[:-1]],
                                       bucket_batch_sizes=[batch_size] * len(buckets), drop_remainder=True)
     bounds = tf.constant(buckets, tf.int32)
+    encode_text = single_segment_encoder(tokenizer, max_sequence_length, linker)
 
     def encode(text, *rest):
         *values, length = rest
         padded_to = tf.gather(bounds, tf.reduce_min(tf.where(bounds >= tf.reduce_max(length))))
-        features = single_segment_inputs(tokenizer, text, max_sequence_length, linker)
+        features = encode_text(text)
         features = {k: tf.ensure_shape(v[:, :padded_to], [batch_size, None]) for k, v in features.items()}
         return (features, *values)
     return ds.map(encode)

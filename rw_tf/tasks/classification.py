@@ -38,7 +38,7 @@ from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group
 from rw_tf.data.text_inputs import (
     bucketed_text_batches,
     rebucket_padded_batches,
-    single_segment_inputs,
+    single_segment_encoder,
     with_static_batch,
 )
 from rw_tf.export.base import save_export
@@ -224,8 +224,10 @@ class ClassificationTask(Task):
         def features_and_label(features):
             return {k: features[k] for k in self.input_names()}, features[self.config.label_key]
 
+        encode_texts = single_segment_encoder(self.tokenizer, self.max_sequence_length, self.linker)
+
         def encode(texts, targets):
-            return single_segment_inputs(self.tokenizer, texts, self.max_sequence_length, self.linker), targets
+            return encode_texts(texts), targets
 
         if self.examples is not None:
             ds = self.examples.dataset(split, batch_size).map(features_and_label)

@@ -29,7 +29,7 @@ from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrai
 from rw_tf.config import ENCODER_PRESETS, DictConfig
 from rw_tf.data.image_text import IMAGE_TEXT_DATASETS, checked_pairs, split_pairs
 from rw_tf.data.images import decode_images
-from rw_tf.data.text_inputs import single_segment_inputs, with_static_batch
+from rw_tf.data.text_inputs import single_segment_encoder, with_static_batch
 from rw_tf.export.base import save_export
 from rw_tf.export.image_text import ImageTextExport
 from rw_tf.models.image_text import MATCHING_FUSIONS, ImageTextMatcher, ImageTextModel
@@ -186,7 +186,7 @@ class ImageTextTask(Task):
         return model
 
     def _text(self, captions) -> Dict[str, tf.Tensor]:
-        return single_segment_inputs(self.tokenizer, captions, self.max_sequence_length)
+        return single_segment_encoder(self.tokenizer, self.max_sequence_length)(captions)
 
     def _transformed(self, split: str, batch_size: int) -> tf.data.Dataset:
         """(inputs, targets, labels) batches of the Transform's output."""

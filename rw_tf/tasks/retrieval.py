@@ -27,7 +27,7 @@ from rw_tf.config import DictConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group
-from rw_tf.data.text_inputs import single_segment_inputs, text_ids, with_static_batch
+from rw_tf.data.text_inputs import single_segment_encoder, single_segment_inputs, text_ids, with_static_batch
 from rw_tf.export.base import save_export
 from rw_tf.export.retrieval import RetrievalExport
 from rw_tf.models.dual_encoder import DualEncoder
@@ -122,9 +122,10 @@ class RetrievalTask(Task):
                                                  [p["item"] for p in self.train_pairs]))
         ds = ds.shuffle(len(self.train_pairs), seed=self.seed).repeat().batch(batch_size, drop_remainder=True)
 
+        encode_texts = single_segment_encoder(self.tokenizer, length)
+
         def encode(queries, items):
-            return ({"query": single_segment_inputs(self.tokenizer, queries, length),
-                     "item": single_segment_inputs(self.tokenizer, items, length)}, text_ids(queries, items))
+            return {"query": encode_texts(queries), "item": encode_texts(items)}, text_ids(queries, items)
 
         return with_static_batch(ds.map(encode), batch_size).prefetch(2)
 

@@ -37,7 +37,7 @@ from rw_tf.config import DictConfig
 from rw_tf.data.corpus import SplitCounts, describe_drops, embedded_corpus, read_text_files
 from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, text_key
-from rw_tf.data.text_inputs import single_segment_inputs, text_ids, with_static_batch
+from rw_tf.data.text_inputs import single_segment_encoder, single_segment_inputs, text_ids, with_static_batch
 from rw_tf.data.transform_fns import EMBEDDING_VIEWS
 from rw_tf.export.base import save_export
 from rw_tf.export.sentence_embedding import SentenceEmbeddingExport
@@ -199,8 +199,10 @@ class SentenceEmbeddingTask(Task):
         rows = tf.data.Dataset.from_tensor_slices(tuple([r[v] for r in self.train_rows] for v in views))
         rows = rows.shuffle(len(self.train_rows), seed=self.seed).repeat().batch(batch_size, drop_remainder=True)
 
+        encode_texts = single_segment_encoder(self.tokenizer, length)
+
         def encode(*texts):
-            x = {name: single_segment_inputs(self.tokenizer, t, length) for name, t in zip(self.views(), texts)}
+            x = {name: encode_texts(t) for name, t in zip(self.views(), texts)}
             return x, text_ids(*texts)
 
         return with_static_batch(rows.map(encode), batch_size).prefetch(2)

@@ -1,6 +1,7 @@
 """TFX pipelines: one end-to-end LocalDagRunner run (shared), gates, anomalies, Kubeflow compile."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -89,9 +90,10 @@ def test_checked_in_schema_matches_inferred_schema(e2e):
         assert not tfdv.validate_statistics(tfdv.load_stats_binary(latest), checked_in).anomaly_info
 
 
-def test_schema_anomaly_stops_run_before_transform(tmp_path):
+def test_schema_anomaly_stops_run_before_transform(e2e, tmp_path):
     config = PipelineConfig(root=str(tmp_path), **TINY)
-    paths = prepare_data(config)
+    shutil.copytree(e2e[0].data_dir, config.data_dir)     # the run's prepared data (preparing takes ~50 s)
+    paths = prepare_data(config)                           # finds it all in place
     for split in ("finetune/train", "finetune/eval"):
         rows = [json.loads(line) for line in open(paths[split], encoding="utf-8")][:150]
         with open(paths[split], "w", encoding="utf-8") as f:
@@ -123,9 +125,8 @@ def test_jsonl_reader_counts_rejected_lines(tmp_path):
 
 
 
-def test_prepared_splits_do_not_leak(tmp_path):
-    config = PipelineConfig(root=str(tmp_path), **TINY)
-    paths = prepare_data(config)
+def test_prepared_splits_do_not_leak(e2e):
+    paths = prepare_data(e2e[0])            # the splits the end-to-end run trained and evaluated on
     read = lambda key: [json.loads(line) for line in open(paths[key], encoding="utf-8")]
     train, evaluation = read("pretrain/train"), read("pretrain/eval")
     train_segments = {row[k] for row in train for k in ("text_a", "text_b", "text_random")}

@@ -8,6 +8,7 @@ from rw_tf.data.masking import PretrainingExampleBuilder
 from rw_tf.data.pretraining_dataset import pretraining_features, traced_example_builder
 from rw_tf.data.segment_pairs import segment_pair_candidates
 from rw_tf.data.text_inputs import bucketed_text_batches, single_segment_encoder, single_segment_inputs
+from rw_tf.data.traced import MAX_TRACED_FUNCTIONS, traced_once
 
 TEXTS = ["Hello, WORLD! Café cats", "Déjà vu — naïve façade", "北京是中国的首都。", "", "   ",
          "a \x00 b\u200bc\td\ne", "10\u00a0km " * 40]
@@ -60,3 +61,25 @@ def test_text_datasets_share_one_traced_encoder_with_the_same_inputs(tokenizer):
     for key, value in features.items():
         np.testing.assert_array_equal(value.numpy(), expected[key][:, :value.shape[1]], err_msg=key)
     assert encode.experimental_get_tracing_count() - before <= 1
+
+
+def test_the_cache_compares_objects_by_identity_settings_by_value_and_is_bounded():
+    made = []
+
+    def make():
+        made.append(len(made))
+        return made[-1]
+
+    class Unhashable:
+        __hash__ = None
+
+    tokenizer, linker = Unhashable(), Unhashable()
+    assert traced_once((tokenizer, linker), ("a", 1), make) == traced_once((tokenizer, linker), ("a", 1), make) == 0
+    assert traced_once((tokenizer, None), ("a", 1), make) == 1            # another linker: another function
+    assert traced_once((Unhashable(), linker), ("a", 1), make) == 2       # another tokenizer
+    assert traced_once((tokenizer, linker), ("a", 2), make) == 3          # other settings
+    others = [Unhashable() for _ in range(MAX_TRACED_FUNCTIONS)]
+    for other in others:                                                   # the first entries are dropped...
+        traced_once((other, None), "x", make)
+    assert traced_once((tokenizer, linker), ("a", 1), make) == len(made) - 1 > 3   # ...and made again
+    assert traced_once((others[-1], None), "x", make) == len(made) - 2              # the recent ones stay

@@ -34,7 +34,7 @@ def traced_example_builder(tokenizer: WordPieceTokenizer, config: PretrainingDat
     of the three text columns (``{"text_a", "text_b", "text_random"}``, each ``[batch]`` strings),
     traced once per tokenizer, settings and linker (``traced_once``)."""
     signature = {k: tf.TensorSpec([None], tf.string, name=k) for k in TEXT_COLUMNS}
-    return traced_once(tokenizer, ("pretraining_examples", config, linker), lambda: tf.function(
+    return traced_once((tokenizer, linker), ("pretraining_examples", config), lambda: tf.function(
         PretrainingExampleBuilder(tokenizer, config, linker), input_signature=[signature]))
 
 

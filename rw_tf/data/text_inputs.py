@@ -42,7 +42,7 @@ def single_segment_encoder(tokenizer: WordPieceTokenizer, max_sequence_length: i
     per tokenizer, length and linker (``traced_once``): what a dataset's map calls."""
     if max_sequence_length < 3:
         raise ValueError("max_sequence_length must be >= 3")
-    return traced_once(tokenizer, ("single_segment", max_sequence_length, linker), lambda: tf.function(
+    return traced_once((tokenizer, linker), ("single_segment", max_sequence_length), lambda: tf.function(
         lambda texts: single_segment_inputs(tokenizer, texts, max_sequence_length, linker),
         input_signature=[tf.TensorSpec([None], tf.string, name="text")]))
 

@@ -8,25 +8,49 @@ cached here are pure functions of their inputs (hash-seeded masking, static tabl
 them changes no example.
 
 Example:
-    >>> encode = traced_once(tokenizer, ("single_segment", 64, None),                  # doctest: +SKIP
+    >>> encode = traced_once((tokenizer, None), ("single_segment", 64),                # doctest: +SKIP
     ...                      lambda: tf.function(lambda t: encode_texts(t), input_signature=[spec]))
     >>> ds.map(encode)                                                                   # doctest: +SKIP
 """
 from __future__ import annotations
 
-import weakref
-from typing import Callable, Hashable
+import collections
+from typing import Callable, Hashable, Tuple
 
 import tensorflow as tf
 
-# Keyed weakly by the tokenizer, so a tokenizer's functions go with it; the settings key holds any
-# linker strongly, so an id is never reused while its entry exists.
-_TRACED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+# The most recently used functions. An entry holds its tokenizer and linker, which the function's
+# closure references anyway, so a weakly keyed cache could never drop it; a bound
+# keeps a process that makes many tokenizers (a recipe, a test session) from holding them all.
+MAX_TRACED_FUNCTIONS = 16
+_TRACED: "collections.OrderedDict" = collections.OrderedDict()
 
 
-def traced_once(tokenizer: object, key: Hashable, make: Callable[[], tf.types.experimental.GenericFunction]):
-    """The function ``make()`` returned the first time for ``tokenizer`` and ``key``."""
-    by_key = _TRACED.setdefault(tokenizer, {})
-    if key not in by_key:
-        by_key[key] = make()
-    return by_key[key]
+def traced_once(objects: Tuple[object, ...], settings: Hashable,
+                make: Callable[[], tf.types.experimental.GenericFunction]):
+    """The function ``make()`` returned the first time for ``objects`` (the tokenizer, a linker or
+    None; compared by identity) and ``settings`` (compared by value); the least recently used of
+    more than ``MAX_TRACED_FUNCTIONS`` is dropped."""
+    entry = (tuple(_Identity(obj) for obj in objects), settings)
+    if entry in _TRACED:
+        _TRACED.move_to_end(entry)
+    else:
+        _TRACED[entry] = make()
+        while len(_TRACED) > MAX_TRACED_FUNCTIONS:
+            _TRACED.popitem(last=False)
+    return _TRACED[entry]
+
+
+class _Identity:
+    """A hashable stand-in that compares its object by identity (and keeps it alive while cached)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.obj is self.obj

@@ -22,15 +22,15 @@ import tensorflow as tf
 
 from rw_tf.config import PretrainingDataConfig
 from rw_tf.data.corpus import embedded_corpus
-from rw_tf.data.masking import PretrainingExampleBuilder
-from rw_tf.data.pretraining_dataset import TEXT_COLUMNS, pretraining_features
+from rw_tf.data.masking import PAIR_TEXT_FEATURES, PretrainingExampleBuilder
+from rw_tf.data.pretraining_dataset import pretraining_features
 from rw_tf.data.segment_pairs import segment_pair_candidates
 from rw_tf.data.text_inputs import single_segment_encoder, single_segment_inputs
 from rw_tf.tokenization import WordPieceTokenizer, learn_vocabulary, write_vocabulary
 
 
 def traced_per_dataset_pretraining(columns, tokenizer, config, batch_size):
-    texts = {k: tf.constant(list(columns[k])) for k in TEXT_COLUMNS}
+    texts = {k: tf.constant(list(columns[k])) for k in PAIR_TEXT_FEATURES}
     ds = tf.data.Dataset.from_tensor_slices(texts).repeat().batch(batch_size, drop_remainder=True)
     return ds.map(PretrainingExampleBuilder(tokenizer, config), num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=True)

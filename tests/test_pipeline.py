@@ -16,7 +16,7 @@ from rw_tf_pipeline.components.jsonl_example_gen import _JsonlToExample, record_
 from rw_tf_pipeline.configs import PipelineConfig
 from rw_tf_pipeline.local_runner import run_pipeline
 from rw_tf_pipeline.mlmd_queries import open_store, pipeline_artifacts
-from rw_tf_pipeline.prepare import prepare_data
+from rw_tf_pipeline.prepare import data_paths
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_checked_in_schema_matches_inferred_schema(e2e):
 def test_schema_anomaly_stops_run_before_transform(e2e, tmp_path):
     config = PipelineConfig(root=str(tmp_path), **TINY)
     shutil.copytree(e2e[0].data_dir, config.data_dir)     # the run's prepared data (preparing takes ~50 s)
-    paths = prepare_data(config)                           # finds it all in place
+    paths = data_paths(config)
     for split in ("finetune/train", "finetune/eval"):
         rows = [json.loads(line) for line in open(paths[split], encoding="utf-8")][:150]
         with open(paths[split], "w", encoding="utf-8") as f:
@@ -126,7 +126,7 @@ def test_jsonl_reader_counts_rejected_lines(tmp_path):
 
 
 def test_prepared_splits_do_not_leak(e2e):
-    paths = prepare_data(e2e[0])            # the splits the end-to-end run trained and evaluated on
+    paths = data_paths(e2e[0])            # the splits the end-to-end run trained and evaluated on
     read = lambda key: [json.loads(line) for line in open(paths[key], encoding="utf-8")]
     train, evaluation = read("pretrain/train"), read("pretrain/eval")
     train_segments = {row[k] for row in train for k in ("text_a", "text_b", "text_random")}

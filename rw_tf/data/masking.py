@@ -25,6 +25,9 @@ import tensorflow_text as tf_text
 from rw_tf.config import PretrainingDataConfig
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
+# The builder's inputs: a candidate pair and a segment of another document (for NSP).
+PAIR_TEXT_FEATURES = ("text_a", "text_b", "text_random")
+
 _HASH_BUCKETS = 1 << 24
 
 
@@ -138,11 +141,11 @@ class PretrainingExampleBuilder:
         self._trimmer = tf_text.RoundRobinTrimmer(config.max_sequence_length - 3)
 
     def __call__(self, features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        missing = [k for k in ("text_a", "text_b", "text_random") if k not in features]
+        missing = [k for k in PAIR_TEXT_FEATURES if k not in features]
         if missing:
             raise KeyError(f"pretraining features are missing {missing}")
         cfg, tok = self.config, self.tokenizer
-        text_a, text_b, text_random = (features[k] for k in ("text_a", "text_b", "text_random"))
+        text_a, text_b, text_random = (features[k] for k in PAIR_TEXT_FEATURES)
         for name, t in (("text_a", text_a), ("text_b", text_b), ("text_random", text_random)):
             if t.dtype != tf.string:
                 raise TypeError(f"{name} must be a string tensor, got {t.dtype.name}")

@@ -11,13 +11,12 @@ from typing import Dict, Sequence, Tuple
 import tensorflow as tf
 
 from rw_tf.config import PretrainingDataConfig
-from rw_tf.data.masking import PretrainingExampleBuilder
+from rw_tf.data.masking import PAIR_TEXT_FEATURES, PretrainingExampleBuilder
 from rw_tf.data.text_inputs import with_static_batch
 from rw_tf.data.traced import traced_once
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 MODEL_INPUTS = ("token_ids", "segment_ids", "padding_mask", "masked_positions")
-TEXT_COLUMNS = ("text_a", "text_b", "text_random")
 
 
 def to_keras_triplet(features: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
@@ -29,11 +28,12 @@ def to_keras_triplet(features: Dict[str, tf.Tensor]) -> Tuple[Dict, Dict, Dict]:
                      "sop": features["sop_weight"]}
     return x, y, sample_weight
 
+
 def traced_example_builder(tokenizer: WordPieceTokenizer, config: PretrainingDataConfig, linker=None):
     """``PretrainingExampleBuilder(tokenizer, config, linker)`` as one ``tf.function`` over batches
     of the three text columns (``{"text_a", "text_b", "text_random"}``, each ``[batch]`` strings),
     traced once per tokenizer, settings and linker (``traced_once``)."""
-    signature = {k: tf.TensorSpec([None], tf.string, name=k) for k in TEXT_COLUMNS}
+    signature = {k: tf.TensorSpec([None], tf.string, name=k) for k in PAIR_TEXT_FEATURES}
     return traced_once((tokenizer, linker), ("pretraining_examples", config), lambda: tf.function(
         PretrainingExampleBuilder(tokenizer, config, linker), input_signature=[signature]))
 
@@ -45,7 +45,7 @@ def pretraining_features(columns: Dict[str, Sequence[str]], tokenizer: WordPiece
     if not columns.get("text_a"):
         raise ValueError("no candidate pairs: the corpus produced no sentence pairs")
     builder = traced_example_builder(tokenizer, config, linker)
-    texts = {k: tf.constant(list(columns[k]), tf.string) for k in TEXT_COLUMNS}
+    texts = {k: tf.constant(list(columns[k]), tf.string) for k in PAIR_TEXT_FEATURES}
     ds = tf.data.Dataset.from_tensor_slices(texts)
     if shuffle:
         ds = ds.shuffle(len(columns["text_a"]), seed=config.seed, reshuffle_each_iteration=True)

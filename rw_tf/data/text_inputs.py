@@ -40,7 +40,7 @@ def single_segment_inputs(tokenizer: WordPieceTokenizer, texts: tf.Tensor, max_s
 def single_segment_encoder(tokenizer: WordPieceTokenizer, max_sequence_length: int, linker=None):
     """``single_segment_inputs`` as one ``tf.function`` of a ``[batch]`` string tensor, traced once
     per tokenizer, length and linker (``traced_once``): what a dataset's map calls."""
-    if max_sequence_length < 3:
+    if max_sequence_length < 3:   # here too: inside the map's trace the error would come wrapped in autograph's text
         raise ValueError("max_sequence_length must be >= 3")
     return traced_once((tokenizer, linker), ("single_segment", max_sequence_length), lambda: tf.function(
         lambda texts: single_segment_inputs(tokenizer, texts, max_sequence_length, linker),

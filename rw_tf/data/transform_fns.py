@@ -20,12 +20,11 @@ import tensorflow as tf
 from rw_tf.checkpoints.hf_bert import minilm_checkpoint_dir
 from rw_tf.config import DictConfig, PretrainingDataConfig
 from rw_tf.data.images import decode_images
-from rw_tf.data.masking import PretrainingExampleBuilder
+from rw_tf.data.masking import PAIR_TEXT_FEATURES, PretrainingExampleBuilder
 from rw_tf.data.text_inputs import single_segment_inputs, text_ids
 from rw_tf.knowledge.entity_linking import linker_for_knowledge_dir
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
-PAIR_TEXT_FEATURES = ("text_a", "text_b", "text_random")
 # Sentence-embedding examples: raw feature -> the view it becomes (``SentenceEncoder``'s inputs).
 EMBEDDING_VIEWS = {"query": "anchor", "item": "positive", "negative": "negative"}
 

@@ -1,13 +1,17 @@
 """Soak: 16 clients send mixed good and hostile traffic to a real `rw-tf serve` for a fixed time.
 
     .venv/bin/python benchmarks/serving_soak.py [--model-base-path runs/pipeline/serving/rw_tf_finetune]
-        [--seconds 60] [--clients 16]
+        [--seconds 60] [--clients 16] [--slow-clients 32]
 
 Traffic mix (by weight): valid gRPC Predict and REST predict, and hostile requests (invalid UTF-8,
 a tiny proto declaring 300,000 strings, a negative dimension, a wrong dtype, an over-long text, an
 unknown model, ragged REST instances, deeply nested JSON, a non-numeric Content-Length). Prints,
 per request kind, the count, p50/p99 latency and the status codes, then the errors by code and the
-server's resident memory before and after. Needs a pushed classifier (``make run``).
+server's resident memory before and after. Meanwhile ``--slow-clients`` REST connections send
+their request a byte every half second and as many gRPC calls stay open without sending theirs (twice
+the server's 16 workers by default; each starts again when the server ends it): the rows
+``slow_rest`` and ``stalled_grpc`` count how the server ended them, and the good rows show whether
+they cost other clients anything. Needs a pushed classifier (``make run``).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -78,8 +83,55 @@ def rest_call(port: int, kind: str) -> str:
         response = connection.getresponse()
         response.read()
         return f"HTTP {response.status}"
+    except OSError:   # includes timeouts: the server did not answer within 30 s
+        return "no answer"
     finally:
         connection.close()
+
+
+DRIPPED = f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nContent-Length: 400\r\n\r\n".encode() + b" " * 400
+
+
+def slow_rest(port: int, stop: threading.Event, record) -> None:
+    """Sends a request a byte every 0.5 s (it would take 4 minutes); records how the server ended it."""
+    while not stop.is_set():
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(60)
+            try:
+                for byte in DRIPPED:
+                    if stop.wait(0.5):
+                        return
+                    sock.sendall(bytes([byte]))
+                code = "sent in full"
+            except OSError:
+                code = "closed by server"
+            try:
+                reply = sock.recv(100)
+                code = reply.split(b"\r\n")[0].decode("latin-1").replace("HTTP/1.1 ", "HTTP ")[:8] or code
+            except OSError:
+                pass
+        record("slow_rest", time.perf_counter() - started, code)
+
+
+def stalled_grpc(channel: grpc.Channel, stop: threading.Event, record) -> None:
+    """Opens a Predict call and never sends its request; records how the server ended it."""
+    open_call = channel.stream_unary("/tensorflow.serving.PredictionService/Predict",
+                                     request_serializer=bytes, response_deserializer=bytes)
+
+    def never_sent():
+        stop.wait()
+        yield from ()
+
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            open_call(never_sent())
+            code = "OK"
+        except grpc.RpcError as err:
+            code = err.code().name
+        if not stop.is_set():
+            record("stalled_grpc", time.perf_counter() - started, code)
 
 
 def main() -> int:
@@ -87,6 +139,7 @@ def main() -> int:
     parser.add_argument("--model-base-path", default="runs/pipeline/serving/rw_tf_finetune")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--slow-clients", type=int, default=32, help="slow REST clients and stalled gRPC calls, each")
     args = parser.parse_args()
     server = subprocess.Popen([sys.executable, "-m", "rw_tf.cli.main", "serve", "--model-base-path",
                                args.model_base_path, "--model-name", MODEL, "--port", "0", "--rest-api-port", "0",
@@ -102,6 +155,19 @@ def main() -> int:
     lock = threading.Lock()
     population, weights = list(KINDS), list(KINDS.values())
     stop_at = time.monotonic() + args.seconds
+
+    def record(kind: str, seconds: float, code: str) -> None:
+        with lock:
+            results[kind].append((seconds, code))
+
+    stop_slow = threading.Event()
+    slow_channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    slow = [threading.Thread(target=slow_rest, args=(rest_port, stop_slow, record)) for _ in range(args.slow_clients)]
+    slow += [threading.Thread(target=stalled_grpc, args=(slow_channel, stop_slow, record))
+             for _ in range(args.slow_clients)]
+    for t in slow:
+        t.start()
+    time.sleep(1.0)   # the slow clients are connected before the others start
 
     def client(seed: int) -> None:
         rng = random.Random(seed)
@@ -124,12 +190,17 @@ def main() -> int:
         t.start()
     for t in threads:
         t.join()
+    stop_slow.set()
+    for t in slow:
+        t.join()
+    slow_channel.close()
     alive = server.poll() is None
     rss_after = rss_mb(server.pid) if alive else float("nan")
-    print(f"\n{args.clients} clients for {args.seconds:.0f} s against {args.model_base_path}")
+    print(f"\n{args.clients} clients for {args.seconds:.0f} s against {args.model_base_path}, with "
+          f"{args.slow_clients} slow REST clients and {args.slow_clients} stalled gRPC calls")
     print(f"{'request kind':16s} {'count':>6s} {'p50 ms':>8s} {'p99 ms':>8s}  status codes")
     by_code: collections.Counter = collections.Counter()
-    for kind in population:
+    for kind in population + ["slow_rest", "stalled_grpc"]:
         rows = sorted(results[kind])
         if not rows:
             continue
@@ -142,7 +213,7 @@ def main() -> int:
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=30)
     channel.close()
-    faults = [code for code in by_code if code in ("INTERNAL", "UNKNOWN") or code.startswith("HTTP 5")]
+    faults = [code for code in by_code if code in ("INTERNAL", "UNKNOWN", "no answer") or code.startswith("HTTP 5")]
     return 0 if alive and not faults else 1
 
 

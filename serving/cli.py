@@ -77,6 +77,10 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--" + field.replace("_", "-"), type=int, default=getattr(limits, field),
                        help=f"per request (default {getattr(limits, field)})")
     p.add_argument("--max-workers", type=positive_int, default=16, help="requests served at once per front end")
+    p.add_argument("--request-timeout-in-ms", "--rest-api-timeout-in-ms", dest="request_timeout_in_ms",
+                   type=positive_int, default=30000,
+                   help="time for a request to arrive in full (then REST 408, gRPC DEADLINE_EXCEEDED) and for a "
+                        "REST answer to be read; TF Serving's --rest_api_timeout_in_ms is accepted too")
     p.add_argument("--ssl-config-file", help="TF Serving SSLConfig text proto: server_key, server_cert (PEM), "
                                              "custom_ca and client_verify for mutual TLS; TLS on the gRPC port")
     p.set_defaults(func=run_serve)
@@ -102,7 +106,8 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.ssl_config_file:
         ssl_config = read_text_proto(args.ssl_config_file, SSL_CONFIG)
     server = LocalModelServer(specs, args.host, args.port, args.rest_api_port, batching, limits,
-                              args.file_system_poll_wait_seconds, args.max_workers, ssl_config)
+                              args.file_system_poll_wait_seconds, args.max_workers, ssl_config,
+                              args.request_timeout_in_ms / 1000)
     try:
         server.start()
     except OSError as err:

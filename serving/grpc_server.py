@@ -1,16 +1,21 @@
 """TF Serving's gRPC API (PredictionService, ModelService) on the official generated stubs.
 
 Input tensors are validated on the wire proto before they are materialized
-(``rw_tf_serving.validation``). At most ``max_workers`` requests run at once and
-``4 * max_workers`` are admitted (gRPC answers RESOURCE_EXHAUSTED beyond that). With an
-``SSLConfig`` (TF Serving's ``--ssl_config_file`` format) the port is TLS, optionally requiring
-client certificates signed by ``custom_ca``.
+(``rw_tf_serving.validation``). The server is gRPC's asyncio one: a call holds no thread until its
+request message has arrived, so clients that open calls and never send (or send slowly) cannot
+starve the workers, and a request that has not arrived within ``receive_timeout`` seconds ends the
+call with DEADLINE_EXCEEDED. Then at most ``max_workers`` requests run at once and
+``4 * max_workers`` are admitted (UNAVAILABLE beyond that; ``rw_tf_serving.workers``). At most
+``MAX_OPEN_CALLS`` calls are open at once, which bounds the memory they hold. (No per-connection
+stream cap: with one, calls that the server has ended while their client still holds the stream
+open count against it, and channels to one address share a connection, so other clients' calls
+were refused with REFUSED_STREAM.) With an ``SSLConfig`` (TF Serving's ``--ssl_config_file`` format)
+the port is TLS, optionally requiring client certificates signed by ``custom_ca``.
 """
 from __future__ import annotations
 
-import functools
+import asyncio
 import logging
-from concurrent import futures
 from typing import Callable
 
 import grpc
@@ -21,17 +26,17 @@ from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2,
-    model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2,
-    prediction_service_pb2_grpc,
 )
 
 from rw_tf_serving.core import ServingCore
 from rw_tf_serving.errors import ServingError, invalid_argument, resource_exhausted
 from rw_tf_serving.validation import array_from_tensor_proto
+from rw_tf_serving.workers import RequestWorkers
 
 log = logging.getLogger("rw_tf.serving")
+MAX_OPEN_CALLS = 4096   # calls open at once, complete or still receiving (RESOURCE_EXHAUSTED beyond)
 
 
 class _Undecodable:
@@ -50,31 +55,46 @@ def _tolerant_parser(message_class) -> Callable:
     return parse
 
 
-def _service_handler(service, servicer) -> grpc.GenericRpcHandler:
-    """The service's methods as the generated ``add_*Servicer_to_server`` registers them, except that
-    request bytes that do not parse reach the method (and get INVALID_ARGUMENT from ``_handled``):
-    gRPC itself would answer INTERNAL, which clients read as a server fault."""
+def _service_handler(service, servicer, workers: RequestWorkers, receive_timeout: float) -> grpc.GenericRpcHandler:
+    """The service's methods as the generated ``add_*Servicer_to_server`` registers them, with two
+    differences. Each is registered as request-streaming (the wire format of a unary call is the
+    same), so the handler starts when the call opens and can give up on a request that does not
+    arrive within ``receive_timeout`` (a unary handler only starts once it has). Request bytes that
+    do not parse reach the handler and get INVALID_ARGUMENT: gRPC itself would answer INTERNAL,
+    which clients read as a server fault."""
     messages = symbol_database.Default()
-    handlers = {m.name: grpc.unary_unary_rpc_method_handler(
-        getattr(servicer, m.name), request_deserializer=_tolerant_parser(messages.GetSymbol(m.input_type.full_name)),
-        response_serializer=messages.GetSymbol(m.output_type.full_name).SerializeToString) for m in service.methods}
+    handlers = {m.name: grpc.stream_unary_rpc_method_handler(
+        _on_workers(getattr(servicer, m.name), workers, receive_timeout),
+        request_deserializer=_tolerant_parser(messages.GetSymbol(m.input_type.full_name)),
+        response_serializer=messages.GetSymbol(m.output_type.full_name).SerializeToString)
+        for m in service.methods if hasattr(servicer, m.name)}   # the others (Regress, ...) are UNIMPLEMENTED
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-def _handled(method: Callable) -> Callable:
-    """Turns ``ServingError`` into the matching gRPC status; anything else into INTERNAL."""
-    @functools.wraps(method)
-    def wrapper(self, request, context):
-        if isinstance(request, _Undecodable):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.detail)
+def _on_workers(method: Callable, workers: RequestWorkers, receive_timeout: float) -> Callable:
+    """The asyncio handler of one method: waits at most ``receive_timeout`` for the request, runs the
+    method on the worker threads and turns ``ServingError`` into the matching gRPC status, anything
+    else into INTERNAL."""
+    async def handler(_requests, context):   # the request is read with context.read()
         try:
-            return method(self, request, context)
+            request = await asyncio.wait_for(context.read(), receive_timeout)
+        except asyncio.TimeoutError:
+            request = ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                   f"the request did not arrive within {receive_timeout:g} s")
+        if request is grpc.aio.EOF:
+            request = invalid_argument("the call ended without a request message")
+        if isinstance(request, ServingError):
+            await context.abort(request.code, request.message)
+        if isinstance(request, _Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.detail)
+        try:
+            return await workers.run(method, request)
         except ServingError as err:
-            context.abort(err.code, err.message)
+            await context.abort(err.code, err.message)
         except Exception as err:  # noqa: BLE001 - the server must keep serving
             log.exception("internal error in %s", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
-    return wrapper
+            await context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+    return handler
 
 
 def _version(model_spec) -> "int | None":
@@ -83,7 +103,9 @@ def _version(model_spec) -> "int | None":
     return model_spec.version.value if model_spec.HasField("version") else None
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+class PredictionServicer:
+    """TF Serving's PredictionService; each method takes the request and returns the response."""
+
     def __init__(self, core: ServingCore) -> None:
         self.core = core
 
@@ -92,8 +114,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response_spec.version.value = servable.version
         response_spec.signature_name = signature
 
-    @_handled
-    def Predict(self, request, context):  # noqa: N802 (gRPC method name)
+    def Predict(self, request):  # noqa: N802 (gRPC method name)
         limits = self.core.limits
         texts = sum(len(v.string_val) for v in request.inputs.values())
         if texts > limits.max_texts:
@@ -108,8 +129,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
         return response
 
-    @_handled
-    def Classify(self, request, context):  # noqa: N802
+    def Classify(self, request):  # noqa: N802
         kind = request.input.WhichOneof("kind")
         if kind == "example_list":
             examples = [e.SerializeToString() for e in request.input.example_list.examples]
@@ -141,8 +161,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     cls.score = float(scores[row][j])
         return response
 
-    @_handled
-    def GetModelMetadata(self, request, context):  # noqa: N802
+    def GetModelMetadata(self, request):  # noqa: N802
         fields = set(request.metadata_field)
         if fields != {"signature_def"}:
             raise invalid_argument(f"Metadata field(s) {sorted(fields - {'signature_def'}) or '(none)'} not supported; "
@@ -159,12 +178,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
 
-class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+class ModelServicer:
+    """TF Serving's ModelService (status only; model reloads come from the file-system poll)."""
+
     def __init__(self, core: ServingCore) -> None:
         self.core = core
 
-    @_handled
-    def GetModelStatus(self, request, context):  # noqa: N802
+    def GetModelStatus(self, request):  # noqa: N802
         manager = self.core.manager(request.model_spec.name)
         wanted = _version(request.model_spec)
         states = manager.versions()
@@ -195,20 +215,28 @@ def server_credentials(ssl_config) -> grpc.ServerCredentials:
                                        require_client_auth=ssl_config.client_verify)
 
 
-def build_grpc_server(core: ServingCore, host: str, port: int, max_workers: int = 16,
-                      ssl_config=None) -> "tuple[grpc.Server, int]":
-    """Creates (not starts) the server; returns it and the bound port (0 picks a free one)."""
+async def start_grpc_server(core: ServingCore, host: str, port: int, max_workers: int = 16, ssl_config=None,
+                            receive_timeout: float = 30.0) -> "tuple[grpc.aio.Server, int, RequestWorkers]":
+    """Starts the server on the running event loop; returns it, the bound port (0 picks a free one)
+    and its workers (close them after stopping the server)."""
     options = [("grpc.max_receive_message_length", core.limits.max_request_bytes),
                ("grpc.max_send_message_length", 64 * 1024 * 1024)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options,
-                         maximum_concurrent_rpcs=4 * max_workers)
+    workers = RequestWorkers(max_workers, 4 * max_workers, "grpc")
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=MAX_OPEN_CALLS)
     server.add_generic_rpc_handlers((
         _service_handler(prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
-                         PredictionServicer(core)),
-        _service_handler(model_service_pb2.DESCRIPTOR.services_by_name["ModelService"], ModelServicer(core))))
+                         PredictionServicer(core), workers, receive_timeout),
+        _service_handler(model_service_pb2.DESCRIPTOR.services_by_name["ModelService"], ModelServicer(core),
+                         workers, receive_timeout)))
     address = f"{host}:{port}"
-    bound = (server.add_secure_port(address, server_credentials(ssl_config)) if ssl_config is not None
-             else server.add_insecure_port(address))
+    try:
+        bound = (server.add_secure_port(address, server_credentials(ssl_config)) if ssl_config is not None
+                 else server.add_insecure_port(address))
+    except RuntimeError as err:  # grpc.aio raises where the threaded server returned 0
+        workers.close()
+        raise OSError(f"could not bind {host}:{port}: {err}") from None
     if bound == 0:
+        workers.close()
         raise OSError(f"could not bind {host}:{port}")
-    return server, bound
+    await server.start()
+    return server, bound, workers

@@ -6,20 +6,21 @@
 Binary strings travel as ``{"b64": "..."}``, as in TF Serving.
 
 Every client error is a 4xx with TF Serving's ``{"error": ...}`` body (400 malformed JSON, ragged
-or mixed inputs, a bad ``Content-Length``; 404 unknown model, version, signature or route; 405 other
-methods; 411 no length; 413 a body over ``max_request_bytes``; 429 over an element limit); only
-server faults are 5xx. Connections are bounded: at most ``max_workers`` are served at once and a
-few more wait; beyond that a connection gets 503 at once, and a client that stalls for
-``socket_timeout`` seconds is dropped, so slow clients cannot hold every thread.
+or mixed inputs, a bad or lying ``Content-Length``; 404 unknown model, version, signature or route;
+405 other methods; 408 a request not received within the timeout; 411 no length; 413 a body over
+``max_request_bytes``; 429 over an element limit; 431 headers too large); 503 means the server is
+at a limit and the client should retry; 500 is a server fault. See ``RestFrontEnd`` for how slow
+clients and declared sizes are bounded.
 """
 from __future__ import annotations
 
+import asyncio
+import http.client
+import io
 import json
+import logging
 import re
-import socket
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -27,14 +28,18 @@ from google.protobuf import json_format
 
 from rw_tf.data.jsonl import LoneSurrogate, loads_text
 from rw_tf_serving.core import ServingCore
-from rw_tf_serving.errors import ServingError, invalid_argument, not_found
+from rw_tf_serving.errors import ServingError, invalid_argument, not_found, unavailable
 from rw_tf_serving.validation import array_from_json, inputs_from_instances
+from rw_tf_serving.workers import RequestWorkers
+
+log = logging.getLogger("rw_tf.serving")
+MAX_HEAD_BYTES = 64 * 1024   # the request line and headers, as http.server allows per line
 
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<tail>/metadata|:predict)?$")
 
 
 class HTTPError(Exception):
-    """An HTTP status that has no gRPC equivalent (411, 413, 405)."""
+    """An HTTP status that has no gRPC equivalent (405, 411, 413, 431)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -90,135 +95,175 @@ def _status(core: ServingCore, name: str, version: Optional[int]) -> Dict:
     return {"model_version_status": statuses}
 
 
-def _handler(core: ServingCore, socket_timeout: float):
-    class Handler(BaseHTTPRequestHandler):
-        timeout = socket_timeout  # a stalled client is dropped instead of holding a thread
-
-        def log_message(self, fmt: str, *args: Any) -> None:  # keep the terminal for the gRPC log
-            pass
-
-        def _reply(self, status: int, payload: Dict) -> None:
-            data = json.dumps(payload).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _route(self):
-            match = _ROUTE.match(self.path)
-            if not match:
-                raise not_found(f"no such endpoint: {self.path}")
-            version = int(match["version"]) if match["version"] else None
-            return match["name"], version, match["tail"] or ""
-
-        def _body(self) -> Any:
-            raw_length = self.headers.get("Content-Length")
-            if raw_length is None:
-                raise HTTPError(411, "a Content-Length header is required")
-            if not raw_length.strip().isdigit():
-                raise invalid_argument(f"Content-Length is not a number: {raw_length[:40]!r}")
-            length = int(raw_length)
-            if length > core.limits.max_request_bytes:
-                raise HTTPError(413, f"request of {length} bytes exceeds {core.limits.max_request_bytes}")
-            data = self.rfile.read(length)
-            if len(data) != length:
-                raise invalid_argument(f"the body has {len(data)} bytes, not the {length} of its Content-Length")
-            try:
-                return loads_text(data)
-            except LoneSurrogate as err:
-                raise invalid_argument(f"the request body is not text: {err}") from None
-            except UnicodeDecodeError:
-                raise invalid_argument("the request body is not valid UTF-8") from None
-            except RecursionError:
-                raise invalid_argument("the request JSON is nested too deeply") from None
-            except ValueError as err:
-                raise invalid_argument(f"the request body is not JSON: {err}") from None
-
-        def _respond(self, work) -> None:
-            try:
-                self._reply(200, work())
-            except ServingError as err:
-                self._reply(err.http_status, {"error": err.message})
-            except HTTPError as err:
-                self._reply(err.status, {"error": err.message})
-            except (socket.timeout, ConnectionError):
-                self.close_connection = True
-            except Exception as err:  # noqa: BLE001 - a server fault: 500, and the server keeps serving
-                self._reply(500, {"error": f"{type(err).__name__}: {err}"})
-
-        def do_GET(self) -> None:  # noqa: N802
-            def work():
-                name, version, tail = self._route()
-                if tail == ":predict":
-                    raise HTTPError(405, "use POST for :predict")
-                if tail == "/metadata":
-                    servable = core.servable(name, version)
-                    sigs = {k: json_format.MessageToDict(v) for k, v in servable.signature_defs.items()}
-                    return {"model_spec": {"name": name, "version": str(servable.version)},
-                            "metadata": {"signature_def": {"signature_def": sigs}}}
-                return _status(core, name, version)
-            self._respond(work)
-
-        def do_POST(self) -> None:  # noqa: N802
-            def work():
-                name, version, tail = self._route()
-                if tail != ":predict":
-                    raise HTTPError(405, f"POST is only supported for :predict, not {self.path}")
-                return rest_predict(core, name, version, self._body())
-            self._respond(work)
-
-        def _not_allowed(self) -> None:
-            self._reply(405, {"error": f"method {self.command} is not supported"})
-
-        do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_allowed  # noqa: N815
-    return Handler
+class _ClientLeft(Exception):
+    """The client closed the connection before sending a request: nothing to answer."""
 
 
-class BoundedHTTPServer(ThreadingHTTPServer):
-    """A ThreadingHTTPServer whose connections run on ``max_workers`` threads with ``backlog``
-    more waiting; a connection beyond that gets an immediate 503 (see the module docstring)."""
+class RestFrontEnd:
+    """The REST API on the running event loop; requests run on ``RequestWorkers`` threads.
 
-    daemon_threads = True
+    A connection is read by a coroutine, so slow or stalled clients hold no thread; the whole request
+    (line, headers and body) must arrive within ``request_timeout`` seconds (else 408) and the answer
+    must be taken within as long. At most ``max_connections`` are open (503 beyond) and the bodies
+    being received or answered hold at most ``4 * max_request_bytes`` (503 beyond), so memory stays
+    bounded whatever clients declare. One request per connection (``Connection: close``).
+    """
 
-    def __init__(self, address, handler, max_workers: int = 16, backlog: int = 64) -> None:
-        super().__init__(address, handler)
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rest")
-        self._slots = threading.BoundedSemaphore(max_workers + backlog)
+    def __init__(self, core: ServingCore, max_workers: int = 16, request_timeout: float = 30.0,
+                 max_connections: int = 512) -> None:
+        self.core = core
+        self.workers = RequestWorkers(max_workers, 4 * max_workers, "rest")
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
+        self.connections = 0
+        self.body_bytes = 0          # bodies being received or answered
+        self.max_body_bytes = 4 * core.limits.max_request_bytes
+        self._server: Optional[asyncio.AbstractServer] = None
 
-    def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
-            try:
-                body = json.dumps({"error": "the server is at its connection limit; retry"}).encode()
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
-            except OSError:
-                pass
-            self.shutdown_request(request)
+    async def start(self, host: str, port: int) -> int:
+        """Listens on host:port (0 picks a free port); returns the port."""
+        self._server = await asyncio.start_server(self._connection, host, port, limit=MAX_HEAD_BYTES)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self.workers.close()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.connections >= self.max_connections:
+            await self._send(writer, 503, {"error": "the server is at its connection limit; retry"})
+            writer.close()
             return
+        self.connections += 1
+        reserved = 0
 
-        def serve():
+        async def receive():
+            nonlocal reserved
+            method, path, headers = await _read_head(reader)
+            name, version, tail = _route(method, path)
+            if method == "GET":
+                return name, version, tail, None
+            length = _content_length(headers, self.core.limits.max_request_bytes)
+            if self.body_bytes + length > self.max_body_bytes:
+                raise unavailable("the server is receiving too much data at once; retry")
+            self.body_bytes += length
+            reserved = length
+            if headers.get("Expect", "").lower() == "100-continue":
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             try:
-                self.finish_request(request, client_address)
-            except Exception:  # noqa: BLE001 - a broken connection must not reach the pool
-                self.handle_error(request, client_address)
-            finally:
-                self.shutdown_request(request)
-                self._slots.release()
+                body = await reader.readexactly(length)
+            except asyncio.IncompleteReadError as err:
+                raise invalid_argument(f"the body has {len(err.partial)} bytes, not the {length} of its "
+                                       "Content-Length") from None
+            return name, version, tail, body
 
-        self._pool.submit(serve)
+        try:
+            try:
+                request = await asyncio.wait_for(receive(), self.request_timeout)
+                status, payload = 200, await self.workers.run(self._answer, *request)
+            except asyncio.TimeoutError:
+                status, payload = 408, {"error": f"the request did not arrive in full within "
+                                                 f"{self.request_timeout:g} s"}
+            except ServingError as err:
+                status, payload = err.http_status, {"error": err.message}
+            except HTTPError as err:
+                status, payload = err.status, {"error": err.message}
+            await self._send(writer, status, payload)
+        except (_ClientLeft, ConnectionError):
+            pass
+        except Exception as err:  # noqa: BLE001 - a server fault: 500, and the server keeps serving
+            log.exception("REST request failed")
+            await self._send(writer, 500, {"error": f"{type(err).__name__}: {err}"})
+        finally:
+            self.connections -= 1
+            self.body_bytes -= reserved
+            writer.close()
 
-    def handle_error(self, request, client_address) -> None:
-        pass  # connection-level faults (resets, timeouts) are the client's; nothing to print
+    def _answer(self, name: str, version: Optional[int], tail: str, body: Optional[bytes]) -> bytes:
+        """Runs on a worker thread: the JSON answer of a complete request (errors raise)."""
+        if body is not None:
+            payload = rest_predict(self.core, name, version, _json_body(body))
+        elif tail == "/metadata":
+            servable = self.core.servable(name, version)
+            sigs = {k: json_format.MessageToDict(v) for k, v in servable.signature_defs.items()}
+            payload = {"model_spec": {"name": name, "version": str(servable.version)},
+                       "metadata": {"signature_def": {"signature_def": sigs}}}
+        else:
+            payload = _status(self.core, name, version)
+        return json.dumps(payload).encode("utf-8")
 
-    def server_close(self) -> None:
-        super().server_close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    async def _send(self, writer: asyncio.StreamWriter, status: int, payload: "Dict | bytes") -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
+        head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n")
+        try:
+            writer.write(head.encode("ascii") + data)
+            await asyncio.wait_for(writer.drain(), self.request_timeout)
+        except (asyncio.TimeoutError, ConnectionError):
+            writer.transport.abort()   # a client that does not read its answer is dropped
 
 
-def start_rest_server(core: ServingCore, host: str, port: int, max_workers: int = 16,
-                      socket_timeout: float = 10.0) -> "tuple[BoundedHTTPServer, int]":
-    server = BoundedHTTPServer((host, port), _handler(core, socket_timeout), max_workers=max_workers)
-    threading.Thread(target=server.serve_forever, daemon=True, name="rest-server").start()
-    return server, server.server_address[1]
+async def _read_head(reader: asyncio.StreamReader) -> "tuple[str, str, http.client.HTTPMessage]":
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError:
+        raise HTTPError(431, f"the request line and headers exceed {MAX_HEAD_BYTES} bytes") from None
+    except asyncio.IncompleteReadError as err:
+        if not err.partial.strip():
+            raise _ClientLeft() from None
+        raise invalid_argument("the connection closed inside the request's headers") from None
+    line, _, rest = head.partition(b"\r\n")
+    words = line.decode("latin-1").split()
+    if len(words) != 3 or not words[2].startswith("HTTP/1."):
+        raise invalid_argument(f"bad request line: {line[:80].decode('latin-1')!r}")
+    try:
+        headers = http.client.parse_headers(io.BytesIO(rest))
+    except http.client.HTTPException as err:   # a line over 64 KiB, more than 100 headers
+        raise HTTPError(431, f"bad request headers: {err}") from None
+    return words[0], words[1], headers
 
+
+def _route(method: str, path: str) -> "tuple[str, Optional[int], str]":
+    if method not in ("GET", "POST"):
+        raise HTTPError(405, f"method {method[:20]} is not supported")
+    match = _ROUTE.match(path)
+    if not match:
+        raise not_found(f"no such endpoint: {path[:200]}")
+    tail = match["tail"] or ""
+    if method == "GET" and tail == ":predict":
+        raise HTTPError(405, "use POST for :predict")
+    if method == "POST" and tail != ":predict":
+        raise HTTPError(405, f"POST is only supported for :predict, not {path[:200]}")
+    return match["name"], int(match["version"]) if match["version"] else None, tail
+
+
+def _content_length(headers: http.client.HTTPMessage, limit: int) -> int:
+    if headers.get("Transfer-Encoding") is not None:
+        raise HTTPError(411, "chunked request bodies are not supported; send a Content-Length header")
+    values = set(headers.get_all("Content-Length") or [])
+    if not values:
+        raise HTTPError(411, "a Content-Length header is required")
+    if len(values) > 1:
+        raise invalid_argument(f"conflicting Content-Length headers: {sorted(values)[:4]}")
+    raw = values.pop()
+    if not raw.strip().isdigit():
+        raise invalid_argument(f"Content-Length is not a number: {raw[:40]!r}")
+    length = int(raw)
+    if length > limit:
+        raise HTTPError(413, f"request of {length} bytes exceeds {limit}")
+    return length
+
+
+def _json_body(data: bytes) -> Any:
+    try:
+        return loads_text(data)
+    except LoneSurrogate as err:
+        raise invalid_argument(f"the request body is not text: {err}") from None
+    except UnicodeDecodeError:
+        raise invalid_argument("the request body is not valid UTF-8") from None
+    except RecursionError:
+        raise invalid_argument("the request JSON is nested too deeply") from None
+    except ValueError as err:
+        raise invalid_argument(f"the request body is not JSON: {err}") from None

@@ -18,8 +18,9 @@ from typing import Optional, Sequence
 
 from rw_tf_serving.config import BatchingParameters, ModelSpec
 from rw_tf_serving.core import ServerLimits, ServingCore
-from rw_tf_serving.grpc_server import build_grpc_server
-from rw_tf_serving.rest_server import start_rest_server
+from rw_tf_serving.grpc_server import start_grpc_server
+from rw_tf_serving.rest_server import RestFrontEnd
+from rw_tf_serving.workers import EventLoopThread
 
 log = logging.getLogger("rw_tf.serving")
 
@@ -28,7 +29,7 @@ class LocalModelServer:
     def __init__(self, specs: Sequence[ModelSpec], host: str = "127.0.0.1", port: int = 8500,
                  rest_port: Optional[int] = None, batching: Optional[BatchingParameters] = None,
                  limits: Optional[ServerLimits] = None, poll_seconds: float = 2.0, max_workers: int = 16,
-                 ssl_config=None) -> None:
+                 ssl_config=None, request_timeout: float = 30.0) -> None:
         if not specs:
             raise ValueError("no models to serve")
         self.core = ServingCore(specs, batching, limits)
@@ -36,9 +37,10 @@ class LocalModelServer:
         self.poll_seconds = poll_seconds
         self.max_workers = max_workers
         self.ssl_config = ssl_config  # an SSLConfig message (rw_tf_serving.protos): TLS on the gRPC port
+        self.request_timeout = request_timeout  # to receive a request (both APIs) and to send a REST answer
         self._stop = threading.Event()
-        self._grpc = None
-        self._rest = None
+        self._io: Optional[EventLoopThread] = None
+        self._grpc = self._grpc_workers = self._rest = None
         self.grpc_port: Optional[int] = None
 
     def start(self) -> "LocalModelServer":
@@ -46,11 +48,17 @@ class LocalModelServer:
         for name, manager in self.core.models.items():
             if not manager.versions():
                 log.warning("model %s has no loadable version under %s yet", name, manager.spec.base_path)
-        self._grpc, self.grpc_port = build_grpc_server(self.core, self.host, self.port, self.max_workers,
-                                                       self.ssl_config)
-        self._grpc.start()
-        if self.rest_port is not None:
-            self._rest, self.rest_port = start_rest_server(self.core, self.host, self.rest_port, self.max_workers)
+        # Both front ends receive on one event loop thread; requests run on each one's worker threads.
+        self._io = EventLoopThread()
+        try:
+            self._grpc, self.grpc_port, self._grpc_workers = self._io.run(start_grpc_server(
+                self.core, self.host, self.port, self.max_workers, self.ssl_config, self.request_timeout))
+            if self.rest_port is not None:
+                self._rest = RestFrontEnd(self.core, self.max_workers, self.request_timeout)
+                self.rest_port = self._io.run(self._rest.start(self.host, self.rest_port))
+        except BaseException:
+            self.stop()
+            raise
         threading.Thread(target=self._poll, daemon=True, name="version-poll").start()
         log.info("serving %s on %s:%d (gRPC)%s", sorted(self.core.models), self.host, self.grpc_port,
                  f" and :{self.rest_port} (REST)" if self._rest else "")
@@ -64,15 +72,19 @@ class LocalModelServer:
                 log.exception("version poll failed")
 
     def wait(self) -> None:
-        self._grpc.wait_for_termination()
+        while not self._stop.wait(1.0):
+            pass
 
     def stop(self, grace: float = 2.0) -> None:
         self._stop.set()
-        if self._grpc is not None:
-            self._grpc.stop(grace).wait()
-        if self._rest is not None:
-            self._rest.shutdown()
-            self._rest.server_close()
+        if self._io is not None:
+            if self._grpc is not None:
+                self._io.run(self._grpc.stop(grace))
+                self._grpc_workers.close()
+            if self._rest is not None:
+                self._io.run(self._rest.close())
+            self._io.close()
+            self._io = None
         self.core.close()
 
     def __enter__(self) -> "LocalModelServer":

@@ -1,6 +1,7 @@
 """Server behaviours TF Serving users rely on: a bounded batching queue (UNAVAILABLE when full),
 padding to allowed batch sizes, failed version loads retried and reported by both status APIs,
-chunked execution of large requests, TLS with client certificates, bounded REST connections."""
+chunked execution of large requests, TLS with client certificates, slow clients that hold no worker."""
+import asyncio
 import json
 import shutil
 import socket
@@ -22,9 +23,12 @@ from tensorflow_serving.apis import (
 
 from rw_tf_serving.batching import Batcher
 from rw_tf_serving.config import BatchingParameters, ModelSpec
+from rw_tf_serving.core import ServerLimits, ServingCore
 from rw_tf_serving.errors import ServingError
 from rw_tf_serving.protos import SSL_CONFIG, parse_text
+from rw_tf_serving.rest_server import RestFrontEnd
 from rw_tf_serving.server import LocalModelServer
+from rw_tf_serving.workers import EventLoopThread, RequestWorkers
 
 MODEL = "rw_tf_finetune"
 
@@ -154,24 +158,135 @@ def test_tls_with_client_certificates(pushed, tmp_path):
             prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
 
 
-def test_stalled_rest_clients_cannot_hold_every_thread(pushed, tmp_path):
+def _drip(port, stop, replies):
+    """A REST client that sends its request a byte at a time, each well inside any per-read timeout."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(10)
+        try:
+            for byte in b"POST /v1/models/x:predict HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + b" " * 1000:
+                if stop.is_set():
+                    return
+                s.sendall(bytes([byte]))
+                time.sleep(0.1)
+        except OSError:   # the server answered 408 and closed while we were still sending
+            pass
+        replies.append(s.recv(200).split(b"\r\n")[0])
+
+
+def test_slow_and_stalled_clients_hold_no_worker(pushed, tmp_path):
+    """Three times --max-workers REST clients that drip their requests byte by byte and as many gRPC
+    calls that never send their request: real requests on both APIs are still answered at once; when
+    the request timeout is up the drips get 408 and the open calls DEADLINE_EXCEEDED. Before, two of
+    either took the server down (each held a worker thread: the REST read timeout restarted with
+    every byte, and the threaded gRPC server waited for the request message on a worker)."""
     shutil.copytree(pushed, tmp_path / MODEL / "1")
-    server = LocalModelServer([ModelSpec(MODEL, str(tmp_path / MODEL))], port=0, rest_port=0, max_workers=2)
-    with server:
-        server._rest.RequestHandlerClass.timeout = 1.0   # drop stalled clients quickly in the test
-        threads_before = threading.active_count()
-        stalled = [socket.create_connection(("127.0.0.1", server.rest_port)) for _ in range(6)]
-        for s in stalled:
-            s.sendall(b"POST /v1/models/x:predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")   # never finished
-        time.sleep(0.5)
-        assert threading.active_count() - threads_before <= 2   # the pool's threads, not one per connection
-        time.sleep(3.5)   # every stalled handler has timed out and freed its thread
+    server = LocalModelServer([ModelSpec(MODEL, str(tmp_path / MODEL))], port=0, rest_port=0, max_workers=2,
+                              request_timeout=3.0)
+    stop, replies = threading.Event(), []
+
+    def never_sent():
+        stop.wait(30)
+        yield from ()
+
+    with server, grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        drips = [threading.Thread(target=_drip, args=(server.rest_port, stop, replies)) for _ in range(6)]
+        for thread in drips:
+            thread.start()
+        open_call = channel.stream_unary("/tensorflow.serving.PredictionService/Predict",
+                                         request_serializer=bytes, response_deserializer=bytes)
+        stalled = [open_call.future(never_sent()) for _ in range(6)]
+        time.sleep(1.0)
         body = json.dumps({"signature_name": "classify_text", "instances": ["Tuples are immutable."]}).encode()
-        reply = urllib.request.urlopen(urllib.request.Request(
-            f"http://127.0.0.1:{server.rest_port}/v1/models/{MODEL}:predict", data=body), timeout=20)
-        assert reply.status == 200
-        for s in stalled:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name, request.model_spec.signature_name = MODEL, "classify_text"
+        request.inputs["text"].CopyFrom(tf.make_tensor_proto(["Tuples are immutable."]))
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for _ in range(3):
+            started = time.monotonic()
+            reply = urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{server.rest_port}/v1/models/{MODEL}:predict", data=body), timeout=10)
+            assert reply.status == 200 and len(json.loads(reply.read())["predictions"]) == 1
+            assert stub.Predict(request, timeout=10).outputs["probability"].tensor_shape.dim[0].size == 1
+            assert time.monotonic() - started < 5.0
+        for thread in drips:
+            thread.join(timeout=10)
+        for call in stalled:   # the client set no deadline: the server ended the calls
+            assert call.exception(timeout=10).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert "did not arrive within 3 s" in call.exception().details()
+        for _ in range(20):   # the ended calls' streams (their clients still hold them) refuse no new call
+            assert stub.Predict(request, timeout=10).outputs["probability"].tensor_shape.dim[0].size == 1
+        stop.set()
+    assert replies == [b"HTTP/1.1 408 Request Timeout"] * 6
+
+
+def _exchange(port, data, half_close=True):
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(10)
+        s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_rest_open_connections_and_declared_bodies_are_bounded(tmp_path):
+    """Connections beyond max_connections and bodies beyond 4 x max_request_bytes in flight get 503
+    at once (memory stays bounded whatever clients declare); a lying Content-Length with the
+    connection closed is 400; headers over 64 KiB are 431; the limits free up when clients go."""
+    loop = EventLoopThread("test-io")
+    core = ServingCore([ModelSpec("m", str(tmp_path / "m"))], limits=ServerLimits(max_request_bytes=1000))
+    front = RestFrontEnd(core, max_workers=1, request_timeout=30, max_connections=6)
+    port = loop.run(front.start("127.0.0.1", 0))
+    try:
+        declared = b"POST /v1/models/m:predict HTTP/1.1\r\nContent-Length: 1000\r\n\r\n"
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+        for s in held:
+            s.sendall(declared)   # 4 x 1000 bytes declared, none sent
+        time.sleep(0.3)
+        assert _exchange(port, declared) == (503, {"error": "the server is receiving too much data at once; retry"})
+        assert _exchange(port, b"GET /v1/models/m HTTP/1.1\r\n\r\n")[0] == 200
+        held += [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]   # 6 open: the limit
+        time.sleep(0.3)
+        assert _exchange(port, b"GET /v1/models/m HTTP/1.1\r\n\r\n", half_close=False) == (
+            503, {"error": "the server is at its connection limit; retry"})
+        for s in held:
             s.close()
+        time.sleep(0.3)
+        assert front.connections == 0 and front.body_bytes == 0
+        status, body = _exchange(port, declared + b"{}")
+        assert status == 400 and "the body has 2 bytes, not the 1000" in body["error"]
+        assert _exchange(port, b"GET /v1/models/m HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n")[0] == 431
+        assert _exchange(port, b"GET /v1/models/m HTTP/1.1\r\n\r\n")[0] == 200
+    finally:
+        loop.run(front.close())
+        loop.close()
+
+
+def test_request_workers_admit_a_bounded_number_and_count_abandoned_requests():
+    """At most max_admitted requests run or wait; a request whose client has gone still counts until
+    its thread finishes, so hanging up at once cannot grow the queue."""
+    loop = EventLoopThread("test-io")
+    workers = RequestWorkers(max_workers=1, max_admitted=2, name="test")
+    release = threading.Event()
+    try:
+        running = [asyncio.run_coroutine_threadsafe(workers.run(release.wait, 10), loop.loop) for _ in range(2)]
+        time.sleep(0.2)
+        with pytest.raises(ServingError) as err:
+            loop.run(workers.run(sum, [1]))
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE and err.value.http_status == 503
+        running[0].cancel()   # the first client hangs up while its request runs
+        time.sleep(0.2)
+        assert workers.admitted == 2
+        release.set()
+        assert running[1].result(5) is True
+        time.sleep(0.2)
+        assert workers.admitted == 0 and loop.run(workers.run(sum, [1, 2])) == 3
+    finally:
+        workers.close()
+        loop.close()
 
 
 def test_serve_refuses_bad_config_files_and_flags_at_start(tmp_path, capsys):
@@ -212,6 +327,8 @@ def test_serve_refuses_bad_config_files_and_flags_at_start(tmp_path, capsys):
     for flags, message in ((["--port", "99999"], "99999 is not a port (0-65535"),
                            (["--rest-api-port", "-1"], "-1 is not a port"),
                            (["--max-workers", "0"], "--max-workers: 0 must be >= 1"),
+                           (["--request-timeout-in-ms", "0"], "timeout-in-ms: 0 must be >= 1"),
+                           (["--rest-api-timeout-in-ms", "-5"], "-5 must be >= 1"),
                            (["--file-system-poll-wait-seconds", "0"], "0 must be > 0")):
         with pytest.raises(SystemExit) as exit_code:
             cli_main(base + flags)

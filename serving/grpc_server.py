@@ -6,7 +6,7 @@ request message has arrived, so clients that open calls and never send (or send 
 starve the workers, and a request that has not arrived within ``receive_timeout`` seconds ends the
 call with DEADLINE_EXCEEDED. Then at most ``max_workers`` requests run at once and
 ``4 * max_workers`` are admitted (UNAVAILABLE beyond that; ``rw_tf_serving.workers``). At most
-``MAX_OPEN_CALLS`` calls are open at once, which bounds the memory they hold. (No per-connection
+``open_call_limit`` calls are open at once, which bounds the request bytes gRPC buffers for them. (No per-connection
 stream cap: with one, calls that the server has ended while their client still holds the stream
 open count against it, and channels to one address share a connection, so other clients' calls
 were refused with REFUSED_STREAM.) With an ``SSLConfig`` (TF Serving's ``--ssl_config_file`` format)
@@ -36,7 +36,14 @@ from rw_tf_serving.validation import array_from_tensor_proto
 from rw_tf_serving.workers import RequestWorkers
 
 log = logging.getLogger("rw_tf.serving")
-MAX_OPEN_CALLS = 4096   # calls open at once, complete or still receiving (RESOURCE_EXHAUSTED beyond)
+# gRPC buffers each open call's request message as it arrives (up to max_request_bytes), so the
+# calls open at once are bounded by this many buffered bytes: 128 calls at the default 16 MiB.
+BUFFERED_REQUEST_BYTES = 2 * 1024 ** 3
+
+
+def open_call_limit(max_workers: int, max_request_bytes: int) -> int:
+    """Calls open at once, complete or still receiving (RESOURCE_EXHAUSTED beyond)."""
+    return max(4 * max_workers, BUFFERED_REQUEST_BYTES // max_request_bytes)
 
 
 class _Undecodable:
@@ -222,7 +229,8 @@ async def start_grpc_server(core: ServingCore, host: str, port: int, max_workers
     options = [("grpc.max_receive_message_length", core.limits.max_request_bytes),
                ("grpc.max_send_message_length", 64 * 1024 * 1024)]
     workers = RequestWorkers(max_workers, 4 * max_workers, "grpc")
-    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=MAX_OPEN_CALLS)
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=open_call_limit(
+        max_workers, core.limits.max_request_bytes))
     server.add_generic_rpc_handlers((
         _service_handler(prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
                          PredictionServicer(core), workers, receive_timeout),

@@ -25,6 +25,7 @@ from rw_tf_serving.batching import Batcher
 from rw_tf_serving.config import BatchingParameters, ModelSpec
 from rw_tf_serving.core import ServerLimits, ServingCore
 from rw_tf_serving.errors import ServingError
+from rw_tf_serving.grpc_server import BUFFERED_REQUEST_BYTES, open_call_limit
 from rw_tf_serving.protos import SSL_CONFIG, parse_text
 from rw_tf_serving.rest_server import RestFrontEnd
 from rw_tf_serving.server import LocalModelServer
@@ -263,6 +264,43 @@ def test_rest_open_connections_and_declared_bodies_are_bounded(tmp_path):
     finally:
         loop.run(front.close())
         loop.close()
+
+
+def test_open_grpc_calls_are_bounded_by_the_bytes_they_may_buffer(tmp_path):
+    """gRPC buffers a request as it arrives, so open calls are capped at BUFFERED_REQUEST_BYTES /
+    max_request_bytes: one call over the cap is RESOURCE_EXHAUSTED, and the server ends calls that
+    never send within the request timeout, so the cap frees up by itself."""
+    limits = ServerLimits(max_request_bytes=BUFFERED_REQUEST_BYTES // 8)
+    assert open_call_limit(2, limits.max_request_bytes) == 8 and open_call_limit(2, 16 * 1024 ** 2) == 128
+    server = LocalModelServer([ModelSpec("m", str(tmp_path / "m"))], port=0, max_workers=2, limits=limits,
+                              request_timeout=2.0)
+    stop = threading.Event()
+
+    def never_sent():
+        stop.wait(30)
+        yield from ()
+
+    status = get_model_status_pb2.GetModelStatusRequest()
+    status.model_spec.name = "m"
+    with server, grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        open_call = channel.stream_unary("/tensorflow.serving.ModelService/GetModelStatus",
+                                         request_serializer=bytes, response_deserializer=bytes)
+        stalled = [open_call.future(never_sent()) for _ in range(8)]
+        time.sleep(0.5)
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetModelStatus(status, timeout=10)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert all(call.exception(timeout=10).code() == grpc.StatusCode.DEADLINE_EXCEEDED for call in stalled)
+        freed = time.monotonic() + 10   # the server frees an ended call's slot a moment (0.2 s) after its status
+        while True:
+            try:
+                assert len(stub.GetModelStatus(status, timeout=10).model_version_status) == 0
+                break
+            except grpc.RpcError as err:
+                assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < freed
+                time.sleep(0.2)
+        stop.set()
 
 
 def test_request_workers_admit_a_bounded_number_and_count_abandoned_requests():

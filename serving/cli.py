@@ -111,7 +111,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         server.start()
     except OSError as err:
-        raise UserError(f"cannot listen on {args.host}:{args.port}: {err}", hint="choose another --port") from None
+        raise UserError(str(err), hint="choose another --port or --rest-api-port (0 picks a free one)") from None
     print(f"serving {[s.name for s in specs]} on {args.host}:{server.grpc_port}"
           + (f", REST on {args.host}:{server.rest_port}" if args.rest_api_port is not None else ""), flush=True)
     try:

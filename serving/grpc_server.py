@@ -240,11 +240,10 @@ async def start_grpc_server(core: ServingCore, host: str, port: int, max_workers
     try:
         bound = (server.add_secure_port(address, server_credentials(ssl_config)) if ssl_config is not None
                  else server.add_insecure_port(address))
-    except RuntimeError as err:  # grpc.aio raises where the threaded server returned 0
-        workers.close()
-        raise OSError(f"could not bind {host}:{port}: {err}") from None
+    except RuntimeError:  # grpc.aio raises where the threaded server returned 0
+        bound = 0
     if bound == 0:
         workers.close()
-        raise OSError(f"could not bind {host}:{port}")
+        raise OSError(f"cannot listen on {host}:{port} (gRPC): the address is in use or not this machine's")
     await server.start()
     return server, bound, workers

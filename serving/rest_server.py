@@ -122,7 +122,10 @@ class RestFrontEnd:
 
     async def start(self, host: str, port: int) -> int:
         """Listens on host:port (0 picks a free port); returns the port."""
-        self._server = await asyncio.start_server(self._connection, host, port, limit=MAX_HEAD_BYTES)
+        try:
+            self._server = await asyncio.start_server(self._connection, host, port, limit=MAX_HEAD_BYTES)
+        except OSError as err:
+            raise OSError(f"cannot listen on {host}:{port} (REST): {err.strerror or err}") from None
         return self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:

@@ -371,3 +371,11 @@ def test_serve_refuses_bad_config_files_and_flags_at_start(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_code:
             cli_main(base + flags)
         assert exit_code.value.code == 2 and message in capsys.readouterr().err
+    with socket.socket() as taken:   # a port in use: which API could not listen, and a hint
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for flags, api in ((["--port", port], "gRPC"), (["--port", "0", "--rest-api-port", port], "REST")):
+            assert cli_main(base[:-2] + flags) == 2
+            err = capsys.readouterr().err
+            assert f"cannot listen on 127.0.0.1:{port} ({api})" in err and "choose another --port" in err

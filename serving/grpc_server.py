@@ -86,12 +86,10 @@ def _on_workers(method: Callable, workers: RequestWorkers, receive_timeout: floa
         try:
             request = await asyncio.wait_for(context.read(), receive_timeout)
         except asyncio.TimeoutError:
-            request = ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                   f"the request did not arrive within {receive_timeout:g} s")
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"the request did not arrive within {receive_timeout:g} s")
         if request is grpc.aio.EOF:
-            request = invalid_argument("the call ended without a request message")
-        if isinstance(request, ServingError):
-            await context.abort(request.code, request.message)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the call ended without a request message")
         if isinstance(request, _Undecodable):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.detail)
         try:
@@ -222,15 +220,14 @@ def server_credentials(ssl_config) -> grpc.ServerCredentials:
                                        require_client_auth=ssl_config.client_verify)
 
 
-async def start_grpc_server(core: ServingCore, host: str, port: int, max_workers: int = 16, ssl_config=None,
-                            receive_timeout: float = 30.0) -> "tuple[grpc.aio.Server, int, RequestWorkers]":
-    """Starts the server on the running event loop; returns it, the bound port (0 picks a free one)
-    and its workers (close them after stopping the server)."""
+async def start_grpc_server(core: ServingCore, host: str, port: int, workers: RequestWorkers, ssl_config=None,
+                            receive_timeout: float = 30.0) -> "tuple[grpc.aio.Server, int]":
+    """Starts the server on the running event loop, running requests on ``workers``; returns it and
+    the bound port (0 picks a free one)."""
     options = [("grpc.max_receive_message_length", core.limits.max_request_bytes),
                ("grpc.max_send_message_length", 64 * 1024 * 1024)]
-    workers = RequestWorkers(max_workers, 4 * max_workers, "grpc")
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=open_call_limit(
-        max_workers, core.limits.max_request_bytes))
+        workers.max_workers, core.limits.max_request_bytes))
     server.add_generic_rpc_handlers((
         _service_handler(prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
                          PredictionServicer(core), workers, receive_timeout),
@@ -243,7 +240,6 @@ async def start_grpc_server(core: ServingCore, host: str, port: int, max_workers
     except RuntimeError:  # grpc.aio raises where the threaded server returned 0
         bound = 0
     if bound == 0:
-        workers.close()
         raise OSError(f"cannot listen on {host}:{port} (gRPC): the address is in use or not this machine's")
     await server.start()
-    return server, bound, workers
+    return server, bound

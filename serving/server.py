@@ -20,7 +20,7 @@ from rw_tf_serving.config import BatchingParameters, ModelSpec
 from rw_tf_serving.core import ServerLimits, ServingCore
 from rw_tf_serving.grpc_server import start_grpc_server
 from rw_tf_serving.rest_server import RestFrontEnd
-from rw_tf_serving.workers import EventLoopThread
+from rw_tf_serving.workers import EventLoopThread, RequestWorkers
 
 log = logging.getLogger("rw_tf.serving")
 
@@ -50,9 +50,10 @@ class LocalModelServer:
                 log.warning("model %s has no loadable version under %s yet", name, manager.spec.base_path)
         # Both front ends receive on one event loop thread; requests run on each one's worker threads.
         self._io = EventLoopThread()
+        self._grpc_workers = RequestWorkers(self.max_workers, 4 * self.max_workers, "grpc")
         try:
-            self._grpc, self.grpc_port, self._grpc_workers = self._io.run(start_grpc_server(
-                self.core, self.host, self.port, self.max_workers, self.ssl_config, self.request_timeout))
+            self._grpc, self.grpc_port = self._io.run(start_grpc_server(
+                self.core, self.host, self.port, self._grpc_workers, self.ssl_config, self.request_timeout))
             if self.rest_port is not None:
                 self._rest = RestFrontEnd(self.core, self.max_workers, self.request_timeout)
                 self.rest_port = self._io.run(self._rest.start(self.host, self.rest_port))
@@ -72,15 +73,14 @@ class LocalModelServer:
                 log.exception("version poll failed")
 
     def wait(self) -> None:
-        while not self._stop.wait(1.0):
-            pass
+        self._stop.wait()   # until stop(); Ctrl-C interrupts it
 
     def stop(self, grace: float = 2.0) -> None:
         self._stop.set()
         if self._io is not None:
             if self._grpc is not None:
                 self._io.run(self._grpc.stop(grace))
-                self._grpc_workers.close()
+            self._grpc_workers.close()
             if self._rest is not None:
                 self._io.run(self._rest.close())
             self._io.close()

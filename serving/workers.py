@@ -65,7 +65,7 @@ class RequestWorkers:
         if max_workers < 1 or max_admitted < max_workers:
             raise ValueError(f"need 1 <= max_workers <= max_admitted, got {max_workers} and {max_admitted}")
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
-        self.max_admitted = max_admitted
+        self.max_workers, self.max_admitted = max_workers, max_admitted
         self.admitted = 0
 
     async def run(self, function: Callable, *args: Any) -> Any:

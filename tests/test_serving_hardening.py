@@ -159,6 +159,16 @@ def test_tls_with_client_certificates(pushed, tmp_path):
             prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=10)
 
 
+def _calls_without_request(channel, method, count, stop):
+    """``count`` calls of ``method`` that open and send nothing until ``stop`` is set."""
+    def never_sent():
+        stop.wait(30)
+        yield from ()
+
+    open_call = channel.stream_unary(method, request_serializer=bytes, response_deserializer=bytes)
+    return [open_call.future(never_sent()) for _ in range(count)]
+
+
 def _drip(port, stop, replies):
     """A REST client that sends its request a byte at a time, each well inside any per-read timeout."""
     with socket.create_connection(("127.0.0.1", port)) as s:
@@ -184,18 +194,11 @@ def test_slow_and_stalled_clients_hold_no_worker(pushed, tmp_path):
     server = LocalModelServer([ModelSpec(MODEL, str(tmp_path / MODEL))], port=0, rest_port=0, max_workers=2,
                               request_timeout=3.0)
     stop, replies = threading.Event(), []
-
-    def never_sent():
-        stop.wait(30)
-        yield from ()
-
     with server, grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         drips = [threading.Thread(target=_drip, args=(server.rest_port, stop, replies)) for _ in range(6)]
         for thread in drips:
             thread.start()
-        open_call = channel.stream_unary("/tensorflow.serving.PredictionService/Predict",
-                                         request_serializer=bytes, response_deserializer=bytes)
-        stalled = [open_call.future(never_sent()) for _ in range(6)]
+        stalled = _calls_without_request(channel, "/tensorflow.serving.PredictionService/Predict", 6, stop)
         time.sleep(1.0)
         body = json.dumps({"signature_name": "classify_text", "instances": ["Tuples are immutable."]}).encode()
         request = predict_pb2.PredictRequest()
@@ -275,17 +278,10 @@ def test_open_grpc_calls_are_bounded_by_the_bytes_they_may_buffer(tmp_path):
     server = LocalModelServer([ModelSpec("m", str(tmp_path / "m"))], port=0, max_workers=2, limits=limits,
                               request_timeout=2.0)
     stop = threading.Event()
-
-    def never_sent():
-        stop.wait(30)
-        yield from ()
-
     status = get_model_status_pb2.GetModelStatusRequest()
     status.model_spec.name = "m"
     with server, grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-        open_call = channel.stream_unary("/tensorflow.serving.ModelService/GetModelStatus",
-                                         request_serializer=bytes, response_deserializer=bytes)
-        stalled = [open_call.future(never_sent()) for _ in range(8)]
+        stalled = _calls_without_request(channel, "/tensorflow.serving.ModelService/GetModelStatus", 8, stop)
         time.sleep(0.5)
         stub = model_service_pb2_grpc.ModelServiceStub(channel)
         with pytest.raises(grpc.RpcError) as err:

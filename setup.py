@@ -36,6 +36,7 @@ setup(
         "tf-keras",
         "dill",
         "safetensors",
+        "h5py",
         "scikit-learn",
         "trafilatura",
         "lxml_html_clean",

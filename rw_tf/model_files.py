@@ -16,10 +16,13 @@ Example:
 """
 from __future__ import annotations
 
+import io
 import json
+import struct
 import zipfile
 from typing import Any, Dict
 
+import h5py
 import keras
 import numpy as np
 import tensorflow as tf
@@ -33,6 +36,14 @@ from rw_tf.errors import CorruptFileError
 
 MAX_FILE_BYTES = 1 << 31   # what one read into memory may hold (protobuf's own limit is 2 GiB)
 MAX_JSON_BYTES = 1 << 28   # a config or a label map: the entities.json of a 10M-entity graph is ~200 MB
+MAX_KERAS_CONFIG_BYTES = 1 << 26   # a .keras config.json: ~40 KB for a 24-layer encoder
+# A .keras member or weight may hold at most MAX_EXPANSION times the bytes it stores once it is
+# more than EXPANSION_FLOOR bytes. Keras stores members and weights uncompressed (1x); DEFLATE of
+# real weights gains little; a member of zeros, or a weight whose chunks were never written (HDF5
+# fills them on read), is a file of kilobytes that Keras would expand to gigabytes in memory (its
+# own guard starts at 4 GiB).
+MAX_EXPANSION = 100
+EXPANSION_FLOOR = 1 << 24
 
 # What the readers raise for bad content (not for bugs of ours): h5py and file I/O (OSError),
 # deserialization (ValueError, KeyError, TypeError on a config that does not fit a class),
@@ -81,15 +92,92 @@ def _is_zip(path: str) -> bool:
         return False
 
 
+def _expands_too_far(declared: int, stored: int) -> bool:
+    return declared > EXPANSION_FLOOR and declared > MAX_EXPANSION * stored
+
+
+class _StoredMember(io.RawIOBase):
+    """An uncompressed zip member read in place. zipfile's reader (Python < 3.12) re-reads a member
+    from its start on every backward seek, which made walking a 440 MB weights file take 100 s."""
+
+    def __init__(self, archive_file, member: zipfile.ZipInfo) -> None:
+        super().__init__()
+        archive_file.seek(member.header_offset)
+        header = archive_file.read(30)   # the local header's name and extra lengths can differ from the directory's
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"no local header for {member.filename} at byte {member.header_offset}")
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        self._file, self._start = archive_file, member.header_offset + 30 + name_length + extra_length
+        self._size, self._position = member.file_size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        self._file.seek(self._start + self._position)
+        data = self._file.read(max(0, min(len(buffer), self._size - self._position)))
+        buffer[:len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+def _open_member(archive: zipfile.ZipFile, archive_file, name: str):
+    member = archive.getinfo(name)
+    if member.compress_type == zipfile.ZIP_STORED:
+        return _StoredMember(archive_file, member)
+    return io.BytesIO(archive.read(name))   # size already bounded; Keras reads it whole too
+
+
+def _check_declared_sizes(path: str) -> None:
+    """Refuses a ``.keras`` archive whose members or weights declare far more bytes than the file
+    stores, before Keras reads them into memory."""
+    with tf.io.gfile.GFile(path, "rb") as f, zipfile.ZipFile(f) as archive:
+        for member in archive.infolist():
+            limit = MAX_KERAS_CONFIG_BYTES if member.filename.endswith(".json") else MAX_FILE_BYTES
+            if member.file_size > limit or _expands_too_far(member.file_size, member.compress_size):
+                raise CorruptFileError(
+                    f"{path}: its member {member.filename} declares {member.file_size:,} bytes and stores "
+                    f"{member.compress_size:,} (a decompression bomb or a corrupt size field; rw-tf reads at most "
+                    f"{limit:,} bytes and {MAX_EXPANSION}x what is stored)")
+        if "model.weights.h5" not in archive.namelist():
+            return
+        with _open_member(archive, f, "model.weights.h5") as member, h5py.File(member, "r") as weights:
+            datasets = []
+            weights.visititems(lambda name, item: datasets.append((name, item))
+                               if isinstance(item, h5py.Dataset) else None)
+            for name, dataset in datasets:
+                declared, stored = dataset.size * dataset.dtype.itemsize, dataset.id.get_storage_size()
+                if _expands_too_far(declared, stored):
+                    raise CorruptFileError(
+                        f"{path}: its weight {name} of shape {dataset.shape} declares {declared:,} bytes and "
+                        f"stores {stored:,} (a decompression bomb or unwritten chunks; rw-tf reads at most "
+                        f"{MAX_EXPANSION}x what is stored)")
+
+
 def load_keras_file(path: str, expected: type = None) -> keras.Model:
     """The model saved with ``model.save(path)`` (a ``.keras`` archive), uncompiled; with
-    ``expected``, a model of another class is an error too."""
+    ``expected``, a model of another class is an error too. An archive whose members or weights
+    declare far more bytes than it stores (a decompression bomb) is refused before it is read."""
     _exists(path, "Keras model file")
     if tf.io.gfile.isdir(path) or not _is_zip(path):
         raise CorruptFileError(f"{path} is not a .keras model file (not a zip archive: truncated, overwritten "
                                f"or another format)")
     try:
+        _check_declared_sizes(path)
         model = keras.saving.load_model(path, compile=False)
+    except CorruptFileError:
+        raise
     except CONTENT_ERRORS as err:
         raise CorruptFileError(f"{path} cannot be loaded as a Keras model ({content_error(err)})") from err
     if expected is not None and not isinstance(model, expected):

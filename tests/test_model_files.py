@@ -2,12 +2,14 @@
 Hugging Face checkpoints) that are truncated, overwritten or hand-edited: every case is a user
 error (one line, exit 2 on the command line) that names the broken file, never a library
 exception that the CLI reports as an unexpected failure."""
+import io
 import json
 import os
 import shutil
 import struct
 import zipfile
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -44,14 +46,40 @@ def export_dir(tmp_path_factory):
     return root
 
 
-def rewrite_archive(path, name, change):
+def rewrite_archive(path, name, change, compression=zipfile.ZIP_STORED):
     """The .keras archive at ``path`` with member ``name`` replaced by ``change(bytes)``."""
     with zipfile.ZipFile(path) as archive:
         members = {m: archive.read(m) for m in archive.namelist()}
     members[name] = change(members[name])
-    with zipfile.ZipFile(path, "w") as archive:
+    with zipfile.ZipFile(path, "w", compression) as archive:
         for member, data in members.items():
             archive.writestr(member, data)
+
+
+def never_written_weight(weights):
+    """The weights file with its first weight replaced by one of 1 GiB whose chunks were never
+    written: HDF5 fills them on read, so a 10 KB file would become 1 GiB in memory."""
+    buffer = io.BytesIO(weights)
+    with h5py.File(buffer, "a") as f:
+        names = []
+        f.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+        del f[names[0]]
+        f.create_dataset(names[0], shape=(1 << 28,), dtype="float32", chunks=(1 << 20,))
+    return buffer.getvalue()
+
+
+def declare_member_size(path, name, change):
+    """Rewrites the sizes the archive's directory and local header declare for ``name``."""
+    data = bytearray(open(path, "rb").read())
+    with zipfile.ZipFile(path) as archive:
+        member = archive.getinfo(name)
+    size = change(member.file_size)
+    struct.pack_into("<II", data, member.header_offset + 18, size, size)
+    entry = data.index(b"PK\x01\x02")   # the central directory's entries: sizes at 20, name at 46
+    while data[entry + 46:entry + 46 + len(name)] != name.encode():
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    struct.pack_into("<II", data, entry + 20, size, size)
+    open(path, "wb").write(bytes(data))
 
 
 def truncate(path, keep):
@@ -76,6 +104,19 @@ EXPORT_CASES = {
                               "cannot be loaded as a Keras model"),
     "keras_weights_truncated": (ENCODER, lambda p: rewrite_archive(p, "model.weights.h5", lambda b: b[:len(b) // 3]),
                                 "cannot be loaded as a Keras model"),
+    # Decompression bombs: a few KB on disk that Keras would expand in memory (its own guard starts at 4 GiB).
+    "keras_config_bomb": (ENCODER, lambda p: rewrite_archive(p, "config.json", lambda b: b" " * (100 << 20) + b,
+                                                             zipfile.ZIP_DEFLATED),
+                          "member config.json declares 104,"),
+    "keras_weights_bomb": (ENCODER, lambda p: rewrite_archive(p, "model.weights.h5", lambda b: b + bytes(64 << 20),
+                                                              zipfile.ZIP_DEFLATED),
+                           "member model.weights.h5 declares 67,"),
+    "keras_weight_never_written": (ENCODER, lambda p: rewrite_archive(p, "model.weights.h5", never_written_weight),
+                                   "of shape (268435456,) declares 1,073,741,824 bytes and stores 0"),
+    "keras_declared_size_too_small": (ENCODER, lambda p: declare_member_size(p, "model.weights.h5", lambda n: n - 999),
+                                      "cannot be loaded as a Keras model"),
+    "keras_declared_size_too_large": (ENCODER, lambda p: declare_member_size(p, "config.json", lambda n: n + 999),
+                                      "cannot be loaded as a Keras model"),
     "keras_holds_another_model": (ENCODER, lambda p: tiny_transe(3, 1).save(p),
                                   "holds a TransE, not a TransformerEncoder"),
     "settings_not_an_object": (SETTINGS, lambda p: open(p, "w").write("[true]"), "must hold a JSON object"),

@@ -5,6 +5,7 @@ import io
 import json
 import random
 import time
+import tracemalloc
 
 import pytest
 from warcio.statusandheaders import StatusAndHeaders
@@ -378,6 +379,32 @@ def test_html_and_jsonl_inputs(tmp_path):
         (tmp_path / "g.jsonl").write_bytes(empty)
         assert [r["reason"] for r in read_all(tmp_path / "g.jsonl")[1]] == ["empty"]
     assert [r["reason"] for r in iter_stream(io.BytesIO(b"x"), "notes.txt") for r in [r[1]]] == ["unsupported_file"]
+
+
+def test_jsonl_gz_is_inflated_in_bounded_memory_by_the_pipeline_reader(tmp_path):
+    # 256 MB of 1 MB lines that gzip to 0.3 MB, then a real row. Beam's CompressionTypes.GZIP, which
+    # the pipeline's reader used, inflates 16 MiB of input at once: all 256 MB in one buffer.
+    from rw_tf.refine.pipeline import DOC, DROP, _ReadFile
+
+    bomb = tmp_path / "bomb.jsonl.gz"
+    row = json.dumps({"url": "https://x.org/last", "text": "the row after the bomb"}).encode()
+    with gzip.open(bomb, "wb", compresslevel=1) as f:
+        for _ in range(256):
+            f.write(b"x" * (1 << 20) + b"\n")
+        f.write(row + b"\n")
+    tracemalloc.start()
+    records = list(_ReadFile(max_page_bytes=1 << 16).process(str(bomb)))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 32e6, f"peak {peak / 1e6:.0f} MB"
+    assert [r[1]["url"] for r in records if r[0] == DOC] == ["https://x.org/last"]
+    assert [r[1]["reason"] for r in records if r[0] == DROP] == ["too_large"] * 256
+    # A deflate stream that breaks after its first row: that row, then the file as a counted reject.
+    good = gzip.compress(row + b"\n" + b"y" * 100_000 + b"\n")
+    (tmp_path / "broken.jsonl.gz").write_bytes(good[:30] + bytes(b ^ 0x5A for b in good[30:]))
+    pages, rejects = read_all(tmp_path / "broken.jsonl.gz")
+    assert [r["reason"] for r in rejects] == ["corrupt_file"] and len(pages) <= 1, rejects
+    assert rejects[0]["detail"].startswith("zlib.error: Error -3 while decompressing data"), rejects
 
 
 def test_refine_config_files_are_type_checked(tmp_path):

@@ -42,7 +42,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from rw_tf.config import DictConfig
 from rw_tf.refine.exact_substrings import later_occurrences, remove_marked, window_keys
 from rw_tf.refine.minhash import MinHasher, cluster_roots, star_edges
-from rw_tf.refine.readers import iter_stream
+from rw_tf.refine.readers import decompressed, iter_stream
 from rw_tf.refine.report import write_report
 from rw_tf.refine.stages import DocumentRefiner, RefineConfig, drop_record
 from rw_tf.refine.text import count_words
@@ -120,11 +120,8 @@ class _ReadFile(beam.DoFn):
         self.max_page_bytes = max_page_bytes
 
     def process(self, path: str):
-        # WARC members are gzip-compressed one by one (warcio decompresses them); .jsonl.gz as a whole.
-        gzip_whole = path.lower().endswith(".jsonl.gz")
-        with FileSystems.open(path, compression_type=CompressionTypes.GZIP if gzip_whole
-                              else CompressionTypes.UNCOMPRESSED) as stream:
-            for kind, item in iter_stream(stream, path, self.max_page_bytes):
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            for kind, item in iter_stream(decompressed(raw, path), path, self.max_page_bytes):
                 if kind == "page":
                     yield DOC, item
                     yield _event("read", "kept", 0, 0)

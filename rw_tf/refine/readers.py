@@ -31,6 +31,7 @@ import gzip
 import io
 import os
 import re
+import zlib
 from typing import IO, Callable, Dict, Iterator, Optional, Tuple
 
 from warcio.archiveiterator import ArchiveIterator
@@ -240,13 +241,20 @@ def iter_stream(stream: IO[bytes], source: str, max_page_bytes: int = DEFAULT_MA
         return
     try:
         yield from _READERS[kind](stream, source, max_page_bytes)
-    except (OSError, EOFError, gzip.BadGzipFile, EndlessLineError) as err:   # e.g. a corrupt .jsonl.gz
-        yield reject(f"{source}#?", source, "corrupt_file", f"{type(err).__name__}: {err}")
+    except (OSError, EOFError, zlib.error, EndlessLineError) as err:   # e.g. a corrupt .jsonl.gz
+        name = "zlib.error" if isinstance(err, zlib.error) else type(err).__name__   # its __name__ is "error"
+        yield reject(f"{source}#?", source, "corrupt_file", f"{name}: {err}")
+
+
+def decompressed(raw: IO[bytes], source: str) -> IO[bytes]:
+    """``raw`` as ``iter_stream`` reads it: a ``.jsonl.gz`` file decompressed as a whole (WARC
+    members are decompressed one by one by warcio). Python's gzip inflates no more than each read
+    asks for; Beam's ``CompressionTypes.GZIP`` inflates 16 MiB of input at once, up to 16 GiB in
+    memory for a file of zeros."""
+    return io.BufferedReader(gzip.GzipFile(fileobj=raw)) if source.lower().endswith(".jsonl.gz") else raw
 
 
 def iter_records(path: str, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> Iterator[Record]:
     """Pages and rejects of a local file (see the module docstring)."""
     with open(path, "rb") as raw:
-        stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if path.lower().endswith(".jsonl.gz") else raw
-        yield from iter_stream(io.BufferedReader(stream) if isinstance(stream, gzip.GzipFile) else stream,
-                               path, max_page_bytes)
+        yield from iter_stream(decompressed(raw, path), path, max_page_bytes)

@@ -8,10 +8,25 @@ HTTP_STATUS = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.INVALID_ARGUMENT:
                grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.INTERNAL: 500}
 
 
+# Messages quote what a request named (a model, a signature, an input key); gRPC sends the message
+# in a trailer and clients refuse trailers over 16 KiB ("received metadata size exceeds hard
+# limit"), which would replace the status a client should see.
+MAX_MESSAGE_CHARS = 2000
+
+
+def bounded_message(message: str) -> str:
+    """``message``, cut in the middle to at most about ``MAX_MESSAGE_CHARS`` characters."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    half = MAX_MESSAGE_CHARS // 2
+    return f"{message[:half]}... ({len(message) - 2 * half:,} characters cut) ...{message[-half:]}"
+
+
 class ServingError(Exception):
-    """A request failure with its status code (``grpc.StatusCode``)."""
+    """A request failure with its status code (``grpc.StatusCode``); the message is bounded."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        message = bounded_message(message)
         super().__init__(message)
         self.code = code
         self.message = message

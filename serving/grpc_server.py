@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (
 )
 
 from rw_tf_serving.core import ServingCore
-from rw_tf_serving.errors import ServingError, invalid_argument, resource_exhausted
+from rw_tf_serving.errors import ServingError, bounded_message, invalid_argument, resource_exhausted
 from rw_tf_serving.validation import array_from_tensor_proto
 from rw_tf_serving.workers import RequestWorkers
 
@@ -98,7 +98,7 @@ def _on_workers(method: Callable, workers: RequestWorkers, receive_timeout: floa
             await context.abort(err.code, err.message)
         except Exception as err:  # noqa: BLE001 - the server must keep serving
             log.exception("internal error in %s", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+            await context.abort(grpc.StatusCode.INTERNAL, bounded_message(f"{type(err).__name__}: {err}"))
     return handler
 
 
@@ -225,7 +225,8 @@ async def start_grpc_server(core: ServingCore, host: str, port: int, workers: Re
     """Starts the server on the running event loop, running requests on ``workers``; returns it and
     the bound port (0 picks a free one)."""
     options = [("grpc.max_receive_message_length", core.limits.max_request_bytes),
-               ("grpc.max_send_message_length", 64 * 1024 * 1024)]
+               ("grpc.max_send_message_length", 64 * 1024 * 1024),
+               ("grpc.compression_enabled_algorithms_bitset", 1)]
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=open_call_limit(
         workers.max_workers, core.limits.max_request_bytes))
     server.add_generic_rpc_handlers((

@@ -28,7 +28,7 @@ from google.protobuf import json_format
 
 from rw_tf.data.jsonl import LoneSurrogate, loads_text
 from rw_tf_serving.core import ServingCore
-from rw_tf_serving.errors import ServingError, invalid_argument, not_found, unavailable
+from rw_tf_serving.errors import ServingError, bounded_message, invalid_argument, not_found, unavailable
 from rw_tf_serving.validation import array_from_json, inputs_from_instances
 from rw_tf_serving.workers import RequestWorkers
 
@@ -178,7 +178,7 @@ class RestFrontEnd:
             pass
         except Exception as err:  # noqa: BLE001 - a server fault: 500, and the server keeps serving
             log.exception("REST request failed")
-            await self._send(writer, 500, {"error": f"{type(err).__name__}: {err}"})
+            await self._send(writer, 500, {"error": bounded_message(f"{type(err).__name__}: {err}")})
         finally:
             self.connections -= 1
             self.body_bytes -= reserved
@@ -243,6 +243,9 @@ def _route(method: str, path: str) -> "tuple[str, Optional[int], str]":
 
 
 def _content_length(headers: http.client.HTTPMessage, limit: int) -> int:
+    encoding = (headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding != "identity":   # inflating a body would let a small request grow past the limit
+        raise HTTPError(415, f"Content-Encoding {encoding[:40]!r} is not supported; send the body uncompressed")
     if headers.get("Transfer-Encoding") is not None:
         raise HTTPError(411, "chunked request bodies are not supported; send a Content-Length header")
     values = set(headers.get_all("Content-Length") or [])

@@ -292,3 +292,32 @@ def test_hostile_cases_from_the_report(live_server):
     assert status == 400 and b"not a number" in payload
     status, payload = _rest(port, "POST", path, b'{"instances": ["x"]}', {"Content-Length": "20"})
     assert status == 400 and b"Could not parse example input" in payload
+
+
+def test_compressed_requests_and_long_names_cannot_inflate_or_hide_the_status(live_server):
+    # gRPC inflates a compressed message whole before it checks --max-request-bytes: 64 MB of zeros
+    # gzip to 64 KB. The server accepts no request compression, so it refuses before inflating.
+    raw = live_server["channel"].unary_unary("/tensorflow.serving.PredictionService/Predict",
+                                             request_serializer=bytes, response_deserializer=bytes)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name, request.model_spec.signature_name = MODEL, "\0" * (64 << 20)
+    before = rss_mb(live_server["proc"].pid)
+    for compression in (grpc.Compression.Gzip, grpc.Compression.Deflate):
+        with pytest.raises(grpc.RpcError) as err:
+            raw(request.SerializeToString(), timeout=30, compression=compression)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED and "is disabled" in err.value.details()
+    assert rss_mb(live_server["proc"].pid) - before < 32
+    # A status message quotes the name it did not find; a client refuses a trailer over 16 KiB, which
+    # would have turned NOT_FOUND into RESOURCE_EXHAUSTED ("received metadata size exceeds hard limit").
+    for name, signature in (("m" * 100_000, "classify_text"), (MODEL, "s" * 100_000)):
+        request = live_server["good"].__deepcopy__()
+        request.model_spec.name, request.model_spec.signature_name = name, signature
+        with pytest.raises(grpc.RpcError) as err:
+            live_server["stub"].Predict(request, timeout=30)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND, err.value.details()[:200]
+        assert 1000 < len(err.value.details()) < 2100 and "characters cut" in err.value.details()
+    body = b'{"signature_name": "classify_text", "instances": ["a"]}'
+    status, payload = _rest(live_server["rest_port"], "POST", f"/v1/models/{MODEL}:predict", body,
+                            {"Content-Length": str(len(body)), "Content-Encoding": "gzip"})
+    assert status == 415 and b"Content-Encoding 'gzip' is not supported" in payload, payload
+    live_server["stub"].Predict(live_server["good"], timeout=30)

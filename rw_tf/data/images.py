@@ -74,7 +74,8 @@ def _checked_decode(data: tf.Tensor, size: int, max_pixels: int, max_bytes: int)
     with tf.control_dependencies(checks):
         pixels = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
     pixels.set_shape([None, None, 3])
-    resized = tf.image.resize(tf.cast(pixels, tf.float32) / 255.0, [size, size], antialias=True)
+    # Scaled to [0, 1] after resizing (both are linear): a 40-megapixel image holds one float copy, not two.
+    resized = tf.image.resize(pixels, [size, size], antialias=True) / 255.0
     return tf.clip_by_value(resized, 0.0, 1.0)
 
 

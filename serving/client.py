@@ -29,6 +29,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from rw_tf.data.jsonl import example_from_json
+
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 
 
@@ -50,22 +52,6 @@ def to_tensor_proto(value: Any):
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
         value = [v.encode("utf-8") for v in value]
     return tf.make_tensor_proto(value)
-
-
-def example_from_dict(features: Mapping[str, Any]) -> tf.train.Example:
-    """{"text": "..."} -> tf.train.Example (str -> bytes, int -> int64, float -> float)."""
-    feature = {}
-    for key, value in features.items():
-        values = value if isinstance(value, (list, tuple)) else [value]
-        if all(isinstance(v, str) for v in values):
-            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
-        elif all(isinstance(v, bytes) for v in values):
-            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
-        elif all(isinstance(v, int) for v in values):
-            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-        else:
-            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
-    return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 # What one request or response may hold (gRPC's default receive limit is 4 MiB).
@@ -125,7 +111,7 @@ class ServingClient:
         self._spec(request.model_spec, model, version, signature)
         for example in examples:
             request.input.example_list.examples.add().CopyFrom(
-                example if isinstance(example, tf.train.Example) else example_from_dict(example))
+                example if isinstance(example, tf.train.Example) else example_from_json(example))
         response = self._call(self.prediction.Classify, request)
         return [[(c.label, c.score) for c in result.classes] for result in response.result.classifications]
 
@@ -156,18 +142,12 @@ class RestError(RuntimeError):
     """The REST API answered with an HTTP error status (``status``; ``detail`` is the body)."""
 
     def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"REST predict failed with HTTP {status}: {detail}")
+        super().__init__(f"REST request failed with HTTP {status}: {detail}")
         self.status, self.detail = status, detail
 
 
-def rest_predict(base_url: str, model: str, instances: Optional[List] = None, inputs: Optional[Dict] = None,
-                 signature: str = "serving_default", version: Optional[int] = None,
-                 timeout: float = 10.0) -> Dict[str, Any]:
-    """TF Serving's REST predict (``POST /v1/models/NAME[/versions/V]:predict``)."""
-    if (instances is None) == (inputs is None):
-        raise ValueError("pass exactly one of instances (row format) or inputs (columnar format)")
-    path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "") + ":predict"
-    body = {"signature_name": signature, **({"instances": instances} if instances is not None else {"inputs": inputs})}
+def _rest_post(base_url: str, model: str, version: Optional[int], verb: str, body: Dict, timeout: float) -> Dict:
+    path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "") + verb
     request = urllib.request.Request(base_url.rstrip("/") + path, data=json.dumps(body).encode("utf-8"),
                                      headers={"Content-Type": "application/json"}, method="POST")
     try:
@@ -176,3 +156,25 @@ def rest_predict(base_url: str, model: str, instances: Optional[List] = None, in
     except urllib.error.HTTPError as err:
         detail = err.read().decode("utf-8", "replace")
         raise RestError(err.code, detail) from None
+
+
+def rest_predict(base_url: str, model: str, instances: Optional[List] = None, inputs: Optional[Dict] = None,
+                 signature: str = "serving_default", version: Optional[int] = None,
+                 timeout: float = 10.0) -> Dict[str, Any]:
+    """TF Serving's REST predict (``POST /v1/models/NAME[/versions/V]:predict``)."""
+    if (instances is None) == (inputs is None):
+        raise ValueError("pass exactly one of instances (row format) or inputs (columnar format)")
+    body = {"signature_name": signature, **({"instances": instances} if instances is not None else {"inputs": inputs})}
+    return _rest_post(base_url, model, version, ":predict", body, timeout)
+
+
+def rest_classify(base_url: str, model: str, examples: Sequence[Mapping[str, Any]],
+                  context: Optional[Mapping[str, Any]] = None, signature: str = "classification",
+                  version: Optional[int] = None, timeout: float = 10.0) -> List:
+    """TF Serving's REST classify (``POST /v1/models/NAME[/versions/V]:classify``): per example, its
+    ``[label, score]`` pairs. Examples and context are objects of features (JSON values; binary
+    data as ``{"b64": "..."}``)."""
+    body = {"signature_name": signature, "examples": list(examples)}
+    if context is not None:
+        body["context"] = context
+    return _rest_post(base_url, model, version, ":classify", body, timeout)["result"]

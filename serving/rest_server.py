@@ -26,16 +26,25 @@ from typing import Any, Dict, Optional
 import numpy as np
 from google.protobuf import json_format
 
-from rw_tf.data.jsonl import LoneSurrogate, loads_text
+from rw_tf.data.jsonl import LoneSurrogate, example_from_json, loads_text
 from rw_tf_serving.core import ServingCore
-from rw_tf_serving.errors import ServingError, bounded_message, invalid_argument, not_found, unavailable
+from rw_tf_serving.errors import (
+    ServingError,
+    bounded_message,
+    invalid_argument,
+    not_found,
+    resource_exhausted,
+    unavailable,
+)
 from rw_tf_serving.validation import array_from_json, inputs_from_instances
 from rw_tf_serving.workers import RequestWorkers
 
 log = logging.getLogger("rw_tf.serving")
 MAX_HEAD_BYTES = 64 * 1024   # the request line and headers, as http.server allows per line
 
-_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<tail>/metadata|:predict)?$")
+_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+                    r"(?P<tail>/metadata|:predict|:classify|:regress)?$")
+POST_VERBS = {":predict", ":classify"}
 
 
 class HTTPError(Exception):
@@ -78,6 +87,42 @@ def rest_predict(core: ServingCore, name: str, version: Optional[int], body: Any
         return {"predictions": _jsonable(next(iter(outputs.values())))}
     rows = len(next(iter(outputs.values())))
     return {"predictions": [{k: _jsonable(v[i:i + 1])[0] for k, v in outputs.items()} for i in range(rows)]}
+
+
+def rest_classify(core: ServingCore, name: str, version: Optional[int], body: Any) -> Dict:
+    """TF Serving's REST ``:classify``: ``{"signature_name", "context", "examples": [{feature: value}]}``
+    -> ``{"result": [[[label, score], ...] per example]}`` (features by ``example_from_json``; an
+    example's own value of a feature replaces the context's)."""
+    if not isinstance(body, dict):
+        raise invalid_argument("the request body must be a JSON object")
+    signature, context, examples = body.get("signature_name", ""), body.get("context", {}), body.get("examples")
+    if not isinstance(signature, str):
+        raise invalid_argument("signature_name must be a string")
+    if not isinstance(context, dict):
+        raise invalid_argument("'context' must be an object of features")
+    if not isinstance(examples, list) or not examples:
+        raise invalid_argument("the request needs 'examples': a non-empty list of objects of features")
+    if len(examples) > core.limits.max_texts:
+        raise resource_exhausted(f"{len(examples)} examples; at most {core.limits.max_texts} per request")
+    serialized = []
+    for i, example in enumerate(examples):
+        if not isinstance(example, dict):
+            raise invalid_argument(f"examples[{i}] is a {type(example).__name__}, not an object of features")
+        try:
+            serialized.append(example_from_json({**context, **example}).SerializeToString())
+        except (TypeError, ValueError) as err:
+            raise invalid_argument(f"examples[{i}]: {err}") from None
+    _, _, classes, scores = core.classify(name, version, signature, serialized)
+    result = []
+    for row in range(len(serialized)):
+        labels = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                  for v in classes[row]] if classes is not None else None
+        row_scores = [float(v) for v in scores[row]] if scores is not None else None
+        if labels is not None and row_scores is not None:
+            result.append([[label, score] for label, score in zip(labels, row_scores)])
+        else:   # TF Serving's REST answer: the labels alone, or the scores alone
+            result.append(labels if labels is not None else row_scores)
+    return {"result": result}
 
 
 def _status(core: ServingCore, name: str, version: Optional[int]) -> Dict:
@@ -187,7 +232,8 @@ class RestFrontEnd:
     def _answer(self, name: str, version: Optional[int], tail: str, body: Optional[bytes]) -> bytes:
         """Runs on a worker thread: the JSON answer of a complete request (errors raise)."""
         if body is not None:
-            payload = rest_predict(self.core, name, version, _json_body(body))
+            answer = rest_classify if tail == ":classify" else rest_predict
+            payload = answer(self.core, name, version, _json_body(body))
         elif tail == "/metadata":
             servable = self.core.servable(name, version)
             sigs = {k: json_format.MessageToDict(v) for k, v in servable.signature_defs.items()}
@@ -235,10 +281,14 @@ def _route(method: str, path: str) -> "tuple[str, Optional[int], str]":
     if not match:
         raise not_found(f"no such endpoint: {path[:200]}")
     tail = match["tail"] or ""
-    if method == "GET" and tail == ":predict":
-        raise HTTPError(405, "use POST for :predict")
-    if method == "POST" and tail != ":predict":
-        raise HTTPError(405, f"POST is only supported for :predict, not {path[:200]}")
+    if match["label"] is not None:
+        raise invalid_argument("version labels are not supported by this server; use /versions/<number>")
+    if tail == ":regress":
+        raise HTTPError(501, "regression is not supported by this server (no rw-tf model has a regress signature)")
+    if method == "GET" and tail in POST_VERBS:
+        raise HTTPError(405, f"use POST for {tail}")
+    if method == "POST" and tail not in POST_VERBS:
+        raise HTTPError(405, f"POST is only supported for {' and '.join(sorted(POST_VERBS))}, not {path[:200]}")
     return match["name"], int(match["version"]) if match["version"] else None, tail
 
 

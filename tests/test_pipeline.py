@@ -10,9 +10,10 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import TINY_PIPELINE as TINY
 
+from rw_tf.data.jsonl import example_from_json
 from rw_tf.data.splits import text_key
 from rw_tf_pipeline.components.anomalies_gate import DataAnomaliesError
-from rw_tf_pipeline.components.jsonl_example_gen import _JsonlToExample, record_to_example
+from rw_tf_pipeline.components.jsonl_example_gen import _JsonlToExample
 from rw_tf_pipeline.configs import PipelineConfig
 from rw_tf_pipeline.local_runner import run_pipeline
 from rw_tf_pipeline.mlmd_queries import open_store, pipeline_artifacts
@@ -117,9 +118,9 @@ def test_jsonl_reader_counts_rejected_lines(tmp_path):
     result.wait_until_finish()
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]}
     assert counters == {"rejected_lines": 5, "examples": 3}
-    assert record_to_example({"n": 0, "s": ""}).features.feature["n"].int64_list.value == [0]
+    assert example_from_json({"n": 0, "s": ""}).features.feature["n"].int64_list.value == [0]
     # Binary values (images) travel as {"b64": ...}, TF Serving's REST convention: the bytes are kept.
-    png = record_to_example({"image": {"b64": "iVBORw0KGgo="}}).features.feature["image"].bytes_list.value
+    png = example_from_json({"image": {"b64": "iVBORw0KGgo="}}).features.feature["image"].bytes_list.value
     assert png == [b"\x89PNG\r\n\x1a\n"]
 
 

@@ -4,6 +4,8 @@ import os
 import shutil
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import grpc
 import numpy as np
@@ -19,7 +21,7 @@ from tensorflow_serving.apis import (
 )
 
 from rw_tf_serving.batching import Batcher
-from rw_tf_serving.client import ServingClient, rest_predict
+from rw_tf_serving.client import RestError, ServingClient, rest_classify, rest_predict
 from rw_tf_serving.config import BatchingParameters, ModelSpec, read_models_config
 from rw_tf_serving.core import ServerLimits
 from rw_tf_serving.server import LocalModelServer
@@ -137,6 +139,42 @@ def test_classify_errors(stub):
     with pytest.raises(grpc.RpcError) as err:
         stub.Classify(request, timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "method_name" in err.value.details()
+
+
+def test_rest_classify_equals_grpc_classify_and_refuses_bad_examples(server, stub):
+    base = f"http://127.0.0.1:{server.rest_port}"
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name, request.model_spec.signature_name = MODEL, "classification"
+    for text in TEXTS:
+        request.input.example_list.examples.add().features.feature["text"].bytes_list.value.append(text.encode())
+    expected = [[[c.label, c.score] for c in result.classes]
+                for result in stub.Classify(request, timeout=10).result.classifications]
+    result = rest_classify(base, MODEL, [{"text": t} for t in TEXTS])
+    assert [[label for label, _ in row] for row in result] == [["0", "1"], ["0", "1"]]
+    np.testing.assert_allclose([[s for _, s in row] for row in result], [[s for _, s in row] for row in expected],
+                               atol=1e-6)
+    # The context gives every example its feature; an example's own value replaces it.
+    with_context = rest_classify(base, MODEL, [{}, {"text": TEXTS[0]}], context={"text": TEXTS[1]})
+    np.testing.assert_allclose([[s for _, s in row] for row in with_context],
+                               [[s for _, s in row] for row in expected[::-1]], atol=1e-6)
+    bad = [({"examples": []}, 400, "non-empty list"), ({"examples": [1]}, 400, "not an object of features"),
+           ({"examples": [{"text": [1, "a"]}]}, 400, "mixed value types"),
+           ({"examples": [{"n": 2 ** 70}]}, 400, "outside int64"),
+           ({"examples": [{"text": {"b64": "!!"}}]}, 400, "not valid base64"),
+           ({"examples": [{"text": "a"}], "context": [1]}, 400, "'context' must be an object"),
+           ({"signature_name": "classify_text", "examples": [{"text": "a"}]}, 400, "method_name"),
+           ({"examples": [{"text": "a"}] * 5000}, 429, "at most")]
+    for body, status, words in bad:
+        with pytest.raises(RestError) as err:
+            rest_classify(base, MODEL, body["examples"], context=body.get("context"),
+                          signature=body.get("signature_name", "classification"))
+        assert err.value.status == status and words in err.value.detail, (body, err.value.detail)
+    for method, path, status, words in (("GET", ":classify", 405, "use POST"), ("POST", ":regress", 501, "regression"),
+                                        ("GET", "/labels/stable", 400, "version labels are not supported")):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(urllib.request.Request(f"{base}/v1/models/{MODEL}{path}", method=method,
+                                                          data=b"{}" if method == "POST" else None), timeout=10)
+        assert err.value.code == status and words in err.value.read().decode(), path
 
 
 def test_client_and_rest_agree(server):

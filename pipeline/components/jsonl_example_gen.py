@@ -1,9 +1,8 @@
 """ExampleGen executor for JSON Lines files: one JSON object per line -> one tf.Example.
 
-Values become features by type (str -> bytes, ``{"b64": "..."}`` -> the decoded bytes (binary
-data such as images, TF Serving's REST convention), int/bool -> int64, float -> float, lists of
-one type likewise, ``null`` -> an empty feature). Unlike ``tfx...utils.dict_to_example``, 0 and ""
-are kept as values (that helper treats every falsy value as missing, which would erase label 0).
+Values become features by type (``rw_tf.data.jsonl.example_from_json``: str -> bytes,
+``{"b64": "..."}`` -> the decoded bytes, int/bool -> int64, float -> float, lists of one type
+likewise, ``null`` -> an empty feature; 0 and "" are values).
 Lines that are not valid UTF-8 JSON objects are *rejected*, never dropped silently: counted in the
 Beam counter ``rw_tf_jsonl/rejected_lines``, written with their reason to
 ``<examples uri>/rejected_lines/`` and totalled in the Examples artifact's custom property
@@ -13,8 +12,6 @@ Use with ``FileBasedExampleGen(custom_executor_spec=executor_spec.BeamExecutorSp
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 import os
@@ -25,42 +22,12 @@ import tensorflow as tf
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.types import artifact_utils, standard_component_specs
 
+from rw_tf.data.jsonl import example_from_json
+
 REJECTED = beam.metrics.Metrics.counter("rw_tf_jsonl", "rejected_lines")
 ACCEPTED = beam.metrics.Metrics.counter("rw_tf_jsonl", "examples")
 REJECTS_DIR = "rejected_lines"
 REJECTED_TAG = "rejected"
-
-
-def _binary(value: Any) -> Optional[bytes]:
-    """The bytes of a ``{"b64": "..."}`` value (TF Serving's REST convention), else None."""
-    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
-        try:
-            return base64.b64decode(value["b64"], validate=True)
-        except binascii.Error:
-            raise ValueError("a {\"b64\": ...} value is not valid base64") from None
-    return None
-
-
-def _feature(key: str, value: Any) -> tf.train.Feature:
-    values = value if isinstance(value, list) else [value]
-    if value is None or not values:
-        return tf.train.Feature()
-    binary = [_binary(v) for v in values]
-    if all(b is not None for b in binary):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=binary))
-    if all(isinstance(v, str) for v in values):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
-    if all(isinstance(v, (bool, int)) for v in values):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
-    if all(isinstance(v, (bool, int, float)) for v in values):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
-    raise TypeError(f"feature {key!r}: unsupported or mixed value types {sorted({type(v).__name__ for v in values})}")
-
-
-def record_to_example(record: Dict[str, Any]) -> tf.train.Example:
-    """A JSON object -> tf.Example (see the module docstring for the type rules)."""
-    return tf.train.Example(features=tf.train.Features(
-        feature={str(k): _feature(k, v) for k, v in record.items()}))
 
 
 def parse_json_line(line: Any) -> Iterator[Any]:
@@ -72,7 +39,7 @@ def parse_json_line(line: Any) -> Iterator[Any]:
         record = json.loads(text)
         if not isinstance(record, dict):
             raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-        example = record_to_example(record)
+        example = example_from_json(record)
     except (ValueError, UnicodeDecodeError, TypeError) as err:
         REJECTED.inc()
         yield beam.pvalue.TaggedOutput(REJECTED_TAG, json.dumps(

@@ -1,16 +1,22 @@
-"""Writing corpora as JSON Lines, the input format of the TFX pipelines' ExampleGen.
+"""JSON Lines: writing corpora (the input format of the TFX pipelines' ExampleGen), reading them
+strictly, and JSON objects as ``tf.train.Example`` (the ExampleGen's rows, TF Serving's REST
+``:classify`` examples, the client's dicts).
 
 Example:
     >>> write_jsonl([{"text": "a", "label": 1}], "/tmp/x.jsonl")
     1
+    >>> example_from_json({"text": "a", "label": 0}).features.feature["label"].int64_list.value
+    [0]
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
 import json
 import os
 import re
-from typing import Any, Dict, Iterable, Iterator, List, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
@@ -80,3 +86,45 @@ def read_jsonl_objects(path: str, rejects: "collections.Counter") -> Iterator[Di
                 yield row
             else:
                 rejects["invalid_json"] += 1
+
+
+def _binary(value: Any) -> Optional[bytes]:
+    """The bytes of ``bytes`` or of a ``{"b64": "..."}`` value (TF Serving's REST convention), else None."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except binascii.Error:
+            raise ValueError("a {\"b64\": ...} value is not valid base64") from None
+    return None
+
+
+def _feature(key: str, value: Any) -> tf.train.Feature:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if value is None or not values:
+        return tf.train.Feature()
+    binary = [_binary(v) for v in values]
+    if all(b is not None for b in binary):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=binary))
+    if all(isinstance(v, str) for v in values):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
+    if all(isinstance(v, (bool, int)) for v in values):
+        if not all(-2 ** 63 <= v < 2 ** 63 for v in values):
+            raise ValueError(f"feature {key!r}: an integer outside int64")
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+    if all(isinstance(v, (bool, int, float)) for v in values):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+    raise TypeError(f"feature {key!r}: unsupported or mixed value types {sorted({type(v).__name__ for v in values})}")
+
+
+def example_from_json(record: Mapping[str, Any]) -> tf.train.Example:
+    """A JSON object (or a dict of Python values) -> ``tf.train.Example``, a feature per key by the
+    type of its value: str -> bytes (UTF-8), ``bytes`` or ``{"b64": "..."}`` -> the bytes (binary
+    data such as images, TF Serving's REST convention), bool/int -> int64, float (or numbers mixed
+    with floats) -> float, lists of one type likewise, ``null`` or ``[]`` -> an empty feature.
+    Unlike ``tfx...utils.dict_to_example``, 0 and "" are values (that helper treats every falsy value
+    as missing, which would erase label 0). Other values (objects, nested or mixed lists) are a
+    ``TypeError``; invalid base64 and integers outside int64 a ``ValueError``."""
+    return tf.train.Example(features=tf.train.Features(
+        feature={str(k): _feature(k, v) for k, v in record.items()}))

@@ -1,15 +1,17 @@
-"""TF Serving's REST API subset: model status, metadata and predict (row and columnar formats).
+"""TF Serving's REST API subset: model status, metadata, predict (row and columnar formats) and classify.
 
     GET  /v1/models/NAME[/versions/V]
     GET  /v1/models/NAME[/versions/V]/metadata
     POST /v1/models/NAME[/versions/V]:predict   {"signature_name": ..., "instances": [...]} | {"inputs": ...}
+    POST /v1/models/NAME[/versions/V]:classify  {"signature_name": ..., "context": {...}, "examples": [{...}]}
 Binary strings travel as ``{"b64": "..."}``, as in TF Serving.
 
 Every client error is a 4xx with TF Serving's ``{"error": ...}`` body (400 malformed JSON, ragged
-or mixed inputs, a bad or lying ``Content-Length``; 404 unknown model, version, signature or route;
-405 other methods; 408 a request not received within the timeout; 411 no length; 413 a body over
-``max_request_bytes``; 429 over an element limit; 431 headers too large); 503 means the server is
-at a limit and the client should retry; 500 is a server fault. See ``RestFrontEnd`` for how slow
+or mixed inputs, bad examples, a version label, a bad or lying ``Content-Length``; 404 unknown
+model, version, signature or route; 405 other methods; 408 a request not received within the
+timeout; 411 no length; 413 a body over ``max_request_bytes``; 415 a ``Content-Encoding``; 429
+over an element limit; 431 headers too large); 501 ``:regress``; 503 means the server is at a
+limit and the client should retry; 500 is a server fault. See ``RestFrontEnd`` for how slow
 clients and declared sizes are bounded.
 """
 from __future__ import annotations
@@ -48,7 +50,7 @@ POST_VERBS = {":predict", ":classify"}
 
 
 class HTTPError(Exception):
-    """An HTTP status that has no gRPC equivalent (405, 411, 413, 431)."""
+    """An HTTP status that has no gRPC equivalent (405, 411, 413, 415, 431, 501)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)

@@ -153,12 +153,15 @@ def corpus_source(config: PipelineConfig, refined_corpus: Optional[str]) -> str:
 
 def refined_web_corpus(config: PipelineConfig, refined_corpus: Optional[str], counts: SplitCounts):
     """Documents of the refined web corpus: the RefineWebData step's output, or (``rw-tf pipeline
-    prepare`` without the step) a refinement of ``web_inputs`` run here into ``refined_web_dir``."""
+    prepare`` without the step) a refinement of ``web_inputs`` run here into ``refined_web_dir``.
+    In text order: the refinement shards documents by id, and ids carry input paths (the embedded
+    sample's lie under the run folder), so file order would make the seeded split, the vocabulary
+    and the model depend on where the run folder is."""
     if refined_corpus is None:
         refined_corpus = config.refined_web_dir
         if not tf.io.gfile.exists(os.path.join(refined_corpus, "report.json")):
             refine_web(config, refined_corpus)
-    return documents_from_texts((d["text"] for d in read_refined_documents(refined_corpus)), counts=counts)
+    return documents_from_texts(sorted(d["text"] for d in read_refined_documents(refined_corpus)), counts=counts)
 
 
 def refine_web(config: PipelineConfig, output_dir: str, pipeline=None) -> Dict:

@@ -164,6 +164,24 @@ def test_refine_pipeline_kind(sample, tmp_path):
     assert summary["documents"] == len(refined) > 10 and os.path.exists(summary["report"])
 
 
+def test_prepared_documents_do_not_depend_on_the_order_of_the_refined_files(tmp_path):
+    # Two refinements of the same pages under different run folders shard them differently (ids
+    # carry the input paths): the documents, hence the seeded split and vocabulary, must not change.
+    from rw_tf_pipeline.configs import PipelineConfig
+    from rw_tf_pipeline.prepare import refined_web_corpus
+
+    rows = [json.dumps({"id": f"d{i}", "url": "u", "text": f"The first sentence of page {i} is here. The second "
+                        f"one of page {i} follows it closely. A third sentence ends page {i}."}) for i in range(12)]
+    documents = []
+    for name, shards in (("a", [rows[:5], rows[5:]]), ("b", [rows[7:][::-1], rows[:7][::-1]])):
+        (tmp_path / name / "refined").mkdir(parents=True)
+        for i, shard in enumerate(shards):
+            (tmp_path / name / "refined" / f"documents-{i:05d}-of-00002.jsonl").write_text("\n".join(shard) + "\n")
+        documents.append(refined_web_corpus(PipelineConfig(root=str(tmp_path)), str(tmp_path / name),
+                                            collections.Counter()))
+    assert len(documents[0]) == 12 and documents[0] == documents[1]
+
+
 def test_pretraining_data_come_from_the_refined_corpus_and_follow_its_changes(direct_run, tmp_path):
     from rw_tf_pipeline.configs import PipelineConfig
     from rw_tf_pipeline.prepare import data_paths, prepare_pretraining_data

@@ -9,17 +9,33 @@ HTTP_STATUS = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.INVALID_ARGUMENT:
 
 
 # Messages quote what a request named (a model, a signature, an input key); gRPC sends the message
-# in a trailer and clients refuse trailers over 16 KiB ("received metadata size exceeds hard
-# limit"), which would replace the status a client should see.
-MAX_MESSAGE_CHARS = 2000
+# in a trailer, percent-encoding every byte outside printable ASCII, and clients refuse trailers
+# over 8 KiB, at random, and always over 16 KiB ("received metadata size exceeds soft/hard limit"),
+# which replaces the status a client should see. Messages are cut to this many bytes as sent.
+MAX_MESSAGE_WIRE_BYTES = 6000
+
+
+def _wire_bytes(char: str) -> int:
+    return 1 if " " <= char <= "~" and char != "%" else 3 * len(char.encode("utf-8", "surrogatepass"))
+
+
+def _fit(text: str, budget: int, from_end: bool = False) -> str:
+    kept, used = [], 0
+    for char in (reversed(text) if from_end else text):
+        used += _wire_bytes(char)
+        if used > budget:
+            break
+        kept.append(char)
+    return "".join(reversed(kept) if from_end else kept)
 
 
 def bounded_message(message: str) -> str:
-    """``message``, cut in the middle to at most about ``MAX_MESSAGE_CHARS`` characters."""
-    if len(message) <= MAX_MESSAGE_CHARS:
+    """``message``, cut in the middle to at most ``MAX_MESSAGE_WIRE_BYTES`` as gRPC sends it."""
+    if len(_fit(message[:MAX_MESSAGE_WIRE_BYTES + 1], MAX_MESSAGE_WIRE_BYTES)) == len(message):
         return message
-    half = MAX_MESSAGE_CHARS // 2
-    return f"{message[:half]}... ({len(message) - 2 * half:,} characters cut) ...{message[-half:]}"
+    half = (MAX_MESSAGE_WIRE_BYTES - 100) // 2
+    head, tail = _fit(message[:half], half), _fit(message[-half:], half, from_end=True)
+    return f"{head}... ({len(message) - len(head) - len(tail):,} characters cut) ...{tail}"
 
 
 class ServingError(Exception):

@@ -152,17 +152,18 @@ def _check_declared_sizes(path: str) -> None:
                     f"{limit:,} bytes and {MAX_EXPANSION}x what is stored)")
         if "model.weights.h5" not in archive.namelist():
             return
+        def check_weight(name: str, item) -> None:
+            if not isinstance(item, h5py.Dataset):
+                return
+            declared, stored = item.size * item.dtype.itemsize, item.id.get_storage_size()
+            if _expands_too_far(declared, stored):
+                raise CorruptFileError(
+                    f"{path}: its weight {name} of shape {item.shape} declares {declared:,} bytes and stores "
+                    f"{stored:,} (a decompression bomb or unwritten chunks; rw-tf reads at most {MAX_EXPANSION}x "
+                    "what is stored)")
+
         with _open_member(archive, f, "model.weights.h5") as member, h5py.File(member, "r") as weights:
-            datasets = []
-            weights.visititems(lambda name, item: datasets.append((name, item))
-                               if isinstance(item, h5py.Dataset) else None)
-            for name, dataset in datasets:
-                declared, stored = dataset.size * dataset.dtype.itemsize, dataset.id.get_storage_size()
-                if _expands_too_far(declared, stored):
-                    raise CorruptFileError(
-                        f"{path}: its weight {name} of shape {dataset.shape} declares {declared:,} bytes and "
-                        f"stores {stored:,} (a decompression bomb or unwritten chunks; rw-tf reads at most "
-                        f"{MAX_EXPANSION}x what is stored)")
+            weights.visititems(check_weight)
 
 
 def load_keras_file(path: str, expected: type = None) -> keras.Model:

@@ -122,6 +122,9 @@ class ServingCore:
                                    f'was "{signature.method_name}" (signature "{key}")')
         if not serialized_examples:
             raise invalid_argument("Invalid argument: Input is empty.")
+        if len(serialized_examples) > self.limits.max_texts:
+            raise resource_exhausted(f"{len(serialized_examples)} examples; at most {self.limits.max_texts} "
+                                     "per request")
         input_key = next(iter(signature.inputs))
         outputs = self._run(servable, key, {input_key: np.array(list(serialized_examples), dtype=object)})
         return servable, key, outputs.get("classes"), outputs.get("scores")

@@ -148,8 +148,6 @@ class PredictionServicer:
                 examples.append(merged.SerializeToString())
         else:
             examples = []
-        if len(examples) > self.core.limits.max_texts:
-            raise resource_exhausted(f"{len(examples)} examples; at most {self.core.limits.max_texts} per request")
         servable, key, classes, scores = self.core.classify(
             request.model_spec.name, _version(request.model_spec), request.model_spec.signature_name, examples)
         response = classification_pb2.ClassificationResponse()

@@ -35,7 +35,6 @@ from rw_tf_serving.errors import (
     bounded_message,
     invalid_argument,
     not_found,
-    resource_exhausted,
     unavailable,
 )
 from rw_tf_serving.validation import array_from_json, inputs_from_instances
@@ -104,8 +103,6 @@ def rest_classify(core: ServingCore, name: str, version: Optional[int], body: An
         raise invalid_argument("'context' must be an object of features")
     if not isinstance(examples, list) or not examples:
         raise invalid_argument("the request needs 'examples': a non-empty list of objects of features")
-    if len(examples) > core.limits.max_texts:
-        raise resource_exhausted(f"{len(examples)} examples; at most {core.limits.max_texts} per request")
     serialized = []
     for i, example in enumerate(examples):
         if not isinstance(example, dict):

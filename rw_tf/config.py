@@ -44,6 +44,8 @@ def parse_json_object(data: bytes, source: str, holding: str = "settings") -> Di
     ``holding``) are a ``ValueError`` naming ``source``."""
     try:
         values = json.loads(data.decode("utf-8"))
+    except RecursionError:   # not a ValueError: "[[[...]]]" deeper than the decoder can follow
+        raise ValueError(f"{source} is not a UTF-8 JSON file: it is nested too deeply to decode") from None
     except (UnicodeDecodeError, ValueError) as err:
         raise ValueError(f"{source} is not a UTF-8 JSON file: {err}") from None
     if not isinstance(values, dict):

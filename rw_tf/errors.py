@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import re
+import sys
 from typing import Optional
 
 # Graph mode: "assertion failed: [<message>]"; eager mode: "Summarized data: b'<message>'".
@@ -53,3 +54,16 @@ def error_reason(err: Exception) -> str:
         if line and not line.startswith(("Graph execution error", "Detected at node", "File ", "<stack traces")):
             return line[:500]
     return type(err).__name__
+
+
+def out_of_memory(err: BaseException) -> Optional[UserError]:
+    """A ``UserError`` for an allocation that failed (``MemoryError``, TensorFlow's
+    ``ResourceExhaustedError``: "OOM when allocating tensor with shape[384,1000000001]"), else None.
+    Such a failure comes from sizes the user chose (batch, sequence length, model, or classes and
+    vocabularies their data imply), so it is theirs to fix, not a bug to send a traceback for."""
+    tf = sys.modules.get("tensorflow")   # a TensorFlow error needs TensorFlow to have been imported
+    if isinstance(err, MemoryError) or (tf is not None and isinstance(err, tf.errors.ResourceExhaustedError)):
+        return UserError(f"out of memory: {error_reason(err) if str(err) else type(err).__name__}",
+                         hint="lower --batch-size, the sequence length or the model preset, or check the "
+                              "sizes the data imply (number of classes, vocabulary)")
+    return None

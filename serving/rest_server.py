@@ -318,7 +318,5 @@ def _json_body(data: bytes) -> Any:
         raise invalid_argument(f"the request body is not text: {err}") from None
     except UnicodeDecodeError:
         raise invalid_argument("the request body is not valid UTF-8") from None
-    except RecursionError:
-        raise invalid_argument("the request JSON is nested too deeply") from None
     except ValueError as err:
         raise invalid_argument(f"the request body is not JSON: {err}") from None

@@ -136,6 +136,7 @@ def test_trainer_contract_round_trips_and_rejects_unknown_keys():
     ('[1]', "must hold a JSON object of pipeline settings, not a list"),
     (b"\xff", "is not a UTF-8 JSON file"),
     ('{"batch_size": ', "is not a UTF-8 JSON file"),
+    ('{"batch_size": ' + "[" * 100_000 + "]" * 100_000 + "}", "it is nested too deeply to decode"),
     ('{"pretrain_train_steps": 0}', "pretrain_train_steps must be > 0, got 0"),
     ('{"learning_rate": -0.001}', "learning_rate must be > 0"),
     ('{"eval_fraction": 1.0}', r"PipelineConfig.eval_fraction must be in \(0, 1\), got 1.0"),
@@ -235,3 +236,17 @@ def test_cli_unexpected_failure_prints_log_path(tmp_path, capsys, monkeypatch):
     assert "unexpected TypeError: a bug" in err
     log = err.split("the traceback is in ")[1].strip()
     assert "Traceback" in open(log).read() and log.startswith(str(tmp_path / "logs"))
+    # Running out of memory comes from sizes the user chose (rw-tf finetune --num-classes 1000000000
+    # asks TensorFlow for a [384, 10**9] head): one line with a hint, exit 2, no log.
+    import tensorflow as tf
+
+    oom = ("{{function_node __wrapped__TruncatedNormal_device_/job:localhost/replica:0/task:0/device:CPU:0}} OOM "
+           "when allocating tensor with shape[384,1000000000] and type float on /job:localhost [Op:TruncatedNormal]")
+    for error in (tf.errors.ResourceExhaustedError(None, None, oom), MemoryError()):
+        monkeypatch.setattr(rw_tf.cli.train, "run_task", lambda *a, error=error, **k: (_ for _ in ()).throw(error))
+        assert main(["pretrain", "--output-dir", str(tmp_path / "p")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "lower --batch-size" in err[0], err
+        reason = "MemoryError" if isinstance(error, MemoryError) else "OOM when allocating tensor with shape[384,"
+        assert err[0].startswith("rw-tf pretrain: error: out of memory: " + reason), err
+    assert len(os.listdir(tmp_path / "logs")) == 1    # only the TypeError's log

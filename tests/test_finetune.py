@@ -9,7 +9,7 @@ import tensorflow as tf
 from rw_tf.cli.main import main as cli_main
 from rw_tf.tasks import ClassificationTask, ClassificationTaskConfig
 from rw_tf.tasks.calibration import expected_calibration_error, fit_temperature, nll
-from rw_tf.tasks.classification import read_labelled_jsonl
+from rw_tf.tasks.classification import MAX_INFERRED_CLASSES, count_classes, label_targets, read_labelled_jsonl
 from rw_tf.training import run_task
 
 
@@ -78,10 +78,28 @@ def test_bad_rows_are_counted_and_bad_configs_fail(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(b'{"text": "ok", "label": 1}\n{"text": "", "label": 0}\n{"label": 1}\nnot json\n'
                      b'{"text": "x", "label": -1}\n{"text": "y", "label": true}\n'
-                     b'{"text": "lone \\ud800", "label": 0}\n{"text": "pair \\ud83d\\ude00", "label": 0}\n')
+                     b'{"text": "lone \\ud800", "label": 0}\n{"text": "pair \\ud83d\\ude00", "label": 0}\n'
+                     # nested deeper than Python's decoder follows (a RecursionError, not a ValueError, before)
+                     b'{"text": "deep", "label": ' + b"[" * 100_000 + b"]" * 100_000 + b'}\n'
+                     # nothing the tokenizer reads
+                     b'{"text": "\\u0000\\u0000 \\u200b", "label": 1}\n'
+                     b'{"text": "after", "label": 10000000000000000000000}\n')
     rows, rejects = read_labelled_jsonl(str(path), multi_label=False)
-    assert [r["text"] for r in rows] == ["ok", "pair \U0001F600"]
-    assert dict(rejects) == {"missing_text": 2, "invalid_json": 1, "invalid_label": 2, "lone_surrogate": 1}
+    assert [r["text"] for r in rows] == ["ok", "pair \U0001F600", "after"]
+    assert dict(rejects) == {"missing_text": 3, "invalid_json": 2, "invalid_label": 2, "lone_surrogate": 1}
+    # Classes are 0..largest label: a label that is really an id is refused before NumPy overflows on
+    # it (10**22) or a head of 10**9 rows is allocated; --num-classes bounds the labels it is given.
+    with pytest.raises(ValueError, match="would make 10,000,000,000,000,000,000,001 classes"):
+        count_classes(rows, multi_label=False, num_classes=None)
+    assert count_classes(rows[:2], multi_label=False, num_classes=None) == 2
+    assert count_classes([{"label": [0, 6]}], multi_label=True, num_classes=None) == 7
+    assert count_classes([{"label": MAX_INFERRED_CLASSES - 1}], False, None) == MAX_INFERRED_CLASSES
+    with pytest.raises(ValueError, match="would make 65,537 classes"):
+        count_classes([{"label": MAX_INFERRED_CLASSES}], False, None)
+    assert count_classes([{"label": MAX_INFERRED_CLASSES}], False, MAX_INFERRED_CLASSES + 1) == MAX_INFERRED_CLASSES + 1
+    with pytest.raises(ValueError, match=r"label 3 is out of range for 3 classes \(0..2\)"):
+        count_classes([{"label": [1, 3]}], True, 3)
+    assert label_targets([], multi_label=False, num_classes=2).shape == (0,)   # an empty calibration split
     with pytest.raises(ValueError, match="exceeds"):
         finetune(tmp_path, {"max_sequence_length": 4096, "max_examples_per_class": 5})
     assert cli_main(["finetune", "--task", "classification", "--output-dir", str(tmp_path),

@@ -109,7 +109,9 @@ def test_jsonl_reader_counts_rejected_lines(tmp_path):
     (tmp_path / "a.jsonl").write_bytes(b'{"text": "ok", "label": 0}\nnot json\n[1, 2]\n'
                                        b'{"text": "\xff bad utf8"}\n{"x": [1, "a"]}\n\n{"text": "", "label": 1}\n'
                                        b'{"image": {"b64": "not base64!"}, "label": 2}\n'
-                                       b'{"image": {"b64": "iVBORw0KGgo="}, "label": 3}\n')
+                                       b'{"image": {"b64": "iVBORw0KGgo="}, "label": 3}\n'
+                                       b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b', "label": 4}\n'
+                                       b'{"text": "lone \\ud800", "label": 5}\n')
     pipeline = beam.Pipeline()
     examples = pipeline | _JsonlToExample({"input_base": str(tmp_path)}, "*.jsonl")
     labels = examples | beam.Map(lambda e: e.features.feature["label"].int64_list.value[0])
@@ -117,7 +119,7 @@ def test_jsonl_reader_counts_rejected_lines(tmp_path):
     result = pipeline.run()
     result.wait_until_finish()
     counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]}
-    assert counters == {"rejected_lines": 5, "examples": 3}
+    assert counters == {"rejected_lines": 7, "examples": 3}
     assert example_from_json({"n": 0, "s": ""}).features.feature["n"].int64_list.value == [0]
     # Binary values (images) travel as {"b64": ...}, TF Serving's REST convention: the bytes are kept.
     png = example_from_json({"image": {"b64": "iVBORw0KGgo="}}).features.feature["image"].bytes_list.value

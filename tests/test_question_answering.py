@@ -114,11 +114,17 @@ def test_qa_rows_and_metrics(tmp_path):
     path.write_bytes(b'{"question": "Who?", "context": "Ada wrote it.", "answer": "Ada"}\n'
                      b'{"question": "Who?", "context": "Ada wrote it.", "answer": "Bob"}\n'
                      b'{"question": "Who?", "context": "Ada wrote it.", "answer": "Ada", "answer_start": 3}\n'
-                     b'{"question": "", "context": "x", "answer": "x"}\nnot json\n\xff\n')
+                     b'{"question": "", "context": "x", "answer": "x"}\nnot json\n\xff\n'
+                     # Python slicing would find the answer at -13 (from the end) and at true (1)
+                     b'{"question": "Who?", "context": "Ada wrote it.", "answer": "Ada", "answer_start": -13}\n'
+                     b'{"question": "Who?", "context": "xAda wrote it.", "answer": "A", "answer_start": true}\n'
+                     # an answer the tokenizer reads nothing of would train as "no answer"
+                     b'{"question": "Who?", "context": "Ada \\u0000\\u0000 wrote it.", "answer": "\\u0000\\u0000"}\n'
+                     b'{"question": "Who?", "context": ' + b"[" * 100_000 + b"]" * 100_000 + b'}\n')
     good, rejects = read_qa_jsonl(str(path))
     assert [r["answer_start"] for r in good] == [0]
-    assert dict(rejects) == {"answer_not_in_context": 1, "answer_start_mismatch": 1, "missing_field": 1,
-                             "invalid_json": 2}
+    assert dict(rejects) == {"answer_not_in_context": 1, "answer_start_mismatch": 3, "missing_field": 2,
+                             "invalid_json": 3}
     assert exact_match("The Cat.", "cat") == 1.0 and token_f1("a black cat", "the cat sat") == 0.5
 
 

@@ -53,7 +53,9 @@ def test_items_file_names_the_line_that_is_not_an_item(tmp_path):
     for bad, message in ((b'{"item": "re", "text": "lone \\udc00"}', "line 2: a string escapes the lone surrogate"),
                          (b'{"item": "re", "text": "\xff"}', "line 2: 'utf-8' codec can't decode"),
                          (b'{"item": "re", "text": ', "line 2: Expecting value"),
-                         (b'{"item": "re"}', "every line needs an 'item' id and a 'text'")):
+                         (b'{"item": "re"}', "every line needs an 'item' id and a 'text'"),
+                         (b'["re", "Regular expressions."]', "every line needs an 'item' id and a 'text'"),
+                         (b"[" * 100_000 + b"]" * 100_000, "line 2: the JSON is nested too deeply")):
         path.write_bytes(good + bad + b"\n")
         with pytest.raises(ValueError, match=message):
             read_items(str(path))

@@ -362,14 +362,15 @@ def test_html_and_jsonl_inputs(tmp_path):
             json.dumps({"text": "no url"}), json.dumps({"url": "https://x.org/2", "html": 5}),
             json.dumps({"url": "https://x.org/3", "html": "<p>x</p>", "id": "own"}), "",
             json.dumps({"url": "https://x.org/4", "text": "y" * 20_000}),
-            json.dumps({"url": "https://x.org/5", "text": "lone \ud800 surrogate"})]
+            json.dumps({"url": "https://x.org/5", "text": "lone \ud800 surrogate"}),
+            '{"url": "https://x.org/6", "text": ' + "[" * 3_000 + "]" * 3_000 + "}"]   # too deep to decode
     (tmp_path / "d.jsonl").write_text("\n".join(rows) + "\n")
     pages, rejects = read_all(tmp_path / "d.jsonl")
     assert [p["url"] for p in pages] == ["https://x.org/1", "https://x.org/3"]
     assert pages[1]["id"] == f"{tmp_path / 'd.jsonl'}#own"
     assert [r["reason"] for r in rejects] == ["invalid_json", "invalid_json", "missing_field", "missing_field",
-                                              "too_large", "undecodable"]
-    assert "lone surrogate '\\ud800'" in rejects[-1]["detail"]
+                                              "too_large", "undecodable", "invalid_json"]
+    assert "lone surrogate '\\ud800'" in rejects[-2]["detail"] and "nested too deeply" in rejects[-1]["detail"]
     with gzip.open(tmp_path / "e.jsonl.gz", "wt") as f:
         f.write(rows[0] + "\n")
     assert [p["url"] for p in read_all(tmp_path / "e.jsonl.gz")[0]] == ["https://x.org/1"]

@@ -78,7 +78,9 @@ def test_split_by_group_keeps_groups_apart_and_never_leaks():
 
 def test_bad_pair_rows_are_counted(tmp_path):
     path = tmp_path / "pairs.jsonl"
-    path.write_bytes(b'{"query": "q", "item": "i", "group": "g"}\n{"query": "", "item": "i"}\n[1, 2]\n\xff\n\n')
+    path.write_bytes(b'{"query": "q", "item": "i", "group": "g"}\n{"query": "", "item": "i"}\n[1, 2]\n\xff\n\n'
+                     b'{"query": "\\u0000 \\u200b", "item": "i"}\n{"query": "q", "item": "\\t"}\n'
+                     b'{"query": ' + b"[" * 100_000 + b"]" * 100_000 + b', "item": "i"}\n')
     pairs, rejects = read_pairs(str(path))
     assert pairs == [{"query": "q", "item": "i", "group": "g"}]
-    assert dict(rejects) == {"missing_query_or_item": 1, "invalid_json": 2}
+    assert dict(rejects) == {"missing_query_or_item": 3, "invalid_json": 3}

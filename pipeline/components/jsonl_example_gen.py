@@ -22,7 +22,7 @@ import tensorflow as tf
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.types import artifact_utils, standard_component_specs
 
-from rw_tf.data.jsonl import example_from_json
+from rw_tf.data.jsonl import example_from_json, loads_text
 
 REJECTED = beam.metrics.Metrics.counter("rw_tf_jsonl", "rejected_lines")
 ACCEPTED = beam.metrics.Metrics.counter("rw_tf_jsonl", "examples")
@@ -33,10 +33,10 @@ REJECTED_TAG = "rejected"
 def parse_json_line(line: Any) -> Iterator[Any]:
     """Yields the Example of a valid line, or a tagged ``{"reason", "line"}`` for a rejected one."""
     try:
-        text = line.decode("utf-8") if isinstance(line, bytes) else line
-        if not text.strip():
+        raw = line if isinstance(line, bytes) else line.encode("utf-8")
+        if not raw.strip():
             return
-        record = json.loads(text)
+        record = loads_text(raw)
         if not isinstance(record, dict):
             raise ValueError(f"expected a JSON object, got {type(record).__name__}")
         example = example_from_json(record)

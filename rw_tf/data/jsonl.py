@@ -50,8 +50,13 @@ class LoneSurrogate(ValueError):
 def loads_text(raw: bytes) -> Any:
     """``json.loads`` of UTF-8 bytes that also refuses lone surrogates (``LoneSurrogate``), which
     would otherwise fail later in TensorFlow or in any UTF-8 writer, far from the line that held them.
-    Raises ``UnicodeDecodeError`` for bytes that are not UTF-8 and ``ValueError`` for invalid JSON."""
-    value = json.loads(raw.decode("utf-8"))
+    Raises ``UnicodeDecodeError`` for bytes that are not UTF-8 and ``ValueError`` for invalid JSON,
+    including JSON nested deeper than Python's decoder can follow (``"[[[...]]]"``: its
+    ``RecursionError`` is not a ``ValueError``, so every reader would crash on the line)."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply to decode") from None
     # Only an escape in U+D800-U+DFFF can produce a surrogate from valid UTF-8; escaped text such as
     # "\\u00e9" (common in crawled JSON) skips the re-encoding.
     if _SURROGATE_ESCAPE.search(raw):

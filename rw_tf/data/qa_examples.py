@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Tuple
 from rw_tf.data.corpus import split_sentences
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import stdlib_definitions
+from rw_tf.data.splits import text_key
 
 QUESTION_TEMPLATES = ("What does {name} do?", "What is {name} for?", "What is the purpose of {name}?",
                       "Describe {name}.", "Explain what {name} does in {module}.")
@@ -68,11 +69,13 @@ def docstring_qa_examples(entries_per_context: int = 8, max_answer_words: int = 
 
 
 def read_qa_jsonl(path: str) -> Tuple[List[Dict], collections.Counter]:
-    """Reads user QA rows; rejects are counted by reason (invalid JSON, missing field, answer not
-    in context, ``answer_start`` that does not point at the answer)."""
+    """Reads user QA rows; rejects are counted by reason (invalid JSON; a missing field, or one the
+    tokenizer reads nothing of, such as an answer of NUL characters, which would train as "no
+    answer"; answer not in context; ``answer_start`` that is not a character offset of the answer:
+    negative offsets, which Python slicing would count from the end, and ``true`` are refused)."""
     rows, rejects = [], collections.Counter()
     for row in read_jsonl_objects(path, rejects):
-        if not all(isinstance(row.get(k), str) and row[k].strip() for k in ("question", "context", "answer")):
+        if not all(isinstance(row.get(k), str) and text_key(row[k]) for k in ("question", "context", "answer")):
             rejects["missing_field"] += 1
             continue
         start = row.get("answer_start")
@@ -81,7 +84,8 @@ def read_qa_jsonl(path: str) -> Tuple[List[Dict], collections.Counter]:
             if start < 0:
                 rejects["answer_not_in_context"] += 1
                 continue
-        elif not isinstance(start, int) or row["context"][start:start + len(row["answer"])] != row["answer"]:
+        elif (not isinstance(start, int) or isinstance(start, bool) or start < 0
+              or row["context"][start:start + len(row["answer"])] != row["answer"]):
             rejects["answer_start_mismatch"] += 1
             continue
         rows.append({"question": row["question"], "context": row["context"], "answer": row["answer"],

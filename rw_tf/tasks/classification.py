@@ -1,10 +1,11 @@
 """Text classification task (single- or multi-label) with calibrated probabilities.
 
 Data: JSON Lines with ``text`` and ``label`` (int class) or, with ``multi_label``, ``labels``
-(list of ints). Rows with a missing/non-string/empty text or an invalid label are rejected and
-counted. Default data: the documentation-source set (``rw_tf.data.labelled``), split 80/20; with
-``multi_label`` the Unicode character name -> properties set. Inside a TFX Trainer the data are the
-pipeline's transformed examples (``examples``).
+(list of ints). Rows with a missing/non-string text, or one the tokenizer reads nothing of, or an
+invalid label are rejected and counted; classes are 0..largest label (``count_classes``) unless
+``num_classes`` is given. Default data: the documentation-source set (``rw_tf.data.labelled``),
+split 80/20; with ``multi_label`` the Unicode character name -> properties set. Inside a TFX
+Trainer the data are the pipeline's transformed examples (``examples``).
 Encoder: ``init_from`` (a Hugging Face BERT folder or an rw-tf export/training folder; default:
 all-MiniLM-L6-v2 from its package; in TFX, a fresh ``preset`` encoder if no base model is given).
 Refined fine-tuning: ``kd_teacher`` (a saved ``TextClassifier``, e.g. knowledge-enhanced) as f_K,
@@ -34,7 +35,7 @@ from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrai
 from rw_tf.config import DictConfig, EncoderConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import documentation_source_examples, unicode_property_examples
-from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group
+from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, text_key
 from rw_tf.data.text_inputs import (
     bucketed_text_batches,
     rebucket_padded_batches,
@@ -53,6 +54,11 @@ from rw_tf.tasks.calibration import expected_calibration_error, fit_temperature,
 from rw_tf.tasks.multi_label_metrics import majority_label_sets, multi_label_scores
 from rw_tf.tokenization import WordPieceTokenizer
 from rw_tf.training.runner import TrainerConfig
+
+# Without --num-classes the classes are 0..largest label; a label that is really an id (10**9)
+# would ask for a head of that many rows (4 GB per million classes at base size, more for Adam),
+# so labels stop here and bigger label spaces must be declared with --num-classes.
+MAX_INFERRED_CLASSES = 65_536
 
 
 @dataclasses.dataclass
@@ -86,7 +92,7 @@ def read_labelled_jsonl(path: str, multi_label: bool) -> Tuple[List[Dict], colle
     rows, rejects = [], collections.Counter()
     for row in read_jsonl_objects(path, rejects):
         text, label = row.get("text"), row.get("labels" if multi_label else "label")
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or not text_key(text):   # nothing the tokenizer reads (NULs, spaces)
             rejects["missing_text"] += 1
         elif multi_label and not (isinstance(label, list) and all(isinstance(x, int) and x >= 0 for x in label)):
             rejects["invalid_labels"] += 1
@@ -118,17 +124,25 @@ def load_rows(config: ClassificationTaskConfig, seed: int) -> Tuple[List[Dict], 
     return train, evaluation, dict(rejects)
 
 
+def count_classes(rows: List[Dict], multi_label: bool, num_classes: Optional[int]) -> int:
+    """``num_classes`` if given, else the largest label + 1 (at least 2 for single-label); a label
+    out of that range is an error naming it (checked on Python ints, before NumPy could overflow)."""
+    top = max((x for r in rows for x in (r["label"] if multi_label else [r["label"]])), default=0)
+    if num_classes is None and top >= MAX_INFERRED_CLASSES:
+        raise ValueError(f"label {top:,} would make {top + 1:,} classes: classes are numbered from 0 and "
+                         f"rw-tf infers at most {MAX_INFERRED_CLASSES:,} of them; number the labels 0..K-1 "
+                         "or give --num-classes")
+    if num_classes is not None and top >= num_classes:
+        raise ValueError(f"label {top:,} is out of range for {num_classes} classes (0..{num_classes - 1})")
+    return num_classes or (top + 1 if multi_label else max(2, top + 1))
+
+
 def label_targets(rows: List[Dict], multi_label: bool, num_classes: int) -> np.ndarray:
-    """Class ids (single-label) or a 0/1 matrix (multi-label); out-of-range labels are an error."""
+    """Class ids (single-label) or a 0/1 matrix (multi-label) of labels in 0..num_classes-1."""
     if not multi_label:
-        labels = np.array([r["label"] for r in rows], np.int64)
-        if labels.max() >= num_classes:
-            raise ValueError(f"label {labels.max()} is out of range for {num_classes} classes")
-        return labels
+        return np.array([r["label"] for r in rows], np.int64)
     target = np.zeros((len(rows), num_classes), np.float32)
     for i, r in enumerate(rows):
-        if r["label"] and max(r["label"]) >= num_classes:
-            raise ValueError(f"label {max(r['label'])} is out of range for {num_classes} classes")
         target[i, r["label"]] = 1.0
     return target
 
@@ -162,9 +176,7 @@ class ClassificationTask(Task):
         train, calibration = train[:cut], train[cut:]
         calibration = drop_eval_rows_seen_in_training(train, calibration, ["text"], rejects,
                                                       "calibration_text_in_train")
-        labels = [x for r in train + calibration + evaluation
-                  for x in (r["label"] if cfg.multi_label else [r["label"]])]
-        self.num_classes = cfg.num_classes or (max(labels) + 1 if cfg.multi_label else max(2, max(labels) + 1))
+        self.num_classes = count_classes(train + calibration + evaluation, cfg.multi_label, cfg.num_classes)
         self.texts = {"train": [r["text"] for r in train], "calibration": [r["text"] for r in calibration],
                       "eval": [r["text"] for r in evaluation]}
         self.targets = {split: label_targets(rows, cfg.multi_label, self.num_classes)

@@ -141,7 +141,8 @@ def read_items(path: str):
                 rows.append(loads_text(line))
             except ValueError as err:   # also bytes that are not UTF-8 and lone surrogates
                 raise ValueError(f"{path} line {number}: {err}") from None
-    if not rows or any(not isinstance(r.get("item"), str) or not isinstance(r.get("text"), str) for r in rows):
+    if not rows or any(not isinstance(r, dict) or not isinstance(r.get("item"), str)
+                       or not isinstance(r.get("text"), str) for r in rows):
         raise ValueError(f"{path}: every line needs an 'item' id and a 'text'")
     return [r["item"] for r in rows], [r["text"] for r in rows], np.array([r.get("train_count", 0) for r in rows])
 

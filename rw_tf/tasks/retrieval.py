@@ -26,7 +26,7 @@ from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrai
 from rw_tf.config import DictConfig
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import docstring_summary_pairs
-from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group
+from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, text_key
 from rw_tf.data.text_inputs import single_segment_encoder, single_segment_inputs, text_ids, with_static_batch
 from rw_tf.export.base import save_export
 from rw_tf.export.retrieval import RetrievalExport
@@ -48,10 +48,12 @@ class RetrievalTaskConfig(DictConfig):
 
 
 def read_pairs(path: str) -> Tuple[List[Dict], collections.Counter]:
-    """Rows with a non-empty ``query`` and ``item``; the others are counted by reason."""
+    """Rows whose ``query`` and ``item`` are strings the tokenizer reads something of (not empty,
+    not only spaces or NULs, which would all embed as the same empty text); the others are counted
+    by reason."""
     pairs, rejects = [], collections.Counter()
     for row in read_jsonl_objects(path, rejects):
-        if isinstance(row.get("query"), str) and isinstance(row.get("item"), str) and row["query"] and row["item"]:
+        if all(isinstance(row.get(k), str) and text_key(row[k]) for k in ("query", "item")):
             pairs.append({"query": row["query"], "item": row["item"], "group": str(row.get("group", ""))})
         else:
             rejects["missing_query_or_item"] += 1

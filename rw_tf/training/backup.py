@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from typing import Any, Dict, Optional
 
 import keras
@@ -131,6 +132,38 @@ class TrainingBackup(keras.callbacks.Callback):
         """Removes the backup after a finished run (a new run of the command starts afresh)."""
         if self.is_chief and tf.io.gfile.exists(self.backup_dir):
             tf.io.gfile.rmtree(self.backup_dir)
+
+
+class EpochCheckpoints(keras.callbacks.Callback):
+    """The weights at the end of each epoch (``epoch-007.weights.h5`` in ``directory``), only the
+    newest ``keep`` of them kept, as ``tf.train.CheckpointManager(max_to_keep=...)`` does: Keras's
+    ``ModelCheckpoint`` keeps every epoch's file, so a run of many short epochs (``--epochs 1000
+    --steps-per-epoch 1``) filled the disk at one model size per epoch (66 GB in 8 minutes for
+    MiniLM). Files of an earlier attempt of the run count among the newest by their epoch number.
+
+    Args:
+        directory: folder of the files (local or ``gs://``), made when the first epoch ends.
+        keep: how many epoch files stay (>= 1).
+
+    Example:
+        >>> model.fit(ds, epochs=10, callbacks=[EpochCheckpoints("/tmp/run/checkpoints", keep=3)])  # doctest: +SKIP
+    """
+
+    PATTERN = re.compile(r"epoch-(\d+)\.weights\.h5")
+
+    def __init__(self, directory: str, keep: int = 5) -> None:
+        super().__init__()
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.directory, self.keep = directory, int(keep)
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        tf.io.gfile.makedirs(self.directory)
+        self.model.save_weights(os.path.join(self.directory, f"epoch-{epoch + 1:03d}.weights.h5"))
+        numbered = sorted((int(found.group(1)), name) for name in tf.io.gfile.listdir(self.directory)
+                          if (found := self.PATTERN.fullmatch(name)))
+        for _, name in numbered[:-self.keep]:
+            tf.io.gfile.remove(os.path.join(self.directory, name))
 
 
 def _rng_states(model: keras.Model) -> list:

@@ -5,8 +5,8 @@ one ``metrics.json`` schema.
 touches TensorFlow), seeds every RNG, lets the task read its data, builds and compiles the model
 in the strategy scope with ``build_optimizer``, restores the newest backup if one exists, scores
 the model before training, trains with ``model.fit`` (backups every ``backup_every_steps`` steps
-and per epoch; TensorBoard logs; per-epoch weights), scores it again, lets the task finish
-(e.g. calibrate) and export, and writes ``metrics.json``:
+and per epoch; TensorBoard logs; the weights of the last ``max_epoch_checkpoints`` epochs), scores
+it again, lets the task finish (e.g. calibrate) and export, and writes ``metrics.json``:
 
     {"task", "task_config", "trainer", "data", "before", "after", "details", "history",
      "train_seconds", "resumed_from_step", "model_path", "export_dir", "chief"}
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
@@ -34,14 +35,18 @@ import tensorflow as tf
 from rw_tf.config import DictConfig
 from rw_tf.data.text_inputs import real_token_rate
 from rw_tf.errors import UserError
-from rw_tf.training.backup import TrainingBackup
+from rw_tf.training.backup import EpochCheckpoints, TrainingBackup
 from rw_tf.training.optimizer import DECAYS, build_optimizer
 from rw_tf.training.strategy import STRATEGIES, create_strategy, is_chief, wait_for_all_workers, worker_output_dir
 
 # What a stopped run may change when it is continued (more workers, other backup or checkpoint
 # intervals, XLA, evaluation length): neither the model, the data nor the schedule.
-RESUMABLE_SETTINGS = ("strategy", "tpu", "backup_every_steps", "keep_epoch_checkpoints", "jit_compile",
-                      "validation_steps")
+RESUMABLE_SETTINGS = ("strategy", "tpu", "backup_every_steps", "keep_epoch_checkpoints", "max_epoch_checkpoints",
+                      "jit_compile", "validation_steps")
+
+# tf.data reserves room for a whole batch before reading it and aborts the process (std::bad_alloc,
+# no Python exception) when it cannot: --batch-size 10**12 killed rw-tf with exit 134.
+MAX_BATCH_SIZE = 1 << 20
 
 # Keras dtype policies; mixed_float16 gets dynamic loss scaling from compile() (auto_scale_loss).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -72,16 +77,43 @@ class TrainerConfig(DictConfig):
     seed: int = 12345
     backup_every_steps: int = 0                # 0: back up at the end of each epoch only
     keep_epoch_checkpoints: bool = True
+    max_epoch_checkpoints: int = 5             # the newest epoch files kept (EpochCheckpoints)
 
     may_be_zero = ("warmup_steps", "weight_decay", "clipnorm", "backup_every_steps")   # 0: none / off
 
     def validate(self) -> None:
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise ValueError(f"TrainerConfig.batch_size must be at most {MAX_BATCH_SIZE:,}, got {self.batch_size:,}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
         if self.decay not in DECAYS:
             raise ValueError(f"unknown decay {self.decay!r}; choose one of {DECAYS}")
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Ends training with a ``UserError`` at the first batch whose loss is NaN or infinite. Keras
+    trains on (and ``TerminateOnNaN`` then exports) the NaN weights, so a learning rate of 1e308
+    gave exit 0, a model that answers NaN and a calibration on NaN. It must come first among the
+    callbacks: it raises before a backup or checkpoint of that batch is written, so the newest
+    backup holds the last finite step.
+
+    Args:
+        start_step: the global step training starts from (a resumed run's), for the message.
+    """
+
+    def __init__(self, start_step: int = 0) -> None:
+        super().__init__()
+        self.step = start_step
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        self.step += 1
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise UserError(f"the training loss became {float(loss)} at step {self.step}",
+                            hint="lower --learning-rate, add --warmup-steps or clip with --clipnorm; an "
+                                 "unfinished run's backup holds its last finite step")
 
 
 def _merge(histories: Sequence[keras.callbacks.History]) -> Dict[str, List[float]]:
@@ -173,12 +205,12 @@ def _run(task: "Task", trainer: TrainerConfig, strategy: tf.distribute.Strategy,
                             settings={**task.describe(), "trainer": trainer.to_dict(exclude=RESUMABLE_SETTINGS)})
     start_step = backup.restore(model)
     before = None if start_step else task.evaluate(model)
-    all_callbacks: List[keras.callbacks.Callback] = [backup]
+    all_callbacks: List[keras.callbacks.Callback] = [StopOnNonFiniteLoss(start_step), backup]
     if chief:
         all_callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
         if trainer.keep_epoch_checkpoints:
-            all_callbacks.append(keras.callbacks.ModelCheckpoint(
-                os.path.join(output_dir, "checkpoints", "epoch-{epoch:03d}.weights.h5"), save_weights_only=True))
+            all_callbacks.append(EpochCheckpoints(os.path.join(output_dir, "checkpoints"),
+                                                  trainer.max_epoch_checkpoints))
     all_callbacks.extend(callbacks)
     started = time.time()
     history = _fit(model, task, trainer, steps_per_epoch, start_step, all_callbacks, verbose)

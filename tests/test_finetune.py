@@ -9,7 +9,13 @@ import tensorflow as tf
 from rw_tf.cli.main import main as cli_main
 from rw_tf.tasks import ClassificationTask, ClassificationTaskConfig
 from rw_tf.tasks.calibration import expected_calibration_error, fit_temperature, nll
-from rw_tf.tasks.classification import MAX_INFERRED_CLASSES, count_classes, label_targets, read_labelled_jsonl
+from rw_tf.tasks.classification import (
+    MAX_INFERRED_CLASSES,
+    count_classes,
+    label_targets,
+    load_rows,
+    read_labelled_jsonl,
+)
 from rw_tf.training import run_task
 
 
@@ -100,6 +106,12 @@ def test_bad_rows_are_counted_and_bad_configs_fail(tmp_path):
     with pytest.raises(ValueError, match=r"label 3 is out of range for 3 classes \(0..2\)"):
         count_classes([{"label": [1, 3]}], True, 3)
     assert label_targets([], multi_label=False, num_classes=2).shape == (0,)   # an empty calibration split
+    one_class, eval_path = tmp_path / "one_class.jsonl", tmp_path / "eval.jsonl"
+    eval_path.write_text('{"text": "held out a", "label": 0}\n{"text": "held out b", "label": 1}\n')
+    one_class.write_text("".join(json.dumps({"text": f"row {i}", "label": 0}) + "\n" for i in range(8))
+                         + '{"text": "row 9", "label": "1"}\n')
+    with pytest.raises(ValueError, match=r"every usable training row has label 0: .*\{'invalid_label': 1\}"):
+        load_rows(ClassificationTaskConfig(train_file=str(one_class), eval_file=str(eval_path)), seed=0)
     with pytest.raises(ValueError, match="exceeds"):
         finetune(tmp_path, {"max_sequence_length": 4096, "max_examples_per_class": 5})
     assert cli_main(["finetune", "--task", "classification", "--output-dir", str(tmp_path),

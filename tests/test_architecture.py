@@ -186,6 +186,9 @@ def test_cli_error_policy(tmp_path, capsys, monkeypatch):
             main(argv)
         assert exit_code.value.code == 2
         assert "is not UTF-8 text (byte 0xe9 at character" in capsys.readouterr().err
+    # A batch is held in memory: embed's --batch-size is bounded (10**12 read the whole input first).
+    assert main(["embed", "--model", str(tmp_path), "--text", "x", "--batch-size", str(10**12)]) == 2
+    assert "--batch-size must be 1 to 4,096, got 1,000,000,000,000" in capsys.readouterr().err
     # Workers that never join: a user error naming them.
     monkeypatch.setenv("TF_CONFIG", "not json")
     assert main(["pretrain", "--output-dir", str(tmp_path / "p"), "--strategy", "multi_worker_mirrored"]) == 2

@@ -25,15 +25,25 @@ Arrays = Dict[str, np.ndarray]
 _STOP = object()
 
 
+# Upper bounds TF Serving leaves to the operator, which here would fail inside the server instead of
+# at start: every batch thread is started at once (num_batch_threads 10**9 cannot start), a batch
+# is padded to an allowed size (10**12 rows cannot be allocated), and a wait past about 292 years
+# overflows Python's timers (the batch thread died of OverflowError and requests were never answered).
+MAX_BATCHING = {"max_batch_size": 1 << 20, "num_batch_threads": 1024, "max_enqueued_batches": 1 << 20,
+                "batch_timeout_micros": 3_600_000_000}
+
+
 def check_batching(max_batch_size: int, batch_timeout_micros: int, num_batch_threads: int,
                    max_enqueued_batches: int, allowed_batch_sizes: Sequence[int]) -> None:
-    """TF Serving's rules for batching parameters (``ValueError`` naming the first one broken)."""
+    """TF Serving's rules for batching parameters, and ``MAX_BATCHING`` (``ValueError`` naming the
+    first one broken)."""
     for name, value in (("max_batch_size", max_batch_size), ("num_batch_threads", num_batch_threads),
                         ("max_enqueued_batches", max_enqueued_batches)):
-        if value < 1:
-            raise ValueError(f"batching {name} must be >= 1, got {value}")
-    if batch_timeout_micros < 0:
-        raise ValueError(f"batching batch_timeout_micros must be >= 0, got {batch_timeout_micros}")
+        if not 1 <= value <= MAX_BATCHING[name]:
+            raise ValueError(f"batching {name} must be 1 to {MAX_BATCHING[name]:,}, got {value:,}")
+    if not 0 <= batch_timeout_micros <= MAX_BATCHING["batch_timeout_micros"]:
+        raise ValueError(f"batching batch_timeout_micros must be 0 to {MAX_BATCHING['batch_timeout_micros']:,} "
+                         f"(an hour), got {batch_timeout_micros:,}")
     sizes = list(allowed_batch_sizes)
     if sizes and (sizes[0] < 1 or sizes != sorted(set(sizes)) or sizes[-1] != max_batch_size):
         raise ValueError(f"allowed_batch_sizes must increase from >= 1 and end with max_batch_size "

@@ -35,18 +35,19 @@ def port_number(value: str) -> int:
     return port
 
 
-def positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return number
+def number_in(kind: type, low: float, high: float):
+    """argparse type of a ``kind`` number in [low, high]. The upper bounds matter: these flags become
+    C ints (gRPC) and timer waits (Python), which overflow past them and stopped the server or killed
+    its threads, and each worker is a thread started at once."""
+    def parse(value: str):
+        number = kind(value)
+        if not low <= number <= high:   # also NaN and inf
+            raise argparse.ArgumentTypeError(f"{value} is not in {low:,} to {high:,}")
+        return number
+    return parse
 
 
-def positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be > 0")
-    return number
+SECONDS_PER_DAY = 86_400
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -71,14 +72,15 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batching-parameters-file", help="BatchingParameters text proto (implies batching)")
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--batch-timeout-micros", type=int, default=2000)
-    p.add_argument("--file-system-poll-wait-seconds", type=positive_float, default=2.0)
+    p.add_argument("--file-system-poll-wait-seconds", type=number_in(float, 0.001, SECONDS_PER_DAY), default=2.0)
     limits = ServerLimits()
     for field in ("max_text_bytes", "max_request_bytes", "max_elements", "max_texts", "max_rank", "max_json_depth"):
         p.add_argument("--" + field.replace("_", "-"), type=int, default=getattr(limits, field),
                        help=f"per request (default {getattr(limits, field)})")
-    p.add_argument("--max-workers", type=positive_int, default=16, help="requests served at once per front end")
+    p.add_argument("--max-workers", type=number_in(int, 1, 1024), default=16,
+                   help="requests served at once per front end (threads, 1 to 1,024)")
     p.add_argument("--request-timeout-in-ms", "--rest-api-timeout-in-ms", dest="request_timeout_in_ms",
-                   type=positive_int, default=30000,
+                   type=number_in(int, 1, 1000 * SECONDS_PER_DAY), default=30000,
                    help="time for a request to arrive in full (then REST 408, gRPC DEADLINE_EXCEEDED) and for a "
                         "REST answer to be read; TF Serving's --rest_api_timeout_in_ms is accepted too")
     p.add_argument("--ssl-config-file", help="TF Serving SSLConfig text proto: server_key, server_cert (PEM), "

@@ -39,11 +39,14 @@ log = logging.getLogger("rw_tf.serving")
 # gRPC buffers each open call's request message as it arrives (up to max_request_bytes), so the
 # calls open at once are bounded by this many buffered bytes: 128 calls at the default 16 MiB.
 BUFFERED_REQUEST_BYTES = 2 * 1024 ** 3
+# Each open call also holds gRPC's own state (kilobytes), and gRPC takes the limit as a C int:
+# --max-request-bytes 1 asked for 2**31 calls, which stopped the server with OverflowError.
+MAX_OPEN_CALLS = 65_536
 
 
 def open_call_limit(max_workers: int, max_request_bytes: int) -> int:
     """Calls open at once, complete or still receiving (RESOURCE_EXHAUSTED beyond)."""
-    return max(4 * max_workers, BUFFERED_REQUEST_BYTES // max_request_bytes)
+    return min(MAX_OPEN_CALLS, max(4 * max_workers, BUFFERED_REQUEST_BYTES // max_request_bytes))
 
 
 class _Undecodable:

@@ -29,6 +29,8 @@ from tensorflow.core.framework import types_pb2
 
 from rw_tf_serving.errors import invalid_argument, resource_exhausted
 
+MAX_REQUEST_BYTES = 2 ** 31 - 1
+
 
 @dataclasses.dataclass
 class ServerLimits:
@@ -47,6 +49,11 @@ class ServerLimits:
             value = getattr(self, field.name)
             if isinstance(value, int) and value < 1:
                 raise ValueError(f"{field.name} must be >= 1, got {value}")
+        # gRPC takes the message size as a C int (a larger one stopped the server with OverflowError),
+        # and protobuf messages cannot exceed 2 GiB anyway.
+        if self.max_request_bytes > MAX_REQUEST_BYTES:
+            raise ValueError(f"max_request_bytes must be at most {MAX_REQUEST_BYTES:,} (2 GiB - 1), "
+                             f"got {self.max_request_bytes:,}")
 
 
 # The repeated field holding each value dtype's elements, and how many field entries one element takes.

@@ -275,6 +275,7 @@ def test_open_grpc_calls_are_bounded_by_the_bytes_they_may_buffer(tmp_path):
     never send within the request timeout, so the cap frees up by itself."""
     limits = ServerLimits(max_request_bytes=BUFFERED_REQUEST_BYTES // 8)
     assert open_call_limit(2, limits.max_request_bytes) == 8 and open_call_limit(2, 16 * 1024 ** 2) == 128
+    assert open_call_limit(1024, 1) == 65_536      # gRPC's C int (2**31 calls stopped the server)
     server = LocalModelServer([ModelSpec("m", str(tmp_path / "m"))], port=0, max_workers=2, limits=limits,
                               request_timeout=2.0)
     stop = threading.Event()
@@ -347,11 +348,18 @@ def test_serve_refuses_bad_config_files_and_flags_at_start(tmp_path, capsys):
         assert message in capsys.readouterr().err
     flag_cases = [
         (["--batching-parameters-file", write("b1.txt", "max_batch_size { value: -4 }")],
-         "batching max_batch_size must be >= 1, got -4"),
+         "batching max_batch_size must be 1 to 1,048,576, got -4"),
         (["--batching-parameters-file", write("b2.txt", "max_batch_size { value: 8 } allowed_batch_sizes: 4")],
          "must increase from >= 1 and end with max_batch_size (8), got [4]"),
         (["--batching-parameters-file", write("b3.txt", b"\xff")], "b3.txt is not UTF-8 text"),
-        (["--enable-batching", "--batch-timeout-micros", "-1"], "batch_timeout_micros must be >= 0, got -1"),
+        (["--enable-batching", "--batch-timeout-micros", "-1"], "batch_timeout_micros must be 0 to 3,600,000,000"),
+        # Too large for the timers, threads and C ints they become (before: OverflowError in a batch
+        # thread, requests never answered; a billion threads; an unsent request of 10**12 rows).
+        (["--enable-batching", "--batch-timeout-micros", str(10**20)], "got 100,000,000,000,000,000,000"),
+        (["--batching-parameters-file", write("b4.txt", "num_batch_threads { value: 1000000000 }")],
+         "batching num_batch_threads must be 1 to 1,024, got 1,000,000,000"),
+        (["--enable-batching", "--max-batch-size", str(10**12)], "max_batch_size must be 1 to 1,048,576"),
+        (["--max-request-bytes", str(2**31)], "max_request_bytes must be at most 2,147,483,647 (2 GiB - 1)"),
         (["--ssl-config-file", write("s.txt", "server_kee: 1")], "s.txt: not a valid SSLConfig text proto"),
         (["--max-texts", "-1"], "max_texts must be >= 1, got -1"),
         (["--max-request-bytes", "0"], "max_request_bytes must be >= 1, got 0")]
@@ -360,10 +368,14 @@ def test_serve_refuses_bad_config_files_and_flags_at_start(tmp_path, capsys):
         assert message in capsys.readouterr().err
     for flags, message in ((["--port", "99999"], "99999 is not a port (0-65535"),
                            (["--rest-api-port", "-1"], "-1 is not a port"),
-                           (["--max-workers", "0"], "--max-workers: 0 must be >= 1"),
-                           (["--request-timeout-in-ms", "0"], "timeout-in-ms: 0 must be >= 1"),
-                           (["--rest-api-timeout-in-ms", "-5"], "-5 must be >= 1"),
-                           (["--file-system-poll-wait-seconds", "0"], "0 must be > 0")):
+                           (["--max-workers", "0"], "--max-workers: 0 is not in 1 to 1,024"),
+                           (["--max-workers", str(10**9)], "--max-workers: 1000000000 is not in 1 to 1,024"),
+                           (["--request-timeout-in-ms", "0"], "timeout-in-ms: 0 is not in 1 to 86,400,000"),
+                           (["--rest-api-timeout-in-ms", "-5"], "-5 is not in 1"),
+                           (["--file-system-poll-wait-seconds", "0"], "0 is not in 0.001 to 86,400"),
+                           # before: the version poller thread died of OverflowError, the server went on
+                           (["--file-system-poll-wait-seconds", "1e300"], "1e300 is not in 0.001 to 86,400"),
+                           (["--file-system-poll-wait-seconds", "nan"], "nan is not in")):
         with pytest.raises(SystemExit) as exit_code:
             cli_main(base + flags)
         assert exit_code.value.code == 2 and message in capsys.readouterr().err

@@ -44,6 +44,7 @@ def number_in(kind: type, low: float, high: float):
         if not low <= number <= high:   # also NaN and inf
             raise argparse.ArgumentTypeError(f"{value} is not in {low:,} to {high:,}")
         return number
+    parse.__name__ = kind.__name__   # argparse's "invalid int value: 'abc'"
     return parse
 
 

@@ -246,7 +246,10 @@ def test_cli_unexpected_failure_prints_log_path(tmp_path, capsys, monkeypatch):
     oom = ("{{function_node __wrapped__TruncatedNormal_device_/job:localhost/replica:0/task:0/device:CPU:0}} OOM "
            "when allocating tensor with shape[384,1000000000] and type float on /job:localhost [Op:TruncatedNormal]")
     for error in (tf.errors.ResourceExhaustedError(None, None, oom), MemoryError()):
-        monkeypatch.setattr(rw_tf.cli.train, "run_task", lambda *a, error=error, **k: (_ for _ in ()).throw(error))
+        def out_of_memory(*args, error=error, **kwargs):
+            raise error
+
+        monkeypatch.setattr(rw_tf.cli.train, "run_task", out_of_memory)
         assert main(["pretrain", "--output-dir", str(tmp_path / "p")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "lower --batch-size" in err[0], err

@@ -375,7 +375,8 @@ def test_serve_refuses_bad_config_files_and_flags_at_start(tmp_path, capsys):
                            (["--file-system-poll-wait-seconds", "0"], "0 is not in 0.001 to 86,400"),
                            # before: the version poller thread died of OverflowError, the server went on
                            (["--file-system-poll-wait-seconds", "1e300"], "1e300 is not in 0.001 to 86,400"),
-                           (["--file-system-poll-wait-seconds", "nan"], "nan is not in")):
+                           (["--file-system-poll-wait-seconds", "nan"], "nan is not in"),
+                           (["--max-workers", "many"], "--max-workers: invalid int value: 'many'")):
         with pytest.raises(SystemExit) as exit_code:
             cli_main(base + flags)
         assert exit_code.value.code == 2 and message in capsys.readouterr().err

@@ -29,7 +29,7 @@ SIGNATURES = ("embed_text", "encode_text")
 
 # A batch's texts are held together (each up to MAX_LINE_BYTES): an unbounded --batch-size would read
 # the whole --input into memory, which streaming it exists to avoid. 4,096: a served model's --max-texts.
-MAX_BATCH_SIZE = 4096
+MAX_TEXTS_PER_CALL = 4096
 
 
 def add_embed(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +41,8 @@ def add_embed(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--input", help="a text file, one text per line ('-': standard input)")
     p.add_argument("--output", help="FILE.jsonl or FILE.npy (default: JSON Lines on stdout)")
     p.add_argument("--signature", choices=SIGNATURES, help="default: embed_text if the export has it")
-    p.add_argument("--batch-size", type=int, default=64, help=f"texts per call, 1 to {MAX_BATCH_SIZE:,} (default: 64)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help=f"texts per call, 1 to {MAX_TEXTS_PER_CALL:,} (default: 64)")
     p.set_defaults(func=run_embed)
 
 
@@ -173,8 +174,8 @@ class EmbeddingWriter:
 
 
 def run_embed(args: argparse.Namespace) -> int:
-    if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
-        raise UserError(f"--batch-size must be 1 to {MAX_BATCH_SIZE:,}, got {args.batch_size:,}")
+    if not 1 <= args.batch_size <= MAX_TEXTS_PER_CALL:
+        raise UserError(f"--batch-size must be 1 to {MAX_TEXTS_PER_CALL:,}, got {args.batch_size:,}")
     if args.output and not args.output.endswith((".jsonl", ".npy")):
         raise UserError("--output must end in .jsonl or .npy")
     rejects: Dict[str, int] = {}

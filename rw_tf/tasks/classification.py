@@ -121,10 +121,10 @@ def load_rows(config: ClassificationTaskConfig, seed: int) -> Tuple[List[Dict], 
     evaluation = drop_eval_rows_seen_in_training(train, evaluation, ["text"], rejects)
     if not train or not evaluation:
         raise ValueError(f"no usable rows (train {len(train)}, eval {len(evaluation)}; rejected {dict(rejects)})")
-    classes = {r["label"] for r in train} if not config.multi_label else set()
-    if len(classes) == 1:   # it would learn to answer that class whatever the text, and report success
-        raise ValueError(f"every usable training row has label {classes.pop()}: a classifier needs rows of at "
-                         f"least two classes (rejected {dict(rejects)})")
+    if not config.multi_label and len({r["label"] for r in train}) == 1:
+        # It would learn to answer that class whatever the text, and report success.
+        raise ValueError(f"every usable training row has label {train[0]['label']}: a classifier needs rows of "
+                         f"at least two classes (rejected {dict(rejects)})")
     return train, evaluation, dict(rejects)
 
 

@@ -7,14 +7,21 @@ import base64
 import json
 import logging
 import os
-import urllib.error
 
 import grpc
 
 from rw_tf.cli.options import utf8_text
 from rw_tf.data.lines import read_bounded
 from rw_tf.errors import UserError
-from rw_tf_serving.client import MAX_MESSAGE_BYTES, RestError, ServingClient, rest_predict
+from rw_tf_serving.client import (
+    MAX_MESSAGE_BYTES,
+    SECONDS_PER_DAY,
+    RestError,
+    RestExchangeError,
+    ServingClient,
+    rest_base_url,
+    rest_predict,
+)
 from rw_tf_serving.config import (
     BatchingParameters,
     ModelSpec,
@@ -48,7 +55,14 @@ def number_in(kind: type, low: float, high: float):
     return parse
 
 
-SECONDS_PER_DAY = 86_400
+
+def rest_url(value: str) -> str:
+    """argparse type of ``--rest``: an http(s) base URL (urllib would open ``file://`` paths too)."""
+    try:
+        rest_base_url(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return value
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -67,7 +81,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=port_number, default=8500, help="gRPC port (0: any free port)")
     p.add_argument("--rest-api-port", type=port_number, default=None, help="also serve REST on this port")
     p.add_argument("--version-policy", choices=("latest", "all", "specific"), default="latest")
-    p.add_argument("--num-versions", type=int, default=1, help="with --version-policy latest")
+    p.add_argument("--num-versions", type=number_in(int, 1, 2**31 - 1), default=1, help="with --version-policy latest")
     p.add_argument("--versions", type=int, nargs="*", default=[], help="with --version-policy specific")
     p.add_argument("--enable-batching", action="store_true")
     p.add_argument("--batching-parameters-file", help="BatchingParameters text proto (implies batching)")
@@ -131,7 +145,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("texts", nargs="*", type=utf8_text, help="values of --input-name (default input 'text')")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--server", default="127.0.0.1:8500", help="gRPC host:port")
-    target.add_argument("--rest", help="REST base URL, e.g. http://127.0.0.1:8501")
+    target.add_argument("--rest", type=rest_url, help="REST base URL, e.g. http://127.0.0.1:8501")
     p.add_argument("--model", required=True, type=utf8_text)
     p.add_argument("--signature", default="classify_text", type=utf8_text)
     p.add_argument("--input-name", default="text", type=utf8_text)
@@ -140,8 +154,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-file", dest="file_inputs", action="append", default=[], metavar="NAME=PATH",
                    help="a binary input (e.g. an image) read from PATH: raw bytes over gRPC, {\"b64\": ...} "
                         "over REST; repeatable")
-    p.add_argument("--version", type=int)
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--version", type=number_in(int, 0, 2**63 - 1), help="a version number (int64, as TF Serving's)")
+    p.add_argument("--timeout", type=number_in(float, 0.001, SECONDS_PER_DAY), default=10.0,
+                   help="seconds the whole call may take (default 10)")
     p.set_defaults(func=run_predict)
 
 
@@ -182,9 +197,9 @@ def run_predict(args: argparse.Namespace) -> int:
                                   version=args.version, timeout=args.timeout)
         except RestError as err:
             raise UserError(str(err)) from None
-        except urllib.error.URLError as err:
-            raise UserError(f"cannot reach {args.rest}: {err.reason}", hint="is `rw-tf serve --rest-api-port` "
-                                                                             "(or TF Serving) running there?") from None
+        except RestExchangeError as err:
+            raise UserError(f"no answer from {args.rest}: {err}", hint="is `rw-tf serve --rest-api-port` "
+                                                                         "(or TF Serving) running there?") from None
     else:
         client = ServingClient(args.server, timeout=args.timeout)
         try:
@@ -206,12 +221,14 @@ def add_serving_config(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--push-root", required=True, help="folder holding one folder per pushed model")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--models-mount", default="/models", help="where the push root is mounted in the container")
-    p.add_argument("--num-versions", type=int, default=1)
+    p.add_argument("--num-versions", type=number_in(int, 1, 2**31 - 1), default=1,
+                   help="latest versions each model serves (TF Serving's num_versions, an int32)")
     p.set_defaults(func=run_serving_config)
 
 
 def run_serving_config(args: argparse.Namespace) -> int:
-    paths = write_serving_configs(args.push_root, args.output_dir, args.models_mount, num_latest=args.num_versions)
-    print(json.dumps(paths, indent=2))
-    print("TF Serving (docker):\n  " + docker_command(args.push_root, args.output_dir))
+    written = write_serving_configs(args.push_root, args.output_dir, args.models_mount, num_latest=args.num_versions)
+    print(json.dumps({"files": written.paths, "models": written.models, "skipped": written.skipped}, indent=2,
+                     ensure_ascii=False))
+    print("TF Serving (docker):\n  " + docker_command(args.push_root, args.output_dir, models_mount=args.models_mount))
     return 0

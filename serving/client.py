@@ -10,10 +10,13 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
@@ -29,7 +32,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from rw_tf.data.jsonl import example_from_json
+from rw_tf.data.jsonl import example_from_json, loads_text
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 
@@ -56,6 +59,15 @@ def to_tensor_proto(value: Any):
 
 # What one request or response may hold (gRPC's default receive limit is 4 MiB).
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SECONDS_PER_DAY = 86_400
+
+
+def check_timeout(timeout: float) -> float:
+    """A call's deadline in seconds: more than 0 and at most a day (sockets and gRPC overflow on
+    ``inf`` or ``1e300``, and refuse NaN or negative values with messages that do not name it)."""
+    if not 0 < timeout <= SECONDS_PER_DAY:   # also NaN
+        raise ValueError(f"timeout must be more than 0 and at most {SECONDS_PER_DAY:,} seconds, got {timeout}")
+    return timeout
 
 
 class ServingClient:
@@ -63,10 +75,11 @@ class ServingClient:
                  backoff: float = 0.2, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes)]
+        self.timeout = check_timeout(timeout)
         self.channel = grpc.insecure_channel(target, options=options)
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
-        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.retries, self.backoff = retries, backoff
 
     def close(self) -> None:
         self.channel.close()
@@ -139,23 +152,104 @@ class ServingClient:
 
 
 class RestError(RuntimeError):
-    """The REST API answered with an HTTP error status (``status``; ``detail`` is the body)."""
+    """The REST API answered with an HTTP error status (``status``; ``detail`` is TF Serving's
+    ``{"error": ...}`` message, or the start of the body when it is not one)."""
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(f"REST request failed with HTTP {status}: {detail}")
         self.status, self.detail = status, detail
 
 
-def _rest_post(base_url: str, model: str, version: Optional[int], verb: str, body: Dict, timeout: float) -> Dict:
-    path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "") + verb
-    request = urllib.request.Request(base_url.rstrip("/") + path, data=json.dumps(body).encode("utf-8"),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+class RestExchangeError(ConnectionError):
+    """No usable REST answer: the server could not be reached, closed the connection, broke the HTTP
+    protocol, sent more than ``MAX_MESSAGE_BYTES``, sent something other than a JSON object, or did
+    not finish within the timeout."""
+
+
+# Characters of an error body a RestError keeps: a proxy's error page can be megabytes.
+MAX_ERROR_DETAIL_CHARS = 2_000
+
+
+def rest_base_url(base_url: str) -> urllib.parse.SplitResult:
+    """The parts of a REST base URL ``http(s)://HOST[:PORT][/PREFIX]``; ``ValueError`` for anything
+    else (another scheme, no host, a port out of range, a query or fragment that the model path
+    would be appended to)."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        detail = err.read().decode("utf-8", "replace")
-        raise RestError(err.code, detail) from None
+        parts = urllib.parse.urlsplit(base_url)
+        _ = parts.port   # parsed lazily: raises ValueError when out of range
+    except ValueError as err:
+        raise ValueError(f"{base_url!r} is not a REST base URL ({err}): give http(s)://HOST:PORT") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"{base_url!r} is not a REST base URL: give http(s)://HOST:PORT")
+    return parts
+
+
+def _read_answer(response: http.client.HTTPResponse, ends: float, timeout: float) -> bytes:
+    body = bytearray()
+    # read1 returns after at most one receive, so the deadline is checked between them.
+    while chunk := response.read1(1 << 16):
+        body += chunk
+        if len(body) > MAX_MESSAGE_BYTES:
+            raise RestExchangeError(f"the answer is longer than {MAX_MESSAGE_BYTES:,} bytes")
+    if time.monotonic() >= ends:   # the deadline shut the connection: the end seen is not the answer's
+        raise RestExchangeError(f"no complete answer within {timeout:g} s")
+    if response.length:   # read1 does not raise when the server closes before its Content-Length
+        raise RestExchangeError(f"the connection closed {response.length:,} bytes before the declared "
+                                f"Content-Length of {len(body) + response.length:,}")
+    return bytes(body)
+
+
+def _error_detail(raw: bytes) -> str:
+    try:
+        detail = loads_text(raw)["error"]
+    except (ValueError, TypeError, KeyError, IndexError):
+        detail = raw.decode("utf-8", "replace")
+    detail = str(detail)
+    return detail if len(detail) <= MAX_ERROR_DETAIL_CHARS else detail[:MAX_ERROR_DETAIL_CHARS] + " ..."
+
+
+def _rest_post(base_url: str, model: str, version: Optional[int], verb: str, body: Dict, timeout: float) -> Dict:
+    """POSTs ``body`` to TF Serving's ``/v1/models/MODEL[/versions/V]VERB`` and returns the JSON
+    object it answers. ``timeout`` bounds the whole exchange, as a gRPC deadline does: a server that
+    drips its answer a byte at a time is cut off when it passes."""
+    parts, timeout = rest_base_url(base_url), check_timeout(timeout)
+    path = (parts.path.rstrip("/") + "/v1/models/" + urllib.parse.quote(model, safe="")
+            + (f"/versions/{version}" if version is not None else "") + verb)
+    connection = (http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection)(
+        parts.hostname, parts.port, timeout=timeout)
+    ends = time.monotonic() + timeout
+    deadline = threading.Timer(timeout, _cut_off, (connection,))
+    deadline.start()
+    try:
+        connection.request("POST", path, json.dumps(body).encode("utf-8"), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        raw = _read_answer(response, ends, timeout)
+    except (OSError, http.client.HTTPException) as err:
+        if time.monotonic() >= ends:
+            reason = f"no complete answer within {timeout:g} s"
+        elif isinstance(err, OSError):   # refused, reset, unknown host; RemoteDisconnected is one too
+            reason = str(err) or type(err).__name__
+        else:
+            reason = f"not an HTTP answer ({type(err).__name__}: {str(err).strip()!r})"
+        raise RestExchangeError(reason) from None
+    finally:
+        deadline.cancel()
+        connection.close()
+    if response.status >= 400:
+        raise RestError(response.status, _error_detail(raw))
+    try:
+        answer = loads_text(raw)
+    except ValueError as err:   # UnicodeDecodeError too
+        raise RestExchangeError(f"the answer is not JSON ({err})") from None
+    if not isinstance(answer, dict):
+        raise RestExchangeError(f"the answer is a JSON {type(answer).__name__}, not an object")
+    return answer
+
+
+def _cut_off(connection: http.client.HTTPConnection) -> None:
+    # shutdown() wakes a receive blocked in another thread; close() alone would not.
+    with contextlib.suppress(OSError, AttributeError):
+        connection.sock.shutdown(socket.SHUT_RDWR)
 
 
 def rest_predict(base_url: str, model: str, instances: Optional[List] = None, inputs: Optional[Dict] = None,
@@ -177,4 +271,7 @@ def rest_classify(base_url: str, model: str, examples: Sequence[Mapping[str, Any
     body = {"signature_name": signature, "examples": list(examples)}
     if context is not None:
         body["context"] = context
-    return _rest_post(base_url, model, version, ":classify", body, timeout)["result"]
+    answer = _rest_post(base_url, model, version, ":classify", body, timeout)
+    if not isinstance(answer.get("result"), list):
+        raise RestExchangeError("the answer has no \"result\" list")
+    return answer["result"]

@@ -14,8 +14,14 @@ Example:
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import json
 import os
+import posixpath
+import re
+import shlex
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from google.protobuf import text_format
@@ -154,7 +160,7 @@ spec:
         - {{containerPort: 8500, name: grpc}}
         - {{containerPort: 8501, name: rest}}
         readinessProbe:
-          httpGet: {{path: /v1/models/{first_model}, port: 8501}}
+          httpGet: {{path: {readiness_path}, port: 8501}}
         volumeMounts:
         - {{name: models, mountPath: {models_mount}, readOnly: true}}
         - {{name: config, mountPath: /config, readOnly: true}}
@@ -180,38 +186,89 @@ spec:
 DEFAULT_IMAGE = "tensorflow/serving:2.16.1"
 
 
-def write_serving_configs(push_root: str, output_dir: str, models_mount: str = "/models",
-                          batching: Optional[BatchingParameters] = None, image: str = DEFAULT_IMAGE,
-                          version_policy: str = "latest", num_latest: int = 1) -> Dict[str, str]:
-    """Writes the four files for every model directory under ``push_root`` (one per pushed model)."""
+# TF Serving's REST API finds a model by the URL path segment after /v1/models/ (``[^/:]+``) and
+# does not decode percent-escapes, so a name it can serve over REST is printable ASCII without these.
+_NOT_IN_REST_NAMES = set("/:?#%")
+
+
+def pushed_models(push_root: str) -> Tuple[List[str], Dict[str, str]]:
+    """The model folders under ``push_root`` (each holds a numeric version folder, which is what TF
+    Serving loads) and the other entries with the reason they are not models. ``ValueError`` for a
+    model name that no config file or REST URL can hold."""
     if not os.path.isdir(push_root):
         raise FileNotFoundError(f"push directory not found: {push_root}")
-    names = sorted(d for d in os.listdir(push_root) if os.path.isdir(os.path.join(push_root, d)))
+    names, skipped = [], {}
+    for entry in sorted(os.scandir(push_root), key=lambda e: e.name):
+        shown = os.fsencode(entry.name).decode("utf-8", "backslashreplace")
+        if not entry.is_dir():
+            skipped[shown] = "a file, not a model folder"
+        elif not any(v.is_dir() and re.fullmatch(r"[0-9]+", v.name) for v in os.scandir(entry.path)):
+            skipped[shown] = "no version folder (TF Serving loads NAME/<number>/)"
+        elif not entry.name.isascii() or not entry.name.isprintable() or " " in entry.name \
+                or _NOT_IN_REST_NAMES & set(entry.name):
+            raise ValueError(f"{push_root}: the model folder {shown!r} cannot be a TF Serving model name: REST "
+                             f"requests find a model by name in the URL, which holds printable ASCII without "
+                             f"spaces or {''.join(sorted(_NOT_IN_REST_NAMES))}; rename it")
+        else:
+            names.append(entry.name)
     if not names:
-        raise ValueError(f"no model directories under {push_root}")
+        raise ValueError(f"no model folders under {push_root} (skipped: {skipped or 'nothing there'})")
+    return names, skipped
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfigFiles:
+    """What ``write_serving_configs`` wrote: file paths by name, the models, the entries skipped (why)."""
+
+    paths: Dict[str, str]
+    models: List[str]
+    skipped: Dict[str, str]
+
+
+def write_serving_configs(push_root: str, output_dir: str, models_mount: str = "/models",
+                          batching: Optional[BatchingParameters] = None, image: str = DEFAULT_IMAGE,
+                          version_policy: str = "latest", num_latest: int = 1) -> ServingConfigFiles:
+    """Writes the five files for the model folders under ``push_root`` (one per pushed model);
+    ``models_mount`` is where the container sees ``push_root``."""
+    if not posixpath.isabs(models_mount):
+        raise ValueError(f"the models mount must be an absolute path in the container, got {models_mount!r}")
+    names, skipped = pushed_models(push_root)
     os.makedirs(output_dir, exist_ok=True)
-    specs = [ModelSpec(name, os.path.join(models_mount, name), version_policy, num_latest) for name in names]
+    specs = [ModelSpec(name, posixpath.join(models_mount, name), version_policy, num_latest) for name in names]
     local_specs = [dataclasses.replace(s, base_path=os.path.abspath(os.path.join(push_root, s.name))) for s in specs]
+    # Values enter the YAML as JSON strings (valid YAML scalars), so ':', '{' or '#' cannot change its structure.
     files = {
         "models.config": models_config_text(specs),
         "models.local.config": models_config_text(local_specs),
         "batching_parameters.txt": (batching or BatchingParameters()).to_text(),
         "monitoring.config": MONITORING_CONFIG,
-        "kubernetes.yaml": KUBERNETES_TEMPLATE.format(replicas=2, image=image, first_model=names[0],
-                                                      models_mount=models_mount),
+        "kubernetes.yaml": KUBERNETES_TEMPLATE.format(replicas=2, image=json.dumps(image),
+                                                      readiness_path=json.dumps(f"/v1/models/{names[0]}"),
+                                                      models_mount=json.dumps(models_mount)),
     }
     paths = {}
     for name, content in files.items():
         paths[name] = os.path.join(output_dir, name)
         with open(paths[name], "w", encoding="utf-8") as f:
             f.write(content)
-    return paths
+    return ServingConfigFiles(paths, names, skipped)
 
 
-def docker_command(push_root: str, config_dir: str, image: str = DEFAULT_IMAGE) -> str:
-    """The documented command that serves the Pusher output with the official TF Serving image."""
-    return (f"docker run --rm -p 8500:8500 -p 8501:8501 "
-            f"-v {os.path.abspath(push_root)}:/models:ro -v {os.path.abspath(config_dir)}:/config:ro {image} "
-            f"--model_config_file=/config/models.config --enable_batching=true "
-            f"--batching_parameters_file=/config/batching_parameters.txt "
-            f"--monitoring_config_file=/config/monitoring.config --file_system_poll_wait_seconds=2")
+def _bind_mount(source: str, target: str) -> str:
+    # docker's --mount value is one CSV record, so a path holding ',' or '"' is quoted as CSV; -v
+    # would split a path holding ':' instead.
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(["type=bind", f"source={source}", f"target={target}", "readonly"])
+    return line.getvalue()
+
+
+def docker_command(push_root: str, config_dir: str, image: str = DEFAULT_IMAGE, models_mount: str = "/models") -> str:
+    """The documented command that serves the Pusher output with the official TF Serving image:
+    ``push_root`` mounted where ``models.config`` looks for it, quoted for a POSIX shell."""
+    return shlex.join([
+        "docker", "run", "--rm", "-p", "8500:8500", "-p", "8501:8501",
+        "--mount", _bind_mount(os.path.abspath(push_root), models_mount),
+        "--mount", _bind_mount(os.path.abspath(config_dir), "/config"),
+        image, "--model_config_file=/config/models.config", "--enable_batching=true",
+        "--batching_parameters_file=/config/batching_parameters.txt",
+        "--monitoring_config_file=/config/monitoring.config", "--file_system_poll_wait_seconds=2"])

@@ -34,7 +34,8 @@ from rw_tf.cli.vocab import add_vocab
 from rw_tf.errors import UserError, out_of_memory
 
 PLUGIN_GROUP = "rw_tf.cli"  # entry points: a function taking the subparsers and adding commands
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+               PermissionError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,226 @@
+"""The user's side of serving. The REST client (``rest_predict``, ``rest_classify``, ``rw-tf predict
+--rest``) against servers that misbehave: every answer that is not a TF Serving answer is a
+``RestExchangeError`` or ``RestError`` naming what went wrong, read within the timeout and
+``MAX_MESSAGE_BYTES``; flags that would overflow a socket, gRPC or the proto are refused by the
+command line. ``rw-tf serving-config`` on push folders that hold more than models."""
+import contextlib
+import csv
+import json
+import os
+import shlex
+import socket
+import threading
+import time
+
+import pytest
+import yaml
+
+import rw_tf_serving.client
+from rw_tf.cli.main import main
+from rw_tf_serving.client import (
+    RestError,
+    RestExchangeError,
+    ServingClient,
+    check_timeout,
+    rest_base_url,
+    rest_classify,
+    rest_predict,
+)
+from rw_tf_serving.config import read_models_config
+
+
+def _ok(body: bytes, status: str = "200 OK", length: int = -1) -> bytes:
+    return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: "
+            f"{len(body) if length < 0 else length}\r\n\r\n").encode() + body
+
+
+def _drip(conn):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n")
+    for _ in range(200):
+        conn.sendall(b" ")
+        time.sleep(0.05)
+
+
+def _stream(status: bytes, size: int):
+    def send(conn):
+        conn.sendall(b"HTTP/1.1 " + status + b"\r\n\r\n{\"outputs\": \"")
+        for _ in range(size >> 16):
+            conn.sendall(b"a" * (1 << 16))
+    return send
+
+
+# What each hostile server does with a request, and what the client must say about it.
+HOSTILE = {
+    "silent": (lambda conn: time.sleep(5), RestExchangeError, "no complete answer within 0.5 s"),
+    "drip": (_drip, RestExchangeError, "no complete answer within 0.5 s"),
+    "close": (lambda conn: None, RestExchangeError, "Remote end closed connection without response"),
+    "not_http": (lambda conn: conn.sendall(b"NOT HTTP AT ALL\r\n\r\n"), RestExchangeError,
+                 "not an HTTP answer (BadStatusLine: 'NOT HTTP AT ALL')"),
+    "html": (lambda conn: conn.sendall(_ok(b"<html>proxy error</html>")), RestExchangeError,
+             "the answer is not JSON (Expecting value"),
+    "not_utf8": (lambda conn: conn.sendall(_ok(b'{"outputs": "\xff"}')), RestExchangeError,
+                 "the answer is not JSON ('utf-8' codec can't decode byte 0xff"),
+    "deep": (lambda conn: conn.sendall(_ok(b"[" * 100_000)), RestExchangeError,
+             "the answer is not JSON (the JSON is nested too deeply to decode)"),
+    "array": (lambda conn: conn.sendall(_ok(b"[1, 2]")), RestExchangeError, "the answer is a JSON list, not an object"),
+    "short": (lambda conn: conn.sendall(_ok(b'{"outputs": 1}', length=1000)), RestExchangeError,
+              "the connection closed 986 bytes before the declared Content-Length of 1,000"),
+    "huge": (_stream(b"200 OK", 4 << 20), RestExchangeError, "the answer is longer than 1,048,576 bytes"),
+    "huge_error": (_stream(b"500 Oops", 4 << 20), RestExchangeError, "the answer is longer than 1,048,576 bytes"),
+    "long_error": (lambda conn: conn.sendall(_ok(b"x" * 100_000, "503 Busy")), RestError,
+                   "REST request failed with HTTP 503: " + "x" * 2000 + " ..."),
+    "tf_serving_error": (lambda conn: conn.sendall(_ok(b'{"error": "Servable not found for request: Latest(m)"}',
+                                                       "404 Not Found")),
+                         RestError, "REST request failed with HTTP 404: Servable not found for request: Latest(m)"),
+}
+
+
+def _read_request(conn) -> bytes:
+    # Read all of it: closing a socket with unread bytes sends a reset, not the end the case is about.
+    request = b""
+    while b"\r\n\r\n" not in request and (chunk := conn.recv(1 << 16)):
+        request += chunk
+    head, _, body = request.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length and (chunk := conn.recv(1 << 16)):
+        body += chunk
+    return head
+
+
+@contextlib.contextmanager
+def hostile_server(behave):
+    """A server on a free port that reads a request (recording its first line) and then ``behave``s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen, done = [], threading.Event()
+
+    def serve():
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                seen.append(_read_request(conn).split(b"\r\n", 1)[0])
+                with contextlib.suppress(OSError):
+                    behave(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", seen
+    finally:
+        done.set()
+        listener.close()
+
+
+def test_answers_that_are_not_tf_serving_answers_are_named_errors(monkeypatch):
+    monkeypatch.setattr(rw_tf_serving.client, "MAX_MESSAGE_BYTES", 1 << 20)
+    for case, (behave, error, message) in HOSTILE.items():
+        with hostile_server(behave) as (url, seen):
+            began = time.monotonic()
+            with pytest.raises(error) as info:
+                rest_predict(url, "a/../b c", inputs={"text": ["hi"]}, timeout=0.5)
+            assert message in str(info.value), (case, str(info.value))
+            # The timeout bounds the whole exchange (the dripping server would take 10 s).
+            assert time.monotonic() - began < 3, case
+            # The model name is one path segment: it cannot walk the URL or break the request line.
+            assert seen[0] == b"POST /v1/models/a%2F..%2Fb%20c:predict HTTP/1.1", case
+    with hostile_server(lambda conn: conn.sendall(_ok(b'{"predictions": []}'))) as (url, _):
+        with pytest.raises(RestExchangeError, match='the answer has no "result" list'):
+            rest_classify(url + "/", "m", [{"text": "x"}], timeout=2)
+    with hostile_server(lambda conn: conn.sendall(_ok(b'{"outputs": {"y": [1]}}'))) as (url, seen):
+        assert rest_predict(url + "/prefix/", "m", inputs={"x": [1]}, version=3, timeout=2) == {"outputs": {"y": [1]}}
+        assert seen == [b"POST /prefix/v1/models/m/versions/3:predict HTTP/1.1"]
+
+
+def test_urls_timeouts_and_versions_that_cannot_be_used_are_refused(capsys):
+    for url in ("file:///etc/passwd", "ftp://127.0.0.1:8501", "127.0.0.1:8501", "http://[bad", "http://h:99999",
+                "http://h:1?x=1", "http://h:1#top", "http://:8501"):
+        with pytest.raises(ValueError, match="is not a REST base URL"):
+            rest_base_url(url)
+        with pytest.raises(SystemExit) as info:
+            main(["predict", "--rest", url, "--model", "m", "x"])
+        assert info.value.code == 2 and "is not a REST base URL" in capsys.readouterr().err
+    assert rest_base_url("https://models.example.com/serving").path == "/serving"
+    for timeout in (float("nan"), float("inf"), -1.0, 0.0, 1e300):
+        with pytest.raises(ValueError, match="timeout must be more than 0 and at most 86,400 seconds"):
+            check_timeout(timeout)
+        with pytest.raises(ValueError, match="timeout must be"):
+            ServingClient("127.0.0.1:9", timeout=timeout)
+        with pytest.raises(SystemExit):
+            main(["predict", "--model", "m", "--timeout", str(timeout), "x"])
+        assert f"--timeout: {timeout} is not in 0.001 to 86,400" in capsys.readouterr().err
+    for version in ("-1", str(2**63), str(10**30)):
+        with pytest.raises(SystemExit):
+            main(["predict", "--model", "m", "--version", version, "x"])
+        assert f"--version: {version} is not in 0 to 9,223,372,036,854,775,807" in capsys.readouterr().err
+
+
+def test_predict_command_names_a_rest_server_that_does_not_answer(capsys):
+    with hostile_server(HOSTILE["drip"][0]) as (url, _):
+        assert main(["predict", "--rest", url, "--model", "m", "--timeout", "0.5", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert f"no answer from {url}: no complete answer within 0.5 s" in err and "hint" in err
+    with hostile_server(HOSTILE["tf_serving_error"][0]) as (url, _):
+        assert main(["predict", "--rest", url, "--model", "m", "hi"]) == 2
+    assert "HTTP 404: Servable not found for request: Latest(m)" in capsys.readouterr().err
+
+
+def test_serving_config_serves_the_model_folders_where_the_container_mounts_them(tmp_path, capsys):
+    push = tmp_path / "push, v1:a"          # a comma and a colon in the host path
+    for folder in ("good/7", "other/12/variables", "empty", "notnum/v1", ".ipynb_checkpoints"):
+        (push / folder).mkdir(parents=True)
+    (push / "README").write_text("not a model")
+    mount = "/srv/models: {all}#"          # YAML's ':', '{' and '#' inside a value
+    out = tmp_path / "deploy"
+    assert main(["serving-config", "--push-root", str(push), "--output-dir", str(out), "--models-mount", mount,
+                 "--num-versions", "2"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(printed[:printed.index("TF Serving (docker):")])
+    assert report["models"] == ["good", "other"]
+    assert report["skipped"] == {".ipynb_checkpoints": "no version folder (TF Serving loads NAME/<number>/)",
+                                 "README": "a file, not a model folder",
+                                 "empty": "no version folder (TF Serving loads NAME/<number>/)",
+                                 "notnum": "no version folder (TF Serving loads NAME/<number>/)"}
+    specs = read_models_config(str(out / "models.config"))
+    assert [(s.name, s.base_path, s.num_latest) for s in specs] == [("good", mount + "/good", 2),
+                                                                   ("other", mount + "/other", 2)]
+    assert [s.base_path for s in read_models_config(str(out / "models.local.config"))] == \
+        [str(push / "good"), str(push / "other")]
+    # The printed docker command mounts the push folder where models.config looks for the models.
+    words = shlex.split(printed.split("TF Serving (docker):", 1)[1])
+    mounts = [dict(field.split("=", 1) for field in next(csv.reader([words[k + 1]])) if "=" in field)
+              for k, word in enumerate(words) if word == "--mount"]
+    assert mounts == [{"type": "bind", "source": str(push), "target": mount},
+                      {"type": "bind", "source": str(out), "target": "/config"}]
+    deployment = next(yaml.safe_load_all((out / "kubernetes.yaml").read_text()))
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["volumeMounts"][0] == {"name": "models", "mountPath": mount, "readOnly": True}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models/good", "port": 8501}
+
+
+def test_serving_config_refuses_what_tf_serving_could_not_serve(tmp_path, capsys):
+    def push_with(name):
+        push = tmp_path / f"push{len(os.listdir(tmp_path))}"
+        os.makedirs(os.path.join(os.fsencode(push), name, b"1"))
+        return str(push)
+
+    cases = [
+        ([push_with(b"bad name")], "the model folder 'bad name' cannot be a TF Serving model name"),
+        ([push_with(b"caf\xe9")], "the model folder 'caf\\\\xe9' cannot be a TF Serving model name"),
+        ([push_with(b"a%2Fb")], "the model folder 'a%2Fb' cannot be a TF Serving model name"),
+        ([push_with(b"m"), "--models-mount", "models"], "the models mount must be an absolute path in the container"),
+        ([push_with(b"m"), "--output-dir", str(tmp_path / "push0" / "bad name" / "1" / "a_file")], "File exists"),
+        ([str(tmp_path / "push0" / "bad name" / "1")], "no model folders under"),
+    ]
+    (tmp_path / "push0" / "bad name" / "1" / "a_file").write_text("a file where a folder is asked for")
+    for args, message in cases:
+        argv = ["serving-config", "--push-root", *args[:1], "--output-dir", str(tmp_path / "out"), *args[1:]]
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    for versions in ("0", str(2**31)):
+        with pytest.raises(SystemExit):
+            main(["serving-config", "--push-root", str(tmp_path), "--output-dir", str(tmp_path / "out"),
+                  "--num-versions", versions])
+        assert f"--num-versions: {versions} is not in 1 to 2,147,483,647" in capsys.readouterr().err

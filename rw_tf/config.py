@@ -82,7 +82,25 @@ def _number_range(name: str, may_be_zero: bool) -> Tuple[float, bool, float, boo
         return 0.0, True, 1.0, True, "in [0, 1]"
     if name in ("seed", "seeds"):
         return 0.0, True, 2.0 ** 32 - 1, True, "in [0, 2**32 - 1]"
-    return (0.0, True, math.inf, True, ">= 0") if may_be_zero else (0.0, False, math.inf, True, "> 0")
+    high, why = next(((high, why) for parts, high, why in SIZE_BOUNDS if any(part in name for part in parts)),
+                     (math.inf, ""))
+    words = (">= 0" if may_be_zero else "> 0") + (f" and at most {high:,} ({why})" if why else "")
+    return 0.0, may_be_zero, high, True, words
+
+
+# Upper bounds of sizes that become padded tensors, int32 fields or processes. Without them a
+# pipeline config of max_sequence_length 10**9 passed every check (and the Transform pads every
+# example to it), steps past 2**31 - 1 failed later with protobuf's bare "Value out of range" (TFX's
+# num_steps is an int32), and beam_direct_num_workers is how many processes Beam starts.
+MAX_TOKENS = 32_768
+SIZE_BOUNDS = (
+    (("sequence_length", "caption_length", "text_length", "question_length", "answer_length", "max_history",
+      "max_predictions_per_seq"), MAX_TOKENS, "positions an example is padded to; attention grows with their square"),
+    (("steps", "epochs"), 2**31 - 1, "an int32, as TFX's num_steps"),
+    (("image_size",), 4_096, "pixels a side"),
+    (("vocab_size",), 1 << 22, "rows of the embedding table"),
+    (("workers",), 1_024, "processes or threads started"),
+)
 
 
 class DictConfig:

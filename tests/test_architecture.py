@@ -130,6 +130,7 @@ def test_trainer_contract_round_trips_and_rejects_unknown_keys():
 @pytest.mark.parametrize("content, message", [
     ('{"batch_size": "abc"}', 'PipelineConfig.batch_size in .* must be int, got "abc"'),
     ('{"batch_size": 2.5}', "must be int, got 2.5"),
+    ('{"max_sequence_length": 1000000000}', "PipelineConfig.max_sequence_length must be > 0 and at most 32,768"),
     ('{"enable_cache": "yes"}', 'enable_cache in .* must be bool, got "yes"'),
     ('{"knowledge_layers": ["a"]}', r'knowledge_layers in .* must be List\[int\], got \["a"\]'),
     ('{"refine_config": [1]}', r"refine_config in .* must be Dict\[str, Any\]"),
@@ -137,7 +138,7 @@ def test_trainer_contract_round_trips_and_rejects_unknown_keys():
     (b"\xff", "is not a UTF-8 JSON file"),
     ('{"batch_size": ', "is not a UTF-8 JSON file"),
     ('{"batch_size": ' + "[" * 100_000 + "]" * 100_000 + "}", "it is nested too deeply to decode"),
-    ('{"pretrain_train_steps": 0}', "pretrain_train_steps must be > 0, got 0"),
+    ('{"pretrain_train_steps": 0}', "pretrain_train_steps must be > 0 and at most 2,147,483,647 .*, got 0"),
     ('{"learning_rate": -0.001}', "learning_rate must be > 0"),
     ('{"eval_fraction": 1.0}', r"PipelineConfig.eval_fraction must be in \(0, 1\), got 1.0"),
     ('{"accuracy_lower_bound": 1.5}', r"PipelineConfig.accuracy_lower_bound must be in \[0, 1\], got 1.5"),

@@ -9,7 +9,7 @@ import pytest
 
 import rw_tf
 from rw_tf.cli.main import main as cli_main
-from rw_tf.config import DictConfig
+from rw_tf.config import SIZE_BOUNDS, DictConfig
 from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
 
 
@@ -89,6 +89,18 @@ def test_zero_where_it_means_off_is_accepted(cls, values):
     assert all(getattr(config, k) == v for k, v in values.items())
 
 
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_sizes_that_become_padding_int32_fields_or_processes_have_upper_bounds(cls):
+    """A pipeline config of max_sequence_length 10**9 passed every check (the Transform pads every
+    example to it); steps past 2**31 - 1 failed in TFX's protobuf with a bare "Value out of range"."""
+    base = _required(cls)
+    for name in _number_fields(cls, cls(**base)):
+        high = next((high for parts, high, _ in SIZE_BOUNDS if any(part in name for part in parts)), None)
+        if high is not None:
+            with pytest.raises(ValueError, match=rf"{cls.__name__}\.{name} must be .* at most {high:,} "):
+                cls(**{**base, name: high + 1})
+
+
 def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
     out = tmp_path / "run"
     # Each of these trained to exit 0 before (a negative rate went uphill).
@@ -101,6 +113,10 @@ def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
     assert "ClassificationTaskConfig.calibration_fraction must be in [0, 1), got 1.5" in capsys.readouterr().err
     assert cli_main(["recipe", "--kd-weight", "-0.5", "--output-dir", str(out)]) == 2
     assert "RecipeConfig.kd_weight must be > 0" in capsys.readouterr().err
+    assert cli_main(["finetune", "--task", "qa", "--max-sequence-length", str(10**9), "--output-dir", str(out)]) == 2
+    assert "QATaskConfig.max_sequence_length must be > 0 and at most 32,768" in capsys.readouterr().err
+    assert cli_main(["pretrain", "--epochs", str(10**21), "--output-dir", str(out)]) == 2
+    assert "TrainerConfig.epochs must be > 0 and at most 2,147,483,647" in capsys.readouterr().err
     assert not out.exists()
 
 

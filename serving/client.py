@@ -33,6 +33,8 @@ from tensorflow_serving.apis import (
 )
 
 from rw_tf.data.jsonl import example_from_json, loads_text
+from rw_tf_serving.errors import ServingError
+from rw_tf_serving.validation import ServerLimits, array_from_tensor_proto
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE,)
 
@@ -60,6 +62,8 @@ def to_tensor_proto(value: Any):
 # What one request or response may hold (gRPC's default receive limit is 4 MiB).
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 SECONDS_PER_DAY = 86_400
+# An answer is held to what it carries (at most a message's bytes of values), not what it declares.
+ANSWER_LIMITS = ServerLimits(max_elements=MAX_MESSAGE_BYTES, max_texts=MAX_MESSAGE_BYTES, max_rank=32)
 
 
 def check_timeout(timeout: float) -> float:
@@ -116,7 +120,11 @@ class ServingClient:
     def predict(self, model: str, inputs: Mapping[str, Any], signature: str = "serving_default",
                 version: Optional[int] = None, output_filter: Sequence[str] = ()) -> Dict[str, Any]:
         response = self.predict_raw(model, inputs, signature, version, output_filter)
-        return {k: _plain(tf.make_ndarray(v)) for k, v in response.outputs.items()}
+        try:
+            return {k: _plain(array_from_tensor_proto(k, v, ANSWER_LIMITS, role="output"))
+                    for k, v in response.outputs.items()}
+        except ServingError as err:
+            raise ValueError(f"the server's answer is not valid: {err.message}") from None
 
     def classify(self, model: str, examples: Sequence[Union[tf.train.Example, Mapping[str, Any]]],
                  signature: str = "classification", version: Optional[int] = None) -> List[List[Tuple[str, float]]]:

@@ -71,31 +71,34 @@ def _element_count(name: str, dims: List[int], limit: int) -> int:
     count = 1
     for size in dims:
         if size < 0:
-            raise invalid_argument(f"input {name!r} has a negative dimension {size} in shape {dims}")
+            raise invalid_argument(f"{name} has a negative dimension {size} in shape {dims}")
         count *= size
         if count > limit:  # stop before a declared shape can grow the number without bound
-            raise resource_exhausted(f"input {name!r} declares shape {dims}: more than the {limit} elements "
-                                     f"a request may carry")
+            raise resource_exhausted(f"{name} declares shape {dims}: more than the {limit:,} elements "
+                                     f"one {'answer' if name.startswith('output') else 'request'} may carry")
     return count
 
 
-def array_from_tensor_proto(name: str, proto, limits: ServerLimits) -> np.ndarray:
-    """The array of a wire ``TensorProto``, after the checks in the module docstring."""
+def array_from_tensor_proto(name: str, proto, limits: ServerLimits, role: str = "input") -> np.ndarray:
+    """The array of a wire ``TensorProto``, after the checks in the module docstring. ``role``
+    names it in errors: a request's ``input``, or an ``output`` of an answer (the client checks
+    those the same way: an answer declaring 10**8 values and carrying one made it build all of them)."""
+    name = f"{role} {name!r}"
     if proto.dtype not in _VALUE_FIELDS:
-        raise invalid_argument(f"input {name!r} has unsupported dtype {types_pb2.DataType.Name(proto.dtype)}"
+        raise invalid_argument(f"{name} has unsupported dtype {types_pb2.DataType.Name(proto.dtype)}"
                                if proto.dtype in types_pb2.DataType.values() else
-                               f"input {name!r} has an unknown dtype number {proto.dtype}")
+                               f"{name} has an unknown dtype number {proto.dtype}")
     if proto.tensor_shape.unknown_rank:
-        raise invalid_argument(f"input {name!r} has an unknown rank; requests need a full shape")
+        raise invalid_argument(f"{name} has an unknown rank; requests need a full shape")
     dims = [d.size for d in proto.tensor_shape.dim]
     if len(dims) > limits.max_rank:
-        raise invalid_argument(f"input {name!r} has rank {len(dims)}; at most {limits.max_rank} is accepted")
+        raise invalid_argument(f"{name} has rank {len(dims)}; at most {limits.max_rank} is accepted")
     is_string = proto.dtype == types_pb2.DT_STRING
     declared = _element_count(name, dims, limits.max_texts if is_string else limits.max_elements)
     field, per_element = _VALUE_FIELDS[proto.dtype]
     if proto.tensor_content:
         if is_string:
-            raise invalid_argument(f"input {name!r}: strings cannot travel as tensor_content")
+            raise invalid_argument(f"{name}: strings cannot travel as tensor_content")
         itemsize = np.dtype(tf.dtypes.as_dtype(proto.dtype).as_numpy_dtype).itemsize
         present = len(proto.tensor_content) // itemsize
         exact = len(proto.tensor_content) % itemsize == 0
@@ -103,11 +106,11 @@ def array_from_tensor_proto(name: str, proto, limits: ServerLimits) -> np.ndarra
         entries = len(getattr(proto, field))
         present, exact = entries // per_element, entries % per_element == 0
     if present != declared or not exact:
-        raise invalid_argument(f"input {name!r} declares shape {dims} ({declared} values) but carries {present}")
+        raise invalid_argument(f"{name} declares shape {dims} ({declared} values) but carries {present}")
     try:
         return tf.make_ndarray(proto)
     except Exception as err:  # noqa: BLE001 - anything else wrong with a wire proto is the client's
-        raise invalid_argument(f"input {name!r} is not a valid TensorProto: {err}") from None
+        raise invalid_argument(f"{name} is not a valid TensorProto: {err}") from None
 
 
 def _leaf(value: Any) -> Tuple[str, Any]:

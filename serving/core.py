@@ -5,8 +5,8 @@ formats are checked before this, in ``rw_tf_serving.validation``):
 - unknown model, version or signature: NOT_FOUND;
 - missing or unexpected input, wrong dtype or rank, empty batch: INVALID_ARGUMENT;
 - more elements or strings in one request than the limits allow: RESOURCE_EXHAUSTED;
-- a string input named in ``text_inputs`` (raw-text signatures) that is not valid UTF-8 or is
-  longer than ``max_text_bytes``: INVALID_ARGUMENT (serialized tf.Examples are binary, not checked);
+- a string input named in ``text_inputs`` (raw-text signatures), or a Classify example's feature of
+  that name, that is not valid UTF-8 or is longer than ``max_text_bytes``: INVALID_ARGUMENT;
 - Classify on a signature whose method is not ``tensorflow/serving/classify``: INVALID_ARGUMENT.
 """
 from __future__ import annotations
@@ -84,19 +84,26 @@ class ServingCore:
             if value.ndim and value.shape[0] == 0:
                 raise invalid_argument(f"input {key!r} is an empty batch")
             if want == tf.string and key in self.limits.text_inputs:
-                self._check_texts(key, value.reshape(-1))
+                self._check_texts(f"input {key!r}", value.reshape(-1))
 
-    def _check_texts(self, key: str, values: Iterable) -> None:
+    def _check_texts(self, what: str, values: Iterable) -> None:
         for i, item in enumerate(values):
             raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
             if len(raw) > self.limits.max_text_bytes:
-                raise invalid_argument(f"input {key!r}[{i}] is {len(raw)} bytes; the limit is "
-                                       f"{self.limits.max_text_bytes}")
+                raise invalid_argument(f"{what}[{i}] is {len(raw)} bytes; the limit is {self.limits.max_text_bytes}")
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise invalid_argument(f"input {key!r}[{i}] is not valid UTF-8 ({err.reason} at byte {err.start})") \
-                    from None
+                raise invalid_argument(f"{what}[{i}] is not valid UTF-8 ({err.reason} at byte {err.start})") from None
+
+    def _check_example_texts(self, serialized_examples: Sequence[bytes]) -> None:
+        # The features a raw-text signature reads as text follow the Predict inputs' rules: a
+        # Classify example's "text" of megabytes reached the tokenizer before.
+        for row, serialized in enumerate(serialized_examples):
+            features = tf.train.Example.FromString(serialized).features.feature
+            for name in self.limits.text_inputs:
+                if name in features:
+                    self._check_texts(f"example {row} feature {name!r}", features[name].bytes_list.value)
 
     def predict(self, name: str, version: Optional[int], signature_key: str, inputs: Dict[str, np.ndarray],
                 output_filter: Sequence[str] = ()) -> Tuple[LoadedVersion, str, Dict[str, np.ndarray]]:
@@ -125,6 +132,7 @@ class ServingCore:
         if len(serialized_examples) > self.limits.max_texts:
             raise resource_exhausted(f"{len(serialized_examples)} examples; at most {self.limits.max_texts} "
                                      "per request")
+        self._check_example_texts(serialized_examples)
         input_key = next(iter(signature.inputs))
         outputs = self._run(servable, key, {input_key: np.array(list(serialized_examples), dtype=object)})
         return servable, key, outputs.get("classes"), outputs.get("scores")

@@ -139,6 +139,16 @@ def test_classify_errors(stub):
     with pytest.raises(grpc.RpcError) as err:
         stub.Classify(request, timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "method_name" in err.value.details()
+    # The text features of examples are held to --max-text-bytes and UTF-8, as Predict's text inputs.
+    request.model_spec.signature_name = "classification"
+    for text, message in ((b"word " * 1000, "example 1 feature 'text'[0] is 5000 bytes; the limit is 2000"),
+                          (b"bad \xff utf8", "example 1 feature 'text'[0] is not valid UTF-8 (invalid start byte")):
+        del request.input.example_list.examples[:]
+        for value in (b"fine", text):
+            request.input.example_list.examples.add().features.feature["text"].bytes_list.value.append(value)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Classify(request, timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details()
 
 
 def test_rest_classify_equals_grpc_classify_and_refuses_bad_examples(server, stub):

@@ -55,7 +55,6 @@ def number_in(kind: type, low: float, high: float):
     return parse
 
 
-
 def rest_url(value: str) -> str:
     """argparse type of ``--rest``: an http(s) base URL (urllib would open ``file://`` paths too)."""
     try:

@@ -168,12 +168,15 @@ def predict_inputs(args: argparse.Namespace) -> dict:
         if not sep or not name:
             raise UserError(f"--input expects NAME=VALUE, got {item!r}")
         inputs.setdefault(name, []).append(value)
+    room = MAX_MESSAGE_BYTES   # what the files may hold together: they travel in one request
     for item in args.file_inputs:
         name, sep, path = item.partition("=")
         if not sep or not name:
             raise UserError(f"--input-file expects NAME=PATH, got {item!r}")
         try:
-            data = read_bounded(path, MAX_MESSAGE_BYTES, "--input-file", ", more than one request can carry")
+            data = read_bounded(path, room, "--input-file", ", more than one request can carry" if
+                                room == MAX_MESSAGE_BYTES else " (the room the files before it left in one request)")
+            room -= len(data)
         except OSError as err:
             raise UserError(f"cannot read --input-file {path}: {err.strerror}") from None
         except ValueError as err:

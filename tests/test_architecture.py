@@ -179,6 +179,11 @@ def test_cli_error_policy(tmp_path, capsys, monkeypatch):
     for path in (tmp_path / "big.bin", "/dev/zero"):
         assert main(["predict", "--model", "m", "--input-file", f"image={path}"]) == 2
         assert f"--input-file {path} holds more than 1,000 bytes" in capsys.readouterr().err
+    # ... and so do the files together (each under the limit, 1,200 bytes in all).
+    (tmp_path / "part.bin").write_bytes(b"x" * 600)
+    assert main(["predict", "--model", "m", "--input-file", f"image={tmp_path / 'part.bin'}",
+                 "--input-file", f"image={tmp_path / 'part.bin'}"]) == 2
+    assert "part.bin holds more than 400 bytes (the room the files before it left" in capsys.readouterr().err
     # Bytes that are not UTF-8 in a text argument (Python keeps them as lone surrogates): named, exit 2.
     not_utf8 = b"caf\xe9 \xff".decode("utf-8", "surrogateescape")
     for argv in (["predict", "--model", "m", not_utf8], ["predict", "--model", "m", "--input", f"text={not_utf8}"],

@@ -79,6 +79,22 @@ SHARED_SESSION_FIXTURES = {
 _SHARED_FIXTURE_OF_FILE = {file: fixture for fixture, files in SHARED_SESSION_FIXTURES.items() for file in files}
 
 
+# Units (files, or the groups above) whose tests take minutes on 2 cores, heaviest first (measured
+# with --durations): under xdist the workers take them first and end on short files, rather than one
+# worker running a long file alone at the end. (xdist's own reordering sorts by the number of tests,
+# which put files of many quick parametrized checks first.)
+HEAVY_UNITS_FIRST = ("test_finetune.py", "pipeline_run", "test_question_answering.py", "test_pretraining.py",
+                     "test_jax_backend.py", "test_sentence_embedding.py", "test_distribution.py",
+                     "test_architecture.py", "test_refine_pipeline.py", "test_runner.py", "test_xla.py",
+                     "test_resume.py", "test_image_text.py", "test_precision.py", "test_recommendation.py",
+                     "test_retrieval.py", "test_bert_import.py")
+
+
+def _unit_rank(item) -> int:
+    unit = _SHARED_FIXTURE_OF_FILE.get(item.path.name, item.path.name)
+    return HEAVY_UNITS_FIRST.index(unit) if unit in HEAVY_UNITS_FIRST else len(HEAVY_UNITS_FIRST)
+
+
 class SharedFixtureFileScheduling(LoadFileScheduling):
     """--dist loadfile, with the files of one SHARED_SESSION_FIXTURES entry as one unit."""
 
@@ -91,10 +107,15 @@ class SharedFixtureFileScheduling(LoadFileScheduling):
 def pytest_xdist_make_scheduler(config, log):
     # (xdist's own --dist loadgroup cannot do this under pytest 9.2: it renames items through
     # Item._nodeid, which pytest 9 no longer reads.)
-    return SharedFixtureFileScheduling(config, log) if config.getvalue("dist") == "loadfile" else None
+    if config.getvalue("dist") != "loadfile":
+        return None
+    config.option.loadscopereorder = False   # keep the collection's order (HEAVY_UNITS_FIRST)
+    return SharedFixtureFileScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):   # the order the workers' units are handed out in
+        items.sort(key=_unit_rank)
     for item in items:
         for fixture in SHARED_SESSION_FIXTURES.keys() & set(item.fixturenames):
             if _SHARED_FIXTURE_OF_FILE.get(item.path.name) != fixture:

@@ -187,7 +187,8 @@ DEFAULT_IMAGE = "tensorflow/serving:2.16.1"
 
 
 # TF Serving's REST API finds a model by the URL path segment after /v1/models/ (``[^/:]+``) and
-# does not decode percent-escapes, so a name it can serve over REST is printable ASCII without these.
+# does not decode percent-escapes, so a name it can serve over REST is printable ASCII other than a
+# space (``[!-~]``) without these.
 _NOT_IN_REST_NAMES = set("/:?#%")
 
 
@@ -204,8 +205,7 @@ def pushed_models(push_root: str) -> Tuple[List[str], Dict[str, str]]:
             skipped[shown] = "a file, not a model folder"
         elif not any(v.is_dir() and re.fullmatch(r"[0-9]+", v.name) for v in os.scandir(entry.path)):
             skipped[shown] = "no version folder (TF Serving loads NAME/<number>/)"
-        elif not entry.name.isascii() or not entry.name.isprintable() or " " in entry.name \
-                or _NOT_IN_REST_NAMES & set(entry.name):
+        elif not re.fullmatch(r"[!-~]+", entry.name) or _NOT_IN_REST_NAMES & set(entry.name):
             raise ValueError(f"{push_root}: the model folder {shown!r} cannot be a TF Serving model name: REST "
                              f"requests find a model by name in the URL, which holds printable ASCII without "
                              f"spaces or {''.join(sorted(_NOT_IN_REST_NAMES))}; rename it")

@@ -67,7 +67,7 @@ _VALUE_FIELDS = {
 }
 
 
-def _element_count(name: str, dims: List[int], limit: int) -> int:
+def _element_count(name: str, dims: List[int], limit: int, carrier: str = "request") -> int:
     count = 1
     for size in dims:
         if size < 0:
@@ -75,7 +75,7 @@ def _element_count(name: str, dims: List[int], limit: int) -> int:
         count *= size
         if count > limit:  # stop before a declared shape can grow the number without bound
             raise resource_exhausted(f"{name} declares shape {dims}: more than the {limit:,} elements "
-                                     f"one {'answer' if name.startswith('output') else 'request'} may carry")
+                                     f"one {carrier} may carry")
     return count
 
 
@@ -94,7 +94,8 @@ def array_from_tensor_proto(name: str, proto, limits: ServerLimits, role: str = 
     if len(dims) > limits.max_rank:
         raise invalid_argument(f"{name} has rank {len(dims)}; at most {limits.max_rank} is accepted")
     is_string = proto.dtype == types_pb2.DT_STRING
-    declared = _element_count(name, dims, limits.max_texts if is_string else limits.max_elements)
+    declared = _element_count(name, dims, limits.max_texts if is_string else limits.max_elements,
+                              "answer" if role == "output" else "request")
     field, per_element = _VALUE_FIELDS[proto.dtype]
     if proto.tensor_content:
         if is_string:

@@ -125,6 +125,79 @@ def test_inputs_of_the_wrong_rank_or_length_are_named_before_any_kernel_runs():
     assert model.predict(inputs((3, 7)), verbose=0).shape == (3, 64)
 
 
+def test_ids_outside_their_table_or_not_whole_numbers_are_refused_not_looked_up():
+    # Before: Keras's take wrapped -2 to token 48 and cast 1.5 to 1, so both gave plausible vectors.
+    import tensorflow as tf
+
+    from rw_tf.knowledge import TransE
+    from rw_tf.models import TwoTowerRecommender
+    from rw_tf.networks import KnowledgeEnhancedEncoder
+
+    enc = TransformerEncoder.from_preset("tiny", vocab_size=50)
+    x = encoder_inputs()
+    reference = enc(x)["pooled_output"]
+    whole_floats = dict(x, token_ids=x["token_ids"].astype("float64"))   # Keras accepts these: same ids
+    np.testing.assert_allclose(enc(whole_floats)["pooled_output"], reference, atol=1e-6)
+    cases = [(dict(x, token_ids=np.where(x["token_ids"] == x["token_ids"][0, 0], -2, x["token_ids"])),
+              ValueError, "token_ids must be ids in [0, 50) (the vocabulary size); got values from -2 to"),
+             (dict(x, token_ids=x["token_ids"] + 45), ValueError, "token_ids must be ids in [0, 50)"),
+             (dict(x, token_ids=x["token_ids"] + 0.5), ValueError, "token_ids must be whole-number ids in [0, 50)"),
+             (dict(x, token_ids=np.full((2, 8), np.nan)), ValueError, "got values from nan to nan"),
+             (dict(x, token_ids=np.full((2, 8), "7")), TypeError, "token_ids must be integer ids, got string"),
+             (dict(x, segment_ids=x["segment_ids"] * 2), ValueError, "segment_ids must be ids in [0, 2) "
+                                                                      "(type_vocab_size); got values from 0 to 2"),
+             ({k: v[:, :0] for k, v in x.items()}, ValueError, "encoder inputs have no positions")]
+    for bad, error, words in cases:
+        with pytest.raises(error) as raised:
+            enc(bad)
+        assert words in str(raised.value)
+    # In a graph (predict, fit, a SavedModel) the check runs with the step.
+    negative = dict(x, token_ids=np.where(x["token_ids"] > 20, -1, x["token_ids"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"token_ids must be ids in \[0, 50\)"):
+        tf.function(lambda inputs: enc(inputs)["pooled_output"])(negative)
+
+    knowledge = KnowledgeEnhancedEncoder(vocab_size=50, num_entities=14, entity_embedding_dim=8, hidden_size=16,
+                                         num_layers=2, num_heads=2, intermediate_size=32, knowledge_layers=(1,))
+    entities = np.full((2, 8), -1, "int32")
+    entities[0, 2] = 13
+    assert knowledge(dict(x, entity_ids=entities))["sequence_output"].shape == (2, 8, 16)
+    for bad, words in ((entities + 1, "entity_ids must be ids in [-1, 14) (-1: no entity; num_entities); got "
+                                      "values from 0 to 14"),
+                       (entities - 1, "got values from -2 to 12"),
+                       (entities[:, :7], "encoder inputs disagree in sequence length"),
+                       (entities[0], "must be [batch, sequence] matrices")):
+        with pytest.raises(ValueError) as raised:
+            knowledge(dict(x, entity_ids=bad))
+        assert words in str(raised.value)
+
+    transe = TransE(num_entities=5, num_relations=2, embedding_dim=4)
+    assert transe(np.array([[0, 1, 4]])).shape == (1,)
+    for bad, error, words in (([[0, 1, 5]], ValueError, "head and tail ids must be ids in [0, 5) (num_entities)"),
+                              ([[-1, 1, 2]], ValueError, "got values from -1 to 2"),
+                              ([[0, 2, 1]], ValueError, "relation ids must be ids in [0, 2) (num_relations)"),
+                              ([[0, 1]], ValueError, "[batch, 3] (head, relation, tail) id triples, got shape (1, 2)"),
+                              ([[0.5, 1, 2]], ValueError, "head and tail ids must be whole-number ids")):
+        with pytest.raises(error) as raised:
+            transe(np.array(bad))
+        assert words in str(raised.value)
+
+    recommender = TwoTowerRecommender(num_items=10, text_dim=4, embedding_dim=8, max_history=3)
+    recommender.build({"history": (None, 3), "item": (None,)})
+    assert recommender.recommend(np.array([[1, 2, -1]]), k=2)[0].shape == (1, 2)
+    for call, words in ((lambda: recommender.recommend(np.array([[1, 10, -1]])),
+                         "history must be ids in [-1, 10) (-1 pads; num_items); got values from -1 to 10"),
+                        (lambda: recommender({"history": np.array([[1, -1, -1]]), "item": np.array([-1])}),
+                         "item ids must be ids in [0, 10) (num_items)"),
+                        (lambda: recommender.recommend(np.array([[1.5, -1, -1]])), "whole-number ids")):
+        with pytest.raises(ValueError) as raised:
+            call()
+        assert words in str(raised.value)
+    head = MaskedLMHead(enc.token_embedding)
+    hidden = enc(x)["sequence_output"]
+    with pytest.raises(ValueError, match=r"masked_positions must be ids in \[0, 8\) \(the sequence length\)"):
+        head(hidden, np.array([[1, 8], [0, 0]]))
+
+
 def test_segment_pair_head_reads_the_means_of_each_segment():
     from rw_tf.heads.segment_pair import segment_means
 

@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from rw_tf.layers.dtype import sublayer_policy
+from rw_tf.layers.id_checks import checked_ids
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
@@ -48,7 +49,9 @@ class MaskedLMHead(keras.layers.Layer):
         self.built = True
 
     def call(self, sequence_output: Any, masked_positions: Any) -> Any:
-        positions = ops.cast(masked_positions, "int32")
+        length = sequence_output.shape[1]   # static in every input pipeline of this library
+        positions = ops.cast(checked_ids(masked_positions, 2**31 - 1 if length is None else length,
+                                         "masked_positions", limit="the sequence length"), "int32")
         gathered = ops.take_along_axis(sequence_output, ops.expand_dims(positions, -1), axis=1)
         h = self.layer_norm(self.transform(gathered))
         logits = ops.matmul(h, ops.transpose(ops.convert_to_tensor(self.token_embedding.embeddings)))

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import keras
 from keras import ops
 
+from rw_tf.layers.id_checks import checked_ids
 from rw_tf.losses import replica_sum
 from rw_tf.models.task_model import TaskModelMixin
 
@@ -63,8 +64,16 @@ class TransE(TaskModelMixin, keras.Model):
 
     def call(self, triples: Any) -> Any:
         """Distances of ``[batch, 3]`` (head, relation, tail) triples; lower = more plausible."""
-        triples = ops.cast(triples, "int32")
-        return self.distance(triples[:, 0], triples[:, 1], triples[:, 2])
+        triples = ops.convert_to_tensor(triples)
+        if len(triples.shape) != 2 or triples.shape[1] not in (3, None):
+            raise ValueError("TransE scores [batch, 3] (head, relation, tail) id triples, "
+                             f"got shape {tuple(triples.shape)}")
+        entities = ops.stack([triples[:, 0], triples[:, 2]], axis=1)
+        heads_and_tails = ops.cast(checked_ids(entities, self.num_entities, "head and tail ids",
+                                               limit="num_entities"), "int32")
+        relations = ops.cast(checked_ids(triples[:, 1], self.num_relations, "relation ids",
+                                         limit="num_relations"), "int32")
+        return self.distance(heads_and_tails[:, 0], relations, heads_and_tails[:, 1])
 
     def corrupt(self, triples: Any) -> Any:
         """``num_negatives`` corruptions per triple: head or tail replaced by a random entity."""

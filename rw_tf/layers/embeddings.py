@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from rw_tf.layers.dtype import sublayer_policy
+from rw_tf.layers.id_checks import checked_ids
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
@@ -54,9 +55,11 @@ class TransformerEmbeddings(keras.layers.Layer):
         self.built = True
 
     def call(self, token_ids: Any, segment_ids: Optional[Any] = None, training: Optional[bool] = None) -> Any:
+        token_ids = checked_ids(token_ids, self.vocab_size, "token_ids", limit="the vocabulary size")
         seq_len = ops.shape(token_ids)[1]
         if segment_ids is None:
             segment_ids = ops.zeros_like(token_ids)
+        segment_ids = checked_ids(segment_ids, self.type_vocab_size, "segment_ids", limit="type_vocab_size")
         positions = ops.arange(seq_len, dtype="int32")
         x = (self.token_embedding(token_ids)
              + ops.expand_dims(self.position_embedding(positions), 0)

@@ -17,6 +17,7 @@ import numpy as np
 from keras import ops
 
 from rw_tf.layers.dtype import sublayer_policy
+from rw_tf.layers.id_checks import checked_ids
 from rw_tf.losses import InfoNCELoss
 from rw_tf.models.task_model import TaskModelMixin
 from rw_tf.networks.pooling import unit_vectors
@@ -130,7 +131,7 @@ class TwoTowerRecommender(TaskModelMixin, keras.Model):
 
     def item_vectors(self, item_ids: Any) -> Any:
         """Unit item vectors [..., dim] of item ids (valid ids only)."""
-        ids = ops.cast(item_ids, "int32")
+        ids = ops.cast(checked_ids(item_ids, self.num_items, "item ids", limit="num_items"), "int32")
         x = self.text_projection(ops.take(self.item_text_embeddings, ids, axis=0))
         if self.item_id_embedding is not None:
             x = x + self.item_id_embedding(ids)
@@ -142,7 +143,7 @@ class TwoTowerRecommender(TaskModelMixin, keras.Model):
     def user_vectors(self, history: Any, training: Optional[bool] = None, profile: Optional[Any] = None) -> Any:
         """Unit user vectors [batch, dim] of histories [batch, max_history] (-1 pads, latest last)
         and, for a model with ``profile_dim``, profile vectors [batch, profile_dim]."""
-        history = ops.cast(history, "int32")
+        history = self._history_ids(history)
         valid = history >= 0
         items = self.item_vectors(ops.maximum(history, 0))
         length = ops.sum(ops.cast(valid, "int32"), axis=1, keepdims=True)
@@ -160,6 +161,9 @@ class TwoTowerRecommender(TaskModelMixin, keras.Model):
                 raise ValueError("this recommender reads profile vectors: pass profile [batch, profile_dim]")
             pooled = pooled + self.profile_projection(ops.cast(profile, self.compute_dtype))
         return unit_vectors(self.user_projection(pooled))
+
+    def _history_ids(self, history: Any) -> Any:
+        return ops.cast(checked_ids(history, self.num_items, "history", low=-1, limit="-1 pads; num_items"), "int32")
 
     def _training_item(self, item_ids: Any, sampled: bool) -> Any:
         """Item vector plus the extra dimension: tau (b_j - log q_j); log q_j only for items that
@@ -181,7 +185,7 @@ class TwoTowerRecommender(TaskModelMixin, keras.Model):
 
     def scores(self, history: Any, profile: Optional[Any] = None) -> Any:
         """Cosine scores [batch, num_items]; items already in the history get -inf."""
-        history = ops.cast(history, "int32")
+        history = self._history_ids(history)
         scores = ops.matmul(self.user_vectors(history, False, profile), ops.transpose(self.all_item_vectors()))
         if self.item_bias:
             scores = scores + self.temperature * ops.expand_dims(self.item_biases, 0)

@@ -29,6 +29,9 @@ class TransformerEncoder(keras.Model):
         (2, 64)
     """
 
+    # The [batch, sequence] inputs `call` reads (a subclass may add some): their shapes must agree.
+    input_names = ENCODER_INPUTS
+
     def __init__(self, vocab_size: int, hidden_size: int = 768, num_layers: int = 12, num_heads: int = 12,
                  intermediate_size: int = 3072, max_sequence_length: int = 512, type_vocab_size: int = 2,
                  dropout: float = 0.1, attention_dropout: float = 0.1, layer_norm_epsilon: float = 1e-12,
@@ -77,7 +80,7 @@ class TransformerEncoder(keras.Model):
         missing = [k for k in ENCODER_INPUTS if k not in inputs]
         if missing:
             raise KeyError(f"encoder inputs are missing {missing}; expected keys {list(ENCODER_INPUTS)}")
-        self._check_shapes({k: tuple(inputs[k].shape) for k in ENCODER_INPUTS})
+        self._check_shapes({k: tuple(inputs[k].shape) for k in self.input_names if k in inputs})
         padding_mask = inputs["padding_mask"]
         context = self._knowledge_context(inputs)
         x = self.embeddings(inputs["token_ids"], inputs["segment_ids"], training=training)
@@ -95,6 +98,8 @@ class TransformerEncoder(keras.Model):
             known = {shape[axis] for shape in shapes.values() if shape[axis] is not None}
             if len(known) > 1:
                 raise ValueError(f"encoder inputs disagree in {name}: {shapes}")
+        if any(shape[1] == 0 for shape in shapes.values()):
+            raise ValueError(f"encoder inputs have no positions: {shapes} (a sequence holds at least [CLS])")
         longest = max((shape[1] for shape in shapes.values() if shape[1] is not None), default=0)
         if longest > self.config.max_sequence_length:
             raise ValueError(f"sequence length {longest} is longer than the encoder's max_sequence_length "

@@ -23,14 +23,17 @@ import numpy as np
 from keras import ops
 
 from rw_tf.layers.dtype import sublayer_policy
+from rw_tf.layers.id_checks import checked_ids
 from rw_tf.layers.knowledge_fusion import AdditiveKnowledgeFusion, GatedKnowledgeFusion
-from rw_tf.networks.encoder import TransformerEncoder
+from rw_tf.networks.encoder import ENCODER_INPUTS, TransformerEncoder
 
 FUSIONS = {"gated": GatedKnowledgeFusion, "additive": AdditiveKnowledgeFusion}
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 class KnowledgeEnhancedEncoder(TransformerEncoder):
+    input_names = ENCODER_INPUTS + ("entity_ids",)
+
     def __init__(self, vocab_size: int, num_entities: int, entity_embedding_dim: int,
                  knowledge_layers: Sequence[int] = (0,), fusion: str = "gated",
                  freeze_entity_embeddings: bool = True, **kwargs: Any) -> None:
@@ -73,7 +76,8 @@ class KnowledgeEnhancedEncoder(TransformerEncoder):
     def _knowledge_context(self, inputs: Dict[str, Any]) -> Any:
         if "entity_ids" not in inputs:
             raise KeyError("a knowledge-enhanced encoder needs 'entity_ids' (use -1 where there is no entity)")
-        entity_ids = ops.cast(inputs["entity_ids"], "int32")
+        entity_ids = ops.cast(checked_ids(inputs["entity_ids"], self.num_entities, "entity_ids", low=-1,
+                                          limit="-1: no entity; num_entities"), "int32")
         return self.entity_embedding(ops.maximum(entity_ids, 0)), ops.cast(entity_ids >= 0, "float32")
 
     def _after_block(self, index: int, hidden_states: Any, context: Any) -> Any:

@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from rw_tf.data.corpus import (
     SplitCounts,
+    check_enough_documents,
     documents_from_texts,
     embedded_corpus,
     read_text_files,
@@ -194,6 +195,7 @@ def _write_corpus_data(config: PipelineConfig, paths: Dict[str, str], refined_co
     """Pretraining pairs and the vocabulary, from the configured corpus (see the module docstring)."""
     split_drops = SplitCounts()
     docs = _corpus_documents(config, refined_corpus, split_drops)
+    check_enough_documents(docs, split_drops)
     report = {"corpus_source": corpus_source(config, refined_corpus), "documents_read": len(docs),
               "sentences_read": sum(len(d) for d in docs), "dropped_while_splitting": dict(split_drops)}
     train_docs, eval_docs, removed = split_documents(

@@ -67,3 +67,35 @@ def out_of_memory(err: BaseException) -> Optional[UserError]:
                          hint="lower --batch-size, the sequence length or the model preset, or check the "
                               "sizes the data imply (number of classes, vocabulary)")
     return None
+
+
+# TensorFlow's file system layer (tf.io.gfile, and the readers and writers built on it) reports a
+# URI scheme it has no file system for, and a cloud store it cannot reach, as op errors.
+_UNKNOWN_SCHEME = re.compile(r"File system scheme '([^']*)' not implemented(?: \(file: '([^']*)'\))?")
+_UNREACHABLE_STORE = re.compile(r"Error executing an HTTP request|libcurl code|Could not resolve host|"
+                                r"Couldn't resolve host|Timeout was reached|Failed to connect to")
+
+
+def storage_error(err: BaseException) -> Optional[UserError]:
+    """A ``UserError`` for a path TensorFlow's file systems cannot open (an unknown scheme such as
+    ``http://``, a cloud store that cannot be reached or refuses the credentials), else None."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(err, tf.errors.OpError):
+        return None
+    text = getattr(err, "message", None) or str(err)
+    scheme = _UNKNOWN_SCHEME.search(text)
+    if scheme:
+        return UserError(f"TensorFlow has no file system for {scheme.group(1)}:// paths"
+                         f"{f' ({scheme.group(2)})' if scheme.group(2) else ''}",
+                         hint="give a local path or a gs:// URI (s3:// and hdfs:// need the tensorflow-io "
+                              "package); download web files first")
+    if _UNREACHABLE_STORE.search(text) or isinstance(err, tf.errors.PermissionDeniedError):
+        return UserError(f"cannot read or write the storage: {error_reason(err)}",
+                         hint="check the network and the credentials (gcloud auth application-default login, "
+                              "or GOOGLE_APPLICATION_CREDENTIALS) and that the bucket exists")
+    return None
+
+
+def runtime_user_error(err: BaseException) -> Optional[UserError]:
+    """The ``UserError`` of a runtime failure the user caused (memory, storage), else None."""
+    return out_of_memory(err) or storage_error(err)

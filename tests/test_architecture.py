@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -195,6 +196,27 @@ def test_cli_error_policy(tmp_path, capsys, monkeypatch):
     # A batch is held in memory: embed's --batch-size is bounded (10**12 read the whole input first).
     assert main(["embed", "--model", str(tmp_path), "--text", "x", "--batch-size", str(10**12)]) == 2
     assert "--batch-size must be 1 to 4,096, got 1,000,000,000,000" in capsys.readouterr().err
+    # A path TensorFlow has no file system for, and a cloud store it cannot reach: user errors with a
+    # hint (before: exit 1, "unexpected UnimplementedError" / "unexpected FailedPreconditionError").
+    assert main(["pretrain", "--output-dir", str(tmp_path / "p"), "--input", "http://127.0.0.1:9/corpus.txt"]) == 2
+    err = capsys.readouterr().err
+    assert "TensorFlow has no file system for http:// paths (http://127.0.0.1:9/corpus.txt) (hint: give a local" in err
+    import tensorflow as tf
+
+    from rw_tf.errors import storage_error
+    unreachable = tf.errors.FailedPreconditionError(None, None, (   # what gs:// gives without a network
+        "Error executing an HTTP request: libcurl code 6 meaning 'Couldn't resolve host name', error details: "
+        "Could not resolve host: www.googleapis.com"))
+    assert str(storage_error(unreachable)).startswith("cannot read or write the storage: Error executing an HTTP")
+    assert storage_error(tf.errors.FailedPreconditionError(None, None, "uninitialized value")) is None
+    assert storage_error(ValueError("File system scheme 'x' not implemented")) is None
+    # A corpus file of no text (random bytes) says what reading dropped, in the pipeline as in pretrain.
+    (tmp_path / "random.txt").write_bytes(np.random.default_rng(0).bytes(2000))
+    for argv in (["pipeline", "prepare", "--root", str(tmp_path / "root"), "--kind", "pretrain"],
+                 ["pretrain", "--output-dir", str(tmp_path / "p")]):
+        assert main(argv + ["--input", str(tmp_path / "random.txt")]) == 2
+        assert ("the corpus has 0 usable documents (>= 2 sentences each); need at least 4 (dropped: "
+                "documents_with_fewer_than_two_sentences 1, invalid_utf8_sequences") in capsys.readouterr().err
     # Workers that never join: a user error naming them.
     monkeypatch.setenv("TF_CONFIG", "not json")
     assert main(["pretrain", "--output-dir", str(tmp_path / "p"), "--strategy", "multi_worker_mirrored"]) == 2

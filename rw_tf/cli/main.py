@@ -31,7 +31,7 @@ from rw_tf.cli.recipe import add_recipe
 from rw_tf.cli.refine import add_refine
 from rw_tf.cli.train import add_finetune, add_pretrain
 from rw_tf.cli.vocab import add_vocab
-from rw_tf.errors import UserError, out_of_memory
+from rw_tf.errors import UserError, runtime_user_error
 
 PLUGIN_GROUP = "rw_tf.cli"  # entry points: a function taking the subparsers and adding commands
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
@@ -76,9 +76,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"rw-tf {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - the user gets a short message, the log gets the traceback
-        memory = out_of_memory(err)
-        if memory is not None:
-            print(f"rw-tf {args.command}: error: {memory}", file=sys.stderr)
+        known = runtime_user_error(err)
+        if known is not None:
+            print(f"rw-tf {args.command}: error: {known}", file=sys.stderr)
             return 2
         path = write_traceback(args.command)
         print(f"rw-tf {args.command}: unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"

@@ -67,6 +67,14 @@ def describe_drops(counts: SplitCounts) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()) if n) or "nothing dropped"
 
 
+def check_enough_documents(docs: Sequence[Document], counts: SplitCounts, needed: int = 4) -> None:
+    """Refuses a corpus of fewer than ``needed`` documents of two or more sentences, saying what
+    reading dropped (an empty or binary file gives none: the count of invalid UTF-8 shows why)."""
+    if len(docs) < needed:
+        raise ValueError(f"the corpus has {len(docs)} usable documents (>= 2 sentences each); need at least "
+                         f"{needed} (dropped: {describe_drops(counts)})")
+
+
 def _starts_sentence(char: str) -> bool:
     """Upper-case letter of any script, a letter of a caseless script, a digit or an opener."""
     if char.isupper() or char.isdigit() or char in _OPENERS:

@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from rw_tf.checkpoints.pretrained import pretrained_task_model, pretrained_tokenizer
 from rw_tf.config import DictConfig, EncoderConfig, PretrainingDataConfig
-from rw_tf.data.corpus import Document, SplitCounts, describe_drops, embedded_corpus, read_text_files
+from rw_tf.data.corpus import Document, SplitCounts, check_enough_documents, embedded_corpus, read_text_files
 from rw_tf.data.multilingual import DEFAULT_LANGUAGES, multilingual_documents
 from rw_tf.data.pretraining_dataset import pretraining_dataset, to_keras_triplet
 from rw_tf.data.segment_pairs import segment_pair_candidates, yields_pairs
@@ -120,9 +120,7 @@ def load_documents(config: PretrainingTaskConfig, counts: Optional[SplitCounts] 
     docs = (read_text_files(config.corpus_files, counts=counts) if config.corpus_files
             else embedded_corpus(config.max_documents, counts=counts))
     docs = docs[:config.max_documents] if config.max_documents is not None else docs
-    if len(docs) < 4:
-        raise ValueError(f"the corpus has {len(docs)} usable documents (>= 2 sentences each); need at least 4 "
-                         f"(dropped: {describe_drops(counts)})")
+    check_enough_documents(docs, counts)
     return docs
 
 

@@ -15,6 +15,7 @@ Example:
 """
 from __future__ import annotations
 
+import errno
 import re
 import sys
 from typing import Optional
@@ -72,17 +73,26 @@ def out_of_memory(err: BaseException) -> Optional[UserError]:
 # TensorFlow's file system layer (tf.io.gfile, and the readers and writers built on it) reports a
 # URI scheme it has no file system for, and a cloud store it cannot reach, as op errors.
 _UNKNOWN_SCHEME = re.compile(r"File system scheme '([^']*)' not implemented(?: \(file: '([^']*)'\))?")
+_NO_ROOM = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system")
 _UNREACHABLE_STORE = re.compile(r"Error executing an HTTP request|libcurl code|Could not resolve host|"
                                 r"Couldn't resolve host|Timeout was reached|Failed to connect to")
 
 
 def storage_error(err: BaseException) -> Optional[UserError]:
-    """A ``UserError`` for a path TensorFlow's file systems cannot open (an unknown scheme such as
-    ``http://``, a cloud store that cannot be reached or refuses the credentials), else None."""
+    """A ``UserError`` for a path that cannot be read or written: an unknown scheme such as
+    ``http://``, a cloud store that cannot be reached or refuses the credentials, a full or
+    read-only disk, a folder that cannot be made; else None."""
+    full_disk = "free disk space or write the output to another device"
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return UserError(f"cannot write {err.filename or 'the output'}: {err.strerror}", hint=full_disk)
     tf = sys.modules.get("tensorflow")
     if tf is None or not isinstance(err, tf.errors.OpError):
         return None
     text = getattr(err, "message", None) or str(err)
+    if _NO_ROOM.search(text):   # TensorFlow reports ENOSPC as ResourceExhausted: not memory
+        return UserError(f"cannot write: {error_reason(err)}", hint=full_disk)
+    if isinstance(err, tf.errors.NotFoundError) and "No such file or directory" in text:
+        return UserError(error_reason(err), hint="check the path: a folder on it is missing or cannot be made there")
     scheme = _UNKNOWN_SCHEME.search(text)
     if scheme:
         return UserError(f"TensorFlow has no file system for {scheme.group(1)}:// paths"
@@ -97,5 +107,5 @@ def storage_error(err: BaseException) -> Optional[UserError]:
 
 
 def runtime_user_error(err: BaseException) -> Optional[UserError]:
-    """The ``UserError`` of a runtime failure the user caused (memory, storage), else None."""
-    return out_of_memory(err) or storage_error(err)
+    """The ``UserError`` of a runtime failure the user caused (storage, memory), else None."""
+    return storage_error(err) or out_of_memory(err)

@@ -203,13 +203,36 @@ def test_cli_error_policy(tmp_path, capsys, monkeypatch):
     assert "TensorFlow has no file system for http:// paths (http://127.0.0.1:9/corpus.txt) (hint: give a local" in err
     import tensorflow as tf
 
-    from rw_tf.errors import storage_error
+    from rw_tf.errors import UserError, storage_error
     unreachable = tf.errors.FailedPreconditionError(None, None, (   # what gs:// gives without a network
         "Error executing an HTTP request: libcurl code 6 meaning 'Couldn't resolve host name', error details: "
         "Could not resolve host: www.googleapis.com"))
     assert str(storage_error(unreachable)).startswith("cannot read or write the storage: Error executing an HTTP")
     assert storage_error(tf.errors.FailedPreconditionError(None, None, "uninitialized value")) is None
     assert storage_error(ValueError("File system scheme 'x' not implemented")) is None
+    # A full disk: TensorFlow reports it as ResourceExhausted, which was called "out of memory".
+    assert main(["vocab", "--output", "/dev/full", "--vocab-size", "200"]) == 2
+    assert "error: cannot write: /dev/full; No space left on device (hint: free disk space" in capsys.readouterr().err
+    with pytest.raises(OSError) as full:
+        with open("/dev/full", "wb") as f:
+            f.write(b"x" * 10**6)
+    assert str(storage_error(full.value)).startswith("cannot write the output: No space left on device (hint")
+    # Weights are not written to a disk without room for them: h5py's failed write on a full disk
+    # ended the process with a segmentation fault at exit (exit 139, after the error was printed).
+    import shutil
+
+    import keras
+
+    from rw_tf.training import backup
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    monkeypatch.setattr(backup.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(UserError, match="needs about 1,048,6.. bytes and the disk has 1,000 free"):
+        backup.save_weights_with_room(model, str(tmp_path / "w.weights.h5"))
+    assert not (tmp_path / "w.weights.h5").exists()
+    monkeypatch.undo()
+    monkeypatch.setenv("RW_TF_LOG_DIR", str(tmp_path / "logs"))
+    backup.save_weights_with_room(model, str(tmp_path / "w.weights.h5"))
+    assert (tmp_path / "w.weights.h5").stat().st_size > 0
     # A corpus file of no text (random bytes) says what reading dropped, in the pipeline as in pretrain.
     (tmp_path / "random.txt").write_bytes(np.random.default_rng(0).bytes(2000))
     for argv in (["pipeline", "prepare", "--root", str(tmp_path / "root"), "--kind", "pretrain"],

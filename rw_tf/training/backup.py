@@ -29,6 +29,7 @@ import io
 import json
 import os
 import re
+import shutil
 from typing import Any, Dict, Optional
 
 import keras
@@ -110,7 +111,7 @@ class TrainingBackup(keras.callbacks.Callback):
         tf.io.gfile.makedirs(self.backup_dir)
         name = f"step-{self.global_step:010d}.weights.h5"
         temporary = os.path.join(self.backup_dir, f".partial-{name}")
-        self.model.save_weights(temporary)
+        save_weights_with_room(self.model, temporary)
         tf.io.gfile.rename(temporary, os.path.join(self.backup_dir, name), overwrite=True)
         rng_name = f"step-{self.global_step:010d}.rng.npz"
         buffer = io.BytesIO()   # np.savez seeks, which GFile streams (gs://) do not allow
@@ -159,11 +160,29 @@ class EpochCheckpoints(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         tf.io.gfile.makedirs(self.directory)
-        self.model.save_weights(os.path.join(self.directory, f"epoch-{epoch + 1:03d}.weights.h5"))
+        save_weights_with_room(self.model, os.path.join(self.directory, f"epoch-{epoch + 1:03d}.weights.h5"))
         numbered = sorted((int(found.group(1)), name) for name in tf.io.gfile.listdir(self.directory)
                           if (found := self.PATTERN.fullmatch(name)))
         for _, name in numbered[:-self.keep]:
             tf.io.gfile.remove(os.path.join(self.directory, name))
+
+
+def save_weights_with_room(model: keras.Model, path: str) -> None:
+    """``model.save_weights(path)`` after checking that a local disk has room for it: h5py (3.16
+    on HDF5 2.0) crashes the process with a segmentation fault when it exits after a weights file
+    failed to write on a full disk, so the failure is caught before h5py opens the file. The
+    estimate is the bytes of the model's and the optimizer's variables, plus 5% and 1 MiB for
+    HDF5's own structures."""
+    directory = os.path.dirname(path) or "."
+    if "://" not in directory:   # cloud stores (gs://) have no free space to ask for
+        optimizer = getattr(model, "optimizer", None)   # none before compile
+        variables = list(model.weights) + list(getattr(optimizer, "variables", None) or [])
+        needed = int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables) * 1.05) + 2**20
+        free = shutil.disk_usage(directory).free
+        if free < needed:
+            raise UserError(f"cannot write {path}: it needs about {needed:,} bytes and the disk has {free:,} free",
+                            hint="free disk space or write the output to another device")
+    model.save_weights(path)
 
 
 def _rng_states(model: keras.Model) -> list:

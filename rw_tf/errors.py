@@ -71,7 +71,9 @@ def out_of_memory(err: BaseException) -> Optional[UserError]:
 
 
 # TensorFlow's file system layer (tf.io.gfile, and the readers and writers built on it) reports a
-# URI scheme it has no file system for, and a cloud store it cannot reach, as op errors.
+# full disk, a missing folder, a URI scheme it has no file system for and a cloud store it cannot
+# reach as op errors; only their messages tell them apart.
+FULL_DISK_HINT = "free disk space or write the output to another device"
 _UNKNOWN_SCHEME = re.compile(r"File system scheme '([^']*)' not implemented(?: \(file: '([^']*)'\))?")
 _NO_ROOM = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system")
 _UNREACHABLE_STORE = re.compile(r"Error executing an HTTP request|libcurl code|Could not resolve host|"
@@ -82,15 +84,14 @@ def storage_error(err: BaseException) -> Optional[UserError]:
     """A ``UserError`` for a path that cannot be read or written: an unknown scheme such as
     ``http://``, a cloud store that cannot be reached or refuses the credentials, a full or
     read-only disk, a folder that cannot be made; else None."""
-    full_disk = "free disk space or write the output to another device"
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-        return UserError(f"cannot write {err.filename or 'the output'}: {err.strerror}", hint=full_disk)
+        return UserError(f"cannot write {err.filename or 'the output'}: {err.strerror}", hint=FULL_DISK_HINT)
     tf = sys.modules.get("tensorflow")
     if tf is None or not isinstance(err, tf.errors.OpError):
         return None
     text = getattr(err, "message", None) or str(err)
     if _NO_ROOM.search(text):   # TensorFlow reports ENOSPC as ResourceExhausted: not memory
-        return UserError(f"cannot write: {error_reason(err)}", hint=full_disk)
+        return UserError(f"cannot write: {error_reason(err)}", hint=FULL_DISK_HINT)
     if isinstance(err, tf.errors.NotFoundError) and "No such file or directory" in text:
         return UserError(error_reason(err), hint="check the path: a folder on it is missing or cannot be made there")
     scheme = _UNKNOWN_SCHEME.search(text)

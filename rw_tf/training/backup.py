@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.config import changed_settings
-from rw_tf.errors import CorruptFileError, UserError
+from rw_tf.errors import FULL_DISK_HINT, CorruptFileError, UserError
 from rw_tf.model_files import CONTENT_ERRORS, content_error, read_bytes, read_json_object
 
 STATE_FILE = "state.json"
@@ -181,7 +181,7 @@ def save_weights_with_room(model: keras.Model, path: str) -> None:
         free = shutil.disk_usage(directory).free
         if free < needed:
             raise UserError(f"cannot write {path}: it needs about {needed:,} bytes and the disk has {free:,} free",
-                            hint="free disk space or write the output to another device")
+                            hint=FULL_DISK_HINT)
     model.save_weights(path)
 
 

@@ -76,6 +76,8 @@ def out_of_memory(err: BaseException) -> Optional[UserError]:
 FULL_DISK_HINT = "free disk space or write the output to another device"
 _UNKNOWN_SCHEME = re.compile(r"File system scheme '([^']*)' not implemented(?: \(file: '([^']*)'\))?")
 _NO_ROOM = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system")
+# Beam re-raises a worker's OSError as a RuntimeError holding the worker's traceback.
+_WRAPPED_NO_ROOM = re.compile(r"OSError: \[Errno (?:28|30|122)\] [^\n\[]*")
 _UNREACHABLE_STORE = re.compile(r"Error executing an HTTP request|libcurl code|Could not resolve host|"
                                 r"Couldn't resolve host|Timeout was reached|Failed to connect to")
 
@@ -88,7 +90,9 @@ def storage_error(err: BaseException) -> Optional[UserError]:
         return UserError(f"cannot write {err.filename or 'the output'}: {err.strerror}", hint=FULL_DISK_HINT)
     tf = sys.modules.get("tensorflow")
     if tf is None or not isinstance(err, tf.errors.OpError):
-        return None
+        wrapped = _WRAPPED_NO_ROOM.search(str(err))
+        return UserError(f"cannot write the output: {wrapped.group(0).strip()}",
+                         hint=FULL_DISK_HINT) if wrapped else None
     text = getattr(err, "message", None) or str(err)
     if _NO_ROOM.search(text):   # TensorFlow reports ENOSPC as ResourceExhausted: not memory
         return UserError(f"cannot write: {error_reason(err)}", hint=FULL_DISK_HINT)

@@ -246,6 +246,35 @@ def test_cli_error_policy(tmp_path, capsys, monkeypatch):
     assert "TF_CONFIG is not a valid cluster description" in capsys.readouterr().err
 
 
+def test_quiet_output_copies_library_output_to_the_log_and_a_full_disk_cannot_stop_it(tmp_path, capfd):
+    from rw_tf.cli.output import quiet_output
+    from rw_tf.errors import storage_error
+
+    log = tmp_path / "run.log"
+    with quiet_output(str(log)) as terminal:
+        os.write(1, b"from fd 1\n")
+        os.write(2, b"from fd 2\n")
+        subprocess.run([sys.executable, "-c", "import sys; print('child out'); print('child err', file=sys.stderr)"],
+                       check=True, timeout=60)
+        terminal.write("step done\n")
+    text = log.read_text()
+    assert all(line in text for line in ("from fd 1", "from fd 2", "child out", "child err")), text
+    assert "step done" not in text and "step done" in capfd.readouterr().out
+    # A log on a full disk: library writes to fds 1 and 2 do not fail. Before, they raised ENOSPC in
+    # whichever thread wrote, and `rw-tf refine` with its output on a full disk waited for ever.
+    with quiet_output("/dev/full") as terminal:
+        for _ in range(200):             # more than a pipe holds
+            os.write(2, b"x" * 1000)
+        terminal.write("still running\n")
+    assert "still running" in capfd.readouterr().out
+    # ... and the worker's ENOSPC, which Beam re-raises as a RuntimeError, is the user's full disk.
+    beam = RuntimeError("Traceback (most recent call last):\n  File \"pipeline.py\", line 319, in write\nOSError: "
+                        "[Errno 28] No space left on device [while running 'WriteDocs/Write']")
+    assert str(storage_error(beam)) == ("cannot write the output: OSError: [Errno 28] No space left on device "
+                                        "(hint: free disk space or write the output to another device)")
+    assert storage_error(RuntimeError("OSError: [Errno 2] No such file")) is None
+
+
 def test_import_filters_only_the_cuda_plugin_registration_lines():
     # TensorFlow 2.16's wheel logs three ERROR lines on import on every machine (its CUDA plug-ins
     # register twice); `import rw_tf` drops those and nothing else, unless TensorFlow's logs are asked for.

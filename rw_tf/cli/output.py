@@ -35,8 +35,7 @@ def quiet_output(log_path: Optional[str]) -> Iterator[TextIO]:
     terminal = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     log = open(log_path, "ab", buffering=0)
     read_end, write_end = os.pipe()
-    dropped = [0]
-    copier = threading.Thread(target=_copy_to_log, args=(read_end, log, dropped), daemon=True)
+    copier = threading.Thread(target=_copy_to_log, args=(read_end, log), daemon=True)
     copier.start()
     os.dup2(write_end, 1)
     os.dup2(write_end, 2)
@@ -56,18 +55,21 @@ def quiet_output(log_path: Optional[str]) -> Iterator[TextIO]:
         copier.join(timeout=5)
 
 
-def _copy_to_log(read_end: int, log, dropped: list) -> None:
+def _copy_to_log(read_end: int, log) -> None:
+    dropped = 0
     while True:
-        chunk = os.read(read_end, 65536)
+        chunk = memoryview(os.read(read_end, 65536))
         if not chunk:
             break
         try:
-            log.write(chunk)
+            while chunk:   # an unbuffered write may take part of the chunk
+                chunk = chunk[log.write(chunk):]
         except OSError:
-            dropped[0] += len(chunk)
+            dropped += len(chunk)
+    os.close(read_end)
     try:
-        if dropped[0]:
-            log.write(f"[rw-tf: {dropped[0]:,} bytes of library output were lost: the disk refused them]\n".encode())
+        if dropped:
+            log.write(f"[rw-tf: {dropped:,} bytes of library output were lost: the disk refused them]\n".encode())
         log.close()
     except OSError:
         pass   # the disk is still full: the count cannot be written either

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import errno
+import os
 import re
 import sys
 from typing import Optional
@@ -75,9 +76,10 @@ def out_of_memory(err: BaseException) -> Optional[UserError]:
 # reach as op errors; only their messages tell them apart.
 FULL_DISK_HINT = "free disk space or write the output to another device"
 _UNKNOWN_SCHEME = re.compile(r"File system scheme '([^']*)' not implemented(?: \(file: '([^']*)'\))?")
-_NO_ROOM = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system")
+_NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+_NO_ROOM = re.compile("|".join(os.strerror(code) for code in _NO_ROOM_ERRNOS))
 # Beam re-raises a worker's OSError as a RuntimeError holding the worker's traceback.
-_WRAPPED_NO_ROOM = re.compile(r"OSError: \[Errno (?:28|30|122)\] [^\n\[]*")
+_WRAPPED_NO_ROOM = re.compile(rf"OSError: \[Errno (?:{'|'.join(map(str, _NO_ROOM_ERRNOS))})\] [^\n\[]*")
 _UNREACHABLE_STORE = re.compile(r"Error executing an HTTP request|libcurl code|Could not resolve host|"
                                 r"Couldn't resolve host|Timeout was reached|Failed to connect to")
 
@@ -86,7 +88,7 @@ def storage_error(err: BaseException) -> Optional[UserError]:
     """A ``UserError`` for a path that cannot be read or written: an unknown scheme such as
     ``http://``, a cloud store that cannot be reached or refuses the credentials, a full or
     read-only disk, a folder that cannot be made; else None."""
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+    if isinstance(err, OSError) and err.errno in _NO_ROOM_ERRNOS:
         return UserError(f"cannot write {err.filename or 'the output'}: {err.strerror}", hint=FULL_DISK_HINT)
     tf = sys.modules.get("tensorflow")
     if tf is None or not isinstance(err, tf.errors.OpError):

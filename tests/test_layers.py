@@ -188,7 +188,9 @@ def test_ids_outside_their_table_or_not_whole_numbers_are_refused_not_looked_up(
                          "history must be ids in [-1, 10) (-1 pads; num_items); got values from -1 to 10"),
                         (lambda: recommender({"history": np.array([[1, -1, -1]]), "item": np.array([-1])}),
                          "item ids must be ids in [0, 10) (num_items)"),
-                        (lambda: recommender.recommend(np.array([[1.5, -1, -1]])), "whole-number ids")):
+                        (lambda: recommender.recommend(np.array([[1.5, -1, -1]])), "whole-number ids"),
+                        (lambda: recommender({"history": np.array([[1, -1, -1]]), "item": np.array([2.5])}),
+                         "item ids must be whole-number ids in [0, 10)")):
         with pytest.raises(ValueError) as raised:
             call()
         assert words in str(raised.value)

@@ -67,7 +67,11 @@ def describe_drops(counts: SplitCounts) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()) if n) or "nothing dropped"
 
 
-def check_enough_documents(docs: Sequence[Document], counts: SplitCounts, needed: int = 4) -> None:
+# Documents a corpus needs: whole documents are held out for evaluation, two or more on each side.
+MIN_DOCUMENTS = 4
+
+
+def check_enough_documents(docs: Sequence[Document], counts: SplitCounts, needed: int = MIN_DOCUMENTS) -> None:
     """Refuses a corpus of fewer than ``needed`` documents of two or more sentences, saying what
     reading dropped (an empty or binary file gives none: the count of invalid UTF-8 shows why)."""
     if len(docs) < needed:

@@ -20,7 +20,7 @@ import random
 import unicodedata
 from typing import Callable, Dict, Iterable, List, MutableMapping, Optional, Sequence, Tuple
 
-from rw_tf.data.corpus import Document
+from rw_tf.data.corpus import MIN_DOCUMENTS, Document
 
 
 class _UnreadCharacters(dict):
@@ -108,9 +108,9 @@ def split_documents(docs: Sequence[Document], eval_fraction: float, seed: int, s
     long enough for a segment pair once shortened by the removal). Returns train, eval and the
     counts removed."""
     docs, removed = deduplicate_sentences(docs, seen)
-    if len(docs) < 4:
+    if len(docs) < MIN_DOCUMENTS:
         raise ValueError(f"{len(docs)} documents keep two sentences once repeated sentences are removed "
-                         f"({removed}); need at least 4 to hold out whole documents")
+                         f"({removed}); need at least {MIN_DOCUMENTS} to hold out whole documents")
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
     wanted, eval_ids, usable_held_out = max(2, int(round(len(docs) * eval_fraction))), set(), 0

@@ -131,21 +131,32 @@ class TwoTowerRecommender(TaskModelMixin, keras.Model):
 
     def item_vectors(self, item_ids: Any) -> Any:
         """Unit item vectors [..., dim] of item ids (valid ids only)."""
-        ids = ops.cast(checked_ids(item_ids, self.num_items, "item ids", limit="num_items"), "int32")
+        return self._item_vectors(self._item_ids(item_ids))
+
+    # The public methods check the ids they are given once; these helpers take checked int32 ids.
+    def _item_ids(self, item_ids: Any) -> Any:
+        return ops.cast(checked_ids(item_ids, self.num_items, "item ids", limit="num_items"), "int32")
+
+    def _history_ids(self, history: Any) -> Any:
+        return ops.cast(checked_ids(history, self.num_items, "history", low=-1, limit="-1 pads; num_items"), "int32")
+
+    def _item_vectors(self, ids: Any) -> Any:
         x = self.text_projection(ops.take(self.item_text_embeddings, ids, axis=0))
         if self.item_id_embedding is not None:
             x = x + self.item_id_embedding(ids)
         return unit_vectors(x)
 
     def all_item_vectors(self) -> Any:
-        return self.item_vectors(ops.arange(self.num_items))
+        return self._item_vectors(ops.arange(self.num_items, dtype="int32"))
 
     def user_vectors(self, history: Any, training: Optional[bool] = None, profile: Optional[Any] = None) -> Any:
         """Unit user vectors [batch, dim] of histories [batch, max_history] (-1 pads, latest last)
         and, for a model with ``profile_dim``, profile vectors [batch, profile_dim]."""
-        history = self._history_ids(history)
+        return self._user_vectors(self._history_ids(history), training, profile)
+
+    def _user_vectors(self, history: Any, training: Optional[bool], profile: Optional[Any]) -> Any:
         valid = history >= 0
-        items = self.item_vectors(ops.maximum(history, 0))
+        items = self._item_vectors(ops.maximum(history, 0))
         length = ops.sum(ops.cast(valid, "int32"), axis=1, keepdims=True)
         recency = ops.clip(length - 1 - ops.expand_dims(ops.arange(ops.shape(history)[1]), 0), 0, self.max_history - 1)
         x = ops.cast(items, self.compute_dtype) + self.recency_embedding(recency)
@@ -162,14 +173,11 @@ class TwoTowerRecommender(TaskModelMixin, keras.Model):
             pooled = pooled + self.profile_projection(ops.cast(profile, self.compute_dtype))
         return unit_vectors(self.user_projection(pooled))
 
-    def _history_ids(self, history: Any) -> Any:
-        return ops.cast(checked_ids(history, self.num_items, "history", low=-1, limit="-1 pads; num_items"), "int32")
-
     def _training_item(self, item_ids: Any, sampled: bool) -> Any:
         """Item vector plus the extra dimension: tau (b_j - log q_j); log q_j only for items that
         reached the batch by frequency (targets), not for chosen hard negatives."""
-        ids = ops.cast(item_ids, "int32")
-        items = self.item_vectors(ids)
+        ids = self._item_ids(item_ids)
+        items = self._item_vectors(ids)
         extra = ops.take(self.item_biases, ids, axis=0) if self.item_bias else ops.zeros_like(items[:, 0])
         if self.sampling_correction and sampled:
             extra = extra - ops.take(self.item_log_frequency, ids, axis=0)
@@ -186,7 +194,7 @@ class TwoTowerRecommender(TaskModelMixin, keras.Model):
     def scores(self, history: Any, profile: Optional[Any] = None) -> Any:
         """Cosine scores [batch, num_items]; items already in the history get -inf."""
         history = self._history_ids(history)
-        scores = ops.matmul(self.user_vectors(history, False, profile), ops.transpose(self.all_item_vectors()))
+        scores = ops.matmul(self._user_vectors(history, False, profile), ops.transpose(self.all_item_vectors()))
         if self.item_bias:
             scores = scores + self.temperature * ops.expand_dims(self.item_biases, 0)
         seen = ops.any(ops.expand_dims(history, -1) == ops.reshape(ops.arange(self.num_items), (1, 1, -1)), axis=1)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import functools
+import inspect
 import json
 import math
+import numbers
 import typing
-from typing import Any, ClassVar, Dict, List, Sequence, Tuple
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 
 def has_type(value: Any, hint: Any) -> bool:
@@ -103,6 +106,120 @@ SIZE_BOUNDS = (
 )
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _number_annotation(hint: Any) -> Optional[Tuple[type, bool, bool]]:
+    """(int or float, whether a list of them, whether None is allowed) for a number annotation such
+    as ``int``, ``Optional[float]`` or ``Sequence[int]``; None for any other."""
+    optional = False
+    if typing.get_origin(hint) is typing.Union:
+        rest = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(rest) != 1:
+            return None
+        optional, hint = len(rest) < len(typing.get_args(hint)), rest[0]
+    if hint in (int, float):
+        return hint, False, optional
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (list, tuple, collections.abc.Sequence) and args and args[0] in (int, float) \
+            and (origin is not tuple or len(args) == 1 or args[-1] is Ellipsis):
+        return args[0], True, optional
+    return None
+
+
+def check_numbers(owner: str, values: Mapping[str, Any], hints: Mapping[str, Any],
+                  may_be_zero: Sequence[str] = ()) -> None:
+    """Check the numbers among ``values`` (name -> value) of ``owner`` (a config or a layer).
+
+    Type, by the annotation in ``hints``: an ``int`` is an integer (Python's or NumPy's, not a
+    bool), a ``float`` any real number but a bool, a ``Sequence[int]`` a list or tuple of integers,
+    else ``TypeError``. Range, by the name (``DictConfig``'s docstring gives the rules; names in
+    ``may_be_zero`` may be 0), else ``ValueError``; this also covers numbers under annotations that
+    are not number types. The numbers of a list may not repeat."""
+    for name, value in values.items():
+        annotation = _number_annotation(hints.get(name))
+        if annotation is not None and not (value is None and annotation[2]):
+            number_type, is_list, _ = annotation
+            fits = _is_integer if number_type is int else _is_number
+            if not (isinstance(value, (list, tuple)) and all(fits(x) for x in value) if is_list else fits(value)):
+                one, many = ("an integer", "integers") if number_type is int else ("a number", "numbers")
+                expected = f"a list of {many}" if is_list else one
+                raise TypeError(f"{owner}.{name} must be {expected}, got {value!r}"[:300])
+        is_list = isinstance(value, (list, tuple))
+        numbers_here = [(f"{name}[{i}]", x) for i, x in enumerate(value)] if is_list else [(name, value)]
+        numbers_here = [(label, x) for label, x in numbers_here if _is_number(x)]
+        for label, number in numbers_here:
+            low, low_in, high, high_in, words = _number_range(name, name in may_be_zero)
+            inside = (math.isfinite(number) and (number >= low if low_in else number > low)
+                      and (number <= high if high_in else number < high))
+            if not inside:
+                raise ValueError(f"{owner}.{label} must be {words}, got {number}")
+        # A list of numbers (seeds, block indices) names each once: `--seeds 0 0` would count one
+        # run twice in a mean and its spread.
+        repeated = sorted(x for x, n in collections.Counter(x for _, x in numbers_here).items() if n > 1)
+        if repeated:
+            raise ValueError(f"{owner}.{name} repeats {repeated}: give each once")
+
+
+def checks_number_arguments(*, may_be_zero: Sequence[str] = ()) -> Callable[[type], type]:
+    """Class decorator: the class's ``__init__`` first passes the arguments it was given to
+    ``check_numbers`` (annotations give their types, names their ranges), so that a Keras layer,
+    model or loss refuses ``hidden_size=-1``, ``temperature=nan`` or ``dropout=True`` when it is
+    made, as the configs do, instead of failing in ``build`` or training the wrong way.
+
+    Example:
+        >>> @checks_number_arguments(may_be_zero=("kd_weight",))
+        ... class Head:
+        ...     def __init__(self, hidden_size: int, kd_weight: float = 0.0) -> None:
+        ...         self.hidden_size = hidden_size
+        >>> Head(hidden_size=-1)
+        Traceback (most recent call last):
+        ValueError: Head.hidden_size must be > 0, got -1
+    """
+    def decorate(cls: type) -> type:
+        init = cls.__init__
+        signature = inspect.signature(init)
+        named = [p.name for p in signature.parameters.values()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][1:]
+        hints: List[Dict[str, Any]] = []   # resolved at the first call: annotations may name later classes
+
+        @functools.wraps(init)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            if not hints:
+                hints.append(_resolved_annotations(init, named))
+            given = signature.bind_partial(self, *args, **kwargs).arguments
+            check_numbers(type(self).__name__, {n: given[n] for n in named if n in given}, hints[0], may_be_zero)
+            init(self, *args, **kwargs)
+
+        # Keras reads the argument names of __init__ with getfullargspec, which honours
+        # __signature__ but not __wrapped__.
+        __init__.__signature__ = signature  # type: ignore[attr-defined]
+        cls.__init__ = __init__  # type: ignore[misc]
+        return cls
+    return decorate
+
+
+def _resolved_annotations(function: Callable[..., Any], names: Sequence[str]) -> Dict[str, Any]:
+    """The annotations of ``function``'s ``names`` as objects; one that cannot be resolved (a name
+    imported only for type checkers) is left out, and so is not checked."""
+    resolved = {}
+    for name in names:
+        annotation = function.__annotations__.get(name)
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, function.__globals__, vars(typing))  # noqa: S307 (an annotation)
+            except Exception:   # noqa: BLE001 (any failure: leave it unchecked)
+                continue
+        if annotation is not None:
+            resolved[name] = annotation
+    return resolved
+
+
 class DictConfig:
     """Mixin of the config dataclasses: JSON-ready ``to_dict`` (tuples become lists), a strict
     ``from_dict`` (unknown keys and values of the wrong type are errors naming ``source``; lists
@@ -128,22 +245,8 @@ class DictConfig:
         """A subclass's own checks, after ``check_numbers``."""
 
     def check_numbers(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            is_list = isinstance(value, (list, tuple))
-            numbers = [(f"{field.name}[{i}]", x) for i, x in enumerate(value)] if is_list else [(field.name, value)]
-            numbers = [(name, x) for name, x in numbers if isinstance(x, (int, float)) and not isinstance(x, bool)]
-            for name, number in numbers:
-                low, low_in, high, high_in, words = _number_range(field.name, field.name in self.may_be_zero)
-                inside = (math.isfinite(number) and (number >= low if low_in else number > low)
-                          and (number <= high if high_in else number < high))
-                if not inside:
-                    raise ValueError(f"{type(self).__name__}.{name} must be {words}, got {number}")
-            # A list of numbers (seeds, block indices) names each once: `--seeds 0 0` would count one
-            # run twice in a mean and its spread.
-            repeated = sorted(x for x, n in collections.Counter(x for _, x in numbers).items() if n > 1)
-            if repeated:
-                raise ValueError(f"{type(self).__name__}.{field.name} repeats {repeated}: give each once")
+        check_numbers(type(self).__name__, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+                      typing.get_type_hints(type(self)), self.may_be_zero)
 
     def to_dict(self, exclude: Sequence[str] = ()) -> Dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()

@@ -21,6 +21,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
+from rw_tf.layers.shape_checks import check_shapes
+
 
 def replica_sum(value: Any) -> Any:
     """The sum of ``value`` over the replicas of the current ``tf.distribute`` step; ``value``
@@ -125,6 +128,7 @@ def pretraining_losses(nsp_weight: float = 1.0, sop_weight: float = 1.0
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class KnowledgeDistillationLoss(GlobalMeanLoss):
     """L_KD = T^2 * KL(p_K || p_LM) at temperature T, averaged over (weighted) positions of the
     global batch.
@@ -145,14 +149,14 @@ class KnowledgeDistillationLoss(GlobalMeanLoss):
     def __init__(self, temperature: float = 1.0, distribution: str = "softmax", name: str = "kd_loss",
                  **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
-        if temperature <= 0:
-            raise ValueError("temperature must be positive")
         if distribution not in ("softmax", "sigmoid"):
             raise ValueError(f"distribution must be 'softmax' or 'sigmoid', got {distribution!r}")
         self.temperature = temperature
         self.distribution = distribution
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
+        layout = ("batch",) + tuple(f"axis {i}" for i in range(1, len(y_pred.shape)))
+        check_shapes("KnowledgeDistillationLoss", y_true=(y_true, layout), y_pred=(y_pred, layout))
         t = self.temperature
         teacher, student = ops.cast(y_true, "float32") / t, ops.cast(y_pred, "float32") / t
         if self.distribution == "sigmoid":
@@ -170,6 +174,7 @@ class KnowledgeDistillationLoss(GlobalMeanLoss):
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class InfoNCELoss(GlobalMeanLoss):
     """Symmetric InfoNCE over L2-normalised embeddings, negatives from the whole global batch.
 
@@ -202,23 +207,24 @@ class InfoNCELoss(GlobalMeanLoss):
     def __init__(self, temperature: float = 0.05, symmetric: bool = True, name: str = "nce_loss",
                  **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
-        if temperature <= 0:
-            raise ValueError("temperature must be positive")
         self.temperature = temperature
         self.symmetric = symmetric
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         embeddings = ops.cast(y_pred, "float32") / self.temperature ** 0.5
         ids = ops.cast(y_true, "int32")
-        if len(embeddings.shape) != 3 or embeddings.shape[1] is not None and embeddings.shape[1] < 2:
-            raise ValueError(f"InfoNCELoss needs embeddings [batch, views >= 2, dim], got shape {embeddings.shape}")
-        views = embeddings.shape[1]
+        check_shapes("InfoNCELoss", y_true=(ids, ("batch", "text ids")),
+                     y_pred=(embeddings, ("batch", "views", "dim")))
+        views, columns = embeddings.shape[1], ids.shape[1]
+        if views is not None and (views < 2 or columns is not None and columns < views):
+            raise ValueError(f"InfoNCELoss needs embeddings [batch, views >= 2, dim] and text ids [batch, >= views], "
+                             f"got shapes {tuple(embeddings.shape)} and {tuple(ids.shape)}")
         ids, excluded = ids[:, :views], ids[:, views:]
         anchors, anchor_ids = embeddings[:, 0], ids[:, 0]
         # Keys: every replica's positives, then every replica's hard negatives.
         keys, offset = replica_gather(embeddings[:, 1])
         key_ids, _ = replica_gather(ids[:, 1])
-        if embeddings.shape[1] > 2:
+        if views > 2:
             negatives, _ = replica_gather(ops.reshape(embeddings[:, 2:], (-1, ops.shape(embeddings)[-1])))
             negative_ids, _ = replica_gather(ops.reshape(ids[:, 2:], (-1,)))
             keys, key_ids = ops.concatenate([keys, negatives], 0), ops.concatenate([key_ids, negative_ids], 0)

@@ -2,14 +2,19 @@
 a negative learning rate, temperature or loss weight trained without a word, the wrong way."""
 import dataclasses
 import importlib
+import inspect
 import math
 import pkgutil
 
+import keras
+import numpy as np
 import pytest
 
 import rw_tf
 from rw_tf.cli.main import main as cli_main
 from rw_tf.config import SIZE_BOUNDS, DictConfig
+from rw_tf.models.image_text import ImageTextModel
+from rw_tf.networks.image_encoder import ConvImageEncoder
 from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
 
 
@@ -54,9 +59,12 @@ def test_every_config_class_is_found():
 def test_negative_and_non_finite_numbers_are_refused_naming_the_field(cls):
     base = _required(cls)
     fields = list(_number_fields(cls, cls(**base)))
+    integers = {f.name for f in dataclasses.fields(cls) if str(f.type) in ("int", "Optional[int]")}
     for name in fields:
         for bad in (-1, math.nan, math.inf):
-            with pytest.raises(ValueError, match=rf"{cls.__name__}\.{name} must be"):
+            # NaN and infinity are not integers: a TypeError where the field is an int
+            error = TypeError if name in integers and bad != -1 else ValueError
+            with pytest.raises(error, match=rf"{cls.__name__}\.{name} must be"):
                 cls(**{**base, name: bad})
 
 
@@ -142,8 +150,91 @@ def test_lists_of_numbers_are_checked_number_by_number_and_name_each_once(cls, v
     assert next(c for c in CLASSES if c.__name__ == "RecipeConfig")(seeds=(2, 0, 1)).seeds == (2, 0, 1)
 
 
-def test_the_knowledge_encoder_fuses_after_each_named_block_once():
-    for layers in ((0, 0), (), (2,)):
-        with pytest.raises(ValueError, match="must name blocks of this encoder, each once"):
-            KnowledgeEnhancedEncoder(50, 7, 8, knowledge_layers=layers, hidden_size=16, num_layers=2, num_heads=2,
-                                     intermediate_size=32, max_sequence_length=16)
+@pytest.mark.parametrize("layers, message", [((0, 0), r"knowledge_layers repeats \[0\]: give each once"),
+                                             ((), "must name blocks of this encoder, each once"),
+                                             ((2,), "must name blocks of this encoder, each once")])
+def test_the_knowledge_encoder_fuses_after_each_named_block_once(layers, message):
+    with pytest.raises(ValueError, match=message):
+        KnowledgeEnhancedEncoder(50, 7, 8, knowledge_layers=layers, hidden_size=16, num_layers=2, num_heads=2,
+                                 intermediate_size=32, max_sequence_length=16)
+
+
+# Valid arguments of every Keras layer, model and loss rw_tf registers (a new class must join).
+ENCODER = dict(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+               max_sequence_length=16)
+KERAS_CLASSES = {
+    "AdditiveKnowledgeFusion": lambda: dict(hidden_size=8),
+    "GatedKnowledgeFusion": lambda: dict(hidden_size=8),
+    "CrossAttentionBlock": lambda: dict(hidden_size=16, num_heads=2, intermediate_size=32),
+    "TransformerEmbeddings": lambda: dict(vocab_size=50, hidden_size=8, max_sequence_length=16),
+    "TransformerEncoderBlock": lambda: dict(hidden_size=16, num_heads=2, intermediate_size=32),
+    "TransformerEncoder": lambda: dict(ENCODER),
+    "KnowledgeEnhancedEncoder": lambda: dict(ENCODER, num_entities=10, entity_embedding_dim=8),
+    "ViTImageEncoder": lambda: dict(image_size=32, patch_size=8, hidden_size=16, num_layers=1, num_heads=2,
+                                    intermediate_size=32),
+    "ConvImageEncoder": lambda: dict(image_size=32, filters=8, num_stages=2, hidden_size=16),
+    "MaskedLMHead": lambda: dict(token_embedding=keras.layers.Embedding(50, 16)),
+    "SegmentPairHead": lambda: {},
+    "SpanHead": lambda: {},
+    "PretrainingModel": lambda: dict(encoder=rw_tf.TransformerEncoder(**ENCODER)),
+    "TextClassifier": lambda: dict(encoder=rw_tf.TransformerEncoder(**ENCODER)),
+    "SpanQuestionAnswerer": lambda: dict(encoder=rw_tf.TransformerEncoder(**ENCODER)),
+    "DualEncoder": lambda: dict(query_encoder=rw_tf.TransformerEncoder(**ENCODER)),
+    "SentenceEncoder": lambda: dict(encoder=rw_tf.TransformerEncoder(**ENCODER)),
+    "TwoTowerRecommender": lambda: dict(num_items=10, text_dim=8),
+    "TransE": lambda: dict(num_entities=5, num_relations=2),
+    "ImageTextModel": lambda: dict(image_encoder=ConvImageEncoder(image_size=32, filters=8, hidden_size=16),
+                                   text_encoder=rw_tf.TransformerEncoder(**ENCODER), projection_dim=8, fusion_size=16,
+                                   fusion_heads=2),
+    "ImageTextMatcher": lambda: dict(backbone=ImageTextModel(**KERAS_CLASSES["ImageTextModel"]())),
+    "KnowledgeDistillationLoss": lambda: {},
+    "InfoNCELoss": lambda: {},
+    "MaskedLMLoss": lambda: {},
+    "BinaryLogitLoss": lambda: {},
+}
+
+
+def _registered_keras_classes():
+    return {key.split(">")[1]: cls for key, cls in keras.saving.get_custom_objects().items()
+            if key.startswith("rw_tf>") and issubclass(cls, (keras.layers.Layer, keras.losses.Loss))}
+
+
+def test_every_registered_keras_class_has_valid_arguments_here():
+    assert set(_registered_keras_classes()) == set(KERAS_CLASSES)
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_CLASSES))
+def test_keras_classes_refuse_number_arguments_out_of_range_or_of_the_wrong_type(name):
+    """Layers, models and losses took any number: TransformerEmbeddings(hidden_size=-1) failed
+    in build, TransE(embedding_dim=0) with a ZeroDivisionError, and PretrainingModel(nsp_weight=-1),
+    MaskedLMHead(layer_norm_epsilon=-1) or InfoNCELoss(temperature=nan) trained the wrong way
+    without a word. Every number argument is now checked as the configs' numbers are."""
+    cls = _registered_keras_classes()[name]
+    valid = KERAS_CLASSES[name]()
+    cls(**valid)
+    hints = {n: p.annotation for n, p in inspect.signature(cls.__init__).parameters.items()}
+    numbers = [n for n, hint in hints.items() if hint in ("int", "float", "Optional[int]", "Sequence[int]")]
+    assert numbers or name in ("SpanQuestionAnswerer", "MaskedLMLoss", "BinaryLogitLoss")
+    for number in numbers:
+        is_int = "int" in hints[number]
+        bad_values = [-1, math.nan, math.inf, True, "3"] + ([2.5] if is_int else [])
+        if hints[number] == "Sequence[int]":
+            bad_values = [(-1,), (0.5,), 3, ("0",)]
+        for bad in bad_values:
+            with pytest.raises((ValueError, TypeError), match=rf"^{name}\.{number}(\[0\])? must be"):
+                cls(**{**KERAS_CLASSES[name](), number: bad})
+
+
+@pytest.mark.parametrize("name, values", [
+    ("PretrainingModel", dict(nsp_weight=0, sop_weight=0, kd_weight=0, nce_weight=0)),
+    ("TextClassifier", dict(kd_weight=0, dropout=0)), ("SentenceEncoder", dict(projection_dim=0)),
+    ("TwoTowerRecommender", dict(profile_dim=0)), ("TransE", dict(seed=0)), ("TransE", dict(seed=None)),
+    ("ImageTextMatcher", dict(alignment_weight=0)), ("TransformerEncoder", dict(dropout=0, attention_dropout=0)),
+    ("KnowledgeEnhancedEncoder", dict(knowledge_layers=[0])), ("TransE", dict(num_entities=np.int64(5))),
+    ("InfoNCELoss", dict(temperature=np.float32(0.1))),
+])
+def test_keras_classes_take_zero_where_it_means_off_and_numpy_numbers(name, values):
+    made = _registered_keras_classes()[name](**{**KERAS_CLASSES[name](), **values})
+    config = made.get_config()
+    assert all(config[k] == v or list(config[k]) == list(v) for k, v in values.items()
+               if not isinstance(v, (np.generic, type(None))))

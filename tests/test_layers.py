@@ -111,10 +111,10 @@ def test_inputs_of_the_wrong_rank_or_length_are_named_before_any_kernel_runs():
                 "padding_mask": np.ones(other_shape, "int32")}
 
     assert enc(inputs((2, 128)))["sequence_output"].shape == (2, 128, 64)
-    for bad, words in ((inputs((8,)), "must be [batch, sequence] matrices"),
-                       (inputs((1, 2, 4)), "must be [batch, sequence] matrices"),
-                       (inputs((2, 6), (2, 5)), "disagree in sequence length"),
-                       (inputs((2, 6), (3, 6)), "disagree in batch size"),
+    for bad, words in ((inputs((8,)), "TransformerEncoder: token_ids must be [batch, sequence], got shape (8,)"),
+                       (inputs((1, 2, 4)), "token_ids must be [batch, sequence], got shape (1, 2, 4)"),
+                       (inputs((2, 6), (2, 5)), "inputs disagree in sequence: token_ids (2, 6), segment_ids (2, 5)"),
+                       (inputs((2, 6), (3, 6)), "the inputs disagree in batch: token_ids (2, 6), segment_ids (3, 6)"),
                        (inputs((1, 129)), "sequence length 129 is longer than the encoder's max_sequence_length 128")):
         with pytest.raises(ValueError) as raised:
             enc(bad)
@@ -123,6 +123,70 @@ def test_inputs_of_the_wrong_rank_or_length_are_named_before_any_kernel_runs():
     symbolic = {k: keras.Input((None,), dtype="int32", name=k) for k in ("token_ids", "segment_ids", "padding_mask")}
     model = keras.Model(symbolic, enc(symbolic)["pooled_output"])
     assert model.predict(inputs((3, 7)), verbose=0).shape == (3, 64)
+
+
+def _zeros(*shape, dtype="float32"):
+    return np.zeros(shape, dtype)
+
+
+def _layer_shape_cases():
+    from rw_tf.layers import AdditiveKnowledgeFusion, GatedKnowledgeFusion
+    from rw_tf.layers.cross_attention import CrossAttentionBlock
+    from rw_tf.losses import InfoNCELoss, KnowledgeDistillationLoss
+    from rw_tf.networks.image_encoder import ConvImageEncoder, ViTImageEncoder
+
+    vit = dict(image_size=32, patch_size=8, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    ids = _zeros(2, 4, dtype="int32")
+    # (layer, good arguments, bad arguments, the message), each bad call failed in a kernel before
+    # ("ConcatOp : Dimension 1 in both shapes must be equal", "Incompatible shapes", "Index out of
+    # range") or, for the ConvImageEncoder, ran on images of another size than it was made for.
+    return [
+        (lambda: GatedKnowledgeFusion(8), (_zeros(2, 4, 8), _zeros(2, 4, 3)), (_zeros(2, 4, 8), _zeros(2, 5, 3)),
+         "GatedKnowledgeFusion: the inputs disagree in sequence: hidden_states (2, 4, 8), entity_embeddings (2, 5, 3)"),
+        (lambda: GatedKnowledgeFusion(8), (_zeros(2, 4, 8), _zeros(2, 4, 3), _zeros(2, 4)),
+         (_zeros(2, 4, 8), _zeros(2, 4, 3), _zeros(2, 5)),
+         "GatedKnowledgeFusion: the inputs disagree in sequence: hidden_states (2, 4, 8), entity_embeddings (2, 4, 3), "
+         "entity_mask (2, 5)"),
+        (lambda: AdditiveKnowledgeFusion(8), (_zeros(2, 4, 8), _zeros(2, 4, 3)), (_zeros(2, 4, 16), _zeros(2, 4, 3)),
+         "AdditiveKnowledgeFusion: hidden_states must be [batch, sequence, 8], got shape (2, 4, 16)"),
+        (lambda: TransformerEncoderBlock(16, 2, 32), (_zeros(2, 4, 16), ids), (_zeros(2, 4, 16), ids[:, :3]),
+         "TransformerEncoderBlock: the inputs disagree in sequence: x (2, 4, 16), padding_mask (2, 3)"),
+        (lambda: TransformerEncoderBlock(16, 2, 32), (_zeros(2, 4, 16),), (_zeros(2, 16),),
+         "TransformerEncoderBlock: x must be [batch, sequence, 16], got shape (2, 16)"),
+        (lambda: CrossAttentionBlock(16, 2, 32), (_zeros(2, 4, 16), _zeros(2, 3, 8), _zeros(2, 3)),
+         (_zeros(2, 4, 16), _zeros(2, 3, 8), _zeros(2, 4)),
+         "CrossAttentionBlock: the inputs disagree in context: context (2, 3, 8), context_mask (2, 4)"),
+        (lambda: MaskedLMHead(keras.layers.Embedding(50, 16)), (_zeros(2, 4, 16), ids[:, :2]),
+         (_zeros(2, 4, 8), ids[:, :2]),
+         "MaskedLMHead: sequence_output must be [batch, sequence, 16], got shape (2, 4, 8)"),
+        (SegmentPairHead, (_zeros(2, 4, 16), ids, ids + 1), (_zeros(2, 4, 16), ids, ids[:1] + 1),
+         "SegmentPairHead: the inputs disagree in batch: sequence_output (2, 4, 16), segment_ids (2, 4), "
+         "padding_mask (1, 4)"),
+        (SpanHead, (_zeros(2, 4, 16), ids + 1), (_zeros(2, 4, 16), ids[:, :1] + 1),
+         "SpanHead: the inputs disagree in sequence: sequence_output (2, 4, 16), padding_mask (2, 1)"),
+        (lambda: ViTImageEncoder(**vit), (_zeros(2, 32, 32, 3),), (_zeros(2, 32, 32, 1),),
+         "ViTImageEncoder: images must be [batch, 32, 32, 3], got shape (2, 32, 32, 1)"),
+        (lambda: ConvImageEncoder(image_size=32, filters=8, hidden_size=16), (_zeros(2, 32, 32, 3),),
+         (_zeros(2, 64, 64, 3),), "ConvImageEncoder: images must be [batch, 32, 32, 3], got shape (2, 64, 64, 3)"),
+        (KnowledgeDistillationLoss, (_zeros(2, 5), _zeros(2, 5)), (_zeros(2, 5), _zeros(2, 6)),
+         "KnowledgeDistillationLoss: the inputs disagree in axis 1: y_true (2, 5), y_pred (2, 6)"),
+        (InfoNCELoss, (-np.ones((4, 2), "int32"), _zeros(4, 2, 8)), (-np.ones((4,), "int32"), _zeros(4, 2, 8)),
+         "InfoNCELoss: y_true must be [batch, text ids], got shape (4,)"),
+        (InfoNCELoss, (-np.ones((4, 3), "int32"), _zeros(4, 3, 8)), (-np.ones((4, 2), "int32"), _zeros(4, 3, 8)),
+         "InfoNCELoss needs embeddings [batch, views >= 2, dim] and text ids [batch, >= views]"),
+    ]
+
+
+LAYER_SHAPE_CASES = _layer_shape_cases()
+
+
+@pytest.mark.parametrize("make, good, bad, words", LAYER_SHAPE_CASES,
+                         ids=[f"{i}-{case[3].split(':')[0].split()[0]}" for i, case in enumerate(LAYER_SHAPE_CASES)])
+def test_layers_name_the_input_of_the_wrong_shape_before_any_kernel_runs(make, good, bad, words):
+    make()(*good)   # the same layer takes the right shapes
+    with pytest.raises(ValueError) as raised:
+        make()(*bad)
+    assert words in str(raised.value)
 
 
 def test_ids_outside_their_table_or_not_whole_numbers_are_refused_not_looked_up():
@@ -164,8 +228,8 @@ def test_ids_outside_their_table_or_not_whole_numbers_are_refused_not_looked_up(
     for bad, words in ((entities + 1, "entity_ids must be ids in [-1, 14) (-1: no entity; num_entities); got "
                                       "values from 0 to 14"),
                        (entities - 1, "got values from -2 to 12"),
-                       (entities[:, :7], "encoder inputs disagree in sequence length"),
-                       (entities[0], "must be [batch, sequence] matrices")):
+                       (entities[:, :7], "KnowledgeEnhancedEncoder: the inputs disagree in sequence: "),
+                       (entities[0], "entity_ids must be [batch, sequence], got shape (8,)")):
         with pytest.raises(ValueError) as raised:
             knowledge(dict(x, entity_ids=bad))
         assert words in str(raised.value)

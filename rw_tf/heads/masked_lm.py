@@ -6,11 +6,14 @@ from typing import Any, Dict
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.id_checks import checked_ids
+from rw_tf.layers.shape_checks import check_shapes
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class MaskedLMHead(keras.layers.Layer):
     """Gathers the hidden states at ``masked_positions``, transforms them (dense, GELU, LayerNorm)
     and scores every vocabulary entry against the tied token-embedding matrix.
@@ -42,6 +45,8 @@ class MaskedLMHead(keras.layers.Layer):
             self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="layer_norm")
 
     def build(self, sequence_output_shape: Any, masked_positions_shape: Any = None) -> None:
+        if not self.token_embedding.built:   # a head used on its own: the table it scores against
+            self.token_embedding.build((None,))
         self.transform.build((None, self.hidden_size))
         self.layer_norm.build((None, self.hidden_size))
         self.output_bias = self.add_weight(name="output_bias", shape=(self.vocab_size,),
@@ -49,6 +54,8 @@ class MaskedLMHead(keras.layers.Layer):
         self.built = True
 
     def call(self, sequence_output: Any, masked_positions: Any) -> Any:
+        check_shapes("MaskedLMHead", sequence_output=(sequence_output, ("batch", "sequence", self.hidden_size)),
+                     masked_positions=(masked_positions, ("batch", "predictions")))
         length = sequence_output.shape[1]   # static in every input pipeline of this library
         positions = ops.cast(checked_ids(masked_positions, 2**31 - 1 if length is None else length,
                                          "masked_positions", limit="the sequence length"), "int32")

@@ -11,7 +11,9 @@ from typing import Any, Dict
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
+from rw_tf.layers.shape_checks import check_shapes
 
 
 def segment_means(sequence_output: Any, segment_ids: Any, padding_mask: Any) -> Any:
@@ -27,6 +29,7 @@ def segment_means(sequence_output: Any, segment_ids: Any, padding_mask: Any) -> 
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class SegmentPairHead(keras.layers.Layer):
     """Returns one logit per example (apply a sigmoid for the probability).
 
@@ -51,6 +54,9 @@ class SegmentPairHead(keras.layers.Layer):
         self.built = True
 
     def call(self, sequence_output: Any, segment_ids: Any, padding_mask: Any) -> Any:
+        tokens = ("batch", "sequence")
+        check_shapes("SegmentPairHead", sequence_output=(sequence_output, tokens + ("hidden",)),
+                     segment_ids=(segment_ids, tokens), padding_mask=(padding_mask, tokens))
         return self.logits_from_means(segment_means(sequence_output, segment_ids, padding_mask))
 
     def logits_from_means(self, means: Any) -> Any:

@@ -6,13 +6,16 @@ from typing import Any, Dict, Tuple
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
+from rw_tf.layers.shape_checks import check_shapes
 
 # Added to padding positions so they never win a softmax or an argmax (fits float16 too).
 PADDING_LOGIT = -1e4
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class SpanHead(keras.layers.Layer):
     """``[start_logits, end_logits] = W h_i + b`` for each token ``i``; padding gets ``PADDING_LOGIT``.
 
@@ -35,6 +38,8 @@ class SpanHead(keras.layers.Layer):
         self.built = True
 
     def call(self, sequence_output: Any, padding_mask: Any) -> Tuple[Any, Any]:
+        check_shapes("SpanHead", sequence_output=(sequence_output, ("batch", "sequence", "hidden")),
+                     padding_mask=(padding_mask, ("batch", "sequence")))
         logits = self.dense(sequence_output)
         padding = (1.0 - ops.cast(padding_mask, logits.dtype)) * PADDING_LOGIT
         return logits[..., 0] + padding, logits[..., 1] + padding

@@ -18,12 +18,14 @@ from typing import Any, Optional
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.id_checks import checked_ids
 from rw_tf.losses import replica_sum
 from rw_tf.models.task_model import TaskModelMixin
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class TransE(TaskModelMixin, keras.Model):
     # TaskModelMixin: its config from these arguments, and fit across several workers.
     config_fields = ("num_entities", "num_relations", "embedding_dim", "norm", "margin", "num_negatives", "seed")

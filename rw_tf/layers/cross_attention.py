@@ -13,10 +13,13 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
+from rw_tf.layers.shape_checks import check_shapes
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class CrossAttentionBlock(keras.layers.Layer):
     """x = LN(x + Dropout(MHA(x, context, context_mask))); x = LN(x + Dropout(W2 GELU(W1 x))).
 
@@ -56,6 +59,9 @@ class CrossAttentionBlock(keras.layers.Layer):
 
     def call(self, queries: Any, context: Any, context_mask: Optional[Any] = None,
              query_mask: Optional[Any] = None, training: Optional[bool] = None) -> Any:
+        check_shapes("CrossAttentionBlock", queries=(queries, ("batch", "queries", self.hidden_size)),
+                     context=(context, ("batch", "context", "context dim")),
+                     context_mask=(context_mask, ("batch", "context")), query_mask=(query_mask, ("batch", "queries")))
         mask = None
         if context_mask is not None:   # [batch, q, c]: every query may attend to the valid context tokens
             mask = ops.cast(ops.expand_dims(context_mask, 1), "bool")

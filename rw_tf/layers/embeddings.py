@@ -6,11 +6,13 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.id_checks import checked_ids
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class TransformerEmbeddings(keras.layers.Layer):
     """Sums learned token, absolute-position and segment embeddings, then LayerNorm and dropout.
 

@@ -19,9 +19,12 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
+from rw_tf.layers.shape_checks import check_shapes
 
 
+@checks_number_arguments()
 class _KnowledgeFusion(keras.layers.Layer):
     def __init__(self, hidden_size: int, initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -43,6 +46,9 @@ class _KnowledgeFusion(keras.layers.Layer):
         raise TypeError("use GatedKnowledgeFusion or AdditiveKnowledgeFusion")
 
     def call(self, hidden_states: Any, entity_embeddings: Any, entity_mask: Optional[Any] = None) -> Any:
+        check_shapes(type(self).__name__, hidden_states=(hidden_states, ("batch", "sequence", self.hidden_size)),
+                     entity_embeddings=(entity_embeddings, ("batch", "sequence", "entity dim")),
+                     entity_mask=(entity_mask, ("batch", "sequence")))
         knowledge = self.projection(entity_embeddings)
         fused = self.fuse(hidden_states, knowledge)
         if entity_mask is None:
@@ -78,6 +84,7 @@ class GatedKnowledgeFusion(_KnowledgeFusion):
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class AdditiveKnowledgeFusion(_KnowledgeFusion):
     """ERNIE-style h' = act(W_h h + W_k k + b)."""
 

@@ -6,7 +6,9 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
+from rw_tf.layers.shape_checks import check_shapes
 
 
 def attention_mask_from_padding(padding_mask: Any, query_length: Any) -> Any:
@@ -16,6 +18,7 @@ def attention_mask_from_padding(padding_mask: Any, query_length: Any) -> Any:
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class TransformerEncoderBlock(keras.layers.Layer):
     """x = LN(x + Dropout(MHA(x, x, mask))); x = LN(x + Dropout(W2 GELU(W1 x))).
 
@@ -64,6 +67,8 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.built = True
 
     def call(self, x: Any, padding_mask: Optional[Any] = None, training: Optional[bool] = None) -> Any:
+        check_shapes("TransformerEncoderBlock", x=(x, ("batch", "sequence", self.hidden_size)),
+                     padding_mask=(padding_mask, ("batch", "sequence")))
         mask = None
         if padding_mask is not None:
             mask = attention_mask_from_padding(padding_mask, ops.shape(x)[1])

@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.losses import InfoNCELoss
 from rw_tf.models.task_model import TaskModelMixin
 from rw_tf.networks.encoder import TransformerEncoder
@@ -25,6 +26,7 @@ from rw_tf.networks.pooling import masked_mean, unit_vectors
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class DualEncoder(TaskModelMixin, keras.Model):
     """``item_encoder=None`` shares the query tower's weights (one encoder for both sides)."""
 

@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.cross_attention import CrossAttentionBlock
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import BinaryLogitLoss, InfoNCELoss
@@ -24,6 +25,7 @@ MAX_LOGIT_SCALE = 100.0   # CLIP's cap on the learned inverse temperature
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments(may_be_zero=("fusion_layers",))
 class ImageTextModel(TaskModelMixin, keras.Model):
     """An image encoder and a text encoder aligned in one space, with optional cross-modal fusion.
 
@@ -155,6 +157,7 @@ MATCHING_FUSIONS = ("cross_attention", "late", "image_only", "text_only")
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments(may_be_zero=("alignment_weight",))
 class ImageTextMatcher(TaskModelMixin, keras.Model):
     """Image-text matching (ITM, as in ALBEF): does a caption describe an image? Trained together
     with the backbone's CLIP alignment (ITC), as ALBEF and BLIP do.

@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.heads.masked_lm import MaskedLMHead
 from rw_tf.heads.segment_pair import SegmentPairHead, segment_means
 from rw_tf.layers.dtype import sublayer_policy
@@ -20,6 +21,7 @@ PAIR_REPRESENTATIONS = ("segment_means", "cls_pooler")
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments(may_be_zero=("nsp_weight", "sop_weight", "kd_weight", "nce_weight"))
 class PretrainingModel(TaskModelMixin, keras.Model):
     """Predicts masked tokens, next-sentence and sentence-order labels from one encoder pass.
 
@@ -72,8 +74,6 @@ class PretrainingModel(TaskModelMixin, keras.Model):
             self.sop_weight = sop_weight
             self.kd_weight = kd_weight
             self.kd_temperature = kd_temperature
-            if nce_weight < 0 or nce_temperature <= 0:
-                raise ValueError("nce_weight must be >= 0 and nce_temperature > 0")
             if nce_weight > 0 and encoder.config.dropout == 0:
                 raise ValueError("the contrastive term compares two dropout views of each input, but the encoder "
                                  "has no dropout (the tiny preset): set dropout > 0")

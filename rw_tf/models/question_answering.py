@@ -6,6 +6,7 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.heads.span import SpanHead
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.models.task_model import TaskModelMixin
@@ -13,6 +14,7 @@ from rw_tf.networks.encoder import TransformerEncoder
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class SpanQuestionAnswerer(TaskModelMixin, keras.Model):
     """Outputs ``{"start": [batch, L], "end": [batch, L]}`` logits over the window's positions.
 

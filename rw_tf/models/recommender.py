@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.id_checks import checked_ids
 from rw_tf.losses import InfoNCELoss
@@ -26,6 +27,7 @@ USER_POOLINGS = ("attention", "mean")
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments(may_be_zero=("profile_dim",))
 class TwoTowerRecommender(TaskModelMixin, keras.Model):
     """Scores items for users by the cosine of a user vector and an item vector.
 
@@ -76,8 +78,6 @@ class TwoTowerRecommender(TaskModelMixin, keras.Model):
         super().__init__(**kwargs)
         if pooling not in USER_POOLINGS:
             raise ValueError(f"pooling must be one of {USER_POOLINGS}, got {pooling!r}")
-        if min(num_items, text_dim, embedding_dim, max_history) < 1 or temperature <= 0:
-            raise ValueError("num_items, text_dim, embedding_dim, max_history and temperature must be positive")
         self.num_items, self.text_dim, self.embedding_dim = int(num_items), int(text_dim), int(embedding_dim)
         self.max_history, self.use_item_ids, self.pooling = int(max_history), bool(use_item_ids), pooling
         self.temperature = float(temperature)

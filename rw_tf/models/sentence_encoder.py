@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import InfoNCELoss
 from rw_tf.models.task_model import TaskModelMixin
@@ -27,6 +28,7 @@ MAX_INVERSE_TEMPERATURE = 100.0
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments(may_be_zero=("projection_dim",))
 class SentenceEncoder(TaskModelMixin, keras.Model):
     """An encoder, a pooling, an optional linear projection and L2 normalisation.
 
@@ -60,8 +62,6 @@ class SentenceEncoder(TaskModelMixin, keras.Model):
         super().__init__(**kwargs)
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
         with sublayer_policy(self):
             self.encoder = encoder
             encoder.pooler.trainable = False  # mean or [CLS] state pooling; the tanh pooler is unused

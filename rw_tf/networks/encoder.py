@@ -5,15 +5,17 @@ from typing import Any, Dict, Optional
 
 import keras
 
-from rw_tf.config import EncoderConfig
+from rw_tf.config import EncoderConfig, checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.embeddings import TransformerEmbeddings
+from rw_tf.layers.shape_checks import check_shapes
 from rw_tf.layers.transformer_block import TransformerEncoderBlock
 
 ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class TransformerEncoder(keras.Model):
     """BERT-style encoder.
 
@@ -92,12 +94,7 @@ class TransformerEncoder(keras.Model):
     def _check_shapes(self, shapes: Dict[str, tuple]) -> None:
         """Static checks with messages that say what is wrong (the kernels would fail later, in an
         embedding lookup or a broadcast, naming neither the input nor the limit)."""
-        if any(len(shape) != 2 for shape in shapes.values()):
-            raise ValueError(f"encoder inputs must be [batch, sequence] matrices, got shapes {shapes}")
-        for axis, name in ((0, "batch size"), (1, "sequence length")):
-            known = {shape[axis] for shape in shapes.values() if shape[axis] is not None}
-            if len(known) > 1:
-                raise ValueError(f"encoder inputs disagree in {name}: {shapes}")
+        check_shapes(type(self).__name__, **{name: (shape, ("batch", "sequence")) for name, shape in shapes.items()})
         if any(shape[1] == 0 for shape in shapes.values()):
             raise ValueError(f"encoder inputs have no positions: {shapes} (a sequence holds at least [CLS])")
         longest = max((shape[1] for shape in shapes.values() if shape[1] is not None), default=0)

@@ -17,7 +17,9 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
+from rw_tf.layers.shape_checks import check_shapes
 from rw_tf.layers.transformer_block import TransformerEncoderBlock
 
 VIT_PRESETS: Dict[str, Dict[str, int]] = {
@@ -28,6 +30,7 @@ VIT_PRESETS: Dict[str, Dict[str, int]] = {
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class ViTImageEncoder(keras.layers.Layer):
     """Vision Transformer: non-overlapping patches -> linear embedding, a [CLS] token, learned
     position embeddings, then the text encoder's ``TransformerEncoderBlock``s.
@@ -81,9 +84,7 @@ class ViTImageEncoder(keras.layers.Layer):
         return ops.reshape(x, (-1, n * n, p * p * 3))
 
     def call(self, images: Any, training: Optional[bool] = None) -> Dict[str, Any]:
-        shape = tuple(images.shape[1:])
-        if len(shape) != 3 or shape[2] != 3 or shape[0] not in (None, self.image_size):
-            raise ValueError(f"images must be [batch, {self.image_size}, {self.image_size}, 3], got {images.shape}")
+        check_shapes("ViTImageEncoder", images=(images, ("batch", self.image_size, self.image_size, 3)))
         x = self.patch_embedding(ops.cast(self.patches(images), self.compute_dtype))
         cls = ops.broadcast_to(ops.cast(self.cls_token, x.dtype), (ops.shape(x)[0], 1, self.hidden_size))
         x = ops.concatenate([cls, x], axis=1) + ops.cast(self.position_embedding, x.dtype)
@@ -101,6 +102,7 @@ class ViTImageEncoder(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments()
 class ConvImageEncoder(keras.layers.Layer):
     """A small CNN: ``num_stages`` of (3x3 conv, GELU, 2x2 max-pool), doubling the filters, then a
     projection to ``hidden_size``; the final feature map's cells are the tokens.
@@ -135,6 +137,7 @@ class ConvImageEncoder(keras.layers.Layer):
         self.built = True
 
     def call(self, images: Any, training: Optional[bool] = None) -> Dict[str, Any]:
+        check_shapes("ConvImageEncoder", images=(images, ("batch", self.image_size, self.image_size, 3)))
         x = ops.cast(images, self.compute_dtype)
         for conv in self.convs:
             x = self.pool(conv(x))

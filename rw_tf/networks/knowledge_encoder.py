@@ -22,6 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.id_checks import checked_ids
 from rw_tf.layers.knowledge_fusion import AdditiveKnowledgeFusion, GatedKnowledgeFusion
@@ -31,6 +32,7 @@ FUSIONS = {"gated": GatedKnowledgeFusion, "additive": AdditiveKnowledgeFusion}
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
+@checks_number_arguments(may_be_zero=("knowledge_layers",))
 class KnowledgeEnhancedEncoder(TransformerEncoder):
     input_names = ENCODER_INPUTS + ("entity_ids",)
 

@@ -106,11 +106,11 @@ SIZE_BOUNDS = (
 )
 
 
-def _is_integer(value: Any) -> bool:
+def is_integer(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -145,14 +145,14 @@ def check_numbers(owner: str, values: Mapping[str, Any], hints: Mapping[str, Any
         annotation = _number_annotation(hints.get(name))
         if annotation is not None and not (value is None and annotation[2]):
             number_type, is_list, _ = annotation
-            fits = _is_integer if number_type is int else _is_number
+            fits = is_integer if number_type is int else is_number
             if not (isinstance(value, (list, tuple)) and all(fits(x) for x in value) if is_list else fits(value)):
                 one, many = ("an integer", "integers") if number_type is int else ("a number", "numbers")
                 expected = f"a list of {many}" if is_list else one
                 raise TypeError(f"{owner}.{name} must be {expected}, got {value!r}"[:300])
         is_list = isinstance(value, (list, tuple))
         numbers_here = [(f"{name}[{i}]", x) for i, x in enumerate(value)] if is_list else [(name, value)]
-        numbers_here = [(label, x) for label, x in numbers_here if _is_number(x)]
+        numbers_here = [(label, x) for label, x in numbers_here if is_number(x)]
         for label, number in numbers_here:
             low, low_in, high, high_in, words = _number_range(name, name in may_be_zero)
             inside = (math.isfinite(number) and (number >= low if low_in else number > low)
@@ -166,11 +166,12 @@ def check_numbers(owner: str, values: Mapping[str, Any], hints: Mapping[str, Any
             raise ValueError(f"{owner}.{name} repeats {repeated}: give each once")
 
 
-def checks_number_arguments(*, may_be_zero: Sequence[str] = ()) -> Callable[[type], type]:
-    """Class decorator: the class's ``__init__`` first passes the arguments it was given to
-    ``check_numbers`` (annotations give their types, names their ranges), so that a Keras layer,
-    model or loss refuses ``hidden_size=-1``, ``temperature=nan`` or ``dropout=True`` when it is
-    made, as the configs do, instead of failing in ``build`` or training the wrong way.
+def checks_number_arguments(*, may_be_zero: Sequence[str] = ()) -> Callable[[Any], Any]:
+    """Decorator of a class (its ``__init__``) or a function: the arguments a call is given go to
+    ``check_numbers`` first (annotations give their types, names their ranges), so that a Keras
+    layer, model, loss or export module refuses ``hidden_size=-1``, ``temperature=nan`` or
+    ``dropout=True`` when it is made, as the configs do, instead of failing in ``build``, training
+    the wrong way or serving wrong answers. Messages name the class (or the function).
 
     Example:
         >>> @checks_number_arguments(may_be_zero=("kd_weight",))
@@ -181,26 +182,29 @@ def checks_number_arguments(*, may_be_zero: Sequence[str] = ()) -> Callable[[typ
         Traceback (most recent call last):
         ValueError: Head.hidden_size must be > 0, got -1
     """
-    def decorate(cls: type) -> type:
-        init = cls.__init__
-        signature = inspect.signature(init)
-        named = [p.name for p in signature.parameters.values()
-                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][1:]
+    def decorate(target: Any) -> Any:
+        is_class = isinstance(target, type)
+        function = target.__init__ if is_class else target
+        signature = inspect.signature(function)
+        named = [p.name for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         hints: List[Dict[str, Any]] = []   # resolved at the first call: annotations may name later classes
 
-        @functools.wraps(init)
-        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        @functools.wraps(function)
+        def checked(*args: Any, **kwargs: Any) -> Any:
             if not hints:
-                hints.append(_resolved_annotations(init, named))
-            given = signature.bind_partial(self, *args, **kwargs).arguments
-            check_numbers(type(self).__name__, {n: given[n] for n in named if n in given}, hints[0], may_be_zero)
-            init(self, *args, **kwargs)
+                hints.append(_resolved_annotations(function, named))
+            given = signature.bind_partial(*args, **kwargs).arguments
+            owner = type(args[0]).__name__ if is_class else target.__name__
+            check_numbers(owner, {n: given[n] for n in named if n in given}, hints[0], may_be_zero)
+            return function(*args, **kwargs)
 
         # Keras reads the argument names of __init__ with getfullargspec, which honours
         # __signature__ but not __wrapped__.
-        __init__.__signature__ = signature  # type: ignore[attr-defined]
-        cls.__init__ = __init__  # type: ignore[misc]
-        return cls
+        checked.__signature__ = signature  # type: ignore[attr-defined]
+        if not is_class:
+            return checked
+        target.__init__ = checked
+        return target
     return decorate
 
 

@@ -238,3 +238,55 @@ def test_keras_classes_take_zero_where_it_means_off_and_numpy_numbers(name, valu
     config = made.get_config()
     assert all(config[k] == v or list(config[k]) == list(v) for k, v in values.items()
                if not isinstance(v, (np.generic, type(None))))
+
+
+def _export_and_function_calls():
+    from rw_tf.applications.fill_mask import fill_mask, masked_span_suggestions
+    from rw_tf.applications.question_answering import QuestionAnswerer
+    from rw_tf.data.qa_windows import WindowSpec
+    from rw_tf.export.image_text import ImageTextExport
+    from rw_tf.export.question_answering import QuestionAnsweringExport
+    from rw_tf.export.recommendation import RecommenderExport
+
+    # Each was accepted before (the exports with any model: the check comes first), except the
+    # first, which recursed until Python's limit (RecursionError), and WindowSpec's max_windows 1.5.
+    return [
+        (lambda: rw_tf.learn_vocabulary(["a b c"] * 4, min_count=math.nan), TypeError,
+         "learn_vocabulary.min_count must be an integer, got nan"),
+        (lambda: rw_tf.learn_vocabulary(["a b c"] * 4, vocab_size=50, min_count=-1), ValueError,
+         "learn_vocabulary.min_count must be > 0, got -1"),
+        (lambda: rw_tf.create_strategy(worker_timeout_seconds=-1.0), ValueError,
+         "create_strategy.worker_timeout_seconds must be > 0, got -1.0"),
+        (lambda: rw_tf.ClassifierExport(None, None, 16, temperature=-1.0), ValueError,
+         "ClassifierExport.temperature must be > 0, got -1.0"),
+        (lambda: rw_tf.ClassifierExport(None, None, 16, temperature=math.nan), ValueError,
+         "ClassifierExport.temperature must be > 0, got nan"),
+        (lambda: rw_tf.SentenceEmbeddingExport(None, None, max_sequence_length=10**6), ValueError,
+         "SentenceEmbeddingExport.max_sequence_length must be > 0 and at most 32,768"),
+        (lambda: rw_tf.PretrainingExport(None, None, max_sequence_length=2.5), TypeError,
+         "PretrainingExport.max_sequence_length must be an integer, got 2.5"),
+        (lambda: rw_tf.RetrievalExport(None, None, ["a"], np.zeros((1, 4)), 16, top_k=0), ValueError,
+         "RetrievalExport.top_k must be > 0, got 0"),
+        (lambda: RecommenderExport(None, None, ["a"], top_k=-3), ValueError, "RecommenderExport.top_k must be > 0"),
+        (lambda: QuestionAnsweringExport(None, None, WindowSpec(), max_answer_length=0), ValueError,
+         "QuestionAnsweringExport.max_answer_length must be > 0 and at most 32,768"),
+        (lambda: ImageTextExport(None, None, 16, image_size=10**5), ValueError,
+         "ImageTextExport.image_size must be > 0 and at most 4,096"),
+        (lambda: WindowSpec(max_windows=1.5), TypeError, "WindowSpec.max_windows must be an integer, got 1.5"),
+        (lambda: QuestionAnswerer(None, None, WindowSpec(), batch_size=0), ValueError,
+         "QuestionAnswerer.batch_size must be > 0, got 0"),
+        (lambda: fill_mask(None, None, ["a [MASK]"], top_k=-1), ValueError, "fill_mask.top_k must be > 0, got -1"),
+        (lambda: masked_span_suggestions(None, None, "a [MASK]", max_masks=0), ValueError,
+         "masked_span_suggestions.max_masks must be > 0, got 0"),
+    ]
+
+
+EXPORT_AND_FUNCTION_CALLS = _export_and_function_calls()
+
+
+@pytest.mark.parametrize("call, error, words", EXPORT_AND_FUNCTION_CALLS,
+                         ids=[words.split(" ")[0] for _, _, words in EXPORT_AND_FUNCTION_CALLS])
+def test_export_modules_and_api_functions_refuse_bad_numbers_before_any_work(call, error, words):
+    with pytest.raises(error) as raised:
+        call()
+    assert words in str(raised.value)

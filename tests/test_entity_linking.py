@@ -62,6 +62,16 @@ def test_alias_table_rejects(tmp_path, tok):
         EntityLinker(tok, {})
 
 
+def test_entity_ids_that_are_not_whole_numbers_from_zero_are_refused(tok):
+    # Before: -1 linked "Paris" to "no entity" and 2.7 to entity 2, without a word.
+    for bad in (-1, 2.7, "3", None):
+        with pytest.raises(ValueError, match=r"entity ids must be integers >= 0, got \{'Paris': .*\} \(1 of 2 "):
+            EntityLinker(tok, {"New York": 1, "Paris": bad})
+    with pytest.raises(TypeError, match="EntityLinker.max_alias_words must be an integer, got 2.5"):
+        EntityLinker(tok, {"Paris": 3}, max_alias_words=2.5)
+    assert EntityLinker(tok, {"Paris": np.int64(3)}).link_pieces(["paris"]).to_list() == [[3]]
+
+
 def test_aliases_the_linker_cannot_use_are_counted_not_dropped(tmp_path, tok):
     """Each row of the alias file is used or counted: before, a repeated alias silently replaced the
     first, and aliases that were too long or clashed after normalization vanished from the table."""

@@ -33,6 +33,18 @@ def test_cjk_splitting_is_configurable(small_vocab):
     assert off.ids_to_tokens(off.tokenize(["你好"]))[0] == ["[UNK]"]
 
 
+def test_ids_outside_the_vocabulary_are_refused_not_shown_as_unk(small_vocab):
+    tok = WordPieceTokenizer(small_vocab)
+    assert tok.ids_to_tokens([[5, 6], [7]]) == [["hello", "world"], [","]]    # rows of unequal length
+    assert tok.ids_to_tokens(np.array([[1.0, 5.0]])) == [["[UNK]", "hello"]]   # whole-number floats, Keras-like
+    # Before: each of these printed "[UNK]" (or raised "list indices must be integers").
+    for bad, words in (([[5, -1]], "got values from -1 to 5"), ([[len(tok.vocabulary)]], "got values from 20 to 20"),
+                       ([[1.5]], "ids must be whole-number ids in [0, 20)")):
+        with pytest.raises(ValueError) as raised:
+            tok.ids_to_tokens(bad)
+        assert words in str(raised.value) and "(the vocabulary size)" in str(raised.value)
+
+
 def test_bad_text_is_handled_by_rule(small_vocab):
     tok = WordPieceTokenizer(small_vocab)
     out = tok.ids_to_tokens(tok.tokenize([b"hello \xff\xfe world", "", "\x00\u200b", "a" * 100_000]))

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.errors import error_reason
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer, as_string_tensor
 
@@ -74,6 +75,7 @@ def top_k_completions(model, tokenizer: WordPieceTokenizer, texts: tf.Tensor, ma
             "num_masks": tf.cast(tf.reduce_sum(inputs["mask_weights"], axis=1), tf.int32)}
 
 
+@checks_number_arguments()
 def fill_mask(model, tokenizer: WordPieceTokenizer, texts: Sequence[str], top_k: int = 5,
               max_sequence_length: int = 128) -> List[List[List[Tuple[str, float]]]]:
     """Python API: per text, per marker, the top-k (token, probability) suggestions."""
@@ -90,6 +92,7 @@ def fill_mask(model, tokenizer: WordPieceTokenizer, texts: Sequence[str], top_k:
              for m in range(counts[b])] for b in range(len(texts))]
 
 
+@checks_number_arguments(may_be_zero=("beam_width",))
 def masked_span_suggestions(model, tokenizer: WordPieceTokenizer, text: str, top_k: int = 5,
                             beam_width: int = 0, max_sequence_length: int = 128,
                             max_masks: int = 8) -> List[Dict]:

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.data.qa_windows import QuestionContextWindows, WindowSpec, question_context_windows
 from rw_tf.errors import error_reason
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
@@ -74,6 +75,7 @@ def answer_questions(model: keras.Model, tokenizer: WordPieceTokenizer, question
     return best_spans(windows, outputs["start"], outputs["end"], max_answer_length)
 
 
+@checks_number_arguments()
 class QuestionAnswerer:
     """Python front end: validates input, batches examples and returns plain dicts.
 
@@ -83,8 +85,6 @@ class QuestionAnswerer:
 
     def __init__(self, model: keras.Model, tokenizer: WordPieceTokenizer, spec: WindowSpec,
                  max_answer_length: int = 48, batch_size: int = 16) -> None:
-        if max_answer_length < 1:
-            raise ValueError("max_answer_length must be >= 1")
         self.model, self.tokenizer, self.spec = model, tokenizer, spec
         self.max_answer_length, self.batch_size = max_answer_length, batch_size
         self._answer = tf.function(

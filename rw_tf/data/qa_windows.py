@@ -24,12 +24,13 @@ from typing import Dict
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from rw_tf.config import DictConfig
 from rw_tf.tokenization.normalization import repair_utf8
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer, as_string_tensor
 
 
 @dataclasses.dataclass(frozen=True)
-class WindowSpec:
+class WindowSpec(DictConfig):
     """Window geometry. ``doc_stride`` must not exceed the context room left by the longest
     allowed question (``max_sequence_length - 3 - max_question_length``), or pieces would be skipped."""
 
@@ -38,7 +39,7 @@ class WindowSpec:
     max_question_length: int = 64
     max_windows: int = 32
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         room = self.max_sequence_length - 3 - self.max_question_length
         if self.max_question_length < 1 or room < 1:
             raise ValueError(f"max_question_length {self.max_question_length} leaves no room for context in "
@@ -46,8 +47,6 @@ class WindowSpec:
         if not 1 <= self.doc_stride <= room:
             raise ValueError(f"doc_stride must be in [1, {room}] (context room with the longest question), "
                              f"got {self.doc_stride}")
-        if self.max_windows < 1:
-            raise ValueError("max_windows must be >= 1")
 
 
 @dataclasses.dataclass

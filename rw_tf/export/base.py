@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.data.text_inputs import single_segment_inputs, trim_to_longest
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
@@ -40,6 +41,7 @@ TEXT_SPEC = tf.TensorSpec([None], tf.string, name="text")
 Signature = Tuple[Callable, List[tf.TensorSpec]]
 
 
+@checks_number_arguments()
 class ExportModule(tf.Module, metaclass=abc.ABCMeta):
     """Base of every export. Subclasses implement ``signature_fns`` (name -> (python function,
     input signature)) and name the default one in ``default_signature``.

@@ -11,6 +11,7 @@ from typing import Dict
 
 import tensorflow as tf
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.export.base import EXAMPLES_SPEC, TEXT_SPEC, ExportModule, Signature
 from rw_tf.models.classifier import task_logits
 
@@ -29,6 +30,7 @@ def classifier_outputs(logits: tf.Tensor, multi_label: bool = False, temperature
     return result
 
 
+@checks_number_arguments()
 class ClassifierExport(ExportModule):
     """Serving module of a ``TextClassifier``; ``temperature`` calibrates the probabilities."""
 

@@ -23,6 +23,7 @@ from typing import Dict
 import keras
 import tensorflow as tf
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.data.images import decode_images
 from rw_tf.export.base import EXAMPLES_SPEC, TEXT_SPEC, ExportModule, Signature
 from rw_tf.networks.encoder import ENCODER_INPUTS
@@ -31,6 +32,7 @@ from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 IMAGE_SPEC = tf.TensorSpec([None], tf.string, name="image")
 
 
+@checks_number_arguments()
 class ImageTextExport(ExportModule):
     """Serving module of an image-text model (see the module docstring).
 

@@ -12,10 +12,12 @@ from typing import Dict
 import tensorflow as tf
 
 from rw_tf.applications.question_answering import answer_questions
+from rw_tf.config import checks_number_arguments
 from rw_tf.data.qa_windows import WindowSpec
 from rw_tf.export.base import ExportModule, Signature
 
 
+@checks_number_arguments()
 class QuestionAnsweringExport(ExportModule):
     """Serving module of a ``SpanQuestionAnswerer`` with its window geometry ``spec``."""
 

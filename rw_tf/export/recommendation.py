@@ -17,9 +17,11 @@ from typing import Dict, Sequence
 
 import tensorflow as tf
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.export.base import EXAMPLES_SPEC, ExportModule, Signature
 
 
+@checks_number_arguments()
 class RecommenderExport(ExportModule):
     """Serving module of a ``TwoTowerRecommender``; ``items`` are the item ids in index order."""
 

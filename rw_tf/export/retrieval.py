@@ -11,9 +11,11 @@ from typing import Dict, Sequence
 import numpy as np
 import tensorflow as tf
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.export.base import TEXT_SPEC, ExportModule, Signature
 
 
+@checks_number_arguments()
 class RetrievalExport(ExportModule):
     """Serving module of a ``DualEncoder``: ``item_texts`` and their ``item_vectors`` are the index."""
 

@@ -27,6 +27,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
+from rw_tf.config import checks_number_arguments, is_integer
 from rw_tf.data.lines import bounded_lines, open_input
 from rw_tf.knowledge.graph import read_entity_vocabulary
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer, as_string_tensor
@@ -79,12 +80,18 @@ def alias_report(linker: Optional["EntityLinker"]) -> Dict[str, Dict[str, int]]:
     return {"rejected_aliases": dict(linker.rejected_aliases)} if linker is not None else {}
 
 
+@checks_number_arguments()
 class EntityLinker(tf.Module):
     def __init__(self, tokenizer: WordPieceTokenizer, alias_to_entity: Mapping[str, int],
                  max_alias_words: int = 6, name: str = "entity_linker") -> None:
         super().__init__(name=name)
         if not alias_to_entity:
             raise ValueError("the alias table is empty")
+        # -1 is "no entity" in the linked ids, and a float would be truncated to another entity.
+        not_ids = {a: e for a, e in alias_to_entity.items() if not (is_integer(e) and e >= 0)}
+        if not_ids:
+            raise ValueError(f"entity ids must be integers >= 0, got {dict(list(not_ids.items())[:3])}"[:300]
+                             + f" ({len(not_ids)} of {len(alias_to_entity)} aliases)")
         self.tokenizer = tokenizer
         aliases = list(alias_to_entity)
         words = tokenizer.split_words(tf.constant(aliases))

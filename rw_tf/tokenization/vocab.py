@@ -18,6 +18,7 @@ from typing import Iterable, List, Optional, Sequence
 import tensorflow as tf
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.tokenization.normalization import normalize_text, split_words
 from rw_tf.tokenization.wordpiece import SPECIAL_TOKENS
 
@@ -45,6 +46,7 @@ def count_words(texts: Iterable[str], lower_case: bool = True, strip_accents: Op
     return counts
 
 
+@checks_number_arguments()
 def learn_vocabulary(texts: Iterable[str], vocab_size: int = 8000,
                      reserved_tokens: Sequence[str] = SPECIAL_TOKENS, lower_case: bool = True,
                      strip_accents: Optional[bool] = None, split_cjk: bool = True,

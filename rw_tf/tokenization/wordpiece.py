@@ -15,6 +15,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from rw_tf.data.lines import read_bounded
+from rw_tf.layers.id_checks import checked_ids
 from rw_tf.tokenization.normalization import normalize_text, repair_utf8, split_patterns, split_words
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -190,11 +191,14 @@ class WordPieceTokenizer(tf.Module):
         return self._wordpiece.tokenize(normalized), starts, ends
 
     def ids_to_tokens(self, ids: Any) -> List[List[str]]:
-        """Python helper for inspection: token strings of nested id lists."""
-        ids = ids.to_list() if isinstance(ids, tf.RaggedTensor) else np.asarray(ids).tolist()
-        unk = "[UNK]"
-        convert = lambda i: self.vocabulary[i] if 0 <= i < len(self.vocabulary) else unk
-        return [[convert(i) for i in row] for row in ids]
+        """Python helper for inspection: token strings of a batch of id rows (a ragged tensor, a
+        matrix or lists of unequal length). An id outside the vocabulary is a ``ValueError``, not
+        "[UNK]" (an id of the vocabulary's own "[UNK]" gives "[UNK]")."""
+        rows = ids.to_list() if isinstance(ids, tf.RaggedTensor) else [np.asarray(row).tolist() for row in ids]
+        flat = np.asarray([i for row in rows for i in row])
+        checked_ids(flat if flat.size else np.zeros(0, np.int32), len(self.vocabulary), "ids",
+                    limit="the vocabulary size")
+        return [[self.vocabulary[int(i)] for i in row] for row in rows]
 
     def get_config(self) -> Dict[str, Any]:
         return {"vocab_file": self.vocab_file, "lower_case": self.lower_case,

@@ -31,6 +31,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 import tensorflow as tf
 from tensorflow.python.distribute import collective_all_reduce_strategy as collective
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.errors import UserError
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
@@ -115,6 +116,7 @@ def _tpu(tpu_address: Optional[str], timeout: float) -> tf.distribute.Strategy:
 _PROCESS_STRATEGIES: Dict[Tuple[str, str], tf.distribute.Strategy] = {}
 
 
+@checks_number_arguments()
 def create_strategy(name: str = "default", devices: Optional[Sequence[str]] = None,
                     tpu_address: Optional[str] = None, worker_timeout_seconds: float = 120.0
                     ) -> tf.distribute.Strategy:

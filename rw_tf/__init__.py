@@ -61,20 +61,20 @@ from rw_tf.models import (
 )
 from rw_tf.networks import KnowledgeEnhancedEncoder, TransformerEncoder
 from rw_tf.tasks import (
-                          TASKS,
-                          ClassificationTask,
-                          ClassificationTaskConfig,
-                          PretrainingTask,
-                          PretrainingTaskConfig,
-                          QATaskConfig,
-                          QuestionAnsweringTask,
-                          RecommendationTask,
-                          RecommendationTaskConfig,
-                          RetrievalTask,
-                          RetrievalTaskConfig,
-                          SentenceEmbeddingTask,
-                          SentenceEmbeddingTaskConfig,
-                          Task,
+    TASKS,
+    ClassificationTask,
+    ClassificationTaskConfig,
+    PretrainingTask,
+    PretrainingTaskConfig,
+    QATaskConfig,
+    QuestionAnsweringTask,
+    RecommendationTask,
+    RecommendationTaskConfig,
+    RetrievalTask,
+    RetrievalTaskConfig,
+    SentenceEmbeddingTask,
+    SentenceEmbeddingTaskConfig,
+    Task,
 )
 from rw_tf.tokenization import WordPieceTokenizer, learn_vocabulary, write_vocabulary
 from rw_tf.training import TrainerConfig, create_strategy, run_task

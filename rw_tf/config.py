@@ -19,6 +19,16 @@ import typing
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 
+def is_integer(value: Any) -> bool:
+    """An ``int`` field's value: Python's or NumPy's integers, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A ``float`` field's value: any real number (integers too), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def has_type(value: Any, hint: Any) -> bool:
     """Whether a JSON value fits a field annotation (int is not bool; float accepts int; a class
     needs an instance; other annotations are not checked)."""
@@ -30,7 +40,7 @@ def has_type(value: Any, hint: Any) -> bool:
     if hint in (bool, str):
         return isinstance(value, hint)
     if hint in (int, float):
-        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+        return is_number(value) if hint is float else is_integer(value)
     if origin in (list, tuple, collections.abc.Sequence):
         if not isinstance(value, (list, tuple)):
             return False
@@ -106,12 +116,6 @@ SIZE_BOUNDS = (
 )
 
 
-def is_integer(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _number_annotation(hint: Any) -> Optional[Tuple[type, bool, bool]]:

@@ -156,7 +156,7 @@ class KnowledgeDistillationLoss(GlobalMeanLoss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         layout = ("batch",) + tuple(f"axis {i}" for i in range(1, len(y_pred.shape)))
-        check_shapes("KnowledgeDistillationLoss", y_true=(y_true, layout), y_pred=(y_pred, layout))
+        check_shapes(type(self).__name__, y_true=(y_true, layout), y_pred=(y_pred, layout))
         t = self.temperature
         teacher, student = ops.cast(y_true, "float32") / t, ops.cast(y_pred, "float32") / t
         if self.distribution == "sigmoid":
@@ -213,7 +213,7 @@ class InfoNCELoss(GlobalMeanLoss):
     def call(self, y_true: Any, y_pred: Any) -> Any:
         embeddings = ops.cast(y_pred, "float32") / self.temperature ** 0.5
         ids = ops.cast(y_true, "int32")
-        check_shapes("InfoNCELoss", y_true=(ids, ("batch", "text ids")),
+        check_shapes(type(self).__name__, y_true=(ids, ("batch", "text ids")),
                      y_pred=(embeddings, ("batch", "views", "dim")))
         views, columns = embeddings.shape[1], ids.shape[1]
         if views is not None and (views < 2 or columns is not None and columns < views):

@@ -54,7 +54,7 @@ class MaskedLMHead(keras.layers.Layer):
         self.built = True
 
     def call(self, sequence_output: Any, masked_positions: Any) -> Any:
-        check_shapes("MaskedLMHead", sequence_output=(sequence_output, ("batch", "sequence", self.hidden_size)),
+        check_shapes(type(self).__name__, sequence_output=(sequence_output, ("batch", "sequence", self.hidden_size)),
                      masked_positions=(masked_positions, ("batch", "predictions")))
         length = sequence_output.shape[1]   # static in every input pipeline of this library
         positions = ops.cast(checked_ids(masked_positions, 2**31 - 1 if length is None else length,

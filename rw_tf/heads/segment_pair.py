@@ -55,7 +55,7 @@ class SegmentPairHead(keras.layers.Layer):
 
     def call(self, sequence_output: Any, segment_ids: Any, padding_mask: Any) -> Any:
         tokens = ("batch", "sequence")
-        check_shapes("SegmentPairHead", sequence_output=(sequence_output, tokens + ("hidden",)),
+        check_shapes(type(self).__name__, sequence_output=(sequence_output, tokens + ("hidden",)),
                      segment_ids=(segment_ids, tokens), padding_mask=(padding_mask, tokens))
         return self.logits_from_means(segment_means(sequence_output, segment_ids, padding_mask))
 

@@ -38,7 +38,7 @@ class SpanHead(keras.layers.Layer):
         self.built = True
 
     def call(self, sequence_output: Any, padding_mask: Any) -> Tuple[Any, Any]:
-        check_shapes("SpanHead", sequence_output=(sequence_output, ("batch", "sequence", "hidden")),
+        check_shapes(type(self).__name__, sequence_output=(sequence_output, ("batch", "sequence", "hidden")),
                      padding_mask=(padding_mask, ("batch", "sequence")))
         logits = self.dense(sequence_output)
         padding = (1.0 - ops.cast(padding_mask, logits.dtype)) * PADDING_LOGIT

@@ -59,7 +59,7 @@ class CrossAttentionBlock(keras.layers.Layer):
 
     def call(self, queries: Any, context: Any, context_mask: Optional[Any] = None,
              query_mask: Optional[Any] = None, training: Optional[bool] = None) -> Any:
-        check_shapes("CrossAttentionBlock", queries=(queries, ("batch", "queries", self.hidden_size)),
+        check_shapes(type(self).__name__, queries=(queries, ("batch", "queries", self.hidden_size)),
                      context=(context, ("batch", "context", "context dim")),
                      context_mask=(context_mask, ("batch", "context")), query_mask=(query_mask, ("batch", "queries")))
         mask = None

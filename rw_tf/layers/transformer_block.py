@@ -67,7 +67,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.built = True
 
     def call(self, x: Any, padding_mask: Optional[Any] = None, training: Optional[bool] = None) -> Any:
-        check_shapes("TransformerEncoderBlock", x=(x, ("batch", "sequence", self.hidden_size)),
+        check_shapes(type(self).__name__, x=(x, ("batch", "sequence", self.hidden_size)),
                      padding_mask=(padding_mask, ("batch", "sequence")))
         mask = None
         if padding_mask is not None:

@@ -84,7 +84,7 @@ class ViTImageEncoder(keras.layers.Layer):
         return ops.reshape(x, (-1, n * n, p * p * 3))
 
     def call(self, images: Any, training: Optional[bool] = None) -> Dict[str, Any]:
-        check_shapes("ViTImageEncoder", images=(images, ("batch", self.image_size, self.image_size, 3)))
+        check_shapes(type(self).__name__, images=(images, ("batch", self.image_size, self.image_size, 3)))
         x = self.patch_embedding(ops.cast(self.patches(images), self.compute_dtype))
         cls = ops.broadcast_to(ops.cast(self.cls_token, x.dtype), (ops.shape(x)[0], 1, self.hidden_size))
         x = ops.concatenate([cls, x], axis=1) + ops.cast(self.position_embedding, x.dtype)
@@ -137,7 +137,7 @@ class ConvImageEncoder(keras.layers.Layer):
         self.built = True
 
     def call(self, images: Any, training: Optional[bool] = None) -> Dict[str, Any]:
-        check_shapes("ConvImageEncoder", images=(images, ("batch", self.image_size, self.image_size, 3)))
+        check_shapes(type(self).__name__, images=(images, ("batch", self.image_size, self.image_size, 3)))
         x = ops.cast(images, self.compute_dtype)
         for conv in self.convs:
             x = self.pool(conv(x))

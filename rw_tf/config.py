@@ -212,6 +212,12 @@ def checks_number_arguments(*, may_be_zero: Sequence[str] = ()) -> Callable[[Any
     return decorate
 
 
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> Dict[str, Any]:
+    """A config class's field annotations, resolved once per class (configs are made often)."""
+    return typing.get_type_hints(cls)
+
+
 def _resolved_annotations(function: Callable[..., Any], names: Sequence[str]) -> Dict[str, Any]:
     """The annotations of ``function``'s ``names`` as objects; one that cannot be resolved (a name
     imported only for type checkers) is left out, and so is not checked."""
@@ -254,7 +260,7 @@ class DictConfig:
 
     def check_numbers(self) -> None:
         check_numbers(type(self).__name__, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-                      typing.get_type_hints(type(self)), self.may_be_zero)
+                      _type_hints(type(self)), self.may_be_zero)
 
     def to_dict(self, exclude: Sequence[str] = ()) -> Dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()
@@ -268,7 +274,7 @@ class DictConfig:
         unknown = sorted(set(values) - set(fields))
         if unknown:
             raise ValueError(f"unknown {cls.__name__} keys in {source}: {unknown}; known: {sorted(fields)}")
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         for key, value in values.items():
             none_default = value is None and fields[key].default is None
             if not (none_default or has_type(value, hints[key])):

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-Axis = Union[int, str, None]
+Axis = Union[int, str]
 
 
 def check_shapes(owner: str, **inputs: Optional[Tuple[Any, Sequence[Axis]]]) -> None:
     """Check each input (name -> (tensor or shape, layout); an input that is ``None``, or whose
     tensor is, is optional and skipped) against its layout, one entry per axis: an int is the size
     the axis must have, a str names an axis that must have one size across all the inputs
-    ("batch", "sequence"), ``None`` takes any size. A ``ValueError`` names the first input of the
+    ("batch", "sequence"; a name used once takes any size). A ``ValueError`` names the first input of the
     wrong rank or size, or the inputs that disagree on a named axis."""
     seen: Dict[str, List[Tuple[str, tuple, int]]] = {}
     for name, spec in inputs.items():
@@ -33,7 +33,7 @@ def check_shapes(owner: str, **inputs: Optional[Tuple[Any, Sequence[Axis]]]) -> 
         shape = tuple(value.shape) if hasattr(value, "shape") else tuple(value)
         if len(shape) != len(layout) or any(isinstance(axis, int) and size not in (None, axis)
                                             for size, axis in zip(shape, layout)):
-            expected = ", ".join("any" if axis is None else str(axis) for axis in layout)
+            expected = ", ".join(str(axis) for axis in layout)
             raise ValueError(f"{owner}: {name} must be [{expected}], got shape {shape}")
         for size, axis in zip(shape, layout):
             if isinstance(axis, str) and size is not None:

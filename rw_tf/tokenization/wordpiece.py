@@ -195,8 +195,7 @@ class WordPieceTokenizer(tf.Module):
         matrix or lists of unequal length). An id outside the vocabulary is a ``ValueError``, not
         "[UNK]" (an id of the vocabulary's own "[UNK]" gives "[UNK]")."""
         rows = ids.to_list() if isinstance(ids, tf.RaggedTensor) else [np.asarray(row).tolist() for row in ids]
-        flat = np.asarray([i for row in rows for i in row])
-        checked_ids(flat if flat.size else np.zeros(0, np.int32), len(self.vocabulary), "ids",
+        checked_ids(np.asarray([i for row in rows for i in row]), len(self.vocabulary), "ids",
                     limit="the vocabulary size")
         return [[self.vocabulary[int(i)] for i in row] for row in rows]
 

@@ -95,6 +95,11 @@ def _number_range(name: str, may_be_zero: bool) -> Tuple[float, bool, float, boo
         return 0.0, True, 1.0, True, "in [0, 1]"
     if name in ("seed", "seeds"):
         return 0.0, True, 2.0 ** 32 - 1, True, "in [0, 2**32 - 1]"
+    if name == "port" or name.endswith("_port"):   # 0 (where it may be zero): the system picks a free one
+        return 0.0, may_be_zero, 65_535, True, f"{'>=' if may_be_zero else '>'} 0 and at most 65,535 (a TCP port)"
+    if name.endswith(("timeout", "_seconds")):   # not batch_timeout_micros
+        return 0.0, False, MAX_WAIT_SECONDS, True, (f"> 0 and at most {MAX_WAIT_SECONDS:,} (seconds, a day; "
+                                                     "longer waits overflow timers and sockets)")
     high, why = next(((high, why) for parts, high, why in SIZE_BOUNDS if any(part in name for part in parts)),
                      (math.inf, ""))
     words = (">= 0" if may_be_zero else "> 0") + (f" and at most {high:,} ({why})" if why else "")
@@ -106,6 +111,7 @@ def _number_range(name: str, may_be_zero: bool) -> Tuple[float, bool, float, boo
 # example to it), steps past 2**31 - 1 failed later with protobuf's bare "Value out of range" (TFX's
 # num_steps is an int32), and beam_direct_num_workers is how many processes Beam starts.
 MAX_TOKENS = 32_768
+MAX_WAIT_SECONDS = 86_400
 SIZE_BOUNDS = (
     (("sequence_length", "caption_length", "text_length", "question_length", "answer_length", "max_history",
       "max_predictions_per_seq"), MAX_TOKENS, "positions an example is padded to; attention grows with their square"),
@@ -113,6 +119,10 @@ SIZE_BOUNDS = (
     (("image_size",), 4_096, "pixels a side"),
     (("vocab_size",), 1 << 22, "rows of the embedding table"),
     (("workers",), 1_024, "processes or threads started"),
+    (("message_bytes", "request_bytes"), 2**31 - 1, "gRPC takes it as a C int; protobuf messages stop at 2 GiB"),
+    (("versions", "version"), 2**63 - 1, "an int64, as TF Serving's versions"),
+    (("retries",), 100, "calls after the first"),
+    (("backoff",), 60, "seconds before the first retry; each next wait doubles, up to a minute"),
 )
 
 
@@ -198,7 +208,7 @@ def checks_number_arguments(*, may_be_zero: Sequence[str] = ()) -> Callable[[Any
             if not hints:
                 hints.append(_resolved_annotations(function, named))
             given = signature.bind_partial(*args, **kwargs).arguments
-            owner = type(args[0]).__name__ if is_class else target.__name__
+            owner = type(args[0]).__name__ if is_class else target.__qualname__
             check_numbers(owner, {n: given[n] for n in named if n in given}, hints[0], may_be_zero)
             return function(*args, **kwargs)
 
@@ -242,11 +252,13 @@ class DictConfig:
     ``check_numbers`` runs first when a config is made, then the subclass's own ``validate``. A
     number (bools and ``None`` are not checked) must be finite and, by its name: held-out shares
     (``*eval_fraction``, ``*calibration_fraction``) in (0, 1); a dropout rate in [0, 1); other
-    fractions, ratios, rates (not learning rates), gate bounds and ``max_metric_drop`` in [0, 1]; ``seed`` in
-    [0, 2**32 - 1] (NumPy's range); names in ``may_be_zero`` >= 0 (a held-out share [0, 1));
-    everything else > 0. The numbers of a list field (``seeds``, ``knowledge_layers``) follow its
-    name's rule each, and none may repeat. A negative learning rate, temperature or loss weight would otherwise
-    train without a word, the wrong way.
+    fractions, ratios, rates (not learning rates), gate bounds and ``max_metric_drop`` in [0, 1];
+    ``seed`` in [0, 2**32 - 1] (NumPy's range); ports (``port``, ``*_port``) at most 65,535; waits
+    (``*timeout``, ``*_seconds``) at most a day; names in ``may_be_zero`` >= 0 (a held-out share
+    [0, 1)); everything else > 0, with the upper bounds of ``SIZE_BOUNDS``. The numbers of a list
+    field (``seeds``, ``knowledge_layers``) follow its name's rule each, and none may repeat. A
+    negative learning rate, temperature or loss weight would otherwise train without a word, the
+    wrong way.
     """
 
     may_be_zero: ClassVar[Tuple[str, ...]] = ()

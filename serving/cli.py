@@ -11,11 +11,11 @@ import os
 import grpc
 
 from rw_tf.cli.options import utf8_text
+from rw_tf.config import MAX_WAIT_SECONDS
 from rw_tf.data.lines import read_bounded
 from rw_tf.errors import UserError
 from rw_tf_serving.client import (
     MAX_MESSAGE_BYTES,
-    SECONDS_PER_DAY,
     RestError,
     RestExchangeError,
     ServingClient,
@@ -86,7 +86,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batching-parameters-file", help="BatchingParameters text proto (implies batching)")
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--batch-timeout-micros", type=int, default=2000)
-    p.add_argument("--file-system-poll-wait-seconds", type=number_in(float, 0.001, SECONDS_PER_DAY), default=2.0)
+    p.add_argument("--file-system-poll-wait-seconds", type=number_in(float, 0.001, MAX_WAIT_SECONDS), default=2.0)
     limits = ServerLimits()
     for field in ("max_text_bytes", "max_request_bytes", "max_elements", "max_texts", "max_rank", "max_json_depth"):
         p.add_argument("--" + field.replace("_", "-"), type=int, default=getattr(limits, field),
@@ -94,7 +94,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-workers", type=number_in(int, 1, 1024), default=16,
                    help="requests served at once per front end (threads, 1 to 1,024)")
     p.add_argument("--request-timeout-in-ms", "--rest-api-timeout-in-ms", dest="request_timeout_in_ms",
-                   type=number_in(int, 1, 1000 * SECONDS_PER_DAY), default=30000,
+                   type=number_in(int, 1, 1000 * MAX_WAIT_SECONDS), default=30000,
                    help="time for a request to arrive in full (then REST 408, gRPC DEADLINE_EXCEEDED) and for a "
                         "REST answer to be read; TF Serving's --rest_api_timeout_in_ms is accepted too")
     p.add_argument("--ssl-config-file", help="TF Serving SSLConfig text proto: server_key, server_cert (PEM), "
@@ -154,7 +154,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="a binary input (e.g. an image) read from PATH: raw bytes over gRPC, {\"b64\": ...} "
                         "over REST; repeatable")
     p.add_argument("--version", type=number_in(int, 0, 2**63 - 1), help="a version number (int64, as TF Serving's)")
-    p.add_argument("--timeout", type=number_in(float, 0.001, SECONDS_PER_DAY), default=10.0,
+    p.add_argument("--timeout", type=number_in(float, 0.001, MAX_WAIT_SECONDS), default=10.0,
                    help="seconds the whole call may take (default 10)")
     p.set_defaults(func=run_predict)
 

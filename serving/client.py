@@ -32,6 +32,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from rw_tf.config import check_numbers, checks_number_arguments
 from rw_tf.data.jsonl import example_from_json, loads_text
 from rw_tf_serving.errors import ServingError
 from rw_tf_serving.validation import ServerLimits, array_from_tensor_proto
@@ -61,25 +62,22 @@ def to_tensor_proto(value: Any):
 
 # What one request or response may hold (gRPC's default receive limit is 4 MiB).
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-SECONDS_PER_DAY = 86_400
+# The longest wait between retries: the back-off doubles after each UNAVAILABLE answer.
+MAX_RETRY_WAIT_SECONDS = 60.0
 # An answer is held to what it carries (at most a message's bytes of values), not what it declares.
 ANSWER_LIMITS = ServerLimits(max_elements=MAX_MESSAGE_BYTES, max_texts=MAX_MESSAGE_BYTES, max_rank=32)
 
 
-def check_timeout(timeout: float) -> float:
-    """A call's deadline in seconds: more than 0 and at most a day (sockets and gRPC overflow on
-    ``inf`` or ``1e300``, and refuse NaN or negative values with messages that do not name it)."""
-    if not 0 < timeout <= SECONDS_PER_DAY:   # also NaN
-        raise ValueError(f"timeout must be more than 0 and at most {SECONDS_PER_DAY:,} seconds, got {timeout}")
-    return timeout
-
-
+# Number arguments follow rw_tf.config.check_numbers: a timeout is more than 0 and at most a day
+# (sockets and gRPC overflow on inf or 1e300, and refuse NaN or negative values with messages that
+# do not name it), a version an int64 from 0, message sizes C ints (gRPC's channel options).
+@checks_number_arguments(may_be_zero=("retries", "backoff"))
 class ServingClient:
     def __init__(self, target: str = "127.0.0.1:8500", timeout: float = 10.0, retries: int = 3,
                  backoff: float = 0.2, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes)]
-        self.timeout = check_timeout(timeout)
+        self.timeout = timeout
         self.channel = grpc.insecure_channel(target, options=options)
         self.prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
@@ -97,10 +95,11 @@ class ServingClient:
                 if err.code() not in RETRYABLE or attempt == self.retries:
                     raise
                 time.sleep(delay)
-                delay *= 2
+                delay = min(2 * delay, MAX_RETRY_WAIT_SECONDS)
 
     @staticmethod
     def _spec(spec, model: str, version: Optional[int], signature: str = "") -> None:
+        check_numbers("ServingClient", {"version": version}, {"version": Optional[int]}, may_be_zero=("version",))
         spec.name = model
         if version is not None:
             spec.version.value = version
@@ -220,7 +219,7 @@ def _rest_post(base_url: str, model: str, version: Optional[int], verb: str, bod
     """POSTs ``body`` to TF Serving's ``/v1/models/MODEL[/versions/V]VERB`` and returns the JSON
     object it answers. ``timeout`` bounds the whole exchange, as a gRPC deadline does: a server that
     drips its answer a byte at a time is cut off when it passes."""
-    parts, timeout = rest_base_url(base_url), check_timeout(timeout)
+    parts = rest_base_url(base_url)
     path = (parts.path.rstrip("/") + "/v1/models/" + urllib.parse.quote(model, safe="")
             + (f"/versions/{version}" if version is not None else "") + verb)
     connection = (http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection)(
@@ -260,6 +259,7 @@ def _cut_off(connection: http.client.HTTPConnection) -> None:
         connection.sock.shutdown(socket.SHUT_RDWR)
 
 
+@checks_number_arguments(may_be_zero=("version",))
 def rest_predict(base_url: str, model: str, instances: Optional[List] = None, inputs: Optional[Dict] = None,
                  signature: str = "serving_default", version: Optional[int] = None,
                  timeout: float = 10.0) -> Dict[str, Any]:
@@ -270,6 +270,7 @@ def rest_predict(base_url: str, model: str, instances: Optional[List] = None, in
     return _rest_post(base_url, model, version, ":predict", body, timeout)
 
 
+@checks_number_arguments(may_be_zero=("version",))
 def rest_classify(base_url: str, model: str, examples: Sequence[Mapping[str, Any]],
                   context: Optional[Mapping[str, Any]] = None, signature: str = "classification",
                   version: Optional[int] = None, timeout: float = 10.0) -> List:

@@ -22,11 +22,12 @@ import os
 import posixpath
 import re
 import shlex
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import ClassVar, Dict, List, Optional, Sequence, Tuple
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from rw_tf.config import DictConfig
 from rw_tf_serving.batching import check_batching
 from rw_tf_serving.protos import BATCHING_PARAMETERS, parse_text, read_text_proto
 
@@ -34,24 +35,44 @@ VERSION_POLICIES = ("latest", "all", "specific")
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(DictConfig):
+    """A model to serve: its name (in requests and REST URLs), the folder of its numbered versions
+    and which versions to load (TF Serving's ``model_version_policy``). Numbers are checked as the
+    configs' (``num_latest`` > 0; ``versions`` int64s from 0, each once)."""
+
     name: str
     base_path: str
     version_policy: str = "latest"
     num_latest: int = 1
     versions: Sequence[int] = ()
 
-    def __post_init__(self) -> None:
+    may_be_zero: ClassVar[Tuple[str, ...]] = ("versions",)
+
+    def validate(self) -> None:
+        check_model_name(self.name)
         if self.version_policy not in VERSION_POLICIES:
             raise ValueError(f"version_policy must be one of {VERSION_POLICIES}, got {self.version_policy!r}")
         if self.version_policy == "specific" and not self.versions:
             raise ValueError("the 'specific' version policy needs versions")
-        if self.num_latest < 1:
-            raise ValueError("num_latest must be >= 1")
+
+
+# TF Serving's REST API finds a model by the URL path segment after /v1/models/ (``[^/:]+``) and
+# does not decode percent-escapes, so a name it can serve over REST is printable ASCII other than a
+# space (``[!-~]``) without these.
+_NOT_IN_REST_NAMES = set("/:?#%")
+
+
+def check_model_name(name: str, shown: str = "") -> None:
+    """``ValueError`` for a model name that no REST URL can hold (the local server and TF Serving
+    answer REST requests for a model named in the URL); ``shown`` names it in the message."""
+    if not isinstance(name, str) or not re.fullmatch(r"[!-~]+", name) or _NOT_IN_REST_NAMES & set(name):
+        raise ValueError(f"{shown or repr(name)} cannot be a TF Serving model name: REST requests find a model "
+                         f"by name in the URL, which holds printable ASCII without spaces or "
+                         f"{''.join(sorted(_NOT_IN_REST_NAMES))}")
 
 
 @dataclasses.dataclass(frozen=True)
-class BatchingParameters:
+class BatchingParameters(DictConfig):
     """Server-side batching (same fields and meaning as TF Serving's; its text format in files)."""
 
     max_batch_size: int = 32
@@ -60,7 +81,9 @@ class BatchingParameters:
     num_batch_threads: int = 2
     allowed_batch_sizes: Tuple[int, ...] = ()
 
-    def __post_init__(self) -> None:
+    may_be_zero: ClassVar[Tuple[str, ...]] = ("batch_timeout_micros",)
+
+    def validate(self) -> None:
         # Checked here too (not only when a Batcher is built at a version's load), so a bad file
         # stops `rw-tf serve` at start instead of failing every load in the background.
         check_batching(self.max_batch_size, self.batch_timeout_micros, self.num_batch_threads,
@@ -123,8 +146,12 @@ def read_models_config(path: str) -> List[ModelSpec]:
                              "this server loads TensorFlow SavedModels ('tensorflow')")
         policy = model.model_version_policy
         kind = policy.WhichOneof("policy_choice") or "latest"
-        specs.append(ModelSpec(name=model.name, base_path=model.base_path, version_policy=kind,
-                               num_latest=policy.latest.num_versions or 1, versions=tuple(policy.specific.versions)))
+        try:
+            specs.append(ModelSpec(name=model.name, base_path=model.base_path, version_policy=kind,
+                                   num_latest=policy.latest.num_versions or 1,
+                                   versions=tuple(policy.specific.versions)))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     return specs
 
 
@@ -186,12 +213,6 @@ spec:
 DEFAULT_IMAGE = "tensorflow/serving:2.16.1"
 
 
-# TF Serving's REST API finds a model by the URL path segment after /v1/models/ (``[^/:]+``) and
-# does not decode percent-escapes, so a name it can serve over REST is printable ASCII other than a
-# space (``[!-~]``) without these.
-_NOT_IN_REST_NAMES = set("/:?#%")
-
-
 def pushed_models(push_root: str) -> Tuple[List[str], Dict[str, str]]:
     """The model folders under ``push_root`` (each holds a numeric version folder, which is what TF
     Serving loads) and the other entries with the reason they are not models. ``ValueError`` for a
@@ -205,11 +226,8 @@ def pushed_models(push_root: str) -> Tuple[List[str], Dict[str, str]]:
             skipped[shown] = "a file, not a model folder"
         elif not any(v.is_dir() and re.fullmatch(r"[0-9]+", v.name) for v in os.scandir(entry.path)):
             skipped[shown] = "no version folder (TF Serving loads NAME/<number>/)"
-        elif not re.fullmatch(r"[!-~]+", entry.name) or _NOT_IN_REST_NAMES & set(entry.name):
-            raise ValueError(f"{push_root}: the model folder {shown!r} cannot be a TF Serving model name: REST "
-                             f"requests find a model by name in the URL, which holds printable ASCII without "
-                             f"spaces or {''.join(sorted(_NOT_IN_REST_NAMES))}; rename it")
         else:
+            check_model_name(entry.name, f"{push_root}: the model folder {shown!r}")
             names.append(entry.name)
     if not names:
         raise ValueError(f"no model folders under {push_root} (skipped: {skipped or 'nothing there'})")

@@ -28,6 +28,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 from google.protobuf import json_format
 
+from rw_tf.config import checks_number_arguments
 from rw_tf.data.jsonl import LoneSurrogate, example_from_json, loads_text
 from rw_tf_serving.core import ServingCore
 from rw_tf_serving.errors import (
@@ -143,6 +144,7 @@ class _ClientLeft(Exception):
     """The client closed the connection before sending a request: nothing to answer."""
 
 
+@checks_number_arguments()
 class RestFrontEnd:
     """The REST API on the running event loop; requests run on ``RequestWorkers`` threads.
 

@@ -16,6 +16,7 @@ import logging
 import threading
 from typing import Optional, Sequence
 
+from rw_tf.config import checks_number_arguments
 from rw_tf_serving.config import BatchingParameters, ModelSpec
 from rw_tf_serving.core import ServerLimits, ServingCore
 from rw_tf_serving.grpc_server import start_grpc_server
@@ -25,6 +26,7 @@ from rw_tf_serving.workers import EventLoopThread, RequestWorkers
 log = logging.getLogger("rw_tf.serving")
 
 
+@checks_number_arguments(may_be_zero=("port", "rest_port"))   # port 0: any free port
 class LocalModelServer:
     def __init__(self, specs: Sequence[ModelSpec], host: str = "127.0.0.1", port: int = 8500,
                  rest_port: Optional[int] = None, batching: Optional[BatchingParameters] = None,

@@ -27,13 +27,12 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
+from rw_tf.config import DictConfig
 from rw_tf_serving.errors import invalid_argument, resource_exhausted
-
-MAX_REQUEST_BYTES = 2 ** 31 - 1
 
 
 @dataclasses.dataclass
-class ServerLimits:
+class ServerLimits(DictConfig):
     """Per-request limits of the local server (``rw-tf serve`` flags)."""
 
     max_text_bytes: int = 100_000                 # one string input of a raw-text signature
@@ -44,16 +43,14 @@ class ServerLimits:
     max_json_depth: int = 32
     text_inputs: Tuple[str, ...] = ("text", "question", "context")
 
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, int) and value < 1:
-                raise ValueError(f"{field.name} must be >= 1, got {value}")
-        # gRPC takes the message size as a C int (a larger one stopped the server with OverflowError),
-        # and protobuf messages cannot exceed 2 GiB anyway.
-        if self.max_request_bytes > MAX_REQUEST_BYTES:
-            raise ValueError(f"max_request_bytes must be at most {MAX_REQUEST_BYTES:,} (2 GiB - 1), "
-                             f"got {self.max_request_bytes:,}")
+    # Numbers are checked as the configs' (rw_tf.config.check_numbers): integers > 0, and
+    # max_request_bytes at most 2 GiB - 1, since gRPC takes the message size as a C int (a larger
+    # one stopped the server with OverflowError) and protobuf messages cannot exceed 2 GiB anyway.
+
+    def validate(self) -> None:
+        # A str here would be read as its characters: "text" would hold the input names "t", "e", "x".
+        if not (isinstance(self.text_inputs, tuple) and all(isinstance(n, str) and n for n in self.text_inputs)):
+            raise TypeError(f"ServerLimits.text_inputs must be a tuple of input names, got {self.text_inputs!r}")
 
 
 # The repeated field holding each value dtype's elements, and how many field entries one element takes.

@@ -256,7 +256,7 @@ def _export_and_function_calls():
         (lambda: rw_tf.learn_vocabulary(["a b c"] * 4, vocab_size=50, min_count=-1), ValueError,
          "learn_vocabulary.min_count must be > 0, got -1"),
         (lambda: rw_tf.create_strategy(worker_timeout_seconds=-1.0), ValueError,
-         "create_strategy.worker_timeout_seconds must be > 0, got -1.0"),
+         "create_strategy.worker_timeout_seconds must be > 0 and at most 86,400 (seconds, a day"),
         (lambda: rw_tf.ClassifierExport(None, None, 16, temperature=-1.0), ValueError,
          "ClassifierExport.temperature must be > 0, got -1.0"),
         (lambda: rw_tf.ClassifierExport(None, None, 16, temperature=math.nan), ValueError,

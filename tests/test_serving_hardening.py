@@ -348,21 +348,23 @@ def test_serve_refuses_bad_config_files_and_flags_at_start(tmp_path, capsys):
         assert message in capsys.readouterr().err
     flag_cases = [
         (["--batching-parameters-file", write("b1.txt", "max_batch_size { value: -4 }")],
-         "batching max_batch_size must be 1 to 1,048,576, got -4"),
+         "BatchingParameters.max_batch_size must be > 0, got -4"),
         (["--batching-parameters-file", write("b2.txt", "max_batch_size { value: 8 } allowed_batch_sizes: 4")],
          "must increase from >= 1 and end with max_batch_size (8), got [4]"),
         (["--batching-parameters-file", write("b3.txt", b"\xff")], "b3.txt is not UTF-8 text"),
-        (["--enable-batching", "--batch-timeout-micros", "-1"], "batch_timeout_micros must be 0 to 3,600,000,000"),
+        (["--enable-batching", "--batch-timeout-micros", "-1"], "BatchingParameters.batch_timeout_micros must be >= 0"),
         # Too large for the timers, threads and C ints they become (before: OverflowError in a batch
         # thread, requests never answered; a billion threads; an unsent request of 10**12 rows).
         (["--enable-batching", "--batch-timeout-micros", str(10**20)], "got 100,000,000,000,000,000,000"),
         (["--batching-parameters-file", write("b4.txt", "num_batch_threads { value: 1000000000 }")],
          "batching num_batch_threads must be 1 to 1,024, got 1,000,000,000"),
         (["--enable-batching", "--max-batch-size", str(10**12)], "max_batch_size must be 1 to 1,048,576"),
-        (["--max-request-bytes", str(2**31)], "max_request_bytes must be at most 2,147,483,647 (2 GiB - 1)"),
+        (["--max-request-bytes", str(2**31)],
+         "ServerLimits.max_request_bytes must be > 0 and at most 2,147,483,647 (gRPC takes it as a C int"),
         (["--ssl-config-file", write("s.txt", "server_kee: 1")], "s.txt: not a valid SSLConfig text proto"),
-        (["--max-texts", "-1"], "max_texts must be >= 1, got -1"),
-        (["--max-request-bytes", "0"], "max_request_bytes must be >= 1, got 0")]
+        (["--max-texts", "-1"], "ServerLimits.max_texts must be > 0, got -1"),
+        (["--max-request-bytes", "0"], "ServerLimits.max_request_bytes must be > 0 and at most 2,147,483,647 "
+                                       "(gRPC takes it as a C int; protobuf messages stop at 2 GiB), got 0")]
     for flags, message in flag_cases:
         assert cli_main(base + flags) == 2
         assert message in capsys.readouterr().err

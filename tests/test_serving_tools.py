@@ -26,12 +26,13 @@ from rw_tf_serving.client import (
     RestError,
     RestExchangeError,
     ServingClient,
-    check_timeout,
     rest_base_url,
     rest_classify,
     rest_predict,
 )
-from rw_tf_serving.config import read_models_config
+from rw_tf_serving.config import BatchingParameters, ModelSpec, read_models_config
+from rw_tf_serving.server import LocalModelServer
+from rw_tf_serving.validation import ServerLimits
 
 
 def _ok(body: bytes, status: str = "200 OK", length: int = -1) -> bytes:
@@ -149,10 +150,10 @@ def test_urls_timeouts_and_versions_that_cannot_be_used_are_refused(capsys):
         assert info.value.code == 2 and "is not a REST base URL" in capsys.readouterr().err
     assert rest_base_url("https://models.example.com/serving").path == "/serving"
     for timeout in (float("nan"), float("inf"), -1.0, 0.0, 1e300):
-        with pytest.raises(ValueError, match="timeout must be more than 0 and at most 86,400 seconds"):
-            check_timeout(timeout)
-        with pytest.raises(ValueError, match="timeout must be"):
+        with pytest.raises(ValueError, match=r"ServingClient.timeout must be > 0 and at most 86,400 \(seconds"):
             ServingClient("127.0.0.1:9", timeout=timeout)
+        with pytest.raises(ValueError, match=r"rest_predict.timeout must be > 0 and at most 86,400 \(seconds"):
+            rest_predict("http://127.0.0.1:9", "m", instances=["x"], timeout=timeout)
         with pytest.raises(SystemExit):
             main(["predict", "--model", "m", "--timeout", str(timeout), "x"])
         assert f"--timeout: {timeout} is not in 0.001 to 86,400" in capsys.readouterr().err
@@ -273,3 +274,67 @@ def test_serving_config_refuses_what_tf_serving_could_not_serve(tmp_path, capsys
             main(["serving-config", "--push-root", str(tmp_path), "--output-dir", str(tmp_path / "out"),
                   "--num-versions", versions])
         assert f"--num-versions: {versions} is not in 1 to 2,147,483,647" in capsys.readouterr().err
+
+
+def _spec(**changes):
+    return ModelSpec(**{"name": "m", "base_path": "/models/m", **changes})
+
+
+# The serving package's Python API takes the numbers of `rw-tf serve` and `rw-tf predict` flags
+# without argparse in front. Before, each of these was accepted: a poll of 0 or -1 seconds spun a
+# core re-reading the model folder, one of inf killed the poll thread (OverflowError), retries=-1
+# made no call at all, a version of -1 waited forever for a folder that cannot exist, a model
+# named "a/b" was served where no REST URL could reach it, and floats or bools were taken as ints.
+SERVING_API_CASES = [
+    (lambda: LocalModelServer([_spec()], port=-1), ValueError, "LocalModelServer.port must be >= 0 and at most 65,535"),
+    (lambda: LocalModelServer([_spec()], rest_port=70000), ValueError, "LocalModelServer.rest_port must be >= 0"),
+    (lambda: LocalModelServer([_spec()], poll_seconds=0), ValueError, "LocalModelServer.poll_seconds must be > 0"),
+    (lambda: LocalModelServer([_spec()], poll_seconds=float("inf")), ValueError, r"at most 86,400 \(seconds"),
+    (lambda: LocalModelServer([_spec()], request_timeout=float("nan")), ValueError,
+     "LocalModelServer.request_timeout must be > 0"),
+    (lambda: LocalModelServer([_spec()], max_workers=2.5), TypeError,
+     "LocalModelServer.max_workers must be an integer"),
+    (lambda: ServingClient("127.0.0.1:9", retries=-1), ValueError,
+     "ServingClient.retries must be >= 0 and at most 100"),
+    (lambda: ServingClient("127.0.0.1:9", backoff=float("nan")), ValueError, "ServingClient.backoff must be >= 0"),
+    (lambda: ServingClient("127.0.0.1:9", max_message_bytes=2**40), ValueError,
+     "ServingClient.max_message_bytes must be > 0 and at most 2,147,483,647"),
+    (lambda: ServingClient("127.0.0.1:9", retries=0).predict("m", {"x": [1]}, version=-1), ValueError,
+     "ServingClient.version must be >= 0"),
+    (lambda: ServingClient("127.0.0.1:9", retries=0).status("m", version=True), TypeError,
+     "ServingClient.version must be an integer"),
+    (lambda: rest_classify("http://127.0.0.1:9", "m", [{"x": 1}], version=1.5), TypeError,
+     "rest_classify.version must be an integer"),
+    (lambda: _spec(version_policy="specific", versions=(-1,)), ValueError, r"ModelSpec.versions\[0\] must be >= 0"),
+    (lambda: _spec(version_policy="specific", versions=(3, 3)), ValueError, r"ModelSpec.versions repeats \[3\]"),
+    (lambda: _spec(num_latest=True), TypeError, "ModelSpec.num_latest must be an integer"),
+    (lambda: _spec(name="a/b"), ValueError, "'a/b' cannot be a TF Serving model name"),
+    (lambda: _spec(name=""), ValueError, "'' cannot be a TF Serving model name"),
+    (lambda: BatchingParameters(max_batch_size=2.5), TypeError, "BatchingParameters.max_batch_size must be an integer"),
+    (lambda: ServerLimits(max_rank=float("nan")), TypeError, "ServerLimits.max_rank must be an integer"),
+    (lambda: ServerLimits(text_inputs="text"), TypeError, "ServerLimits.text_inputs must be a tuple of input names"),
+]
+
+
+@pytest.mark.parametrize("make, error, message", SERVING_API_CASES)
+def test_serving_python_api_refuses_numbers_and_names_it_cannot_use(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_serving_python_api_takes_the_zeros_that_mean_something():
+    assert LocalModelServer([_spec()], port=0, rest_port=0).port == 0          # any free port
+    assert ServingClient("127.0.0.1:9", retries=0, backoff=0).retries == 0
+    assert _spec(version_policy="specific", versions=(0, 7)).versions == (0, 7)
+    assert BatchingParameters(batch_timeout_micros=0).batch_timeout_micros == 0
+
+
+def test_client_retry_waits_double_up_to_a_minute(monkeypatch):
+    waits = []
+    monkeypatch.setattr(rw_tf_serving.client.time, "sleep", waits.append)
+    client = ServingClient("127.0.0.1:9", timeout=2, retries=12, backoff=0.5)   # nothing listens on port 9
+    with pytest.raises(grpc.RpcError) as info:
+        client.status("m")
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    # Doubling without a cap would wait 0.5 * 2**11 s (17 minutes) before the last call.
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0, 60.0, 60.0]

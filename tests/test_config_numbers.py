@@ -243,10 +243,18 @@ def test_keras_classes_take_zero_where_it_means_off_and_numpy_numbers(name, valu
 def _export_and_function_calls():
     from rw_tf.applications.fill_mask import fill_mask, masked_span_suggestions
     from rw_tf.applications.question_answering import QuestionAnswerer
+    from rw_tf.checkpoints.pretrained import pretrained_encoder
+    from rw_tf.data.images import check_image
     from rw_tf.data.qa_windows import WindowSpec
+    from rw_tf.export.classification import classifier_outputs
     from rw_tf.export.image_text import ImageTextExport
     from rw_tf.export.question_answering import QuestionAnsweringExport
     from rw_tf.export.recommendation import RecommenderExport
+    from rw_tf.knowledge.evaluation import filtered_ranks, rank_metrics
+    from rw_tf.refine.pipeline import RefineWeb
+    from rw_tf.tasks.sentence_embedding import embed_texts
+    from rw_tf.training.backup import TrainingBackup
+    from rw_tf.training.optimizer import build_optimizer
 
     # Each was accepted before (the exports with any model: the check comes first), except the
     # first, which recursed until Python's limit (RecursionError), and WindowSpec's max_windows 1.5.
@@ -278,6 +286,32 @@ def _export_and_function_calls():
         (lambda: fill_mask(None, None, ["a [MASK]"], top_k=-1), ValueError, "fill_mask.top_k must be > 0, got -1"),
         (lambda: masked_span_suggestions(None, None, "a [MASK]", max_masks=0), ValueError,
          "masked_span_suggestions.max_masks must be > 0, got 0"),
+        # Accepted before: an optimizer whose learning rate is NaN, whose schedule ran over -5 steps
+        # (clamped to 1 without a word) or whose epsilon of 0 divides by zero on a zero gradient;
+        # probabilities inverted by a negative temperature or NaN at 0; a hits@0 that is always 0.
+        (lambda: build_optimizer(learning_rate=math.nan, total_steps=10), ValueError,
+         "build_optimizer.learning_rate must be > 0, got nan"),
+        (lambda: build_optimizer(learning_rate=1e-3, total_steps=-5), ValueError,
+         "build_optimizer.total_steps must be > 0 and at most 2,147,483,647"),
+        (lambda: build_optimizer(learning_rate=1e-3, total_steps=10, epsilon=0.0), ValueError,
+         "build_optimizer.epsilon must be > 0, got 0.0"),
+        (lambda: build_optimizer(learning_rate=1e-3, total_steps=10, clipnorm=-1.0), ValueError,
+         "build_optimizer.clipnorm must be >= 0, got -1.0"),
+        (lambda: classifier_outputs(np.zeros((1, 2), "float32"), temperature=-1.0), ValueError,
+         "classifier_outputs.temperature must be > 0, got -1.0"),
+        (lambda: rank_metrics(np.array([1.0, 2.0]), ks=(0, 3)), ValueError, "rank_metrics.ks[0] must be > 0, got 0"),
+        (lambda: rank_metrics(np.array([1.0, 2.0]), ks=(1.5,)), TypeError,
+         "rank_metrics.ks must be a list of integers, got (1.5,)"),
+        (lambda: filtered_ranks(None, np.zeros((1, 3), "int64"), [], batch_size=0), ValueError,
+         "filtered_ranks.batch_size must be > 0, got 0"),
+        (lambda: RefineWeb(["pages.warc"], input_groups=0), ValueError, "RefineWeb.input_groups must be > 0, got 0"),
+        (lambda: TrainingBackup("unused", every_steps=2.5), TypeError,
+         "TrainingBackup.every_steps must be an integer, got 2.5"),
+        (lambda: pretrained_encoder("unused", dropout=1.0), ValueError,
+         "pretrained_encoder.dropout must be in [0, 1), got 1.0"),
+        (lambda: check_image(b"", max_pixels=0), ValueError, "check_image.max_pixels must be > 0, got 0"),
+        (lambda: embed_texts(None, None, ["a"], max_sequence_length=10**6), ValueError,
+         "embed_texts.max_sequence_length must be > 0 and at most 32,768"),
     ]
 
 

@@ -421,3 +421,33 @@ def test_refine_config_files_are_type_checked(tmp_path):
                             ([1], "RefineConfig settings in cfg must be an object, not a list")):
         with pytest.raises(ValueError, match=message):
             RefineConfig.from_dict(values, "cfg")
+
+
+@pytest.mark.parametrize("values, message", [
+    # n of 0 or less: duplicate_ngram_chars stepped forward by n words and never ended (the
+    # refinement hung on its first document); a fraction outside [0, 1] turned a rule off or made
+    # it drop every document; a repeated n is two thresholds for one rule.
+    ({"gopher_repetition": {"duplicate_ngram_char_fractions": [[0, 0.2]]}}, "duplicate_ngram_char_fractions must be"),
+    ({"gopher_repetition": {"duplicate_ngram_char_fractions": [[-2, 0.2]]}}, "duplicate_ngram_char_fractions must be"),
+    ({"gopher_repetition": {"top_ngram_char_fractions": [[2, 1.5]]}},
+     "each fraction in \\[0, 1\\]; got \\(\\(2, 1.5\\),\\)"),
+    ({"gopher_repetition": {"top_ngram_char_fractions": [[2, 0.1], [2, 0.2]]}}, "each n once"),
+    ({"gopher_repetition": {"top_ngram_char_fractions": [[10**6, 0.1]]}}, "1 to 1000 words"),
+    # Settings that can only drop every document.
+    ({"gopher_quality": {"min_words": 200, "max_words": 100}}, "min_words \\(200\\) is above max_words \\(100\\)"),
+    ({"gopher_quality": {"min_mean_word_length": 12.0}}, "min_mean_word_length \\(12.0\\) is above"),
+    ({"gopher_quality": {"stop_words": ["the"], "min_stop_words": 2}}, "more than the 1 distinct stop_words"),
+])
+def test_refine_settings_that_hang_or_drop_everything_are_refused(values, message):
+    from rw_tf.refine import RefineConfig
+
+    with pytest.raises(ValueError, match=message):
+        RefineConfig.from_dict(values, "cfg")
+
+
+def test_duplicate_ngram_rule_ends_for_every_allowed_n():
+    words = [f"w{i % 7}" for i in range(60)]    # repeats every 7 words
+    for n in (1, 2, 7, 59, 60, 61, 1000):
+        chars = duplicate_ngram_chars(words, n)
+        assert 0 <= chars <= len("".join(words))
+    assert duplicate_ngram_chars(words, 7) == len("".join(words[7:56]))   # 7 repeats of the first 7 words

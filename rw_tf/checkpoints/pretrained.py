@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 
 from rw_tf.checkpoints.hf_bert import hf_bert_encoder, hf_bert_masked_lm, hf_bert_tokenizer
+from rw_tf.config import checks_number_arguments
 from rw_tf.errors import CorruptFileError
 from rw_tf.export.base import ASSETS_EXTRA, find_keras_file
 from rw_tf.model_files import load_keras_file, read_json_object
@@ -65,6 +66,7 @@ def pretrained_tokenizer(path: str) -> WordPieceTokenizer:
     return WordPieceTokenizer.from_config({**settings, "vocab_file": os.path.join(export_dir, "assets", "vocab.txt")})
 
 
+@checks_number_arguments()
 def pretrained_encoder(path: str, tokenizer: WordPieceTokenizer = None,
                        dropout: Optional[float] = None) -> TransformerEncoder:
     """The encoder stored at ``path``; with ``tokenizer``, checks that their vocabularies agree;

@@ -27,6 +27,8 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from rw_tf.config import checks_number_arguments
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 DEFAULT_MAX_PIXELS = 40_000_000          # about 6,300 x 6,300
@@ -95,6 +97,7 @@ def decode_images(images: tf.Tensor, size: int, mean: Sequence[float] = IMAGENET
     return (decoded - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
 
 
+@checks_number_arguments()
 def check_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
                 ) -> Optional[str]:
     """None if ``data`` decodes under the checks above, else the reason (for counted rejects)."""

@@ -16,6 +16,7 @@ from rw_tf.export.base import EXAMPLES_SPEC, TEXT_SPEC, ExportModule, Signature
 from rw_tf.models.classifier import task_logits
 
 
+@checks_number_arguments()
 def classifier_outputs(logits: tf.Tensor, multi_label: bool = False, temperature: float = 1.0) -> Dict[str, tf.Tensor]:
     """Probabilities (temperature-calibrated) and decisions from classifier logits."""
     scaled = tf.cast(logits, tf.float32) / temperature

@@ -16,6 +16,8 @@ from typing import Callable, Dict, Iterable, Sequence
 
 import numpy as np
 
+from rw_tf.config import checks_number_arguments
+
 ScoreFn = Callable[[np.ndarray, np.ndarray, str], np.ndarray]
 
 
@@ -33,6 +35,7 @@ def transe_scores(model) -> ScoreFn:
     return score
 
 
+@checks_number_arguments()
 def filtered_ranks(score_fn: ScoreFn, test: np.ndarray, known: Iterable[np.ndarray],
                    batch_size: int = 256) -> np.ndarray:
     """Ranks ``[n, 2]`` (head rank, tail rank) of each test triple, filtered by ``known`` triples."""
@@ -61,6 +64,7 @@ def filtered_ranks(score_fn: ScoreFn, test: np.ndarray, known: Iterable[np.ndarr
     return ranks
 
 
+@checks_number_arguments()
 def rank_metrics(ranks: np.ndarray, ks: Sequence[int] = (1, 3, 10)) -> Dict[str, float]:
     flat = np.asarray(ranks, dtype=np.float64).reshape(-1)
     if flat.size == 0:

@@ -30,13 +30,14 @@ import dataclasses
 import re
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-from rw_tf.config import DictConfig
+from rw_tf.config import DictConfig, is_integer, is_number
 from rw_tf.refine.text import split_words
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 # A word made only of these characters is punctuation (quotes, dashes, brackets, control characters).
 PUNCTUATION = frozenset("!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»"
                         + "".join(map(chr, [*range(0, 9), *range(11, 32), *range(127, 160)])))
+MAX_NGRAM_WORDS = 1_000   # longer n-grams than any rule of the paper (10) by far
 _PARAGRAPHS = re.compile(r"\n{2,}")
 _LINES = re.compile(r"\n+")
 
@@ -56,6 +57,16 @@ class GopherQualityConfig(DictConfig):
 
     may_be_zero = ("min_words", "min_mean_word_length", "min_stop_words")
 
+    def validate(self) -> None:
+        # Bounds that cross, or more distinct stop words than the list holds, drop every document.
+        for low, high in (("min_words", "max_words"), ("min_mean_word_length", "max_mean_word_length")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"GopherQualityConfig.{low} ({getattr(self, low)}) is above {high} "
+                                 f"({getattr(self, high)}): every document would be dropped")
+        if self.min_stop_words > len(set(self.stop_words)):
+            raise ValueError(f"GopherQualityConfig.min_stop_words ({self.min_stop_words}) is more than the "
+                             f"{len(set(self.stop_words))} distinct stop_words: every document would be dropped")
+
 
 @dataclasses.dataclass(frozen=True)
 class GopherRepetitionConfig(DictConfig):
@@ -68,6 +79,17 @@ class GopherRepetitionConfig(DictConfig):
     # (n, largest fraction of characters inside duplicated n-grams)
     duplicate_ngram_char_fractions: Tuple[Tuple[int, float], ...] = (
         (5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+
+    def validate(self) -> None:
+        # n of 0 or less made duplicate_ngram_chars loop forever (it steps past a repeat by n words).
+        for name in ("top_ngram_char_fractions", "duplicate_ngram_char_fractions"):
+            pairs = getattr(self, name)
+            valid = all(isinstance(pair, (tuple, list)) and len(pair) == 2 and is_integer(pair[0])
+                        and 1 <= pair[0] <= MAX_NGRAM_WORDS and is_number(pair[1]) and 0 <= pair[1] <= 1
+                        for pair in pairs)
+            if not valid or len({pair[0] for pair in pairs}) != len(pairs):
+                raise ValueError(f"GopherRepetitionConfig.{name} must be (n, fraction) pairs, each n once and "
+                                 f"1 to {MAX_NGRAM_WORDS} words, each fraction in [0, 1]; got {pairs}"[:300])
 
     @classmethod
     def from_dict(cls, values, source: str = "config"):

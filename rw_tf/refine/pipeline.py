@@ -39,7 +39,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from rw_tf.config import DictConfig
+from rw_tf.config import DictConfig, checks_number_arguments
 from rw_tf.refine.exact_substrings import later_occurrences, remove_marked, window_keys
 from rw_tf.refine.minhash import MinHasher, cluster_roots, star_edges
 from rw_tf.refine.readers import decompressed, iter_stream
@@ -130,6 +130,7 @@ class _ReadFile(beam.DoFn):
                     yield _event("read", item["reason"], 0, 0)
 
 
+@checks_number_arguments()
 class ReadWebPages(beam.PTransform):
     """Files (WARC, HTML, JSON Lines; any Beam filesystem) -> tagged pages and rejects. Patterns are
     expanded when the pipeline is built and the files dealt into ``groups`` lists: runners that
@@ -269,6 +270,7 @@ def _sum_events(group: List[Tuple]) -> Tuple:
     return group[0][0], tuple(map(sum, zip(*(counts for _, counts in group))))
 
 
+@checks_number_arguments()
 class RefineWeb(beam.PTransform):
     """Every stage in order (see the module docstring); returns ``{"doc", "drop", "event"}`` with
     the events summed per (stage, outcome)."""
@@ -299,6 +301,7 @@ class RefineWeb(beam.PTransform):
         return {DOC: docs, DROP: tuple(dropped) | "AllDropped" >> beam.Flatten(), EVENT: summed}
 
 
+@checks_number_arguments()
 class WriteJsonShards(beam.PTransform):
     """JSON Lines in ``num_shards`` files ``<prefix>-SSSSS-of-NNNNN.jsonl``, each sorted by
     ``sort_key``: the same records give byte-identical files on every runner (WriteToText needs
@@ -368,6 +371,7 @@ def _pipeline(runner: RunnerConfig):
     return beam.Pipeline(options=PipelineOptions(list(runner.pipeline_args))), lambda: None
 
 
+@checks_number_arguments()
 def build_refinement(pipeline, inputs: Sequence[str], output_dir: str, config: RefineConfig,
                      num_shards: int = 4, input_groups: int = 8) -> None:
     """Adds the refinement of ``inputs`` and its writers to ``pipeline`` (``input_groups``: see

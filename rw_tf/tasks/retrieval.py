@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
-from rw_tf.config import DictConfig
+from rw_tf.config import DictConfig, checks_number_arguments
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, text_key
@@ -71,6 +71,7 @@ def ranking_metrics(query_vectors: np.ndarray, item_vectors: np.ndarray,
     return metrics
 
 
+@checks_number_arguments()
 def embed_texts(model: DualEncoder, tokenizer, texts: Sequence[str], tower: str, max_len: int,
                 batch_size: int = 64) -> np.ndarray:
     if not texts:

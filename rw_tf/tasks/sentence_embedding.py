@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
-from rw_tf.config import DictConfig
+from rw_tf.config import DictConfig, checks_number_arguments
 from rw_tf.data.corpus import SplitCounts, describe_drops, embedded_corpus, read_text_files
 from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, text_key
@@ -98,6 +98,7 @@ def with_hard_negatives(pairs: List[Dict], seed: int) -> List[Dict]:
     return out
 
 
+@checks_number_arguments()
 def embed_texts(model: SentenceEncoder, tokenizer, texts: Sequence[str], max_sequence_length: int,
                 batch_size: int = 32, linker=None) -> np.ndarray:
     """Unit vectors [len(texts), dim] of ``texts`` (no dropout); ``linker`` adds entity ids for a

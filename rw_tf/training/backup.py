@@ -36,21 +36,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rw_tf.config import changed_settings
+from rw_tf.config import changed_settings, checks_number_arguments
 from rw_tf.errors import FULL_DISK_HINT, CorruptFileError, UserError
 from rw_tf.model_files import CONTENT_ERRORS, content_error, read_bytes, read_json_object
 
 STATE_FILE = "state.json"
 
 
+@checks_number_arguments(may_be_zero=("every_steps",))
 class TrainingBackup(keras.callbacks.Callback):
     """See the module docstring. ``start_step`` is set by ``restore``."""
 
     def __init__(self, backup_dir: str, every_steps: int = 0, is_chief: bool = True,
                  settings: Optional[Dict[str, Any]] = None) -> None:
         super().__init__()
-        if every_steps < 0:
-            raise ValueError(f"every_steps must be >= 0, got {every_steps}")
         self.backup_dir, self.every_steps, self.is_chief = backup_dir, int(every_steps), is_chief
         # As state.json will hold them (tuples become lists), so that equal settings compare equal.
         self.settings = None if settings is None else json.loads(json.dumps(settings, default=str))

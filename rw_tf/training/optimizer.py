@@ -16,14 +16,15 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from rw_tf.config import checks_number_arguments
+
 DECAYS = ("cosine", "linear", "constant")
 
 
+@checks_number_arguments(may_be_zero=("warmup_steps",))
 def learning_rate_schedule(learning_rate: float, total_steps: int, warmup_steps: int = 0, decay: str = "cosine"):
     if decay not in DECAYS:
         raise ValueError(f"unknown decay {decay!r}; choose one of {DECAYS}")
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate}")
     total_steps = max(1, int(total_steps))
     warmup = max(0, min(int(warmup_steps), total_steps - 1))
     if decay == "constant" and warmup == 0:
@@ -89,6 +90,7 @@ def _scaled(gradient, factor: float):
     return gradient * factor
 
 
+@checks_number_arguments(may_be_zero=("warmup_steps", "weight_decay", "clipnorm"))
 def build_optimizer(learning_rate: float, total_steps: int, warmup_steps: int = 0, decay: str = "cosine",
                     weight_decay: float = 0.01, clipnorm: float = 1.0, epsilon: float = 1e-6
                     ) -> keras.optimizers.Optimizer:

@@ -165,6 +165,7 @@ def wait_for_all_workers(strategy: tf.distribute.Strategy) -> None:
         strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(tf.function(lambda: tf.ones(()))), axis=None)
 
 
+@checks_number_arguments()
 def split_cpu(num_devices: int) -> list:
     """Splits the host CPU into ``num_devices`` logical devices (call before TF initializes);
     lets MirroredStrategy be exercised on a machine without accelerators."""

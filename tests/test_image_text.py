@@ -4,6 +4,7 @@ the untrained model, and the export through the Python API, gRPC and REST (base6
 import base64
 import itertools
 import json
+import signal
 import urllib.request
 
 import grpc
@@ -143,6 +144,30 @@ def test_retrieval_and_matching_metrics_by_hand():
     assert all(labels[picks] != labels)
     with pytest.raises(ValueError, match="two classes"):
         other_class_rows(np.zeros(4, int), np.random.default_rng(0))
+
+
+def _alarm(signum, frame):
+    raise TimeoutError("other_class_rows did not return within 10 s")
+
+
+def test_negatives_of_another_class_for_classes_of_any_sizes():
+    # Collisions were moved along by 1, 2, 3, ... rows, which reaches only triangular-number
+    # offsets: 99 captions of one class and 1 of another never ended (the pipeline's PrepareData
+    # and the task hung on such data).
+    rng = np.random.default_rng(0)
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(10)
+    try:
+        for labels in (np.array([0] * 99 + [1]), np.array(["b", "a", "b", "c"] * 50), rng.integers(0, 10, 10_000)):
+            picks = other_class_rows(labels, rng)
+            assert (labels[picks] != labels).all()
+        # Uniform over the rows of the other classes: class 0's negatives spread evenly over rows 4, 5, 6.
+        labels = np.array([0, 0, 0, 0, 1, 2, 3])
+        counts = np.bincount(np.concatenate([other_class_rows(labels, rng)[:4] for _ in range(3000)]), minlength=7)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert counts[:4].sum() == 0 and np.allclose(counts[4:] / 12_000, 1 / 3, atol=0.02)
 
 
 def test_offline_image_caption_data():

@@ -149,11 +149,11 @@ def test_refined_finetuning_with_a_knowledge_teacher(finetuned, tmp_path):
 def test_multi_label_on_unicode_character_names(tmp_path):
     # Length buckets: character names are short, so most batches pad to 16 of the 24 positions.
     result = finetune(tmp_path, {"multi_label": True, "max_sequence_length": 24, "length_bucketing": True},
-                      batch_size=32, epochs=1, steps_per_epoch=150, learning_rate=2e-4)
+                      batch_size=32, epochs=1, steps_per_epoch=100, learning_rate=2e-4)
     print(result["data"], result["before"], result["after"], result["details"])
     assert result["data"]["num_classes"] == 10 and result["data"]["eval_examples"] == 600
     baseline, after = result["data"]["majority_baseline"], result["after"]
-    # Measured at these settings: micro F1 0.70 vs 0.44, macro 0.33 vs 0.07, subset 0.45 vs 0.32.
+    # Measured at these settings: micro F1 0.66 vs 0.44, macro 0.24 vs 0.07, subset 0.46 vs 0.32.
     assert after["micro_f1"] > baseline["micro_f1"] + 0.15 and after["macro_f1"] > baseline["macro_f1"] + 0.12
     assert after["subset_accuracy"] > baseline["subset_accuracy"] + 0.08
     details = result["details"]   # the temperature is fitted on the calibration split: its NLL cannot rise

@@ -120,7 +120,7 @@ SIZE_BOUNDS = (
     (("vocab_size",), 1 << 22, "rows of the embedding table"),
     (("workers",), 1_024, "processes or threads started"),
     (("message_bytes", "request_bytes"), 2**31 - 1, "gRPC takes it as a C int; protobuf messages stop at 2 GiB"),
-    (("versions", "version"), 2**63 - 1, "an int64, as TF Serving's versions"),
+    (("version",), 2**63 - 1, "an int64, as TF Serving's versions"),
     (("retries",), 100, "calls after the first"),
     (("backoff",), 60, "seconds before the first retry; each next wait doubles, up to a minute"),
 )

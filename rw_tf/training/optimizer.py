@@ -25,8 +25,8 @@ DECAYS = ("cosine", "linear", "constant")
 def learning_rate_schedule(learning_rate: float, total_steps: int, warmup_steps: int = 0, decay: str = "cosine"):
     if decay not in DECAYS:
         raise ValueError(f"unknown decay {decay!r}; choose one of {DECAYS}")
-    total_steps = max(1, int(total_steps))
-    warmup = max(0, min(int(warmup_steps), total_steps - 1))
+    total_steps = int(total_steps)                      # NumPy integers too (get_config writes JSON)
+    warmup = min(int(warmup_steps), total_steps - 1)    # at least the last step decays
     if decay == "constant" and warmup == 0:
         return learning_rate
     if decay == "cosine":

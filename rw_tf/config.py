@@ -112,6 +112,7 @@ def _number_range(name: str, may_be_zero: bool) -> Tuple[float, bool, float, boo
 # num_steps is an int32), and beam_direct_num_workers is how many processes Beam starts.
 MAX_TOKENS = 32_768
 MAX_WAIT_SECONDS = 86_400
+MAX_BACKOFF_SECONDS = 60   # the longest wait between a client's retries
 SIZE_BOUNDS = (
     (("sequence_length", "caption_length", "text_length", "question_length", "answer_length", "max_history",
       "max_predictions_per_seq"), MAX_TOKENS, "positions an example is padded to; attention grows with their square"),
@@ -122,10 +123,8 @@ SIZE_BOUNDS = (
     (("message_bytes", "request_bytes"), 2**31 - 1, "gRPC takes it as a C int; protobuf messages stop at 2 GiB"),
     (("version",), 2**63 - 1, "an int64, as TF Serving's versions"),
     (("retries",), 100, "calls after the first"),
-    (("backoff",), 60, "seconds before the first retry; each next wait doubles, up to a minute"),
+    (("backoff",), MAX_BACKOFF_SECONDS, "seconds before the first retry; each next wait doubles, up to a minute"),
 )
-
-
 
 
 def _number_annotation(hint: Any) -> Optional[Tuple[type, bool, bool]]:

@@ -32,7 +32,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from rw_tf.config import check_numbers, checks_number_arguments
+from rw_tf.config import MAX_BACKOFF_SECONDS, check_numbers, checks_number_arguments
 from rw_tf.data.jsonl import example_from_json, loads_text
 from rw_tf_serving.errors import ServingError
 from rw_tf_serving.validation import ServerLimits, array_from_tensor_proto
@@ -62,8 +62,6 @@ def to_tensor_proto(value: Any):
 
 # What one request or response may hold (gRPC's default receive limit is 4 MiB).
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-# The longest wait between retries: the back-off doubles after each UNAVAILABLE answer.
-MAX_RETRY_WAIT_SECONDS = 60.0
 # An answer is held to what it carries (at most a message's bytes of values), not what it declares.
 ANSWER_LIMITS = ServerLimits(max_elements=MAX_MESSAGE_BYTES, max_texts=MAX_MESSAGE_BYTES, max_rank=32)
 
@@ -95,7 +93,7 @@ class ServingClient:
                 if err.code() not in RETRYABLE or attempt == self.retries:
                     raise
                 time.sleep(delay)
-                delay = min(2 * delay, MAX_RETRY_WAIT_SECONDS)
+                delay = min(2 * delay, MAX_BACKOFF_SECONDS)   # doubles after each UNAVAILABLE answer
 
     @staticmethod
     def _spec(spec, model: str, version: Optional[int], signature: str = "") -> None:

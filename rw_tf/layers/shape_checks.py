@@ -23,8 +23,8 @@ def check_shapes(owner: str, **inputs: Optional[Tuple[Any, Sequence[Axis]]]) -> 
     """Check each input (name -> (tensor or shape, layout); an input that is ``None``, or whose
     tensor is, is optional and skipped) against its layout, one entry per axis: an int is the size
     the axis must have, a str names an axis that must have one size across all the inputs
-    ("batch", "sequence"; a name used once takes any size). A ``ValueError`` names the first input of the
-    wrong rank or size, or the inputs that disagree on a named axis."""
+    ("batch", "sequence"; a name used once takes any size). A ``ValueError`` names the first input
+    of the wrong rank or size, or the inputs that disagree on a named axis."""
     seen: Dict[str, List[Tuple[str, tuple, int]]] = {}
     for name, spec in inputs.items():
         if spec is None or spec[0] is None:

@@ -14,8 +14,10 @@ import os
 import sys
 import traceback
 import warnings
+from typing import Optional
 
 from rw_tf.cli.output import quiet_output
+from rw_tf.folder_lock import output_folder_lock
 from rw_tf_pipeline.configs import DEFAULT_IMAGE, KINDS, STAGES, PipelineConfig
 from rw_tf_pipeline.errors import DataAnomaliesError
 
@@ -60,7 +62,8 @@ def run_command(args: argparse.Namespace) -> int:
     if args.action == "prepare":
         from rw_tf_pipeline.prepare import prepare_data
 
-        print(json.dumps(prepare_data(config), indent=2))
+        with output_folder_lock(config.root):
+            print(json.dumps(prepare_data(config), indent=2))
         return 0
     if args.action == "compile":
         with warnings.catch_warnings():  # the Vertex and GCS clients' deprecation notices on import
@@ -78,13 +81,19 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def run_pipelines(config: PipelineConfig, kinds, verbose: bool) -> int:
-    from rw_tf_pipeline.progress import summary_table
-
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     log_path = None if verbose else os.path.join(config.log_dir, f"run-{stamp}.log")
     print(f"rw-tf pipeline run: {', '.join(config.pipeline_name(k) for k in kinds)} under {config.root}")
     if log_path:
         print(f"library logs: {log_path}")
+    # Taken here, not only inside the run: a root in use is a user error (exit 2), not a failed run.
+    with output_folder_lock(config.root):
+        return _run_and_summarize(config, kinds, log_path)
+
+
+def _run_and_summarize(config: PipelineConfig, kinds, log_path: Optional[str]) -> int:
+    from rw_tf_pipeline.progress import summary_table
+
     try:
         with quiet_output(log_path) as terminal:
             try:

@@ -20,6 +20,7 @@ from typing import Dict, Iterator, List, Optional, TextIO
 
 from tfx import v1 as tfx
 
+from rw_tf.folder_lock import output_folder_lock
 from rw_tf_pipeline.configs import PipelineConfig
 from rw_tf_pipeline.mlmd_queries import run_summary
 from rw_tf_pipeline.pipeline import create_pipeline
@@ -49,6 +50,11 @@ def scratch_tempdir() -> Iterator[str]:
 def run_pipeline(kind: str, config: PipelineConfig, out: Optional[TextIO] = None) -> Dict[str, Dict]:
     """Runs one pipeline to completion (raises if a component fails) and summarizes it per stage;
     with ``out``, prints a line per component as it starts and finishes."""
+    with output_folder_lock(config.root):   # one run per root: a second would share its store and pushes
+        return _run_pipeline(kind, config, out)
+
+
+def _run_pipeline(kind: str, config: PipelineConfig, out: Optional[TextIO]) -> Dict[str, Dict]:
     pipeline = create_pipeline(kind, config)
     with scratch_tempdir():
         if out is None:
@@ -64,8 +70,9 @@ def run_all(config: PipelineConfig, kinds: List[str], out: Optional[TextIO] = No
     """Runs each kind in order (a separate fine-tuning pipeline imports the newest pretraining
     push); returns stage -> summary."""
     summaries: Dict[str, Dict] = {}
-    for kind in kinds:
-        summaries.update(run_pipeline(kind, config, out))
+    with output_folder_lock(config.root):   # held between the pipelines too
+        for kind in kinds:
+            summaries.update(run_pipeline(kind, config, out))
     return summaries
 
 

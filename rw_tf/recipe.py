@@ -27,6 +27,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -39,6 +40,7 @@ import tensorflow as tf
 from rw_tf.config import DictConfig, changed_settings
 from rw_tf.data.jsonl import write_jsonl
 from rw_tf.errors import UserError
+from rw_tf.folder_lock import output_folder_lock
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
 from rw_tf.model_files import read_json_object
@@ -145,6 +147,13 @@ def run_recipe(config: RecipeConfig, output_dir: str, log: Callable[[str], None]
     # Made before TensorFlow runs anything (a multi-worker strategy must be); every stage reuses it.
     strategy = create_strategy(config.strategy, tpu_address=config.tpu)
     chief = is_chief(strategy)
+    # The chief holds the folder for the whole recipe: a second recipe into it is refused.
+    with output_folder_lock(output_dir) if chief else contextlib.nullcontext():
+        return _run_recipe(config, output_dir, strategy, chief, log, started)
+
+
+def _run_recipe(config: RecipeConfig, output_dir: str, strategy, chief: bool, log: Callable[[str], None],
+                started: float) -> Dict[str, Any]:
     check_settings(config, output_dir, write=chief)
     data_dir = os.path.join(output_dir, "data")
     knowledge_dir, alias_file = os.path.join(data_dir, "transe"), os.path.join(data_dir, "aliases.tsv")

@@ -144,6 +144,36 @@ def test_embed_streams_its_input_in_bounded_memory(length_model, tmp_path, capsy
     assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []
 
 
+def test_two_runs_writing_one_output_never_share_a_file(tmp_path):
+    """Two `rw-tf embed --output x.npy` at once both wrote `x.npy.partial`: the second truncated the
+    first's rows, and the first then failed renaming a file the second had already renamed."""
+    from rw_tf.cli.embed import EmbeddingWriter
+
+    for name in ("x.npy", "x.jsonl"):
+        output = tmp_path / name
+        first, second = EmbeddingWriter(str(output)), EmbeddingWriter(str(output))
+        first.write(["a", "b"], np.array([[1, 2], [3, 4]], np.float32))
+        second.write(["c"], np.array([[5, 6]], np.float32))
+        second.close()
+        first.write(["d"], np.array([[7, 8]], np.float32))
+        first.close()                                       # the last to finish wins, whole
+        if name.endswith(".npy"):
+            np.testing.assert_array_equal(np.load(output), [[1, 2], [3, 4], [7, 8]])
+        else:
+            assert [json.loads(line)["text"] for line in open(output)] == ["a", "b", "d"]
+        aborted = EmbeddingWriter(str(output))
+        aborted.write(["e"], np.array([[9, 9]], np.float32))
+        aborted.abort()                                     # a failed run leaves the output as it was
+        assert os.stat(output).st_mode & 0o777 == 0o666 & ~_umask()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jsonl", "x.npy"]
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_endless_devices_and_oversized_files_are_refused_by_name(tmp_path, monkeypatch, capsys):
     """`/dev/zero` given as an input: the line readers scanned it forever (`rw-tf kg train --train
     /dev/zero` ran until killed), and the whole-file readers filled memory (`rw-tf refine --config

@@ -14,6 +14,7 @@ import io
 import itertools
 import json
 import os
+import secrets
 import sys
 from typing import Dict, Iterable, Iterator, List, Optional
 
@@ -132,14 +133,18 @@ _NPY_HEADER_BYTES = len(npy_header(10 ** 15, 10 ** 6))
 
 class EmbeddingWriter:
     """Embeddings written batch by batch, so memory does not grow with the input: JSON Lines on
-    stdout, or a file written under ``<output>.partial`` and renamed when complete. A ``.npy``
+    stdout, or a file written under a name of its own (``<output>.<random>.partial``, so that two
+    runs writing the same output never write into one file) and renamed when complete. A ``.npy``
     declares its shape before its data: its header's bytes are reserved and filled in at the end."""
 
     def __init__(self, output: Optional[str]) -> None:
         self.output, self.rows, self.dim = output, 0, None
         self._npy = bool(output) and output.endswith(".npy")
-        self._partial = f"{output}.partial" if output else None
-        self._file = open(self._partial, "wb") if output else None
+        self._partial, self._file = None, None
+        if output:
+            self._partial = f"{output}.{secrets.token_hex(6)}.partial"
+            # O_EXCL: never another run's file; mode 0o666 less the umask, as open() would give the output.
+            self._file = os.fdopen(os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
         if self._npy:
             self._file.write(b"\0" * _NPY_HEADER_BYTES)
 

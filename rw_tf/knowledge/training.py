@@ -88,7 +88,15 @@ def evaluate(model: TransE, train: KnowledgeGraph, valid: KnowledgeGraph, test: 
 
 
 def train_transe(config: TransEConfig, output_dir: str, verbose: Any = "auto") -> Dict[str, Any]:
-    strategy = create_strategy(config.strategy)   # first: a multi-worker strategy must be
+    strategy = create_strategy(config.strategy)   # first: a multi-worker strategy must precede any op
+    # Held from the start: the chief locks output_dir, so a second run into it stops before training.
+    with worker_output_dir(output_dir, strategy) as out_dir:   # only the chief's files stay
+        result = _train_transe(config, strategy, out_dir, verbose)
+    wait_for_all_workers(strategy)
+    return result
+
+
+def _train_transe(config: TransEConfig, strategy, out_dir: str, verbose: Any) -> Dict[str, Any]:
     train, valid, test = load_splits(config)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
@@ -105,15 +113,13 @@ def train_transe(config: TransEConfig, output_dir: str, verbose: Any = "auto") -
               "final_loss": float(history.history["loss"][-1]),
               "rejected_rows": {split: dict(g.rejects.counts) for split, g in
                                 (("train", train), ("valid", valid), ("test", test)) if g.rejects.total}}
-    with worker_output_dir(output_dir, strategy) as out_dir:   # only the chief's files stay
-        os.makedirs(out_dir, exist_ok=True)
-        model.save(os.path.join(out_dir, "transe.keras"))
-        for name, vocab in (("entities", train.entity_to_id), ("relations", train.relation_to_id)):
-            with open(os.path.join(out_dir, f"{name}.json"), "w", encoding="utf-8") as f:
-                json.dump(vocab, f, ensure_ascii=False)
-        with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-    wait_for_all_workers(strategy)
+    os.makedirs(out_dir, exist_ok=True)
+    model.save(os.path.join(out_dir, "transe.keras"))
+    for name, vocab in (("entities", train.entity_to_id), ("relations", train.relation_to_id)):
+        with open(os.path.join(out_dir, f"{name}.json"), "w", encoding="utf-8") as f:
+            json.dump(vocab, f, ensure_ascii=False)
+    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
     return result
 
 

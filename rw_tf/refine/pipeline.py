@@ -40,6 +40,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from rw_tf.config import DictConfig, checks_number_arguments
+from rw_tf.folder_lock import output_folder_lock
 from rw_tf.refine.exact_substrings import later_occurrences, remove_marked, window_keys
 from rw_tf.refine.minhash import MinHasher, cluster_roots, star_edges
 from rw_tf.refine.readers import decompressed, iter_stream
@@ -393,6 +394,13 @@ def run_refinement(inputs: Sequence[str], output_dir: str, config: RefineConfig 
     """Runs the refinement to completion and writes ``report.json`` / ``report.png``; returns the
     report. With ``pipeline`` (e.g. TFX's Beam pipeline), runs on it instead of ``runner``."""
     inputs = expand_inputs(inputs)
+    # Held for the whole run: a second refinement into the folder would delete this one's shards below.
+    with output_folder_lock(output_dir):
+        return _run_refinement(inputs, output_dir, config, runner, pipeline)
+
+
+def _run_refinement(inputs: List[str], output_dir: str, config: RefineConfig, runner: RunnerConfig,
+                    pipeline) -> Dict[str, Any]:
     for stale in ("refined", "rejected", "events"):       # a re-run must not mix shards of two runs
         folder = os.path.join(output_dir, stale)
         if FileSystems.exists(folder):

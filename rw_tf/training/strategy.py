@@ -33,6 +33,7 @@ from tensorflow.python.distribute import collective_all_reduce_strategy as colle
 
 from rw_tf.config import checks_number_arguments
 from rw_tf.errors import UserError
+from rw_tf.folder_lock import output_folder_lock
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 
@@ -146,9 +147,11 @@ def worker_output_dir(output_dir: str, strategy: tf.distribute.Strategy) -> Iter
     files and saves the model (saving may read variables with collective ops, so a worker that
     skipped it would leave the others waiting), but into a temporary folder removed at the end:
     on shared storage it would overwrite the chief's files while they are read, and on local disks
-    hundreds of MB a run would stay behind."""
+    hundreds of MB a run would stay behind. The chief holds ``output_dir``'s lock while it writes
+    (``rw_tf.folder_lock``): a second run into the same folder is refused."""
     if is_chief(strategy):
-        yield output_dir
+        with output_folder_lock(output_dir):
+            yield output_dir
         return
     scratch = tempfile.mkdtemp(prefix="rw_tf_worker_")
     try:

@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import os
+import signal
 
 import grpc
 
@@ -99,6 +100,9 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
                         "REST answer to be read; TF Serving's --rest_api_timeout_in_ms is accepted too")
     p.add_argument("--ssl-config-file", help="TF Serving SSLConfig text proto: server_key, server_cert (PEM), "
                                              "custom_ca and client_verify for mutual TLS; TLS on the gRPC port")
+    p.add_argument("--shutdown-grace-seconds", type=number_in(float, 0.001, MAX_WAIT_SECONDS), default=10.0,
+                   help="on SIGTERM or Ctrl-C: new requests are refused at once, those in flight get this long "
+                        "to finish (default 10; Kubernetes waits 30 s before SIGKILL)")
     p.set_defaults(func=run_serve)
 
 
@@ -130,10 +134,17 @@ def run_serve(args: argparse.Namespace) -> int:
         raise UserError(str(err), hint="choose another --port or --rest-api-port (0 picks a free one)") from None
     print(f"serving {[s.name for s in specs]} on {args.host}:{server.grpc_port}"
           + (f", REST on {args.host}:{server.rest_port}" if args.rest_api_port is not None else ""), flush=True)
+    # SIGTERM (docker stop, a Kubernetes rollout) ends the wait as Ctrl-C does: in-flight requests finish.
+    previous = signal.signal(signal.SIGTERM, lambda *_: server.end_wait())
     try:
         server.wait()
     except KeyboardInterrupt:
-        server.stop()
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        print(f"stopping: requests in flight get up to {args.shutdown_grace_seconds:g} s", flush=True)
+        server.stop(args.shutdown_grace_seconds)
+    print("stopped", flush=True)
     return 0
 
 

@@ -26,6 +26,7 @@ from http import HTTPStatus
 from typing import Any, Dict, Optional
 
 import numpy as np
+import tensorflow as tf
 from google.protobuf import json_format
 
 from rw_tf.config import checks_number_arguments
@@ -38,7 +39,7 @@ from rw_tf_serving.errors import (
     not_found,
     unavailable,
 )
-from rw_tf_serving.validation import array_from_json, inputs_from_instances
+from rw_tf_serving.validation import array_from_json, as_input_dtype, inputs_from_instances
 from rw_tf_serving.workers import RequestWorkers
 
 log = logging.getLogger("rw_tf.serving")
@@ -82,6 +83,9 @@ def rest_predict(core: ServingCore, name: str, version: Optional[int], body: Any
         inputs = {single: array_from_json(single, body["inputs"], core.limits)}
     else:
         raise invalid_argument("'inputs' must be an object when the signature has several inputs")
+    # JSON has one kind of number: values take the dtype the signature declares (TF Serving's mapping).
+    inputs = {k: as_input_dtype(k, v, tf.dtypes.as_dtype(sig.inputs[k].dtype)) if k in sig.inputs else v
+              for k, v in inputs.items()}
     _, _, outputs = core.predict(name, version, signature, inputs)
     if "inputs" in body:
         return {"outputs": {k: _jsonable(v) for k, v in outputs.items()}}
@@ -174,10 +178,16 @@ class RestFrontEnd:
             raise OSError(f"cannot listen on {host}:{port} (REST): {err.strerror or err}") from None
         return self._server.sockets[0].getsockname()[1]
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 0.0) -> None:
+        """Stops listening, lets the open connections finish for up to ``grace`` seconds (a request
+        being received or answered is completed, as gRPC's ``stop(grace)`` does), then drops the rest."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         self.workers.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

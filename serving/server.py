@@ -12,6 +12,7 @@ Example:
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from typing import Optional, Sequence
@@ -24,6 +25,10 @@ from rw_tf_serving.rest_server import RestFrontEnd
 from rw_tf_serving.workers import EventLoopThread, RequestWorkers
 
 log = logging.getLogger("rw_tf.serving")
+
+
+async def _together(coroutines) -> None:
+    await asyncio.gather(*coroutines)
 
 
 @checks_number_arguments(may_be_zero=("port", "rest_port"))   # port 0: any free port
@@ -75,16 +80,23 @@ class LocalModelServer:
                 log.exception("version poll failed")
 
     def wait(self) -> None:
-        self._stop.wait()   # until stop(); Ctrl-C interrupts it
+        self._stop.wait()   # until stop() or end_wait(); Ctrl-C interrupts it
+
+    def end_wait(self) -> None:
+        """Makes ``wait`` return (safe in a signal handler); ``stop`` then shuts the server down."""
+        self._stop.set()
 
     def stop(self, grace: float = 2.0) -> None:
+        """Refuses new requests at once and lets those in flight on either API finish for up to
+        ``grace`` seconds; then closes everything."""
         self._stop.set()
         if self._io is not None:
-            if self._grpc is not None:
-                self._io.run(self._grpc.stop(grace))
-            self._grpc_workers.close()
+            fronts = [self._grpc.stop(grace)] if self._grpc is not None else []
             if self._rest is not None:
-                self._io.run(self._rest.close())
+                fronts.append(self._rest.close(grace))
+            if fronts:
+                self._io.run(_together(fronts))
+            self._grpc_workers.close()
             self._io.close()
             self._io = None
         self.core.close()

@@ -159,6 +159,40 @@ def array_from_json(name: str, value: Any, limits: ServerLimits) -> np.ndarray:
     return flat.reshape(shape)
 
 
+def as_input_dtype(name: str, array: np.ndarray, dtype: tf.DType) -> np.ndarray:
+    """A REST input's array in its signature's dtype, as TF Serving's JSON mapping reads it: JSON
+    numbers into a floating-point input (integers too), whole JSON numbers into an integer input
+    (a value with a fraction or a decimal point, or outside the dtype's range, is refused rather
+    than rounded or wrapped), booleans into a bool input. Anything else is left for the dtype check
+    that names both types. A finite number too large for a float input is refused, not made inf."""
+    if array.dtype == object and array.size and isinstance(array.flat[0], int):   # JSON integers past 64 bits
+        if not dtype.is_floating:
+            raise invalid_argument(f"input {name!r} has a value outside the range of {dtype.name}")
+        try:
+            array = array.astype(np.float64)
+        except OverflowError:
+            raise invalid_argument(f"input {name!r} has a value beyond the range of {dtype.name}") from None
+    if array.dtype == object or array.dtype == bool or dtype in (tf.string, tf.bool):
+        return array
+    target = dtype.as_numpy_dtype
+    if dtype.is_floating:
+        with np.errstate(over="ignore"):
+            converted = array.astype(target)
+        if not np.array_equal(np.isfinite(converted), np.isfinite(array)):
+            raise invalid_argument(f"input {name!r} has a value beyond the range of {dtype.name}")
+        return converted
+    if dtype.is_integer:
+        if array.dtype.kind == "f":
+            raise invalid_argument(f"input {name!r} is {dtype.name}: its JSON values must be whole numbers "
+                                   "without a decimal point")
+        info = np.iinfo(target)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise invalid_argument(f"input {name!r} has a value outside the range of {dtype.name} "
+                                   f"[{info.min}, {info.max}]")
+        return array.astype(target)
+    return array
+
+
 def inputs_from_instances(instances: Any, single_input: str, limits: ServerLimits) -> Dict[str, np.ndarray]:
     """REST row format: a list of rows, each a value of the one input or an object of named inputs."""
     if not isinstance(instances, list) or not instances:

@@ -3,9 +3,13 @@ padding to allowed batch sizes, failed version loads retried and reported by bot
 chunked execution of large requests, TLS with client certificates, slow clients that hold no worker."""
 import asyncio
 import json
+import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -390,3 +394,110 @@ def test_serve_refuses_bad_config_files_and_flags_at_start(tmp_path, capsys):
             assert cli_main(base[:-2] + flags) == 2
             err = capsys.readouterr().err
             assert f"cannot listen on 127.0.0.1:{port} ({api})" in err and "choose another --port" in err
+
+
+class _SlowSignature(tf.Module):
+    """Marks that a request started (a file named after its first text), then stays busy 2 s."""
+
+    def __init__(self, marks):
+        super().__init__()
+        self.marks = marks
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(self, text):
+        start = tf.timestamp()
+        mark = tf.io.write_file(tf.strings.join([self.marks, "/started-", text[0]]), "")
+        with tf.control_dependencies([mark]):
+            end = tf.while_loop(lambda t: t < start + 2.0, lambda t: [tf.timestamp()], [start])
+        return {"length": tf.strings.length(text) + tf.cast(0.0 * (end - start), tf.int32)}
+
+
+def test_sigterm_lets_requests_in_flight_finish_on_both_apis(tmp_path):
+    """Before: SIGTERM (docker stop, a Kubernetes rollout) killed `rw-tf serve` at once; both
+    requests below failed (gRPC UNAVAILABLE, REST "closed without a response") and the exit code was -15."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    module = _SlowSignature(str(marks))
+    tf.saved_model.save(module, str(tmp_path / "slow" / "1"), signatures={"serving_default": module.serve})
+    proc = subprocess.Popen([sys.executable, "-m", "rw_tf.cli.main", "serve", "--model-base-path",
+                             str(tmp_path / "slow"), "--port", "0", "--rest-api-port", "0",
+                             "--shutdown-grace-seconds", "30"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        grpc_port, rest_port = re.findall(r":(\d+)", proc.stdout.readline())
+        results = {}
+
+        def grpc_call():
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "slow"
+            request.inputs["text"].CopyFrom(tf.make_tensor_proto(["grpc", "call"]))
+            with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                try:
+                    reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+                    results["grpc"] = tf.make_ndarray(reply.outputs["length"]).tolist()
+                except grpc.RpcError as err:
+                    results["grpc"] = err.code()
+
+        def rest_call():
+            request = urllib.request.Request(f"http://127.0.0.1:{rest_port}/v1/models/slow:predict",
+                                             data=json.dumps({"instances": ["rest!"]}).encode(), method="POST")
+            try:
+                results["rest"] = json.load(urllib.request.urlopen(request, timeout=60))
+            except OSError as err:
+                results["rest"] = repr(err)
+
+        calls = [threading.Thread(target=call) for call in (grpc_call, rest_call)]
+        for call in calls:
+            call.start()
+        deadline = time.monotonic() + 60
+        while len(list(marks.iterdir())) < 2 and time.monotonic() < deadline:   # both are running
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        for call in calls:
+            call.join(60)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert results == {"grpc": [4, 4], "rest": {"predictions": [5]}}
+    assert proc.returncode == 0 and out.splitlines()[-2:] == ["stopping: requests in flight get up to 30 s",
+                                                              "stopped"]
+    with pytest.raises(OSError):                           # and nothing listens any more
+        urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/slow", timeout=5)
+
+
+class _HalfPlusTwo(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def half_plus_two(self, x):
+        return {"y": 0.5 * x + 2.0}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    def row_sums(self, ids):
+        return {"sum": tf.reduce_sum(ids, axis=1)}
+
+
+def test_rest_json_numbers_take_the_dtype_the_signature_declares(tmp_path):
+    """TF Serving's REST example, `{"instances": [1.0, 2.0, 5.0]}` to a float32 input, was refused
+    ("input 'x' must be float32, got float64"): JSON has one kind of number, the signature says which."""
+    from rw_tf_serving.rest_server import rest_predict
+
+    module = _HalfPlusTwo()
+    tf.saved_model.save(module, str(tmp_path / "half" / "1"),
+                        signatures={"serving_default": module.half_plus_two, "row_sums": module.row_sums})
+    core = ServingCore([ModelSpec("half", str(tmp_path / "half"))])
+    core.refresh()
+    assert rest_predict(core, "half", None, {"instances": [1.0, 2.0, 5.0]}) == {"predictions": [2.5, 3.0, 4.5]}
+    assert rest_predict(core, "half", None, {"inputs": {"x": [2, 4]}}) == {"outputs": {"y": [3.0, 4.0]}}
+    ids = {"signature_name": "row_sums"}
+    assert rest_predict(core, "half", None, {**ids, "instances": [[1, 2], [3, -4]]}) == {"predictions": [3, -1]}
+    for body, message in (({"instances": [1e39]}, "beyond the range of float32"),
+                          ({"instances": [10 ** 400]}, "beyond the range of float32"),
+                          ({"instances": [True]}, "must be float32, got bool"),
+                          ({"instances": ["1.0"]}, "must be float32, got string"),
+                          ({**ids, "instances": [[1.5, 2]]}, "must be whole numbers without a decimal point"),
+                          ({**ids, "instances": [[1.0, 2]]}, "must be whole numbers without a decimal point"),
+                          ({**ids, "instances": [[2 ** 31, 0]]}, r"outside the range of int32 \[-2147483648"),
+                          ({**ids, "instances": [[10 ** 30, 0]]}, "outside the range of int32")):
+        with pytest.raises(ServingError, match=message) as err:
+            rest_predict(core, "half", None, body)
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    core.close()

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import threading
 
 import grpc
 
@@ -135,13 +136,16 @@ def run_serve(args: argparse.Namespace) -> int:
     print(f"serving {[s.name for s in specs]} on {args.host}:{server.grpc_port}"
           + (f", REST on {args.host}:{server.rest_port}" if args.rest_api_port is not None else ""), flush=True)
     # SIGTERM (docker stop, a Kubernetes rollout) ends the wait as Ctrl-C does: in-flight requests finish.
-    previous = signal.signal(signal.SIGTERM, lambda *_: server.end_wait())
+    # Python handles signals in the main thread only (run_serve called from another thread skips this).
+    handles_signals = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: server.end_wait()) if handles_signals else None
     try:
         server.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if handles_signals:
+            signal.signal(signal.SIGTERM, previous)
         print(f"stopping: requests in flight get up to {args.shutdown_grace_seconds:g} s", flush=True)
         server.stop(args.shutdown_grace_seconds)
     print("stopped", flush=True)

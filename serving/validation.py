@@ -165,6 +165,8 @@ def as_input_dtype(name: str, array: np.ndarray, dtype: tf.DType) -> np.ndarray:
     (a value with a fraction or a decimal point, or outside the dtype's range, is refused rather
     than rounded or wrapped), booleans into a bool input. Anything else is left for the dtype check
     that names both types. A finite number too large for a float input is refused, not made inf."""
+    if array.size == 0:   # `[]` carries no type of its own: the signature's (an empty batch is refused later)
+        return np.empty(array.shape, dtype=dtype.as_numpy_dtype)
     if array.dtype == object and array.size and isinstance(array.flat[0], int):   # JSON integers past 64 bits
         if not dtype.is_floating:
             raise invalid_argument(f"input {name!r} has a value outside the range of {dtype.name}")

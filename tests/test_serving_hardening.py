@@ -492,6 +492,7 @@ def test_rest_json_numbers_take_the_dtype_the_signature_declares(tmp_path):
     for body, message in (({"instances": [1e39]}, "beyond the range of float32"),
                           ({"instances": [10 ** 400]}, "beyond the range of float32"),
                           ({"instances": [True]}, "must be float32, got bool"),
+                          ({"inputs": {"x": []}}, "input 'x' is an empty batch"),
                           ({"instances": ["1.0"]}, "must be float32, got string"),
                           ({**ids, "instances": [[1.5, 2]]}, "must be whole numbers without a decimal point"),
                           ({**ids, "instances": [[1.0, 2]]}, "must be whole numbers without a decimal point"),

@@ -1,4 +1,10 @@
-"""Importing TensorFlow without the start-up lines that are a known defect of its wheel.
+"""Importing TensorFlow without the start-up lines that are a known defect of its wheel, and with
+the standard descriptors held.
+
+A process started with descriptor 0, 1 or 2 closed (``<&-``, ``>&-``, some schedulers) hands the
+number to the next file it opens: TensorFlow opens files on import and keeps some, and its C++ logs
+go to descriptor 2 whatever file holds it now. ``reserve_standard_descriptors`` opens ``/dev/null``
+on any that is closed, before TensorFlow is imported.
 
 TensorFlow 2.16's wheel registers its CUDA plug-ins twice and logs three ERROR lines at import on
 every machine, GPU or not ("Unable to register cuFFT factory: Attempting to register factory for
@@ -60,7 +66,19 @@ def _stderr_without_plugin_noise() -> Iterator[None]:
                 kept = kept[os.write(2, kept):]
 
 
+def reserve_standard_descriptors() -> None:
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:   # closed: the lowest free number, so open() takes this one (dup2 in case)
+            null = os.open(os.devnull, mode)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def import_tensorflow_quietly() -> None:
+    reserve_standard_descriptors()
     asked_for_logs = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in ("0", "1")
     with contextlib.nullcontext() if asked_for_logs or "tensorflow" in sys.modules else _stderr_without_plugin_noise():
         import tensorflow  # noqa: F401

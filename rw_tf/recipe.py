@@ -127,12 +127,12 @@ def _stage(task, trainer: TrainerConfig, output_dir: str, label: str, log: Calla
             result = json.load(f)
         log(f"{label}: done before ({output_dir})")
         return result
-    started = time.time()
+    started = time.monotonic()
     result = run_task(task, trainer, output_dir, verbose=0)
     after = result["after"]
     figure = (f"MLM accuracy {after['mlm_accuracy']:.3f}" if "mlm_accuracy" in after
               else f"held-out accuracy {after['accuracy']:.3f}")
-    log(f"{label}: {figure} ({time.time() - started:.0f} s)")
+    log(f"{label}: {figure} ({time.monotonic() - started:.0f} s)")
     return result
 
 
@@ -143,7 +143,7 @@ def _spread(values: List[float]) -> Dict[str, Any]:
 
 def run_recipe(config: RecipeConfig, output_dir: str, log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Trains every stage for every seed (see the module docstring); returns and writes ``recipe.json``."""
-    started = time.time()
+    started = time.monotonic()
     # Made before TensorFlow runs anything (a multi-worker strategy must be); every stage reuses it.
     strategy = create_strategy(config.strategy, tpu_address=config.tpu)
     chief = is_chief(strategy)
@@ -208,7 +208,7 @@ def _run_recipe(config: RecipeConfig, output_dir: str, strategy, chief: bool, lo
                   for name in ("knowledge_model", "domain", "domain_kd")}
     eval_rows = sum(1 for _ in tf.io.gfile.GFile(eval_file))
     result = {"config": config.to_dict(), "table": table, "domain_mlm_accuracy": domain_mlm,
-              "eval_examples": eval_rows, "runs": runs, "wall_seconds": time.time() - started}
+              "eval_examples": eval_rows, "runs": runs, "wall_seconds": time.monotonic() - started}
     if chief:
         with tf.io.gfile.GFile(os.path.join(output_dir, "recipe.json"), "w") as f:
             json.dump(result, f, indent=2, default=float)

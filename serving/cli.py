@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import logging
 import os
 import signal
@@ -13,6 +12,7 @@ import threading
 import grpc
 
 from rw_tf.cli.options import utf8_text
+from rw_tf.cli.streams import json_for_stdout, require_standard_output
 from rw_tf.config import MAX_WAIT_SECONDS
 from rw_tf.data.lines import read_bounded
 from rw_tf.errors import UserError
@@ -207,6 +207,7 @@ def predict_inputs(args: argparse.Namespace) -> dict:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    require_standard_output("run it with its output redirected to a file")
     inputs = predict_inputs(args)
     if args.rest:
         try:
@@ -228,7 +229,7 @@ def run_predict(args: argparse.Namespace) -> int:
             raise UserError(f"{err.code().name}: {err.details()}") from None
         finally:
             client.close()
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    print(json_for_stdout(result, indent=2))
     return 0
 
 
@@ -245,7 +246,6 @@ def add_serving_config(sub: argparse._SubParsersAction) -> None:
 
 def run_serving_config(args: argparse.Namespace) -> int:
     written = write_serving_configs(args.push_root, args.output_dir, args.models_mount, num_latest=args.num_versions)
-    print(json.dumps({"files": written.paths, "models": written.models, "skipped": written.skipped}, indent=2,
-                     ensure_ascii=False))
+    print(json_for_stdout({"files": written.paths, "models": written.models, "skipped": written.skipped}, indent=2))
     print("TF Serving (docker):\n  " + docker_command(args.push_root, args.output_dir, models_mount=args.models_mount))
     return 0

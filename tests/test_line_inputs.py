@@ -1,11 +1,15 @@
 """Line-based inputs are read in bounded memory: one reader (``rw_tf.data.lines.bounded_lines``)
 for every line format, lines over the limit counted or refused by name, and ``rw-tf embed``
-streaming its input instead of holding it."""
+streaming its input instead of holding it; the command line's standard streams closed, broken or
+unable to encode."""
 import collections
 import io
 import json
 import os
 import random
+import subprocess
+import sys
+import tempfile
 import threading
 import tracemalloc
 
@@ -13,8 +17,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import rw_tf.cli.embed as embed_cli
 import rw_tf.data.lines as lines
 from rw_tf.cli.main import main
+from rw_tf.cli.streams import READER_GONE_EXIT
 from rw_tf.data.corpus import read_text_files
 from rw_tf.data.jsonl import read_jsonl_objects
 from rw_tf.data.lines import bounded_lines
@@ -224,3 +230,99 @@ def test_pipes_are_read_like_files(tmp_path):
     assert list(read_jsonl_objects(piped(b'{"text": "a"}\nnot json\n'), rejects)) == [{"text": "a"}]
     assert rejects == {"invalid_json": 1}
     assert load_triples(piped(b"a\tr\tb\n")).triples.tolist() == [[0, 0, 1]]
+
+
+# --- standard streams in the states shells and schedulers leave them in (rw_tf/cli/streams.py) ---
+
+def test_a_reader_that_leaves_ends_the_command_quietly(length_model, tmp_path, monkeypatch, capsys):
+    """`rw-tf embed ... | head`: the pipe's reader leaves after one line; before, the user got
+    "unexpected BrokenPipeError" and a traceback log."""
+    source = tmp_path / "many.txt"
+    source.write_text("".join(f"text {i}\n" for i in range(50_000)))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stdout = os.fdopen(write_end, "w", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    try:
+        assert main(["embed", "--model", length_model, "--input", str(source)]) == READER_GONE_EXIT == 141
+    finally:
+        monkeypatch.undo()
+        stdout.close()                  # (its descriptor now points at /dev/null: nothing left to flush)
+    assert capsys.readouterr().err == ""
+    # A broken pipe elsewhere (a socket) is still reported, not taken for the reader leaving.
+    monkeypatch.setattr(embed_cli, "load_embedder", lambda *a: (_ for _ in ()).throw(BrokenPipeError(32, "socket")))
+    assert main(["embed", "--model", length_model, "--text", "a"]) == 1
+    assert "unexpected BrokenPipeError" in capsys.readouterr().err
+
+
+def test_terminals_that_cannot_write_every_character(length_model, tmp_path, monkeypatch, capsys):
+    """PYTHONIOENCODING=ascii or a Latin-1 locale: before, UnicodeEncodeError after the work was done."""
+    texts = ["北京 café", "emoji 😀 here", "plain"]
+    out, err = io.BytesIO(), io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, encoding="ascii"))
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(err, encoding="latin-1"))
+    assert main(["embed", "--model", length_model, "--text", *texts]) == 0
+    assert main(["embed", "--model", length_model, "--text", "x", "--output", str(tmp_path / "北京.npy")]) == 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    rows = [json.loads(line) for line in out.getvalue().decode("ascii").splitlines()]     # JSON, escaped
+    assert [r["text"] for r in rows] == texts and rows[1]["embedding"] == [15.0, -15.0, 1.0]   # bytes
+    assert "-> " + str(tmp_path / "\\u5317\\u4eac.npy") in err.getvalue().decode("latin-1")
+    assert np.load(tmp_path / "北京.npy").tolist() == [[1.0, -1.0, 1.0]]
+
+
+def test_arguments_that_are_not_utf8_are_refused_by_value(tmp_path, capsys):
+    """A path the shell passes with bytes that are not UTF-8: TensorFlow's file system and every
+    message naming the path failed on it ("surrogates not allowed")."""
+    source = tmp_path / "in.txt"
+    source.write_text("This sentence is about cafés and trains. Another sentence follows it here.\n\n" * 30)
+    bad = str(tmp_path) + "/v\udcff.txt"
+    assert main(["vocab", "--input", str(source), "--output", bad, "--vocab-size", "200"]) == 2
+    assert f"argument {bad!r} is not UTF-8 text (byte 0xff at character {len(str(tmp_path)) + 2})" in \
+        capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["in.txt"]
+
+
+def test_a_failure_report_survives_a_log_folder_that_cannot_be_written(length_model, tmp_path, monkeypatch, capsys):
+    """RW_TF_LOG_DIR under a file: before, writing the traceback raised from main's own handler."""
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("RW_TF_LOG_DIR", str(tmp_path / "file" / "logs"))
+    monkeypatch.setattr(embed_cli, "load_embedder", lambda *a: (_ for _ in ()).throw(RuntimeError("model broke")))
+    assert main(["embed", "--model", length_model, "--text", "a"]) == 1
+    message = capsys.readouterr().err
+    path = message.split("the traceback is in ")[1].strip()
+    assert "unexpected RuntimeError: model broke" in message and os.path.dirname(path) == tempfile.gettempdir()
+    assert "RuntimeError: model broke" in open(path).read()
+    os.remove(path)
+
+
+CLOSED_STREAMS_SCRIPT = """
+import os, sys
+from rw_tf.cli.main import main
+from rw_tf.cli.streams import READER_GONE_EXIT
+model, out = sys.argv[1:]
+codes = [main(["embed", "--model", model, "--input", "-", "--output", out]),   # nothing to read
+         main(["embed", "--model", model, "--text", "a"]),                  # nowhere to write the result
+         main(["embed", "--model", model, "--text", "a", "--output", out])]
+with open(out + ".later", "w") as later:      # a file opened now must not take descriptor 0 or 1
+    sys.stdout.write("a progress bar\\n")
+    sys.stdout.flush()
+    os.write(1, b"a C++ log line\\n")
+    print(codes, later.fileno(), file=sys.stderr)
+"""
+
+
+def test_closed_standard_streams(length_model, tmp_path):
+    """`rw-tf ... <&- >&-` (or a scheduler that starts it so): before, AttributeError on sys.stdin
+    and sys.stdout, and the next file opened took descriptor 0 or 1."""
+    out = str(tmp_path / "e.jsonl")
+    run = subprocess.run(["sh", "-c", 'exec "$0" -c "$1" "$2" "$3" <&- >&-', sys.executable, CLOSED_STREAMS_SCRIPT,
+                          length_model, out], stderr=subprocess.PIPE, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert "rw-tf embed: error: standard input is closed: there is nothing to read from '-'" in run.stderr
+    assert "rw-tf embed: error: standard output is closed: the result would be lost (hint: give --output" in run.stderr
+    codes, later_fd = lines[-1].rsplit(" ", 1)
+    assert codes == "[2, 2, 0]" and int(later_fd) > 2
+    assert [json.loads(line) for line in open(out)] == [{"text": "a", "embedding": [1.0, -1.0, 1.0]}]
+    assert open(out + ".later").read() == ""

@@ -10,6 +10,7 @@ matrix. Input is read, embedded and written batch by batch: memory does not grow
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import itertools
 import json
@@ -21,6 +22,7 @@ from typing import Dict, Iterable, Iterator, List, Optional
 import numpy as np
 
 from rw_tf.cli.options import utf8_text
+from rw_tf.cli.streams import json_for_stdout, require_standard_input, require_standard_output
 from rw_tf.data.lines import bounded_lines
 from rw_tf.errors import UserError
 from rw_tf.model_files import load_saved_model
@@ -64,6 +66,8 @@ def saved_model_dir(path: str) -> str:
 def read_lines(path: str, rejects: Dict[str, int]) -> Iterator[str]:
     """The non-empty lines of a text file ('-': standard input), read in bounded memory; lines that
     are empty, not UTF-8 or longer than ``MAX_LINE_BYTES`` are counted in ``rejects``."""
+    if path == "-":
+        require_standard_input()
     stream = sys.stdin.buffer if path == "-" else open(path, "rb")
     try:
         for raw, too_long in bounded_lines(stream, source="standard input" if path == "-" else path):
@@ -153,8 +157,9 @@ class EmbeddingWriter:
         if self._npy:
             self._file.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
             return
-        lines = "".join(json.dumps({"text": t, "embedding": [round(float(x), 6) for x in v]}, ensure_ascii=False)
-                        + "\n" for t, v in zip(texts, vectors))
+        to_json = json_for_stdout if self._file is None else functools.partial(json.dumps, ensure_ascii=False)
+        lines = "".join(to_json({"text": t, "embedding": [round(float(x), 6) for x in v]}) + "\n"
+                        for t, v in zip(texts, vectors))
         if self._file is None:
             sys.stdout.write(lines)
         else:
@@ -183,6 +188,8 @@ def run_embed(args: argparse.Namespace) -> int:
         raise UserError(f"--batch-size must be 1 to {MAX_TEXTS_PER_CALL:,}, got {args.batch_size:,}")
     if args.output and not args.output.endswith((".jsonl", ".npy")):
         raise UserError("--output must end in .jsonl or .npy")
+    if not args.output:
+        require_standard_output("give --output FILE.jsonl or FILE.npy")
     rejects: Dict[str, int] = {}
     texts = iter([t for t in args.text if t.strip()] if args.text else read_lines(args.input, rejects))
     first = next(texts, None)

@@ -13,7 +13,8 @@ and, from the packages that register command groups (entry points ``rw_tf.cli``)
 
 Exit codes: 0 success; 2 a user error (bad option, missing file, unreachable workers or server),
 printed on one line with a hint; 1 an unexpected failure, printed briefly with the path of a log
-file holding the traceback; other codes are documented by their command.
+file holding the traceback; 141 when the reader of standard output went away (`| head`),
+silently, as other Unix tools; other codes are documented by their command.
 """
 from __future__ import annotations
 
@@ -21,14 +22,23 @@ import argparse
 import datetime
 import os
 import sys
+import tempfile
 import traceback
 from importlib.metadata import entry_points
 from typing import List, Optional
 
 from rw_tf.cli.embed import add_embed
 from rw_tf.cli.kg import add_kg
+from rw_tf.cli.options import not_utf8
 from rw_tf.cli.recipe import add_recipe
 from rw_tf.cli.refine import add_refine
+from rw_tf.cli.streams import (
+    READER_GONE_EXIT,
+    discard_standard_output,
+    prepare_standard_streams,
+    say,
+    stdout_reader_gone,
+)
 from rw_tf.cli.train import add_finetune, add_pretrain
 from rw_tf.cli.vocab import add_vocab
 from rw_tf.errors import UserError, runtime_user_error
@@ -57,33 +67,60 @@ def log_dir() -> str:
 
 
 def write_traceback(command: str) -> str:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(log_dir(), f"rw-tf-{command}-{stamp}-{os.getpid()}.log")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"rw-tf {' '.join(sys.argv[1:])}\n\n")
-        traceback.print_exc(file=f)
-    return path
+    """Writes the traceback being handled to a log file and returns its path: in ``log_dir()``, or
+    the temporary folder when that cannot be written (a failure report must not fail too)."""
+    name = f"rw-tf-{command}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for folder in (log_dir, tempfile.gettempdir):
+        try:
+            path = os.path.join(folder(), name)
+            with open(path, "w", encoding="utf-8", errors="backslashreplace") as f:
+                f.write(f"rw-tf {' '.join(sys.argv[1:])}\n\n")
+                traceback.print_exc(file=f)
+            return path
+        except OSError:
+            continue
+    return "nowhere: no log folder could be written (set RW_TF_LOG_DIR)"
+
+
+def refuse_undecodable_arguments(args: argparse.Namespace) -> None:
+    """Refuses arguments that are not UTF-8 (paths too: TensorFlow's file system takes UTF-8 paths,
+    and a path that is not fails every output naming it, after the work is done)."""
+    for value in vars(args).values():
+        for text in value if isinstance(value, (list, tuple)) else [value]:
+            reason = isinstance(text, str) and not_utf8(text)
+            if reason:
+                raise UserError(f"argument {reason}", hint="rename the file or folder; rw-tf reads every argument "
+                                                           "as UTF-8")
+
+
+def report_failure(command: str, err: Exception) -> int:
+    """Prints what went wrong and returns the exit code (the module docstring lists them)."""
+    if isinstance(err, BrokenPipeError) and stdout_reader_gone():   # `rw-tf embed ... | head`
+        discard_standard_output()
+        return READER_GONE_EXIT
+    known = err if isinstance(err, USER_ERRORS) else runtime_user_error(err)
+    if known is not None:
+        say(f"rw-tf {command}: error: {known}")
+        return 2
+    path = write_traceback(command)
+    say(f"rw-tf {command}: unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        f"\n  the traceback is in {path}")
+    return 1
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    prepare_standard_streams()
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except USER_ERRORS as err:
-        print(f"rw-tf {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        refuse_undecodable_arguments(args)
+        code = args.func(args)
+        sys.stdout.flush()   # in here: a reader that left shows up on the last write
+        return code
     except KeyboardInterrupt:
-        print(f"rw-tf {args.command}: interrupted", file=sys.stderr)
+        say(f"rw-tf {args.command}: interrupted")
         return 130
     except Exception as err:  # noqa: BLE001 - the user gets a short message, the log gets the traceback
-        known = runtime_user_error(err)
-        if known is not None:
-            print(f"rw-tf {args.command}: error: {known}", file=sys.stderr)
-            return 2
-        path = write_traceback(args.command)
-        print(f"rw-tf {args.command}: unexpected {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-              f"\n  the traceback is in {path}", file=sys.stderr)
-        return 1
+        return report_failure(args.command, err)
 
 
 if __name__ == "__main__":

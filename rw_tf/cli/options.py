@@ -20,15 +20,23 @@ import typing
 from typing import Any, Dict, Iterable, Optional
 
 
-def utf8_text(value: str) -> str:
-    """argparse ``type`` of text arguments. The shell passes bytes, and Python keeps bytes that are
-    not UTF-8 as lone surrogates (surrogateescape), which no model input or request can encode."""
+def not_utf8(value: str) -> Optional[str]:
+    """Why ``value`` is not UTF-8 text, else None. The shell passes bytes, and Python keeps bytes
+    that are not UTF-8 as lone surrogates (surrogateescape), which no model input, request or
+    TensorFlow file path can encode."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as err:
         byte = value[err.start:err.start + 1].encode("utf-8", "surrogateescape")
-        raise argparse.ArgumentTypeError(f"{value!r} is not UTF-8 text (byte 0x{byte.hex()} at character "
-                                         f"{err.start})") from None
+        return f"{value!r} is not UTF-8 text (byte 0x{byte.hex()} at character {err.start})"
+    return None
+
+
+def utf8_text(value: str) -> str:
+    """argparse ``type`` of text arguments (see ``not_utf8``)."""
+    reason = not_utf8(value)
+    if reason:
+        raise argparse.ArgumentTypeError(reason)
     return value
 
 

@@ -32,7 +32,8 @@ def quiet_output(log_path: Optional[str]) -> Iterator[TextIO]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved_out, saved_err = os.dup(1), os.dup(2)
-    terminal = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    terminal = os.fdopen(os.dup(1), "w", buffering=1, encoding=getattr(sys.stdout, "encoding", None) or "utf-8",
+                         errors="backslashreplace")
     log = open(log_path, "ab", buffering=0)
     read_end, write_end = os.pipe()
     copier = threading.Thread(target=_copy_to_log, args=(read_end, log), daemon=True)

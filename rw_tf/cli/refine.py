@@ -69,7 +69,7 @@ def refine_config(args: argparse.Namespace, blocklist: Optional[str] = None) -> 
 
 def _heartbeat(out: TextIO, started: float, stop: threading.Event, every: float = 30.0) -> None:
     while not stop.wait(every):
-        out.write(f"  ... running, {time.time() - started:.0f} s\n")
+        out.write(f"  ... running, {time.monotonic() - started:.0f} s\n")
         out.flush()
 
 
@@ -102,7 +102,7 @@ def _refine(args: argparse.Namespace, inputs: List[str], output: str) -> int:
              "beam": f"Beam with {args.pipeline_args or 'its default runner'}"}[runner.runner]
     log_path = None if args.verbose or "://" in output else os.path.join(output, "refine.log")
     print(f"  running on {where}" + (f" (library logs: {log_path})" if log_path else ""))
-    started = time.time()
+    started = time.monotonic()
     with quiet_output(log_path) as terminal:
         stop = threading.Event()
         beat = threading.Thread(target=_heartbeat, args=(terminal, started, stop), daemon=True)
@@ -118,7 +118,7 @@ def _refine(args: argparse.Namespace, inputs: List[str], output: str) -> int:
         finally:
             stop.set()
     stages = report["stages"]
-    print(f"  done in {time.time() - started:.1f} s\n")
+    print(f"  done in {time.monotonic() - started:.1f} s\n")
     print(format_report(report))
     print(f"\nrefined corpus: {os.path.join(output, 'refined')} ({stages[-1]['documents_out']:,} documents, "
           f"{stages[-1]['words_out']:,} words)")

@@ -405,7 +405,7 @@ def _run_refinement(inputs: List[str], output_dir: str, config: RefineConfig, ru
         folder = os.path.join(output_dir, stale)
         if FileSystems.exists(folder):
             FileSystems.delete([folder])
-    started = time.time()
+    started = time.monotonic()
     release = lambda: None   # noqa: E731
     if pipeline is None:
         pipeline, release = _pipeline(runner)
@@ -421,7 +421,7 @@ def _run_refinement(inputs: List[str], output_dir: str, config: RefineConfig, ru
     finally:
         release()
     return write_report(output_dir, inputs=inputs, runner=runner.to_dict(), config=config.to_dict(),
-                        seconds=time.time() - started)
+                        seconds=time.monotonic() - started)
 
 
 def read_refined_documents(output_dir: str) -> Iterable[Dict]:

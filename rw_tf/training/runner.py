@@ -212,9 +212,9 @@ def _run(task: "Task", trainer: TrainerConfig, strategy: tf.distribute.Strategy,
             all_callbacks.append(EpochCheckpoints(os.path.join(output_dir, "checkpoints"),
                                                   trainer.max_epoch_checkpoints))
     all_callbacks.extend(callbacks)
-    started = time.time()
+    started = time.monotonic()
     history = _fit(model, task, trainer, steps_per_epoch, start_step, all_callbacks, verbose)
-    train_seconds = time.time() - started
+    train_seconds = time.monotonic() - started
     after = task.evaluate(model)
     details = task.finish(model)
     model_path = os.path.join(work_dir, "model.keras")

@@ -21,6 +21,7 @@ from typing import Dict, Iterator, List, Optional, TextIO
 from tfx import v1 as tfx
 
 from rw_tf.folder_lock import output_folder_lock
+from rw_tf.process_limits import ensure_open_files
 from rw_tf_pipeline.configs import PipelineConfig
 from rw_tf_pipeline.mlmd_queries import run_summary
 from rw_tf_pipeline.pipeline import create_pipeline
@@ -55,6 +56,7 @@ def run_pipeline(kind: str, config: PipelineConfig, out: Optional[TextIO] = None
 
 
 def _run_pipeline(kind: str, config: PipelineConfig, out: Optional[TextIO]) -> Dict[str, Dict]:
+    ensure_open_files("a TFX run on Beam's local runner")
     pipeline = create_pipeline(kind, config)
     with scratch_tempdir():
         if out is None:

@@ -5,10 +5,13 @@ import collections
 import filecmp
 import json
 import os
+import resource
 
 import pytest
 
 from rw_tf.cli.main import main as rw_tf_main
+from rw_tf.errors import UserError
+from rw_tf.process_limits import MIN_OPEN_FILES, ensure_open_files
 from rw_tf.refine import RefineConfig, RunnerConfig, UrlFilterConfig, read_refined_documents, run_refinement
 from rw_tf.refine.exact_substrings import marked_windows_in_memory, remove_marked
 from rw_tf.refine.minhash import duplicates_in_memory
@@ -209,3 +212,28 @@ def test_pretraining_data_come_from_the_refined_corpus_and_follow_its_changes(di
                 for i in range(30)))
     assert prepare_pretraining_data(config, refined_corpus=str(other))
     assert json.load(open(paths["report"], encoding="utf-8"))["corpus_source"] == f"web:{other}"
+
+
+def test_local_runs_need_room_to_open_files(sample, tmp_path, monkeypatch):
+    """Under `ulimit -n 20` Beam's job service could not start its workers and `rw-tf refine` waited
+    for ever; now the soft limit is raised where the hard limit allows, else the run is refused."""
+    from rw_tf_pipeline.configs import PipelineConfig
+    from rw_tf_pipeline.local_runner import run_pipeline
+
+    set_to = []
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: set_to.append((which, limits)))
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (20, 4096))
+    assert ensure_open_files("a run") == MIN_OPEN_FILES == 256
+    assert set_to == [(resource.RLIMIT_NOFILE, (256, 4096))]
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 1024))
+    assert ensure_open_files("a run") == 1024 and len(set_to) == 1     # enough: left as it is
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (20, 20))
+    web, config = sample
+    message = r"needs to open at least 256 files; this process may open 20 \(hint: raise the limit \(`ulimit -n 256`"
+    for runner in ("direct", "dask"):
+        with pytest.raises(UserError, match=f"a local {runner} run with 2 workers {message}"):
+            run_refinement(web["inputs"], str(tmp_path / runner), config, RunnerConfig(runner=runner, workers=2))
+    with pytest.raises(UserError, match="a TFX run on Beam's local runner " + message):
+        run_pipeline("pretrain", PipelineConfig(root=str(tmp_path / "pipeline")))
+    assert len(set_to) == 1

@@ -41,6 +41,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from rw_tf.config import DictConfig, checks_number_arguments
 from rw_tf.folder_lock import output_folder_lock
+from rw_tf.process_limits import ensure_open_files
 from rw_tf.refine.exact_substrings import later_occurrences, remove_marked, window_keys
 from rw_tf.refine.minhash import MinHasher, cluster_roots, star_edges
 from rw_tf.refine.readers import decompressed, iter_stream
@@ -350,6 +351,8 @@ class RunnerConfig(DictConfig):
 
 def _pipeline(runner: RunnerConfig):
     """(beam.Pipeline, a function that releases what was started for it)."""
+    if runner.runner == "direct" or (runner.runner == "dask" and runner.dask_address is None):
+        ensure_open_files(f"a local {runner.runner} run with {runner.workers} workers")
     if runner.runner == "direct":
         options = PipelineOptions(["--direct_running_mode=multi_processing",
                                    f"--direct_num_workers={runner.workers}", *runner.pipeline_args])

@@ -232,8 +232,12 @@ def test_local_runs_need_room_to_open_files(sample, tmp_path, monkeypatch):
     web, config = sample
     message = r"needs to open at least 256 files; this process may open 20 \(hint: raise the limit \(`ulimit -n 256`"
     for runner in ("direct", "dask"):
+        earlier = tmp_path / runner / "refined" / "documents-00000-of-00001.jsonl"    # a finished run's corpus
+        earlier.parent.mkdir(parents=True)
+        earlier.write_text('{"id": "a", "text": "kept"}\n')
         with pytest.raises(UserError, match=f"a local {runner} run with 2 workers {message}"):
             run_refinement(web["inputs"], str(tmp_path / runner), config, RunnerConfig(runner=runner, workers=2))
+        assert earlier.read_text() == '{"id": "a", "text": "kept"}\n'       # refused before anything is deleted
     with pytest.raises(UserError, match="a TFX run on Beam's local runner " + message):
         run_pipeline("pretrain", PipelineConfig(root=str(tmp_path / "pipeline")))
     assert len(set_to) == 1

@@ -351,8 +351,6 @@ class RunnerConfig(DictConfig):
 
 def _pipeline(runner: RunnerConfig):
     """(beam.Pipeline, a function that releases what was started for it)."""
-    if runner.runner == "direct" or (runner.runner == "dask" and runner.dask_address is None):
-        ensure_open_files(f"a local {runner.runner} run with {runner.workers} workers")
     if runner.runner == "direct":
         options = PipelineOptions(["--direct_running_mode=multi_processing",
                                    f"--direct_num_workers={runner.workers}", *runner.pipeline_args])
@@ -404,6 +402,8 @@ def run_refinement(inputs: Sequence[str], output_dir: str, config: RefineConfig 
 
 def _run_refinement(inputs: List[str], output_dir: str, config: RefineConfig, runner: RunnerConfig,
                     pipeline) -> Dict[str, Any]:
+    if pipeline is None and (runner.runner == "direct" or (runner.runner == "dask" and runner.dask_address is None)):
+        ensure_open_files(f"a local {runner.runner} run with {runner.workers} workers")   # before anything is deleted
     for stale in ("refined", "rejected", "events"):       # a re-run must not mix shards of two runs
         folder = os.path.join(output_dir, stale)
         if FileSystems.exists(folder):

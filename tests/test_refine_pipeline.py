@@ -214,7 +214,7 @@ def test_pretraining_data_come_from_the_refined_corpus_and_follow_its_changes(di
     assert json.load(open(paths["report"], encoding="utf-8"))["corpus_source"] == f"web:{other}"
 
 
-def test_local_runs_need_room_to_open_files(sample, tmp_path, monkeypatch):
+def test_local_runs_need_room_to_open_files(sample, tmp_path, monkeypatch, capsys):
     """Under `ulimit -n 20` Beam's job service could not start its workers and `rw-tf refine` waited
     for ever; now the soft limit is raised where the hard limit allows, else the run is refused."""
     from rw_tf_pipeline.configs import PipelineConfig
@@ -240,4 +240,8 @@ def test_local_runs_need_room_to_open_files(sample, tmp_path, monkeypatch):
         assert earlier.read_text() == '{"id": "a", "text": "kept"}\n'       # refused before anything is deleted
     with pytest.raises(UserError, match="a TFX run on Beam's local runner " + message):
         run_pipeline("pretrain", PipelineConfig(root=str(tmp_path / "pipeline")))
+    capsys.readouterr()
+    assert rw_tf_main(["pipeline", "run", "--root", str(tmp_path / "cli")]) == 2     # a user error, not "failed"
+    err = capsys.readouterr().err
+    assert "rw-tf pipeline: error: a TFX run on Beam's local runner needs to open at least 256" in err
     assert len(set_to) == 1

@@ -69,9 +69,33 @@ def test_strategy_errors_are_user_errors(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(UserError, match="needs the TF_CONFIG"):
         create_strategy("multi_worker_mirrored")
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"index": 3}}))
-    with pytest.raises(UserError, match="task index 3"):
-        create_strategy("multi_worker_mirrored")
+    # TensorFlow took each of these (a float index as its integer part, "ps" and a missing type as a
+    # worker) and then failed deep in start-up or waited for a worker that could not come.
+    two = {"worker": ["a:1", "b:2"]}
+    for cluster, task, message in [
+            (two, {"type": "worker", "index": 1.7}, "task.index is 1.7: it must be an integer from 0 to 1"),
+            (two, {"type": "worker", "index": True}, "task.index is True"),
+            (two, {"type": "worker", "index": "1"}, "task.index is '1'"),
+            ({"worker": ["a:1"]}, {"type": "worker", "index": 3}, r"task.index is 3: .* \(cluster.worker has 1\)"),
+            (two, {"type": "ps", "index": 0}, r"task.type is 'ps', not one of the cluster's jobs \['worker'\]"),
+            (two, {"index": 0}, "task.type is None"),
+            ({"worker": ["a:1"], "ps": ["p:1"]}, {"type": "worker", "index": 0},
+             r"cluster has the jobs \[.ps., .worker.\]: multi_worker_mirrored runs chief and worker"),
+            ({"worker": ["a:1", "a:1"]}, {"type": "worker", "index": 0}, r"lists \['a:1'\] more than once"),
+            ({"worker": ["a", "b:2"]}, {"type": "worker", "index": 0}, "has 'a', not a host:port address"),
+            ({"worker": [1]}, {"type": "worker", "index": 0}, "has 1, not a host:port"),
+            ({"worker": "a:1"}, {"type": "worker", "index": 0}, "cluster.worker must be a list"),
+            ({"chief": ["c:1", "d:2"]}, {"type": "chief", "index": 0}, r"cluster.chief must be a list .* \(one\)"),
+            ({"chief": ["c:1"], "worker": ["a:1"]}, {"type": "chief", "index": 1}, r"\(cluster.chief has 1\)")]:
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+        with pytest.raises(UserError, match="^TF_CONFIG .*" + message):
+            create_strategy("multi_worker_mirrored", worker_timeout_seconds=1)
+    for raw, message in [("[" * 100_000 + "]" * 100_000, r"is not JSON \(RecursionError"), ("[1]", "needs a"),
+                         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1e400}}',
+                          "task.index is inf")]:
+        monkeypatch.setenv("TF_CONFIG", raw)
+        with pytest.raises(UserError, match="^TF_CONFIG .*" + message):
+            create_strategy("multi_worker_mirrored", worker_timeout_seconds=1)
     with pytest.raises(UserError, match="no TPU reachable"):
         create_strategy("tpu", tpu_address="grpc://127.0.0.1:9")
 

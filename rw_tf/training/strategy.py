@@ -50,21 +50,54 @@ class _MirroredStrategy(tf.distribute.MirroredStrategy):
         super().__init__(devices=devices)
 
 
+# The jobs of a MultiWorkerMirroredStrategy cluster ("ps" belongs to ParameterServerStrategy, an
+# "evaluator" runs beside the cluster, which this runner does not do).
+TF_CONFIG_JOBS = ("chief", "worker")
+_TF_CONFIG_HINT = ('e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:23456", "host2:23456"]}, '
+                   '"task": {"type": "worker", "index": 0}}\' on each worker')
+
+
 def _cluster_from_tf_config() -> dict:
+    """TF_CONFIG, checked: TensorFlow takes a float or boolean index, a job it does not run, a
+    repeated or port-less address, and then fails deep in start-up or waits for a worker that
+    cannot come."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         raise UserError("--strategy multi_worker_mirrored needs the TF_CONFIG environment variable",
-                        hint='e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:23456", "host2:23456"]}, '
-                             '"task": {"type": "worker", "index": 0}}\' on each worker')
+                        hint=_TF_CONFIG_HINT)
+
+    def refuse(reason: str) -> UserError:
+        return UserError(f"TF_CONFIG {reason}", hint=_TF_CONFIG_HINT)
+
     try:
         config = json.loads(raw)
-        workers = config["cluster"]["worker"]
-        index = int(config["task"]["index"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise UserError(f"TF_CONFIG is not a valid cluster description ({type(err).__name__}: {err})",
-                        hint="it needs cluster.worker (a list of host:port) and task.type/task.index") from None
-    if not isinstance(workers, list) or not 0 <= index < len(workers):
-        raise UserError(f"TF_CONFIG task index {index} is not in the worker list {workers}")
+    except (ValueError, RecursionError) as err:
+        raise refuse(f"is not JSON ({type(err).__name__}: {str(err)[:200]})") from None
+    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise refuse("needs a \"cluster\" and a \"task\" object")
+    unknown = sorted(set(cluster) - set(TF_CONFIG_JOBS))
+    if unknown or not cluster:
+        raise refuse(f"cluster has the jobs {sorted(cluster)}: multi_worker_mirrored runs "
+                     f"{' and '.join(TF_CONFIG_JOBS)}")
+    addresses = []
+    for job, hosts in cluster.items():
+        if not isinstance(hosts, list) or not hosts or (job == "chief" and len(hosts) > 1):
+            raise refuse(f"cluster.{job} must be a list of host:port addresses" + (" (one)" if job == "chief" else ""))
+        for host in hosts:
+            name, _, port = host.rpartition(":") if isinstance(host, str) else ("", "", "")
+            if not name or not port.isdigit() or not 0 < int(port) < 65536:
+                raise refuse(f"cluster.{job} has {host!r}, not a host:port address")
+        addresses += hosts
+    repeated = sorted({a for a in addresses if addresses.count(a) > 1})
+    if repeated:
+        raise refuse(f"lists {repeated} more than once: each task needs an address of its own")
+    kind, index = task.get("type"), task.get("index")
+    if kind not in cluster:
+        raise refuse(f"task.type is {kind!r}, not one of the cluster's jobs {sorted(cluster)}")
+    if type(index) is not int or not 0 <= index < len(cluster[kind]):
+        raise refuse(f"task.index is {index!r}: it must be an integer from 0 to {len(cluster[kind]) - 1} "
+                     f"(cluster.{kind} has {len(cluster[kind])})")
     return config
 
 
@@ -79,7 +112,7 @@ def _multi_worker(worker_timeout_seconds: float) -> tf.distribute.Strategy:
         if "program startup" in str(err):
             raise RuntimeError("MultiWorkerMirroredStrategy must be created before TensorFlow runs any op; "
                                "call create_strategy first") from err
-        raise UserError(f"workers {config['cluster']['worker']} did not all join within "
+        raise UserError(f"workers {sum(config['cluster'].values(), [])} did not all join within "
                         f"{worker_timeout_seconds:.0f} s ({err})",
                         hint="start the same command on every worker listed in TF_CONFIG") from None
 

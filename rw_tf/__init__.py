@@ -30,9 +30,10 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # cannot act on it. Only these modules' FutureWarnings are silenced; `python -W` overrides.
 _warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.(api_core|auth)(\.|$)")
 
-from rw_tf._startup import import_tensorflow_quietly
+from rw_tf._startup import import_keras, import_tensorflow_quietly
 
 import_tensorflow_quietly()
+import_keras()
 
 from rw_tf.checkpoints import load_hf_bert, minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import EncoderConfig, PretrainingDataConfig

@@ -77,6 +77,19 @@ def reserve_standard_descriptors() -> None:
                 os.close(null)
 
 
+def import_keras() -> None:
+    """Imports Keras, saying what to do when ``KERAS_BACKEND`` names a backend it cannot load (a
+    shell that exported ``KERAS_BACKEND=torch`` for other work, without PyTorch here)."""
+    try:
+        import keras  # noqa: F401
+    except (ImportError, ValueError) as err:
+        backend = os.environ.get("KERAS_BACKEND")
+        if not backend or backend == "tensorflow":
+            raise
+        raise ImportError(f"Keras cannot load the backend that KERAS_BACKEND={backend!r} names ({err}); rw_tf "
+                          "trains, exports and serves with TensorFlow's: unset KERAS_BACKEND") from None
+
+
 def import_tensorflow_quietly() -> None:
     reserve_standard_descriptors()
     asked_for_logs = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in ("0", "1")

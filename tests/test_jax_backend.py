@@ -23,7 +23,15 @@ w = {"mlm": np.ones((n, P), "float32"), "nsp": np.ones((n,), "float32"), "sop": 
 model = PretrainingModel(TransformerEncoder.from_preset("tiny", vocab_size=V))
 model.compile(optimizer=keras.optimizers.Adam(3e-3))
 h = model.fit(x, y, sample_weight=w, epochs=15, batch_size=8, verbose=0).history
-print(json.dumps({"first": h["mlm_loss"][0], "last": h["mlm_loss"][-1], "keys": sorted(h)}))
+# The trainers are TensorFlow's (tf.distribute, tf.data, SavedModel): refused by name, not an AttributeError.
+import contextlib, io, sys, tempfile
+from rw_tf.cli.main import main
+out, err = tempfile.mkdtemp(), io.StringIO()
+with contextlib.redirect_stderr(err):
+    codes = [main(["pretrain", "--output-dir", out + "/p", "--preset", "tiny", "--max-documents", "20"]),
+             main(["kg", "train", "--dataset", "nations", "--output-dir", out + "/kg", "--epochs", "1"])]
+print(json.dumps({"first": h["mlm_loss"][0], "last": h["mlm_loss"][-1], "keys": sorted(h), "codes": codes,
+                  "errors": err.getvalue()}))
 """
 
 
@@ -34,6 +42,14 @@ def test_pretraining_model_trains_under_jax_backend():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["last"] < result["first"] - 0.5   # memorizes the tiny batch
     assert {"mlm_loss", "nsp_loss", "sop_loss"} <= set(result["keys"])
+    assert result["codes"] == [2, 2], result["errors"]
+    assert result["errors"].count("training runs with tf.distribute, but Keras runs on jax (KERAS_BACKEND='jax')") == 2
+    # A backend Keras cannot load: the import says which variable to change.
+    proc = subprocess.run([sys.executable, "-c", "import rw_tf"], env=dict(os.environ, KERAS_BACKEND="torch"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        "ImportError: Keras cannot load the backend that KERAS_BACKEND='torch' names (No module named 'torch'); "
+        "rw_tf trains, exports and serves with TensorFlow's: unset KERAS_BACKEND"), proc.stderr[-2000:]
 
 
 IMAGE_TEXT_SCRIPT = r"""

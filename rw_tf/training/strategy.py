@@ -28,6 +28,7 @@ import socket
 import tempfile
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
+import keras
 import tensorflow as tf
 from tensorflow.python.distribute import collective_all_reduce_strategy as collective
 
@@ -155,7 +156,12 @@ def create_strategy(name: str = "default", devices: Optional[Sequence[str]] = No
                     tpu_address: Optional[str] = None, worker_timeout_seconds: float = 120.0
                     ) -> tf.distribute.Strategy:
     """Returns the named strategy (see the module docstring); the same multi-worker or TPU strategy
-    each time in one process."""
+    each time in one process. Every trainer calls it first, so it also refuses a Keras backend that
+    is not TensorFlow's (a shell with KERAS_BACKEND=jax: a model of that backend has no strategy)."""
+    if keras.backend.backend() != "tensorflow":
+        raise UserError(f"training runs with tf.distribute, but Keras runs on {keras.backend.backend()} "
+                        f"(KERAS_BACKEND={os.environ.get('KERAS_BACKEND', '')!r})",
+                        hint="unset KERAS_BACKEND for rw-tf; its layers and models alone also run under JAX")
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

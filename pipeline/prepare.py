@@ -40,6 +40,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 
+from rw_tf.atomic_write import atomic_write
 from rw_tf.data.corpus import (
     SplitCounts,
     check_enough_documents,
@@ -78,8 +79,7 @@ def _write_interactions(config: PipelineConfig, paths: Dict[str, str]) -> Dict[s
     data = stdlib_import_interactions()
     loo = data.leave_one_out(config.seed)
     counts = collections.Counter(t for _, t in loo.examples)
-    tf.io.gfile.makedirs(os.path.dirname(config.items_file))
-    with tf.io.gfile.GFile(config.items_file, "w") as f:
+    with atomic_write(config.items_file) as f:
         f.write("".join(f"{item}\n" for item in data.items))
     write_jsonl([{"item": i, "text": t, "train_count": counts[n]} for n, (i, t) in
                  enumerate(zip(data.items, data.item_texts))], config.items_file[:-len(".txt")] + ".jsonl")
@@ -107,8 +107,7 @@ def _nations_knowledge(alias_file: str, knowledge_dir: str, seed: int):
     """The Nations domain demo with its alias table and a TransE model (train triples) written."""
     demo = nations_demo(seed=seed)
     if not tf.io.gfile.exists(alias_file):
-        tf.io.gfile.makedirs(os.path.dirname(alias_file))
-        with tf.io.gfile.GFile(alias_file, "w") as f:
+        with atomic_write(alias_file) as f:
             f.write("".join(f"{alias}\t{alias}\n" for alias in sorted(demo.alias_to_entity)))
     if not tf.io.gfile.exists(os.path.join(knowledge_dir, "transe.keras")):
         train_transe(TransEConfig(dataset="nations", embedding_dim=32, epochs=100, seed=seed), knowledge_dir, verbose=0)
@@ -138,7 +137,7 @@ def prepare_domain_data(config: PipelineConfig) -> Dict[str, str]:
     train_rows, eval_rows = triple_classification_rows(demo, seed=config.seed)
     report["triples_train"] = write_jsonl(train_rows, paths["triples/train"])
     report["triples_eval"] = write_jsonl(eval_rows, paths["triples/eval"])
-    with tf.io.gfile.GFile(paths["report"], "w") as f:
+    with atomic_write(paths["report"]) as f:
         json.dump(report, f, indent=2)
     return paths
 
@@ -243,8 +242,7 @@ def _read_report(path: str) -> Dict:
 
 
 def _write_report(path: str, report: Dict) -> None:
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.gfile.GFile(path, "w") as f:
+    with atomic_write(path) as f:
         json.dump(report, f, indent=2)
 
 

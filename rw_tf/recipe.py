@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
+from rw_tf.atomic_write import atomic_write
 from rw_tf.config import DictConfig, changed_settings
 from rw_tf.data.jsonl import write_jsonl
 from rw_tf.errors import UserError
@@ -114,8 +115,7 @@ def check_settings(config: RecipeConfig, output_dir: str, write: bool) -> None:
             raise UserError(f"{output_dir} holds a recipe started with other settings: {', '.join(changed)}",
                             hint="re-run with those settings to continue it, or give a new --output-dir")
     elif write:
-        tf.io.gfile.makedirs(output_dir)
-        with tf.io.gfile.GFile(path, "w") as f:
+        with atomic_write(path) as f:
             json.dump(current, f, indent=2)
 
 
@@ -224,7 +224,7 @@ def _write_data(config: RecipeConfig, demo, train_file: str, eval_file: str, ali
         write_jsonl(train_rows, train_file)
         write_jsonl(eval_rows, eval_file)
     if not tf.io.gfile.exists(alias_file):
-        with tf.io.gfile.GFile(alias_file, "w") as f:
+        with atomic_write(alias_file) as f:
             f.write("".join(f"{alias}\t{alias}\n" for alias in sorted(demo.alias_to_entity)))
     if not tf.io.gfile.exists(os.path.join(knowledge_dir, "transe.keras")):
         transe = train_transe(TransEConfig(dataset="nations", embedding_dim=config.transe_dim,

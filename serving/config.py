@@ -27,6 +27,7 @@ from typing import ClassVar, Dict, List, Optional, Sequence, Tuple
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from rw_tf.atomic_write import atomic_write
 from rw_tf.config import DictConfig
 from rw_tf_serving.batching import check_batching
 from rw_tf_serving.protos import BATCHING_PARAMETERS, parse_text, read_text_proto
@@ -267,7 +268,7 @@ def write_serving_configs(push_root: str, output_dir: str, models_mount: str = "
     paths = {}
     for name, content in files.items():
         paths[name] = os.path.join(output_dir, name)
-        with open(paths[name], "w", encoding="utf-8") as f:
+        with atomic_write(paths[name]) as f:   # TF Serving re-reads models.config while it runs
             f.write(content)
     return ServingConfigFiles(paths, names, skipped)
 

@@ -22,11 +22,12 @@ import rw_tf.data.lines as lines
 from rw_tf.cli.main import main
 from rw_tf.cli.streams import READER_GONE_EXIT
 from rw_tf.data.corpus import read_text_files
-from rw_tf.data.jsonl import read_jsonl_objects
+from rw_tf.data.jsonl import read_jsonl_objects, write_jsonl
 from rw_tf.data.lines import bounded_lines
 from rw_tf.knowledge.entity_linking import read_alias_table
 from rw_tf.knowledge.graph import load_triples
 from rw_tf.tasks.recommendation import read_items
+from rw_tf.tokenization import write_vocabulary
 from rw_tf.tokenization.wordpiece import read_vocabulary
 
 
@@ -326,3 +327,43 @@ def test_closed_standard_streams(length_model, tmp_path):
     assert codes == "[2, 2, 0]" and int(later_fd) > 2
     assert [json.loads(line) for line in open(out)] == [{"text": "a", "embedding": [1.0, -1.0, 1.0]}]
     assert open(out + ".later").read() == ""
+
+
+KILLED_WRITER = """
+import sys, time
+from rw_tf.data.jsonl import write_jsonl
+def rows():
+    for i in range(10 ** 9):
+        yield {"row": i}
+        if i == 100_000:
+            print("writing", flush=True)
+            time.sleep(600)
+write_jsonl(rows(), sys.argv[1])
+"""
+
+
+def test_files_taken_for_done_are_whole_or_absent(tmp_path):
+    """The recipe and the data preparation skip files that exist and TF Serving re-reads its config:
+    a file written in place and cut short (an error in its rows, a kill) was taken for complete."""
+    path = tmp_path / "rows.jsonl"
+    write_jsonl([{"row": "earlier"}], str(path))
+
+    def failing_rows():
+        yield {"row": 1}
+        raise RuntimeError("the rows failed")
+
+    with pytest.raises(RuntimeError, match="the rows failed"):
+        write_jsonl(failing_rows(), str(path))
+    assert path.read_text() == '{"row": "earlier"}\n' and os.listdir(tmp_path) == ["rows.jsonl"]
+
+    killed = tmp_path / "killed.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(killed)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"   # 100,001 rows handed to the writer
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not killed.exists()                                  # not a short file that looks done
+    assert [p.name.split(".")[0] for p in tmp_path.iterdir() if p.name.endswith(".partial")] == ["killed"]
+    assert write_vocabulary(["[PAD]", "[UNK]", "word"], str(tmp_path / "vocab.txt")) == str(tmp_path / "vocab.txt")
+    assert read_vocabulary(str(tmp_path / "vocab.txt")) == ["[PAD]", "[UNK]", "word"]

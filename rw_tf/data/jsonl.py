@@ -14,20 +14,19 @@ import base64
 import binascii
 import collections
 import json
-import os
 import re
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
+from rw_tf.atomic_write import atomic_write
 from rw_tf.data.lines import bounded_lines, open_input
 
 
 def write_jsonl(rows: Iterable[Dict], path: str) -> int:
     """Writes one JSON object per line (UTF-8) to a local path or a URI (gs://...); returns the count."""
-    tf.io.gfile.makedirs(os.path.dirname(path) or ".")
     count = 0
-    with tf.io.gfile.GFile(path, "w") as f:
+    with atomic_write(path) as f:   # whole or not at all: readers take an existing file for done
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1

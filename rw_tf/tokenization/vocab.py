@@ -18,6 +18,7 @@ from typing import Iterable, List, Optional, Sequence
 import tensorflow as tf
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
+from rw_tf.atomic_write import atomic_write
 from rw_tf.config import checks_number_arguments
 from rw_tf.tokenization.normalization import normalize_text, split_words
 from rw_tf.tokenization.wordpiece import SPECIAL_TOKENS
@@ -65,6 +66,6 @@ def learn_vocabulary(texts: Iterable[str], vocab_size: int = 8000,
 
 def write_vocabulary(vocab: Sequence[str], path: str) -> str:
     """Writes one token per line; returns ``path``."""
-    with tf.io.gfile.GFile(path, "w") as f:
+    with atomic_write(path) as f:
         f.write("".join(token + "\n" for token in vocab))
     return path

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 import keras
 import tensorflow as tf
 
+from rw_tf.atomic_write import atomic_write
 from rw_tf.config import DictConfig
 from rw_tf.data.text_inputs import real_token_rate
 from rw_tf.errors import UserError
@@ -227,7 +228,7 @@ def _run(task: "Task", trainer: TrainerConfig, strategy: tf.distribute.Strategy,
               # A non-chief's copies are gone when run_task returns.
               "model_path": model_path if chief else None, "export_dir": export_dir if chief else None}
     if chief:
-        with tf.io.gfile.GFile(os.path.join(output_dir, "metrics.json"), "w") as f:
+        with atomic_write(os.path.join(output_dir, "metrics.json")) as f:   # the recipe takes it for "done"
             json.dump(result, f, indent=2, default=float)
     wait_for_all_workers(strategy)   # the next step of any worker may read what the chief just wrote
     return result

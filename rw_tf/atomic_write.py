@@ -1,0 +1,41 @@
+"""Files that appear whole or not at all.
+
+Much of the project takes a file's existence to mean that it is done: the recipe and the data
+preparation skip what exists, a training run resumes with the vocabulary it finds, TF Serving
+re-reads ``models.config`` while it runs. A file written in place and cut short (a kill, a full
+disk, an exception in the rows being written) is then taken for complete. ``atomic_write`` writes
+``<path>.<random>.partial`` and renames it over ``path`` only when the block ends without an error
+(a rename inside a folder is atomic on local disks; object stores copy, and readers never see a
+partial object either); on an error the partial file is removed and ``path`` is left as it was.
+
+Example:
+    >>> with atomic_write("/tmp/rw-tf-atomic-example.txt") as f:
+    ...     _ = f.write("whole\\n")
+    >>> open("/tmp/rw-tf-atomic-example.txt").read()
+    'whole\\n'
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from typing import IO, Iterator
+
+import tensorflow as tf
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "w") -> Iterator[IO]:
+    """A ``tf.io.gfile.GFile`` (local paths and URIs) whose content replaces ``path`` at the end."""
+    folder = os.path.dirname(path)
+    if folder:
+        tf.io.gfile.makedirs(folder)
+    partial = f"{path}.{secrets.token_hex(6)}.partial"
+    try:
+        with tf.io.gfile.GFile(partial, mode) as f:
+            yield f
+        tf.io.gfile.rename(partial, path, overwrite=True)
+    except BaseException:
+        with contextlib.suppress(tf.errors.OpError, OSError):
+            tf.io.gfile.remove(partial)
+        raise

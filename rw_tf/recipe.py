@@ -210,7 +210,7 @@ def _run_recipe(config: RecipeConfig, output_dir: str, strategy, chief: bool, lo
     result = {"config": config.to_dict(), "table": table, "domain_mlm_accuracy": domain_mlm,
               "eval_examples": eval_rows, "runs": runs, "wall_seconds": time.monotonic() - started}
     if chief:
-        with tf.io.gfile.GFile(os.path.join(output_dir, "recipe.json"), "w") as f:
+        with atomic_write(os.path.join(output_dir, "recipe.json")) as f:
             json.dump(result, f, indent=2, default=float)
     log(format_table(result))
     return result

@@ -19,6 +19,7 @@ Example:
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import json
@@ -90,7 +91,7 @@ def _cluster_from_tf_config() -> dict:
             if not name or not port.isdigit() or not 0 < int(port) < 65536:
                 raise refuse(f"cluster.{job} has {host!r}, not a host:port address")
         addresses += hosts
-    repeated = sorted({a for a in addresses if addresses.count(a) > 1})
+    repeated = sorted(a for a, n in collections.Counter(addresses).items() if n > 1)
     if repeated:
         raise refuse(f"lists {repeated} more than once: each task needs an address of its own")
     kind, index = task.get("type"), task.get("index")

@@ -7,6 +7,7 @@ disk, an exception in the rows being written) is then taken for complete. ``atom
 ``<path>.<random>.partial`` and renames it over ``path`` only when the block ends without an error
 (a rename inside a folder is atomic on local disks; object stores copy, and readers never see a
 partial object either); on an error the partial file is removed and ``path`` is left as it was.
+Devices, pipes and symbolic links are written through in place: a rename would replace them.
 
 Example:
     >>> with atomic_write("/tmp/rw-tf-atomic-example.txt") as f:
@@ -24,9 +25,23 @@ from typing import IO, Iterator
 import tensorflow as tf
 
 
+def _replaceable(path: str) -> bool:
+    """Whether a rename may put a new file at ``path``: a URI, a missing path or a regular file. A
+    device (``--output /dev/full``), a pipe or a symbolic link (``/dev/stdout``) is written through
+    in place, as before: a rename would replace the device node or the link itself."""
+    if "://" in path or not os.path.lexists(path):
+        return True
+    return os.path.isfile(path) and not os.path.islink(path)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = "w") -> Iterator[IO]:
-    """A ``tf.io.gfile.GFile`` (local paths and URIs) whose content replaces ``path`` at the end."""
+    """A ``tf.io.gfile.GFile`` (local paths and URIs) whose content replaces ``path`` at the end;
+    paths that are not regular files are written in place (see ``_replaceable``)."""
+    if not _replaceable(path):
+        with tf.io.gfile.GFile(path, mode) as f:
+            yield f
+        return
     folder = os.path.dirname(path)
     if folder:
         tf.io.gfile.makedirs(folder)

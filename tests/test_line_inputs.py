@@ -7,6 +7,7 @@ import io
 import json
 import os
 import random
+import stat
 import subprocess
 import sys
 import tempfile
@@ -367,3 +368,18 @@ def test_files_taken_for_done_are_whole_or_absent(tmp_path):
     assert [p.name.split(".")[0] for p in tmp_path.iterdir() if p.name.endswith(".partial")] == ["killed"]
     assert write_vocabulary(["[PAD]", "[UNK]", "word"], str(tmp_path / "vocab.txt")) == str(tmp_path / "vocab.txt")
     assert read_vocabulary(str(tmp_path / "vocab.txt")) == ["[PAD]", "[UNK]", "word"]
+    # A symbolic link (like /dev/stdout) and a pipe are written through, not replaced by the rename
+    # (which turned `--output /dev/full` into a regular file).
+    (tmp_path / "target.jsonl").write_text("")
+    os.symlink(tmp_path / "target.jsonl", tmp_path / "link.jsonl")
+    write_jsonl([{"row": "through the link"}], str(tmp_path / "link.jsonl"))
+    assert os.path.islink(tmp_path / "link.jsonl")
+    assert (tmp_path / "target.jsonl").read_text() == '{"row": "through the link"}\n'
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    write_jsonl([{"row": "through the pipe"}], str(fifo))
+    reader.join(timeout=60)
+    assert received == [b'{"row": "through the pipe"}\n'] and stat.S_ISFIFO(os.stat(fifo).st_mode)

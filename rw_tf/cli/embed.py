@@ -10,7 +10,6 @@ matrix. Input is read, embedded and written batch by batch: memory does not grow
 from __future__ import annotations
 
 import argparse
-import functools
 import io
 import itertools
 import json
@@ -22,7 +21,7 @@ from typing import Dict, Iterable, Iterator, List, Optional
 import numpy as np
 
 from rw_tf.cli.options import utf8_text
-from rw_tf.cli.streams import json_for_stdout, require_standard_input, require_standard_output
+from rw_tf.cli.streams import require_standard_input, require_standard_output, stdout_writes_utf8
 from rw_tf.data.lines import bounded_lines
 from rw_tf.errors import UserError
 from rw_tf.model_files import load_saved_model
@@ -145,6 +144,8 @@ class EmbeddingWriter:
         self.output, self.rows, self.dim = output, 0, None
         self._npy = bool(output) and output.endswith(".npy")
         self._partial, self._file = None, None
+        # Decided once, not per row: a terminal that is not UTF-8 gets \u escapes (stays JSON).
+        self._ensure_ascii = not output and not stdout_writes_utf8()
         if output:
             self._partial = f"{output}.{secrets.token_hex(6)}.partial"
             # O_EXCL: never another run's file; mode 0o666 less the umask, as open() would give the output.
@@ -157,9 +158,8 @@ class EmbeddingWriter:
         if self._npy:
             self._file.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
             return
-        to_json = json_for_stdout if self._file is None else functools.partial(json.dumps, ensure_ascii=False)
-        lines = "".join(to_json({"text": t, "embedding": [round(float(x), 6) for x in v]}) + "\n"
-                        for t, v in zip(texts, vectors))
+        lines = "".join(json.dumps({"text": t, "embedding": [round(float(x), 6) for x in v]},
+                                   ensure_ascii=self._ensure_ascii) + "\n" for t, v in zip(texts, vectors))
         if self._file is None:
             sys.stdout.write(lines)
         else:

@@ -25,7 +25,6 @@ import select
 import sys
 from typing import Any, Set
 
-from rw_tf._startup import reserve_standard_descriptors
 from rw_tf.errors import UserError
 
 READER_GONE_EXIT = 141   # what a shell reports for a process that SIGPIPE ended
@@ -36,7 +35,6 @@ def prepare_standard_streams() -> None:
     """Gives a standard stream closed at the start ``/dev/null`` and makes output encodings unable
     to fail; called once, before a command runs. (Importing ``rw_tf`` already put ``/dev/null`` on
     the closed descriptors: ``rw_tf._startup.reserve_standard_descriptors``.)"""
-    reserve_standard_descriptors()
     for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
         if getattr(sys, name) is None:   # Python's stream of a descriptor closed at its start
             _closed_at_start.add(name)

@@ -9,9 +9,14 @@ on any that is closed, before TensorFlow is imported.
 TensorFlow 2.16's wheel registers its CUDA plug-ins twice and logs three ERROR lines at import on
 every machine, GPU or not ("Unable to register cuFFT factory: Attempting to register factory for
 plugin cuFFT when one has already been registered", the same for cuDNN and cuBLAS; tensorflow
-issue 62075, harmless). ``TF_CPP_MIN_LOG_LEVEL=3`` would hide them but also every other C++ error,
-so instead the import runs with file descriptor 2 captured and everything else it printed is
-written back. ``TF_CPP_MIN_LOG_LEVEL=0`` or ``1`` (asking for TensorFlow's logs) keeps them.
+issue 62075, harmless). On a CPU without AVX-512 its oneDNN build also logs, at ERROR and once per
+process, "oneDNN supports DT_INT32 only on platforms with AVX-512. Falling back to the default
+Eigen-based implementation" the first time a graph transposes integers (the tokenizers and the
+masking do, so every ``rw-tf embed``, ``predict`` and training run printed it mid-run; it is
+TensorFlow's normal integer kernel). ``TF_CPP_MIN_LOG_LEVEL=3`` would hide these but also every
+other C++ error, so instead the import runs with file descriptor 2 captured, spends the once-only
+oneDNN notice on a two-number graph, and writes back everything else it printed.
+``TF_CPP_MIN_LOG_LEVEL=0`` or ``1`` (asking for TensorFlow's logs) keeps them.
 """
 from __future__ import annotations
 
@@ -23,11 +28,13 @@ import tempfile
 from typing import Iterator
 
 PLUGIN_NOISE = re.compile(rb"Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory for plugin "
-                          rb"cu\w+ when one has already been registered")
+                          rb"cu\w+ when one has already been registered"
+                          rb"|oneDNN supports DT_\w+ only on platforms with AVX-512\. Falling back to the default "
+                          rb"Eigen-based implementation")
 
 
 def without_plugin_noise(output: bytes) -> bytes:
-    """``output`` without the lines of the duplicate CUDA plug-in registration."""
+    """``output`` without the lines of the duplicate CUDA plug-in registration and oneDNN's notice."""
     return b"".join(line for line in output.splitlines(keepends=True) if not PLUGIN_NOISE.search(line))
 
 
@@ -90,8 +97,32 @@ def import_keras() -> None:
                           "trains, exports and serves with TensorFlow's: unset KERAS_BACKEND") from None
 
 
+def _spend_onednn_integer_notice() -> None:
+    """Runs one integer transpose in a graph session of its own, so oneDNN's once-per-process notice
+    is logged now, inside the captured import, and never later. A session (not an eager op or a
+    tf.function) leaves TensorFlow's eager context uninitialized: virtual devices and thread counts
+    can still be configured after ``import rw_tf``. Costs about 20 ms; on CPUs with AVX-512, or with
+    ``TF_ENABLE_ONEDNN_OPTS=0``, the notice does not exist and this only runs the graph."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        transposed = tf.transpose(tf.constant([[0, 1]], tf.int32))
+    config = tf.compat.v1.ConfigProto(use_per_session_threads=True, inter_op_parallelism_threads=1,
+                                      intra_op_parallelism_threads=1)
+    try:
+        with tf.compat.v1.Session(graph=graph, config=config) as session:
+            session.run(transposed)
+    except tf.errors.OpError:   # a device that cannot run it: the notice may then appear later, nothing worse
+        pass
+
+
 def import_tensorflow_quietly() -> None:
     reserve_standard_descriptors()
     asked_for_logs = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "") in ("0", "1")
-    with contextlib.nullcontext() if asked_for_logs or "tensorflow" in sys.modules else _stderr_without_plugin_noise():
+    if asked_for_logs or "tensorflow" in sys.modules:
         import tensorflow  # noqa: F401
+        return
+    with _stderr_without_plugin_noise():
+        import tensorflow  # noqa: F401
+        _spend_onednn_integer_notice()

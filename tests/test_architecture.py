@@ -3,6 +3,7 @@
 import ast
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -275,9 +276,10 @@ def test_quiet_output_copies_library_output_to_the_log_and_a_full_disk_cannot_st
     assert storage_error(RuntimeError("OSError: [Errno 2] No such file")) is None
 
 
-def test_import_filters_only_the_cuda_plugin_registration_lines():
+def test_import_filters_only_the_cuda_plugin_registration_and_onednn_notice():
     # TensorFlow 2.16's wheel logs three ERROR lines on import on every machine (its CUDA plug-ins
-    # register twice); `import rw_tf` drops those and nothing else, unless TensorFlow's logs are asked for.
+    # register twice) and, without AVX-512, oneDNN's integer notice at the first integer transpose;
+    # `import rw_tf` drops those and nothing else, unless TensorFlow's logs are asked for.
     from rw_tf._startup import without_plugin_noise
 
     noise = (b"2026-12-04 05:39:41.535950: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:479] Unable to "
@@ -287,15 +289,36 @@ def test_import_filters_only_the_cuda_plugin_registration_lines():
     last = b"a last line without a line end"
     assert without_plugin_noise(noise + other + noise.replace(b"cuFFT", b"cuDNN") + last) == other + last
 
-    def stderr_of_import(level):
+    onednn = (b"2026-12-06 10:09:25.598073: E tensorflow/core/util/util.cc:131] oneDNN supports DT_INT64 only on "
+              b"platforms with AVX-512. Falling back to the default Eigen-based implementation if present.\n")
+    assert without_plugin_noise(onednn + other) == other
+
+    # After the import, the eager context is still open to configuration (virtual CPUs, as the
+    # distribution tests make) and a graph that transposes integers, as the tokenizers do, runs
+    # without oneDNN's notice (printed mid-run before).
+    run_after_import = (
+        "import sys, {module} as m, tensorflow as tf\n"
+        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+        "assert len(tf.config.list_logical_devices('CPU')) == 2\n"
+        "x = tf.constant([[1, 2], [3, 4]], tf.int64)\n"
+        "assert tf.function(lambda: tf.transpose(x))().numpy().tolist() == [[1, 3], [2, 4]]\n"
+        "print('visible', file=sys.stderr)\n")
+
+    def stderr_of_import(level, module="rw_tf"):
         env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
         env.update({"TF_CPP_MIN_LOG_LEVEL": level} if level else {})
-        proc = subprocess.run([sys.executable, "-c", "import rw_tf, sys; print('visible', file=sys.stderr)"],
+        proc = subprocess.run([sys.executable, "-c", run_after_import.format(module=module)],
                               capture_output=True, text=True, timeout=600, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stderr
 
     default, asked_for = stderr_of_import(None), stderr_of_import("0")
+    assert "oneDNN supports" not in default, default
+    # Plain TensorFlow prints it on x86 with oneDNN on (the default), whatever AVX the CPU has.
+    baseline = stderr_of_import("2", module="tensorflow")
+    assert ("oneDNN supports" in baseline or platform.machine() != "x86_64"
+            or os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"), baseline
     # A process started without a standard error (fd 2 closed, sys.stderr None) still imports it.
     proc = subprocess.run([sys.executable, "-c", "import rw_tf; print('imported')"], stdout=subprocess.PIPE,
                           text=True, timeout=600, preexec_fn=lambda: os.close(2))

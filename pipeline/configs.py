@@ -29,6 +29,7 @@ from rw_tf.data.transform_fns import (
     PretrainingTransformConfig,
     TextTransformConfig,
 )
+from rw_tf.literal_paths import require_pattern_free_folder
 from rw_tf.model_files import read_json_object
 from rw_tf.tasks import (
     ClassificationTask,
@@ -174,6 +175,9 @@ class PipelineConfig(DictConfig):
         # Local paths become absolute; remote ones (gs://, s3://, any URI with a scheme) stay verbatim.
         self.root = local_path(self.root)
         self.data_root = local_path(self.data_root) if self.data_root else None
+        require_pattern_free_folder(self.root, "the pipeline root")
+        if self.data_root:
+            require_pattern_free_folder(self.data_root, "data_root")
         if self.corpus not in CORPORA:
             raise ValueError(f"unknown corpus {self.corpus!r}; choose one of {CORPORA}")
         if self.corpus == "nations":

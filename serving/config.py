@@ -29,6 +29,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from rw_tf.atomic_write import atomic_write
 from rw_tf.config import DictConfig
+from rw_tf.literal_paths import require_model_folder
 from rw_tf_serving.batching import check_batching
 from rw_tf_serving.protos import BATCHING_PARAMETERS, parse_text, read_text_proto
 
@@ -51,6 +52,7 @@ class ModelSpec(DictConfig):
 
     def validate(self) -> None:
         check_model_name(self.name)
+        require_model_folder(self.base_path, f"the base_path of model '{self.name}'")
         if self.version_policy not in VERSION_POLICIES:
             raise ValueError(f"version_policy must be one of {VERSION_POLICIES}, got {self.version_policy!r}")
         if self.version_policy == "specific" and not self.versions:
@@ -252,9 +254,9 @@ def write_serving_configs(push_root: str, output_dir: str, models_mount: str = "
     if not posixpath.isabs(models_mount):
         raise ValueError(f"the models mount must be an absolute path in the container, got {models_mount!r}")
     names, skipped = pushed_models(push_root)
-    os.makedirs(output_dir, exist_ok=True)
     specs = [ModelSpec(name, posixpath.join(models_mount, name), version_policy, num_latest) for name in names]
     local_specs = [dataclasses.replace(s, base_path=os.path.abspath(os.path.join(push_root, s.name))) for s in specs]
+    os.makedirs(output_dir, exist_ok=True)   # after the specs' checks: a refused command leaves nothing
     # Values enter the YAML as JSON strings (valid YAML scalars), so ':', '{' or '#' cannot change its structure.
     files = {
         "models.config": models_config_text(specs),

@@ -23,6 +23,7 @@ from typing import List, Optional, TextIO
 from rw_tf.cli.output import quiet_output
 from rw_tf.errors import UserError
 from rw_tf.folder_lock import output_folder_lock
+from rw_tf.literal_paths import require_pattern_free_folder
 from rw_tf.model_files import read_json_object
 from rw_tf.refine import RefineConfig, RunnerConfig, run_refinement
 from rw_tf.refine.pipeline import RUNNERS, expand_inputs
@@ -77,6 +78,7 @@ def run_refine(args: argparse.Namespace) -> int:
     if len(args.paths) < 2:
         raise UserError("give at least one input and the output folder", hint="rw-tf refine embedded runs/refined")
     *inputs, output = args.paths
+    require_pattern_free_folder(output, "the output folder")   # before the lock, the web sample and the log go in
     # Held before anything is written: the web sample and refine.log below are in the folder too.
     with output_folder_lock(output):
         return _refine(args, inputs, output)

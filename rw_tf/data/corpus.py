@@ -40,6 +40,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 import tensorflow as tf
 
 from rw_tf.data.lines import read_bounded
+from rw_tf.literal_paths import PATTERN_CHARACTERS
 
 Document = List[str]
 MAX_CORPUS_BYTES = 1 << 30   # pretraining holds its documents, and the pairs made of them, in memory
@@ -186,7 +187,9 @@ def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20,
     counts = counts if counts is not None else SplitCounts()
     texts, total = [], 0
     for pattern in paths:
-        matches = sorted(tf.io.gfile.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        # A file whose name only looks like a pattern (notes[1].txt) is that file when it exists.
+        is_pattern = any(c in pattern for c in PATTERN_CHARACTERS) and not tf.io.gfile.exists(pattern)
+        matches = sorted(tf.io.gfile.glob(pattern)) if is_pattern else [pattern]
         if not matches or not all(tf.io.gfile.exists(path) for path in matches):
             raise FileNotFoundError(f"corpus file not found: {pattern}")
         for path in matches:

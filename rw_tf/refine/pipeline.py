@@ -41,6 +41,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from rw_tf.config import DictConfig, checks_number_arguments
 from rw_tf.folder_lock import output_folder_lock
+from rw_tf.literal_paths import PATTERN_CHARACTERS, require_pattern_free_folder
 from rw_tf.process_limits import ensure_open_files
 from rw_tf.refine.exact_substrings import later_occurrences, remove_marked, window_keys
 from rw_tf.refine.minhash import MinHasher, cluster_roots, star_edges
@@ -103,12 +104,14 @@ def join_by_id(docs, extra, label: str):
 
 
 def expand_inputs(patterns: Sequence[str]) -> List[str]:
-    """The files matching ``patterns`` (sorted, distinct); a pattern that matches nothing is an error."""
+    """The files matching ``patterns`` (sorted, distinct); a pattern that matches nothing is an error.
+    A file whose name only looks like a pattern (``page[1].html``) is that file when it exists."""
     if not patterns:
         raise ValueError("no inputs given")
     files, missing = set(), []
     for pattern, result in zip(patterns, FileSystems.match(list(patterns))):
-        found = [m.path for m in result.metadata_list]
+        literal = any(c in pattern for c in PATTERN_CHARACTERS) and FileSystems.exists(pattern)
+        found = [pattern] if literal else [m.path for m in result.metadata_list]
         files.update(found)
         if not found:
             missing.append(pattern)
@@ -394,6 +397,7 @@ def run_refinement(inputs: Sequence[str], output_dir: str, config: RefineConfig 
                    runner: RunnerConfig = RunnerConfig(), pipeline=None) -> Dict[str, Any]:
     """Runs the refinement to completion and writes ``report.json`` / ``report.png``; returns the
     report. With ``pipeline`` (e.g. TFX's Beam pipeline), runs on it instead of ``runner``."""
+    require_pattern_free_folder(output_dir, "the output folder")
     inputs = expand_inputs(inputs)
     # Held for the whole run: a second refinement into the folder would delete this one's shards below.
     with output_folder_lock(output_dir):

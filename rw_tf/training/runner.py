@@ -36,6 +36,7 @@ from rw_tf.atomic_write import atomic_write
 from rw_tf.config import DictConfig
 from rw_tf.data.text_inputs import real_token_rate
 from rw_tf.errors import UserError
+from rw_tf.literal_paths import require_model_folder
 from rw_tf.training.backup import EpochCheckpoints, TrainingBackup
 from rw_tf.training.optimizer import DECAYS, build_optimizer
 from rw_tf.training.strategy import STRATEGIES, create_strategy, is_chief, wait_for_all_workers, worker_output_dir
@@ -148,6 +149,9 @@ def _fit(model: keras.Model, task: "Task", trainer: TrainerConfig, steps_per_epo
 def run_task(task: "Task", trainer: TrainerConfig, output_dir: str, export_dir: Optional[str] = None,
              callbacks: Sequence[keras.callbacks.Callback] = (), verbose: Any = "auto") -> Dict[str, Any]:
     """Trains, evaluates and exports ``task`` (see the module docstring); returns ``metrics.json``'s content."""
+    for folder, what in ((output_dir, "the output folder"), (export_dir, "the export folder")):
+        if folder:   # before training: the SavedModel and backups written there must load again
+            require_model_folder(folder, what)
     strategy = create_strategy(trainer.strategy, tpu_address=trainer.tpu)  # first: collective ops need it
     _check_xla_precision(strategy, trainer)
     # The precision is Keras's global dtype policy while the task's layers are made (every layer

@@ -1,0 +1,53 @@
+"""Folders whose names the libraries underneath read as file patterns, refused before any work.
+
+TensorFlow finds the variables of a SavedModel or a checkpoint by file pattern (its
+TensorSliceReader matches ``<folder>/variables/variables*``), where ``[`` opens a character class
+and ``\\`` escapes: a model exported under ``runs/p[1]`` saves, and then nobody can load it (rw-tf,
+TF Serving, TFMA: "Failed to find any matching files"). TFX and Beam find the files under a pipeline
+root or an output folder by pattern too (``<root>/.../train/*``, ``<output>/events/events*``), where
+``*`` and ``?`` also count: ``runs/p[1]`` matched the files of ``runs/p1``, and a report or a
+training run would have read another run's files without a word.
+
+Inputs are another matter: ``rw-tf refine`` and ``--input`` take patterns on purpose, and a file
+whose name only looks like one (``notes[1].txt``) is read as the file it names when it exists.
+
+Example:
+    >>> require_model_folder("runs/p1", "--output-dir")
+    >>> require_model_folder("runs/p[1]", "--output-dir")
+    Traceback (most recent call last):
+    rw_tf.literal_paths.PatternInPathError: --output-dir 'runs/p[1]' has '[', which TensorFlow reads as ...
+"""
+from __future__ import annotations
+
+from rw_tf.errors import UserError
+
+
+class PatternInPathError(UserError, ValueError):
+    """A folder's path holds file pattern syntax (a ``UserError``, and a ``ValueError`` for the
+    config classes that report invalid values as such)."""
+
+TENSORFLOW_PATTERN_CHARACTERS = "[\\"
+FILE_PATTERN_CHARACTERS = "*?[\\"
+PATTERN_CHARACTERS = FILE_PATTERN_CHARACTERS   # what makes an input a pattern rather than a file name
+
+
+def _require_literal(path: str, what: str, characters: str, reader: str, consequence: str) -> None:
+    found = sorted({c for c in path if c in characters}, key=path.index)
+    if found:
+        shown = " and ".join(f"'{c}'" for c in found)
+        raise PatternInPathError(f"{what} '{path}' has {shown}, which {reader} as file pattern syntax: "
+                                 f"{consequence}",
+                                 hint=f"choose a folder whose path has none of {' '.join(characters)}")
+
+
+def require_model_folder(path: str, what: str) -> None:
+    """Refuses a folder that SavedModels or checkpoints are written to, or read from, when its path
+    has a character TensorFlow's checkpoint reader takes as pattern syntax."""
+    _require_literal(path, what, TENSORFLOW_PATTERN_CHARACTERS, "TensorFlow reads",
+                     "a SavedModel or checkpoint under it cannot be loaded")
+
+
+def require_pattern_free_folder(path: str, what: str) -> None:
+    """Refuses a folder that TFX or Beam lists by pattern (a pipeline root, a refinement's output)."""
+    _require_literal(path, what, FILE_PATTERN_CHARACTERS, "TFX and Beam read",
+                     "they would read another folder's files under it, or none")

@@ -1,0 +1,101 @@
+"""Folders whose names TensorFlow, TFX or Beam read as file patterns are refused before any work,
+and input files whose names only look like patterns are read as the files they name."""
+import os
+
+import pytest
+import tensorflow as tf
+
+from rw_tf.cli.main import main as rw_tf_main
+from rw_tf.data.corpus import read_text_files
+from rw_tf.literal_paths import PatternInPathError, require_model_folder, require_pattern_free_folder
+from rw_tf.model_files import load_saved_model
+from rw_tf.refine import RefineConfig, RunnerConfig, run_refinement
+from rw_tf.refine.pipeline import expand_inputs
+from rw_tf.training import TrainerConfig
+from rw_tf.training.runner import run_task
+
+TEXT = ("The river runs past the old mill and the bridge.\nThe miller grinds the grain every morning.\n"
+        "Children play by the water in the summer.\n")
+
+
+def test_tensorflow_cannot_load_models_saved_under_pattern_syntax(tmp_path):
+    # The premise, on TensorFlow itself: it saves under 'm[1]' and 'm\1', then cannot load either.
+    for name in ("m[1]", "m\\1"):
+        module = tf.Module()
+        module.v = tf.Variable(3.0)
+        tf.saved_model.save(module, str(tmp_path / name))
+        with pytest.raises((FileNotFoundError, tf.errors.NotFoundError), match="matching files"):
+            tf.saved_model.load(str(tmp_path / name))
+        with pytest.raises(PatternInPathError, match=r"the SavedModel folder '.*' has '(\[|\\)', which TensorFlow "
+                                                     r"reads as file pattern syntax: a SavedModel or checkpoint"):
+            load_saved_model(str(tmp_path / name))
+    # '*', '?' and ']' are literal to TensorFlow's checkpoint reader: those folders stay usable.
+    for name in ("m*", "m?", "m]"):
+        module = tf.Module()
+        module.v = tf.Variable(4.0)
+        tf.saved_model.save(module, str(tmp_path / name))
+        assert float(load_saved_model(str(tmp_path / name)).v) == 4.0
+    with pytest.raises(PatternInPathError, match=r"has '\[' and '\\'.*\(hint: choose a folder whose path has none "
+                                                 r"of \[ \\\)"):
+        require_model_folder("runs/a[1]\\b", "--output-dir")
+
+
+def test_training_refuses_an_output_folder_it_could_not_load_from(tmp_path, capsys):
+    # Refused first, before the task (None here) or the strategy is touched: no training is lost.
+    with pytest.raises(PatternInPathError, match="the output folder"):
+        run_task(None, TrainerConfig(), str(tmp_path / "p[1]"))
+    with pytest.raises(PatternInPathError, match="the export folder"):
+        run_task(None, TrainerConfig(), str(tmp_path / "p1"), export_dir=str(tmp_path / "e[1]"))
+    assert rw_tf_main(["pretrain", "--output-dir", str(tmp_path / "cli[1]"), "--preset", "tiny"]) == 2
+    assert "rw-tf pretrain: error: the output folder" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_refinement_refuses_an_output_folder_beam_would_match_as_a_pattern(tmp_path, capsys):
+    # Before: the report of a run into 'run[1]' was read from 'run1/events/' (another run's counts),
+    # or from nothing (IndexError in rw-tf refine).
+    page = tmp_path / "in" / "page.html"
+    page.parent.mkdir()
+    page.write_text(f"<html><body><p>{TEXT}</p></body></html>")
+    for name in ("run[1]", "run*", "run?", "run\\1"):
+        with pytest.raises(PatternInPathError, match="which TFX and Beam read as file pattern syntax"):
+            run_refinement([str(page)], str(tmp_path / name), RefineConfig(), RunnerConfig(runner="direct"))
+        assert rw_tf_main(["refine", str(page), str(tmp_path / name)]) == 2
+        assert "rw-tf refine: error: the output folder" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["in"]        # nothing written: no lock, no log, no web sample
+    require_pattern_free_folder(str(tmp_path / "run]1 {a,b}"), "the output folder")   # literal to Beam
+
+
+def test_inputs_whose_names_look_like_patterns(tmp_path):
+    for name in ("page[1].html", "page1.html", "page2.html"):
+        (tmp_path / name).write_text(f"<html><body><p>{name} {TEXT}</p></body></html>")
+    # A file that exists under the name given is that file (before: "no input files match").
+    assert expand_inputs([str(tmp_path / "page[1].html")]) == [str(tmp_path / "page[1].html")]
+    # A name that is no file stays a pattern.
+    assert expand_inputs([str(tmp_path / "page[12].html")]) == [str(tmp_path / "page1.html"),
+                                                                str(tmp_path / "page2.html")]
+    (tmp_path / "notes[1].txt").write_text(TEXT)
+    (tmp_path / "notes1.txt").write_text("Another file altogether, with other words in it.\nIt has two lines.\n")
+    def text_of(paths):
+        return " ".join(" ".join(sentences) for sentences in read_text_files(paths, min_sentence_chars=1))
+
+    assert text_of([str(tmp_path / "notes[1].txt")]).startswith("The river runs")   # before: notes1.txt's text
+    assert "Another file" not in text_of([str(tmp_path / "notes[1].txt")])
+    assert "Another file" in text_of([str(tmp_path / "notes[12].txt")])
+
+
+def test_pipeline_roots_and_served_base_paths(tmp_path):
+    from rw_tf_pipeline.configs import PipelineConfig
+    from rw_tf_serving.config import ModelSpec, write_serving_configs
+
+    for field, value in (("root", "p[1]"), ("root", "p*"), ("data_root", "d?")):
+        with pytest.raises(PatternInPathError, match="which TFX and Beam read"):
+            PipelineConfig(**{field: str(tmp_path / value)})
+    assert PipelineConfig(root=str(tmp_path / "p]")).root == str(tmp_path / "p]")
+    with pytest.raises(ValueError, match=r"the base_path of model 'm' '/models/m\[1\]' has '\['"):
+        ModelSpec(name="m", base_path="/models/m[1]")
+    push = tmp_path / "push[1]" / "m" / "1"
+    push.mkdir(parents=True)
+    with pytest.raises(PatternInPathError, match="the base_path of model 'm'"):
+        write_serving_configs(str(tmp_path / "push[1]"), str(tmp_path / "configs"))
+    assert not (tmp_path / "configs").exists()

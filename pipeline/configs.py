@@ -29,8 +29,8 @@ from rw_tf.data.transform_fns import (
     PretrainingTransformConfig,
     TextTransformConfig,
 )
-from rw_tf.literal_paths import require_pattern_free_folder
 from rw_tf.model_files import read_json_object
+from rw_tf.path_checks import require_pattern_free_folder
 from rw_tf.tasks import (
     ClassificationTask,
     ClassificationTaskConfig,

@@ -33,7 +33,7 @@ from safetensors.numpy import load_file
 from rw_tf.config import parse_json_object
 from rw_tf.data.lines import read_bounded
 from rw_tf.errors import CorruptFileError
-from rw_tf.literal_paths import require_model_folder
+from rw_tf.path_checks import require_model_folder
 
 MAX_FILE_BYTES = 1 << 31   # what one read into memory may hold (protobuf's own limit is 2 GiB)
 MAX_JSON_BYTES = 1 << 28   # a config or a label map: the entities.json of a 10M-entity graph is ~200 MB

@@ -29,7 +29,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from rw_tf.atomic_write import atomic_write
 from rw_tf.config import DictConfig
-from rw_tf.literal_paths import require_model_folder
+from rw_tf.path_checks import require_model_folder
 from rw_tf_serving.batching import check_batching
 from rw_tf_serving.protos import BATCHING_PARAMETERS, parse_text, read_text_proto
 

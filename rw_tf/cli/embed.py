@@ -25,6 +25,7 @@ from rw_tf.cli.streams import require_standard_input, require_standard_output, s
 from rw_tf.data.lines import bounded_lines
 from rw_tf.errors import UserError
 from rw_tf.model_files import load_saved_model
+from rw_tf.path_checks import require_inputs_outside
 
 SIGNATURES = ("embed_text", "encode_text")
 
@@ -190,6 +191,8 @@ def run_embed(args: argparse.Namespace) -> int:
         raise UserError("--output must end in .jsonl or .npy")
     if not args.output:
         require_standard_output("give --output FILE.jsonl or FILE.npy")
+    elif args.input and args.input != "-":
+        require_inputs_outside([args.input], [args.output], "--output replaces it")
     rejects: Dict[str, int] = {}
     texts = iter([t for t in args.text if t.strip()] if args.text else read_lines(args.input, rejects))
     first = next(texts, None)

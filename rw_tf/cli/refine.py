@@ -23,10 +23,10 @@ from typing import List, Optional, TextIO
 from rw_tf.cli.output import quiet_output
 from rw_tf.errors import UserError
 from rw_tf.folder_lock import output_folder_lock
-from rw_tf.literal_paths import require_pattern_free_folder
 from rw_tf.model_files import read_json_object
+from rw_tf.path_checks import require_inputs_outside, require_pattern_free_folder
 from rw_tf.refine import RefineConfig, RunnerConfig, run_refinement
-from rw_tf.refine.pipeline import RUNNERS, expand_inputs
+from rw_tf.refine.pipeline import REPLACED_OUTPUTS, RUNNERS, expand_inputs
 from rw_tf.refine.report import format_report
 from rw_tf.refine.stages import STAGES
 from rw_tf.refine.web_sample import write_web_sample
@@ -98,6 +98,8 @@ def _refine(args: argparse.Namespace, inputs: List[str], output: str) -> int:
     runner = RunnerConfig(runner=args.runner, workers=args.workers, dask_address=args.dask_address,
                           pipeline_args=tuple(shlex.split(args.pipeline_args)), output_shards=args.shards)
     files: List[str] = expand_inputs(inputs)
+    require_inputs_outside(files, [os.path.join(output, name) for name in REPLACED_OUTPUTS],
+                           "this run deletes and rewrites it")   # before refine.log is opened there
     print(f"  {len(files)} input files; stages: {', '.join(s for s in STAGES if s == 'read' or config.runs(s))}")
     where = {"direct": f"the DirectRunner, {runner.workers} processes",
              "dask": f"Beam's Dask runner, {runner.dask_address or f'a local cluster of {runner.workers} workers'}",

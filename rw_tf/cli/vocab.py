@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from rw_tf.data.corpus import SplitCounts, describe_drops, embedded_corpus, read_text_files
+from rw_tf.data.corpus import SplitCounts, describe_drops, embedded_corpus, read_text_files, text_files
+from rw_tf.path_checks import require_inputs_outside
 from rw_tf.tokenization import learn_vocabulary, write_vocabulary
 
 
@@ -20,6 +21,7 @@ def add_vocab(sub: argparse._SubParsersAction) -> None:
 
 def run_vocab(args: argparse.Namespace) -> int:
     drops = SplitCounts()
+    require_inputs_outside(text_files(args.input), [args.output], "--output replaces it")
     docs = read_text_files(args.input, counts=drops) if args.input else embedded_corpus(counts=drops)
     if not docs:
         raise ValueError(f"no usable document in the input (a document needs two sentences of 20+ characters; "

@@ -40,7 +40,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 import tensorflow as tf
 
 from rw_tf.data.lines import read_bounded
-from rw_tf.literal_paths import PATTERN_CHARACTERS
+from rw_tf.path_checks import PATTERN_CHARACTERS
 
 Document = List[str]
 MAX_CORPUS_BYTES = 1 << 30   # pretraining holds its documents, and the pairs made of them, in memory
@@ -178,6 +178,20 @@ def embedded_corpus(max_documents: Optional[int] = None, min_sentence_chars: int
     return docs[:max_documents] if max_documents is not None else docs
 
 
+def text_files(paths: Sequence[str]) -> List[str]:
+    """The files that ``paths`` (file names or glob patterns) name, in order; a name or pattern that
+    names no file is an error. A file whose name only looks like a pattern (``notes[1].txt``) is
+    that file when it exists."""
+    files = []
+    for pattern in paths:
+        is_pattern = any(c in pattern for c in PATTERN_CHARACTERS) and not tf.io.gfile.exists(pattern)
+        matches = sorted(tf.io.gfile.glob(pattern)) if is_pattern else [pattern]
+        if not matches or not all(tf.io.gfile.exists(path) for path in matches):
+            raise FileNotFoundError(f"corpus file not found: {pattern}")
+        files += matches
+    return files
+
+
 def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20,
                     counts: Optional[SplitCounts] = None, max_bytes: int = MAX_CORPUS_BYTES) -> List[Document]:
     """Reads documents from text files (local paths or pipes, URIs such as gs://..., or glob
@@ -186,21 +200,15 @@ def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20,
     The documents are held in memory, so files of more than ``max_bytes`` together are refused."""
     counts = counts if counts is not None else SplitCounts()
     texts, total = [], 0
-    for pattern in paths:
-        # A file whose name only looks like a pattern (notes[1].txt) is that file when it exists.
-        is_pattern = any(c in pattern for c in PATTERN_CHARACTERS) and not tf.io.gfile.exists(pattern)
-        matches = sorted(tf.io.gfile.glob(pattern)) if is_pattern else [pattern]
-        if not matches or not all(tf.io.gfile.exists(path) for path in matches):
-            raise FileNotFoundError(f"corpus file not found: {pattern}")
-        for path in matches:
-            if tf.io.gfile.isdir(path):
-                raise ValueError(f"corpus file {path} is a folder")
-            raw = read_bounded(path, max_bytes - total, "corpus file",
-                               f" ({total:,} before it): the corpus is held in memory, at most {max_bytes:,} "
-                               "bytes in all; refine or sample it first")
-            total += len(raw)
-            content = raw.decode("utf-8", errors="replace")
-            if "\ufffd" in content:   # count only what replacement added, not U+FFFD the file spelled
-                counts["invalid_utf8_sequences"] += content.count("\ufffd") - raw.count("\ufffd".encode())
-            texts.extend(t for t in re.split(r"\n---+\n|\n\s*\n\s*\n", content) if t.strip())
+    for path in text_files(paths):
+        if tf.io.gfile.isdir(path):
+            raise ValueError(f"corpus file {path} is a folder")
+        raw = read_bounded(path, max_bytes - total, "corpus file",
+                           f" ({total:,} before it): the corpus is held in memory, at most {max_bytes:,} "
+                           "bytes in all; refine or sample it first")
+        total += len(raw)
+        content = raw.decode("utf-8", errors="replace")
+        if "\ufffd" in content:   # count only what replacement added, not U+FFFD the file spelled
+            counts["invalid_utf8_sequences"] += content.count("\ufffd") - raw.count("\ufffd".encode())
+        texts.extend(t for t in re.split(r"\n---+\n|\n\s*\n\s*\n", content) if t.strip())
     return documents_from_texts(texts, min_sentence_chars, counts)

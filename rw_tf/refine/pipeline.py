@@ -41,7 +41,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from rw_tf.config import DictConfig, checks_number_arguments
 from rw_tf.folder_lock import output_folder_lock
-from rw_tf.literal_paths import PATTERN_CHARACTERS, require_pattern_free_folder
+from rw_tf.path_checks import PATTERN_CHARACTERS, require_inputs_outside, require_pattern_free_folder
 from rw_tf.process_limits import ensure_open_files
 from rw_tf.refine.exact_substrings import later_occurrences, remove_marked, window_keys
 from rw_tf.refine.minhash import MinHasher, cluster_roots, star_edges
@@ -101,6 +101,11 @@ def join_by_id(docs, extra, label: str):
               | f"{label}Both" >> beam.Flatten())
     return group_by(tagged, label, key=lambda t: t[1]) | f"{label}Join" >> beam.Map(
         lambda group: (group[0][1], [t[2] for t in group if t[0] == "d"], [t[2] for t in group if t[0] == "x"]))
+
+
+# What a run writes in its output folder, replacing an earlier run's (the folders are deleted first).
+REPLACED_FOLDERS = ("refined", "rejected", "events")
+REPLACED_OUTPUTS = REPLACED_FOLDERS + ("report.json", "report.png")
 
 
 def expand_inputs(patterns: Sequence[str]) -> List[str]:
@@ -399,6 +404,8 @@ def run_refinement(inputs: Sequence[str], output_dir: str, config: RefineConfig 
     report. With ``pipeline`` (e.g. TFX's Beam pipeline), runs on it instead of ``runner``."""
     require_pattern_free_folder(output_dir, "the output folder")
     inputs = expand_inputs(inputs)
+    require_inputs_outside(inputs, [os.path.join(output_dir, name) for name in REPLACED_OUTPUTS],
+                           "this run deletes and rewrites it")
     # Held for the whole run: a second refinement into the folder would delete this one's shards below.
     with output_folder_lock(output_dir):
         return _run_refinement(inputs, output_dir, config, runner, pipeline)
@@ -408,7 +415,7 @@ def _run_refinement(inputs: List[str], output_dir: str, config: RefineConfig, ru
                     pipeline) -> Dict[str, Any]:
     if pipeline is None and (runner.runner == "direct" or (runner.runner == "dask" and runner.dask_address is None)):
         ensure_open_files(f"a local {runner.runner} run with {runner.workers} workers")   # before anything is deleted
-    for stale in ("refined", "rejected", "events"):       # a re-run must not mix shards of two runs
+    for stale in REPLACED_FOLDERS:       # a re-run must not mix shards of two runs
         folder = os.path.join(output_dir, stale)
         if FileSystems.exists(folder):
             FileSystems.delete([folder])

@@ -36,7 +36,7 @@ from rw_tf.atomic_write import atomic_write
 from rw_tf.config import DictConfig
 from rw_tf.data.text_inputs import real_token_rate
 from rw_tf.errors import UserError
-from rw_tf.literal_paths import require_model_folder
+from rw_tf.path_checks import require_model_folder
 from rw_tf.training.backup import EpochCheckpoints, TrainingBackup
 from rw_tf.training.optimizer import DECAYS, build_optimizer
 from rw_tf.training.strategy import STRATEGIES, create_strategy, is_chief, wait_for_all_workers, worker_output_dir

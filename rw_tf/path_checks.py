@@ -1,4 +1,5 @@
-"""Folders whose names the libraries underneath read as file patterns, refused before any work.
+"""Paths refused before any work: folders whose names the libraries underneath read as file
+patterns, and outputs that would replace or delete the run's own inputs.
 
 TensorFlow finds the variables of a SavedModel or a checkpoint by file pattern (its
 TensorSliceReader matches ``<folder>/variables/variables*``), where ``[`` opens a character class
@@ -6,18 +7,27 @@ and ``\\`` escapes: a model exported under ``runs/p[1]`` saves, and then nobody 
 TF Serving, TFMA: "Failed to find any matching files"). TFX and Beam find the files under a pipeline
 root or an output folder by pattern too (``<root>/.../train/*``, ``<output>/events/events*``), where
 ``*`` and ``?`` also count: ``runs/p[1]`` matched the files of ``runs/p1``, and a report or a
-training run would have read another run's files without a word.
+training run would have read another run's files without a word. Inputs are another matter:
+``rw-tf refine`` and ``--input`` take patterns on purpose, and a file whose name only looks like one
+(``notes[1].txt``) is read as the file it names when it exists.
 
-Inputs are another matter: ``rw-tf refine`` and ``--input`` take patterns on purpose, and a file
-whose name only looks like one (``notes[1].txt``) is read as the file it names when it exists.
+A run that writes where its inputs are would destroy them: ``rw-tf refine 'out/refined/*' out``
+(refining a corpus again in place) deleted ``out/refined`` before reading it, then failed with the
+corpus gone; ``rw-tf vocab --input f --output f`` replaced the text with its vocabulary.
 
 Example:
     >>> require_model_folder("runs/p1", "--output-dir")
     >>> require_model_folder("runs/p[1]", "--output-dir")
     Traceback (most recent call last):
-    rw_tf.literal_paths.PatternInPathError: --output-dir 'runs/p[1]' has '[', which TensorFlow reads as ...
+    rw_tf.path_checks.PatternInPathError: --output-dir 'runs/p[1]' has '[', which TensorFlow reads as ...
+    >>> require_inputs_outside(["out/refined/a.jsonl"], ["out/refined"], "this run replaces it")
+    Traceback (most recent call last):
+    rw_tf.errors.UserError: the input out/refined/a.jsonl is in out/refined, and this run replaces it: ...
 """
 from __future__ import annotations
+
+import os
+from typing import Sequence, Tuple
 
 from rw_tf.errors import UserError
 
@@ -51,3 +61,24 @@ def require_pattern_free_folder(path: str, what: str) -> None:
     """Refuses a folder that TFX or Beam lists by pattern (a pipeline root, a refinement's output)."""
     _require_literal(path, what, FILE_PATTERN_CHARACTERS, "TFX and Beam read",
                      "they would read another folder's files under it, or none")
+
+
+def _forms(path: str) -> Tuple[str, ...]:
+    """A local path as written (made absolute: a link in it goes when its folder is deleted) and
+    with links resolved (the file itself); a URI (gs://...) as written."""
+    if "://" in path:
+        return (path.rstrip("/"),)
+    return os.path.abspath(path), os.path.realpath(path)
+
+
+def require_inputs_outside(inputs: Sequence[str], replaced: Sequence[str], consequence: str) -> None:
+    """Refuses a run whose ``replaced`` paths (files it overwrites, folders it deletes and rewrites)
+    hold one of its ``inputs``: that input would be gone before it is read, or replaced by the output."""
+    targets = [(shown, target) for shown in replaced for target in _forms(shown)]
+    for source in inputs:
+        for resolved in _forms(source):
+            for shown, target in targets:
+                if resolved == target or resolved.startswith(target.rstrip("/") + "/"):
+                    raise UserError(f"the input {source} is {'' if resolved == target else 'in '}{shown}, and "
+                                    f"{consequence}: the input would be lost",
+                                    hint="write the output somewhere else, or move the input out of the way first")

@@ -1,5 +1,7 @@
-"""Folders whose names TensorFlow, TFX or Beam read as file patterns are refused before any work,
-and input files whose names only look like patterns are read as the files they name."""
+"""Paths refused before any work: folders whose names TensorFlow, TFX or Beam read as file
+patterns, and outputs that would delete or replace the run's own inputs. Input files whose names
+only look like patterns are read as the files they name."""
+import json
 import os
 
 import pytest
@@ -7,8 +9,9 @@ import tensorflow as tf
 
 from rw_tf.cli.main import main as rw_tf_main
 from rw_tf.data.corpus import read_text_files
-from rw_tf.literal_paths import PatternInPathError, require_model_folder, require_pattern_free_folder
+from rw_tf.errors import UserError
 from rw_tf.model_files import load_saved_model
+from rw_tf.path_checks import PatternInPathError, require_model_folder, require_pattern_free_folder
 from rw_tf.refine import RefineConfig, RunnerConfig, run_refinement
 from rw_tf.refine.pipeline import expand_inputs
 from rw_tf.training import TrainerConfig
@@ -99,3 +102,38 @@ def test_pipeline_roots_and_served_base_paths(tmp_path):
     with pytest.raises(PatternInPathError, match="the base_path of model 'm'"):
         write_serving_configs(str(tmp_path / "push[1]"), str(tmp_path / "configs"))
     assert not (tmp_path / "configs").exists()
+
+
+def test_outputs_that_would_destroy_their_inputs(tmp_path, capsys):
+    # Refining a corpus again in place: before, `out/refined` was deleted first, then the run failed
+    # ("no input files match") with the corpus gone.
+    out = tmp_path / "out"
+    (out / "refined").mkdir(parents=True)
+    shard = out / "refined" / "documents-00000-of-00001.jsonl"
+    shard.write_text(json.dumps({"id": "a", "url": "https://example.com/a", "text": TEXT}) + "\n")
+    (tmp_path / "link").symlink_to(out / "refined")
+    for given in (str(shard), str(out / "refined" / "*.jsonl"), str(tmp_path / "link" / "*.jsonl")):
+        with pytest.raises(UserError, match=r"is in .*refined, and this run deletes and rewrites it: the input "
+                                            r"would be lost \(hint: write the output somewhere else"):
+            run_refinement([given], str(out), RefineConfig(), RunnerConfig(runner="direct"))
+        assert rw_tf_main(["refine", given, str(out)]) == 2
+        assert "and this run deletes and rewrites it" in capsys.readouterr().err
+    assert json.loads(shard.read_text())["id"] == "a" and sorted(os.listdir(out)) == ["refined"]   # untouched
+
+    # An output file that is an input, by name, through '..' or a link, or matched by the input pattern.
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT)
+    (tmp_path / "text-link.txt").symlink_to(text)
+    for inputs, output in (([str(text)], str(text)), ([str(text)], str(tmp_path / "x" / ".." / "text.txt")),
+                           ([str(tmp_path / "text-link.txt")], str(text)), ([str(tmp_path / "*.txt")], str(text))):
+        assert rw_tf_main(["vocab", "--input", *inputs, "--output", output]) == 2
+        assert "and --output replaces it: the input would be lost" in capsys.readouterr().err
+    lines = tmp_path / "lines.jsonl"
+    lines.write_text("a text to embed\n")
+    assert rw_tf_main(["embed", "--model", str(tmp_path / "no-model"), "--input", str(lines),
+                       "--output", str(lines)]) == 2
+    assert "and --output replaces it" in capsys.readouterr().err
+    assert text.read_text() == TEXT and lines.read_text() == "a text to embed\n"
+    # Apart from the inputs, the same commands run (the refusals above are not a blanket one).
+    assert rw_tf_main(["vocab", "--input", str(text), "--output", str(tmp_path / "vocab.txt"),
+                       "--min-count", "1"]) == 0

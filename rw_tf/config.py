@@ -248,7 +248,8 @@ class DictConfig:
     ``from_dict`` (unknown keys and values of the wrong type are errors naming ``source``; lists
     become tuples where the field's default is a tuple) and range checks of every number.
 
-    ``check_numbers`` runs first when a config is made, then the subclass's own ``validate``. A
+    ``check_numbers`` and ``check_texts`` (no empty text) run first when a config is made, then the
+    subclass's own ``validate``. A
     number (bools and ``None`` are not checked) must be finite and, by its name: held-out shares
     (``*eval_fraction``, ``*calibration_fraction``) in (0, 1); a dropout rate in [0, 1); other
     fractions, ratios, rates (not learning rates), gate bounds and ``max_metric_drop`` in [0, 1];
@@ -264,7 +265,17 @@ class DictConfig:
 
     def __post_init__(self) -> None:
         self.check_numbers()
+        self.check_texts()
         self.validate()
+
+    def check_texts(self) -> None:
+        """No text field (or text in a list field) is empty: ``""`` names no file, model or preset,
+        and code that tests ``if config.vocab_file:`` would take it for "not given" without a word."""
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            for text in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(text, str) and not text:
+                    raise ValueError(f"{type(self).__name__}.{field.name} is empty: give a value or leave it out")
 
     def validate(self) -> None:
         """A subclass's own checks, after ``check_numbers``."""

@@ -137,3 +137,35 @@ def test_outputs_that_would_destroy_their_inputs(tmp_path, capsys):
     # Apart from the inputs, the same commands run (the refusals above are not a blanket one).
     assert rw_tf_main(["vocab", "--input", str(text), "--output", str(tmp_path / "vocab.txt"),
                        "--min-count", "1"]) == 0
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["pretrain", "--output-dir", "", "--preset", "tiny"], "--output-dir is empty"),
+    (["pretrain", "--output-dir", "out", "--vocab-file", ""], "--vocab-file is empty"),   # was: a learned vocabulary
+    (["vocab", "--output", "v.txt", "--input", "a.txt", ""], "--input has an empty value"),
+    (["refine", "a.html", ""], "INPUT... OUTPUT has an empty value"),
+    (["pipeline", "run", "--root", ""], "--root is empty"),          # was: the default root, runs/pipeline
+    (["serve", "--model-base-path", ""], "--model-base-path is empty"),   # was: the current folder, as model "."
+    (["pretrain", "--output-dir", "out", "--tpu", "", "--strategy", "tpu"], "--tpu is empty"),
+])
+def test_empty_values_are_refused(argv, named, tmp_path, monkeypatch, capsys):
+    # "" is what an unset shell variable gives ("--root $ROOT"); the commands took it for "not
+    # given" or for the current folder, and ran.
+    monkeypatch.chdir(tmp_path)
+    assert rw_tf_main(argv) == 2
+    assert capsys.readouterr().err.strip() == (f"rw-tf {argv[0]}: error: {named} (hint: give a value (is a shell "
+                                               "variable unset?))")
+    assert os.listdir(tmp_path) == []
+
+
+def test_configs_refuse_empty_texts():
+    from rw_tf.tasks import PretrainingTaskConfig
+    from rw_tf_pipeline.configs import PipelineConfig
+
+    with pytest.raises(ValueError, match="PipelineConfig.root is empty"):
+        PipelineConfig(root="")
+    with pytest.raises(ValueError, match="PretrainingTaskConfig.vocab_file is empty"):
+        PretrainingTaskConfig.from_dict({"vocab_file": ""}, "config.json")
+    with pytest.raises(ValueError, match="PretrainingTaskConfig.corpus_files is empty"):
+        PretrainingTaskConfig(corpus_files=("a.txt", ""))
+    assert PretrainingTaskConfig(vocab_file=None).vocab_file is None

@@ -309,7 +309,7 @@ SERVING_API_CASES = [
     (lambda: _spec(version_policy="specific", versions=(3, 3)), ValueError, r"ModelSpec.versions repeats \[3\]"),
     (lambda: _spec(num_latest=True), TypeError, "ModelSpec.num_latest must be an integer"),
     (lambda: _spec(name="a/b"), ValueError, "'a/b' cannot be a TF Serving model name"),
-    (lambda: _spec(name=""), ValueError, "'' cannot be a TF Serving model name"),
+    (lambda: _spec(name=""), ValueError, "ModelSpec.name is empty"),
     (lambda: BatchingParameters(max_batch_size=2.5), TypeError, "BatchingParameters.max_batch_size must be an integer"),
     (lambda: ServerLimits(max_rank=float("nan")), TypeError, "ServerLimits.max_rank must be an integer"),
     (lambda: ServerLimits(text_inputs="text"), TypeError, "ServerLimits.text_inputs must be a tuple of input names"),

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import traceback
 from importlib.metadata import entry_points
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from rw_tf.cli.embed import add_embed
 from rw_tf.cli.kg import add_kg
@@ -82,15 +82,40 @@ def write_traceback(command: str) -> str:
     return "nowhere: no log folder could be written (set RW_TF_LOG_DIR)"
 
 
-def refuse_undecodable_arguments(args: argparse.Namespace) -> None:
+# Options where an empty value means something: no Beam arguments, every network interface; blank
+# texts are skipped and counted. Everywhere else "" is an unset shell variable
+# ("--output-dir $OUT"), which the commands took for "not given" (a default root, a learned
+# vocabulary instead of --vocab-file) or for the current folder (a model named "." served from it).
+MAY_BE_EMPTY = frozenset({"pipeline_args", "host", "text", "texts"})
+
+
+def _argument_names(parser: argparse.ArgumentParser, names: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """How the user wrote each destination: its first flag, or a positional's metavar."""
+    names = {} if names is None else names
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                _argument_names(subparser, names)
+        else:
+            names.setdefault(action.dest, action.option_strings[0] if action.option_strings
+                             else action.metavar or action.dest)
+    return names
+
+
+def refuse_unusable_arguments(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Refuses arguments that are not UTF-8 (paths too: TensorFlow's file system takes UTF-8 paths,
-    and a path that is not fails every output naming it, after the work is done)."""
-    for value in vars(args).values():
+    and a path that is not fails every output naming it, after the work is done), and empty ones
+    where an empty value means nothing (``MAY_BE_EMPTY``)."""
+    for dest, value in vars(args).items():
         for text in value if isinstance(value, (list, tuple)) else [value]:
             reason = isinstance(text, str) and not_utf8(text)
             if reason:
                 raise UserError(f"argument {reason}", hint="rename the file or folder; rw-tf reads every argument "
                                                            "as UTF-8")
+            if text == "" and dest not in MAY_BE_EMPTY:
+                name = _argument_names(parser).get(dest, dest)
+                what = "has an empty value" if isinstance(value, (list, tuple)) else "is empty"
+                raise UserError(f"{name} {what}", hint="give a value (is a shell variable unset?)")
 
 
 def report_failure(command: str, err: Exception) -> int:
@@ -110,9 +135,10 @@ def report_failure(command: str, err: Exception) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     prepare_standard_streams()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        refuse_undecodable_arguments(args)
+        refuse_unusable_arguments(args, parser)
         code = args.func(args)
         sys.stdout.flush()   # in here: a reader that left shows up on the last write
         return code

@@ -4,6 +4,8 @@
 (blessed, gate metric and bound, pushed version and path, rejected input lines); library logs
 (TensorFlow, absl, Beam, MLMD) go to ``<root>/logs/run-<time>.log`` unless ``--verbose``. The
 summary is also written to ``<root>/run_summary.json``. Exit code 3: a model was not blessed.
+``prepare`` likewise sends the logs of its Beam refinement and TensorFlow to
+``<root>/logs/prepare-<time>.log`` and prints the files it wrote.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import datetime
 import json
 import os
 import sys
+import time
 import traceback
 import warnings
 from typing import Optional
@@ -37,7 +40,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                             "recipe: both stages in one; refine: the web refinement alone")
         a.add_argument("--input", dest="corpus_uris", nargs="*", default=None,
                        help="text files or URIs (gs://...) instead of the embedded corpus")
-        if name == "run":
+        if name in ("run", "prepare"):
             a.add_argument("--verbose", action="store_true", help="show library logs instead of writing them to a file")
         if name == "compile":
             a.add_argument("--target", choices=("kubeflow",), default="kubeflow")
@@ -61,11 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
     config = load_config(args)
     kinds = list(STAGES) if args.kind == "all" else [args.kind]
     if args.action == "prepare":
-        from rw_tf_pipeline.prepare import prepare_data
-
-        with output_folder_lock(config.root):
-            print(json.dumps(prepare_data(config), indent=2))
-        return 0
+        return prepare_inputs(config, args.verbose)
     if args.action == "compile":
         with warnings.catch_warnings():  # the Vertex and GCS clients' deprecation notices on import
             warnings.simplefilter("ignore", FutureWarning)
@@ -81,9 +80,30 @@ def run_command(args: argparse.Namespace) -> int:
     return run_pipelines(config, kinds, args.verbose)
 
 
-def run_pipelines(config: PipelineConfig, kinds, verbose: bool) -> int:
+def _log_path(config: PipelineConfig, action: str, verbose: bool) -> Optional[str]:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    log_path = None if verbose else os.path.join(config.log_dir, f"run-{stamp}.log")
+    return None if verbose else os.path.join(config.log_dir, f"{action}-{stamp}.log")
+
+
+def prepare_inputs(config: PipelineConfig, verbose: bool) -> int:
+    log_path = _log_path(config, "prepare", verbose)
+    print(f"rw-tf pipeline prepare: the pipelines' inputs under {config.data_dir}")
+    if log_path:
+        print(f"library logs: {log_path}")
+    started = time.monotonic()
+    with output_folder_lock(config.root):
+        with quiet_output(log_path):   # a web refinement runs Beam workers, whose logs go there too
+            from rw_tf_pipeline.prepare import prepare_data
+
+            paths = prepare_data(config)
+    print(f"done in {time.monotonic() - started:.0f} s")
+    for name, path in paths.items():
+        print(f"  {name:<22} {path}")
+    return 0
+
+
+def run_pipelines(config: PipelineConfig, kinds, verbose: bool) -> int:
+    log_path = _log_path(config, "run", verbose)
     print(f"rw-tf pipeline run: {', '.join(config.pipeline_name(k) for k in kinds)} under {config.root}")
     if log_path:
         print(f"library logs: {log_path}")

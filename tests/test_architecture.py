@@ -276,6 +276,30 @@ def test_quiet_output_copies_library_output_to_the_log_and_a_full_disk_cannot_st
     assert storage_error(RuntimeError("OSError: [Errno 2] No such file")) is None
 
 
+def test_pipeline_prepare_keeps_library_output_in_its_log(tmp_path, capfd, monkeypatch):
+    # Before: `rw-tf pipeline prepare` printed its Beam workers' warnings (22 lines of FutureWarning
+    # and "Discarding unparseable args") and then the paths as JSON.
+    import rw_tf_pipeline.prepare
+    from rw_tf.cli.main import main
+
+    def prepare_data(config):
+        os.write(2, b"WARNING:apache_beam: a worker's line\n")
+        subprocess.run([sys.executable, "-c", "import sys; print('FutureWarning from a worker', file=sys.stderr)"],
+                       check=True, timeout=60)
+        return {"vocab": os.path.join(config.data_dir, "vocab.txt")}
+
+    monkeypatch.setattr(rw_tf_pipeline.prepare, "prepare_data", prepare_data)
+    capfd.readouterr()
+    assert main(["pipeline", "prepare", "--root", str(tmp_path / "root")]) == 0
+    out, err = capfd.readouterr()
+    lines = out.splitlines()
+    assert err == "" and lines[0] == f"rw-tf pipeline prepare: the pipelines' inputs under {tmp_path}/root/data"
+    assert lines[2].startswith("done in ") and lines[3].split() == ["vocab", f"{tmp_path}/root/data/vocab.txt"]
+    log = lines[1].split("library logs: ")[1]
+    assert os.path.dirname(log) == f"{tmp_path}/root/logs" and "worker" not in out
+    assert "a worker's line" in open(log).read() and "FutureWarning from a worker" in open(log).read()
+
+
 def test_import_filters_only_the_cuda_plugin_registration_and_onednn_notice():
     # TensorFlow 2.16's wheel logs three ERROR lines on import on every machine (its CUDA plug-ins
     # register twice) and, without AVX-512, oneDNN's integer notice at the first integer transpose;

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from typing import IO, Iterator
@@ -34,6 +35,25 @@ def _replaceable(path: str) -> bool:
     return os.path.isfile(path) and not os.path.islink(path)
 
 
+NAME_MAX = 255   # bytes in one file name on Linux and macOS file systems
+
+
+def partial_path(path: str) -> str:
+    """A name of its own, beside ``path``, to write into before the rename: ``<path>.<random>.partial``,
+    or ``<folder>/.<random>.partial`` where that name would be longer than a file system takes (a
+    legal output name of 240 bytes must not fail for the suffix: ``File name too long``)."""
+    def too_long(name: str) -> bool:   # local file systems; object stores take names of 1,024 bytes
+        return "://" not in path and len(name.encode("utf-8", "surrogateescape")) > NAME_MAX
+
+    if too_long(os.path.basename(path)):   # before any work: the rename at the end would refuse it
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), path)
+    token = secrets.token_hex(6)
+    name = f"{os.path.basename(path)}.{token}.partial"
+    if too_long(name):
+        name = f".{token}.partial"
+    return os.path.join(os.path.dirname(path), name)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = "w") -> Iterator[IO]:
     """A ``tf.io.gfile.GFile`` (local paths and URIs) whose content replaces ``path`` at the end;
@@ -45,7 +65,7 @@ def atomic_write(path: str, mode: str = "w") -> Iterator[IO]:
     folder = os.path.dirname(path)
     if folder:
         tf.io.gfile.makedirs(folder)
-    partial = f"{path}.{secrets.token_hex(6)}.partial"
+    partial = partial_path(path)
     try:
         with tf.io.gfile.GFile(partial, mode) as f:
             yield f

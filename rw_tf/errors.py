@@ -80,8 +80,19 @@ _NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 _NO_ROOM = re.compile("|".join(os.strerror(code) for code in _NO_ROOM_ERRNOS))
 # Beam re-raises a worker's OSError as a RuntimeError holding the worker's traceback.
 _WRAPPED_NO_ROOM = re.compile(rf"OSError: \[Errno (?:{'|'.join(map(str, _NO_ROOM_ERRNOS))})\] [^\n\[]*")
+# Paths no file system takes: a name over 255 bytes or a path over 4,095, a loop of symbolic links.
+_BAD_PATH_ERRNOS = (errno.ENAMETOOLONG, errno.ELOOP)
+_BAD_PATH = re.compile("|".join(os.strerror(code) for code in _BAD_PATH_ERRNOS))
+BAD_PATH_HINT = ("a file or folder name holds at most 255 bytes and a path 4,095; a symbolic link must not lead "
+                 "back to itself")
 _UNREACHABLE_STORE = re.compile(r"Error executing an HTTP request|libcurl code|Could not resolve host|"
                                 r"Couldn't resolve host|Timeout was reached|Failed to connect to")
+
+
+def _shortened(text: object, keep: int = 120) -> str:
+    """A path or message cut in its middle to ``keep`` characters (a name of 300 'a's says little more)."""
+    text = str(text)
+    return text if len(text) <= keep else f"{text[:keep // 2]}...{text[-keep // 2:]}"
 
 
 def storage_error(err: BaseException) -> Optional[UserError]:
@@ -90,6 +101,8 @@ def storage_error(err: BaseException) -> Optional[UserError]:
     read-only disk, a folder that cannot be made; else None."""
     if isinstance(err, OSError) and err.errno in _NO_ROOM_ERRNOS:
         return UserError(f"cannot write {err.filename or 'the output'}: {err.strerror}", hint=FULL_DISK_HINT)
+    if isinstance(err, OSError) and err.errno in _BAD_PATH_ERRNOS:
+        return UserError(f"cannot use the path {_shortened(err.filename)}: {err.strerror}", hint=BAD_PATH_HINT)
     tf = sys.modules.get("tensorflow")
     if tf is None or not isinstance(err, tf.errors.OpError):
         wrapped = _WRAPPED_NO_ROOM.search(str(err))
@@ -98,6 +111,8 @@ def storage_error(err: BaseException) -> Optional[UserError]:
     text = getattr(err, "message", None) or str(err)
     if _NO_ROOM.search(text):   # TensorFlow reports ENOSPC as ResourceExhausted: not memory
         return UserError(f"cannot write: {error_reason(err)}", hint=FULL_DISK_HINT)
+    if _BAD_PATH.search(text):
+        return UserError(f"cannot use a path: {_shortened(error_reason(err))}", hint=BAD_PATH_HINT)
     if isinstance(err, tf.errors.NotFoundError) and "No such file or directory" in text:
         return UserError(error_reason(err), hint="check the path: a folder on it is missing or cannot be made there")
     scheme = _UNKNOWN_SCHEME.search(text)

@@ -169,3 +169,35 @@ def test_configs_refuse_empty_texts():
     with pytest.raises(ValueError, match="PretrainingTaskConfig.corpus_files is empty"):
         PretrainingTaskConfig(corpus_files=("a.txt", ""))
     assert PretrainingTaskConfig(vocab_file=None).vocab_file is None
+
+
+def test_paths_no_file_system_takes(tmp_path, monkeypatch, capsys):
+    # Before: "unexpected OSError: [Errno 36] File name too long" (exit 1, a traceback log) from
+    # pretrain, refine, pipeline prepare and serving-config, and TensorFlow's InvalidArgumentError from vocab.
+    from rw_tf.atomic_write import atomic_write
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.txt").write_text(TEXT)
+    (tmp_path / "page.html").write_text(f"<html><body><p>{TEXT}</p></body></html>")
+    long_name = "a" * 300
+    for argv in (["pretrain", "--output-dir", long_name, "--preset", "tiny"],
+                 ["vocab", "--input", "text.txt", "--output", long_name + ".txt"],
+                 ["refine", "page.html", long_name],
+                 ["pipeline", "prepare", "--root", long_name]):
+        assert rw_tf_main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"rw-tf {argv[0]}: error: cannot use the path " in err and "File name too long (hint: a file or " \
+               "folder name holds at most 255 bytes" in err, err
+        assert "a" * 130 not in err                      # the name is shortened in the middle
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    assert rw_tf_main(["vocab", "--input", "text.txt", "--output", "loop1/vocab.txt"]) == 2
+    assert "Too many levels of symbolic links (hint:" in capsys.readouterr().err
+    # A legal name of 250 bytes is written: the partial file beside it takes a short name of its own
+    # (before: "<name>.<random>.partial; File name too long").
+    name = "é" * 125
+    with atomic_write(str(tmp_path / name)) as f:
+        f.write("whole\n")
+    assert (tmp_path / name).read_text() == "whole\n"
+    assert rw_tf_main(["vocab", "--input", "text.txt", "--output", "v" * 251 + ".txt", "--min-count", "1"]) == 0
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".partial")]

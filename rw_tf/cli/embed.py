@@ -14,12 +14,12 @@ import io
 import itertools
 import json
 import os
-import secrets
 import sys
 from typing import Dict, Iterable, Iterator, List, Optional
 
 import numpy as np
 
+from rw_tf.atomic_write import partial_path
 from rw_tf.cli.options import utf8_text
 from rw_tf.cli.streams import require_standard_input, require_standard_output, stdout_writes_utf8
 from rw_tf.data.lines import bounded_lines
@@ -148,7 +148,7 @@ class EmbeddingWriter:
         # Decided once, not per row: a terminal that is not UTF-8 gets \u escapes (stays JSON).
         self._ensure_ascii = not output and not stdout_writes_utf8()
         if output:
-            self._partial = f"{output}.{secrets.token_hex(6)}.partial"
+            self._partial = partial_path(output)
             # O_EXCL: never another run's file; mode 0o666 less the umask, as open() would give the output.
             self._file = os.fdopen(os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
         if self._npy:

@@ -249,8 +249,8 @@ class DictConfig:
     become tuples where the field's default is a tuple) and range checks of every number.
 
     ``check_numbers`` and ``check_texts`` (no empty text) run first when a config is made, then the
-    subclass's own ``validate``. A
-    number (bools and ``None`` are not checked) must be finite and, by its name: held-out shares
+    subclass's own ``validate``. A number (bools and ``None`` are not checked) must be finite and,
+    by its name: held-out shares
     (``*eval_fraction``, ``*calibration_fraction``) in (0, 1); a dropout rate in [0, 1); other
     fractions, ratios, rates (not learning rates), gate bounds and ``max_metric_drop`` in [0, 1];
     ``seed`` in [0, 2**32 - 1] (NumPy's range); ports (``port``, ``*_port``) at most 65,535; waits

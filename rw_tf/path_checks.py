@@ -36,6 +36,7 @@ class PatternInPathError(UserError, ValueError):
     """A folder's path holds file pattern syntax (a ``UserError``, and a ``ValueError`` for the
     config classes that report invalid values as such)."""
 
+
 TENSORFLOW_PATTERN_CHARACTERS = "[\\"
 FILE_PATTERN_CHARACTERS = "*?[\\"
 PATTERN_CHARACTERS = FILE_PATTERN_CHARACTERS   # what makes an input a pattern rather than a file name

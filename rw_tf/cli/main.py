@@ -89,16 +89,16 @@ def write_traceback(command: str) -> str:
 MAY_BE_EMPTY = frozenset({"pipeline_args", "host", "text", "texts"})
 
 
-def _argument_names(parser: argparse.ArgumentParser, names: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """How the user wrote each destination: its first flag, or a positional's metavar."""
-    names = {} if names is None else names
+def _argument_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Dict[str, str]:
+    """How the user wrote each destination of the command given: its first flag, or a positional's
+    metavar (subcommands name a destination differently: ``--input`` is ``corpus_files`` here)."""
+    names: Dict[str, str] = {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for subparser in action.choices.values():
-                _argument_names(subparser, names)
+            chosen = action.choices.get(getattr(args, action.dest, None))
+            names.update(_argument_names(chosen, args) if chosen is not None else {})
         else:
-            names.setdefault(action.dest, action.option_strings[0] if action.option_strings
-                             else action.metavar or action.dest)
+            names[action.dest] = action.option_strings[0] if action.option_strings else action.metavar or action.dest
     return names
 
 
@@ -113,7 +113,7 @@ def refuse_unusable_arguments(args: argparse.Namespace, parser: argparse.Argumen
                 raise UserError(f"argument {reason}", hint="rename the file or folder; rw-tf reads every argument "
                                                            "as UTF-8")
             if text == "" and dest not in MAY_BE_EMPTY:
-                name = _argument_names(parser).get(dest, dest)
+                name = _argument_names(parser, args).get(dest, dest)
                 what = "has an empty value" if isinstance(value, (list, tuple)) else "is empty"
                 raise UserError(f"{name} {what}", hint="give a value (is a shell variable unset?)")
 

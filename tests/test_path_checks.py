@@ -201,3 +201,17 @@ def test_paths_no_file_system_takes(tmp_path, monkeypatch, capsys):
     assert (tmp_path / name).read_text() == "whole\n"
     assert rw_tf_main(["vocab", "--input", "text.txt", "--output", "v" * 251 + ".txt", "--min-count", "1"]) == 0
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".partial")]
+
+
+def test_a_folder_given_as_a_refinement_input(tmp_path, capsys):
+    # Before: Beam matched the folder as one "file" and its worker failed to open it: "unexpected
+    # RuntimeError" (exit 1) after the run had started.
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "a.html").write_text(f"<html><body><p>{TEXT}</p></body></html>")
+    with pytest.raises(UserError, match=r"the input .*pages is a folder \(hint: give a pattern of the files in it, "
+                                        r"such as '.*pages/\*\.warc\.gz' or '.*pages/\*\.html'\)"):
+        expand_inputs([str(pages)])
+    assert rw_tf_main(["refine", str(pages), str(tmp_path / "out")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert expand_inputs([str(pages / "*.html")]) == [str(pages / "a.html")]

@@ -40,6 +40,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from rw_tf.config import DictConfig, checks_number_arguments
+from rw_tf.errors import UserError
 from rw_tf.folder_lock import output_folder_lock
 from rw_tf.path_checks import PATTERN_CHARACTERS, require_inputs_outside, require_pattern_free_folder
 from rw_tf.process_limits import ensure_open_files
@@ -117,6 +118,11 @@ def expand_inputs(patterns: Sequence[str]) -> List[str]:
     for pattern, result in zip(patterns, FileSystems.match(list(patterns))):
         literal = any(c in pattern for c in PATTERN_CHARACTERS) and FileSystems.exists(pattern)
         found = [pattern] if literal else [m.path for m in result.metadata_list]
+        # Beam matches a folder named whole as one "file" that its workers then fail to open.
+        folders = [path for path in found if "://" not in path and os.path.isdir(path)]
+        if folders:
+            raise UserError(f"the input {folders[0]} is a folder", hint="give a pattern of the files in it, such as "
+                            f"'{os.path.join(folders[0], '*.warc.gz')}' or '{os.path.join(folders[0], '*.html')}'")
         files.update(found)
         if not found:
             missing.append(pattern)

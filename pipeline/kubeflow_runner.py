@@ -54,7 +54,7 @@ def cluster_config(config: PipelineConfig, pipeline_root: str) -> PipelineConfig
 _CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day of month", 1, 31, ()),
                 ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
                 ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")))
-_CRON_ITEM = re.compile(r"^(?:(\*)|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
+_CRON_ITEM = re.compile(r"^(?:(\*)|(\w+)(?:-(\w+))?)(?:/(\d+))?$", re.ASCII)   # cron takes ASCII digits
 
 
 def check_cron(cron: str) -> None:

@@ -187,6 +187,24 @@ def load_keras_file(path: str, expected: type = None) -> keras.Model:
     return model
 
 
+MAX_VERSION = (1 << 63) - 1   # TF Serving's versions are int64
+
+
+def version_folders(base_path: str) -> Dict[int, str]:
+    """The complete numbered version folders under ``base_path`` (TF Serving's layout; the Pusher
+    writes ``saved_model.pb`` last), by version. A name is a version as TF Serving reads it: ASCII
+    digits within int64, leading zeros allowed (``007`` is version 7, loaded from ``007``); other
+    names (``²``, ``١``, ``1e3``) are not versions. Of two names of one version, the shorter wins."""
+    if not tf.io.gfile.isdir(base_path):
+        return {}
+    found: Dict[int, str] = {}
+    for name in sorted((entry.rstrip("/") for entry in tf.io.gfile.listdir(base_path)), key=lambda n: (len(n), n)):
+        if (name.isascii() and name.isdigit() and int(name) <= MAX_VERSION
+                and tf.io.gfile.exists(f"{base_path.rstrip('/')}/{name}/saved_model.pb")):
+            found.setdefault(int(name), name)
+    return found
+
+
 def load_saved_model(path: str):
     """``tf.saved_model.load(path)``; a folder without a complete SavedModel is an error naming it."""
     _exists(path, "SavedModel folder")

@@ -315,7 +315,7 @@ def _content_length(headers: http.client.HTTPMessage, limit: int) -> int:
     if len(values) > 1:
         raise invalid_argument(f"conflicting Content-Length headers: {sorted(values)[:4]}")
     raw = values.pop()
-    if not raw.strip().isdigit():
+    if not (raw.strip().isascii() and raw.strip().isdigit()):   # int() also takes '²'-like digits it cannot parse
         raise invalid_argument(f"Content-Length is not a number: {raw[:40]!r}")
     length = int(raw)
     if length > limit:

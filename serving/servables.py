@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from rw_tf.model_files import load_saved_model
+from rw_tf.model_files import load_saved_model, version_folders
 from rw_tf_serving.batching import Batcher
 from rw_tf_serving.config import BatchingParameters, ModelSpec
 from rw_tf_serving.errors import not_found
@@ -86,12 +86,8 @@ class LoadedVersion:
 
 
 def list_versions(base_path: str) -> List[int]:
-    """Complete numeric version directories (TF Serving's layout; Pusher writes saved_model.pb last)."""
-    if not tf.io.gfile.isdir(base_path):
-        return []
-    return sorted(int(d.rstrip("/")) for d in tf.io.gfile.listdir(base_path)
-                  if d.rstrip("/").isdigit()
-                  and tf.io.gfile.exists(os.path.join(base_path, d.rstrip("/"), "saved_model.pb")))
+    """The versions under ``base_path`` (``rw_tf.model_files.version_folders``), in order."""
+    return sorted(version_folders(base_path))
 
 
 class ModelManager:
@@ -114,11 +110,12 @@ class ModelManager:
         return available[-self.spec.num_latest:]
 
     def refresh(self) -> None:
-        wanted = self.wanted(list_versions(self.spec.base_path))
+        folders = version_folders(self.spec.base_path)
+        wanted = self.wanted(sorted(folders))
         for version in wanted:
             if version in self._versions:
                 continue
-            path = os.path.join(self.spec.base_path, str(version))
+            path = os.path.join(self.spec.base_path, folders[version])
             try:
                 loaded = LoadedVersion(self.spec.name, version, path, self.batching, self.max_rows_per_call)
             except Exception as err:  # noqa: BLE001 - a broken version must not take the server down

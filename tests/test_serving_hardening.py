@@ -502,3 +502,35 @@ def test_rest_json_numbers_take_the_dtype_the_signature_declares(tmp_path):
             rest_predict(core, "half", None, body)
         assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
     core.close()
+
+
+def test_version_folders_are_named_as_tf_serving_reads_them(tmp_path, capsys):
+    """A folder named '²' (a digit to str.isdigit, not to int) stopped `rw-tf serve` at start and,
+    made while it ran, failed every version poll after it (new versions never loaded); '007', which
+    TF Serving serves as version 7, was loaded from '7' and failed."""
+    import http.client
+    import io
+
+    from rw_tf.cli.embed import saved_model_dir
+    from rw_tf.model_files import version_folders
+    from rw_tf_serving.rest_server import _content_length, rest_predict
+
+    module = _HalfPlusTwo()
+    for name in ("007", "3", "03", "²", "١", "9" * 20):
+        tf.saved_model.save(module, str(tmp_path / "half" / name), signatures={"serving_default": module.half_plus_two})
+    assert version_folders(str(tmp_path / "half")) == {3: "3", 7: "007"}
+    core = ServingCore([ModelSpec("half", str(tmp_path / "half"), version_policy="all")])
+    core.refresh()
+    assert rest_predict(core, "half", 7, {"instances": [2.0]}) == {"predictions": [3.0]}
+    assert rest_predict(core, "half", 3, {"instances": [4.0]}) == {"predictions": [4.0]}
+    core.close()
+    assert saved_model_dir(str(tmp_path / "half")) == str(tmp_path / "half" / "007")   # `rw-tf embed --model`
+
+    def headers(length: bytes):
+        return http.client.parse_headers(io.BytesIO(b"Content-Length: " + length + b"\r\n\r\n"))
+
+    assert _content_length(headers(b"12"), 100) == 12
+    for length in (b"\xb2", b"\xd9\xa1", b"1_0", b"+5"):   # before: '\xb2' was a 500 with a traceback
+        with pytest.raises(ServingError, match="Content-Length is not a number") as err:
+            _content_length(headers(length), 100)
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT     # REST 400

@@ -24,7 +24,7 @@ from rw_tf.cli.options import utf8_text
 from rw_tf.cli.streams import require_standard_input, require_standard_output, stdout_writes_utf8
 from rw_tf.data.lines import bounded_lines
 from rw_tf.errors import UserError
-from rw_tf.model_files import load_saved_model
+from rw_tf.model_files import load_saved_model, version_folders
 from rw_tf.path_checks import require_inputs_outside
 
 SIGNATURES = ("embed_text", "encode_text")
@@ -56,11 +56,10 @@ def saved_model_dir(path: str) -> str:
     for candidate in (path, os.path.join(path, "Format-Serving")):
         if os.path.exists(os.path.join(candidate, "saved_model.pb")):
             return candidate
-    versions = sorted((int(d) for d in os.listdir(path) if d.isdigit()
-                       and os.path.exists(os.path.join(path, d, "saved_model.pb"))), reverse=True)
+    versions = version_folders(path)
     if not versions:
         raise FileNotFoundError(f"{path} holds no saved_model.pb, directly or in numbered version folders")
-    return os.path.join(path, str(versions[0]))
+    return os.path.join(path, versions[max(versions)])
 
 
 def read_lines(path: str, rejects: Dict[str, int]) -> Iterator[str]:

@@ -88,7 +88,7 @@ def _cluster_from_tf_config() -> dict:
             raise refuse(f"cluster.{job} must be a list of host:port addresses" + (" (one)" if job == "chief" else ""))
         for host in hosts:
             name, _, port = host.rpartition(":") if isinstance(host, str) else ("", "", "")
-            if not name or not port.isdigit() or not 0 < int(port) < 65536:
+            if not name or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
                 raise refuse(f"cluster.{job} has {host!r}, not a host:port address")
         addresses += hosts
     repeated = sorted(a for a, n in collections.Counter(addresses).items() if n > 1)

@@ -100,16 +100,19 @@ def import_keras() -> None:
 def _spend_onednn_integer_notice() -> None:
     """Runs one integer transpose in a graph session of its own, so oneDNN's once-per-process notice
     is logged now, inside the captured import, and never later. A session (not an eager op or a
-    tf.function) leaves TensorFlow's eager context uninitialized: virtual devices and thread counts
-    can still be configured after ``import rw_tf``. Costs about 20 ms; on CPUs with AVX-512, or with
-    ``TF_ENABLE_ONEDNN_OPTS=0``, the notice does not exist and this only runs the graph."""
+    tf.function) leaves TensorFlow's eager context uninitialized: virtual devices, GPU memory growth
+    and thread counts can still be configured after ``import rw_tf``; it sees the CPU only, so no
+    GPU is initialized or its memory taken. Costs about 20 ms; skipped with
+    ``TF_ENABLE_ONEDNN_OPTS=0`` (no oneDNN, no notice)."""
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+        return
     import tensorflow as tf
 
     graph = tf.Graph()
     with graph.as_default():
         transposed = tf.transpose(tf.constant([[0, 1]], tf.int32))
     config = tf.compat.v1.ConfigProto(use_per_session_threads=True, inter_op_parallelism_threads=1,
-                                      intra_op_parallelism_threads=1)
+                                      intra_op_parallelism_threads=1, device_count={"GPU": 0})
     try:
         with tf.compat.v1.Session(graph=graph, config=config) as session:
             session.run(transposed)

@@ -45,6 +45,7 @@ from rw_tf.folder_lock import output_folder_lock
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
 from rw_tf.model_files import read_json_object
+from rw_tf.path_checks import require_model_folder
 from rw_tf.tasks.classification import ClassificationTask, ClassificationTaskConfig
 from rw_tf.tasks.pretraining import PretrainingTask, PretrainingTaskConfig
 from rw_tf.training.runner import TrainerConfig, run_task
@@ -143,6 +144,7 @@ def _spread(values: List[float]) -> Dict[str, Any]:
 
 def run_recipe(config: RecipeConfig, output_dir: str, log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Trains every stage for every seed (see the module docstring); returns and writes ``recipe.json``."""
+    require_model_folder(output_dir, "the output folder")   # every stage exports under it
     started = time.monotonic()
     # Made before TensorFlow runs anything (a multi-worker strategy must be); every stage reuses it.
     strategy = create_strategy(config.strategy, tpu_address=config.tpu)

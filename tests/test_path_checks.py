@@ -49,8 +49,9 @@ def test_training_refuses_an_output_folder_it_could_not_load_from(tmp_path, caps
         run_task(None, TrainerConfig(), str(tmp_path / "p[1]"))
     with pytest.raises(PatternInPathError, match="the export folder"):
         run_task(None, TrainerConfig(), str(tmp_path / "p1"), export_dir=str(tmp_path / "e[1]"))
-    assert rw_tf_main(["pretrain", "--output-dir", str(tmp_path / "cli[1]"), "--preset", "tiny"]) == 2
-    assert "rw-tf pretrain: error: the output folder" in capsys.readouterr().err
+    for command in ("pretrain", "recipe"):
+        assert rw_tf_main([command, "--output-dir", str(tmp_path / "cli[1]"), "--preset", "tiny"]) == 2
+        assert f"rw-tf {command}: error: the output folder" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == []
 
 

@@ -31,6 +31,7 @@ from google.protobuf import json_format
 
 from rw_tf.config import checks_number_arguments
 from rw_tf.data.jsonl import LoneSurrogate, example_from_json, loads_text
+from rw_tf.model_files import MAX_VERSION
 from rw_tf_serving.core import ServingCore
 from rw_tf_serving.errors import (
     ServingError,
@@ -45,7 +46,7 @@ from rw_tf_serving.workers import RequestWorkers
 log = logging.getLogger("rw_tf.serving")
 MAX_HEAD_BYTES = 64 * 1024   # the request line and headers, as http.server allows per line
 
-_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
                     r"(?P<tail>/metadata|:predict|:classify|:regress)?$")
 POST_VERBS = {":predict", ":classify"}
 
@@ -300,7 +301,11 @@ def _route(method: str, path: str) -> "tuple[str, Optional[int], str]":
         raise HTTPError(405, f"use POST for {tail}")
     if method == "POST" and tail not in POST_VERBS:
         raise HTTPError(405, f"POST is only supported for {' and '.join(sorted(POST_VERBS))}, not {path[:200]}")
-    return match["name"], int(match["version"]) if match["version"] else None, tail
+    version = match["version"]
+    # TF Serving's versions are int64; int() of thousands of digits raised Python's ValueError (a 500).
+    if version is not None and (len(version) > len(str(MAX_VERSION)) or int(version) > MAX_VERSION):
+        raise invalid_argument(f"version {version[:40]}{'...' if len(version) > 40 else ''} is not an int64")
+    return match["name"], int(version) if version is not None else None, tail
 
 
 def _content_length(headers: http.client.HTTPMessage, limit: int) -> int:

@@ -529,6 +529,12 @@ def test_version_folders_are_named_as_tf_serving_reads_them(tmp_path, capsys):
     def headers(length: bytes):
         return http.client.parse_headers(io.BytesIO(b"Content-Length: " + length + b"\r\n\r\n"))
 
+    from rw_tf_serving.rest_server import _route
+
+    assert _route("GET", "/v1/models/half/versions/" + "9" * 18) == ("half", int("9" * 18), "")
+    for version in ("9" * 5000, str(2 ** 63)):   # before: "9" * 5000 was a 500 (int()'s digit limit)
+        with pytest.raises(ServingError, match=r"version [0-9]{19,40}(\.\.\.)? is not an int64"):
+            _route("GET", "/v1/models/half/versions/" + version)
     assert _content_length(headers(b"12"), 100) == 12
     for length in (b"\xb2", b"\xd9\xa1", b"1_0", b"+5"):   # before: '\xb2' was a 500 with a traceback
         with pytest.raises(ServingError, match="Content-Length is not a number") as err:

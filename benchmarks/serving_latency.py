@@ -24,8 +24,8 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_text  # noqa: E402,F401
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
+from rw_tf.model_files import version_folders  # noqa: E402
 from rw_tf_serving.config import BatchingParameters, ModelSpec  # noqa: E402
-from rw_tf_serving.servables import list_versions  # noqa: E402
 from rw_tf_serving.server import LocalModelServer  # noqa: E402
 
 TEXTS = ["The while statement is used for repeated execution as long as an expression is true.",
@@ -74,11 +74,11 @@ def main() -> int:
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--batch-timeout-micros", type=int, default=2000)
     args = parser.parse_args()
-    versions = list_versions(args.model_base_path)
+    versions = version_folders(args.model_base_path)
     if not versions:
         print(f"no pushed model under {args.model_base_path}; run `make run` first", file=sys.stderr)
         return 2
-    path = os.path.join(args.model_base_path, str(versions[-1]))
+    path = os.path.join(args.model_base_path, versions[max(versions)])
     fn = tf.saved_model.load(path).signatures[args.signature]
     inputs = [tf.constant([t]) for t in TEXTS]
 

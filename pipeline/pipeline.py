@@ -41,13 +41,13 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from rw_tf.errors import UserError
+from rw_tf.model_files import version_folders
 from rw_tf_pipeline.components import jsonl_example_gen
 from rw_tf_pipeline.components.anomalies_gate import AnomaliesGate
 from rw_tf_pipeline.components.distillation_trainer import DistillationTrainer
 from rw_tf_pipeline.components.prepare_data import PrepareData
 from rw_tf_pipeline.components.refine_web import RefineWebData
 from rw_tf_pipeline.configs import DOMAIN_STAGES, KINDS, PipelineConfig, is_remote
-from rw_tf_serving.servables import list_versions
 
 TRAINER_RUN_FN = "rw_tf_pipeline.modules.trainer.run_fn"
 
@@ -111,8 +111,8 @@ def eval_config(stage: str, config: PipelineConfig) -> tfma.EvalConfig:
 
 def latest_pushed_version(serving_dir: str) -> Optional[str]:
     """The newest complete version directory (Pusher writes saved_model.pb last)."""
-    versions = list_versions(serving_dir)
-    return os.path.join(serving_dir, str(versions[-1])) if versions else None
+    versions = version_folders(serving_dir)
+    return os.path.join(serving_dir, versions[max(versions)]) if versions else None
 
 
 def _data_components(data_kind: str, config: PipelineConfig, prepare, suffix: str, preprocessing_fn: str,

@@ -85,11 +85,6 @@ class LoadedVersion:
             batcher.close()
 
 
-def list_versions(base_path: str) -> List[int]:
-    """The versions under ``base_path`` (``rw_tf.model_files.version_folders``), in order."""
-    return sorted(version_folders(base_path))
-
-
 class ModelManager:
     """The versions of one model that the policy wants, loaded."""
 

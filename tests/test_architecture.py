@@ -4,6 +4,7 @@ import ast
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -327,6 +328,14 @@ def test_import_filters_only_the_cuda_plugin_registration_and_onednn_notice():
         "assert len(tf.config.list_logical_devices('CPU')) == 2\n"
         "x = tf.constant([[1, 2], [3, 4]], tf.int64)\n"
         "assert tf.function(lambda: tf.transpose(x))().numpy().tolist() == [[1, 3], [2, 4]]\n"
+        "import time\n"
+        "y = tf.random.normal([384, 384])\n"
+        "chain = tf.function(lambda y: [y := tf.matmul(y, y) * 0.01 for _ in range(20)][-1])\n"
+        "chain(y)\n"
+        "times = []\n"
+        "for _ in range(5):\n"
+        "    t = time.perf_counter(); [chain(y).numpy() for _ in range(10)]; times.append(time.perf_counter() - t)\n"
+        "print(f'matmul_seconds={{min(times)}}', file=sys.stderr)\n"
         "print('visible', file=sys.stderr)\n")
 
     def stderr_of_import(level, module="rw_tf"):
@@ -343,6 +352,11 @@ def test_import_filters_only_the_cuda_plugin_registration_and_onednn_notice():
     baseline = stderr_of_import("2", module="tensorflow")
     assert ("oneDNN supports" in baseline or platform.machine() != "x86_64"
             or os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"), baseline
+    # ... and costs the process's TensorFlow no speed: a first version's one-thread session made
+    # every later matmul 1.6 times slower (best of 5 here, against plain TensorFlow).
+    seconds = {name: float(re.search(r"matmul_seconds=([0-9.e-]+)", text).group(1))
+               for name, text in (("rw_tf", default), ("tensorflow", baseline))}
+    assert seconds["rw_tf"] < 1.3 * seconds["tensorflow"], seconds
     # A process started without a standard error (fd 2 closed, sys.stderr None) still imports it.
     proc = subprocess.run([sys.executable, "-c", "import rw_tf; print('imported')"], stdout=subprocess.PIPE,
                           text=True, timeout=600, preexec_fn=lambda: os.close(2))

@@ -49,6 +49,7 @@ MAX_HEAD_BYTES = 64 * 1024   # the request line and headers, as http.server allo
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
                     r"(?P<tail>/metadata|:predict|:classify|:regress)?$")
 POST_VERBS = {":predict", ":classify"}
+_MAX_VERSION_DIGITS = len(str(MAX_VERSION))
 
 
 class HTTPError(Exception):
@@ -303,7 +304,7 @@ def _route(method: str, path: str) -> "tuple[str, Optional[int], str]":
         raise HTTPError(405, f"POST is only supported for {' and '.join(sorted(POST_VERBS))}, not {path[:200]}")
     version = match["version"]
     # TF Serving's versions are int64; int() of thousands of digits raised Python's ValueError (a 500).
-    if version is not None and (len(version) > len(str(MAX_VERSION)) or int(version) > MAX_VERSION):
+    if version is not None and (len(version) > _MAX_VERSION_DIGITS or int(version) > MAX_VERSION):
         raise invalid_argument(f"version {version[:40]}{'...' if len(version) > 40 else ''} is not an int64")
     return match["name"], int(version) if version is not None else None, tail
 

@@ -21,8 +21,9 @@ def add_vocab(sub: argparse._SubParsersAction) -> None:
 
 def run_vocab(args: argparse.Namespace) -> int:
     drops = SplitCounts()
-    require_inputs_outside(text_files(args.input), [args.output], "--output replaces it")
-    docs = read_text_files(args.input, counts=drops) if args.input else embedded_corpus(counts=drops)
+    files = text_files(args.input)   # expanded once: checked against --output, then read
+    require_inputs_outside(files, [args.output], "--output replaces it")
+    docs = read_text_files(files, counts=drops) if files else embedded_corpus(counts=drops)
     if not docs:
         raise ValueError(f"no usable document in the input (a document needs two sentences of 20+ characters; "
                          f"dropped: {describe_drops(drops)})")

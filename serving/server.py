@@ -25,6 +25,7 @@ from rw_tf_serving.rest_server import RestFrontEnd
 from rw_tf_serving.workers import EventLoopThread, RequestWorkers
 
 log = logging.getLogger("rw_tf.serving")
+SIGNAL_CHECK_SECONDS = 0.2
 
 
 async def _together(coroutines) -> None:
@@ -80,7 +81,12 @@ class LocalModelServer:
                 log.exception("version poll failed")
 
     def wait(self) -> None:
-        self._stop.wait()   # until stop() or end_wait(); Ctrl-C interrupts it
+        """Returns after ``stop`` or ``end_wait``; Ctrl-C raises ``KeyboardInterrupt`` here."""
+        # The kernel may hand a process's signal to any of its threads (gRPC's, TensorFlow's). Python
+        # then only flags it for the main thread, which runs the handler when it next runs bytecode:
+        # never, in a lock wait without a timeout. Waking now and then bounds how late it is handled.
+        while not self._stop.wait(SIGNAL_CHECK_SECONDS):
+            pass
 
     def end_wait(self) -> None:
         """Makes ``wait`` return (safe in a signal handler); ``stop`` then shuts the server down."""

@@ -2,8 +2,10 @@
 padding to allowed batch sizes, failed version loads retried and reported by both status APIs,
 chunked execution of large requests, TLS with client certificates, slow clients that hold no worker."""
 import asyncio
+import ctypes
 import json
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -473,6 +475,36 @@ class _HalfPlusTwo(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
     def row_sums(self, ids):
         return {"sum": tf.reduce_sum(ids, axis=1)}
+
+
+def _signal_a_thread_other_than_main(pid: int, signum: int) -> None:
+    """Sends ``signum`` to one thread of process ``pid`` that is not its main thread and does not
+    block it, as the kernel may do with any signal sent to a process (kill, docker stop, Ctrl-C)."""
+    blocked = lambda tid: int(re.search(r"SigBlk:\s*([0-9a-f]+)", (  # noqa: E731
+        pathlib.Path(f"/proc/{pid}/task/{tid}/status")).read_text()).group(1), 16) >> (signum - 1) & 1
+    tid = next(int(t) for t in sorted(os.listdir(f"/proc/{pid}/task"), key=int)[1:] if not blocked(t))
+    if ctypes.CDLL(None, use_errno=True).tgkill(pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill {pid} {tid}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_received_by_another_thread_stops_the_server(tmp_path, signum):
+    """Before: when the kernel handed SIGTERM (or Ctrl-C's SIGINT) to one of the server's other
+    threads (gRPC's, TensorFlow's: it may pick any, and did once in CI), Python only flagged it for
+    the main thread, which waited on a lock without a timeout and never looked: the server kept
+    serving, `docker stop` had to kill it after its grace period."""
+    module = _HalfPlusTwo()
+    tf.saved_model.save(module, str(tmp_path / "m" / "1"), signatures={"serving_default": module.half_plus_two})
+    proc = subprocess.Popen([sys.executable, "-m", "rw_tf.cli.main", "serve", "--model-base-path",
+                             str(tmp_path / "m"), "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        assert proc.stdout.readline().startswith("serving ['m'] on 127.0.0.1:")
+        _signal_a_thread_other_than_main(proc.pid, signum)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and out.splitlines()[-1] == "stopped"
 
 
 def test_rest_json_numbers_take_the_dtype_the_signature_declares(tmp_path):

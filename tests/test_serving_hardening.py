@@ -487,6 +487,7 @@ def _signal_a_thread_other_than_main(pid: int, signum: int) -> None:
         raise OSError(ctypes.get_errno(), f"tgkill {pid} {tid}")
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sends to one thread through Linux's tgkill")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_received_by_another_thread_stops_the_server(tmp_path, signum):
     """Before: when the kernel handed SIGTERM (or Ctrl-C's SIGINT) to one of the server's other

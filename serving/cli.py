@@ -129,16 +129,22 @@ def run_serve(args: argparse.Namespace) -> int:
     server = LocalModelServer(specs, args.host, args.port, args.rest_api_port, batching, limits,
                               args.file_system_poll_wait_seconds, args.max_workers, ssl_config,
                               args.request_timeout_in_ms / 1000)
-    try:
-        server.start()
-    except OSError as err:
-        raise UserError(str(err), hint="choose another --port or --rest-api-port (0 picks a free one)") from None
-    print(f"serving {[s.name for s in specs]} on {args.host}:{server.grpc_port}"
-          + (f", REST on {args.host}:{server.rest_port}" if args.rest_api_port is not None else ""), flush=True)
     # SIGTERM (docker stop, a Kubernetes rollout) ends the wait as Ctrl-C does: in-flight requests finish.
-    # Python handles signals in the main thread only (run_serve called from another thread skips this).
+    # Installed before the models load, so a SIGTERM sent as soon as the server says it serves (or while
+    # it loads) stops it cleanly rather than killing it. Python handles signals in the main thread only
+    # (run_serve called from another thread skips this).
     handles_signals = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: server.end_wait()) if handles_signals else None
+    try:
+        server.start()
+    except BaseException as err:
+        if handles_signals:
+            signal.signal(signal.SIGTERM, previous)
+        if isinstance(err, OSError):
+            raise UserError(str(err), hint="choose another --port or --rest-api-port (0 picks a free one)") from None
+        raise
+    print(f"serving {[s.name for s in specs]} on {args.host}:{server.grpc_port}"
+          + (f", REST on {args.host}:{server.rest_port}" if args.rest_api_port is not None else ""), flush=True)
     try:
         server.wait()
     except KeyboardInterrupt:

@@ -477,6 +477,32 @@ class _HalfPlusTwo(tf.Module):
         return {"sum": tf.reduce_sum(ids, axis=1)}
 
 
+_SIGTERM_DURING_START = """
+import os, signal, sys
+from rw_tf.cli.main import main
+from rw_tf_serving.server import LocalModelServer
+start = LocalModelServer.start
+def start_after_a_sigterm(self):
+    os.kill(os.getpid(), signal.SIGTERM)   # as if sent while the models load
+    return start(self)
+LocalModelServer.start = start_after_a_sigterm
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_sigterm_while_the_models_load_stops_the_server_cleanly(tmp_path):
+    """Before: the handler was installed after the server said it serves; a SIGTERM before then (one
+    sent as soon as that line appeared lost the race once in CI) killed it with -15."""
+    module = _HalfPlusTwo()
+    tf.saved_model.save(module, str(tmp_path / "m" / "1"), signatures={"serving_default": module.half_plus_two})
+    done = subprocess.run([sys.executable, "-c", _SIGTERM_DURING_START, "serve", "--model-base-path",
+                           str(tmp_path / "m"), "--port", "0"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("serving ['m'] on 127.0.0.1:") and lines[-1] == "stopped"
+
+
 def _signal_a_thread_other_than_main(pid: int, signum: int) -> None:
     """Sends ``signum`` to one thread of process ``pid`` that is not its main thread and does not
     block it, as the kernel may do with any signal sent to a process (kill, docker stop, Ctrl-C)."""

@@ -23,6 +23,7 @@ from rw_tf_serving.client import (
     ServingClient,
     rest_base_url,
     rest_predict,
+    server_text,
 )
 from rw_tf_serving.config import (
     BatchingParameters,
@@ -232,7 +233,7 @@ def run_predict(args: argparse.Namespace) -> int:
             if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise UserError(f"cannot reach {args.server}: {err.code().name}",
                                 hint="is `rw-tf serve` (or TF Serving) running there?") from None
-            raise UserError(f"{err.code().name}: {err.details()}") from None
+            raise UserError(f"{err.code().name}: {server_text(err.details() or '')}") from None
         finally:
             client.close()
     print(json_for_stdout(result, indent=2))

@@ -32,6 +32,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from rw_tf.cli.streams import terminal_text
 from rw_tf.config import MAX_BACKOFF_SECONDS, check_numbers, checks_number_arguments
 from rw_tf.data.jsonl import example_from_json, loads_text
 from rw_tf_serving.errors import ServingError
@@ -204,13 +205,25 @@ def _read_answer(response: http.client.HTTPResponse, ends: float, timeout: float
     return bytes(body)
 
 
+def server_text(text: str, limit: int = MAX_ERROR_DETAIL_CHARS) -> str:
+    """A server's message (an error body, gRPC status details) made fit for one terminal line: runs of
+    whitespace become one space, other characters a terminal would act on (escape sequences that
+    recolour, retitle or clear it, bidirectional overrides) are shown as escapes, at most ``limit``
+    characters are kept.
+
+    >>> server_text("<html>\\n  <p>Bad gateway</p>\\x1b[2J</html>")
+    '<html> <p>Bad gateway</p>\\\\x1b[2J</html>'
+    """
+    text = " ".join(text.split())
+    return terminal_text(text[:limit]) + (" ..." if len(text) > limit else "")
+
+
 def _error_detail(raw: bytes) -> str:
     try:
         detail = loads_text(raw)["error"]
     except (ValueError, TypeError, KeyError, IndexError):
         detail = raw.decode("utf-8", "replace")
-    detail = str(detail)
-    return detail if len(detail) <= MAX_ERROR_DETAIL_CHARS else detail[:MAX_ERROR_DETAIL_CHARS] + " ..."
+    return server_text(str(detail))
 
 
 def _rest_post(base_url: str, model: str, version: Optional[int], verb: str, body: Dict, timeout: float) -> Dict:

@@ -20,6 +20,7 @@ import yaml
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+import rw_tf.cli.streams
 import rw_tf_serving.client
 from rw_tf.cli.main import main
 from rw_tf_serving.client import (
@@ -75,6 +76,14 @@ HOSTILE = {
     "huge_error": (_stream(b"500 Oops", 4 << 20), RestExchangeError, "the answer is longer than 1,048,576 bytes"),
     "long_error": (lambda conn: conn.sendall(_ok(b"x" * 100_000, "503 Busy")), RestError,
                    "REST request failed with HTTP 503: " + "x" * 2000 + " ..."),
+    # Shown on one line, with what a terminal would act on escaped (before: the page's lines, and the
+    # escape sequences sent raw to the terminal, which cleared it and set its title).
+    "proxy_error_page": (lambda conn: conn.sendall(_ok(b"<html>\r\n<body>\r\n  <h1>502 Bad Gateway</h1>\r\n"
+                                                       b"</body>\r\n</html>\r\n", "502 Bad Gateway")),
+                         RestError, "HTTP 502: <html> <body> <h1>502 Bad Gateway</h1> </body> </html>"),
+    "terminal_escapes": (lambda conn: conn.sendall(_ok(b'{"error": "\\u001b[2J\\u001b]0;owned\\u0007 gone\\u202e"}',
+                                                       "500 Oops")),
+                         RestError, "HTTP 500: \\x1b[2J\\x1b]0;owned\\x07 gone\\u202e"),
     "tf_serving_error": (lambda conn: conn.sendall(_ok(b'{"error": "Servable not found for request: Latest(m)"}',
                                                        "404 Not Found")),
                          RestError, "REST request failed with HTTP 404: Servable not found for request: Latest(m)"),
@@ -173,6 +182,18 @@ def test_predict_command_names_a_rest_server_that_does_not_answer(capsys):
     assert "HTTP 404: Servable not found for request: Latest(m)" in capsys.readouterr().err
 
 
+def test_predict_prints_the_answer_with_what_a_terminal_acts_on_escaped(capsys, monkeypatch):
+    """Before: on a UTF-8 terminal the answer's C1 controls (U+009B is CSI: "\\x9b2J" clears the
+    screen) and bidirectional overrides were printed raw; JSON escapes only C0 controls."""
+    monkeypatch.setattr(rw_tf.cli.streams, "stdout_writes_utf8", lambda: True)
+    answer = json.dumps({"outputs": {"y": ["d\u00e9j\u00e0 vu", "\u009b2J\u202eevil", "\U000e0041"]}}).encode()
+    with hostile_server(lambda conn: conn.sendall(_ok(answer))) as (url, _):
+        assert main(["predict", "--rest", url, "--model", "m", "hi"]) == 0
+    out = capsys.readouterr().out
+    assert "d\u00e9j\u00e0 vu" in out and "\\u009b2J\\u202eevil" in out and "\\udb40\\udc41" in out
+    assert json.loads(out) == {"outputs": {"y": ["d\u00e9j\u00e0 vu", "\u009b2J\u202eevil", "\U000e0041"]}}
+
+
 class _DeclaringServer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Answers with an output that declares ``declared`` floats and carries ``carried``."""
 
@@ -186,6 +207,35 @@ class _DeclaringServer(prediction_service_pb2_grpc.PredictionServiceServicer):
         output.tensor_shape.dim.add(size=self.declared)
         output.float_val.extend([1.5] * self.carried)
         return answer
+
+
+class _AbortingServer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def Predict(self, request, context):
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad\x1b[2J\x1b]0;owned\x07\n  input\u202e")
+
+
+def test_grpc_error_details_are_shown_on_one_line_with_escapes_escaped(capsys):
+    """Before: `rw-tf predict` printed a server's status details as they came: escape sequences
+    reached the terminal (this one clears it and sets its title) and a newline broke the line."""
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_AbortingServer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        assert main(["predict", "--server", f"127.0.0.1:{port}", "--model", "m", "x"]) == 2
+    finally:
+        server.stop(None)
+    assert capsys.readouterr().err == ("rw-tf predict: error: INVALID_ARGUMENT: bad\\x1b[2J\\x1b]0;owned\\x07 "
+                                       "input\\u202e\n")
+
+
+def test_every_error_line_escapes_what_a_terminal_acts_on(tmp_path, capsys):
+    """A path from a shell pattern or a folder listing carries whatever the file's name holds; before,
+    this one set the terminal's title when `rw-tf embed` named it."""
+    folder = tmp_path / "m\x1b]0;owned\x07"
+    assert main(["embed", "--model", str(folder), "--text", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("m\\x1b]0;owned\\x07\n") and "\x1b" not in err and "\x07" not in err
 
 
 def test_grpc_answers_are_held_to_the_values_they_carry(capsys):

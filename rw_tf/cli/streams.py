@@ -23,7 +23,7 @@ import json
 import os
 import select
 import sys
-from typing import Any, Set
+from typing import Any, Callable, Set
 
 from rw_tf.errors import UserError
 
@@ -65,8 +65,33 @@ def stdout_writes_utf8() -> bool:
 
 
 def json_for_stdout(value: Any, **kwargs: Any) -> str:
-    """``json.dumps`` with the characters as they are where the terminal takes UTF-8, else escaped."""
-    return json.dumps(value, ensure_ascii=not stdout_writes_utf8(), **kwargs)
+    """``json.dumps`` with the characters as they are where the terminal takes UTF-8, else escaped.
+
+    Characters a terminal would act on stay escaped either way (JSON escapes only C0 controls; C1
+    controls such as U+009B, a CSI, and bidirectional overrides are kept by ``ensure_ascii=False``):
+    the values may come from a server or a model, and the JSON means the same.
+
+    >>> print(json_for_stdout(["\\u009b2J\\u202e"]))
+    ["\\u009b2J\\u202e"]
+    """
+    return _escaped(json.dumps(value, ensure_ascii=not stdout_writes_utf8(), **kwargs), lambda c: json.dumps(c)[1:-1])
+
+
+def terminal_text(text: str) -> str:
+    """``text`` with the characters a terminal would act on (escape sequences, C1 controls,
+    bidirectional overrides) shown as Python escapes; line breaks stay. Messages quote paths, names
+    and answers that came from outside.
+
+    >>> print(terminal_text("output '\\x1b[2Jy'"))
+    output '\\x1b[2Jy'
+    """
+    return _escaped(text, lambda c: c.encode("unicode_escape").decode("ascii"))
+
+
+def _escaped(text: str, escape: Callable[[str], str]) -> str:
+    if text.replace("\n", "").isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else escape(c) for c in text)
 
 
 def stdout_reader_gone() -> bool:
@@ -92,6 +117,6 @@ def discard_standard_output() -> None:
 def say(line: str) -> None:
     """Writes a line to standard error; an error message must not fail on a closed terminal."""
     try:
-        print(line, file=sys.stderr, flush=True)
+        print(terminal_text(line), file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass

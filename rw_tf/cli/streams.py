@@ -79,7 +79,7 @@ def json_for_stdout(value: Any, **kwargs: Any) -> str:
 
 def terminal_text(text: str) -> str:
     """``text`` with the characters a terminal would act on (escape sequences, C1 controls,
-    bidirectional overrides) shown as Python escapes; line breaks stay. Messages quote paths, names
+    bidirectional overrides) shown as Python escapes; line breaks and tabs stay. Messages quote paths, names
     and answers that came from outside.
 
     >>> print(terminal_text("output '\\x1b[2Jy'"))
@@ -89,9 +89,9 @@ def terminal_text(text: str) -> str:
 
 
 def _escaped(text: str, escape: Callable[[str], str]) -> str:
-    if text.replace("\n", "").isprintable():
+    if text.replace("\n", "").replace("\t", "").isprintable():
         return text
-    return "".join(c if c.isprintable() or c == "\n" else escape(c) for c in text)
+    return "".join(c if c.isprintable() or c in "\n\t" else escape(c) for c in text)
 
 
 def stdout_reader_gone() -> bool:

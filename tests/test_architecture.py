@@ -354,9 +354,14 @@ def test_import_filters_only_the_cuda_plugin_registration_and_onednn_notice():
             or os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"), baseline
     # ... and costs the process's TensorFlow no speed: a first version's one-thread session made
     # every later matmul 1.6 times slower (best of 5 here, against plain TensorFlow).
-    seconds = {name: float(re.search(r"matmul_seconds=([0-9.e-]+)", text).group(1))
-               for name, text in (("rw_tf", default), ("tensorflow", baseline))}
-    assert seconds["rw_tf"] < 1.3 * seconds["tensorflow"], seconds
+    # The other test worker's load comes and goes (a CI run measured 0.230 s against 0.159 s once,
+    # 0.12 s both on an idle machine): compare the best of up to four runs of each, alternated.
+    matmul_seconds = lambda text: float(re.search(r"matmul_seconds=([0-9.e-]+)", text).group(1))  # noqa: E731
+    seconds = {"rw_tf": [matmul_seconds(default)], "tensorflow": [matmul_seconds(baseline)]}
+    while min(seconds["rw_tf"]) >= 1.3 * min(seconds["tensorflow"]) and len(seconds["rw_tf"]) < 4:
+        seconds["rw_tf"].append(matmul_seconds(stderr_of_import(None)))
+        seconds["tensorflow"].append(matmul_seconds(stderr_of_import("2", module="tensorflow")))
+    assert min(seconds["rw_tf"]) < 1.3 * min(seconds["tensorflow"]), seconds
     # A process started without a standard error (fd 2 closed, sys.stderr None) still imports it.
     proc = subprocess.run([sys.executable, "-c", "import rw_tf; print('imported')"], stdout=subprocess.PIPE,
                           text=True, timeout=600, preexec_fn=lambda: os.close(2))

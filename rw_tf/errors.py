@@ -19,7 +19,7 @@ import errno
 import os
 import re
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 # Graph mode: "assertion failed: [<message>]"; eager mode: "Summarized data: b'<message>'".
 _ASSERT_MESSAGE = re.compile(r"assertion failed: \[(.*?)\]\s*(?:\n|$)|Summarized data: b'(.*?)'")
@@ -131,3 +131,22 @@ def storage_error(err: BaseException) -> Optional[UserError]:
 def runtime_user_error(err: BaseException) -> Optional[UserError]:
     """The ``UserError`` of a runtime failure the user caused (storage, memory), else None."""
     return storage_error(err) or out_of_memory(err)
+
+
+def terminal_text(text: str) -> str:
+    """``text`` with the characters a terminal would act on (escape sequences, C1 controls,
+    bidirectional overrides) shown as Python escapes; line breaks and tabs stay. For messages that
+    quote paths, names and answers that came from outside.
+
+    >>> print(terminal_text("output '\\x1b[2Jy'"))
+    output '\\x1b[2Jy'
+    """
+    return escape_unprintable(text, lambda c: c.encode("unicode_escape").decode("ascii"))
+
+
+def escape_unprintable(text: str, escape: Callable[[str], str]) -> str:
+    """``text`` with ``escape(c)`` for each character a terminal would act on (not printable;
+    line breaks and tabs stay)."""
+    if text.replace("\n", "").replace("\t", "").isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else escape(c) for c in text)

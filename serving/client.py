@@ -32,9 +32,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from rw_tf.cli.streams import terminal_text
 from rw_tf.config import MAX_BACKOFF_SECONDS, check_numbers, checks_number_arguments
 from rw_tf.data.jsonl import example_from_json, loads_text
+from rw_tf.errors import terminal_text
 from rw_tf_serving.errors import ServingError
 from rw_tf_serving.validation import ServerLimits, array_from_tensor_proto
 

@@ -356,7 +356,9 @@ def test_import_filters_only_the_cuda_plugin_registration_and_onednn_notice():
     # every later matmul 1.6 times slower (best of 5 here, against plain TensorFlow).
     # The other test worker's load comes and goes (a CI run measured 0.230 s against 0.159 s once,
     # 0.12 s both on an idle machine): compare the best of up to four runs of each, alternated.
-    matmul_seconds = lambda text: float(re.search(r"matmul_seconds=([0-9.e-]+)", text).group(1))  # noqa: E731
+    def matmul_seconds(text: str) -> float:
+        return float(re.search(r"matmul_seconds=([0-9.e-]+)", text).group(1))
+
     seconds = {"rw_tf": [matmul_seconds(default)], "tensorflow": [matmul_seconds(baseline)]}
     while min(seconds["rw_tf"]) >= 1.3 * min(seconds["tensorflow"]) and len(seconds["rw_tf"]) < 4:
         seconds["rw_tf"].append(matmul_seconds(stderr_of_import(None)))

@@ -477,6 +477,11 @@ class _HalfPlusTwo(tf.Module):
         return {"sum": tf.reduce_sum(ids, axis=1)}
 
 
+def _save_half_plus_two(path: str) -> None:
+    module = _HalfPlusTwo()
+    tf.saved_model.save(module, path, signatures={"serving_default": module.half_plus_two})
+
+
 _SIGTERM_DURING_START = """
 import os, signal, sys
 from rw_tf.cli.main import main
@@ -493,8 +498,7 @@ sys.exit(main(sys.argv[1:]))
 def test_a_sigterm_while_the_models_load_stops_the_server_cleanly(tmp_path):
     """Before: the handler was installed after the server said it serves; a SIGTERM before then (one
     sent as soon as that line appeared lost the race once in CI) killed it with -15."""
-    module = _HalfPlusTwo()
-    tf.saved_model.save(module, str(tmp_path / "m" / "1"), signatures={"serving_default": module.half_plus_two})
+    _save_half_plus_two(str(tmp_path / "m" / "1"))
     done = subprocess.run([sys.executable, "-c", _SIGTERM_DURING_START, "serve", "--model-base-path",
                            str(tmp_path / "m"), "--port", "0"], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -506,9 +510,11 @@ def test_a_sigterm_while_the_models_load_stops_the_server_cleanly(tmp_path):
 def _signal_a_thread_other_than_main(pid: int, signum: int) -> None:
     """Sends ``signum`` to one thread of process ``pid`` that is not its main thread and does not
     block it, as the kernel may do with any signal sent to a process (kill, docker stop, Ctrl-C)."""
-    blocked = lambda tid: int(re.search(r"SigBlk:\s*([0-9a-f]+)", (  # noqa: E731
-        pathlib.Path(f"/proc/{pid}/task/{tid}/status")).read_text()).group(1), 16) >> (signum - 1) & 1
-    tid = next(int(t) for t in sorted(os.listdir(f"/proc/{pid}/task"), key=int)[1:] if not blocked(t))
+    def blocks(tid: str) -> bool:
+        status = pathlib.Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        return bool(int(re.search(r"SigBlk:\s*([0-9a-f]+)", status).group(1), 16) >> (signum - 1) & 1)
+
+    tid = next(int(t) for t in sorted(os.listdir(f"/proc/{pid}/task"), key=int)[1:] if not blocks(t))
     if ctypes.CDLL(None, use_errno=True).tgkill(pid, tid, signum) != 0:
         raise OSError(ctypes.get_errno(), f"tgkill {pid} {tid}")
 
@@ -520,8 +526,7 @@ def test_a_signal_received_by_another_thread_stops_the_server(tmp_path, signum):
     threads (gRPC's, TensorFlow's: it may pick any, and did once in CI), Python only flagged it for
     the main thread, which waited on a lock without a timeout and never looked: the server kept
     serving, `docker stop` had to kill it after its grace period."""
-    module = _HalfPlusTwo()
-    tf.saved_model.save(module, str(tmp_path / "m" / "1"), signatures={"serving_default": module.half_plus_two})
+    _save_half_plus_two(str(tmp_path / "m" / "1"))
     proc = subprocess.Popen([sys.executable, "-m", "rw_tf.cli.main", "serve", "--model-base-path",
                              str(tmp_path / "m"), "--port", "0"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

@@ -23,9 +23,9 @@ import json
 import os
 import select
 import sys
-from typing import Any, Callable, Set
+from typing import Any, Set
 
-from rw_tf.errors import UserError
+from rw_tf.errors import UserError, escape_unprintable, terminal_text
 
 READER_GONE_EXIT = 141   # what a shell reports for a process that SIGPIPE ended
 _closed_at_start: Set[str] = set()
@@ -74,24 +74,8 @@ def json_for_stdout(value: Any, **kwargs: Any) -> str:
     >>> print(json_for_stdout(["\\u009b2J\\u202e"]))
     ["\\u009b2J\\u202e"]
     """
-    return _escaped(json.dumps(value, ensure_ascii=not stdout_writes_utf8(), **kwargs), lambda c: json.dumps(c)[1:-1])
-
-
-def terminal_text(text: str) -> str:
-    """``text`` with the characters a terminal would act on (escape sequences, C1 controls,
-    bidirectional overrides) shown as Python escapes; line breaks and tabs stay. Messages quote paths, names
-    and answers that came from outside.
-
-    >>> print(terminal_text("output '\\x1b[2Jy'"))
-    output '\\x1b[2Jy'
-    """
-    return _escaped(text, lambda c: c.encode("unicode_escape").decode("ascii"))
-
-
-def _escaped(text: str, escape: Callable[[str], str]) -> str:
-    if text.replace("\n", "").replace("\t", "").isprintable():
-        return text
-    return "".join(c if c.isprintable() or c in "\n\t" else escape(c) for c in text)
+    text = json.dumps(value, ensure_ascii=not stdout_writes_utf8(), **kwargs)
+    return escape_unprintable(text, lambda c: json.dumps(c)[1:-1])
 
 
 def stdout_reader_gone() -> bool:

@@ -78,6 +78,13 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model-base-path", help="directory of numbered versions (a Pusher output)")
     src.add_argument("--model-config-file", help="TF Serving models.config (ModelServerConfig text proto)")
+    p.add_argument("--model-config-file-poll-wait-seconds", type=number_in(float, 0, MAX_WAIT_SECONDS), default=0,
+                   help="re-read --model-config-file this often and serve what it lists when it changes (TF "
+                        "Serving's flag; 0, the default: read it once). gRPC HandleReloadConfigRequest works "
+                        "either way")
+    p.add_argument("--allow-version-labels-for-unavailable-models", action="store_true",
+                   help="let a version label not yet assigned point at a version not loaded yet, as the labels "
+                        "of the config at start do (TF Serving's flag)")
     p.add_argument("--model-name", help="default: the base path's folder name")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=port_number, default=8500, help="gRPC port (0: any free port)")
@@ -127,9 +134,13 @@ def run_serve(args: argparse.Namespace) -> int:
     ssl_config = None
     if args.ssl_config_file:
         ssl_config = read_text_proto(args.ssl_config_file, SSL_CONFIG)
+    if args.model_config_file_poll_wait_seconds and not args.model_config_file:
+        raise UserError("--model-config-file-poll-wait-seconds polls the --model-config-file; give one")
     server = LocalModelServer(specs, args.host, args.port, args.rest_api_port, batching, limits,
                               args.file_system_poll_wait_seconds, args.max_workers, ssl_config,
-                              args.request_timeout_in_ms / 1000)
+                              args.request_timeout_in_ms / 1000, args.model_config_file,
+                              args.model_config_file_poll_wait_seconds or None,
+                              args.allow_version_labels_for_unavailable_models)
     # SIGTERM (docker stop, a Kubernetes rollout) ends the wait as Ctrl-C does: in-flight requests finish.
     # Installed before the models load, so a SIGTERM sent as soon as the server says it serves (or while
     # it loads) stops it cleanly rather than killing it. Python handles signals in the main thread only
@@ -175,7 +186,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-file", dest="file_inputs", action="append", default=[], metavar="NAME=PATH",
                    help="a binary input (e.g. an image) read from PATH: raw bytes over gRPC, {\"b64\": ...} "
                         "over REST; repeatable")
-    p.add_argument("--version", type=number_in(int, 0, 2**63 - 1), help="a version number (int64, as TF Serving's)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--version", type=number_in(int, 0, 2**63 - 1), help="a version number (int64, as TF Serving's)")
+    which.add_argument("--version-label", type=utf8_text, help="a version label of the model's config (e.g. stable)")
     p.add_argument("--timeout", type=number_in(float, 0.001, MAX_WAIT_SECONDS), default=10.0,
                    help="seconds the whole call may take (default 10)")
     p.set_defaults(func=run_predict)
@@ -219,7 +232,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.rest:
         try:
             result = rest_predict(args.rest, args.model, inputs=inputs, signature=args.signature,
-                                  version=args.version, timeout=args.timeout)
+                                  version=args.version, timeout=args.timeout, label=args.version_label)
         except RestError as err:
             raise UserError(str(err)) from None
         except RestExchangeError as err:
@@ -228,7 +241,7 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         client = ServingClient(args.server, timeout=args.timeout)
         try:
-            result = client.predict(args.model, inputs, args.signature, args.version)
+            result = client.predict(args.model, inputs, args.signature, args.version, label=args.version_label)
         except grpc.RpcError as err:
             if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise UserError(f"cannot reach {args.server}: {err.code().name}",

@@ -27,14 +27,17 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+from tensorflow_serving.config import model_server_config_pb2
 
 from rw_tf.config import MAX_BACKOFF_SECONDS, check_numbers, checks_number_arguments
 from rw_tf.data.jsonl import example_from_json, loads_text
 from rw_tf.errors import terminal_text
+from rw_tf_serving.config import ModelSpec, model_server_config
 from rw_tf_serving.errors import ServingError
 from rw_tf_serving.validation import ServerLimits, array_from_tensor_proto
 
@@ -97,18 +100,23 @@ class ServingClient:
                 delay = min(2 * delay, MAX_BACKOFF_SECONDS)   # doubles after each UNAVAILABLE answer
 
     @staticmethod
-    def _spec(spec, model: str, version: Optional[int], signature: str = "") -> None:
+    def _spec(spec, model: str, version: Optional[int], signature: str = "", label: Optional[str] = None) -> None:
         check_numbers("ServingClient", {"version": version}, {"version": Optional[int]}, may_be_zero=("version",))
+        if version is not None and label is not None:
+            raise ValueError("name a version or a version label, not both")
         spec.name = model
         if version is not None:
             spec.version.value = version
+        if label is not None:
+            spec.version_label = label
         if signature:
             spec.signature_name = signature
 
     def predict_raw(self, model: str, inputs: Mapping[str, Any], signature: str = "serving_default",
-                    version: Optional[int] = None, output_filter: Sequence[str] = ()) -> predict_pb2.PredictResponse:
+                    version: Optional[int] = None, output_filter: Sequence[str] = (),
+                    label: Optional[str] = None) -> predict_pb2.PredictResponse:
         request = predict_pb2.PredictRequest()
-        self._spec(request.model_spec, model, version, signature)
+        self._spec(request.model_spec, model, version, signature, label)
         for key, value in inputs.items():
             request.inputs[key].CopyFrom(value if isinstance(value, tensor_pb2.TensorProto)
                                          else to_tensor_proto(value))
@@ -116,8 +124,11 @@ class ServingClient:
         return self._call(self.prediction.Predict, request)
 
     def predict(self, model: str, inputs: Mapping[str, Any], signature: str = "serving_default",
-                version: Optional[int] = None, output_filter: Sequence[str] = ()) -> Dict[str, Any]:
-        response = self.predict_raw(model, inputs, signature, version, output_filter)
+                version: Optional[int] = None, output_filter: Sequence[str] = (),
+                label: Optional[str] = None) -> Dict[str, Any]:
+        """The outputs of a Predict call; ``label`` names a version label (TF Serving's
+        ``version_label``) instead of a version number."""
+        response = self.predict_raw(model, inputs, signature, version, output_filter, label)
         try:
             return {k: _plain(array_from_tensor_proto(k, v, ANSWER_LIMITS, role="output"))
                     for k, v in response.outputs.items()}
@@ -125,18 +136,19 @@ class ServingClient:
             raise ValueError(f"the server's answer is not valid: {err.message}") from None
 
     def classify(self, model: str, examples: Sequence[Union[tf.train.Example, Mapping[str, Any]]],
-                 signature: str = "classification", version: Optional[int] = None) -> List[List[Tuple[str, float]]]:
+                 signature: str = "classification", version: Optional[int] = None,
+                 label: Optional[str] = None) -> List[List[Tuple[str, float]]]:
         request = classification_pb2.ClassificationRequest()
-        self._spec(request.model_spec, model, version, signature)
+        self._spec(request.model_spec, model, version, signature, label)
         for example in examples:
             request.input.example_list.examples.add().CopyFrom(
                 example if isinstance(example, tf.train.Example) else example_from_json(example))
         response = self._call(self.prediction.Classify, request)
         return [[(c.label, c.score) for c in result.classes] for result in response.result.classifications]
 
-    def metadata(self, model: str, version: Optional[int] = None) -> Dict[str, Any]:
+    def metadata(self, model: str, version: Optional[int] = None, label: Optional[str] = None) -> Dict[str, Any]:
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        self._spec(request.model_spec, model, version)
+        self._spec(request.model_spec, model, version, label=label)
         response = self._call(self.prediction.GetModelMetadata, request)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_map)
@@ -149,12 +161,23 @@ class ServingClient:
         return {"model": response.model_spec.name, "version": response.model_spec.version.value,
                 "signatures": signatures}
 
-    def status(self, model: str, version: Optional[int] = None) -> List[Dict[str, Any]]:
+    def status(self, model: str, version: Optional[int] = None, label: Optional[str] = None) -> List[Dict[str, Any]]:
         request = get_model_status_pb2.GetModelStatusRequest()
-        self._spec(request.model_spec, model, version)
+        self._spec(request.model_spec, model, version, label=label)
         response = self._call(self.models.GetModelStatus, request)
         return [{"version": s.version, "state": get_model_status_pb2.ModelVersionStatus.State.Name(s.state),
                  "error": s.status.error_message} for s in response.model_version_status]
+
+    def reload_config(self, config: Union[model_server_config_pb2.ModelServerConfig, Sequence[ModelSpec]]) -> None:
+        """Makes the server serve ``config`` (a ModelServerConfig, or ``ModelSpec``s) and only it:
+        TF Serving's ``HandleReloadConfigRequest``. Returns once the new models are served; raises
+        ``grpc.RpcError`` with the server's status otherwise (INVALID_ARGUMENT, FAILED_PRECONDITION
+        for a label that may not move, UNKNOWN for models that did not become available). Not
+        retried: the server may have applied it."""
+        if not isinstance(config, model_server_config_pb2.ModelServerConfig):
+            config = model_server_config(config)
+        request = model_management_pb2.ReloadConfigRequest(config=config)
+        self.models.HandleReloadConfigRequest(request, timeout=self.timeout)
 
 
 class RestError(RuntimeError):
@@ -226,13 +249,17 @@ def _error_detail(raw: bytes) -> str:
     return server_text(str(detail))
 
 
-def _rest_post(base_url: str, model: str, version: Optional[int], verb: str, body: Dict, timeout: float) -> Dict:
-    """POSTs ``body`` to TF Serving's ``/v1/models/MODEL[/versions/V]VERB`` and returns the JSON
-    object it answers. ``timeout`` bounds the whole exchange, as a gRPC deadline does: a server that
-    drips its answer a byte at a time is cut off when it passes."""
+def _rest_post(base_url: str, model: str, version: Optional[int], verb: str, body: Dict, timeout: float,
+               label: Optional[str] = None) -> Dict:
+    """POSTs ``body`` to TF Serving's ``/v1/models/MODEL[/versions/V|/labels/L]VERB`` and returns
+    the JSON object it answers. ``timeout`` bounds the whole exchange, as a gRPC deadline does: a
+    server that drips its answer a byte at a time is cut off when it passes."""
+    if version is not None and label is not None:
+        raise ValueError("name a version or a version label, not both")
     parts = rest_base_url(base_url)
     path = (parts.path.rstrip("/") + "/v1/models/" + urllib.parse.quote(model, safe="")
-            + (f"/versions/{version}" if version is not None else "") + verb)
+            + (f"/versions/{version}" if version is not None else "")
+            + (f"/labels/{urllib.parse.quote(label, safe='')}" if label is not None else "") + verb)
     connection = (http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection)(
         parts.hostname, parts.port, timeout=timeout)
     ends = time.monotonic() + timeout
@@ -273,25 +300,25 @@ def _cut_off(connection: http.client.HTTPConnection) -> None:
 @checks_number_arguments(may_be_zero=("version",))
 def rest_predict(base_url: str, model: str, instances: Optional[List] = None, inputs: Optional[Dict] = None,
                  signature: str = "serving_default", version: Optional[int] = None,
-                 timeout: float = 10.0) -> Dict[str, Any]:
-    """TF Serving's REST predict (``POST /v1/models/NAME[/versions/V]:predict``)."""
+                 timeout: float = 10.0, label: Optional[str] = None) -> Dict[str, Any]:
+    """TF Serving's REST predict (``POST /v1/models/NAME[/versions/V|/labels/L]:predict``)."""
     if (instances is None) == (inputs is None):
         raise ValueError("pass exactly one of instances (row format) or inputs (columnar format)")
     body = {"signature_name": signature, **({"instances": instances} if instances is not None else {"inputs": inputs})}
-    return _rest_post(base_url, model, version, ":predict", body, timeout)
+    return _rest_post(base_url, model, version, ":predict", body, timeout, label)
 
 
 @checks_number_arguments(may_be_zero=("version",))
 def rest_classify(base_url: str, model: str, examples: Sequence[Mapping[str, Any]],
                   context: Optional[Mapping[str, Any]] = None, signature: str = "classification",
-                  version: Optional[int] = None, timeout: float = 10.0) -> List:
-    """TF Serving's REST classify (``POST /v1/models/NAME[/versions/V]:classify``): per example, its
+                  version: Optional[int] = None, timeout: float = 10.0, label: Optional[str] = None) -> List:
+    """TF Serving's REST classify (``POST /v1/models/NAME[/versions/V|/labels/L]:classify``): per example, its
     ``[label, score]`` pairs. Examples and context are objects of features (JSON values; binary
     data as ``{"b64": "..."}``)."""
     body = {"signature_name": signature, "examples": list(examples)}
     if context is not None:
         body["context"] = context
-    answer = _rest_post(base_url, model, version, ":classify", body, timeout)
+    answer = _rest_post(base_url, model, version, ":classify", body, timeout, label)
     if not isinstance(answer.get("result"), list):
         raise RestExchangeError("the answer has no \"result\" list")
     return answer["result"]

@@ -14,6 +14,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -22,13 +23,13 @@ import os
 import posixpath
 import re
 import shlex
-from typing import ClassVar, Dict, List, Optional, Sequence, Tuple
+from typing import ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from rw_tf.atomic_write import atomic_write
-from rw_tf.config import DictConfig
+from rw_tf.config import DictConfig, check_numbers
 from rw_tf.path_checks import require_model_folder
 from rw_tf_serving.batching import check_batching
 from rw_tf_serving.protos import BATCHING_PARAMETERS, parse_text, read_text_proto
@@ -47,8 +48,20 @@ class ModelSpec(DictConfig):
     version_policy: str = "latest"
     num_latest: int = 1
     versions: Sequence[int] = ()
+    # TF Serving's version_labels ("stable" -> 42): requests may name a label instead of a version.
+    # Given as a mapping or (label, version) pairs; kept as sorted pairs (the spec stays hashable).
+    version_labels: Tuple[Tuple[str, int], ...] = ()
 
     may_be_zero: ClassVar[Tuple[str, ...]] = ("versions",)
+
+    def __post_init__(self) -> None:
+        labels = self.version_labels
+        if isinstance(labels, Mapping):
+            labels = labels.items()
+        with contextlib.suppress(TypeError, ValueError):   # not pairs: validate says what it needs
+            labels = tuple(sorted((label, version) for label, version in labels))
+        object.__setattr__(self, "version_labels", labels)
+        super().__post_init__()
 
     def validate(self) -> None:
         check_model_name(self.name)
@@ -57,6 +70,20 @@ class ModelSpec(DictConfig):
             raise ValueError(f"version_policy must be one of {VERSION_POLICIES}, got {self.version_policy!r}")
         if self.version_policy == "specific" and not self.versions:
             raise ValueError("the 'specific' version policy needs versions")
+        if not (isinstance(self.version_labels, tuple)
+                and all(isinstance(pair, tuple) and len(pair) == 2 for pair in self.version_labels)):
+            raise TypeError(f"ModelSpec.version_labels must map labels to versions, got {self.version_labels!r}"[:300])
+        labels = [label for label, _ in self.version_labels]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"model '{self.name}' names a version label more than once: {labels}")
+        for label, version in self.version_labels:
+            check_model_name(label, f"{label!r} of model '{self.name}'", kind="version label")
+            name = f"version_labels[{label!r}]"
+            check_numbers("ModelSpec", {name: version}, {name: int}, may_be_zero=(name,))
+
+    @property
+    def labels(self) -> Dict[str, int]:
+        return dict(self.version_labels)
 
 
 # TF Serving's REST API finds a model by the URL path segment after /v1/models/ (``[^/:]+``) and
@@ -65,13 +92,12 @@ class ModelSpec(DictConfig):
 _NOT_IN_REST_NAMES = set("/:?#%")
 
 
-def check_model_name(name: str, shown: str = "") -> None:
-    """``ValueError`` for a model name that no REST URL can hold (the local server and TF Serving
-    answer REST requests for a model named in the URL); ``shown`` names it in the message."""
+def check_model_name(name: str, shown: str = "", kind: str = "model name") -> None:
+    """``ValueError`` for a model name (or, with ``kind``, a version label) that no REST URL can
+    hold (the local server and TF Serving find both in the URL); ``shown`` names it in the message."""
     if not isinstance(name, str) or not re.fullmatch(r"[!-~]+", name) or _NOT_IN_REST_NAMES & set(name):
-        raise ValueError(f"{shown or repr(name)} cannot be a TF Serving model name: REST requests find a model "
-                         f"by name in the URL, which holds printable ASCII without spaces or "
-                         f"{''.join(sorted(_NOT_IN_REST_NAMES))}")
+        raise ValueError(f"{shown or repr(name)} cannot be a TF Serving {kind}: REST requests find it in the URL, "
+                         f"which holds printable ASCII without spaces or {''.join(sorted(_NOT_IN_REST_NAMES))}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +152,8 @@ def model_server_config(specs: Sequence[ModelSpec]) -> model_server_config_pb2.M
             policy.all.SetInParent()
         else:
             policy.specific.versions.extend(spec.versions)
+        for label, version in spec.version_labels:
+            model.version_labels[label] = version
     return config
 
 
@@ -133,28 +161,54 @@ def models_config_text(specs: Sequence[ModelSpec]) -> str:
     return text_format.MessageToString(model_server_config(specs))
 
 
+# Models one config may list: each is a manager polling its folder and loading its versions.
+MAX_MODELS = 1_000
+
+
 def read_models_config(path: str) -> List[ModelSpec]:
     """Parses a ``models.config`` (ModelServerConfig text proto) into ``ModelSpec``s."""
     config = read_text_proto(path, model_server_config_pb2.ModelServerConfig)
-    specs, names = [], [model.name for model in config.model_config_list.config]
-    if not names:
+    if not config.model_config_list.config:
         raise ValueError(f"{path} lists no model (model_config_list {{ config {{ name: ... base_path: ... }} }})")
+    return model_specs(config, path)
+
+
+def model_specs(config: model_server_config_pb2.ModelServerConfig, source: str,
+                absolute_paths: bool = False) -> List[ModelSpec]:
+    """The ``ModelSpec``s of a ModelServerConfig's ``model_config_list``, checked as TF Serving
+    checks them (names given once, the 'tensorflow' platform; with ``absolute_paths``, base paths
+    that do not depend on the server's working folder, as its ReloadConfig requires); a
+    ``ValueError`` names ``source`` and the model."""
+    if config.WhichOneof("config") == "custom_model_config":
+        raise ValueError(f"{source}: a custom_model_config is not supported; list the models in model_config_list")
+    models = config.model_config_list.config
+    names = [model.name for model in models]
+    if len(names) > MAX_MODELS:
+        raise ValueError(f"{source} lists {len(names):,} models; this server serves at most {MAX_MODELS:,}")
     if len(set(names)) != len(names) or not all(names):
-        raise ValueError(f"{path}: every model needs a name of its own, got {names}")
-    for model in config.model_config_list.config:
+        raise ValueError(f"{source}: every model needs a name of its own, got {names[:20]}")
+    specs = []
+    for model in models:
         if not model.base_path:
-            raise ValueError(f"{path}: model {model.name!r} has no base_path")
+            raise ValueError(f"{source}: model {model.name!r} has no base_path")
+        if absolute_paths and not (os.path.isabs(model.base_path) or "://" in model.base_path):
+            raise ValueError(f"{source}: model {model.name!r} needs an absolute base_path or URI (the server's "
+                             f"working folder is not the caller's), got {model.base_path!r}")
         if model.model_platform not in ("", "tensorflow"):
-            raise ValueError(f"{path}: model {model.name!r} has model_platform {model.model_platform!r}; "
+            raise ValueError(f"{source}: model {model.name!r} has model_platform {model.model_platform!r}; "
                              "this server loads TensorFlow SavedModels ('tensorflow')")
+        if model.HasField("logging_config"):
+            raise ValueError(f"{source}: model {model.name!r} has a logging_config; this server does not log "
+                             "requests: remove it")
         policy = model.model_version_policy
         kind = policy.WhichOneof("policy_choice") or "latest"
         try:
             specs.append(ModelSpec(name=model.name, base_path=model.base_path, version_policy=kind,
                                    num_latest=policy.latest.num_versions or 1,
-                                   versions=tuple(policy.specific.versions)))
+                                   versions=tuple(policy.specific.versions),
+                                   version_labels=dict(model.version_labels)))
         except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+            raise ValueError(f"{source}: {err}") from None
     return specs
 
 

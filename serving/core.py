@@ -11,15 +11,17 @@ formats are checked before this, in ``rw_tf_serving.validation``):
 """
 from __future__ import annotations
 
+import threading
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
+import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from rw_tf.errors import error_reason
 from rw_tf_serving.config import BatchingParameters, ModelSpec
-from rw_tf_serving.errors import invalid_argument, not_found, resource_exhausted
+from rw_tf_serving.errors import ServingError, invalid_argument, not_found, resource_exhausted
 from rw_tf_serving.servables import LoadedVersion, ModelManager
 from rw_tf_serving.validation import ServerLimits
 
@@ -27,32 +29,138 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 DEFAULT_SIGNATURE = "serving_default"
 
 
+def _check_names(specs: Sequence[ModelSpec]) -> None:
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"every model needs a name of its own, got {names[:20]}")
+
+
 class ServingCore:
-    """Holds the models and answers predict/classify/metadata/status requests."""
+    """Holds the models and answers predict/classify/metadata/status requests.
+
+    The model list can be replaced while serving (``reload``: TF Serving's ReloadConfig): models
+    not in the new list are unloaded, new ones loaded, and version labels move as TF Serving moves
+    them. A label may only point at a version being served, except a label not yet assigned when
+    ``allow_labels_for_unavailable_models`` (TF Serving's ``--allow_version_labels_for_unavailable_models``):
+    moving "stable" onto a version still loading would fail every request for "stable" meanwhile.
+    """
 
     def __init__(self, specs: Sequence[ModelSpec], batching: Optional[BatchingParameters] = None,
-                 limits: Optional[ServerLimits] = None) -> None:
-        names = [s.name for s in specs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate model names: {names}")
+                 limits: Optional[ServerLimits] = None, allow_labels_for_unavailable_models: bool = False) -> None:
         self.limits = limits or ServerLimits()
+        self.batching = batching
+        self.allow_labels_for_unavailable_models = allow_labels_for_unavailable_models
+        self.models: Dict[str, ModelManager] = {}
+        self.labels: Dict[str, Dict[str, int]] = {}
+        # Held by reload and refresh: both load versions through the same managers.
+        self._config_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._closed = False
+        _check_names(specs)
+        try:
+            self.labels = self._label_map(specs)
+        except ServingError as err:
+            raise ValueError(f"{err.message} (no version is served before the models load: give "
+                             "--allow-version-labels-for-unavailable-models, allow_labels_for_unavailable_models "
+                             "in Python, as TF Serving needs its flag)") from None
         self.models = {s.name: ModelManager(s, batching) for s in specs}
 
     def refresh(self) -> None:
-        for manager in self.models.values():
-            manager.refresh()
+        with self._config_lock:
+            for manager in self.models.values():
+                manager.refresh()
 
     def close(self) -> None:
-        for manager in self.models.values():
+        # Not under the config lock: a reload loading a large model would hold shutdown up.
+        self._closed = True
+        for manager in list(self.models.values()):
             manager.close()
 
     def manager(self, name: str) -> ModelManager:
-        if name not in self.models:
+        manager = self.models.get(name)   # one read: reload swaps the whole dict
+        if manager is None:
             raise not_found(f"Servable not found for request: Latest({name})")
-        return self.models[name]
+        return manager
 
-    def servable(self, name: str, version: Optional[int]) -> LoadedVersion:
-        return self.manager(name).get(version)
+    def servable(self, name: str, version: Optional[int], label: Optional[str] = None) -> LoadedVersion:
+        return self.manager(name).get(self.version_for(name, version, label))
+
+    def version_for(self, name: str, version: Optional[int], label: Optional[str]) -> Optional[int]:
+        """The version a request names, by number or by label (INVALID_ARGUMENT for an unknown label,
+        as TF Serving answers)."""
+        if label is None:
+            return version
+        if version is not None:
+            raise invalid_argument("a request names a version or a version label, not both")
+        self.manager(name)
+        labelled = self.labels.get(name, {})
+        if label not in labelled:
+            raise invalid_argument(f"Unrecognized servable version label: {label[:200]} "
+                                   f"(model {name} has {sorted(labelled) or 'none'})")
+        return labelled[label]
+
+    def _label_map(self, specs: Sequence[ModelSpec]) -> Dict[str, Dict[str, int]]:
+        labels = {}
+        for spec in specs:
+            manager = self.models.get(spec.name)
+            served = set(manager.versions_available()) if manager is not None else set()
+            current = self.labels.get(spec.name, {})
+            for label, version in spec.version_labels:
+                moves = label in current and current[label] != version
+                if version not in served and (moves or not self.allow_labels_for_unavailable_models):
+                    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                                       f"Request to assign label {label} to version {version} of model {spec.name}, "
+                                       "which is not currently available for inference")
+            labels[spec.name] = spec.labels
+        return labels
+
+    def reload(self, specs: Sequence[ModelSpec]) -> None:
+        """Serves ``specs`` from now on (TF Serving's ReloadConfig). A model whose base path stays
+        keeps its loaded versions (its version policy applies at once); a new model, or one with a
+        new base path, loads before it replaces anything, so no request meets a gap.
+
+        Raises ``ValueError`` for names given twice and ``ServingError``: FAILED_PRECONDITION for a
+        label that may not move (nothing changes), UNAVAILABLE while another reload runs, UNKNOWN
+        naming the new models that have no version to serve (the new list is then in place, and
+        the version poll keeps loading them)."""
+        _check_names(specs)
+        # One reload at a time; others are told to retry rather than wait, so reload calls cannot
+        # hold every request worker while one loads.
+        if not self._reload_lock.acquire(blocking=False):
+            raise ServingError(grpc.StatusCode.UNAVAILABLE, "another config reload is in progress; retry when it ends")
+        try:
+            self._reload(specs)
+        finally:
+            self._reload_lock.release()
+
+    def _reload(self, specs: Sequence[ModelSpec]) -> None:
+        with self._config_lock:
+            labels = self._label_map(specs)
+            old, new, problems = self.models, {}, {}
+            for spec in specs:
+                kept = old.get(spec.name)
+                if kept is not None and kept.spec.base_path == spec.base_path:
+                    kept.spec = spec
+                    new[spec.name] = kept
+                else:
+                    new[spec.name] = ModelManager(spec, self.batching)
+                try:
+                    new[spec.name].refresh()
+                except Exception as err:  # noqa: BLE001 - a folder that cannot be listed: the poll retries it
+                    problems[spec.name] = f"{type(err).__name__}: {str(err)[:500]}"
+            self.models, self.labels = new, labels
+            for name, manager in old.items():
+                if new.get(name) is not manager:
+                    manager.close()
+            if self._closed:   # the server stopped while this loaded
+                for manager in new.values():
+                    manager.close()
+        added = [name for name, manager in new.items() if old.get(name) is not manager]
+        missing = {name: problems.get(name) or new[name].why_unavailable() for name in added
+                   if not new[name].versions_available()}
+        if missing:
+            raise ServingError(grpc.StatusCode.UNKNOWN, f"{len(missing)} model(s) did not become available: "
+                               + "; ".join(f"{name} ({why})" for name, why in missing.items()))
 
     @staticmethod
     def signature(servable: LoadedVersion, key: str) -> meta_graph_pb2.SignatureDef:

@@ -25,11 +25,13 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_service_pb2,
     predict_pb2,
     prediction_service_pb2,
 )
 
+from rw_tf_serving.config import model_specs
 from rw_tf_serving.core import ServingCore
 from rw_tf_serving.errors import ServingError, bounded_message, invalid_argument, resource_exhausted
 from rw_tf_serving.validation import array_from_tensor_proto
@@ -105,9 +107,10 @@ def _on_workers(method: Callable, workers: RequestWorkers, receive_timeout: floa
     return handler
 
 
-def _version(model_spec) -> "int | None":
+def _version(core: ServingCore, model_spec) -> "int | None":
+    """The version a request's ModelSpec names: its number, its label's version, or None (latest)."""
     if model_spec.WhichOneof("version_choice") == "version_label":
-        raise invalid_argument("version labels are not supported by this server; use a version number")
+        return core.version_for(model_spec.name, None, model_spec.version_label)
     return model_spec.version.value if model_spec.HasField("version") else None
 
 
@@ -128,7 +131,7 @@ class PredictionServicer:
         if texts > limits.max_texts:
             raise resource_exhausted(f"the request carries {texts} strings; at most {limits.max_texts}")
         inputs = {k: array_from_tensor_proto(k, v, limits) for k, v in request.inputs.items()}
-        servable, key, outputs = self.core.predict(request.model_spec.name, _version(request.model_spec),
+        servable, key, outputs = self.core.predict(request.model_spec.name, _version(self.core, request.model_spec),
                                                    request.model_spec.signature_name, inputs,
                                                    list(request.output_filter))
         response = predict_pb2.PredictResponse()
@@ -151,8 +154,9 @@ class PredictionServicer:
                 examples.append(merged.SerializeToString())
         else:
             examples = []
-        servable, key, classes, scores = self.core.classify(
-            request.model_spec.name, _version(request.model_spec), request.model_spec.signature_name, examples)
+        spec = request.model_spec
+        servable, key, classes, scores = self.core.classify(spec.name, _version(self.core, spec), spec.signature_name,
+                                                            examples)
         response = classification_pb2.ClassificationResponse()
         self._fill_spec(response.model_spec, request.model_spec, servable, key)
         for row in range(len(examples)):
@@ -172,7 +176,7 @@ class PredictionServicer:
         if fields != {"signature_def"}:
             raise invalid_argument(f"Metadata field(s) {sorted(fields - {'signature_def'}) or '(none)'} not supported; "
                                    "request 'signature_def'")
-        servable = self.core.servable(request.model_spec.name, _version(request.model_spec))
+        servable = self.core.servable(request.model_spec.name, _version(self.core, request.model_spec))
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         for key, sig in servable.signature_defs.items():
             signature_map.signature_def[key].CopyFrom(sig)
@@ -185,14 +189,37 @@ class PredictionServicer:
 
 
 class ModelServicer:
-    """TF Serving's ModelService (status only; model reloads come from the file-system poll)."""
+    """TF Serving's ModelService: version states, and the model list replaced while serving."""
 
     def __init__(self, core: ServingCore) -> None:
         self.core = core
 
+    def HandleReloadConfigRequest(self, request):  # noqa: N802
+        """Serves the request's ``model_config_list`` from now on (``ServingCore.reload``). An empty
+        config changes nothing (TF Serving's rule); base paths must be absolute or URIs. Metrics
+        named in ``metric_names`` are not collected by this server: the response lists none."""
+        kind = request.config.WhichOneof("config")
+        if kind is None:
+            log.info("reload config: empty config, nothing changed")
+        elif kind != "model_config_list":
+            raise invalid_argument("ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                                   "Only ModelConfigList is currently supported")
+        else:
+            try:
+                specs = model_specs(request.config, "the ReloadConfigRequest", absolute_paths=True)
+            except (ValueError, TypeError) as err:
+                raise invalid_argument(str(err)) from None
+            try:
+                self.core.reload(specs)
+            except ServingError as err:
+                log.error("reload config failed: %s", err.message)
+                raise
+            log.info("reload config: serving %s", sorted(self.core.models))
+        return model_management_pb2.ReloadConfigResponse()
+
     def GetModelStatus(self, request):  # noqa: N802
         manager = self.core.manager(request.model_spec.name)
-        wanted = _version(request.model_spec)
+        wanted = _version(self.core, request.model_spec)
         states = manager.versions()
         if wanted is not None:
             if wanted not in states:

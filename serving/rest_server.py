@@ -1,13 +1,13 @@
 """TF Serving's REST API subset: model status, metadata, predict (row and columnar formats) and classify.
 
-    GET  /v1/models/NAME[/versions/V]
-    GET  /v1/models/NAME[/versions/V]/metadata
-    POST /v1/models/NAME[/versions/V]:predict   {"signature_name": ..., "instances": [...]} | {"inputs": ...}
-    POST /v1/models/NAME[/versions/V]:classify  {"signature_name": ..., "context": {...}, "examples": [{...}]}
+    GET  /v1/models/NAME[/versions/V|/labels/L]
+    GET  /v1/models/NAME[/versions/V|/labels/L]/metadata
+    POST /v1/models/NAME[/versions/V|/labels/L]:predict   {"signature_name": ..., "instances": [...]} | {"inputs": ...}
+    POST /v1/models/NAME[/versions/V|/labels/L]:classify  {"signature_name": ..., "context": {...}, "examples": [...]}
 Binary strings travel as ``{"b64": "..."}``, as in TF Serving.
 
 Every client error is a 4xx with TF Serving's ``{"error": ...}`` body (400 malformed JSON, ragged
-or mixed inputs, bad examples, a version label, a bad or lying ``Content-Length``; 404 unknown
+or mixed inputs, bad examples, an unknown version label, a bad or lying ``Content-Length``; 404 unknown
 model, version, signature or route; 405 other methods; 408 a request not received within the
 timeout; 411 no length; 413 a body over ``max_request_bytes``; 415 a ``Content-Encoding``; 429
 over an element limit; 431 headers too large); 501 ``:regress``; 503 means the server is at a
@@ -89,10 +89,11 @@ def rest_predict(core: ServingCore, name: str, version: Optional[int], body: Any
     inputs = {k: as_input_dtype(k, v, tf.dtypes.as_dtype(sig.inputs[k].dtype)) if k in sig.inputs else v
               for k, v in inputs.items()}
     _, _, outputs = core.predict(name, version, signature, inputs)
+    # TF Serving's answer: a single output's values without its name, in either format.
+    if len(outputs) == 1:
+        return {"outputs" if "inputs" in body else "predictions": _jsonable(next(iter(outputs.values())))}
     if "inputs" in body:
         return {"outputs": {k: _jsonable(v) for k, v in outputs.items()}}
-    if len(outputs) == 1:
-        return {"predictions": _jsonable(next(iter(outputs.values())))}
     rows = len(next(iter(outputs.values())))
     return {"predictions": [{k: _jsonable(v[i:i + 1])[0] for k, v in outputs.items()} for i in range(rows)]}
 
@@ -203,9 +204,9 @@ class RestFrontEnd:
         async def receive():
             nonlocal reserved
             method, path, headers = await _read_head(reader)
-            name, version, tail = _route(method, path)
+            name, version, label, tail = _route(method, path)
             if method == "GET":
-                return name, version, tail, None
+                return name, version, label, tail, None
             length = _content_length(headers, self.core.limits.max_request_bytes)
             if self.body_bytes + length > self.max_body_bytes:
                 raise unavailable("the server is receiving too much data at once; retry")
@@ -218,7 +219,7 @@ class RestFrontEnd:
             except asyncio.IncompleteReadError as err:
                 raise invalid_argument(f"the body has {len(err.partial)} bytes, not the {length} of its "
                                        "Content-Length") from None
-            return name, version, tail, body
+            return name, version, label, tail, body
 
         try:
             try:
@@ -242,8 +243,10 @@ class RestFrontEnd:
             self.body_bytes -= reserved
             writer.close()
 
-    def _answer(self, name: str, version: Optional[int], tail: str, body: Optional[bytes]) -> bytes:
+    def _answer(self, name: str, version: Optional[int], label: Optional[str], tail: str,
+                body: Optional[bytes]) -> bytes:
         """Runs on a worker thread: the JSON answer of a complete request (errors raise)."""
+        version = self.core.version_for(name, version, label)
         if body is not None:
             answer = rest_classify if tail == ":classify" else rest_predict
             payload = answer(self.core, name, version, _json_body(body))
@@ -287,15 +290,14 @@ async def _read_head(reader: asyncio.StreamReader) -> "tuple[str, str, http.clie
     return words[0], words[1], headers
 
 
-def _route(method: str, path: str) -> "tuple[str, Optional[int], str]":
+def _route(method: str, path: str) -> "tuple[str, Optional[int], Optional[str], str]":
+    """(model name, version number, version label, tail) of a request path."""
     if method not in ("GET", "POST"):
         raise HTTPError(405, f"method {method[:20]} is not supported")
     match = _ROUTE.match(path)
     if not match:
         raise not_found(f"no such endpoint: {path[:200]}")
     tail = match["tail"] or ""
-    if match["label"] is not None:
-        raise invalid_argument("version labels are not supported by this server; use /versions/<number>")
     if tail == ":regress":
         raise HTTPError(501, "regression is not supported by this server (no rw-tf model has a regress signature)")
     if method == "GET" and tail in POST_VERBS:
@@ -306,7 +308,7 @@ def _route(method: str, path: str) -> "tuple[str, Optional[int], str]":
     # TF Serving's versions are int64; int() of thousands of digits raised Python's ValueError (a 500).
     if version is not None and (len(version) > _MAX_VERSION_DIGITS or int(version) > MAX_VERSION):
         raise invalid_argument(f"version {version[:40]}{'...' if len(version) > 40 else ''} is not an int64")
-    return match["name"], int(version) if version is not None else None, tail
+    return match["name"], int(version) if version is not None else None, match["label"], tail
 
 
 def _content_length(headers: http.client.HTTPMessage, limit: int) -> int:

@@ -149,6 +149,18 @@ class ModelManager:
             states.setdefault(v, "END")
         return dict(sorted(states.items()))
 
+    def versions_available(self) -> List[int]:
+        with self._lock:
+            return sorted(self._versions)
+
+    def why_unavailable(self) -> str:
+        """Why no version is served: the load errors, or that the base path holds no version."""
+        if self._failed:
+            return "; ".join(f"version {v}: {error}" for v, error in sorted(self._failed.items()))
+        policy = self.spec.version_policy
+        wanted = f"versions {list(self.spec.versions)}" if policy == "specific" else f"a version ({policy} policy)"
+        return f"no complete SavedModel of {wanted} under {self.spec.base_path}"
+
     def load_error(self, version: int) -> Optional[str]:
         return self._failed.get(version)
 

@@ -5,6 +5,8 @@
 
 Loads every version the policy wants, polls the base paths for newly pushed versions
 (``--file-system-poll-wait-seconds``), batches concurrent requests, binds 127.0.0.1 by default.
+The model list changes while serving by a gRPC ``HandleReloadConfigRequest`` or, with
+``--model-config-file-poll-wait-seconds``, when the config file changes (``ServingCore.reload``).
 
 Example:
     >>> server = LocalModelServer([ModelSpec("m", "/models/m")], port=0).start()  # doctest: +SKIP
@@ -17,10 +19,15 @@ import logging
 import threading
 from typing import Optional, Sequence
 
+import grpc
+from tensorflow_serving.config import model_server_config_pb2
+
 from rw_tf.config import checks_number_arguments
-from rw_tf_serving.config import BatchingParameters, ModelSpec
+from rw_tf_serving.config import BatchingParameters, ModelSpec, model_specs
 from rw_tf_serving.core import ServerLimits, ServingCore
+from rw_tf_serving.errors import ServingError
 from rw_tf_serving.grpc_server import start_grpc_server
+from rw_tf_serving.protos import read_text_proto
 from rw_tf_serving.rest_server import RestFrontEnd
 from rw_tf_serving.workers import EventLoopThread, RequestWorkers
 
@@ -37,10 +44,16 @@ class LocalModelServer:
     def __init__(self, specs: Sequence[ModelSpec], host: str = "127.0.0.1", port: int = 8500,
                  rest_port: Optional[int] = None, batching: Optional[BatchingParameters] = None,
                  limits: Optional[ServerLimits] = None, poll_seconds: float = 2.0, max_workers: int = 16,
-                 ssl_config=None, request_timeout: float = 30.0) -> None:
+                 ssl_config=None, request_timeout: float = 30.0, config_file: Optional[str] = None,
+                 config_poll_seconds: Optional[float] = None,
+                 allow_labels_for_unavailable_models: bool = False) -> None:
         if not specs:
             raise ValueError("no models to serve")
-        self.core = ServingCore(specs, batching, limits)
+        if config_poll_seconds is not None and config_file is None:
+            raise ValueError("config_poll_seconds needs the config_file to poll")
+        self.core = ServingCore(specs, batching, limits, allow_labels_for_unavailable_models)
+        # TF Serving's --model_config_file_poll_wait_seconds: None (its 0) reads the file once.
+        self.config_file, self.config_poll_seconds = config_file, config_poll_seconds
         self.host, self.port, self.rest_port = host, port, rest_port
         self.poll_seconds = poll_seconds
         self.max_workers = max_workers
@@ -69,6 +82,8 @@ class LocalModelServer:
             self.stop()
             raise
         threading.Thread(target=self._poll, daemon=True, name="version-poll").start()
+        if self.config_poll_seconds is not None:
+            threading.Thread(target=self._poll_config, daemon=True, name="config-poll").start()
         log.info("serving %s on %s:%d (gRPC)%s", sorted(self.core.models), self.host, self.grpc_port,
                  f" and :{self.rest_port} (REST)" if self._rest else "")
         return self
@@ -79,6 +94,32 @@ class LocalModelServer:
                 self.core.refresh()
             except Exception:  # noqa: BLE001 - keep polling; the error is logged
                 log.exception("version poll failed")
+
+    def _poll_config(self) -> None:
+        """Re-reads the config file and serves what it lists when that changes. A file that cannot
+        be read or parsed (one half written, say) changes nothing and is logged once per error; an
+        empty file changes nothing (TF Serving's rule)."""
+        last_error = None
+        while not self._stop.wait(self.config_poll_seconds):
+            try:
+                config = read_text_proto(self.config_file, model_server_config_pb2.ModelServerConfig)
+                if config.WhichOneof("config") is None:
+                    continue
+                specs = model_specs(config, self.config_file)
+                if {s.name: s for s in specs} != {name: m.spec for name, m in self.core.models.items()}:
+                    self.core.reload(specs)
+                    log.info("config %s reloaded: serving %s", self.config_file, sorted(self.core.models))
+                last_error = None
+            except (OSError, ValueError, TypeError, ServingError) as err:
+                applied = isinstance(err, ServingError) and err.code == grpc.StatusCode.UNKNOWN
+                error = (f"config {self.config_file} reloaded, but {err} (loaded once they are there)" if applied
+                         else f"config {self.config_file} not applied (the last one stays; read again every "
+                              f"{self.config_poll_seconds:g} s): {err}")
+                if error != last_error:
+                    log.error("%s", error)
+                last_error = error
+            except Exception:  # noqa: BLE001 - keep polling; the error is logged
+                log.exception("config poll failed")
 
     def wait(self) -> None:
         """Returns after ``stop`` or ``end_wait``; Ctrl-C raises ``KeyboardInterrupt`` here."""

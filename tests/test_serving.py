@@ -180,7 +180,7 @@ def test_rest_classify_equals_grpc_classify_and_refuses_bad_examples(server, stu
                           signature=body.get("signature_name", "classification"))
         assert err.value.status == status and words in err.value.detail, (body, err.value.detail)
     for method, path, status, words in (("GET", ":classify", 405, "use POST"), ("POST", ":regress", 501, "regression"),
-                                        ("GET", "/labels/stable", 400, "version labels are not supported")):
+                                        ("GET", "/labels/stable", 400, "Unrecognized servable version label: stable")):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(urllib.request.Request(f"{base}/v1/models/{MODEL}{path}", method=method,
                                                           data=b"{}" if method == "POST" else None), timeout=10)

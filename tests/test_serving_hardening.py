@@ -550,7 +550,8 @@ def test_rest_json_numbers_take_the_dtype_the_signature_declares(tmp_path):
     core = ServingCore([ModelSpec("half", str(tmp_path / "half"))])
     core.refresh()
     assert rest_predict(core, "half", None, {"instances": [1.0, 2.0, 5.0]}) == {"predictions": [2.5, 3.0, 4.5]}
-    assert rest_predict(core, "half", None, {"inputs": {"x": [2, 4]}}) == {"outputs": {"y": [3.0, 4.0]}}
+    # A single output's values come without its name, as TF Serving answers (they came as {"y": ...}).
+    assert rest_predict(core, "half", None, {"inputs": {"x": [2, 4]}}) == {"outputs": [3.0, 4.0]}
     ids = {"signature_name": "row_sums"}
     assert rest_predict(core, "half", None, {**ids, "instances": [[1, 2], [3, -4]]}) == {"predictions": [3, -1]}
     for body, message in (({"instances": [1e39]}, "beyond the range of float32"),
@@ -595,7 +596,8 @@ def test_version_folders_are_named_as_tf_serving_reads_them(tmp_path, capsys):
 
     from rw_tf_serving.rest_server import _route
 
-    assert _route("GET", "/v1/models/half/versions/" + "9" * 18) == ("half", int("9" * 18), "")
+    assert _route("GET", "/v1/models/half/versions/" + "9" * 18) == ("half", int("9" * 18), None, "")
+    assert _route("POST", "/v1/models/half/labels/stable:predict") == ("half", None, "stable", ":predict")
     for version in ("9" * 5000, str(2 ** 63)):   # before: "9" * 5000 was a 500 (int()'s digit limit)
         with pytest.raises(ServingError, match=r"version [0-9]{19,40}(\.\.\.)? is not an int64"):
             _route("GET", "/v1/models/half/versions/" + version)

@@ -360,6 +360,13 @@ SERVING_API_CASES = [
     (lambda: _spec(num_latest=True), TypeError, "ModelSpec.num_latest must be an integer"),
     (lambda: _spec(name="a/b"), ValueError, "'a/b' cannot be a TF Serving model name"),
     (lambda: _spec(name=""), ValueError, "ModelSpec.name is empty"),
+    (lambda: _spec(version_labels={"stable": -1}), ValueError, r"ModelSpec.version_labels\['stable'\] must be >= 0"),
+    (lambda: _spec(version_labels={"stable": "2"}), TypeError, r"version_labels\['stable'\] must be an integer"),
+    (lambda: _spec(version_labels={"can ary": 2}), ValueError, "'can ary' of model 'm' cannot be a TF Serving version"),
+    (lambda: _spec(version_labels=[("a", 1), ("a", 2)]), ValueError, "names a version label more than once"),
+    (lambda: _spec(version_labels=5), TypeError, "version_labels must map labels to versions"),
+    (lambda: ServingClient("127.0.0.1:9", retries=0).predict("m", {"x": [1]}, version=1, label="stable"),
+     ValueError, "a version or a version label, not both"),
     (lambda: BatchingParameters(max_batch_size=2.5), TypeError, "BatchingParameters.max_batch_size must be an integer"),
     (lambda: ServerLimits(max_rank=float("nan")), TypeError, "ServerLimits.max_rank must be an integer"),
     (lambda: ServerLimits(text_inputs="text"), TypeError, "ServerLimits.text_inputs must be a tuple of input names"),
@@ -376,6 +383,7 @@ def test_serving_python_api_takes_the_zeros_that_mean_something():
     assert LocalModelServer([_spec()], port=0, rest_port=0).port == 0          # any free port
     assert ServingClient("127.0.0.1:9", retries=0, backoff=0).retries == 0
     assert _spec(version_policy="specific", versions=(0, 7)).versions == (0, 7)
+    assert _spec(version_labels={"stable": 0, "canary": 7}).version_labels == (("canary", 7), ("stable", 0))
     assert BatchingParameters(batch_timeout_micros=0).batch_timeout_micros == 0
 
 

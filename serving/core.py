@@ -135,7 +135,9 @@ class ServingCore:
 
     def _reload(self, specs: Sequence[ModelSpec]) -> None:
         with self._config_lock:
-            labels = self._label_map(specs)
+            # Labels move first, as in TF Serving: each points at a version served now, and a kept
+            # model's refresh below may unload the version a label pointed at before.
+            self.labels = self._label_map(specs)
             old, new, problems = self.models, {}, {}
             for spec in specs:
                 kept = old.get(spec.name)
@@ -148,7 +150,7 @@ class ServingCore:
                     new[spec.name].refresh()
                 except Exception as err:  # noqa: BLE001 - a folder that cannot be listed: the poll retries it
                     problems[spec.name] = f"{type(err).__name__}: {str(err)[:500]}"
-            self.models, self.labels = new, labels
+            self.models = new
             for name, manager in old.items():
                 if new.get(name) is not manager:
                     manager.close()

@@ -54,9 +54,9 @@ def _answer(client: ServingClient, model: str, **which) -> int:
     return client.predict(model, {"text": ["a"]}, **which)["version"][0]
 
 
-def _code(call, *args) -> "tuple[grpc.StatusCode, str]":
+def _code(call, *args, **kwargs) -> "tuple[grpc.StatusCode, str]":
     with pytest.raises(grpc.RpcError) as err:
-        call(*args)
+        call(*args, **kwargs)
     return err.value.code(), err.value.details()
 
 
@@ -79,13 +79,14 @@ def test_reload_adds_removes_and_relabels_models_and_requests_in_flight_never_fa
 
         failures, answered, stop = [], [], threading.Event()
 
-        def keep_asking():   # the latest version of m, all through the reloads below
+        def keep_asking():   # m's latest version and its "stable" one, all through the reloads below
             ask = ServingClient(f"127.0.0.1:{server.grpc_port}", timeout=60)
             while not stop.is_set():
-                try:
-                    answered.append(_answer(ask, "m"))
-                except grpc.RpcError as err:
-                    failures.append(err.details())
+                for which in ({}, {"label": "stable"}):
+                    try:
+                        answered.append((bool(which), _answer(ask, "m", **which)))
+                    except grpc.RpcError as err:
+                        failures.append(err.details())
             ask.close()
 
         asker = threading.Thread(target=keep_asking, daemon=True)
@@ -106,14 +107,19 @@ def test_reload_adds_removes_and_relabels_models_and_requests_in_flight_never_fa
                 ModelSpec("m", str(models / "m"), "all", version_labels=(("stable", 3),))]))
             assert code == grpc.StatusCode.FAILED_PRECONDITION and "version 3 of model m" in details, details
             assert _answer(client, "m", label="stable") == 2 and _answer(client, "n") == 7
-            # Serve 3 first, then move the label onto it (TF Serving's two-step rollout); n is dropped.
+            # Serve 3 first (n is dropped), then move the label onto it and drop 2 in one reload that
+            # also loads n again: "stable" requests never meet 2 unloaded while the label still named it.
             client.reload_config([ModelSpec("m", str(models / "m"), "specific", versions=(2, 3),
                                             version_labels=(("stable", 2),))])
-            client.reload_config([ModelSpec("m", str(models / "m"), "specific", versions=(2, 3),
-                                            version_labels=(("stable", 3),))])
-            assert _answer(client, "m", label="stable") == 3 and _answer(client, "m", version=3) == 3
             assert _code(lambda: _answer(client, "n"))[0] == grpc.StatusCode.NOT_FOUND
-            assert _code(lambda: _answer(client, "m", version=1))[0] == grpc.StatusCode.NOT_FOUND
+            # (Three new models load after m: a second during which the label could still name 2.)
+            client.reload_config([ModelSpec("m", str(models / "m"), "specific", versions=(3,),
+                                            version_labels=(("stable", 3),))]
+                                 + [ModelSpec(name, str(models / "n")) for name in ("n", "n2", "n3")])
+            assert _answer(client, "m", label="stable") == 3 and _answer(client, "m", version=3) == 3
+            assert [_answer(client, name) for name in ("n", "n2", "n3")] == [7, 7, 7]
+            for gone in (1, 2):
+                assert _code(_answer, client, "m", version=gone)[0] == grpc.StatusCode.NOT_FOUND
             code, details = _code(lambda: _answer(client, "m", label="canary"))   # dropped with its config
             assert code == grpc.StatusCode.INVALID_ARGUMENT and "Unrecognized servable version label: canary" in details
             with pytest.raises(urllib.error.HTTPError) as err:
@@ -123,7 +129,9 @@ def test_reload_adds_removes_and_relabels_models_and_requests_in_flight_never_fa
         finally:
             stop.set()
             asker.join(60)
-        assert not failures and len(answered) > 0 and set(answered) <= {2, 3}, (failures[:3], set(answered))
+        latest = {version for by_label, version in answered if not by_label}
+        stable = {version for by_label, version in answered if by_label}
+        assert not failures and latest <= {2, 3} and stable <= {1, 2, 3} and stable, (failures[:3], latest, stable)
         client.close()
 
 

@@ -145,7 +145,9 @@ class LocalModelServer:
                 self._io.run(_together(fronts))
             self._grpc_workers.close()
             self._io.close()
-            self._io = None
+            # Released now: a gRPC server object left for the interpreter's exit is freed after
+            # grpc's own module state, and printed a traceback (AttributeError ... 'POLLER').
+            self._io = self._grpc = self._rest = None
         self.core.close()
 
     def __enter__(self) -> "LocalModelServer":

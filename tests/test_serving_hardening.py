@@ -606,3 +606,24 @@ def test_version_folders_are_named_as_tf_serving_reads_them(tmp_path, capsys):
         with pytest.raises(ServingError, match="Content-Length is not a number") as err:
             _content_length(headers(length), 100)
         assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT     # REST 400
+
+
+_START_AND_STOP = """
+import sys
+from rw_tf_serving.config import ModelSpec
+from rw_tf_serving.server import LocalModelServer
+server = LocalModelServer([ModelSpec("m", sys.argv[1])], port=0, rest_port=0).start()
+server.stop()
+print("stopped")
+"""
+
+
+def test_a_script_that_stops_the_server_exits_without_a_traceback(tmp_path):
+    """Before: the gRPC server object outlived stop() and was freed at the interpreter's exit, after
+    grpc's module state: "Exception ignored in: 'grpc._cython.cygrpc.AioServer.__dealloc__'" and an
+    AttributeError traceback ('NoneType' object has no attribute 'POLLER') on every such script."""
+    _save_half_plus_two(str(tmp_path / "m" / "1"))
+    done = subprocess.run([sys.executable, "-c", _START_AND_STOP, str(tmp_path / "m")], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0 and done.stdout.strip() == "stopped", done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr[-2000:]

@@ -39,9 +39,10 @@ VERSION_POLICIES = ("latest", "all", "specific")
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec(DictConfig):
-    """A model to serve: its name (in requests and REST URLs), the folder of its numbered versions
-    and which versions to load (TF Serving's ``model_version_policy``). Numbers are checked as the
-    configs' (``num_latest`` > 0; ``versions`` int64s from 0, each once)."""
+    """A model to serve: its name (in requests and REST URLs), the folder of its numbered versions,
+    which versions to load (TF Serving's ``model_version_policy``) and the labels that name versions
+    (``version_labels``, e.g. ``{"stable": 42}``). Numbers are checked as the configs' (``num_latest``
+    > 0; ``versions`` and labelled versions int64s from 0, ``versions`` each once)."""
 
     name: str
     base_path: str

@@ -50,6 +50,13 @@ def models(tmp_path_factory):
     return root
 
 
+def _replace(path, text: str) -> None:
+    """Writes the whole file at once: a poll never reads half of it, unless a test means it to."""
+    part = path.with_suffix(".partial")
+    part.write_text(text)
+    os.replace(part, path)
+
+
 def _answer(client: ServingClient, model: str, **which) -> int:
     return client.predict(model, {"text": ["a"]}, **which)["version"][0]
 
@@ -191,7 +198,7 @@ def test_reload_refuses_bad_configs_without_changing_what_is_served(models, tmp_
 
 def test_the_config_file_is_reread_and_a_broken_one_changes_nothing(models, tmp_path, caplog):
     config_file = tmp_path / "models.config"
-    config_file.write_text(models_config_text([ModelSpec("m", str(models / "m"), "specific", versions=(1,))]))
+    _replace(config_file, models_config_text([ModelSpec("m", str(models / "m"), "specific", versions=(1,))]))
     specs = read_models_config(str(config_file))
     with caplog.at_level(logging.INFO, logger="rw_tf.serving"), \
             LocalModelServer(specs, port=0, poll_seconds=0.2, config_file=str(config_file),
@@ -205,20 +212,21 @@ def test_the_config_file_is_reread_and_a_broken_one_changes_nothing(models, tmp_
             assert condition()
 
         assert _answer(client, "m") == 1
-        config_file.write_text(models_config_text([
+        _replace(config_file, models_config_text([
             ModelSpec("m", str(models / "m"), "specific", versions=(1, 2), version_labels=(("stable", 1),)),
             ModelSpec("n", str(models / "n"))]))
         wait_for(lambda: "n" in server.core.models)
         assert _answer(client, "n") == 7 and _answer(client, "m", label="stable") == 1
         # Half-written, then empty: the last config stays, and the error is logged once.
-        config_file.write_text('model_config_list { config { name: "m" base_path: ')
-        time.sleep(1.0)
-        config_file.write_text("")
+        _replace(config_file, 'model_config_list { config { name: "m" base_path: ')
+        wait_for(lambda: any("not applied" in r.getMessage() for r in caplog.records))
+        time.sleep(0.6)   # more polls of the same file: no second error line
+        _replace(config_file, "")
         time.sleep(0.6)
         assert sorted(server.core.models) == ["m", "n"] and _answer(client, "m", label="stable") == 1
         errors = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()]
         assert len(errors) == 1 and "not a valid ModelServerConfig text proto" in errors[0], errors
-        config_file.write_text(models_config_text([ModelSpec("n", str(models / "n"))]))
+        _replace(config_file, models_config_text([ModelSpec("n", str(models / "n"))]))
         wait_for(lambda: "m" not in server.core.models)
         assert _answer(client, "n") == 7
         client.close()
@@ -226,7 +234,7 @@ def test_the_config_file_is_reread_and_a_broken_one_changes_nothing(models, tmp_
 
 def test_serve_and_predict_commands_take_labels_and_the_config_poll(models, tmp_path, capsys):
     config_file = tmp_path / "models.config"
-    config_file.write_text(models_config_text([
+    _replace(config_file, models_config_text([
         ModelSpec("m", str(models / "m"), "all", version_labels=(("canary", 3), ("stable", 2)))]))
     serve = [sys.executable, "-m", "rw_tf.cli.main", "serve", "--port", "0"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -249,7 +257,7 @@ def test_serve_and_predict_commands_take_labels_and_the_config_poll(models, tmp_
         assert main(predict + ["--version-label", "beta"]) == 2
         assert "Unrecognized servable version label: beta" in capsys.readouterr().err
         # The file moves "stable" (3 is served): the next poll applies it.
-        config_file.write_text(models_config_text([
+        _replace(config_file, models_config_text([
             ModelSpec("m", str(models / "m"), "all", version_labels=(("canary", 3), ("stable", 3)))]))
         deadline, answer = time.monotonic() + 60, None
         while time.monotonic() < deadline and answer != [3]:

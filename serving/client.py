@@ -70,6 +70,12 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 ANSWER_LIMITS = ServerLimits(max_elements=MAX_MESSAGE_BYTES, max_texts=MAX_MESSAGE_BYTES, max_rank=32)
 
 
+def _one_version_choice(version: Optional[int], label: Optional[str]) -> None:
+    """A request names a version number or a version label (TF Serving's ModelSpec oneof), not both."""
+    if version is not None and label is not None:
+        raise ValueError("name a version or a version label, not both")
+
+
 # Number arguments follow rw_tf.config.check_numbers: a timeout is more than 0 and at most a day
 # (sockets and gRPC overflow on inf or 1e300, and refuse NaN or negative values with messages that
 # do not name it), a version an int64 from 0, message sizes C ints (gRPC's channel options).
@@ -102,8 +108,7 @@ class ServingClient:
     @staticmethod
     def _spec(spec, model: str, version: Optional[int], signature: str = "", label: Optional[str] = None) -> None:
         check_numbers("ServingClient", {"version": version}, {"version": Optional[int]}, may_be_zero=("version",))
-        if version is not None and label is not None:
-            raise ValueError("name a version or a version label, not both")
+        _one_version_choice(version, label)
         spec.name = model
         if version is not None:
             spec.version.value = version
@@ -254,8 +259,7 @@ def _rest_post(base_url: str, model: str, version: Optional[int], verb: str, bod
     """POSTs ``body`` to TF Serving's ``/v1/models/MODEL[/versions/V|/labels/L]VERB`` and returns
     the JSON object it answers. ``timeout`` bounds the whole exchange, as a gRPC deadline does: a
     server that drips its answer a byte at a time is cut off when it passes."""
-    if version is not None and label is not None:
-        raise ValueError("name a version or a version label, not both")
+    _one_version_choice(version, label)
     parts = rest_base_url(base_url)
     path = (parts.path.rstrip("/") + "/v1/models/" + urllib.parse.quote(model, safe="")
             + (f"/versions/{version}" if version is not None else "")

@@ -174,6 +174,12 @@ def read_models_config(path: str) -> List[ModelSpec]:
     return model_specs(config, path)
 
 
+def check_unique_names(names: Sequence[str], source: str = "the model list") -> None:
+    """``ValueError`` unless every model has a name, and a name of its own."""
+    if len(set(names)) != len(names) or not all(names):
+        raise ValueError(f"{source}: every model needs a name of its own, got {list(names)[:20]}")
+
+
 def model_specs(config: model_server_config_pb2.ModelServerConfig, source: str,
                 absolute_paths: bool = False) -> List[ModelSpec]:
     """The ``ModelSpec``s of a ModelServerConfig's ``model_config_list``, checked as TF Serving
@@ -186,8 +192,7 @@ def model_specs(config: model_server_config_pb2.ModelServerConfig, source: str,
     names = [model.name for model in models]
     if len(names) > MAX_MODELS:
         raise ValueError(f"{source} lists {len(names):,} models; this server serves at most {MAX_MODELS:,}")
-    if len(set(names)) != len(names) or not all(names):
-        raise ValueError(f"{source}: every model needs a name of its own, got {names[:20]}")
+    check_unique_names(names, source)
     specs = []
     for model in models:
         if not model.base_path:

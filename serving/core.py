@@ -20,19 +20,13 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from rw_tf.errors import error_reason
-from rw_tf_serving.config import BatchingParameters, ModelSpec
+from rw_tf_serving.config import BatchingParameters, ModelSpec, check_unique_names
 from rw_tf_serving.errors import ServingError, invalid_argument, not_found, resource_exhausted
 from rw_tf_serving.servables import LoadedVersion, ModelManager
 from rw_tf_serving.validation import ServerLimits
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 DEFAULT_SIGNATURE = "serving_default"
-
-
-def _check_names(specs: Sequence[ModelSpec]) -> None:
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"every model needs a name of its own, got {names[:20]}")
 
 
 class ServingCore:
@@ -56,7 +50,7 @@ class ServingCore:
         self._config_lock = threading.Lock()
         self._reload_lock = threading.Lock()
         self._closed = False
-        _check_names(specs)
+        check_unique_names([s.name for s in specs])
         try:
             self.labels = self._label_map(specs)
         except ServingError as err:
@@ -87,11 +81,9 @@ class ServingCore:
 
     def version_for(self, name: str, version: Optional[int], label: Optional[str]) -> Optional[int]:
         """The version a request names, by number or by label (INVALID_ARGUMENT for an unknown label,
-        as TF Serving answers)."""
+        as TF Serving answers). A request names one of them: gRPC's ModelSpec holds one, a REST path one."""
         if label is None:
             return version
-        if version is not None:
-            raise invalid_argument("a request names a version or a version label, not both")
         self.manager(name)
         labelled = self.labels.get(name, {})
         if label not in labelled:
@@ -123,7 +115,7 @@ class ServingCore:
         label that may not move (nothing changes), UNAVAILABLE while another reload runs, UNKNOWN
         naming the new models that have no version to serve (the new list is then in place, and
         the version poll keeps loading them)."""
-        _check_names(specs)
+        check_unique_names([s.name for s in specs])
         # One reload at a time; others are told to retry rather than wait, so reload calls cannot
         # hold every request worker while one loads.
         if not self._reload_lock.acquire(blocking=False):

@@ -113,10 +113,14 @@ def _number_range(name: str, may_be_zero: bool) -> Tuple[float, bool, float, boo
 MAX_TOKENS = 32_768
 MAX_WAIT_SECONDS = 86_400
 MAX_BACKOFF_SECONDS = 60   # the longest wait between a client's retries
+# Every other integer: a larger one (--num-classes 2**63) failed deep inside with NumPy's
+# OverflowError or TensorFlow's "out-of-range integer", as an unexpected failure.
+MAX_INT64 = 2**63 - 1
+INT64_WHY = "an int64, the largest integer TensorFlow and NumPy hold"
 SIZE_BOUNDS = (
     (("sequence_length", "caption_length", "text_length", "question_length", "answer_length", "max_history",
       "max_predictions_per_seq"), MAX_TOKENS, "positions an example is padded to; attention grows with their square"),
-    (("steps", "epochs"), 2**31 - 1, "an int32, as TFX's num_steps"),
+    (("steps", "epochs", "batches"), 2**31 - 1, "an int32, as TFX's num_steps"),
     (("image_size",), 4_096, "pixels a side"),
     (("vocab_size",), 1 << 22, "rows of the embedding table"),
     (("workers",), 1_024, "processes or threads started"),
@@ -168,9 +172,11 @@ def check_numbers(owner: str, values: Mapping[str, Any], hints: Mapping[str, Any
         numbers_here = [(label, x) for label, x in numbers_here if is_number(x)]
         for label, number in numbers_here:
             low, low_in, high, high_in, words = _number_range(name, name in may_be_zero)
-            inside = (math.isfinite(number) and (number >= low if low_in else number > low)
-                      and (number <= high if high_in else number < high))
-            if not inside:
+            if high == math.inf and is_integer(number) and number > MAX_INT64:
+                raise ValueError(f"{owner}.{label} must be at most {MAX_INT64:,} ({INT64_WHY}), got {number}")
+            if not math.isfinite(number):
+                raise ValueError(f"{owner}.{label} must be a finite number {words}, got {number}")
+            if not ((number >= low if low_in else number > low) and (number <= high if high_in else number < high)):
                 raise ValueError(f"{owner}.{label} must be {words}, got {number}")
         # A list of numbers (seeds, block indices) names each once: `--seeds 0 0` would count one
         # run twice in a mean and its spread.
@@ -255,7 +261,8 @@ class DictConfig:
     fractions, ratios, rates (not learning rates), gate bounds and ``max_metric_drop`` in [0, 1];
     ``seed`` in [0, 2**32 - 1] (NumPy's range); ports (``port``, ``*_port``) at most 65,535; waits
     (``*timeout``, ``*_seconds``) at most a day; names in ``may_be_zero`` >= 0 (a held-out share
-    [0, 1)); everything else > 0, with the upper bounds of ``SIZE_BOUNDS``. The numbers of a list
+    [0, 1)); everything else > 0, with the upper bounds of ``SIZE_BOUNDS`` (an integer without one:
+    at most ``MAX_INT64``). The numbers of a list
     field (``seeds``, ``knowledge_layers``) follow its name's rule each, and none may repeat. A
     negative learning rate, temperature or loss weight would otherwise train without a word, the
     wrong way.

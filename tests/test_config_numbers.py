@@ -109,6 +109,25 @@ def test_sizes_that_become_padding_int32_fields_or_processes_have_upper_bounds(c
                 cls(**{**base, name: high + 1})
 
 
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_integers_beyond_int64_are_refused_naming_the_field(cls):
+    """``--num-classes 2**63`` passed every check and ended in NumPy's OverflowError (exit 1);
+    ``--eval-batches 2**63`` in TensorFlow's "out-of-range integer"."""
+    base = _required(cls)
+    integers = [f.name for f in dataclasses.fields(cls) if str(f.type) in ("int", "Optional[int]")]
+    for name in integers:
+        with pytest.raises(ValueError, match=rf"{cls.__name__}\.{name} must be .*, got {2**63}$"):
+            cls(**{**base, name: 2**63})
+    if integers:   # the largest int64 is a number like any other where no tighter bound applies
+        unbounded = [n for n in integers if not any(p in n for parts, _, _ in SIZE_BOUNDS for p in parts)
+                     and n not in ("seed", "port") and not n.endswith(("_port", "timeout", "_seconds"))]
+        for name in unbounded:
+            try:
+                cls(**{**base, name: 2**63 - 1})
+            except ValueError as err:   # a check of the class's own (doc_stride < sequence length)
+                assert "at most 9,223,372,036,854,775,807" not in str(err)
+
+
 def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
     out = tmp_path / "run"
     # Each of these trained to exit 0 before (a negative rate went uphill).
@@ -125,6 +144,11 @@ def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
     assert "QATaskConfig.max_sequence_length must be > 0 and at most 32,768" in capsys.readouterr().err
     assert cli_main(["pretrain", "--epochs", str(10**21), "--output-dir", str(out)]) == 2
     assert "TrainerConfig.epochs must be > 0 and at most 2,147,483,647" in capsys.readouterr().err
+    assert cli_main(["finetune", "--task", "classification", "--num-classes", str(2**63), "--output-dir",
+                     str(out)]) == 2     # exit 1 before: NumPy's OverflowError
+    assert f"ClassificationTaskConfig.num_classes must be at most {2**63 - 1:,}" in capsys.readouterr().err
+    assert cli_main(["pretrain", "--eval-batches", str(2**63), "--output-dir", str(out)]) == 2
+    assert "PretrainingTaskConfig.eval_batches must be > 0 and at most 2,147,483,647" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -217,9 +241,9 @@ def test_keras_classes_refuse_number_arguments_out_of_range_or_of_the_wrong_type
     assert numbers or name in ("SpanQuestionAnswerer", "MaskedLMLoss", "BinaryLogitLoss")
     for number in numbers:
         is_int = "int" in hints[number]
-        bad_values = [-1, math.nan, math.inf, True, "3"] + ([2.5] if is_int else [])
+        bad_values = [-1, math.nan, math.inf, True, "3"] + ([2.5, 2**63] if is_int else [])
         if hints[number] == "Sequence[int]":
-            bad_values = [(-1,), (0.5,), 3, ("0",)]
+            bad_values = [(-1,), (0.5,), 3, ("0",), (2**63,)]
         for bad in bad_values:
             with pytest.raises((ValueError, TypeError), match=rf"^{name}\.{number}(\[0\])? must be"):
                 cls(**{**KERAS_CLASSES[name](), number: bad})
@@ -268,7 +292,7 @@ def _export_and_function_calls():
         (lambda: rw_tf.ClassifierExport(None, None, 16, temperature=-1.0), ValueError,
          "ClassifierExport.temperature must be > 0, got -1.0"),
         (lambda: rw_tf.ClassifierExport(None, None, 16, temperature=math.nan), ValueError,
-         "ClassifierExport.temperature must be > 0, got nan"),
+         "ClassifierExport.temperature must be a finite number > 0, got nan"),
         (lambda: rw_tf.SentenceEmbeddingExport(None, None, max_sequence_length=10**6), ValueError,
          "SentenceEmbeddingExport.max_sequence_length must be > 0 and at most 32,768"),
         (lambda: rw_tf.PretrainingExport(None, None, max_sequence_length=2.5), TypeError,
@@ -290,7 +314,7 @@ def _export_and_function_calls():
         # (clamped to 1 without a word) or whose epsilon of 0 divides by zero on a zero gradient;
         # probabilities inverted by a negative temperature or NaN at 0; a hits@0 that is always 0.
         (lambda: build_optimizer(learning_rate=math.nan, total_steps=10), ValueError,
-         "build_optimizer.learning_rate must be > 0, got nan"),
+         "build_optimizer.learning_rate must be a finite number > 0, got nan"),
         (lambda: build_optimizer(learning_rate=1e-3, total_steps=-5), ValueError,
          "build_optimizer.total_steps must be > 0 and at most 2,147,483,647"),
         (lambda: build_optimizer(learning_rate=1e-3, total_steps=10, epsilon=0.0), ValueError,

@@ -15,6 +15,7 @@ import inspect
 import json
 import math
 import numbers
+import struct
 import typing
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -27,6 +28,18 @@ def is_integer(value: Any) -> bool:
 def is_number(value: Any) -> bool:
     """A ``float`` field's value: any real number (integers too), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def as_float32(number: float) -> float:
+    """``number`` rounded to float32: 0 below its smallest subnormal (about 1.4e-45), +-inf beyond
+    its largest value (about 3.4e38). A setting that is 0 or inf there is not the number given:
+    Adam's epsilon of 1e-300 passed "> 0" and divided 0 by 0, making NaN every weight whose
+    gradient was 0 (``rw-tf finetune --adam-epsilon 1e-300`` stopped at step 2 on a NaN loss, with
+    a hint to lower the learning rate); a temperature of 1e39 made every distribution uniform."""
+    try:
+        return struct.unpack("f", struct.pack("f", number))[0]
+    except OverflowError:
+        return math.copysign(math.inf, number)
 
 
 def has_type(value: Any, hint: Any) -> bool:
@@ -160,6 +173,7 @@ def check_numbers(owner: str, values: Mapping[str, Any], hints: Mapping[str, Any
     are not number types. The numbers of a list may not repeat."""
     for name, value in values.items():
         annotation = _number_annotation(hints.get(name))
+        float_field = annotation is not None and annotation[0] is float
         if annotation is not None and not (value is None and annotation[2]):
             number_type, is_list, _ = annotation
             fits = is_integer if number_type is int else is_number
@@ -178,6 +192,11 @@ def check_numbers(owner: str, values: Mapping[str, Any], hints: Mapping[str, Any
                 raise ValueError(f"{owner}.{label} must be a finite number {words}, got {number}")
             if not ((number >= low if low_in else number > low) and (number <= high if high_in else number < high)):
                 raise ValueError(f"{owner}.{label} must be {words}, got {number}")
+            if float_field or not is_integer(number):
+                single = as_float32(number)
+                if math.isinf(single) or (single == 0) != (number == 0):
+                    raise ValueError(f"{owner}.{label} must be {words}, got {number}: that is {single} as a "
+                                     "float32, the precision rw-tf computes in")
         # A list of numbers (seeds, block indices) names each once: `--seeds 0 0` would count one
         # run twice in a mean and its spread.
         repeated = sorted(x for x, n in collections.Counter(x for _, x in numbers_here).items() if n > 1)
@@ -262,7 +281,8 @@ class DictConfig:
     ``seed`` in [0, 2**32 - 1] (NumPy's range); ports (``port``, ``*_port``) at most 65,535; waits
     (``*timeout``, ``*_seconds``) at most a day; names in ``may_be_zero`` >= 0 (a held-out share
     [0, 1)); everything else > 0, with the upper bounds of ``SIZE_BOUNDS`` (an integer without one:
-    at most ``MAX_INT64``). The numbers of a list
+    at most ``MAX_INT64``). A float (or any non-integer) must keep its meaning as a float32: not 0
+    there unless it is 0, not infinite (``as_float32``). The numbers of a list
     field (``seeds``, ``knowledge_layers``) follow its name's rule each, and none may repeat. A
     negative learning rate, temperature or loss weight would otherwise train without a word, the
     wrong way.

@@ -128,6 +128,18 @@ def test_integers_beyond_int64_are_refused_naming_the_field(cls):
                 assert "at most 9,223,372,036,854,775,807" not in str(err)
 
 
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_floats_that_are_zero_or_infinite_as_float32_are_refused(cls):
+    """Adam's epsilon of 1e-300 passed "> 0", became 0 in float32 and made NaN of every weight
+    whose gradient was 0; 1e39 is infinite in float32."""
+    base = _required(cls)
+    floats = [f.name for f in dataclasses.fields(cls) if str(f.type) in ("float", "Optional[float]")]
+    for name in floats:
+        for bad in (1e-300, 1e39, 10**39):
+            with pytest.raises(ValueError, match=rf"{cls.__name__}\.{name} must be .*, got "):
+                cls(**{**base, name: bad})
+
+
 def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
     out = tmp_path / "run"
     # Each of these trained to exit 0 before (a negative rate went uphill).
@@ -147,6 +159,9 @@ def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
     assert cli_main(["finetune", "--task", "classification", "--num-classes", str(2**63), "--output-dir",
                      str(out)]) == 2     # exit 1 before: NumPy's OverflowError
     assert f"ClassificationTaskConfig.num_classes must be at most {2**63 - 1:,}" in capsys.readouterr().err
+    assert cli_main(["finetune", "--task", "classification", "--adam-epsilon", "1e-300", "--output-dir",
+                     str(out)]) == 2     # before: "loss became nan at step 2 (hint: lower --learning-rate ...)"
+    assert "TrainerConfig.adam_epsilon must be > 0, got 1e-300: that is 0.0 as a float32" in capsys.readouterr().err
     assert cli_main(["pretrain", "--eval-batches", str(2**63), "--output-dir", str(out)]) == 2
     assert "PretrainingTaskConfig.eval_batches must be > 0 and at most 2,147,483,647" in capsys.readouterr().err
     assert not out.exists()
@@ -241,7 +256,7 @@ def test_keras_classes_refuse_number_arguments_out_of_range_or_of_the_wrong_type
     assert numbers or name in ("SpanQuestionAnswerer", "MaskedLMLoss", "BinaryLogitLoss")
     for number in numbers:
         is_int = "int" in hints[number]
-        bad_values = [-1, math.nan, math.inf, True, "3"] + ([2.5, 2**63] if is_int else [])
+        bad_values = [-1, math.nan, math.inf, True, "3"] + ([2.5, 2**63] if is_int else [1e-300, 1e39])
         if hints[number] == "Sequence[int]":
             bad_values = [(-1,), (0.5,), 3, ("0",), (2**63,)]
         for bad in bad_values:
@@ -315,6 +330,8 @@ def _export_and_function_calls():
         # probabilities inverted by a negative temperature or NaN at 0; a hits@0 that is always 0.
         (lambda: build_optimizer(learning_rate=math.nan, total_steps=10), ValueError,
          "build_optimizer.learning_rate must be a finite number > 0, got nan"),
+        (lambda: build_optimizer(learning_rate=1e-3, total_steps=10, epsilon=1e-300), ValueError,
+         "build_optimizer.epsilon must be > 0, got 1e-300: that is 0.0 as a float32"),
         (lambda: build_optimizer(learning_rate=1e-3, total_steps=-5), ValueError,
          "build_optimizer.total_steps must be > 0 and at most 2,147,483,647"),
         (lambda: build_optimizer(learning_rate=1e-3, total_steps=10, epsilon=0.0), ValueError,

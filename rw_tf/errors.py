@@ -65,10 +65,20 @@ def out_of_memory(err: BaseException) -> Optional[UserError]:
     vocabularies their data imply), so it is theirs to fix, not a bug to send a traceback for."""
     tf = sys.modules.get("tensorflow")   # a TensorFlow error needs TensorFlow to have been imported
     if isinstance(err, MemoryError) or (tf is not None and isinstance(err, tf.errors.ResourceExhaustedError)):
-        return UserError(f"out of memory: {error_reason(err) if str(err) else type(err).__name__}",
-                         hint="lower --batch-size, the sequence length or the model preset, or check the "
-                              "sizes the data imply (number of classes, vocabulary)")
-    return None
+        reason = error_reason(err) if str(err) else type(err).__name__
+    else:
+        wrapped = _WRAPPED_MEMORY_ERROR.search(str(err)) if isinstance(err, RuntimeError) else None
+        if wrapped is None:
+            return None
+        reason = (wrapped.group(1) or "MemoryError").strip()
+    return UserError(f"out of memory: {reason}",
+                     hint="lower --batch-size, the sequence length or the model preset, or check the "
+                          "sizes the data imply (number of classes, vocabulary) and the settings' sizes")
+
+
+# Beam re-raises a worker's exception as a RuntimeError holding the worker's traceback (NumPy's
+# "Unable to allocate 74.5 GiB ..." is an _ArrayMemoryError, a MemoryError).
+_WRAPPED_MEMORY_ERROR = re.compile(r"^(?:[\w.]+\.)?_?\w*MemoryError\b(?:: ([^\n\[]*))?", re.MULTILINE)
 
 
 # TensorFlow's file system layer (tf.io.gfile, and the readers and writers built on it) reports a

@@ -396,7 +396,11 @@ def test_cli_unexpected_failure_prints_log_path(tmp_path, capsys, monkeypatch):
 
     oom = ("{{function_node __wrapped__TruncatedNormal_device_/job:localhost/replica:0/task:0/device:CPU:0}} OOM "
            "when allocating tensor with shape[384,1000000000] and type float on /job:localhost [Op:TruncatedNormal]")
-    for error in (tf.errors.ResourceExhaustedError(None, None, oom), MemoryError()):
+    # Beam re-raises a worker's MemoryError as a RuntimeError holding its traceback (it was exit 1).
+    in_worker = RuntimeError("Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n"
+                             "numpy.core._exceptions._ArrayMemoryError: Unable to allocate 74.5 GiB for an array "
+                             "with shape (10000000000,) and data type uint64 [while running 'RefineWeb/Bands']")
+    for error in (tf.errors.ResourceExhaustedError(None, None, oom), MemoryError(), in_worker):
         def out_of_memory(*args, error=error, **kwargs):
             raise error
 
@@ -404,6 +408,8 @@ def test_cli_unexpected_failure_prints_log_path(tmp_path, capsys, monkeypatch):
         assert main(["pretrain", "--output-dir", str(tmp_path / "p")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "lower --batch-size" in err[0], err
-        reason = "MemoryError" if isinstance(error, MemoryError) else "OOM when allocating tensor with shape[384,"
+        reason = ("MemoryError" if isinstance(error, MemoryError) else "Unable to allocate 74.5 GiB for an array "
+                  "with shape (10000000000,) and data type uint64 (hint" if error is in_worker
+                  else "OOM when allocating tensor with shape[384,")
         assert err[0].startswith("rw-tf pretrain: error: out of memory: " + reason), err
     assert len(os.listdir(tmp_path / "logs")) == 1    # only the TypeError's log

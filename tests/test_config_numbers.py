@@ -77,6 +77,7 @@ def test_negative_and_non_finite_numbers_are_refused_naming_the_field(cls):
     ("RetrievalTaskConfig", {"temperature": 0}), ("RecipeConfig", {"finetune_kd_weight": 0}),
     ("GopherRepetitionConfig", {"max_duplicate_line_fraction": 1.5}), ("RefineConfig", {"language_threshold": 2}),
     ("PipelineConfig", {"accuracy_lower_bound": 1.1}), ("EncoderConfig", {"layer_norm_epsilon": 0}),
+    ("MinHashConfig", {"bands": 1000, "rows": 66}),
 ])
 def test_out_of_range_values_are_refused(cls, values):
     cls = next(c for c in CLASSES if c.__name__ == cls)

@@ -148,6 +148,12 @@ def test_refine_command(sample, tmp_path, capsys):
     assert "no input files match" in capsys.readouterr().err
     assert rw_tf_main(["refine", "embedded", pages, out]) == 2
     assert rw_tf_main(["refine", out]) == 2
+    capsys.readouterr()
+    # 100,000 x 100,000 hash functions asked NumPy for 74.5 GiB in each Beam worker: exit 1.
+    config = tmp_path / "config.json"
+    config.write_text('{"minhash": {"bands": 100000, "rows": 100000}}')
+    assert rw_tf_main(["refine", "--config", str(config), pages, str(tmp_path / "big")]) == 2
+    assert "MinHashConfig.bands x rows must be at most 65,536 hash functions" in capsys.readouterr().err
 
 
 def test_refine_pipeline_kind(sample, tmp_path):

@@ -35,6 +35,9 @@ from rw_tf.config import DictConfig
 from rw_tf.refine.text import minhash_words
 
 _CHUNK_ELEMENTS = 1 << 22   # shingles x hash functions per numpy step (32 MB of uint64)
+# A signature holds one uint32 per hash function and every document keeps one until its bands are
+# keyed: 100,000 x 100,000 asked NumPy for 74.5 GiB in each worker (exit 1, a Beam RuntimeError).
+MAX_HASH_FUNCTIONS = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,11 @@ class MinHashConfig(DictConfig):
     bands: int = 450
     rows: int = 20
     seed: int = 1
+
+    def validate(self) -> None:
+        if self.bands * self.rows > MAX_HASH_FUNCTIONS:
+            raise ValueError(f"MinHashConfig.bands x rows must be at most {MAX_HASH_FUNCTIONS:,} hash functions "
+                             f"(RefinedWeb: 450 bands x 20 rows = 9,000), got {self.bands:,} x {self.rows:,}")
 
     def candidate_probability(self, jaccard: float) -> float:
         return 1.0 - (1.0 - jaccard ** self.rows) ** self.bands

@@ -187,7 +187,7 @@ def check_numbers(owner: str, values: Mapping[str, Any], hints: Mapping[str, Any
         numbers_here = [(label, x) for label, x in numbers_here if is_number(x)]
         for label, number in numbers_here:
             low, low_in, high, high_in, words = _number_range(name, name in may_be_zero)
-            if high == math.inf and is_integer(number) and number > MAX_INT64:
+            if high == math.inf and is_integer(number) and not float_field and number > MAX_INT64:
                 raise ValueError(f"{owner}.{label} must be at most {MAX_INT64:,} ({INT64_WHY}), got {number}")
             if not math.isfinite(number):
                 raise ValueError(f"{owner}.{label} must be a finite number {words}, got {number}")

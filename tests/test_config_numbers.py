@@ -141,6 +141,11 @@ def test_floats_that_are_zero_or_infinite_as_float32_are_refused(cls):
                 cls(**{**base, name: bad})
 
 
+def test_a_float_setting_given_as_a_large_integer_is_a_float():
+    trainer = next(c for c in CLASSES if c.__name__ == "TrainerConfig")
+    assert trainer(clipnorm=2**70).clipnorm == 2**70      # not "at most 2**63 - 1 (an int64)"
+
+
 def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
     out = tmp_path / "run"
     # Each of these trained to exit 0 before (a negative rate went uphill).

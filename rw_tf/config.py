@@ -189,9 +189,9 @@ def check_numbers(owner: str, values: Mapping[str, Any], hints: Mapping[str, Any
             low, low_in, high, high_in, words = _number_range(name, name in may_be_zero)
             if high == math.inf and is_integer(number) and not float_field and number > MAX_INT64:
                 raise ValueError(f"{owner}.{label} must be at most {MAX_INT64:,} ({INT64_WHY}), got {number}")
-            if not math.isfinite(number):
-                raise ValueError(f"{owner}.{label} must be a finite number {words}, got {number}")
-            if not ((number >= low if low_in else number > low) and (number <= high if high_in else number < high)):
+            inside = (math.isfinite(number) and (number >= low if low_in else number > low)
+                      and (number <= high if high_in else number < high))
+            if not inside:
                 raise ValueError(f"{owner}.{label} must be {words}, got {number}")
             if float_field or not is_integer(number):
                 single = as_float32(number)

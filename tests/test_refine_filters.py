@@ -12,6 +12,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 import rw_tf.refine.readers as readers
+from rw_tf.errors import CorruptFileError
 from rw_tf.refine.gopher import (
     GopherQualityConfig,
     GopherRepetitionConfig,
@@ -20,11 +21,11 @@ from rw_tf.refine.gopher import (
     gopher_repetition_reason,
     top_ngram_chars,
 )
-from rw_tf.refine.language import LanguageIdentifier
+from rw_tf.refine.language import DEFAULT_MODEL, LanguageIdentifier
 from rw_tf.refine.line_corrections import LineCorrector
 from rw_tf.refine.readers import iter_records, iter_stream
 from rw_tf.refine.text import minhash_words, split_words
-from rw_tf.refine.url_filter import UrlFilter, read_word_weights
+from rw_tf.refine.url_filter import UrlFilter, read_domains, read_word_weights
 
 RNG = random.Random(7)
 VOCABULARY = sorted({"".join(RNG.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(RNG.randint(4, 8)))
@@ -207,6 +208,34 @@ def test_url_word_file_errors_name_the_line(tmp_path):
     path.write_text("# comment\nporn\t1.0\ncasino 0.5\n")
     with pytest.raises(ValueError, match=r"words.tsv:3: expected 'word<TAB>weight'"):
         read_word_weights(str(path))
+    path.write_text("porn\t1.0\ncasino\tnan\n")     # a NaN weight made every score NaN: nothing refused
+    with pytest.raises(ValueError, match=r"words.tsv:2: expected 'word<TAB>weight' \(a finite number\)"):
+        read_word_weights(str(path))
+    for read, name in ((read_word_weights, "words.tsv"), (read_domains, "blocklist.txt")):
+        (tmp_path / name).write_bytes(b"casino\t0.5\nbad\xff\t1\n")   # before: no file named
+        with pytest.raises(CorruptFileError, match=rf"{name} is not UTF-8 text \(invalid start byte\)"):
+            read(str(tmp_path / name))
+
+
+def test_a_language_model_that_cannot_load_is_refused_naming_it_in_bounded_time(tmp_path):
+    """fastText read a truncated model for ever, growing about 30 MB a second (in every worker)."""
+    with open(DEFAULT_MODEL, "rb") as f:
+        model = f.read()
+    cases = {"truncated.ftz": (model[:1000], "more memory than a model of its size needs"),
+             "truncated_more.ftz": (model[:100_000], "more memory than a model of its size needs"),
+             "noise.bin": (bytes(random.Random(0).getrandbits(8) for _ in range(5000)), "wrong file format"),
+             "empty.bin": (b"", "")}
+    for name, (data, why) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        started = time.monotonic()
+        with pytest.raises(CorruptFileError, match=f"cannot load the language-ID model .*{name} .*{why}"):
+            LanguageIdentifier(model_path=str(tmp_path / name)).identify("some words")
+        assert time.monotonic() - started < 60
+    for path in (tmp_path / "missing.ftz", tmp_path):
+        with pytest.raises(FileNotFoundError, match="no fastText language-ID model at"):
+            LanguageIdentifier(model_path=str(path)).identify("some words")
+    (tmp_path / "copy.ftz").write_bytes(model)                       # a whole model loads as before
+    assert LanguageIdentifier(model_path=str(tmp_path / "copy.ftz")).identify("The cat sat on the mat.")[0] == "en"
 
 
 # ---------------------------------------------------------------------------------------------- language ID

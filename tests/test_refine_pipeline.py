@@ -1,6 +1,7 @@
 """The refinement as a Beam pipeline: the same decisions as the stages composed in plain Python, the
 same bytes on the DirectRunner and on Beam's Dask runner, a consistent report, the ``rw-tf refine``
 command and the TFX ``refine`` pipeline kind."""
+import argparse
 import collections
 import filecmp
 import json
@@ -10,10 +11,12 @@ import resource
 import pytest
 
 from rw_tf.cli.main import main as rw_tf_main
+from rw_tf.cli.refine import refine_config
 from rw_tf.errors import UserError
 from rw_tf.process_limits import MIN_OPEN_FILES, ensure_open_files
 from rw_tf.refine import RefineConfig, RunnerConfig, UrlFilterConfig, read_refined_documents, run_refinement
 from rw_tf.refine.exact_substrings import marked_windows_in_memory, remove_marked
+from rw_tf.refine.language import DEFAULT_MODEL
 from rw_tf.refine.minhash import duplicates_in_memory
 from rw_tf.refine.pipeline import expand_inputs, normalize_url
 from rw_tf.refine.readers import iter_records
@@ -154,6 +157,24 @@ def test_refine_command(sample, tmp_path, capsys):
     config.write_text('{"minhash": {"bands": 100000, "rows": 100000}}')
     assert rw_tf_main(["refine", "--config", str(config), pages, str(tmp_path / "big")]) == 2
     assert "MinHashConfig.bands x rows must be at most 65,536 hash functions" in capsys.readouterr().err
+    # The files a config names are read before the run: they were read only in Beam's workers, where
+    # a missing or corrupt one failed as a RuntimeError (exit 1).
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9.example\n")
+    (tmp_path / "truncated.ftz").write_bytes(open(DEFAULT_MODEL, "rb").read()[:1000])
+    for settings, message in (({"url_filter": {"blocklist_file": str(tmp_path / "none.txt")}}, "No such file"),
+                              ({"url_filter": {"words_file": str(tmp_path / "latin1.txt")}}, "is not UTF-8 text"),
+                              ({"language_model": str(tmp_path / "truncated.ftz")}, "cannot load the language-ID")):
+        config.write_text(json.dumps(settings))
+        assert rw_tf_main(["refine", "--config", str(config), pages, str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
+    # The web sample's blocklist replaced the one a --config file names; --blocklist comes first.
+    config.write_text(json.dumps({"url_filter": {"blocklist_file": "mine.txt"}}))
+    given = argparse.Namespace(config=str(config), languages=None, skip_stages=None, blocklist=None)
+    assert refine_config(given, "sample.txt").url_filter.blocklist_file == "mine.txt"
+    assert refine_config(argparse.Namespace(**{**vars(given), "blocklist": "flag.txt"}),
+                         "sample.txt").url_filter.blocklist_file == "flag.txt"
+    assert refine_config(argparse.Namespace(**{**vars(given), "config": None}),
+                         "sample.txt").url_filter.blocklist_file == "sample.txt"
 
 
 def test_refine_pipeline_kind(sample, tmp_path):

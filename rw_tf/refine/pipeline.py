@@ -421,6 +421,11 @@ def _run_refinement(inputs: List[str], output_dir: str, config: RefineConfig, ru
                     pipeline) -> Dict[str, Any]:
     if pipeline is None and (runner.runner == "direct" or (runner.runner == "dask" and runner.dask_address is None)):
         ensure_open_files(f"a local {runner.runner} run with {runner.workers} workers")   # before anything is deleted
+    # The files the config names (blocklist, URL words, language model) are read here first: read
+    # only in Beam's workers, a missing or corrupt one failed there, as a RuntimeError (exit 1).
+    refiner = DocumentRefiner(config)
+    if "language" not in config.skip_stages:
+        refiner.language.model  # noqa: B018 - loading it is the check
     for stale in REPLACED_FOLDERS:       # a re-run must not mix shards of two runs
         folder = os.path.join(output_dir, stale)
         if FileSystems.exists(folder):

@@ -19,12 +19,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
-from typing import Dict, FrozenSet, Optional
+from typing import Dict, FrozenSet, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from rw_tf.config import DictConfig
+from rw_tf.errors import CorruptFileError
 
 DEFAULT_WORDS_FILE = os.path.join(os.path.dirname(__file__), "url_words.tsv")
 _URL_WORDS = re.compile(r"[a-z0-9]+")
@@ -38,23 +40,31 @@ class UrlFilterConfig(DictConfig):
     soft_threshold: float = 1.0
 
 
+def _text_lines(path: str) -> List[Tuple[int, str]]:
+    """(number, line) of the lines of a UTF-8 text file that are neither blank nor ``#`` comments."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [(n, line.rstrip("\n")) for n, line in enumerate(f, 1)
+                    if line.strip() and not line.lstrip().startswith("#")]
+    except UnicodeDecodeError as err:
+        raise CorruptFileError(f"{path} is not UTF-8 text ({err.reason})") from None
+
+
 def read_domains(path: str) -> FrozenSet[str]:
-    with open(path, encoding="utf-8") as f:
-        return frozenset(line.strip().lower().lstrip(".") for line in f
-                         if line.strip() and not line.lstrip().startswith("#"))
+    return frozenset(line.strip().lower().lstrip(".") for _, line in _text_lines(path))
 
 
 def read_word_weights(path: str) -> Dict[str, float]:
     weights = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            parts = line.rstrip("\n").split("\t")
-            try:
-                weights[parts[0].strip().lower()] = float(parts[1])
-            except (IndexError, ValueError):
-                raise ValueError(f"{path}:{number}: expected 'word<TAB>weight', got {line.strip()!r}") from None
+    for number, line in _text_lines(path):
+        parts = line.split("\t")
+        try:
+            weight = float(parts[1])
+        except (IndexError, ValueError):
+            weight = math.nan
+        if not math.isfinite(weight):   # a NaN weight made every score NaN: no URL was ever refused
+            raise ValueError(f"{path}:{number}: expected 'word<TAB>weight' (a finite number), got {line.strip()!r}")
+        weights[parts[0].strip().lower()] = weight
     return weights
 
 

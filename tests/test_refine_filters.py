@@ -208,7 +208,7 @@ def test_url_word_file_errors_name_the_line(tmp_path):
     path.write_text("# comment\nporn\t1.0\ncasino 0.5\n")
     with pytest.raises(ValueError, match=r"words.tsv:3: expected 'word<TAB>weight'"):
         read_word_weights(str(path))
-    path.write_text("porn\t1.0\ncasino\tnan\n")     # a NaN weight made every score NaN: nothing refused
+    path.write_text("porn\t1.0\ncasino\tnan\n")     # NaN: no URL holding "casino" was ever refused
     with pytest.raises(ValueError, match=r"words.tsv:2: expected 'word<TAB>weight' \(a finite number\)"):
         read_word_weights(str(path))
     for read, name in ((read_word_weights, "words.tsv"), (read_domains, "blocklist.txt")):

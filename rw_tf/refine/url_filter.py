@@ -62,7 +62,7 @@ def read_word_weights(path: str) -> Dict[str, float]:
             weight = float(parts[1])
         except (IndexError, ValueError):
             weight = math.nan
-        if not math.isfinite(weight):   # a NaN weight made every score NaN: no URL was ever refused
+        if not math.isfinite(weight):   # NaN: a URL holding the word was never refused, whatever else it held
             raise ValueError(f"{path}:{number}: expected 'word<TAB>weight' (a finite number), got {line.strip()!r}")
         weights[parts[0].strip().lower()] = weight
     return weights

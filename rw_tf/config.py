@@ -188,7 +188,7 @@ def check_numbers(owner: str, values: Mapping[str, Any], hints: Mapping[str, Any
         for label, number in numbers_here:
             low, low_in, high, high_in, words = _number_range(name, name in may_be_zero)
             if high == math.inf and is_integer(number) and not float_field and number > MAX_INT64:
-                raise ValueError(f"{owner}.{label} must be at most {MAX_INT64:,} ({INT64_WHY}), got {number}")
+                raise ValueError(f"{owner}.{label} must be at most {MAX_INT64:,} ({INT64_WHY}), got {number:,}")
             inside = (math.isfinite(number) and (number >= low if low_in else number > low)
                       and (number <= high if high_in else number < high))
             if not inside:

@@ -45,6 +45,7 @@ from rw_tf.folder_lock import output_folder_lock
 from rw_tf.path_checks import PATTERN_CHARACTERS, require_inputs_outside, require_pattern_free_folder
 from rw_tf.process_limits import ensure_open_files
 from rw_tf.refine.exact_substrings import later_occurrences, remove_marked, window_keys
+from rw_tf.refine.language import check_fasttext_model
 from rw_tf.refine.minhash import MinHasher, cluster_roots, star_edges
 from rw_tf.refine.readers import decompressed, iter_stream
 from rw_tf.refine.report import write_report
@@ -423,9 +424,10 @@ def _run_refinement(inputs: List[str], output_dir: str, config: RefineConfig, ru
         ensure_open_files(f"a local {runner.runner} run with {runner.workers} workers")   # before anything is deleted
     # The files the config names (blocklist, URL words, language model) are read here first: read
     # only in Beam's workers, a missing or corrupt one failed there, as a RuntimeError (exit 1).
+    # The model is only checked (in a bounded child): the driver refines nothing, so it need not load it.
     refiner = DocumentRefiner(config)
     if "language" not in config.skip_stages:
-        refiner.language.model  # noqa: B018 - loading it is the check
+        check_fasttext_model(refiner.language.model_path)
     for stale in REPLACED_FOLDERS:       # a re-run must not mix shards of two runs
         folder = os.path.join(output_dir, stale)
         if FileSystems.exists(folder):

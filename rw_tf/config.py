@@ -65,20 +65,6 @@ def has_type(value: Any, hint: Any) -> bool:
     return isinstance(value, hint) if isinstance(hint, type) else True   # e.g. a nested config
 
 
-def parse_json_object(data: bytes, source: str, holding: str = "settings") -> Dict[str, Any]:
-    """The JSON object in ``data``; bytes that are not UTF-8 JSON holding an object (of
-    ``holding``) are a ``ValueError`` naming ``source``."""
-    try:
-        values = json.loads(data.decode("utf-8"))
-    except RecursionError:   # not a ValueError: "[[[...]]]" deeper than the decoder can follow
-        raise ValueError(f"{source} is not a UTF-8 JSON file: it is nested too deeply to decode") from None
-    except (UnicodeDecodeError, ValueError) as err:
-        raise ValueError(f"{source} is not a UTF-8 JSON file: {err}") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{source} must hold a JSON object of {holding}, not a {type(values).__name__}")
-    return values
-
-
 def changed_settings(earlier: Dict[str, Any], current: Dict[str, Any], prefix: str = "") -> List[str]:
     """``"name <earlier> (now <current>)"`` for each setting that differs (JSON values; nested
     objects are compared key by key, named ``outer.inner``)."""

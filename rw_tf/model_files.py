@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
-from rw_tf.config import parse_json_object
+from rw_tf.data.jsonl import loads_text
 from rw_tf.data.lines import read_bounded
 from rw_tf.errors import CorruptFileError
 from rw_tf.path_checks import require_model_folder
@@ -78,11 +78,16 @@ def read_bytes(path: str, what: str = "file", limit: int = MAX_FILE_BYTES) -> by
 
 
 def read_json_object(path: str, what: str = "settings") -> Dict[str, Any]:
-    """The JSON object of ``what`` stored at ``path`` (at most ``MAX_JSON_BYTES``)."""
+    """The JSON object of ``what`` stored at ``path`` (at most ``MAX_JSON_BYTES``); bytes that are
+    not UTF-8 JSON holding an object, nested too deeply or escaping a lone surrogate (a path such
+    as ``"/data/\\ud800"`` failed later, unnamed, in every file system call) are a ``CorruptFileError``."""
     try:
-        return parse_json_object(read_bytes(path, what, MAX_JSON_BYTES), path, what)
-    except ValueError as err:
-        raise CorruptFileError(str(err)) from None
+        values = loads_text(read_bytes(path, what, MAX_JSON_BYTES))
+    except ValueError as err:   # UnicodeDecodeError and LoneSurrogate too
+        raise CorruptFileError(f"{path} is not a UTF-8 JSON file: {err}") from None
+    if not isinstance(values, dict):
+        raise CorruptFileError(f"{path} must hold a JSON object of {what}, not a {type(values).__name__}")
+    return values
 
 
 def _is_zip(path: str) -> bool:

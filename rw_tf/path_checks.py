@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from rw_tf.errors import UserError
 
@@ -83,3 +83,26 @@ def require_inputs_outside(inputs: Sequence[str], replaced: Sequence[str], conse
                     raise UserError(f"the input {source} is {'' if resolved == target else 'in '}{shown}, and "
                                     f"{consequence}: the input would be lost",
                                     hint="write the output somewhere else, or move the input out of the way first")
+
+
+def not_utf8(value: str) -> Optional[str]:
+    """Why ``value`` is not UTF-8 text, else None. The shell passes bytes, and Python keeps bytes
+    that are not UTF-8 as lone surrogates (surrogateescape), which no model input, request or
+    TensorFlow file path can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        byte = value[err.start:err.start + 1].encode("utf-8", "surrogateescape")
+        return f"{value!r} is not UTF-8 text (byte 0x{byte.hex()} at character {err.start})"
+    return None
+
+
+def require_utf8_paths(paths: Sequence[str], pattern: str) -> None:
+    """Refuses a file that ``pattern`` matched whose name is not UTF-8: its id would fail in Beam's
+    coders or TensorFlow far from the pattern. ``paths`` are Python's names (lone surrogates for
+    such bytes) or, as TensorFlow's glob raises them, the undecodable bytes."""
+    for path in paths:
+        reason = not_utf8(path.decode("utf-8", "surrogateescape") if isinstance(path, bytes) else path)
+        if reason:
+            raise UserError(f"{reason}, matched by {pattern!r}", hint="rename the file or folder; rw-tf reads every "
+                            "path as UTF-8")

@@ -6,6 +6,7 @@ import collections
 import io
 import json
 import os
+import shutil
 import random
 import stat
 import subprocess
@@ -283,6 +284,18 @@ def test_arguments_that_are_not_utf8_are_refused_by_value(tmp_path, capsys):
     assert f"argument {bad!r} is not UTF-8 text (byte 0xff at character {len(str(tmp_path)) + 2})" in \
         capsys.readouterr().err
     assert os.listdir(tmp_path) == ["in.txt"]
+    # A pattern in UTF-8 that matches such a name: TensorFlow's glob raised UnicodeDecodeError and
+    # Beam's coder "surrogates not allowed" (rw-tf refine), neither naming the file.
+    folder = tmp_path / "d\udcff"
+    os.mkdir(folder)
+    shutil.copy(source, folder / "a.txt")
+    shutil.copy(source, folder / "a.html")
+    texts, pages = str(tmp_path / "d*" / "*.txt"), str(tmp_path / "d*" / "*.html")
+    for name, pattern, argv in (("a.txt", texts, ["vocab", "--input", texts, "--output", str(tmp_path / "v.txt")]),
+                                ("a.html", pages, ["refine", pages, str(tmp_path / "refined")])):
+        assert main(argv) == 2
+        assert (f"{str(folder / name)!r} is not UTF-8 text (byte 0xff at character {len(str(tmp_path)) + 2}), "
+                f"matched by {pattern!r}") in capsys.readouterr().err
 
 
 def test_a_failure_report_survives_a_log_folder_that_cannot_be_written(length_model, tmp_path, monkeypatch, capsys):

@@ -24,6 +24,7 @@ from rw_tf.refine.gopher import (
 from rw_tf.refine.language import DEFAULT_MODEL, LanguageIdentifier
 from rw_tf.refine.line_corrections import LineCorrector
 from rw_tf.refine.readers import iter_records, iter_stream
+from rw_tf.refine.stages import DocumentRefiner
 from rw_tf.refine.text import minhash_words, split_words
 from rw_tf.refine.url_filter import UrlFilter, read_domains, read_word_weights
 
@@ -252,6 +253,13 @@ def test_language_threshold_just_inside_and_outside():
     assert LanguageIdentifier().identify(text.replace(" ", "\n", 3)) == pytest.approx((language, score), abs=1e-6)
 
 
+def test_languages_the_model_does_not_know_are_refused():
+    """A code lid.176 never predicts ("english", "EN") removed every document without an error."""
+    with pytest.raises(ValueError, match="lid.176.ftz has no languages 'EN', 'english'; it knows 176 codes"):
+        LanguageIdentifier(languages=("en", "english", "EN")).identify("text")
+    assert LanguageIdentifier(languages=("en", "zh", "als")).identify("The cat sat on the mat.")[0] == "en"
+
+
 def test_a_missing_language_model_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match="no fastText language-ID model at /nope"):
         LanguageIdentifier(model_path="/nope/lid.ftz").identify("text")
@@ -314,6 +322,41 @@ def test_warc_pages_and_counted_rejects(tmp_path):
     assert "at record 0: Unknown archive format" in rejects[0]["detail"]
     (tmp_path / "empty.warc").write_bytes(b"")
     assert [r["reason"] for r in read_all(tmp_path / "empty.warc")[1]] == ["empty"]
+
+
+def test_declared_charsets_that_raise_or_decode_to_lone_surrogates(tmp_path):
+    """A page's charset names any Python codec: "undefined" and "punycode" raised a bare
+    UnicodeError (a WARC lost its remaining records, an HTML file ended the refinement), and utf-7
+    or unicode_escape decoded to lone surrogates that Beam's coder could not encode (exit 1)."""
+    import encodings
+    import encodings.aliases
+    import pkgutil
+
+    codec_names = (set(encodings.aliases.aliases) | set(encodings.aliases.aliases.values())
+                   | {module.name for module in pkgutil.iter_modules(encodings.__path__)})
+    rng = random.Random(5)
+    samples = [bytes(rng.randrange(256) for _ in range(n)) for n in (1, 3, 64)] + [
+        b"a-9999999999999", b"+2AA-", b"\\ud800 caf\xe9", b"<p>plain ascii</p>"]
+    for name in sorted(codec_names):
+        for data in samples:
+            text = readers.decode_html(data, name)
+            assert text is None or text.encode("utf-8"), (name, data)   # a UTF-8 writer takes it
+    html = b"<html><body><p>Hello there.</p></body></html>"
+    data = warc_bytes([("http://a.example/undefined", "text/html; charset=undefined", html, "200 OK"),
+                       ("http://a.example/puny", "text/html; charset=punycode", b"a-9999999999999", "200 OK"),
+                       ("http://a.example/utf7", "text/html; charset=utf-7", b"<p>+2AA-</p>", "200 OK"),
+                       ("http://a.example/escape", "text/html; charset=unicode_escape", b"\\ud800 \xe9", "200 OK"),
+                       ("http://a.example/last", "text/html", html, "200 OK")])
+    (tmp_path / "charsets.warc.gz").write_bytes(data)
+    pages, rejects = read_all(tmp_path / "charsets.warc.gz")
+    # ASCII bytes are read as UTF-8 when the declared codec fails; the unicode_escape page's \xe9 is not UTF-8.
+    assert [p["url"].rsplit("/", 1)[1] for p in pages] == ["undefined", "puny", "utf7", "last"]
+    assert pages[2]["html"] == "<p>+2AA-</p>" and [r["reason"] for r in rejects] == ["undecodable"]
+    (tmp_path / "meta.html").write_bytes(b'<html><head><meta charset="undefined"></head><body>x</body></html>')
+    assert len(read_all(tmp_path / "meta.html")[0]) == 1
+    # The Python API's own pages: a clear error, not fastText's TypeError at the language stage.
+    with pytest.raises(ValueError, match="'api#0': its text holds a lone surrogate"):
+        DocumentRefiner().refine({"id": "api#0", "url": "https://x.org", "text": "decoded with surrogateescape \udcff"})
 
 
 def test_an_uncompressed_archive_cut_inside_a_header_is_corrupt(tmp_path):

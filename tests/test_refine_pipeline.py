@@ -141,7 +141,10 @@ def test_refine_command(sample, tmp_path, capsys):
     folder = os.path.dirname(web["blocklist_file"])
     pages, planted = os.path.join(folder, "news", "000[0-3].html"), os.path.join(folder, "planted.jsonl")
     out = str(tmp_path / "out")
-    assert rw_tf_main(["refine", pages, planted, out, "--blocklist", web["blocklist_file"],
+    # A page whose declared charset decodes to a lone surrogate ended the run in Beam's coder (exit 1).
+    utf7 = tmp_path / "utf7.html"
+    utf7.write_bytes(b'<html><head><meta charset="utf-7"></head><body><p>+2AA- ' + b"Some words. " * 80 + b"</p>")
+    assert rw_tf_main(["refine", pages, planted, str(utf7), out, "--blocklist", web["blocklist_file"],
                        "--skip-stage", "exact_substring_dedup", "--verbose"]) == 0
     printed = capsys.readouterr().out
     assert "minhash_dedup" in printed and "exact_substring_dedup" not in printed.split("stages:")[1].splitlines()[0]
@@ -163,7 +166,8 @@ def test_refine_command(sample, tmp_path, capsys):
     (tmp_path / "truncated.ftz").write_bytes(open(DEFAULT_MODEL, "rb").read()[:1000])
     for settings, message in (({"url_filter": {"blocklist_file": str(tmp_path / "none.txt")}}, "No such file"),
                               ({"url_filter": {"words_file": str(tmp_path / "latin1.txt")}}, "is not UTF-8 text"),
-                              ({"language_model": str(tmp_path / "truncated.ftz")}, "cannot load the language-ID")):
+                              ({"language_model": str(tmp_path / "truncated.ftz")}, "cannot load the language-ID"),
+                              ({"languages": ["en", "english"]}, "lid.176.ftz has no language 'english'")):
         config.write_text(json.dumps(settings))
         assert rw_tf_main(["refine", "--config", str(config), pages, str(tmp_path / "bad")]) == 2
         assert message in capsys.readouterr().err

@@ -29,7 +29,6 @@ from typing import Dict, List, Optional
 
 from rw_tf.cli.embed import add_embed
 from rw_tf.cli.kg import add_kg
-from rw_tf.cli.options import not_utf8
 from rw_tf.cli.recipe import add_recipe
 from rw_tf.cli.refine import add_refine
 from rw_tf.cli.streams import (
@@ -42,6 +41,7 @@ from rw_tf.cli.streams import (
 from rw_tf.cli.train import add_finetune, add_pretrain
 from rw_tf.cli.vocab import add_vocab
 from rw_tf.errors import UserError, runtime_user_error
+from rw_tf.path_checks import not_utf8
 
 PLUGIN_GROUP = "rw_tf.cli"  # entry points: a function taking the subparsers and adding commands
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,

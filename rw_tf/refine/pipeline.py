@@ -42,10 +42,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from rw_tf.config import DictConfig, checks_number_arguments
 from rw_tf.errors import UserError
 from rw_tf.folder_lock import output_folder_lock
-from rw_tf.path_checks import PATTERN_CHARACTERS, require_inputs_outside, require_pattern_free_folder
+from rw_tf.path_checks import (
+    PATTERN_CHARACTERS,
+    require_inputs_outside,
+    require_pattern_free_folder,
+    require_utf8_paths,
+)
 from rw_tf.process_limits import ensure_open_files
 from rw_tf.refine.exact_substrings import later_occurrences, remove_marked, window_keys
-from rw_tf.refine.language import check_fasttext_model
 from rw_tf.refine.minhash import MinHasher, cluster_roots, star_edges
 from rw_tf.refine.readers import decompressed, iter_stream
 from rw_tf.refine.report import write_report
@@ -119,6 +123,7 @@ def expand_inputs(patterns: Sequence[str]) -> List[str]:
     for pattern, result in zip(patterns, FileSystems.match(list(patterns))):
         literal = any(c in pattern for c in PATTERN_CHARACTERS) and FileSystems.exists(pattern)
         found = [pattern] if literal else [m.path for m in result.metadata_list]
+        require_utf8_paths(found, pattern)
         # Beam matches a folder named whole as one "file" that its workers then fail to open.
         folders = [path for path in found if "://" not in path and os.path.isdir(path)]
         if folders:
@@ -424,10 +429,11 @@ def _run_refinement(inputs: List[str], output_dir: str, config: RefineConfig, ru
         ensure_open_files(f"a local {runner.runner} run with {runner.workers} workers")   # before anything is deleted
     # The files the config names (blocklist, URL words, language model) are read here first: read
     # only in Beam's workers, a missing or corrupt one failed there, as a RuntimeError (exit 1).
-    # The model is only checked (in a bounded child): the driver refines nothing, so it need not load it.
+    # The model is only checked (in a bounded child, with the languages it knows): the driver
+    # refines nothing, so it need not load it.
     refiner = DocumentRefiner(config)
     if "language" not in config.skip_stages:
-        check_fasttext_model(refiner.language.model_path)
+        refiner.language.check()
     for stale in REPLACED_FOLDERS:       # a re-run must not mix shards of two runs
         folder = os.path.join(output_dir, stale)
         if FileSystems.exists(folder):

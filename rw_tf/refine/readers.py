@@ -18,7 +18,8 @@ for the same inputs on every runner, so deduplication keeps the same survivor ev
 
 Bounded memory: a record, file or line larger than ``max_page_bytes`` is a ``too_large`` reject,
 read no further than the limit. Bytes are decoded with the HTTP or ``<meta>`` charset, else UTF-8;
-bytes that do not decode are an ``undecodable`` reject (never silently replaced).
+bytes that do not decode (or decode to lone surrogates, as utf-7 can) are an ``undecodable``
+reject (never silently replaced).
 
 Example:
     >>> for kind, item in iter_records("pages/iana.warc.gz"):     # doctest: +SKIP
@@ -50,6 +51,7 @@ JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.I)
 _CANONICAL = re.compile(r"""<link\s[^>]*rel\s*=\s*["']?canonical["']?[^>]*>""", re.I)
 _HREF = re.compile(r"""href\s*=\s*["']([^"']+)["']""", re.I)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def file_kind(path: str) -> Optional[str]:
@@ -74,10 +76,18 @@ def decode_html(data: bytes, declared: Optional[str] = None) -> Optional[str]:
         declared = found.group(1).decode("ascii", "ignore") if found else None
     for encoding in ([declared] if declared else []) + ["utf-8"]:
         try:
-            return data.decode(encoding)
-        except (UnicodeDecodeError, LookupError):
+            text = data.decode(encoding)
+        except (ValueError, LookupError):   # codecs such as "undefined" and "punycode" raise a bare UnicodeError
             continue
+        if not has_lone_surrogate(text):
+            return text
     return None
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a UTF-16 surrogate, which no UTF-8 writer (Beam's coders included)
+    can encode: a page declared as utf-7 or unicode_escape decodes ``+2AA-`` or ``\\ud800`` to one."""
+    return _SURROGATE.search(text) is not None
 
 
 def canonical_url(html: str) -> Optional[str]:

@@ -29,7 +29,7 @@ from rw_tf.refine.gopher import (
 from rw_tf.refine.language import LanguageIdentifier
 from rw_tf.refine.line_corrections import LineCorrectionConfig, LineCorrector
 from rw_tf.refine.minhash import MinHashConfig
-from rw_tf.refine.readers import DEFAULT_MAX_PAGE_BYTES
+from rw_tf.refine.readers import DEFAULT_MAX_PAGE_BYTES, has_lone_surrogate
 from rw_tf.refine.text import count_words, split_words
 from rw_tf.refine.url_filter import UrlFilter, UrlFilterConfig
 
@@ -113,6 +113,10 @@ class DocumentRefiner:
         raise ValueError(f"not a text filter: {stage}")
 
     def refine(self, page: Dict) -> Tuple[Optional[Dict], List[Event], Optional[Dict]]:
+        for field in ("url", "html", "text"):   # the readers never yield one; a caller's own text may
+            if isinstance(page.get(field), str) and has_lone_surrogate(page[field]):
+                raise ValueError(f"page {page.get('id')!r}: its {field} holds a lone surrogate, which is not "
+                                 "Unicode text (decode bytes strictly, as rw_tf.refine.readers.decode_html does)")
         events: List[Event] = []
         cfg = self.config
         if cfg.runs("url_filter"):

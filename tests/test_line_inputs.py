@@ -6,8 +6,8 @@ import collections
 import io
 import json
 import os
-import shutil
 import random
+import shutil
 import stat
 import subprocess
 import sys

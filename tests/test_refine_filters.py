@@ -4,6 +4,7 @@ import gzip
 import io
 import json
 import random
+import re
 import time
 import tracemalloc
 
@@ -212,6 +213,16 @@ def test_url_word_file_errors_name_the_line(tmp_path):
     path.write_text("porn\t1.0\ncasino\tnan\n")     # NaN: no URL holding "casino" was ever refused
     with pytest.raises(ValueError, match=r"words.tsv:2: expected 'word<TAB>weight' \(a finite number\)"):
         read_word_weights(str(path))
+    # Lines that never equal a host blocked nothing: a URL, a wildcard, a hosts-file line.
+    blocklist = tmp_path / "blocklist.txt"
+    for line in ("https://casino.example/", "*.casino.example", "0.0.0.0 casino.example", "casino.example:80"):
+        blocklist.write_text(f"# domains\nbad.example\n{line}\n")
+        with pytest.raises(ValueError, match=rf"blocklist.txt:3: expected a domain such as 'example.com', got "
+                                             rf"{re.escape(repr(line))}"):
+            read_domains(str(blocklist))
+    blocklist.write_text("Bad.Example\n.sub.example\n192.0.2.1\n2001:db8::1\nxn--bcher-kva.example\nok_host.example\n")
+    assert read_domains(str(blocklist)) == {"bad.example", "sub.example", "192.0.2.1", "2001:db8::1",
+                                            "xn--bcher-kva.example", "ok_host.example"}
     for read, name in ((read_word_weights, "words.tsv"), (read_domains, "blocklist.txt")):
         (tmp_path / name).write_bytes(b"casino\t0.5\nbad\xff\t1\n")   # before: no file named
         with pytest.raises(CorruptFileError, match=rf"{name} is not UTF-8 text \(invalid start byte\)"):

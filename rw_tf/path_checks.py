@@ -1,5 +1,5 @@
 """Paths refused before any work: folders whose names the libraries underneath read as file
-patterns, and outputs that would replace or delete the run's own inputs.
+patterns, outputs that would replace or delete the run's own inputs, and names that are not UTF-8.
 
 TensorFlow finds the variables of a SavedModel or a checkpoint by file pattern (its
 TensorSliceReader matches ``<folder>/variables/variables*``), where ``[`` opens a character class

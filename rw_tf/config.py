@@ -122,6 +122,7 @@ SIZE_BOUNDS = (
     (("steps", "epochs", "batches"), 2**31 - 1, "an int32, as TFX's num_steps"),
     (("image_size",), 4_096, "pixels a side"),
     (("page_bytes",), 1 << 30, "a web page is held in memory whole"),
+    (("memory_mb",), 1 << 20, "MiB, a TiB"),
     (("vocab_size",), 1 << 22, "rows of the embedding table"),
     (("workers",), 1_024, "processes or threads started"),
     (("message_bytes", "request_bytes"), 2**31 - 1, "gRPC takes it as a C int; protobuf messages stop at 2 GiB"),

@@ -18,7 +18,7 @@ from warcio.warcwriter import WARCWriter
 
 import rw_tf.refine.readers as readers
 from rw_tf.errors import CorruptFileError
-from rw_tf.refine.extraction import BoundedExtractor, extract_text
+from rw_tf.refine.extraction import BoundedExtractor, extract_text, resident_bytes
 from rw_tf.refine.gopher import (
     GopherQualityConfig,
     GopherRepetitionConfig,
@@ -280,6 +280,40 @@ def test_extraction_is_bounded_in_time_and_outlives_its_child():
     doc, events, dropped = refiner.refine({"id": "slow#0", "url": "https://x.org/slow", "html": SLOW_PAGE})
     assert doc is None and dropped["reason"] == "extraction_timeout"
     assert events[-1][:2] == ("extraction", "extraction_timeout")
+
+
+# libxml2 and jusText hold this 0.3 MB page in about 300 MB at their peak (an 8 MiB one: 3 GB).
+LINE_BREAK_PAGE = "<html><body><article>" + "w<br>" * 60_000 + "</article></body></html>"
+
+
+def test_extraction_is_bounded_in_memory():
+    small = BoundedExtractor(memory_mb=128)
+    assert small.extract(PROSE_PAGE)[1] == "kept"
+    pid, started = small.pid, time.monotonic()
+    assert small.extract(LINE_BREAK_PAGE) == (None, "extraction_memory")
+    assert time.monotonic() - started < 5 and resident_bytes(pid) == 0    # killed at the limit, not at the end
+    assert small.extract(PROSE_PAGE)[1] == "kept" and small.pid != pid
+    # Under a larger limit the same page gives the text trafilatura gives in-process.
+    large = BoundedExtractor(memory_mb=1024)
+    assert large.extract(LINE_BREAK_PAGE) == (extract_text(LINE_BREAK_PAGE), "kept")
+    large.close()
+    # A page kept but leaving the child above half the limit (memory freed stays with a process)
+    # gets the next page a fresh child; a smaller page does not.
+    for words, replaced in ((200_000, False), (400_000, True)):
+        pid = small.pid
+        assert small.extract("<html><body><article><p>" + "word " * words + "</p></article></body></html>")[1] == "kept"
+        assert (small.pid != pid) == replaced and (resident_bytes(pid) == 0) == replaced
+        small.extract(PROSE_PAGE)
+    small.close()
+    refiner = DocumentRefiner(RefineConfig(extraction_memory_mb=128))
+    doc, events, dropped = refiner.refine({"id": "big#0", "url": "https://x.org/big", "html": LINE_BREAK_PAGE})
+    assert doc is None and dropped["reason"] == "extraction_memory"
+    assert events[-1][:2] == ("extraction", "extraction_memory")
+    refiner.extractor.close()
+    with pytest.raises(ValueError, match="extraction_memory_mb must be at least 128"):
+        RefineConfig(extraction_memory_mb=100)
+    with pytest.raises(ValueError, match="extraction_memory_mb"):
+        RefineConfig.from_dict({"extraction_memory_mb": 2**21})
 
 
 # ---------------------------------------------------------------------------------------------- language ID

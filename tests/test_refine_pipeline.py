@@ -147,16 +147,21 @@ def test_refine_command(sample, tmp_path, capsys):
     # A page that trafilatura takes a minute on (1 MB of attributes) is cut at the configured limit.
     slow = tmp_path / "slow.html"
     slow.write_text("<html><body><p " + " ".join(f"a{i}='x'" for i in range(100_000)) + ">hi</p></body></html>")
+    # A page that libxml2 and jusText take 300 MB for (an 8 MiB one: 3 GB) is cut at the memory limit.
+    wide = tmp_path / "wide.html"
+    wide.write_text("<html><body><article>" + "w<br>" * 60_000 + "</article></body></html>")
     limit = tmp_path / "limit.json"
-    limit.write_text('{"extraction_timeout_seconds": 3}')
-    assert rw_tf_main(["refine", pages, planted, str(utf7), str(slow), out, "--config", str(limit),
+    limit.write_text('{"extraction_timeout_seconds": 3, "extraction_memory_mb": 128}')
+    assert rw_tf_main(["refine", pages, planted, str(utf7), str(slow), str(wide), out, "--config", str(limit),
                        "--blocklist", web["blocklist_file"],
                        "--skip-stage", "exact_substring_dedup", "--verbose"]) == 0
     printed = capsys.readouterr().out
     assert "minhash_dedup" in printed and "exact_substring_dedup" not in printed.split("stages:")[1].splitlines()[0]
     report = json.load(open(os.path.join(out, "report.json"), encoding="utf-8"))
     assert f"{report['stages'][-1]['documents_out']:,} documents" in printed
-    assert report["stages"][2]["stage"] == "extraction" and report["stages"][2]["removed"]["extraction_timeout"] == 1
+    extraction = report["stages"][2]
+    assert extraction["stage"] == "extraction"
+    assert extraction["removed"]["extraction_timeout"] == 1 and extraction["removed"]["extraction_memory"] == 1
     assert rw_tf_main(["refine", str(tmp_path / "missing*.warc.gz"), out]) == 2
     assert "no input files match" in capsys.readouterr().err
     assert rw_tf_main(["refine", "embedded", pages, out]) == 2

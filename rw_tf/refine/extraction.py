@@ -12,7 +12,10 @@ corrections, so every document reaching the filters has the same shape.
 datatrove's extractors do: libxml2's HTML parser and jusText are quadratic in some markup (a 1 MB
 tag of 100,000 attributes took 60 s, so an 8 MiB page about an hour, stalling its worker), and
 neither can be interrupted from Python. A page over the limit is a counted ``extraction_timeout``;
-the child is killed and the next page gets a fresh one.
+the child is killed and the next page gets a fresh one. Its memory is bounded the same way: an
+8 MiB page of ``<br>`` tags grew trafilatura to 2.9 GB in 10 s (3.1 GB in all), in every worker
+that read one, so a child whose resident memory passes ``memory_mb`` is killed (the page is a
+counted ``extraction_memory``), and one left above half of it by a large page is replaced.
 
 Example:
     >>> extract_text("<html><body><nav>Home | About</nav><article><p>" + "Real prose here. " * 20
@@ -31,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Optional, Tuple
+from typing import IO, Callable, Optional, Tuple
 
 import trafilatura
 
@@ -65,12 +68,15 @@ def extract_text(html: str, url: Optional[str] = None) -> Optional[str]:
 
 # This file is loaded by path in the child (only the standard library and trafilatura: the rw_tf
 # package would import TensorFlow). Frames are an 8-byte length and a pickle; stray prints of the
-# libraries go to stderr, which is discarded.
+# libraries go to stderr, which is discarded. The parent watches the child's resident memory between
+# reads; the address-space limit of twice that (argv[2]) only stops an allocation too large and too
+# quick for the watch.
 _CHILD = """
-import importlib.util, os, pickle, struct, sys
+import importlib.util, os, pickle, resource, struct, sys
 spec = importlib.util.spec_from_file_location("rw_tf_extraction", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
+resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]), int(sys.argv[2])))
 source, sink = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
 os.dup2(2, 1)
 sink.write(b"R"); sink.flush()
@@ -83,24 +89,26 @@ while True:
     sink.write(struct.pack("<Q", len(data)) + data); sink.flush()
 """
 CHILD_START_SECONDS = 120   # importing trafilatura on a loaded machine; not part of any page's limit
+MEMORY_POLL_SECONDS = 0.02  # trafilatura grew by about 300 MB/s on the 8 MiB page: 6 MB between polls
 
 
 class BoundedExtractor:
     """``extract(html, url) -> (text or None, outcome)``: ``extract_text`` in a child process that
-    is killed after ``timeout_seconds`` on one page. Outcomes: ``"kept"``, ``"no_main_text"``,
-    ``"extraction_timeout"`` and ``"extraction_failed"`` (the child died: out of memory, a crash).
-    The child starts on first use and ends with its parent (end of input)."""
+    is killed after ``timeout_seconds`` on one page or when its resident memory passes ``memory_mb``
+    MiB. Outcomes: ``"kept"``, ``"no_main_text"``, ``"extraction_timeout"``, ``"extraction_memory"``
+    and ``"extraction_failed"`` (the child died: a crash, the kernel's OOM killer). The child starts
+    on first use and ends with its parent (end of input)."""
 
-    def __init__(self, timeout_seconds: float = 10.0) -> None:
-        self.timeout_seconds = timeout_seconds
+    def __init__(self, timeout_seconds: float = 10.0, memory_mb: int = 1024) -> None:
+        self.timeout_seconds, self.memory_mb = timeout_seconds, memory_mb
         self._child: Optional[subprocess.Popen] = None
         self._lock = threading.Lock()   # one page at a time through the child's pipes
 
     def __getstate__(self):   # Beam pickles stages; each worker starts its own child
-        return {"timeout_seconds": self.timeout_seconds}
+        return {"timeout_seconds": self.timeout_seconds, "memory_mb": self.memory_mb}
 
     def __setstate__(self, state) -> None:
-        self.__init__(state["timeout_seconds"])
+        self.__init__(**state)
 
     @property
     def pid(self) -> Optional[int]:
@@ -117,18 +125,28 @@ class BoundedExtractor:
             child.stdin.write(struct.pack("<Q", len(frame)) + frame)
             child.stdin.flush()
             deadline = time.monotonic() + self.timeout_seconds
-            size = struct.unpack("<Q", _read(child.stdout, 8, deadline))[0]
-            text = pickle.loads(_read(child.stdout, size, deadline))
+            size = struct.unpack("<Q", _read(child.stdout, 8, deadline, self._check_memory))[0]
+            text = pickle.loads(_read(child.stdout, size, deadline, self._check_memory))
         except TimeoutError:
             self.close()
             return None, "extraction_timeout"
+        except MemoryError:
+            self.close()
+            return None, "extraction_memory"
         except (OSError, EOFError):    # BrokenPipeError included: the child died
             self.close()
             return None, "extraction_failed"
+        if 2 * resident_bytes(child.pid) > self.memory_mb << 20:   # freed memory that stays with the process
+            self.close()
         return text, "kept" if text else "no_main_text"
 
+    def _check_memory(self) -> None:
+        if resident_bytes(self._child.pid) > self.memory_mb << 20:
+            raise MemoryError
+
     def _start(self) -> subprocess.Popen:
-        self._child = subprocess.Popen([sys.executable, "-c", _CHILD, os.path.abspath(__file__)],
+        self._child = subprocess.Popen([sys.executable, "-c", _CHILD, os.path.abspath(__file__),
+                                        str(2 * self.memory_mb << 20)],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
             _read(self._child.stdout, 1, time.monotonic() + CHILD_START_SECONDS)
@@ -146,16 +164,29 @@ class BoundedExtractor:
             self._child = None
 
 
-def _read(stream: IO[bytes], size: int, deadline: float) -> bytes:
-    """Exactly ``size`` bytes of a pipe, or ``TimeoutError`` at ``deadline``, ``EOFError`` at its end."""
+def _read(stream: IO[bytes], size: int, deadline: float, between_polls: Callable[[], None] = lambda: None) -> bytes:
+    """Exactly ``size`` bytes of a pipe, or ``TimeoutError`` at ``deadline``, ``EOFError`` at its end;
+    ``between_polls`` runs every ``MEMORY_POLL_SECONDS`` of waiting (it may raise)."""
     chunks, left, fd = [], size, stream.fileno()
     while left:
         wait = deadline - time.monotonic()
-        if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+        if wait <= 0:
             raise TimeoutError
+        if not select.select([fd], [], [], min(wait, MEMORY_POLL_SECONDS))[0]:
+            between_polls()
+            continue
         chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
             raise EOFError
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+def resident_bytes(pid: int) -> int:
+    """The resident memory of process ``pid`` (Linux's /proc), 0 once it has ended."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0

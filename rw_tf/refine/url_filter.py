@@ -3,7 +3,10 @@
 - Blocklist: a file of domains, one per line (``#`` comments); a URL is blocked when its host is a
   listed domain or a subdomain of one (``ads.example.com`` is blocked by ``example.com``).
   RefinedWeb used a 4.6M-domain list (UT1); any such list in this format can be given.
-- Score: the URL is lower-cased and cut into words at every non-alphanumeric character; each word
+  Internationalised names compare in their ASCII form (IDNA, UTS #46): a list's ``bücher.example``
+  blocks ``http://xn--bcher-kva.example/``, the form a crawler records, and the other way round.
+- Score: the URL is lower-cased, its percent-escapes decoded, and cut into words at every character
+  that is not a letter or digit (in any script; an ``xn--`` host is read in Unicode too); each word
   found in the weighted-word list adds its weight. A URL containing a word whose own weight reaches
   ``hard_threshold`` is removed (``url_hard_word``); otherwise a URL whose total score reaches
   ``soft_threshold`` is removed (``url_soft_score``): several mildly suspicious words together.
@@ -23,14 +26,16 @@ import ipaddress
 import math
 import os
 import re
-from typing import Dict, FrozenSet, Iterator, Optional, Tuple
-from urllib.parse import urlsplit
+from typing import Dict, FrozenSet, Iterator, List, Optional, Tuple
+from urllib.parse import unquote, urlsplit
+
+import idna
 
 from rw_tf.config import DictConfig
 from rw_tf.errors import CorruptFileError
 
 DEFAULT_WORDS_FILE = os.path.join(os.path.dirname(__file__), "url_words.tsv")
-_URL_WORDS = re.compile(r"[a-z0-9]+")
+_URL_WORDS = re.compile(r"[^\W_]+")   # letters and digits of any script
 _DOMAIN = re.compile(r"[^\s/:*@#?]+")
 
 
@@ -65,7 +70,19 @@ def _blocklist_domain(path: str, number: int, line: str) -> str:
     domain = line.strip().lower().lstrip(".")
     if not _DOMAIN.fullmatch(domain) and not _is_ip_address(domain):
         raise ValueError(f"{path}:{number}: expected a domain such as 'example.com', got {line.strip()!r}")
-    return domain
+    return ascii_host(domain)
+
+
+def ascii_host(name: str) -> str:
+    """``name`` lower-cased, an internationalised one in its ASCII (IDNA) form, as browsers map it
+    (UTS #46: ``BÜCHER.example`` -> ``xn--bcher-kva.example``); a name IDNA refuses stays as it is."""
+    name = name.lower()
+    if name.isascii():
+        return name
+    try:
+        return idna.encode(name, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return name
 
 
 def _is_ip_address(text: str) -> bool:
@@ -77,6 +94,8 @@ def _is_ip_address(text: str) -> bool:
 
 
 def read_word_weights(path: str) -> Dict[str, float]:
+    """``word<TAB>weight`` lines; a word must be one word as URLs are cut (``casino-online`` never
+    matched anything, without a word)."""
     weights = {}
     for number, line in _text_lines(path):
         parts = line.split("\t")
@@ -86,8 +105,24 @@ def read_word_weights(path: str) -> Dict[str, float]:
             weight = math.nan
         if not math.isfinite(weight):   # NaN: a URL holding the word was never refused, whatever else it held
             raise ValueError(f"{path}:{number}: expected 'word<TAB>weight' (a finite number), got {line.strip()!r}")
-        weights[parts[0].strip().lower()] = weight
+        word = parts[0].strip().lower()
+        if not _URL_WORDS.fullmatch(word):
+            raise ValueError(f"{path}:{number}: {parts[0].strip()!r} is not one word: URLs are cut into words at "
+                             "every character that is not a letter or digit, so it would never match")
+        weights[word] = weight
     return weights
+
+
+def url_words(url: str, host: str) -> List[str]:
+    """The words of ``url`` (lower case, percent-escapes decoded), with those of ``host`` read in
+    Unicode when it is in its ASCII form (``xn--80akhbyknj4f.example`` holds ``испытание``)."""
+    text = unquote(url).lower()
+    if "xn--" in host:
+        try:
+            text += " " + idna.decode(host)
+        except idna.IDNAError:
+            pass
+    return _URL_WORDS.findall(text)
 
 
 class UrlFilter:
@@ -95,7 +130,7 @@ class UrlFilter:
 
     def __init__(self, blocked_domains=frozenset(), word_weights: Optional[Dict[str, float]] = None,
                  hard_threshold: float = 1.0, soft_threshold: float = 1.0) -> None:
-        self.blocked_domains = frozenset(d.lower() for d in blocked_domains)
+        self.blocked_domains = frozenset(ascii_host(d) for d in blocked_domains)
         self.word_weights = dict(word_weights or {})
         self.hard_threshold, self.soft_threshold = hard_threshold, soft_threshold
 
@@ -109,9 +144,6 @@ class UrlFilter:
         parts = host.split(".")
         return any(".".join(parts[i:]) in self.blocked_domains for i in range(len(parts)))
 
-    def score(self, url: str) -> float:
-        return sum(self.word_weights.get(w, 0.0) for w in _URL_WORDS.findall(url.lower()))
-
     def reject_reason(self, url: str) -> Optional[str]:
         try:
             parts = urlsplit(url.strip())
@@ -122,9 +154,9 @@ class UrlFilter:
         host = (parts.hostname or "").rstrip(".")
         if parts.scheme not in ("http", "https") or not host:
             return "url_invalid"
-        if self.blocked_domains and self._blocked(host):
+        if self.blocked_domains and self._blocked(ascii_host(host)):
             return "url_blocklisted_domain"
-        words = _URL_WORDS.findall(url.lower())
+        words = url_words(url, host)
         if any(self.word_weights.get(w, 0.0) >= self.hard_threshold for w in words):
             return "url_hard_word"
         if sum(self.word_weights.get(w, 0.0) for w in words) >= self.soft_threshold:

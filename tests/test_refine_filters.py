@@ -32,7 +32,7 @@ from rw_tf.refine.line_corrections import LineCorrector
 from rw_tf.refine.readers import iter_records, iter_stream
 from rw_tf.refine.stages import DocumentRefiner, RefineConfig
 from rw_tf.refine.text import minhash_words, split_words
-from rw_tf.refine.url_filter import UrlFilter, UrlFilterConfig, read_domains, read_word_weights
+from rw_tf.refine.url_filter import UrlFilter, UrlFilterConfig, normalize_url, read_domains, read_word_weights
 
 RNG = random.Random(7)
 VOCABULARY = sorted({"".join(RNG.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(RNG.randint(4, 8)))
@@ -234,6 +234,23 @@ def test_internationalised_domains_are_blocked_in_either_form(tmp_path):
                         ("https://news.example/casino_bonus", "url_soft_score"),
                         ("https://news.example/casinobonus", None), ("https://xn--zz.example/casino", None)):
         assert f.reject_reason(url) == reason, url
+
+
+def test_urls_of_one_page_in_other_forms_normalise_equal():
+    """URL deduplication keys: before, a host in Unicode and its xn-- form, or %7e and ~, were two pages."""
+    same = [("HTTP://www.Bücher.example.:80/caf%c3%a9/%7Ex/#top", "http://xn--bcher-kva.example/café/~x/"),
+            ("https://news.example/a?q=%e2%82%ac&r=a%20b", "https://NEWS.example:443/a?q=€&r=a b"),
+            ("http://[2001:DB8::1]:8080/x", "http://[2001:db8::1]:8080/x/"),
+            ("https://münchen\u3002de/%41", "https://xn--mnchen-3ya.de/A")]
+    for a, b in same:
+        assert normalize_url(a) == normalize_url(b), (a, b)
+    assert normalize_url(same[0][0]) == "http://xn--bcher-kva.example/caf%C3%A9/~x"
+    different = [("https://x.example/a%2Fb", "https://x.example/a/b"),      # an escaped slash is not a slash
+                 ("https://x.example/a", "http://x.example/a"), ("https://x.example/A", "https://x.example/a"),
+                 ("https://x.example/?a=1&b=2", "https://x.example/?b=2&a=1"), ("https://x.example:8080/", "https://x.example/"),
+                 ("https://straße.example/", "https://strasse.example/")]
+    for a, b in different:
+        assert normalize_url(a) != normalize_url(b), (a, b)
 
 
 def test_url_word_file_errors_name_the_line(tmp_path):

@@ -18,9 +18,10 @@ from rw_tf.refine import RefineConfig, RunnerConfig, UrlFilterConfig, read_refin
 from rw_tf.refine.exact_substrings import marked_windows_in_memory, remove_marked
 from rw_tf.refine.language import DEFAULT_MODEL
 from rw_tf.refine.minhash import duplicates_in_memory
-from rw_tf.refine.pipeline import expand_inputs, normalize_url
+from rw_tf.refine.pipeline import expand_inputs
 from rw_tf.refine.readers import iter_records
 from rw_tf.refine.stages import DocumentRefiner
+from rw_tf.refine.url_filter import normalize_url
 from rw_tf.refine.web_sample import write_web_sample
 
 

@@ -32,7 +32,6 @@ import os
 import time
 import zlib
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
-from urllib.parse import urlsplit, urlunsplit
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
@@ -55,6 +54,7 @@ from rw_tf.refine.readers import decompressed, iter_stream
 from rw_tf.refine.report import write_report
 from rw_tf.refine.stages import DocumentRefiner, RefineConfig, drop_record
 from rw_tf.refine.text import count_words
+from rw_tf.refine.url_filter import normalize_url
 
 DOC, DROP, EVENT = "doc", "drop", "event"
 RUNNERS = ("direct", "dask", "beam")
@@ -260,19 +260,6 @@ class ExactSubstringDeduplicate(beam.PTransform):
                                      "spans_removed" if starts else "kept")
 
         return join_by_id(docs, marks, "Exact") | "Cut" >> beam.FlatMap(cut)
-
-
-def normalize_url(url: str) -> str:
-    """Scheme and host lower-cased, ``www.`` and default ports dropped, fragment and trailing slash
-    removed: ``HTTP://www.Example.com:80/a/#x`` -> ``http://example.com/a``."""
-    try:
-        parts = urlsplit(url.strip())
-        port = f":{parts.port}" if parts.port and parts.port not in (80, 443) else ""
-    except ValueError:       # an unparseable port: compare the URL as it is
-        return url.strip()
-    host = (parts.hostname or "").lower()
-    host = host[4:] if host.startswith("www.") else host
-    return urlunsplit((parts.scheme.lower(), host + port, parts.path.rstrip("/") or "/", parts.query, ""))
 
 
 class DeduplicateUrls(beam.PTransform):

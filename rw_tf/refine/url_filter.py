@@ -27,7 +27,7 @@ import math
 import os
 import re
 from typing import Dict, FrozenSet, Iterator, List, Optional, Tuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import idna
 
@@ -37,6 +37,9 @@ from rw_tf.errors import CorruptFileError
 DEFAULT_WORDS_FILE = os.path.join(os.path.dirname(__file__), "url_words.tsv")
 _URL_WORDS = re.compile(r"[^\W_]+")   # letters and digits of any script
 _DOMAIN = re.compile(r"[^\s/:*@#?]+")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PRINTABLE_ASCII = "".join(map(chr, range(33, 127)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +126,30 @@ def url_words(url: str, host: str) -> List[str]:
         except idna.IDNAError:
             pass
     return _URL_WORDS.findall(text)
+
+
+def normalize_url(url: str) -> str:
+    """The form two URLs of one page share (RFC 3986's normalisations): scheme and host lower-cased,
+    the host in its ASCII form without ``www.`` or a trailing dot, default ports, the fragment and a
+    trailing slash dropped, escapes of unreserved characters decoded and the others upper-cased,
+    other characters escaped as UTF-8: ``HTTP://www.Bücher.example.:80/caf%c3%a9/%7Ex/#x`` ->
+    ``http://xn--bcher-kva.example/caf%C3%A9/~x``, as ``https://bücher.example/café/~x`` but https."""
+    try:
+        parts = urlsplit(url.strip())
+        port = f":{parts.port}" if parts.port and parts.port not in (80, 443) else ""
+    except ValueError:       # an unparseable port: compare the URL as it is
+        return url.strip()
+    host = ascii_host((parts.hostname or "").rstrip("."))
+    host = f"[{host}]" if ":" in host else host[4:] if host.startswith("www.") else host
+    path = _normal_escapes(parts.path).rstrip("/") or "/"
+    return urlunsplit((parts.scheme.lower(), host + port, path, _normal_escapes(parts.query), ""))
+
+
+def _normal_escapes(part: str) -> str:
+    def unescape_unreserved(match: re.Match) -> str:
+        char = chr(int(match[1], 16))
+        return char if char in _UNRESERVED else "%" + match[1].upper()
+    return quote(_ESCAPE.sub(unescape_unreserved, part), safe=_PRINTABLE_ASCII)
 
 
 class UrlFilter:

@@ -9,7 +9,8 @@ for the same inputs on every runner, so deduplication keeps the same survivor ev
   non-HTML responses are rejects by reason (``not_a_response``, ``not_html``, ``http_status``); a
   record whose block is shorter than its declared ``Content-Length`` is ``declared_size_mismatch``; a
   record cut off by the end of the file is ``truncated_record``. A corrupt archive (bad gzip member,
-  unparseable header) is one ``corrupt_archive`` reject; the records before it are kept.
+  unparseable header, a header block over ``MAX_HEADER_BYTES``) is one ``corrupt_archive`` reject;
+  the records before it are kept.
 - HTML files (``.html``, ``.htm``): the URL is the page's ``<link rel="canonical">`` if it has one,
   else ``file://<path>``.
 - JSON Lines (``.jsonl``, ``.jsonl.gz``): objects ``{"url", "html"}`` or ``{"url", "text"}``
@@ -36,6 +37,7 @@ import zlib
 from typing import IO, Callable, Dict, Iterator, Optional, Tuple
 
 from warcio.archiveiterator import ArchiveIterator
+from warcio.statusandheaders import StatusAndHeadersParser
 
 from rw_tf.data.jsonl import LoneSurrogate, loads_text
 from rw_tf.data.lines import MAX_LINE_BYTES, EndlessLineError, bounded_lines
@@ -43,6 +45,10 @@ from rw_tf.data.lines import MAX_LINE_BYTES, EndlessLineError, bounded_lines
 Record = Tuple[str, Dict]  # ("page", page) or ("reject", reject)
 
 DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024
+# warcio keeps every line of a record's WARC and HTTP header blocks, as Python objects 25 times their
+# size (16 MB of short header lines: 400 MB and 11 s), however many there are. Servers refuse HTTP
+# headers past 8 to 64 KB; WARC headers are a few hundred bytes.
+MAX_HEADER_BYTES = 1 << 20
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
 HTML_SUFFIXES = (".html", ".htm")
@@ -131,11 +137,45 @@ class _CountingReader:
         return sum(len(chunk) for chunk in iter(lambda: self.stream.read(1 << 20), b""))
 
 
+class HeaderBlockTooLarge(ValueError):
+    pass
+
+
+class _BoundedHeaderParser(StatusAndHeadersParser):
+    """warcio's header parser, refusing a header block of more than ``MAX_HEADER_BYTES``."""
+
+    def parse(self, stream, full_statusline=None):
+        return super().parse(_LimitedLines(stream, MAX_HEADER_BYTES - len(full_statusline or b"")), full_statusline)
+
+
+class _LimitedLines:
+    """``readline()`` of ``stream`` until ``limit`` bytes in all, then ``HeaderBlockTooLarge``."""
+
+    def __init__(self, stream, limit: int) -> None:
+        self.stream, self.left = stream, limit
+
+    def readline(self) -> bytes:
+        parts, size = [], 0
+        while not parts or not parts[-1].endswith(b"\n"):   # warcio returns less than asked at its buffer's end
+            part = self.stream.readline(self.left + 1 - size)
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+            if size > self.left:
+                raise HeaderBlockTooLarge(f"a header block of more than {MAX_HEADER_BYTES:,} bytes")
+        self.left -= size
+        return b"".join(parts)
+
+
 def iter_warc(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[Record]:
     name = source
     index = -1
     counting = _CountingReader(stream)
     records = ArchiveIterator(counting, arc2warc=True)
+    for attribute in ("warc_parser", "http_parser", "http_req_parser"):
+        parser = getattr(records.loader, attribute)
+        setattr(records.loader, attribute, _BoundedHeaderParser(parser.statuslist, parser.verify))
     try:
         for index, record in enumerate(records):
             record_id = f"{name}#{index}"

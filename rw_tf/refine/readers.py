@@ -20,9 +20,11 @@ for the same inputs on every runner, so deduplication keeps the same survivor ev
 Bounded memory: a record, file or line larger than ``max_page_bytes`` is a ``too_large`` reject,
 read no further than the limit (a chunked or compressed HTTP body too: ``content_stream``). Bytes
 are decoded with the HTTP or ``<meta>`` charset, else UTF-8; bytes that do not decode (or decode to
-lone surrogates, as utf-7 can) are an ``undecodable`` reject (never silently replaced). Example: >>>
-for kind, item in iter_records("pages/iana.warc.gz"): # doctest: +SKIP ... print(kind, item["id"],
-item.get("url") or item["reason"])
+lone surrogates, as utf-7 can) are an ``undecodable`` reject (never silently replaced).
+
+Example:
+    >>> for kind, item in iter_records("pages/iana.warc.gz"):     # doctest: +SKIP
+    ...     print(kind, item["id"], item.get("url") or item["reason"])
 """
 from __future__ import annotations
 

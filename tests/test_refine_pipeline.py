@@ -6,6 +6,7 @@ import collections
 import filecmp
 import json
 import os
+import random
 import resource
 
 import pytest
@@ -192,6 +193,34 @@ def test_refine_command(sample, tmp_path, capsys):
                          "sample.txt").url_filter.blocklist_file == "flag.txt"
     assert refine_config(argparse.Namespace(**{**vars(given), "config": None}),
                          "sample.txt").url_filter.blocklist_file == "sample.txt"
+
+
+def test_rows_that_give_one_id_are_one_document(tmp_path):
+    """Rows of a JSON Lines file may give their own id. Two copies under one id both survived
+    MinHash (a cluster of one id), and "1" and 1, or an id equal to another row's line number, were
+    one id too."""
+    rng = random.Random(7)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6)) for _ in range(5000)]
+    texts = [" ".join(rng.choice(words) for _ in range(300)) for _ in range(6)]
+    rows = [{"id": "a", "url": "https://x.example/1", "text": texts[0]},
+            {"id": "a", "url": "https://x.example/2", "text": texts[0]},       # a copy under the same id
+            {"id": 2, "url": "https://x.example/3", "text": texts[1]},
+            {"id": "2", "url": "https://x.example/4", "text": texts[2]},      # "2" and 2
+            {"url": "https://x.example/5", "text": texts[3]},                 # no id: its line number, 4
+            {"id": 4, "url": "https://x.example/6", "text": texts[4]},
+            {"id": "b", "url": "https://x.example/7", "text": texts[5]}]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = RefineConfig(skip_stages=("language", "gopher_repetition", "gopher_quality", "line_corrections"))
+    report = run_refinement([str(tmp_path / "rows.jsonl")], str(tmp_path / "out"), config)
+    refined = list(read_refined_documents(str(tmp_path / "out")))
+    ids = [doc["id"].rsplit("#", 1)[1] for doc in refined]
+    assert sorted(ids) == ["2", "4", "a", "b"]
+    assert {doc["url"] for doc in refined} == {"https://x.example/1", "https://x.example/3", "https://x.example/5",
+                                               "https://x.example/7"}      # the smallest url of each id
+    unique = next(stage for stage in report["stages"] if stage["stage"] == "unique_ids")
+    assert unique["removed"] == {"duplicate_id": 3} and unique["documents_in"] == 7
+    with pytest.raises(ValueError, match="unique_ids cannot be skipped"):
+        RefineConfig(skip_stages=("unique_ids",))
 
 
 def test_refine_pipeline_kind(sample, tmp_path):

@@ -1,7 +1,7 @@
 """MacroData Refinement as Apache Beam transforms: web pages in, a refined corpus and a report out.
 
-    ReadWebPages -> RefineDocuments (url filter .. line corrections) -> MinHashDeduplicate
-      -> ExactSubstringDeduplicate -> DeduplicateUrls -> refined/, rejected/, events/
+    ReadWebPages -> RefineDocuments (url filter .. line corrections) -> DeduplicateIds
+      -> MinHashDeduplicate -> ExactSubstringDeduplicate -> DeduplicateUrls -> refined/, rejected/, events/
 
 Each transform emits one stream of tagged records, ``("doc", document)``, ``("drop", record)``
 (one per removed document: stage, reason, detail) and ``("event", ((stage, outcome), counts))``,
@@ -262,6 +262,22 @@ class ExactSubstringDeduplicate(beam.PTransform):
         return join_by_id(docs, marks, "Exact") | "Cut" >> beam.FlatMap(cut)
 
 
+class DeduplicateIds(beam.PTransform):
+    """One document per id, the smallest (url, text): rows of a JSON Lines file that give the same
+    ``id`` (``"1"`` and ``1`` included, or an id equal to another row's line number) were two
+    documents under one id, which the deduplication stages key clusters and marks by (two copies
+    both survived MinHash; one page's repeated spans were cut from the other's text)."""
+
+    def expand(self, docs):
+        def keep_one(group):
+            group = sorted(group, key=lambda d: (d["url"], d["text"]))
+            yield from _keep(group[0], "unique_ids", count_words(group[0]["text"]))
+            for doc in group[1:]:
+                yield from _drop(doc, "unique_ids", "duplicate_id", f"the id of {group[0]['url']} too")
+
+        return group_by(docs, "Id", key=lambda d: d["id"]) | "KeepOne" >> beam.FlatMap(keep_one)
+
+
 class DeduplicateUrls(beam.PTransform):
     """One document per normalised URL (the smallest id), as RefinedWeb deduplicates URLs across dumps."""
 
@@ -294,9 +310,12 @@ class RefineWeb(beam.PTransform):
                             "Read")
         dropped, events = [read[DROP]], [read[EVENT]]
         refined = split_tagged(read[DOC] | "RefineDocuments" >> beam.ParDo(_RefineDocuments(cfg)), "Refined")
-        docs = refined[DOC]
         dropped.append(refined[DROP])
         events.append(refined[EVENT])
+        unique = split_tagged(refined[DOC] | "unique_ids" >> DeduplicateIds(), "unique_ids")
+        docs = unique[DOC]
+        dropped.append(unique[DROP])
+        events.append(unique[EVENT])
         for stage, transform in (("minhash_dedup", lambda: MinHashDeduplicate(cfg.minhash)),
                                  ("exact_substring_dedup", lambda: ExactSubstringDeduplicate(cfg.exact_substrings)),
                                  ("url_dedup", DeduplicateUrls)):

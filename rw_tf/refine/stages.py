@@ -36,7 +36,7 @@ from rw_tf.refine.url_filter import UrlFilter, UrlFilterConfig
 DOCUMENT_STAGES = ("url_filter", "extraction", "language", "gopher_repetition", "gopher_quality",
                    "line_corrections")
 CORPUS_STAGES = ("minhash_dedup", "exact_substring_dedup", "url_dedup")
-STAGES = ("read",) + DOCUMENT_STAGES + CORPUS_STAGES
+STAGES = ("read",) + DOCUMENT_STAGES + ("unique_ids",) + CORPUS_STAGES   # unique_ids: pipeline.DeduplicateIds
 
 MIN_EXTRACTION_MEMORY_MB = 128
 Event = Tuple[str, str, int, int, int]   # stage, outcome ("kept" or the reason), documents, words in, words out
@@ -79,6 +79,8 @@ class RefineConfig(DictConfig):
                              f"(Python and trafilatura take 40 MB before any page), got {self.extraction_memory_mb}")
         if "extraction" in self.skip_stages:
             raise ValueError("extraction cannot be skipped: the later stages need text")
+        if "unique_ids" in self.skip_stages:
+            raise ValueError("unique_ids cannot be skipped: the deduplication stages key documents by id")
 
     def runs(self, stage: str) -> bool:
         return stage not in self.skip_stages

@@ -636,6 +636,25 @@ def test_records_whose_declared_size_does_not_match_their_content(tmp_path):
     (tmp_path / "short.warc").write_bytes(record(b"10") + record(b"10"))
     pages, rejects = read_all(tmp_path / "short.warc", limit=1_000_000)
     assert pages == [] and rejects[-1]["reason"] == "corrupt_archive"
+    # Declares less, with the blank lines that end a record: warcio read the page cut at the declared
+    # size, printed a warning, and went on; the cut page went on as a page.
+    page = b"<html><body><p>" + b"Some words here. " * 30 + b"</p>\n<p>one more line</p></body></html>"
+    whole = http_record(b"http://a.example/whole", b"", page)
+    size = len(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n" + page)
+
+    def declaring(length: bytes) -> bytes:
+        return http_record(b"http://a.example/cut", b"", page).replace(b"Content-Length: %d" % size,
+                                                                     b"Content-Length: " + length)
+    for length in (b"100", b"%d" % (size - 30), b"%d" % (size + 4), b"-100", b"+%d" % size, "٤٥٥".encode(),
+                   b"0x20", b"1e3", b""):
+        (tmp_path / "declared.warc").write_bytes(whole + declaring(length) + whole)
+        pages, rejects = read_all(tmp_path / "declared.warc", limit=1_000_000)
+        assert all(p["url"].endswith("/whole") and p["html"] == page.decode() for p in pages), length
+        assert pages[0]["id"].endswith("#0") and rejects[0]["id"].endswith("#1"), length
+        assert rejects[0]["reason"] == "declared_size_mismatch", (length, rejects)
+        assert ("is not a size" if not length.isdigit() else "does not end the record") in rejects[0]["detail"]
+    (tmp_path / "declared.warc").write_bytes(whole + declaring(b"%d" % size) + whole)     # the size it has
+    assert [p["url"][-4:] for p in read_all(tmp_path / "declared.warc", limit=1_000_000)[0]] == ["hole", "/cut", "hole"]
 
 
 def test_html_and_jsonl_inputs(tmp_path):

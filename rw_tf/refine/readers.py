@@ -7,7 +7,9 @@ for the same inputs on every runner, so deduplication keeps the same survivor ev
 - WARC (``.warc``, ``.warc.gz``, ``.arc``, ``.arc.gz``, read with warcio): ``response`` records with
   an HTML content type become pages, with the URL of ``WARC-Target-URI``; other record types and
   non-HTML responses are rejects by reason (``not_a_response``, ``not_html``, ``http_status``); a
-  record whose block is shorter than its declared ``Content-Length`` is ``declared_size_mismatch``; a
+  record whose block is shorter than its declared ``Content-Length``, longer (no blank line follows
+  the declared end: warcio read the page cut there), or whose ``Content-Length`` is not a size is
+  ``declared_size_mismatch``; a
   record cut off by the end of the file is ``truncated_record``. A corrupt archive (bad gzip member,
   unparseable header, a header block over ``MAX_HEADER_BYTES``) is one ``corrupt_archive`` reject;
   the records before it are kept.
@@ -231,9 +233,21 @@ def iter_warc(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[R
     for attribute in ("warc_parser", "http_parser", "http_req_parser"):
         parser = getattr(records.loader, attribute)
         setattr(records.loader, attribute, _BoundedHeaderParser(parser.statuslist, parser.verify))
+    # A page is yielded once warcio has read past its record: a record not followed by its blank
+    # lines (err_count) ended before or after its block, and its Content-Length cut the page.
+    pending: Optional[Dict] = None
+    checked = 0
     try:
         for index, record in enumerate(records):
+            if pending is not None:
+                yield _settled(pending, records.err_count > checked)
+                pending = None
+            checked = records.err_count
             record_id = f"{name}#{index}"
+            declared = (record.rec_headers.get_header("Content-Length") or "").strip()
+            if not re.fullmatch(r"[0-9]{1,20}", declared):   # warcio reads "-5", "+5", "٥" or "0x20" as a length
+                yield reject(record_id, source, "declared_size_mismatch", f"Content-Length {declared!r} is not a size")
+                continue
             if record.rec_type != "response":
                 yield reject(record_id, source, "not_a_response", record.rec_type)
                 continue
@@ -259,12 +273,16 @@ def iter_warc(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[R
             if html is None:
                 yield reject(record_id, source, "undecodable", url)
                 continue
-            yield "page", {"id": record_id, "url": url, "source": source, "html": html}
+            pending = {"id": record_id, "url": url, "source": source, "html": html, "length": declared}
     except Exception as err:  # noqa: BLE001 - untrusted bytes: warcio raises many types on malformed input
+        if pending is not None:
+            yield _settled(pending, records.err_count > checked)
         # warcio cannot resynchronise: the rest of the file is unreadable, the records before stay.
         yield reject(f"{name}#{index + 1}", source, "corrupt_archive",
                      f"{type(err).__name__} at record {index + 1}: {' '.join(str(err).split())[:200]}")
         return
+    if pending is not None:
+        yield _settled(pending, records.err_count > checked)
     if index < 0 and counting.count == 0:
         yield reject(f"{name}#0", source, "empty")
         return
@@ -274,6 +292,14 @@ def iter_warc(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[R
     if left > 4:
         yield reject(f"{name}#{index + 1}", source, "truncated_record",
                      f"{left} bytes at record {index + 1} do not form a complete record")
+
+
+def _settled(page: Dict, ended_elsewhere: bool) -> Record:
+    length = page.pop("length")
+    if ended_elsewhere:
+        return reject(page["id"], page["source"], "declared_size_mismatch",
+                      f"Content-Length {length} does not end the record (no blank line follows): {page['url']}")
+    return "page", page
 
 
 def iter_html_file(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[Record]:

@@ -550,6 +550,9 @@ def test_header_blocks_are_bounded(tmp_path, monkeypatch):
     assert len(pages) == 1 and [r["reason"] for r in rejects] == ["corrupt_archive"]
     assert "HeaderBlockTooLarge at record 1: a header block of more than 1,048,576 bytes" in rejects[0]["detail"]
     assert peak < 40 << 20 and seconds < 10, (peak, seconds)   # before: 67 MB held, 4.5 s, the page read
+    path.write_bytes(record(b"http://a.example/0") + b"W" * (2 << 20) + b"\r\n")   # a status line of 2 MiB
+    pages, rejects = read_all(path, limit=1 << 20)
+    assert len(pages) == 1 and "HeaderBlockTooLarge at record 1" in rejects[0]["detail"]
     monkeypatch.setattr(readers, "MAX_HEADER_BYTES", 1 << 14)
     lines = (1 << 14) // 8     # header lines of 8 bytes
     for where in ("warc_lines", "http_lines"):

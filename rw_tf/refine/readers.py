@@ -155,6 +155,8 @@ class _LimitedLines:
     """``readline()`` of ``stream`` until ``limit`` bytes in all, then ``HeaderBlockTooLarge``."""
 
     def __init__(self, stream, limit: int) -> None:
+        if limit < 0:   # a status line read before the parser (at most MAX_LINE_BYTES) already is too long
+            raise HeaderBlockTooLarge(f"a header block of more than {MAX_HEADER_BYTES:,} bytes")
         self.stream, self.left = stream, limit
 
     def readline(self) -> bytes:

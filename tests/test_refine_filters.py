@@ -224,6 +224,7 @@ def test_internationalised_domains_are_blocked_in_either_form(tmp_path):
     for url in ("https://buecher.example/", "https://strasse.example/", "https://xn--zz.example/"):
         assert f.reject_reason(url) is None, url   # UTS #46 keeps ß (IDNA 2003 mapped it to ss)
     assert UrlFilter(blocked_domains={"☃.example"}).reject_reason("http://☃.example/") == "url_blocklisted_domain"
+    assert UrlFilter(word_weights={"CASINO": 1.0}).reject_reason("https://x.example/Casino") == "url_hard_word"
     # URL words: any script, percent-escapes decoded, an xn-- host read in Unicode. Before, the words
     # were [a-z0-9]+ of the raw URL, so a word list's "казино" matched no URL.
     words = tmp_path / "words.tsv"

@@ -158,7 +158,7 @@ class UrlFilter:
     def __init__(self, blocked_domains=frozenset(), word_weights: Optional[Dict[str, float]] = None,
                  hard_threshold: float = 1.0, soft_threshold: float = 1.0) -> None:
         self.blocked_domains = frozenset(ascii_host(d) for d in blocked_domains)
-        self.word_weights = dict(word_weights or {})
+        self.word_weights = {word.lower(): weight for word, weight in (word_weights or {}).items()}  # as URLs are
         self.hard_threshold, self.soft_threshold = hard_threshold, soft_threshold
 
     @classmethod

@@ -90,6 +90,21 @@ def test_bullet_and_end_ellipsis_lines():
     assert gopher_quality_reason(ellipsis(4)) == "gopher_too_many_end_ellipsis"
 
 
+def test_words_are_split_in_linear_time_from_both_ends():
+    """A chunk was cut one token at a time by slicing and searching all of it: 40,000 "!" after a
+    word took 51 s, so a 2 MiB run of punctuation about a quarter of an hour in one Beam worker."""
+    cases = {"a" + "!" * 40_000: ["a"] + ["!"] * 40_000, "(" * 40_000 + "a": ["("] * 40_000 + ["a"],
+             "(!" * 20_000 + "a's" + ".!" * 10_000: ["(", "!"] * 20_000 + ["a", "'s"] + [".", "!"] * 10_000,
+             "a" + "." * 40_000: ["a", "." * 40_000], "x-" * 20_000 + "y!": ["x", "-"] * 20_000 + ["y", "!"]}
+    for text, words in cases.items():
+        started = time.monotonic()
+        assert split_words(text) == words, text[:20]
+        assert time.monotonic() - started < 3, text[:20]
+    # Short chunks as before (the output of the code before, on the rules' own cases).
+    assert split_words("(U.S.)... don't!! :) e.g. 3.14--x") == [
+        "(", "U.S.", ")", "...", "do", "n't", "!", "!", ":)", "e.g.", "3.14", "-", "-x"]
+
+
 def test_alphabetic_words_and_stop_words():
     words = prose(80).split()
     numbers = lambda k: " ".join(words + ["123"] * k)  # noqa: E731 (k of 80 + k words without a letter)

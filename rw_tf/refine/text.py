@@ -47,10 +47,10 @@ _SPECIALS = {**{e: [e] for e in ("):", "(:", ":)", ";)", "(;", ":(", ":-)", ":-(
 # Emoticons spaCy splits off the end of a longer chunk ("word:)").
 _TRAILING_EMOTICONS = ("):", "(;", ":)", ";)")
 _WHOLE = re.compile(
-    r"""^(?:(?:https?|ftp)://\S*[^\s.,;:!?)\]}'"”’]|www\.\S*[^\s.,;:!?)\]}'"”’]|"""   # URLs
+    r"""(?:(?:https?|ftp)://\S*[^\s.,;:!?)\]}'"”’]|www\.\S*[^\s.,;:!?)\]}'"”’]|"""   # URLs
     r"""[\w.+-]+@[\w-]+\.[\w-]+(?:\.[\w-]+)*|"""                           # e-mail addresses
     r"""[0-9]+(?:[.,:/][0-9]+)*|(?:[A-Za-z]\.){2,}|[A-Za-z]\.)$""")      # 3.14 1,000 10:30 U.S. c.
-_PREFIX = re.compile(rf"^(?:\.\.+|…|--+|\+(?![0-9])|{_EDGE})")
+_PREFIX = re.compile(rf"(?:\.\.+|…|--+|\+(?![0-9])|{_EDGE})")   # matched at a position, so no ^
 _SUFFIX = re.compile(rf"(?:\.\.+|…|--+|(?<=[0-9])\+|\.|{_EDGE})$")
 # Infixes (spaCy's English rules): ellipses; + - * ^ between digits; a full stop between a lower-
 # and an upper-case letter; a comma between letters; hyphens and dashes after a letter or digit and
@@ -63,38 +63,54 @@ _NON_WORD = re.compile(r"[\W_]+")
 _TOKEN = re.compile(r"\w+|[^\w\s]+")
 
 
-def _is_whole(chunk: str) -> bool:
-    return chunk in _ABBREVIATIONS or bool(_WHOLE.match(chunk))
+# A chunk is cut from both ends one token at a time. It is tracked as [start, end) of the original
+# chunk, and the end-anchored rules are searched in its last _TAIL characters (a contraction is at
+# most 3; a run of dots or dashes that reaches the window's start is searched whole): slicing and
+# searching the whole chunk at every step made 40,000 "!" after a word take 51 s (quadratic).
+# _SHORT: the longest abbreviation or special chunk.
+_SHORT = max(map(len, list(_ABBREVIATIONS) + list(_SPECIALS)))
+_TAIL = 8
 
 
 def _split_chunk(chunk: str, out: List[str]) -> None:
     suffixes: List[str] = []
     whole = False
-    while chunk:
-        if _is_whole(chunk) or chunk in _SPECIALS:
+    start, end = 0, len(chunk)
+    while start < end:
+        if end - start <= _SHORT:
+            piece = chunk if end - start == len(chunk) else chunk[start:end]
+            if piece in _ABBREVIATIONS or piece in _SPECIALS:
+                whole = True
+                break
+        if _WHOLE.match(chunk, start, end):
             whole = True
             break
-        special = next((e for e in _TRAILING_EMOTICONS if chunk.endswith(e) and len(chunk) > len(e)), None)
+        special = next((e for e in _TRAILING_EMOTICONS if chunk.endswith(e, start, end) and end - start > len(e)),
+                       None)
         if special:
             suffixes.append(special)
-            chunk = chunk[:-len(special)]
+            end -= len(special)
             continue
-        prefix = _PREFIX.match(chunk)
-        if prefix and len(chunk) > len(prefix.group()):
+        prefix = _PREFIX.match(chunk, start, end)
+        if prefix and end > prefix.end():
             out.append(prefix.group())
-            chunk = chunk[prefix.end():]
+            start = prefix.end()
             continue
-        contraction = _CONTRACTION.search(chunk)
-        if contraction and contraction.start() > 0:
+        window = end - _TAIL if end - start > _TAIL else start
+        contraction = _CONTRACTION.search(chunk, window, end)
+        if contraction and contraction.start() > start:
             suffixes.append(contraction.group())
-            chunk = chunk[:contraction.start()]
+            end = contraction.start()
             continue
-        suffix = _SUFFIX.search(chunk)
-        if suffix and suffix.start() > 0:
+        suffix = _SUFFIX.search(chunk, window, end)
+        if suffix and suffix.start() == window > start:
+            suffix = _SUFFIX.search(chunk, start, end)
+        if suffix and suffix.start() > start:
             suffixes.append(suffix.group())
-            chunk = chunk[:suffix.start()]
+            end = suffix.start()
             continue
         break
+    chunk = chunk[start:end]
     if whole:
         out.extend(_SPECIALS.get(chunk, [chunk]))
     elif chunk:

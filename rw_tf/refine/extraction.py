@@ -183,10 +183,13 @@ def _read(stream: IO[bytes], size: int, deadline: float, between_polls: Callable
     return b"".join(chunks)
 
 
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
 def resident_bytes(pid: int) -> int:
     """The resident memory of process ``pid`` (Linux's /proc), 0 once it has ended."""
     try:
         with open(f"/proc/{pid}/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            return int(statm.read().split()[1]) * _PAGE_BYTES
     except (OSError, IndexError, ValueError):
         return 0

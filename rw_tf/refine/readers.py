@@ -237,7 +237,7 @@ def iter_warc(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[R
         setattr(records.loader, attribute, _BoundedHeaderParser(parser.statuslist, parser.verify))
     # A page is yielded once warcio has read past its record: a record not followed by its blank
     # lines (err_count) ended before or after its block, and its Content-Length cut the page.
-    pending: Optional[Dict] = None
+    pending: Optional[Tuple[Dict, str]] = None   # (page, its declared Content-Length)
     checked = 0
     try:
         for index, record in enumerate(records):
@@ -275,7 +275,7 @@ def iter_warc(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[R
             if html is None:
                 yield reject(record_id, source, "undecodable", url)
                 continue
-            pending = {"id": record_id, "url": url, "source": source, "html": html, "length": declared}
+            pending = {"id": record_id, "url": url, "source": source, "html": html}, declared
     except Exception as err:  # noqa: BLE001 - untrusted bytes: warcio raises many types on malformed input
         if pending is not None:
             yield _settled(pending, records.err_count > checked)
@@ -296,8 +296,8 @@ def iter_warc(stream: IO[bytes], source: str, max_page_bytes: int) -> Iterator[R
                      f"{left} bytes at record {index + 1} do not form a complete record")
 
 
-def _settled(page: Dict, ended_elsewhere: bool) -> Record:
-    length = page.pop("length")
+def _settled(pending: Tuple[Dict, str], ended_elsewhere: bool) -> Record:
+    page, length = pending
     if ended_elsewhere:
         return reject(page["id"], page["source"], "declared_size_mismatch",
                       f"Content-Length {length} does not end the record (no blank line follows): {page['url']}")

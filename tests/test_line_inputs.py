@@ -396,3 +396,97 @@ def test_files_taken_for_done_are_whole_or_absent(tmp_path):
     write_jsonl([{"row": "through the pipe"}], str(fifo))
     reader.join(timeout=60)
     assert received == [b'{"row": "through the pipe"}\n'] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+COMPRESSORS = {"gzip": lambda data: __import__("gzip").compress(data),
+               "bzip2": lambda data: __import__("bz2").compress(data),
+               "xz": lambda data: __import__("lzma").compress(data)}
+
+
+def test_compressed_text_inputs_are_read_decompressed_and_damage_is_named(length_model, tmp_path, capsys):
+    """Every text input reads a gzip, bzip2 or xz file as the text it holds (by content, not name);
+    damaged compressed data (cut, CRC or length trailer that does not match) is an error naming the
+    file; zstd and zip are refused with the command that decompresses them; limits count
+    decompressed bytes. Before: read as binary text (a corpus of U+FFFD, JSON rows all invalid)."""
+    from rw_tf.errors import CorruptFileError, UserError
+    files = {
+        "rows.jsonl": b"".join(json.dumps({"text": f"row {i}", "label": i % 2}).encode() + b"\n" for i in range(300)),
+        "triples.tsv": b"a\tr\tb\nb\tr\tc\nc\ts\ta\n",
+        "aliases.tsv": b"paris\tParis\nlondon\tLondon\n",
+        "items.jsonl": b'{"item": "i1", "text": "one"}\n{"item": "i2", "text": "two"}\n',
+        "corpus.txt": ("The first sentence of a document is here. The second sentence follows it now.\n\n\n"
+                       "Another document starts with this line. And it has a second sentence too.\n").encode(),
+        "texts.txt": b"hello\n\nworld wide\n",
+    }
+
+    def read_all(folder, suffix=""):
+        path = lambda name: str(folder / (name + suffix))   # noqa: E731
+        rejects = collections.Counter()
+        out_embed = folder / f"embedded{suffix}.jsonl"
+        assert main(["embed", "--model", length_model, "--input", path("texts.txt"), "--output", str(out_embed)]) == 0
+        return {"rows": list(read_jsonl_objects(path("rows.jsonl"), rejects)), "rejects": rejects,
+                "triples": load_triples(path("triples.tsv")).triples.tolist(),
+                "aliases": read_alias_table(path("aliases.tsv"), {"Paris": 0, "London": 1})[0],
+                "items": [list(x) for x in read_items(path("items.jsonl"))[:2]],
+                "corpus": read_text_files([path("corpus.txt")]),
+                "embedded": [json.loads(line)["embedding"] for line in open(out_embed)]}
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name, data in files.items():
+        (plain / name).write_bytes(data)
+    expected = read_all(plain)
+    assert len(expected["rows"]) == 300 and len(expected["corpus"]) == 2 and len(expected["embedded"]) == 2
+    for kind, compress in COMPRESSORS.items():
+        folder = tmp_path / kind
+        folder.mkdir()
+        for name, data in files.items():   # the suffix says nothing: the content is sniffed
+            (folder / (name + ".data")).write_bytes(compress(data))
+        assert read_all(folder, ".data") == expected, kind
+
+    rows = files["rows.jsonl"]
+    whole = COMPRESSORS["gzip"](rows)
+    damaged = {"cut": whole[:-30], "crc": whole[:-8] + bytes([whole[-8] ^ 1]) + whole[-7:],
+               "length": whole[:-4] + (5).to_bytes(4, "little"),   # the trailer declares 5 bytes
+               "cut_bzip2": COMPRESSORS["bzip2"](rows)[:-20], "cut_xz": COMPRESSORS["xz"](rows)[:-20]}
+    for case, data in damaged.items():
+        path = tmp_path / f"{case}.jsonl.gz"
+        path.write_bytes(data)
+        with pytest.raises(CorruptFileError, match=f"{path}: its .* data cannot be decompressed"):
+            list(read_jsonl_objects(str(path), collections.Counter()))
+        with pytest.raises(CorruptFileError, match=str(path)):
+            read_text_files([str(path)])
+    path = tmp_path / "cut.txt.gz"
+    path.write_bytes(damaged["cut"])
+    assert main(["vocab", "--output", str(tmp_path / "v.txt"), "--input", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: its gzip data cannot be decompressed" in err and "Traceback" not in err
+
+    for magic, tool in ((b"\x28\xb5\x2f\xfd", "zstd -dc"), (b"PK\x03\x04", "unzip -p")):
+        path = tmp_path / "rows.jsonl"
+        path.write_bytes(magic + rows)
+        with pytest.raises(UserError, match=f"decompress it first.*{tool} {path}"):
+            list(read_jsonl_objects(str(path), collections.Counter()))
+
+    # A small file that inflates past a limit is refused at the limit, in bounded memory.
+    import zlib
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = tmp_path / "bomb.txt"
+    with open(bomb, "wb") as f:
+        for _ in range(256):
+            f.write(packer.compress(b"\0" * (1 << 20)))
+        f.write(packer.flush())
+    assert bomb.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="holds more than 8,388,608 bytes"):
+            read_text_files([str(bomb)], max_bytes=8 << 20)
+        assert tracemalloc.get_traced_memory()[1] < 32 << 20
+    finally:
+        tracemalloc.stop()
+
+    # A vocabulary is read by TensorFlow's lookup table as it is: compressed, it is refused by name.
+    vocab = tmp_path / "vocab.txt.gz"
+    vocab.write_bytes(COMPRESSORS["gzip"](b"[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nword\n"))
+    with pytest.raises(ValueError, match=f"vocabulary file {vocab} is gzip-compressed"):
+        read_vocabulary(str(vocab))

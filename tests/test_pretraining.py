@@ -100,6 +100,11 @@ def test_cli_pretrain_and_vocab(tmp_path, capsys):
     assert os.path.exists(summary["model_path"]) and os.path.exists(summary["export_dir"])
     assert cli_main(["pretrain", "--output-dir", str(tmp_path / "r2"), "--input", str(tmp_path / "nope.txt")]) == 2
     assert "corpus file not found" in capsys.readouterr().err
+    # A vocabulary without the special tokens: the error names the user's file, not the run's copy.
+    (tmp_path / "words.txt").write_text("the\ncat\n")
+    assert cli_main(["pretrain", "--output-dir", str(tmp_path / "r4"), "--input", str(corpus),
+                     "--vocab-file", str(tmp_path / "words.txt")]) == 2
+    assert f"vocabulary {tmp_path / 'words.txt'} lacks special tokens" in capsys.readouterr().err
     # Text that yields no document: the error says what was dropped and why, for vocab and pretrain.
     unusable = tmp_path / "unusable.txt"
     unusable.write_bytes(b"one line without a sentence end \xff\n" * 40

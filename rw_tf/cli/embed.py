@@ -22,7 +22,7 @@ import numpy as np
 from rw_tf.atomic_write import partial_path
 from rw_tf.cli.options import utf8_text
 from rw_tf.cli.streams import require_standard_input, require_standard_output, stdout_writes_utf8
-from rw_tf.data.lines import bounded_lines
+from rw_tf.data.lines import bounded_lines, open_input
 from rw_tf.errors import UserError
 from rw_tf.model_files import load_saved_model, version_folders
 from rw_tf.path_checks import require_inputs_outside
@@ -67,7 +67,7 @@ def read_lines(path: str, rejects: Dict[str, int]) -> Iterator[str]:
     are empty, not UTF-8 or longer than ``MAX_LINE_BYTES`` are counted in ``rejects``."""
     if path == "-":
         require_standard_input()
-    stream = sys.stdin.buffer if path == "-" else open(path, "rb")
+    stream = sys.stdin.buffer if path == "-" else open_input(path, decompress=True)
     try:
         for raw, too_long in bounded_lines(stream, source="standard input" if path == "-" else path):
             if too_long:

@@ -209,7 +209,7 @@ def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20,
             raise ValueError(f"corpus file {path} is a folder")
         raw = read_bounded(path, max_bytes - total, "corpus file",
                            f" ({total:,} before it): the corpus is held in memory, at most {max_bytes:,} "
-                           "bytes in all; refine or sample it first")
+                           "bytes in all; refine or sample it first", decompress=True)
         total += len(raw)
         content = raw.decode("utf-8", errors="replace")
         if "\ufffd" in content:   # count only what replacement added, not U+FFFD the file spelled

@@ -72,7 +72,7 @@ def read_jsonl_objects(path: str, rejects: "collections.Counter") -> Iterator[Di
     an object is counted as ``rejects["invalid_json"]`` instead, one whose strings escape a lone
     surrogate as ``rejects["lone_surrogate"]``, one longer than ``MAX_LINE_BYTES`` as
     ``rejects["line_too_long"]`` (read no further than that)."""
-    with open_input(path) as f:
+    with open_input(path, decompress=True) as f:
         for raw, too_long in bounded_lines(f, source=path):
             if too_long:
                 rejects["line_too_long"] += 1

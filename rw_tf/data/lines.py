@@ -19,6 +19,15 @@ substitutions (``--input <(zcat corpus.gz)``) and ``/dev/stdin`` give their cont
 ``tf.io.gfile`` cannot read (it seeks: "Illegal seek"); other URIs (``gs://`` ...) go through
 ``tf.io.gfile``.
 
+Text inputs (corpora, JSON Lines, triples, aliases, items, texts to embed) are opened with
+``decompress=True``: a gzip, bzip2 or xz file is read decompressed, whatever its name, as
+``tf.data.TextLineDataset`` and TFX's ExampleGen read compressed splits, a chunk at a time (limits
+count decompressed bytes, so a small file that inflates to terabytes is refused like a large one).
+Damaged compressed data (cut short, or a trailer whose CRC or length does not match what it
+holds) is a ``CorruptFileError`` naming the file, not a crash in the middle of a read or a file
+read as binary text. Compression no standard module reads (zstd, zip) is refused by name with the
+command that decompresses it.
+
 Example:
     >>> import io
     >>> list(bounded_lines(io.BytesIO(b"ab\\n" + b"x" * 10 + b"\\ncd"), limit=4))
@@ -26,9 +35,16 @@ Example:
 """
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
+import zlib
 from typing import IO, Iterator, Optional, Tuple
 
 import tensorflow as tf
+
+from rw_tf.errors import CorruptFileError, UserError
 
 MAX_LINE_BYTES = 8 * 1024 * 1024  # far above any real row (a SQuAD context is < 30 KB), far below RAM
 MAX_SCANNED_LINE_BYTES = 1 << 30  # a longer line is passed over up to here, then the input is refused
@@ -78,17 +94,80 @@ def bounded_lines(stream: IO[bytes], limit: Optional[int] = None, source: str = 
         yield pending, overflow
 
 
-def open_input(path: str) -> IO[bytes]:
+# The first bytes of each compression format (their specifications' magic numbers).
+COMPRESSION_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+                     (b"\x28\xb5\x2f\xfd", "zstd"), (b"PK\x03\x04", "zip"))
+_DECOMPRESSORS = {"gzip": lambda f: gzip.GzipFile(fileobj=f), "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}
+_UNREAD = {"zstd": "zstd -dc", "zip": "unzip -p"}
+
+
+def compression(head: bytes) -> Optional[str]:
+    """The compression format whose magic number starts ``head``, else None.
+
+    >>> compression(gzip.compress(b"text")), compression(b"text")
+    ('gzip', None)
+    """
+    return next((kind for magic, kind in COMPRESSION_MAGIC if head.startswith(magic)), None)
+
+
+class _Decompressed(io.RawIOBase):
+    """The decompressed bytes of a compressed stream; damaged data is a ``CorruptFileError``."""
+
+    def __init__(self, stream: IO[bytes], kind: str, source: str) -> None:
+        super().__init__()
+        self._stream, self._kind, self._source = stream, kind, source
+        self._file = _DECOMPRESSORS[kind](stream)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            data = self._file.read1(len(buffer))   # inflates at most len(buffer) bytes
+        except (EOFError, OSError, zlib.error, lzma.LZMAError) as err:
+            raise CorruptFileError(f"{self._source}: its {self._kind} data cannot be decompressed ({err}): "
+                                   "the file is damaged or was cut short") from None
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+            self._stream.close()
+        finally:
+            super().close()
+
+
+def decompressed(stream: IO[bytes], source: str) -> IO[bytes]:
+    """``stream`` itself, or its decompressed bytes when it starts with a gzip, bzip2 or xz magic
+    number (see the module docstring); ``source`` names it in errors."""
+    head = stream.peek(6)[:6] if hasattr(stream, "peek") else stream.read(6)
+    if not hasattr(stream, "peek") and head:
+        stream.seek(0)
+    kind = compression(head)
+    if kind is None:
+        return stream
+    if kind in _UNREAD:
+        stream.close()
+        raise UserError(f"{source} is {kind}-compressed, which rw-tf does not decompress",
+                        hint=f"decompress it first, or pass it through a pipe: <({_UNREAD[kind]} {source})")
+    return io.BufferedReader(_Decompressed(stream, kind, source), _CHUNK_BYTES)
+
+
+def open_input(path: str, decompress: bool = False) -> IO[bytes]:
     """A binary stream of ``path``: a local path (a file, pipe or device) with ``open``, a URI with
-    a scheme (``gs://``, ``s3://`` ...) with ``tf.io.gfile.GFile``."""
-    return tf.io.gfile.GFile(path, "rb") if "://" in path else open(path, "rb")
+    a scheme (``gs://``, ``s3://`` ...) with ``tf.io.gfile.GFile``; with ``decompress``, the
+    decompressed bytes of a compressed file (see the module docstring)."""
+    stream = tf.io.gfile.GFile(path, "rb") if "://" in path else open(path, "rb")
+    return decompressed(stream, path) if decompress else stream
 
 
-def read_bounded(path: str, limit: int, what: str = "file", hint: str = "") -> bytes:
-    """The bytes of ``path`` (see ``open_input``); more than ``limit`` bytes is a ``ValueError``
-    naming ``what`` and the file (followed by ``hint``), raised before more is read."""
+def read_bounded(path: str, limit: int, what: str = "file", hint: str = "", decompress: bool = False) -> bytes:
+    """The bytes of ``path`` (see ``open_input``, and its ``decompress``); more than ``limit``
+    bytes is a ``ValueError`` naming ``what`` and the file (followed by ``hint``), raised before
+    more is read."""
     data = bytearray()
-    with open_input(path) as stream:
+    with open_input(path, decompress) as stream:
         while True:
             chunk = stream.read(min(4 * _CHUNK_BYTES, limit + 1 - len(data)))
             if not chunk:

@@ -37,7 +37,7 @@ def read_alias_table(path: str, entity_to_id: Mapping[str, int]) -> Tuple[Dict[s
     """``alias<TAB>entity_label`` lines -> {alias: entity id}; returns the rejects per reason too."""
     aliases: Dict[str, int] = {}
     rejects: collections.Counter = collections.Counter()
-    with open_input(path) as f:
+    with open_input(path, decompress=True) as f:
         for raw, too_long in bounded_lines(f, source=path):
             if too_long:
                 rejects["line_too_long"] += 1

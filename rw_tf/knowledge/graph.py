@@ -69,7 +69,7 @@ class KnowledgeGraph:
 
 
 def _read_rows(path: str, rejects: TripleRejects) -> Iterable[Tuple[int, Tuple[str, str, str], str]]:
-    with open_input(path) as f:
+    with open_input(path, decompress=True) as f:
         for number, (raw, too_long) in enumerate(bounded_lines(f, source=path), 1):
             if too_long:
                 rejects.add("line_too_long", number, raw[:200].decode("utf-8", "replace"))

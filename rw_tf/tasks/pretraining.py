@@ -48,7 +48,7 @@ from rw_tf.models.pretraining import PretrainingModel, add_contrastive_targets, 
 from rw_tf.networks.encoder import TransformerEncoder
 from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
 from rw_tf.tasks.base import Task, check_sequence_length
-from rw_tf.tokenization import WordPieceTokenizer, learn_vocabulary, read_vocabulary, write_vocabulary
+from rw_tf.tokenization import SPECIAL_TOKENS, WordPieceTokenizer, learn_vocabulary, read_vocabulary, write_vocabulary
 from rw_tf.training.runner import TrainerConfig
 
 
@@ -159,7 +159,7 @@ class PretrainingTask(Task):
                 start = pretrained_tokenizer(cfg.init_from)
                 tf.io.gfile.copy(start.vocab_file, vocab_path, overwrite=True)
             elif cfg.vocab_file:
-                read_vocabulary(cfg.vocab_file)  # errors name the user's file, not the copy
+                read_vocabulary(cfg.vocab_file, SPECIAL_TOKENS)  # errors name the user's file, not the copy
                 tf.io.gfile.copy(cfg.vocab_file, vocab_path, overwrite=True)
             elif not tf.io.gfile.exists(vocab_path):  # a resumed run keeps the vocabulary it started with
                 write_vocabulary(learn_vocabulary((s for d in train_docs for s in d), cfg.vocab_size,

@@ -131,7 +131,7 @@ def text_hard_negatives(pairs, text_vectors: np.ndarray, neighbours: int = 50) -
 def read_items(path: str):
     """(item ids, item texts, training counts) of an items file (see the module docstring)."""
     rows = []
-    with open_input(path) as f:
+    with open_input(path, decompress=True) as f:
         for number, (line, too_long) in enumerate(bounded_lines(f, source=path), 1):
             if too_long:
                 raise ValueError(f"{path} line {number} is longer than {len(line)} bytes: not an item")

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from rw_tf.data.lines import read_bounded
+from rw_tf.data.lines import compression, read_bounded
 from rw_tf.layers.id_checks import checked_ids
 from rw_tf.tokenization.normalization import normalize_text, repair_utf8, split_patterns, split_words
 
@@ -43,15 +43,19 @@ def as_string_tensor(texts: TextInput) -> tf.Tensor:
     return tensor
 
 
-def read_vocabulary(vocab_file: str) -> List[str]:
+def read_vocabulary(vocab_file: str, special_tokens: Sequence[str] = ()) -> List[str]:
     """The tokens of a vocabulary file, one per line. A file that TensorFlow's lookup table would
-    refuse (an empty line, a token twice) or misread (bytes that are not UTF-8, Windows line ends)
-    is a ``ValueError`` naming the file and the line."""
+    refuse (an empty line, a token twice) or misread (bytes that are not UTF-8, Windows line ends),
+    or that lacks one of ``special_tokens``, is a ``ValueError`` naming the file (and the line)."""
     if not tf.io.gfile.exists(vocab_file):
         raise FileNotFoundError(f"vocabulary file not found: {vocab_file}")
     if tf.io.gfile.isdir(vocab_file):
         raise ValueError(f"vocabulary file {vocab_file} is a folder")
-    lines = read_bounded(vocab_file, MAX_VOCAB_BYTES, "vocabulary file").split(b"\n")
+    data = read_bounded(vocab_file, MAX_VOCAB_BYTES, "vocabulary file")
+    kind = compression(data[:6])
+    if kind:   # TensorFlow's lookup table (and the SavedModel's asset) reads the file as it is
+        raise ValueError(f"vocabulary file {vocab_file} is {kind}-compressed: decompress it (one token per line)")
+    lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
     if not lines:
@@ -72,6 +76,9 @@ def read_vocabulary(vocab_file: str) -> List[str]:
             raise ValueError(f"{where} repeats the token {token!r} of line {first_line[token]}")
         first_line[token] = number
         vocab.append(token)
+    missing = [t for t in special_tokens if t not in first_line]
+    if missing:
+        raise ValueError(f"vocabulary {vocab_file} lacks special tokens {missing}")
     return vocab
 
 
@@ -129,10 +136,7 @@ class WordPieceTokenizer(tf.Module):
         check_settings({"lower_case": lower_case, "strip_accents": strip_accents, "split_cjk": split_cjk,
                         "normalization_form": normalization_form, "max_chars_per_word": max_chars_per_word},
                        f"WordPieceTokenizer({self.vocab_file})")
-        self.vocabulary = read_vocabulary(self.vocab_file)
-        missing = [t for t in SPECIAL_TOKENS if t not in self.vocabulary]
-        if missing:
-            raise ValueError(f"vocabulary {vocab_file} lacks special tokens {missing}")
+        self.vocabulary = read_vocabulary(self.vocab_file, SPECIAL_TOKENS)
         index = {tok: i for i, tok in enumerate(self.vocabulary)}
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
             index[t] for t in SPECIAL_TOKENS)

@@ -6,7 +6,7 @@
 Rows 1-2: lines/s and peak traced memory of ``rw_tf.data.lines.bounded_lines`` and of iterating
 the file object (the peer: what the readers did before), over a JSON Lines file of ordinary rows
 and over a file whose middle line is ``--long-line-mb`` MB long. Then the same bounded reader over
-``.jsonl.gz`` files opened with Beam's ``FileSystems``: inflated by ``rw_tf.refine.readers.decompressed``
+``.jsonl.gz`` files opened with Beam's ``FileSystems``: inflated by ``rw_tf.data.lines.decompressed``
 (Python's gzip) vs. Beam's ``CompressionTypes.GZIP`` (the peer: what ``rw-tf refine`` did before),
 on the rows compressed and on ``--bomb-mb`` MB of 4 MB lines that compress to under 1 MB. Then ``rw-tf embed --input``
 peak traced memory for 10x and 100x more lines (a SavedModel that embeds a text as its length, so
@@ -30,8 +30,7 @@ from apache_beam.io.filesystem import CompressionTypes  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
 from rw_tf.cli.main import main as rw_tf_main  # noqa: E402
-from rw_tf.data.lines import bounded_lines  # noqa: E402
-from rw_tf.refine.readers import decompressed  # noqa: E402
+from rw_tf.data.lines import bounded_lines, decompressed  # noqa: E402
 
 
 def measure(fn, *args):

@@ -9,7 +9,7 @@ from rw_tf.models import DualEncoder
 from rw_tf.networks import TransformerEncoder
 from rw_tf.tasks import RetrievalTask, RetrievalTaskConfig
 from rw_tf.tasks.retrieval import ranking_metrics, read_pairs
-from rw_tf.training import run_task
+from rw_tf.training import TrainerConfig, run_task
 
 
 def test_dual_encoder_is_scored_by_info_nce_on_both_towers():
@@ -84,3 +84,7 @@ def test_bad_pair_rows_are_counted(tmp_path):
     pairs, rejects = read_pairs(str(path))
     assert pairs == [{"query": "q", "item": "i", "group": "g"}]
     assert dict(rejects) == {"missing_query_or_item": 3, "invalid_json": 3}
+    # Too few usable rows: the error says what was rejected and why, as classification's and QA's do.
+    task = RetrievalTask(RetrievalTaskConfig(pairs_file=str(path)))
+    with pytest.raises(ValueError, match=r"1 / 0; rejected rows: \{'missing_query_or_item': 3, 'invalid_json': 3\}"):
+        task.prepare(str(tmp_path / "run"), TrainerConfig(batch_size=2))

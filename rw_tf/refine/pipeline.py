@@ -50,7 +50,7 @@ from rw_tf.path_checks import (
 from rw_tf.process_limits import ensure_open_files
 from rw_tf.refine.exact_substrings import later_occurrences, remove_marked, window_keys
 from rw_tf.refine.minhash import MinHasher, cluster_roots, star_edges
-from rw_tf.refine.readers import decompressed, iter_stream
+from rw_tf.refine.readers import iter_stream
 from rw_tf.refine.report import write_report
 from rw_tf.refine.stages import DocumentRefiner, RefineConfig, drop_record
 from rw_tf.refine.text import count_words
@@ -143,7 +143,7 @@ class _ReadFile(beam.DoFn):
 
     def process(self, path: str):
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-            for kind, item in iter_stream(decompressed(raw, path), path, self.max_page_bytes):
+            for kind, item in iter_stream(raw, path, self.max_page_bytes):
                 if kind == "page":
                     yield DOC, item
                     yield _event("read", "kept", 0, 0)

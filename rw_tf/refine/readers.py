@@ -15,9 +15,12 @@ for the same inputs on every runner, so deduplication keeps the same survivor ev
   the records before it are kept.
 - HTML files (``.html``, ``.htm``): the URL is the page's ``<link rel="canonical">`` if it has one,
   else ``file://<path>``.
-- JSON Lines (``.jsonl``, ``.jsonl.gz``): objects ``{"url", "html"}`` or ``{"url", "text"}``
-  (optional ``"id"``: the page id is then ``<path>#<id>``); invalid JSON, missing fields and wrong
-  types are rejects.
+- JSON Lines (``.jsonl``, ``.jsonl.gz``, ``.jsonl.bz2``, ``.jsonl.xz``): objects ``{"url", "html"}``
+  or ``{"url", "text"}`` (optional ``"id"``: the page id is then ``<path>#<id>``); invalid JSON,
+  missing fields and wrong types are rejects.
+- HTML and JSON Lines files that are gzip, bzip2 or xz data are decompressed a read at a time
+  whatever their names (``rw_tf.data.lines.decompressed``); damaged compressed data is a
+  ``corrupt_file`` reject, compression it does not read (zstd, zip) ``unsupported_file``.
 
 Bounded memory: a record, file or line larger than ``max_page_bytes`` is a ``too_large`` reject,
 read no further than the limit (a chunked or compressed HTTP body too: ``content_stream``). Bytes
@@ -31,8 +34,6 @@ Example:
 from __future__ import annotations
 
 import codecs
-import gzip
-import io
 import os
 import re
 import zlib
@@ -43,7 +44,8 @@ from warcio.bufferedreaders import BufferedReader
 from warcio.statusandheaders import StatusAndHeadersParser
 
 from rw_tf.data.jsonl import LoneSurrogate, loads_text
-from rw_tf.data.lines import MAX_LINE_BYTES, EndlessLineError, bounded_lines
+from rw_tf.data.lines import MAX_LINE_BYTES, EndlessLineError, bounded_lines, decompressed
+from rw_tf.errors import CorruptFileError, UserError
 
 Record = Tuple[str, Dict]  # ("page", page) or ("reject", reject)
 
@@ -55,7 +57,7 @@ MAX_HEADER_BYTES = 1 << 20
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
 HTML_SUFFIXES = (".html", ".htm")
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
+JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.bz2", ".jsonl.xz")
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.I)
 _CANONICAL = re.compile(r"""<link\s[^>]*rel\s*=\s*["']?canonical["']?[^>]*>""", re.I)
@@ -365,29 +367,26 @@ _READERS: Dict[str, Callable[[IO[bytes], str, int], Iterator[Record]]] = {
 
 
 def iter_stream(stream: IO[bytes], source: str, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> Iterator[Record]:
-    """Pages and rejects of one open file (its kind from ``source``'s name; ``.jsonl.gz`` must
-    already be decompressed, WARC members are decompressed by warcio)."""
+    """Pages and rejects of one open file (its kind from ``source``'s name). WARC members are
+    decompressed by warcio, compressed HTML and JSON Lines files here (see the module docstring):
+    Python's decompressors inflate no more than each read asks for, where Beam's
+    ``CompressionTypes.GZIP`` inflates 16 MiB of input at once (up to 16 GiB for a file of zeros)."""
     kind = file_kind(source)
     if kind is None:
         yield reject(f"{source}#0", source, "unsupported_file",
                      f"not one of {WARC_SUFFIXES + HTML_SUFFIXES + JSONL_SUFFIXES}")
         return
     try:
-        yield from _READERS[kind](stream, source, max_page_bytes)
-    except (OSError, EOFError, zlib.error, EndlessLineError) as err:   # e.g. a corrupt .jsonl.gz
+        yield from _READERS[kind](stream if kind == "warc" else decompressed(stream, source), source, max_page_bytes)
+    except UserError as err:   # damaged compressed data, or compression not read (zstd, zip)
+        yield reject(f"{source}#?", source, "corrupt_file" if isinstance(err, CorruptFileError) else "unsupported_file",
+                     str(err))
+    except (OSError, EOFError, zlib.error, EndlessLineError) as err:
         name = "zlib.error" if isinstance(err, zlib.error) else type(err).__name__   # its __name__ is "error"
         yield reject(f"{source}#?", source, "corrupt_file", f"{name}: {err}")
-
-
-def decompressed(raw: IO[bytes], source: str) -> IO[bytes]:
-    """``raw`` as ``iter_stream`` reads it: a ``.jsonl.gz`` file decompressed as a whole (WARC
-    members are decompressed one by one by warcio). Python's gzip inflates no more than each read
-    asks for; Beam's ``CompressionTypes.GZIP`` inflates 16 MiB of input at once, up to 16 GiB in
-    memory for a file of zeros."""
-    return io.BufferedReader(gzip.GzipFile(fileobj=raw)) if source.lower().endswith(".jsonl.gz") else raw
 
 
 def iter_records(path: str, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> Iterator[Record]:
     """Pages and rejects of a local file (see the module docstring)."""
     with open(path, "rb") as raw:
-        yield from iter_stream(decompressed(raw, path), path, max_page_bytes)
+        yield from iter_stream(raw, path, max_page_bytes)

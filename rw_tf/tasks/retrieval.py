@@ -102,7 +102,8 @@ class RetrievalTask(Task):
         self.eval_pairs = drop_eval_rows_seen_in_training(self.train_pairs, eval_pairs, ["query", "item"], rejects)
         if len(self.train_pairs) < trainer.batch_size or not self.eval_pairs:
             raise ValueError(f"need at least {trainer.batch_size} training pairs and some eval pairs "
-                             f"(got {len(self.train_pairs)} / {len(self.eval_pairs)})")
+                             f"(got {len(self.train_pairs)} / {len(self.eval_pairs)}; "
+                             f"rejected rows: {dict(rejects) or 'none'})")
         self.init_from = cfg.init_from or minilm_checkpoint_dir()
         self.tokenizer = pretrained_tokenizer(self.init_from)
         return {"train_pairs": len(self.train_pairs), "eval_pairs": len(self.eval_pairs),

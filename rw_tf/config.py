@@ -295,6 +295,18 @@ class DictConfig:
     def validate(self) -> None:
         """A subclass's own checks, after ``check_numbers``."""
 
+    def require_defaults(self, names: Sequence[str], read_when: str) -> None:
+        """``ValueError`` unless the fields ``names`` keep their defaults: the other settings leave
+        them unread (``read_when`` says when they are read), and a value given for nothing would
+        otherwise be ignored without a word (``--pairs`` training on the corpus instead)."""
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                    for f in dataclasses.fields(self)}
+        changed = [name for name in names if getattr(self, name) != defaults[name]]
+        if changed:
+            raise ValueError(f"{type(self).__name__}: {', '.join(changed)} "
+                             f"{'is' if len(changed) == 1 else 'are'} read {read_when} only; leave "
+                             f"{'it' if len(changed) == 1 else 'them'} unset or change that setting")
+
     def check_numbers(self) -> None:
         check_numbers(type(self).__name__, {f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
                       _type_hints(type(self)), self.may_be_zero)

@@ -5,6 +5,7 @@ import importlib
 import inspect
 import math
 import pkgutil
+import re
 
 import keras
 import numpy as np
@@ -171,6 +172,45 @@ def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
     assert cli_main(["pretrain", "--eval-batches", str(2**63), "--output-dir", str(out)]) == 2
     assert "PretrainingTaskConfig.eval_batches must be > 0 and at most 2,147,483,647" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("cls, values, message", [
+    ("SentenceEmbeddingTaskConfig", {"pairs_file": "pairs.jsonl"}, "pairs_file is read with mode='supervised' only"),
+    ("SentenceEmbeddingTaskConfig", {"mode": "supervised", "corpus_files": ("a.txt",)},
+     "corpus_files is read with mode='unsupervised' only"),
+    ("ImageTextTaskConfig", {"fusion": "late"}, "fusion is read with objective='matching' only"),
+    ("ImageTextTaskConfig", {"fusion_size": 64, "fusion_dropout": 0.2},
+     "fusion_size, fusion_dropout are read with objective='matching' only; leave them unset"),
+    ("ImageTextTaskConfig", {"objective": "matching", "fusion": "late", "fusion_dropout": 0.2},
+     "fusion_dropout is read with fusion='cross_attention' only"),
+    ("ImageTextTaskConfig", {"image_encoder": "cnn", "image_preset": "small"},
+     "image_preset is read with image_encoder='vit' only"),
+    ("PretrainingTaskConfig", {"corpus": "nations", "corpus_files": ("a.txt",)}, "corpus 'nations' would be ignored"),
+])
+def test_settings_that_the_other_settings_leave_unread_are_refused(cls, values, message):
+    """Before, each trained without a word on something else (``--pairs`` with the default
+    unsupervised mode trained SimCSE on the corpus and never opened the file)."""
+    config_class = {c.__name__: c for c in _config_classes()}[cls]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        config_class(**values)
+    kept = {"SentenceEmbeddingTaskConfig": [{"mode": "supervised", "pairs_file": "p.jsonl"},
+                                            {"corpus_files": ("a.txt",)}],
+            "ImageTextTaskConfig": [{"objective": "matching", "fusion": "late", "fusion_size": 64},
+                                    {"objective": "matching", "fusion_dropout": 0.2}, {"image_encoder": "cnn"}],
+            "PretrainingTaskConfig": [{"corpus_files": ("a.txt",)}, {"corpus": "nations"}]}[cls]
+    for values in kept:
+        config_class(**values)
+
+
+def test_options_the_task_would_not_read_are_refused_on_the_command_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_main(["finetune", "--task", "sentence_embedding", "--pairs", "p.jsonl", "--output-dir", str(out)]) == 2
+    assert "pairs_file is read with mode='supervised' only" in capsys.readouterr().err
+    (tmp_path / "items.jsonl").write_text('{"item": "a", "text": "t"}\n')
+    assert cli_main(["finetune", "--task", "recommendation", "--items-file", str(tmp_path / "items.jsonl"),
+                     "--output-dir", str(out)]) == 2
+    assert "items_file is the catalogue the pipeline writes for its Trainer" in capsys.readouterr().err
+    assert not (out / "metrics.json").exists()
 
 
 @pytest.mark.parametrize("cls, values, message", [

@@ -71,6 +71,12 @@ class ImageTextTaskConfig(DictConfig):
             raise ValueError(f"max_pairs must be at least 20 (or unset), got {self.max_pairs}")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
+        if self.objective != "matching":
+            self.require_defaults(["fusion", "fusion_size", "fusion_dropout"], "with objective='matching'")
+        elif self.fusion != "cross_attention":   # the other heads have no fusion layer to drop out of
+            self.require_defaults(["fusion_dropout"], "with fusion='cross_attention'")
+        if self.image_encoder != "vit":
+            self.require_defaults(["image_preset"], "with image_encoder='vit'")
 
 
 def _recall_at(scores: np.ndarray, relevant: np.ndarray, k: int) -> float:

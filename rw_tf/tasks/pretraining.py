@@ -101,6 +101,9 @@ class PretrainingTaskConfig(DictConfig):
             raise ValueError("distillation needs kd_weight > 0 and kd_temperature > 0")
         if self.languages and self.corpus != "multilingual":
             raise ValueError("languages applies to corpus 'multilingual' only")
+        if self.corpus_files and self.corpus != "embedded":
+            raise ValueError(f"corpus_files replace the built-in corpus, so corpus {self.corpus!r} would be "
+                             "ignored: give one of them")
         if bool(self.knowledge_dir) != bool(self.alias_file):
             raise ValueError("knowledge mode needs both knowledge_dir and alias_file")
         if self.init_from:   # the encoder's depth is known once its checkpoint is read

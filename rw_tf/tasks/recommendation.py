@@ -190,6 +190,9 @@ class RecommendationTask(Task):
             self.items, self.item_texts, self.item_counts = read_items(cfg.items_file)
             self._embed_items()
             return {"items": len(self.items)}
+        if cfg.items_file:
+            raise ValueError("items_file is the catalogue the pipeline writes for its Trainer; without pipeline "
+                             "examples the catalogue comes from the interactions: leave items_file unset")
         data = stdlib_import_interactions(cfg.min_history, include_site_packages=cfg.include_site_packages)
         self.items, self.item_texts, self.user_texts = data.items, data.item_texts, data.user_texts
         loo = data.leave_one_out(trainer.seed)

@@ -79,6 +79,8 @@ class SentenceEmbeddingTaskConfig(DictConfig):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.hard_negatives and self.mode != "supervised":
             raise ValueError("hard_negatives needs mode='supervised' (SimCSE's negatives are the other texts)")
+        self.require_defaults(["pairs_file"] if self.mode == "unsupervised" else ["corpus_files"],
+                              "with mode='supervised'" if self.mode == "unsupervised" else "with mode='unsupervised'")
 
 
 def with_hard_negatives(pairs: List[Dict], seed: int) -> List[Dict]:

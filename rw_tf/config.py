@@ -300,7 +300,7 @@ class DictConfig:
         them unread (``read_when`` says when they are read), and a value given for nothing would
         otherwise be ignored without a word (``--pairs`` training on the corpus instead)."""
         defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                    for f in dataclasses.fields(self)}
+                    for f in dataclasses.fields(self) if f.name in names}
         changed = [name for name in names if getattr(self, name) != defaults[name]]
         if changed:
             raise ValueError(f"{type(self).__name__}: {', '.join(changed)} "

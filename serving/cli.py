@@ -94,8 +94,10 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--versions", type=int, nargs="*", default=[], help="with --version-policy specific")
     p.add_argument("--enable-batching", action="store_true")
     p.add_argument("--batching-parameters-file", help="BatchingParameters text proto (implies batching)")
-    p.add_argument("--max-batch-size", type=int, default=32)
-    p.add_argument("--batch-timeout-micros", type=int, default=2000)
+    p.add_argument("--max-batch-size", type=int,
+                   help=f"with --enable-batching (default {BatchingParameters.max_batch_size})")
+    p.add_argument("--batch-timeout-micros", type=int,
+                   help=f"with --enable-batching (default {BatchingParameters.batch_timeout_micros})")
     p.add_argument("--file-system-poll-wait-seconds", type=number_in(float, 0.001, MAX_WAIT_SECONDS), default=2.0)
     limits = ServerLimits()
     for field in ("max_text_bytes", "max_request_bytes", "max_elements", "max_texts", "max_rank", "max_json_depth"):
@@ -124,11 +126,17 @@ def run_serve(args: argparse.Namespace) -> int:
         specs = [ModelSpec(name, os.path.abspath(args.model_base_path), args.version_policy, args.num_versions,
                            tuple(args.versions))]
     batching = None
+    flags = {k: v for k, v in (("max_batch_size", args.max_batch_size),
+                               ("batch_timeout_micros", args.batch_timeout_micros)) if v is not None}
+    if flags and (args.batching_parameters_file or not args.enable_batching):
+        raise UserError(f"{' and '.join('--' + k.replace('_', '-') for k in flags)} "
+                        f"{'are' if len(flags) > 1 else 'is'} read with --enable-batching only",
+                        hint="put batching settings in --batching-parameters-file, or give them with "
+                             "--enable-batching and no file")
     if args.batching_parameters_file:
         batching = BatchingParameters.from_file(args.batching_parameters_file)
     elif args.enable_batching:
-        batching = BatchingParameters(max_batch_size=args.max_batch_size,
-                                      batch_timeout_micros=args.batch_timeout_micros)
+        batching = BatchingParameters(**flags)
     limits = ServerLimits(**{f: getattr(args, f) for f in ("max_text_bytes", "max_request_bytes", "max_elements",
                                                            "max_texts", "max_rank", "max_json_depth")})
     ssl_config = None

@@ -71,6 +71,12 @@ class ModelSpec(DictConfig):
             raise ValueError(f"version_policy must be one of {VERSION_POLICIES}, got {self.version_policy!r}")
         if self.version_policy == "specific" and not self.versions:
             raise ValueError("the 'specific' version policy needs versions")
+        # TF Serving's policy is a oneof: a models.config cannot give both, a command line or a
+        # ModelSpec could (and the other would be ignored).
+        if self.version_policy != "specific":
+            self.require_defaults(["versions"], "with version_policy 'specific'")
+        if self.version_policy != "latest":
+            self.require_defaults(["num_latest"], "with version_policy 'latest'")
         if not (isinstance(self.version_labels, tuple)
                 and all(isinstance(pair, tuple) and len(pair) == 2 for pair in self.version_labels)):
             raise TypeError(f"ModelSpec.version_labels must map labels to versions, got {self.version_labels!r}"[:300])

@@ -186,6 +186,12 @@ def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
     ("ImageTextTaskConfig", {"image_encoder": "cnn", "image_preset": "small"},
      "image_preset is read with image_encoder='vit' only"),
     ("PretrainingTaskConfig", {"corpus": "nations", "corpus_files": ("a.txt",)}, "corpus 'nations' would be ignored"),
+    ("TrainerConfig", {"tpu": "local"}, "tpu is read with strategy='tpu' only"),
+    ("TrainerConfig", {"keep_epoch_checkpoints": False, "max_epoch_checkpoints": 2},
+     "max_epoch_checkpoints is read with keep_epoch_checkpoints only"),
+    ("RunnerConfig", {"dask_address": "tcp://10.0.0.2:8786"}, "dask_address is read with runner='dask' only"),
+    ("RunnerConfig", {"runner": "beam", "workers": 8}, "workers is read with runner='direct' or a local dask"),
+    ("RunnerConfig", {"runner": "dask", "dask_address": "tcp://10.0.0.2:8786", "workers": 8}, "workers is read"),
 ])
 def test_settings_that_the_other_settings_leave_unread_are_refused(cls, values, message):
     """Before, each trained without a word on something else (``--pairs`` with the default
@@ -197,7 +203,11 @@ def test_settings_that_the_other_settings_leave_unread_are_refused(cls, values, 
                                             {"corpus_files": ("a.txt",)}],
             "ImageTextTaskConfig": [{"objective": "matching", "fusion": "late", "fusion_size": 64},
                                     {"objective": "matching", "fusion_dropout": 0.2}, {"image_encoder": "cnn"}],
-            "PretrainingTaskConfig": [{"corpus_files": ("a.txt",)}, {"corpus": "nations"}]}[cls]
+            "PretrainingTaskConfig": [{"corpus_files": ("a.txt",)}, {"corpus": "nations"}],
+            "TrainerConfig": [{"strategy": "tpu", "tpu": "local"}, {"keep_epoch_checkpoints": False}],
+            "RunnerConfig": [{"runner": "dask", "dask_address": "tcp://10.0.0.2:8786"},
+                             {"runner": "dask", "workers": 8}, {"workers": 8},
+                             {"runner": "beam", "pipeline_args": ("--runner=FlinkRunner",)}]}[cls]
     for values in kept:
         config_class(**values)
 

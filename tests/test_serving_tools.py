@@ -300,6 +300,21 @@ def test_serving_config_serves_the_model_folders_where_the_container_mounts_them
     assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models/good", "port": 8501}
 
 
+def test_serve_refuses_settings_it_would_not_read(tmp_path, capsys):
+    models = tmp_path / "m"
+    (models / "1").mkdir(parents=True)
+    batching_file = tmp_path / "batching.txt"
+    batching_file.write_text("max_batch_size { value: 8 }\n")
+    cases = [(["--versions", "1"], "versions is read with version_policy 'specific' only"),
+             (["--version-policy", "all", "--num-versions", "2"], "num_latest is read with version_policy 'latest'"),
+             (["--max-batch-size", "8"], "--max-batch-size is read with --enable-batching only"),
+             (["--enable-batching", "--batching-parameters-file", str(batching_file), "--batch-timeout-micros", "5"],
+              "--batch-timeout-micros is read with --enable-batching only (hint: put batching settings in")]
+    for args, message in cases:   # before, each started a server that ignored the setting
+        assert main(["serve", "--model-base-path", str(models), "--port", "0", *args]) == 2, args
+        assert message in capsys.readouterr().err, args
+
+
 def test_serving_config_refuses_what_tf_serving_could_not_serve(tmp_path, capsys):
     def push_with(name):
         push = tmp_path / f"push{len(os.listdir(tmp_path))}"
@@ -358,6 +373,9 @@ SERVING_API_CASES = [
     (lambda: _spec(version_policy="specific", versions=(-1,)), ValueError, r"ModelSpec.versions\[0\] must be >= 0"),
     (lambda: _spec(version_policy="specific", versions=(3, 3)), ValueError, r"ModelSpec.versions repeats \[3\]"),
     (lambda: _spec(num_latest=True), TypeError, "ModelSpec.num_latest must be an integer"),
+    # The policy is a oneof in TF Serving: the setting of another policy was ignored.
+    (lambda: _spec(versions=(1, 2)), ValueError, "versions is read with version_policy 'specific' only"),
+    (lambda: _spec(version_policy="all", num_latest=3), ValueError, "num_latest is read with version_policy 'latest'"),
     (lambda: _spec(name="a/b"), ValueError, "'a/b' cannot be a TF Serving model name"),
     (lambda: _spec(name=""), ValueError, "ModelSpec.name is empty"),
     (lambda: _spec(version_labels={"stable": -1}), ValueError, r"ModelSpec.version_labels\['stable'\] must be >= 0"),

@@ -46,7 +46,8 @@ def add_refine(sub: argparse._SubParsersAction) -> None:
                    help="stages to leave out")
     p.add_argument("--runner", choices=RUNNERS, default="direct",
                    help="direct: DirectRunner processes; dask: Beam's Dask runner; beam: --pipeline-args as given")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (direct, and a local dask cluster)")
+    p.add_argument("--workers", type=int, default=RunnerConfig.workers,
+                   help="worker processes (direct, and a local dask cluster)")
     p.add_argument("--dask-address", help="scheduler of an existing dask.distributed cluster (default: start one)")
     p.add_argument("--pipeline-args", default="", help="Beam pipeline options, e.g. \"--runner=DataflowRunner ...\"")
     p.add_argument("--shards", type=int, default=4, help="files per output")

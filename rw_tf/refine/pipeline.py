@@ -373,6 +373,10 @@ class RunnerConfig(DictConfig):
     def validate(self) -> None:
         if self.runner not in RUNNERS:
             raise ValueError(f"unknown runner {self.runner!r}; choose one of {RUNNERS}")
+        if self.runner != "dask":
+            self.require_defaults(["dask_address"], "with runner='dask'")
+        if self.runner == "beam" or self.dask_address:   # the runner's cluster has its own workers
+            self.require_defaults(["workers"], "with runner='direct' or a local dask cluster (no dask_address)")
 
 
 def _pipeline(runner: RunnerConfig):

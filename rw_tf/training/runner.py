@@ -92,6 +92,10 @@ class TrainerConfig(DictConfig):
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
         if self.decay not in DECAYS:
             raise ValueError(f"unknown decay {self.decay!r}; choose one of {DECAYS}")
+        if self.strategy != "tpu":
+            self.require_defaults(["tpu"], "with strategy='tpu'")
+        if not self.keep_epoch_checkpoints:
+            self.require_defaults(["max_epoch_checkpoints"], "with keep_epoch_checkpoints")
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

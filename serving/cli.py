@@ -188,7 +188,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--rest", type=rest_url, help="REST base URL, e.g. http://127.0.0.1:8501")
     p.add_argument("--model", required=True, type=utf8_text)
     p.add_argument("--signature", default="classify_text", type=utf8_text)
-    p.add_argument("--input-name", default="text", type=utf8_text)
+    p.add_argument("--input-name", type=utf8_text, help="the input the TEXT arguments fill (default 'text')")
     p.add_argument("--input", dest="named_inputs", action="append", default=[], metavar="NAME=VALUE", type=utf8_text,
                    help="a string input by name; repeatable")
     p.add_argument("--input-file", dest="file_inputs", action="append", default=[], metavar="NAME=PATH",
@@ -204,8 +204,11 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 
 def predict_inputs(args: argparse.Namespace) -> dict:
     inputs: dict = {}
+    if args.input_name is not None and not args.texts:
+        raise UserError("--input-name names the input the TEXT arguments fill; give TEXT arguments "
+                        "(or --input NAME=VALUE instead)")
     if args.texts:
-        inputs[args.input_name] = list(args.texts)
+        inputs[args.input_name or "text"] = list(args.texts)
     for item in args.named_inputs:
         name, sep, value = item.partition("=")
         if not sep or not name:

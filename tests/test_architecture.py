@@ -188,6 +188,9 @@ def test_cli_error_policy(tmp_path, capsys, monkeypatch):
     assert main(["predict", "--model", "m", "--input-file", f"image={tmp_path / 'part.bin'}",
                  "--input-file", f"image={tmp_path / 'part.bin'}"]) == 2
     assert "part.bin holds more than 400 bytes (the room the files before it left" in capsys.readouterr().err
+    # --input-name without TEXT arguments fills nothing: before, the call went out without it.
+    assert main(["predict", "--model", "m", "--input-name", "question", "--input", "context=c"]) == 2
+    assert "--input-name names the input the TEXT arguments fill" in capsys.readouterr().err
     # Bytes that are not UTF-8 in a text argument (Python keeps them as lone surrogates): named, exit 2.
     not_utf8 = b"caf\xe9 \xff".decode("utf-8", "surrogateescape")
     for argv in (["predict", "--model", "m", not_utf8], ["predict", "--model", "m", "--input", f"text={not_utf8}"],

@@ -48,6 +48,10 @@ class TransEConfig(DictConfig):
     strategy: str = "default"
     seed: int = 0
 
+    def validate(self) -> None:
+        if self.dataset:   # the dataset brings its three splits
+            self.require_defaults(["train_file", "valid_file", "test_file"], "without dataset")
+
 
 def load_splits(config: TransEConfig) -> Tuple[KnowledgeGraph, KnowledgeGraph, KnowledgeGraph]:
     if config.dataset:

@@ -294,10 +294,35 @@ def test_url_word_file_errors_name_the_line(tmp_path):
     blocklist.write_text("Bad.Example\n.sub.example\n192.0.2.1\n2001:db8::1\nxn--bcher-kva.example\nok_host.example\n")
     assert read_domains(str(blocklist)) == {"bad.example", "sub.example", "192.0.2.1", "2001:db8::1",
                                             "xn--bcher-kva.example", "ok_host.example"}
-    for read, name in ((read_word_weights, "words.tsv"), (read_domains, "blocklist.txt")):
-        (tmp_path / name).write_bytes(b"casino\t0.5\nbad\xff\t1\n")   # before: no file named
-        with pytest.raises(CorruptFileError, match=rf"{name} is not UTF-8 text \(invalid start byte\)"):
+    for read, name, first in ((read_word_weights, "words.tsv", b"casino\t0.5"),
+                              (read_domains, "blocklist.txt", b"a.b")):
+        (tmp_path / name).write_bytes(first + b"\nbad\xff\t1\n")   # before: no file named
+        with pytest.raises(CorruptFileError, match=rf"{name}:2: not UTF-8 text \(invalid start byte\)"):
             read(str(tmp_path / name))
+    # A line that is no host: control characters, longer than DNS allows (a 20 MB line was read whole
+    # and kept, and blocked nothing), a line past the line limit (read no further than the limit).
+    import rw_tf.refine.url_filter as url_filter
+    for line, words in (("bad\x00.example", "expected a domain"),
+                        ("a" * 64 + ".example", "longer than a domain can be"),
+                        (".".join(["abc"] * 64), "longer than a domain can be (253 characters, 63 between dots)"),
+                        ("a" * 70_000, "a line of more than 65,536 bytes")):
+        blocklist.write_text(f"bad.example\n{line}\n")
+        with pytest.raises(ValueError, match=rf"blocklist.txt:2: .*{re.escape(words)}"):
+            read_domains(str(blocklist))
+    blocklist.write_text(f"{'a' * 63}.example\n{'.'.join(['abc'] * 63)}\n")   # at the limits: kept
+    assert len(read_domains(str(blocklist))) == 2
+    (tmp_path / "long.txt").write_bytes(b"x" * (64 << 20))   # one line, no end
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="a line of more than"):
+            read_domains(str(tmp_path / "long.txt"))
+        assert tracemalloc.get_traced_memory()[1] < 8 << 20
+    finally:
+        tracemalloc.stop()
+    # Lists may be compressed, as RefinedWeb's blocklist is distributed.
+    (tmp_path / "blocklist.txt.gz").write_bytes(gzip.compress(b"Bad.Example\n192.0.2.1\n"))
+    assert read_domains(str(tmp_path / "blocklist.txt.gz")) == {"bad.example", "192.0.2.1"}
+    assert url_filter.MAX_LIST_LINE_BYTES == 64 * 1024
 
 
 def test_a_language_model_that_cannot_load_is_refused_naming_it_in_bounded_time(tmp_path):

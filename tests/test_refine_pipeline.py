@@ -179,7 +179,7 @@ def test_refine_command(sample, tmp_path, capsys):
     (tmp_path / "latin1.txt").write_bytes(b"caf\xe9.example\n")
     (tmp_path / "truncated.ftz").write_bytes(open(DEFAULT_MODEL, "rb").read()[:1000])
     for settings, message in (({"url_filter": {"blocklist_file": str(tmp_path / "none.txt")}}, "No such file"),
-                              ({"url_filter": {"words_file": str(tmp_path / "latin1.txt")}}, "is not UTF-8 text"),
+                              ({"url_filter": {"words_file": str(tmp_path / "latin1.txt")}}, "latin1.txt:1: not UTF-8"),
                               ({"language_model": str(tmp_path / "truncated.ftz")}, "cannot load the language-ID"),
                               ({"languages": ["en", "english"]}, "lid.176.ftz has no language 'english'")):
         config.write_text(json.dumps(settings))

@@ -32,11 +32,15 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import idna
 
 from rw_tf.config import DictConfig
+from rw_tf.data.lines import bounded_lines, open_input
 from rw_tf.errors import CorruptFileError
 
 DEFAULT_WORDS_FILE = os.path.join(os.path.dirname(__file__), "url_words.tsv")
 _URL_WORDS = re.compile(r"[^\W_]+")   # letters and digits of any script
-_DOMAIN = re.compile(r"[^\s/:*@#?]+")
+_DOMAIN = re.compile(r"[^\s/:*@#?\x00-\x1f\x7f]+")   # one name: no URL, wildcard, space or control character
+# DNS's limits (RFC 1035) on a name in its ASCII form: a longer one is no host and never matches.
+MAX_DOMAIN_CHARS, MAX_LABEL_CHARS = 253, 63
+MAX_LIST_LINE_BYTES = 64 * 1024   # a blocklist or word-list line: a name or a word and a weight
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PRINTABLE_ASCII = "".join(map(chr, range(33, 127)))
@@ -51,15 +55,20 @@ class UrlFilterConfig(DictConfig):
 
 
 def _text_lines(path: str) -> Iterator[Tuple[int, str]]:
-    """(number, line) of the lines of a UTF-8 text file that are neither blank nor ``#`` comments,
-    one at a time (RefinedWeb's blocklist has 4.6M lines)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if line.strip() and not line.lstrip().startswith("#"):
-                    yield number, line.rstrip("\n")
-    except UnicodeDecodeError as err:
-        raise CorruptFileError(f"{path} is not UTF-8 text ({err.reason})") from None
+    """(number, line) of the lines of a UTF-8 text file (gzip, bzip2 or xz too) that are neither
+    blank nor ``#`` comments, one at a time in bounded memory (RefinedWeb's blocklist has 4.6M
+    lines); a line that is not UTF-8 or longer than ``MAX_LIST_LINE_BYTES`` is an error naming it."""
+    with open_input(path, decompress=True) as stream:
+        for number, (raw, too_long) in enumerate(bounded_lines(stream, MAX_LIST_LINE_BYTES, path), 1):
+            if too_long:
+                raise CorruptFileError(f"{path}:{number}: a line of more than {MAX_LIST_LINE_BYTES:,} bytes "
+                                       "(a list holds one name or word per line)")
+            try:
+                line = raw.decode("utf-8").rstrip("\r")
+            except UnicodeDecodeError as err:
+                raise CorruptFileError(f"{path}:{number}: not UTF-8 text ({err.reason})") from None
+            if line.strip() and not line.lstrip().startswith("#"):
+                yield number, line
 
 
 def read_domains(path: str) -> FrozenSet[str]:
@@ -72,8 +81,14 @@ def read_domains(path: str) -> FrozenSet[str]:
 def _blocklist_domain(path: str, number: int, line: str) -> str:
     domain = line.strip().lower().lstrip(".")
     if not _DOMAIN.fullmatch(domain) and not _is_ip_address(domain):
-        raise ValueError(f"{path}:{number}: expected a domain such as 'example.com', got {line.strip()!r}")
-    return ascii_host(domain)
+        raise ValueError(f"{path}:{number}: expected a domain such as 'example.com', got {line.strip()[:200]!r}")
+    host = ascii_host(domain)
+    if len(host.rstrip(".")) > MAX_DOMAIN_CHARS or any(len(label) > MAX_LABEL_CHARS for label in host.split(".")):
+        shown = line.strip()
+        shown = repr(shown) if len(shown) <= 80 else repr(shown[:80]) + "..."
+        raise ValueError(f"{path}:{number}: {shown} is longer than a domain can be "
+                         f"({MAX_DOMAIN_CHARS} characters, {MAX_LABEL_CHARS} between dots)")
+    return host
 
 
 def ascii_host(name: str) -> str:

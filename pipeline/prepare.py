@@ -57,6 +57,7 @@ from rw_tf.data.segment_pairs import segment_pair_candidates, yields_pairs
 from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, split_documents
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
+from rw_tf.model_files import read_json_object
 from rw_tf.refine import RefineConfig, RunnerConfig, read_refined_documents, run_refinement
 from rw_tf.refine.web_sample import write_web_sample
 from rw_tf.tasks.image_text import other_class_rows
@@ -235,10 +236,7 @@ def data_paths(config: PipelineConfig) -> Dict[str, str]:
 
 
 def _read_report(path: str) -> Dict:
-    if not tf.io.gfile.exists(path):
-        return {}
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return read_json_object(path, "data report") if tf.io.gfile.exists(path) else {}
 
 
 def _write_report(path: str, report: Dict) -> None:

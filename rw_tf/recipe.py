@@ -40,7 +40,7 @@ import tensorflow as tf
 from rw_tf.atomic_write import atomic_write
 from rw_tf.config import DictConfig, changed_settings
 from rw_tf.data.jsonl import write_jsonl
-from rw_tf.errors import UserError
+from rw_tf.errors import CorruptFileError, UserError
 from rw_tf.folder_lock import output_folder_lock
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
@@ -124,8 +124,12 @@ def _stage(task, trainer: TrainerConfig, output_dir: str, label: str, log: Calla
     """Runs one stage, or reads its result when an earlier run finished it."""
     metrics_path = os.path.join(output_dir, "metrics.json")
     if tf.io.gfile.exists(metrics_path):
-        with tf.io.gfile.GFile(metrics_path) as f:
-            result = json.load(f)
+        result = read_json_object(metrics_path, "stage results")
+        kinds = {"before": dict, "after": dict, "train_seconds": (int, float), "export_dir": str}
+        wrong = [key for key, kind in kinds.items() if not isinstance(result.get(key), kind)]
+        if wrong:   # hand-edited or written by something else: the table would fail later, unnamed
+            raise CorruptFileError(f"{metrics_path} is not a finished stage's results (lacks {wrong})",
+                                   hint=f"remove {output_dir} to run the stage again")
         log(f"{label}: done before ({output_dir})")
         return result
     started = time.monotonic()

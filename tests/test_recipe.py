@@ -2,18 +2,19 @@
 pretraining (teacher checks included) and the `rw-tf recipe` command end to end."""
 import json
 import os
+import re
 
 import keras
 import numpy as np
 import pytest
 
 from rw_tf.cli.main import main as cli_main
-from rw_tf.errors import UserError
+from rw_tf.errors import CorruptFileError, UserError
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows, triple_sentence
 from rw_tf.models import PretrainingModel, warm_start
 from rw_tf.networks import TransformerEncoder
 from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
-from rw_tf.recipe import SETTINGS_FILE, RecipeConfig, check_settings
+from rw_tf.recipe import SETTINGS_FILE, RecipeConfig, _stage, check_settings
 from rw_tf.tasks import PretrainingTask, PretrainingTaskConfig
 
 SIZES = dict(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, max_sequence_length=32)
@@ -153,3 +154,19 @@ def test_a_recipe_folder_refuses_other_settings_before_any_work(tmp_path, capsys
     err = capsys.readouterr().err
     assert "holds a recipe started with other settings: general_steps 4 (now 600)" in err and "--output-dir" in err
     assert sorted(p.name for p in out.iterdir()) == [SETTINGS_FILE]   # no data, no stage
+
+
+def test_a_finished_stage_whose_results_are_damaged_is_named(tmp_path):
+    """A stage folder with metrics.json is taken for done; a damaged one failed later with a KeyError
+    (exit 1 and a traceback) or a bare JSON error that named no file."""
+
+    metrics = tmp_path / "metrics.json"
+    done = {"before": {"accuracy": 0.5}, "after": {"accuracy": 0.8}, "train_seconds": 3.0, "export_dir": "e"}
+    metrics.write_text(json.dumps(done))
+    assert _stage(None, None, str(tmp_path), "stage", lambda line: None) == done
+    for damaged, words in (('{"before": {}', "is not a UTF-8 JSON file"), ("[1, 2]", "must hold a JSON object"),
+                           (json.dumps({**done, "after": 0.8}), "lacks ['after']"),
+                           (json.dumps({"before": {}}), "lacks ['after', 'train_seconds', 'export_dir']")):
+        metrics.write_text(damaged)
+        with pytest.raises(CorruptFileError, match=re.escape(f"{metrics}") + ".*" + re.escape(words)):
+            _stage(None, None, str(tmp_path), "stage", lambda line: None)

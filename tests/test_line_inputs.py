@@ -490,3 +490,16 @@ def test_compressed_text_inputs_are_read_decompressed_and_damage_is_named(length
     vocab.write_bytes(COMPRESSORS["gzip"](b"[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nword\n"))
     with pytest.raises(ValueError, match=f"vocabulary file {vocab} is gzip-compressed"):
         read_vocabulary(str(vocab))
+
+
+def test_a_folder_given_for_a_file_is_named(tmp_path, capsys):
+    """Every reader says which path is a folder (before: "[Errno 21] Is a directory: '...'" from some)."""
+    with pytest.raises(IsADirectoryError, match=f"{tmp_path} is a folder, not a file"):
+        list(read_jsonl_objects(str(tmp_path), collections.Counter()))
+    models = tmp_path / "m"
+    (models / "1").mkdir(parents=True)
+    for argv in (["serve", "--model-base-path", str(models), "--enable-batching", "--batching-parameters-file",
+                  str(tmp_path)], ["refine", "--blocklist", str(tmp_path), "embedded", str(tmp_path / "out")],
+                 ["finetune", "--task", "retrieval", "--pairs", str(tmp_path), "--output-dir", str(tmp_path / "r")]):
+        assert main(argv) == 2, argv
+        assert f"{tmp_path} is a folder, not a file" in capsys.readouterr().err, argv

@@ -158,7 +158,10 @@ def open_input(path: str, decompress: bool = False) -> IO[bytes]:
     """A binary stream of ``path``: a local path (a file, pipe or device) with ``open``, a URI with
     a scheme (``gs://``, ``s3://`` ...) with ``tf.io.gfile.GFile``; with ``decompress``, the
     decompressed bytes of a compressed file (see the module docstring)."""
-    stream = tf.io.gfile.GFile(path, "rb") if "://" in path else open(path, "rb")
+    try:
+        stream = tf.io.gfile.GFile(path, "rb") if "://" in path else open(path, "rb")
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{path} is a folder, not a file") from None
     return decompressed(stream, path) if decompress else stream
 
 

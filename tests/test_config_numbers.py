@@ -186,6 +186,16 @@ def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
     ("ImageTextTaskConfig", {"image_encoder": "cnn", "image_preset": "small"},
      "image_preset is read with image_encoder='vit' only"),
     ("PretrainingTaskConfig", {"corpus": "nations", "corpus_files": ("a.txt",)}, "corpus 'nations' would be ignored"),
+    ("PretrainingTaskConfig", {"kd_weight": 0.9}, "kd_weight is read with kd_teacher only"),
+    ("PretrainingTaskConfig", {"nce_temperature": 0.1}, "nce_temperature is read with nce_weight > 0 only"),
+    ("PretrainingTaskConfig", {"nsp_weight": 0.0, "sop_weight": 0.0, "pair_representation": "cls_pooler"},
+     "pair_representation is read with nsp_weight or sop_weight > 0 only"),
+    ("ClassificationTaskConfig", {"kd_temperature": 4.0}, "kd_temperature is read with kd_teacher only"),
+    ("ClassificationTaskConfig", {"train_file": "t.jsonl", "eval_file": "e.jsonl", "max_examples_per_class": 10},
+     "max_examples_per_class is read with the built-in data (no train_file) only"),
+    ("ClassificationTaskConfig", {"max_examples": 10}, "max_examples is read with the built-in multi-label data only"),
+    ("ClassificationTaskConfig", {"multi_label": True, "max_examples_per_class": 10},
+     "max_examples_per_class is read with the built-in single-label data only"),
     ("TrainerConfig", {"tpu": "local"}, "tpu is read with strategy='tpu' only"),
     ("TrainerConfig", {"keep_epoch_checkpoints": False, "max_epoch_checkpoints": 2},
      "max_epoch_checkpoints is read with keep_epoch_checkpoints only"),
@@ -204,7 +214,11 @@ def test_settings_that_the_other_settings_leave_unread_are_refused(cls, values, 
                                             {"corpus_files": ("a.txt",)}],
             "ImageTextTaskConfig": [{"objective": "matching", "fusion": "late", "fusion_size": 64},
                                     {"objective": "matching", "fusion_dropout": 0.2}, {"image_encoder": "cnn"}],
-            "PretrainingTaskConfig": [{"corpus_files": ("a.txt",)}, {"corpus": "nations"}],
+            "PretrainingTaskConfig": [{"corpus_files": ("a.txt",)}, {"corpus": "nations"},
+                                      {"nce_weight": 0.5, "nce_temperature": 0.1},
+                                      {"sop_weight": 0.0, "pair_representation": "cls_pooler"}],
+            "ClassificationTaskConfig": [{"max_examples_per_class": 10}, {"multi_label": True, "max_examples": 10},
+                                         {"kd_teacher": "t", "kd_temperature": 4.0}],
             "TrainerConfig": [{"strategy": "tpu", "tpu": "local"}, {"keep_epoch_checkpoints": False}],
             "TransEConfig": [{"dataset": "nations"}, {"train_file": "t.tsv", "test_file": "e.tsv"}],
             "RunnerConfig": [{"runner": "dask", "dask_address": "tcp://10.0.0.2:8786"},
@@ -222,6 +236,15 @@ def test_options_the_task_would_not_read_are_refused_on_the_command_line(tmp_pat
     assert cli_main(["finetune", "--task", "recommendation", "--items-file", str(tmp_path / "items.jsonl"),
                      "--output-dir", str(out)]) == 2
     assert "items_file is the catalogue the pipeline writes for its Trainer" in capsys.readouterr().err
+    # Settings that only a pipeline's Trainer, or a run without init_from or vocab_file, reads.
+    (tmp_path / "v.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nword\n")
+    for argv, words in ((["finetune", "--task", "classification", "--preset", "base"], "preset is read by a pipeline"),
+                        (["pretrain", "--init-from", str(tmp_path), "--preset", "small"],
+                         "preset is read without init_from (it brings its architecture and vocabulary)"),
+                        (["pretrain", "--vocab-file", str(tmp_path / "v.txt"), "--vocab-size", "100"],
+                         "vocab_size is read when the vocabulary is learned (no vocab_file) only")):
+        assert cli_main([*argv, "--output-dir", str(out)]) == 2, argv
+        assert words in capsys.readouterr().err, argv
     assert not (out / "metrics.json").exists()
 
 

@@ -87,6 +87,15 @@ class ClassificationTaskConfig(DictConfig):
 
     may_be_zero = ("calibration_fraction",)   # 0: no temperature scaling
 
+    def validate(self) -> None:
+        if not self.kd_teacher:
+            self.require_defaults(["kd_weight", "kd_temperature"], "with kd_teacher")
+        if self.train_file:
+            self.require_defaults(["max_examples", "max_examples_per_class"], "with the built-in data (no train_file)")
+        else:
+            self.require_defaults(["max_examples_per_class"] if self.multi_label else ["max_examples"],
+                                  f"with the built-in {'single' if self.multi_label else 'multi'}-label data")
+
 
 def read_labelled_jsonl(path: str, multi_label: bool) -> Tuple[List[Dict], collections.Counter]:
     rows, rejects = [], collections.Counter()
@@ -165,6 +174,8 @@ class ClassificationTask(Task):
 
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         cfg = self.config
+        if self.examples is None:   # the encoder is init_from's (or all-MiniLM-L6-v2), the label raw rows'
+            cfg.require_defaults(["preset", "label_key"], "by a pipeline's Trainer")
         self.seed, self.batch_size, self.validation_steps = trainer.seed, trainer.batch_size, trainer.validation_steps
         self.tokenizer = (WordPieceTokenizer(self.examples.vocab_file) if self.examples is not None
                           else pretrained_tokenizer(cfg.init_from or minilm_checkpoint_dir()))

@@ -99,6 +99,12 @@ class PretrainingTaskConfig(DictConfig):
             raise ValueError("init_from brings its own vocabulary; leave vocab_file unset")
         if self.kd_teacher and not (self.kd_weight > 0 and self.kd_temperature > 0):
             raise ValueError("distillation needs kd_weight > 0 and kd_temperature > 0")
+        if not self.kd_teacher:
+            self.require_defaults(["kd_weight", "kd_temperature"], "with kd_teacher")
+        if not self.nce_weight:
+            self.require_defaults(["nce_temperature"], "with nce_weight > 0")
+        if not (self.nsp_weight or self.sop_weight):
+            self.require_defaults(["pair_representation"], "with nsp_weight or sop_weight > 0")
         if self.languages and self.corpus != "multilingual":
             raise ValueError("languages applies to corpus 'multilingual' only")
         if self.corpus_files and self.corpus != "embedded":
@@ -145,6 +151,11 @@ class PretrainingTask(Task):
             self.tokenizer = WordPieceTokenizer(self.examples.vocab_file, lower_case=cfg.lower_case)
             self.max_sequence_length = self.examples.max_sequence_length
         else:
+            if cfg.init_from:   # (a pipeline's Trainer gets init_from from its base model, the preset from its config)
+                cfg.require_defaults(["preset", "vocab_size", "lower_case"],
+                                     "without init_from (it brings its architecture and vocabulary)")
+            elif cfg.vocab_file:
+                cfg.require_defaults(["vocab_size"], "when the vocabulary is learned (no vocab_file)")
             self.max_sequence_length = cfg.max_sequence_length
             self.split_drops, self.removed = SplitCounts(), collections.Counter()
             self.eval_pairs_by_language, self.language_documents = {}, {}

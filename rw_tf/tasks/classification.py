@@ -88,6 +88,8 @@ class ClassificationTaskConfig(DictConfig):
     may_be_zero = ("calibration_fraction",)   # 0: no temperature scaling
 
     def validate(self) -> None:
+        if self.eval_file and not self.train_file:   # the built-in data has its own held-out split
+            raise ValueError("eval_file (--eval) is read with train_file (--train) only")
         if not self.kd_teacher:
             self.require_defaults(["kd_weight", "kd_temperature"], "with kd_teacher")
         if self.train_file:

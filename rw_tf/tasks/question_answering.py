@@ -50,6 +50,10 @@ class QATaskConfig(DictConfig):
     max_train_examples: Optional[int] = None
     max_eval_examples: Optional[int] = 300
 
+    def validate(self) -> None:
+        if self.eval_file and not self.train_file:   # the built-in data has its own held-out split
+            raise ValueError("eval_file (--eval) is read with train_file (--train) only")
+
     def window_spec(self) -> WindowSpec:
         return WindowSpec(self.max_sequence_length, self.doc_stride, self.max_question_length, self.max_windows)
 

@@ -46,6 +46,10 @@ class RetrievalTaskConfig(DictConfig):
     temperature: float = 0.05
     top_k: int = 10
 
+    def validate(self) -> None:
+        if self.pairs_file:   # max_pairs samples the built-in pairs
+            self.require_defaults(["max_pairs"], "with the built-in pairs (no pairs_file)")
+
 
 def read_pairs(path: str) -> Tuple[List[Dict], collections.Counter]:
     """Rows whose ``query`` and ``item`` are strings the tokenizer reads something of (not empty,

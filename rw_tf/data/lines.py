@@ -20,9 +20,10 @@ substitutions (``--input <(zcat corpus.gz)``) and ``/dev/stdin`` give their cont
 ``tf.io.gfile``.
 
 Text inputs (corpora, JSON Lines, triples, aliases, items, texts to embed) are opened with
-``decompress=True``: a gzip, bzip2 or xz file is read decompressed, whatever its name, as
-``tf.data.TextLineDataset`` and TFX's ExampleGen read compressed splits, a chunk at a time (limits
-count decompressed bytes, so a small file that inflates to terabytes is refused like a large one).
+``decompress=True``: a gzip, bzip2 or xz file is read decompressed, whatever its name (the format
+is told by its first bytes, where ``tf.data.TextLineDataset`` must be given it), a chunk at a time
+(limits count decompressed bytes, so a small file that inflates to terabytes is refused like a
+large one).
 Damaged compressed data (cut short, or a trailer whose CRC or length does not match what it
 holds) is a ``CorruptFileError`` naming the file, not a crash in the middle of a read or a file
 read as binary text. Compression no standard module reads (zstd, zip) is refused by name with the

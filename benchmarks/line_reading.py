@@ -8,15 +8,19 @@ the file object (the peer: what the readers did before), over a JSON Lines file 
 and over a file whose middle line is ``--long-line-mb`` MB long. Then the same bounded reader over
 ``.jsonl.gz`` files opened with Beam's ``FileSystems``: inflated by ``rw_tf.data.lines.decompressed``
 (Python's gzip) vs. Beam's ``CompressionTypes.GZIP`` (the peer: what ``rw-tf refine`` did before),
-on the rows compressed and on ``--bomb-mb`` MB of 4 MB lines that compress to under 1 MB. Then ``rw-tf embed --input``
+on the rows compressed and on ``--bomb-mb`` MB of 4 MB lines that compress to under 1 MB. Then
+the rows as gzip, bzip2 and xz files read through ``open_input(decompress=True)`` (the format told
+by the first bytes) against the standard module's ``open`` (the peer). Then ``rw-tf embed --input``
 peak traced memory for 10x and 100x more lines (a SavedModel that embeds a text as its length, so
 only the reading and writing are measured). Memory is what ``tracemalloc`` sees (Python and NumPy).
 """
 from __future__ import annotations
 
 import argparse
+import bz2
 import gzip
 import json
+import lzma
 import os
 import sys
 import tempfile
@@ -30,7 +34,7 @@ from apache_beam.io.filesystem import CompressionTypes  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
 from rw_tf.cli.main import main as rw_tf_main  # noqa: E402
-from rw_tf.data.lines import bounded_lines, decompressed  # noqa: E402
+from rw_tf.data.lines import bounded_lines, decompressed, open_input  # noqa: E402
 
 
 def measure(fn, *args):
@@ -61,6 +65,16 @@ def count_beam_gzip(path):
 def count_python_gzip(path):
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
         return sum(1 for _ in bounded_lines(decompressed(raw, path)))
+
+
+def count_module_open(module, path):
+    with module.open(path, "rb") as f:
+        return sum(1 for _ in bounded_lines(f))
+
+
+def count_open_input(path):
+    with open_input(path, decompress=True) as f:
+        return sum(1 for _ in bounded_lines(f))
 
 
 def compare(name, path, readers):
@@ -115,6 +129,16 @@ def main() -> None:
     print(f"\n.jsonl.gz ({os.path.getsize(rows_gz) / 1e6:.1f} MB and {os.path.getsize(bomb) / 1e6:.1f} MB on disk)")
     for name, path in ((f"{args.lines} JSON rows, gzip", rows_gz), (f"{args.bomb_mb} MB of 4 MB lines, gzip", bomb)):
         compare(name, path, (("Beam GZIP", count_beam_gzip), ("Python gzip", count_python_gzip)))
+    # Text inputs opened with decompress=True (told by their first bytes) against the standard
+    # module opened by name (the peer: what a reader that knew the format would do).
+    print("\ncompressed text inputs: the same rows, each format")
+    for kind, module in (("gzip", gzip), ("bzip2", bz2), ("xz", lzma)):
+        packed = os.path.join(work, f"rows.{kind}")
+        with open(rows, "rb") as f, module.open(packed, "wb") as out:
+            out.write(f.read())
+        compare(f"{args.lines} JSON rows, {kind}", packed,
+                ((f"{module.__name__}.open", lambda path, m=module: count_module_open(m, path)),
+                 ("open_input", count_open_input)))
     model = os.path.join(work, "model")
     module = LengthEmbedder()
     tf.saved_model.save(module, os.path.join(model, "1"), signatures={"embed_text": module.embed_text})

@@ -111,8 +111,9 @@ def compression(head: bytes) -> Optional[str]:
     return next((kind for magic, kind in COMPRESSION_MAGIC if head.startswith(magic)), None)
 
 
-class _Decompressed(io.RawIOBase):
-    """The decompressed bytes of a compressed stream; damaged data is a ``CorruptFileError``."""
+class _Decompressed(io.BufferedIOBase):
+    """The decompressed bytes of a compressed stream (the standard module's reader, which buffers
+    and inflates no more than a read asks for); damaged data is a ``CorruptFileError``."""
 
     def __init__(self, stream: IO[bytes], kind: str, source: str) -> None:
         super().__init__()
@@ -122,14 +123,18 @@ class _Decompressed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def read(self, size: Optional[int] = -1) -> bytes:
+        return self._checked(self._file.read, size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._checked(self._file.read1, size)
+
+    def _checked(self, read, size) -> bytes:
         try:
-            data = self._file.read1(len(buffer))   # inflates at most len(buffer) bytes
+            return read(size)
         except (EOFError, OSError, zlib.error, lzma.LZMAError) as err:
             raise CorruptFileError(f"{self._source}: its {self._kind} data cannot be decompressed ({err}): "
                                    "the file is damaged or was cut short") from None
-        buffer[:len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         try:
@@ -152,7 +157,7 @@ def decompressed(stream: IO[bytes], source: str) -> IO[bytes]:
         stream.close()
         raise UserError(f"{source} is {kind}-compressed, which rw-tf does not decompress",
                         hint=f"decompress it first, or pass it through a pipe: <({_UNREAD[kind]} {source})")
-    return io.BufferedReader(_Decompressed(stream, kind, source), _CHUNK_BYTES)
+    return _Decompressed(stream, kind, source)
 
 
 def open_input(path: str, decompress: bool = False) -> IO[bytes]:

@@ -120,8 +120,18 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.model_config_file:
+        given = [flag for flag, value, default in (("--model-name", args.model_name, None),
+                                                    ("--version-policy", args.version_policy, "latest"),
+                                                    ("--num-versions", args.num_versions, 1),
+                                                    ("--versions", args.versions, [])) if value != default]
+        if given:   # each model's name and version policy are the config file's
+            raise UserError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} read with --model-base-path only",
+                            hint="set each model's name and model_version_policy in the --model-config-file")
         specs = read_models_config(args.model_config_file)
     else:
+        if args.allow_version_labels_for_unavailable_models:
+            raise UserError("--allow-version-labels-for-unavailable-models is read with --model-config-file only "
+                            "(version labels are set there)")
         name = args.model_name or os.path.basename(os.path.normpath(args.model_base_path))
         specs = [ModelSpec(name, os.path.abspath(args.model_base_path), args.version_policy, args.num_versions,
                            tuple(args.versions))]

@@ -31,7 +31,7 @@ from rw_tf_serving.client import (
     rest_classify,
     rest_predict,
 )
-from rw_tf_serving.config import BatchingParameters, ModelSpec, read_models_config
+from rw_tf_serving.config import BatchingParameters, ModelSpec, models_config_text, read_models_config
 from rw_tf_serving.server import LocalModelServer
 from rw_tf_serving.validation import ServerLimits
 
@@ -309,9 +309,17 @@ def test_serve_refuses_settings_it_would_not_read(tmp_path, capsys):
              (["--version-policy", "all", "--num-versions", "2"], "num_latest is read with version_policy 'latest'"),
              (["--max-batch-size", "8"], "--max-batch-size is read with --enable-batching only"),
              (["--enable-batching", "--batching-parameters-file", str(batching_file), "--batch-timeout-micros", "5"],
-              "--batch-timeout-micros is read with --enable-batching only (hint: put batching settings in")]
+              "--batch-timeout-micros is read with --enable-batching only (hint: put batching settings in"),
+             (["--allow-version-labels-for-unavailable-models"], "is read with --model-config-file only")]
     for args, message in cases:   # before, each started a server that ignored the setting
         assert main(["serve", "--model-base-path", str(models), "--port", "0", *args]) == 2, args
+        assert message in capsys.readouterr().err, args
+    config_file = tmp_path / "models.config"
+    config_file.write_text(models_config_text([ModelSpec("m", str(models))]))
+    for args, message in ((["--model-name", "other"], "--model-name is read with --model-base-path only"),
+                          (["--version-policy", "all", "--versions", "1"],
+                           "--version-policy, --versions are read with --model-base-path only (hint: set each")):
+        assert main(["serve", "--model-config-file", str(config_file), "--port", "0", *args]) == 2, args
         assert message in capsys.readouterr().err, args
 
 

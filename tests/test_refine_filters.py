@@ -744,8 +744,11 @@ def test_html_and_jsonl_inputs(tmp_path):
                        ("gzip-content.jsonl", whole)):
         (tmp_path / name).write_bytes(data)
         assert [p["url"] for p in read_all(tmp_path / name)[0]] == ["https://x.org/1", "https://x.org/7"], name
-    (tmp_path / "page.html").write_bytes(gzip.compress(b"<html><body><p>compressed page</p></body></html>"))
-    assert read_all(tmp_path / "page.html")[0][0]["html"].startswith("<html><body><p>compressed page")
+    page = b"<html><body><p>compressed page</p></body></html>"
+    for name, data in (("page.html", gzip.compress(page)), ("page.html.gz", gzip.compress(page)),
+                       ("page.htm.bz2", bz2.compress(page))):
+        (tmp_path / name).write_bytes(data)
+        assert read_all(tmp_path / name)[0][0]["html"].startswith("<html><body><p>compressed page"), name
     for name, data, kept in (("cut.jsonl.gz", whole[:-40], 1), ("cut.jsonl.xz", lzma.compress(two)[:-2000], 1),
                              ("crc.jsonl.gz", whole[:-8] + bytes(4) + whole[-4:], 2),   # the trailer is read last
                              ("length.jsonl.gz", whole[:-4] + bytes(4), 2)):

@@ -13,8 +13,8 @@ for the same inputs on every runner, so deduplication keeps the same survivor ev
   record cut off by the end of the file is ``truncated_record``. A corrupt archive (bad gzip member,
   unparseable header, a header block over ``MAX_HEADER_BYTES``) is one ``corrupt_archive`` reject;
   the records before it are kept.
-- HTML files (``.html``, ``.htm``): the URL is the page's ``<link rel="canonical">`` if it has one,
-  else ``file://<path>``.
+- HTML files (``.html``, ``.htm``, and either with ``.gz``, ``.bz2`` or ``.xz``): the URL is the
+  page's ``<link rel="canonical">`` if it has one, else ``file://<path>``.
 - JSON Lines (``.jsonl``, ``.jsonl.gz``, ``.jsonl.bz2``, ``.jsonl.xz``): objects ``{"url", "html"}``
   or ``{"url", "text"}`` (optional ``"id"``: the page id is then ``<path>#<id>``); invalid JSON,
   missing fields and wrong types are rejects.
@@ -56,8 +56,9 @@ DEFAULT_MAX_PAGE_BYTES = 8 * 1024 * 1024
 MAX_HEADER_BYTES = 1 << 20
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
-HTML_SUFFIXES = (".html", ".htm")
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.bz2", ".jsonl.xz")
+# HTML and JSON Lines files may be compressed (read by content: rw_tf.data.lines.decompressed).
+HTML_SUFFIXES = tuple(f"{name}{packed}" for name in (".html", ".htm") for packed in ("", ".gz", ".bz2", ".xz"))
+JSONL_SUFFIXES = tuple(f".jsonl{packed}" for packed in ("", ".gz", ".bz2", ".xz"))
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.I)
 _CANONICAL = re.compile(r"""<link\s[^>]*rel\s*=\s*["']?canonical["']?[^>]*>""", re.I)

@@ -93,6 +93,11 @@ def test_bad_rows_are_counted_and_bad_configs_fail(tmp_path):
     rows, rejects = read_labelled_jsonl(str(path), multi_label=False)
     assert [r["text"] for r in rows] == ["ok", "pair \U0001F600", "after"]
     assert dict(rejects) == {"missing_text": 3, "invalid_json": 2, "invalid_label": 2, "lone_surrogate": 1}
+    multi = tmp_path / "multi.jsonl"
+    multi.write_bytes(b'{"text": "a", "labels": [0, 2]}\n{"text": "b", "labels": [true]}\n{"text": "c", "labels": 1}\n'
+                      b'{"text": "d", "labels": [1.0]}\n{"text": "e", "labels": []}\n')
+    multi_rows, multi_rejects = read_labelled_jsonl(str(multi), multi_label=True)   # true was label 1 before
+    assert [r["label"] for r in multi_rows] == [[0, 2], []] and dict(multi_rejects) == {"invalid_labels": 3}
     # Classes are 0..largest label: a label that is really an id is refused before NumPy overflows on
     # it (10**22) or a head of 10**9 rows is allocated; --num-classes bounds the labels it is given.
     with pytest.raises(ValueError, match="would make 10,000,000,000,000,000,000,001 classes"):

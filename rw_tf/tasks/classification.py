@@ -105,7 +105,8 @@ def read_labelled_jsonl(path: str, multi_label: bool) -> Tuple[List[Dict], colle
         text, label = row.get("text"), row.get("labels" if multi_label else "label")
         if not isinstance(text, str) or not text_key(text):   # nothing the tokenizer reads (NULs, spaces)
             rejects["missing_text"] += 1
-        elif multi_label and not (isinstance(label, list) and all(isinstance(x, int) and x >= 0 for x in label)):
+        elif multi_label and not (isinstance(label, list)
+                                  and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in label)):
             rejects["invalid_labels"] += 1
         elif not multi_label and not (isinstance(label, int) and not isinstance(label, bool) and label >= 0):
             rejects["invalid_label"] += 1

@@ -146,7 +146,8 @@ def test_refined_finetuning_with_a_knowledge_teacher(finetuned, tmp_path):
     assert probs["probabilities"].shape == (1, 2)
     # The teacher is checked against the task: another label set is an error, not a silent mismatch.
     with pytest.raises(ValueError, match="predicts 2 single-label classes"):
-        bad = ClassificationTask(ClassificationTaskConfig(**{**config, "multi_label": True, "max_examples": 60}))
+        multi = {key: value for key, value in config.items() if key != "max_examples_per_class"}
+        bad = ClassificationTask(ClassificationTaskConfig(**multi, multi_label=True, max_examples=60))
         bad.prepare(str(tmp_path / "bad"), bad.trainer_config())
         bad.build_model()
 

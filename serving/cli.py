@@ -173,9 +173,9 @@ def run_serve(args: argparse.Namespace) -> int:
         if isinstance(err, OSError):
             raise UserError(str(err), hint="choose another --port or --rest-api-port (0 picks a free one)") from None
         raise
-    print(f"serving {[s.name for s in specs]} on {args.host}:{server.grpc_port}"
-          + (f", REST on {args.host}:{server.rest_port}" if args.rest_api_port is not None else ""), flush=True)
-    try:
+    try:   # the line inside: a Ctrl-C sent as soon as it is read may interrupt the print's return
+        print(f"serving {[s.name for s in specs]} on {args.host}:{server.grpc_port}"
+              + (f", REST on {args.host}:{server.rest_port}" if args.rest_api_port is not None else ""), flush=True)
         server.wait()
     except KeyboardInterrupt:
         pass

@@ -186,11 +186,9 @@ def test_the_command_line_refuses_before_any_work(tmp_path, capsys):
     ("ImageTextTaskConfig", {"image_encoder": "cnn", "image_preset": "small"},
      "image_preset is read with image_encoder='vit' only"),
     ("PretrainingTaskConfig", {"corpus": "nations", "corpus_files": ("a.txt",)}, "corpus 'nations' would be ignored"),
-    ("PretrainingTaskConfig", {"kd_weight": 0.9}, "kd_weight is read with kd_teacher only"),
     ("PretrainingTaskConfig", {"nce_temperature": 0.1}, "nce_temperature is read with nce_weight > 0 only"),
     ("PretrainingTaskConfig", {"nsp_weight": 0.0, "sop_weight": 0.0, "pair_representation": "cls_pooler"},
      "pair_representation is read with nsp_weight or sop_weight > 0 only"),
-    ("ClassificationTaskConfig", {"kd_temperature": 4.0}, "kd_temperature is read with kd_teacher only"),
     ("ClassificationTaskConfig", {"train_file": "t.jsonl", "eval_file": "e.jsonl", "max_examples_per_class": 10},
      "max_examples_per_class is read with the built-in data (no train_file) only"),
     ("ClassificationTaskConfig", {"max_examples": 10}, "max_examples is read with the built-in multi-label data only"),
@@ -247,7 +245,10 @@ def test_options_the_task_would_not_read_are_refused_on_the_command_line(tmp_pat
                         (["pretrain", "--init-from", str(tmp_path), "--preset", "small"],
                          "preset is read without init_from (it brings its architecture and vocabulary)"),
                         (["pretrain", "--vocab-file", str(tmp_path / "v.txt"), "--vocab-size", "100"],
-                         "vocab_size is read when the vocabulary is learned (no vocab_file) only")):
+                         "vocab_size is read when the vocabulary is learned (no vocab_file) only"),
+                        (["pretrain", "--kd-weight", "0.9"], "kd_weight is read with kd_teacher only"),
+                        (["finetune", "--task", "classification", "--kd-temperature", "4"],
+                         "kd_temperature is read with kd_teacher only")):
         assert cli_main([*argv, "--output-dir", str(out)]) == 2, argv
         assert words in capsys.readouterr().err, argv
     assert not (out / "metrics.json").exists()
@@ -451,3 +452,13 @@ def test_export_modules_and_api_functions_refuse_bad_numbers_before_any_work(cal
     with pytest.raises(error) as raised:
         call()
     assert words in str(raised.value)
+
+
+def test_a_pipeline_trainer_may_set_distillation_before_its_teacher_arrives(tmp_path):
+    """The domain kind's contracts carry kd_weight and kd_temperature; the teacher reaches the Trainer
+    later (its teacher_model input), so the configs must not refuse them unread."""
+    from rw_tf_pipeline.configs import PipelineConfig
+
+    config = PipelineConfig(root=str(tmp_path), kd_weight=0.3, refined_kd_weight=0.2, kd_temperature=3.0)
+    assert config.domain_trainer_contract("domain").task_config.kd_weight == 0.3
+    assert config.domain_trainer_contract("refined").task_config.kd_temperature == 3.0

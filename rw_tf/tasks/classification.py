@@ -90,8 +90,6 @@ class ClassificationTaskConfig(DictConfig):
     def validate(self) -> None:
         if self.eval_file and not self.train_file:   # the built-in data has its own held-out split
             raise ValueError("eval_file (--eval) is read with train_file (--train) only")
-        if not self.kd_teacher:
-            self.require_defaults(["kd_weight", "kd_temperature"], "with kd_teacher")
         if self.train_file:
             self.require_defaults(["max_examples", "max_examples_per_class"], "with the built-in data (no train_file)")
         else:
@@ -179,6 +177,8 @@ class ClassificationTask(Task):
         cfg = self.config
         if self.examples is None:   # the encoder is init_from's (or all-MiniLM-L6-v2), the label raw rows'
             cfg.require_defaults(["preset", "label_key"], "by a pipeline's Trainer")
+            if not cfg.kd_teacher:   # (a pipeline's Trainer gets kd_teacher from its teacher input)
+                cfg.require_defaults(["kd_weight", "kd_temperature"], "with kd_teacher")
         self.seed, self.batch_size, self.validation_steps = trainer.seed, trainer.batch_size, trainer.validation_steps
         self.tokenizer = (WordPieceTokenizer(self.examples.vocab_file) if self.examples is not None
                           else pretrained_tokenizer(cfg.init_from or minilm_checkpoint_dir()))

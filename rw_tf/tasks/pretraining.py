@@ -99,8 +99,6 @@ class PretrainingTaskConfig(DictConfig):
             raise ValueError("init_from brings its own vocabulary; leave vocab_file unset")
         if self.kd_teacher and not (self.kd_weight > 0 and self.kd_temperature > 0):
             raise ValueError("distillation needs kd_weight > 0 and kd_temperature > 0")
-        if not self.kd_teacher:
-            self.require_defaults(["kd_weight", "kd_temperature"], "with kd_teacher")
         if not self.nce_weight:
             self.require_defaults(["nce_temperature"], "with nce_weight > 0")
         if not (self.nsp_weight or self.sop_weight):
@@ -151,7 +149,11 @@ class PretrainingTask(Task):
             self.tokenizer = WordPieceTokenizer(self.examples.vocab_file, lower_case=cfg.lower_case)
             self.max_sequence_length = self.examples.max_sequence_length
         else:
-            if cfg.init_from:   # (a pipeline's Trainer gets init_from from its base model, the preset from its config)
+            # Outside a pipeline's Trainer, which gets init_from from its base model next to its
+            # config's preset, and kd_teacher from its teacher input next to kd_weight.
+            if not cfg.kd_teacher:
+                cfg.require_defaults(["kd_weight", "kd_temperature"], "with kd_teacher")
+            if cfg.init_from:
                 cfg.require_defaults(["preset", "vocab_size", "lower_case"],
                                      "without init_from (it brings its architecture and vocabulary)")
             elif cfg.vocab_file:

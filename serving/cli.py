@@ -12,7 +12,7 @@ import threading
 import grpc
 
 from rw_tf.cli.options import utf8_text
-from rw_tf.cli.streams import json_for_stdout, require_standard_output
+from rw_tf.cli.streams import print_json, require_standard_output
 from rw_tf.config import MAX_WAIT_SECONDS
 from rw_tf.data.lines import read_bounded
 from rw_tf.errors import UserError
@@ -270,7 +270,7 @@ def run_predict(args: argparse.Namespace) -> int:
             raise UserError(f"{err.code().name}: {server_text(err.details() or '')}") from None
         finally:
             client.close()
-    print(json_for_stdout(result, indent=2))
+    print_json(result, indent=2)
     return 0
 
 
@@ -287,6 +287,6 @@ def add_serving_config(sub: argparse._SubParsersAction) -> None:
 
 def run_serving_config(args: argparse.Namespace) -> int:
     written = write_serving_configs(args.push_root, args.output_dir, args.models_mount, num_latest=args.num_versions)
-    print(json_for_stdout({"files": written.paths, "models": written.models, "skipped": written.skipped}, indent=2))
+    print_json({"files": written.paths, "models": written.models, "skipped": written.skipped}, indent=2)
     print("TF Serving (docker):\n  " + docker_command(args.push_root, args.output_dir, models_mount=args.models_mount))
     return 0

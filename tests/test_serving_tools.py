@@ -5,12 +5,14 @@
 command line. ``rw-tf serving-config`` on push folders that hold more than models."""
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import shlex
 import socket
 import threading
 import time
+import tracemalloc
 from concurrent import futures
 
 import grpc
@@ -23,6 +25,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 import rw_tf.cli.streams
 import rw_tf_serving.client
 from rw_tf.cli.main import main
+from rw_tf.errors import escape_unprintable
 from rw_tf_serving.client import (
     RestError,
     RestExchangeError,
@@ -192,6 +195,40 @@ def test_predict_prints_the_answer_with_what_a_terminal_acts_on_escaped(capsys, 
     out = capsys.readouterr().out
     assert "d\u00e9j\u00e0 vu" in out and "\\u009b2J\\u202eevil" in out and "\\udb40\\udc41" in out
     assert json.loads(out) == {"outputs": {"y": ["d\u00e9j\u00e0 vu", "\u009b2J\u202eevil", "\U000e0041"]}}
+
+
+class _CountingStdout:
+    """A UTF-8 standard output that keeps only a hash and the length of what it is given."""
+
+    encoding = "utf-8"
+
+    def __init__(self) -> None:
+        self.digest, self.chars = hashlib.sha256(), 0
+
+    def write(self, text: str) -> int:
+        self.digest.update(text.encode("utf-8", "surrogatepass"))
+        self.chars += len(text)
+        return len(text)
+
+
+def test_a_large_answer_is_printed_in_pieces_as_the_whole_string_would_be(monkeypatch):
+    """Before: the answer became one indented string before it was printed; a 57 MiB REST answer
+    of numbers made ``rw-tf predict`` peak at 3.3 GB (1.1 GB now, most of it the decoded answer)."""
+    answer = {"outputs": {"y": [[i * 0.5, "\u009b2J\u202e", "d\u00e9j\u00e0"] for i in range(60_000)]}}
+    expected = escape_unprintable(json.dumps(answer, ensure_ascii=False, indent=2),
+                                  lambda c: json.dumps(c)[1:-1]) + "\n"
+    sink = _CountingStdout()
+    monkeypatch.setattr("sys.stdout", sink)
+    tracemalloc.start()
+    try:
+        rw_tf.cli.streams.print_json(answer, indent=2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sink.chars == len(expected) > 4_000_000
+    assert sink.digest.hexdigest() == hashlib.sha256(expected.encode("utf-8", "surrogatepass")).hexdigest()
+    # The whole text as one string takes at least a byte a character; the pieces stay near 1 MB.
+    assert peak < 2_000_000, f"printing held {peak:,} bytes for {len(expected):,} characters"
 
 
 class _DeclaringServer(prediction_service_pb2_grpc.PredictionServiceServicer):

@@ -20,7 +20,7 @@ import warnings
 from typing import Optional
 
 from rw_tf.cli.output import quiet_output
-from rw_tf.errors import UserError
+from rw_tf.errors import UserError, runtime_user_error
 from rw_tf.folder_lock import output_folder_lock
 from rw_tf_pipeline.configs import DEFAULT_IMAGE, KINDS, STAGES, PipelineConfig
 from rw_tf_pipeline.errors import DataAnomaliesError
@@ -131,6 +131,8 @@ def _run_and_summarize(config: PipelineConfig, kinds, log_path: Optional[str]) -
     except UserError:   # raised before a component ran (e.g. the open-file limit): main prints it, exit 2
         raise
     except Exception as err:  # noqa: BLE001 - a component failed: short message, traceback in the log
+        if runtime_user_error(err) is not None:   # a full disk, no memory: main prints it as the user's (exit 2)
+            raise
         where = f"; the traceback is in {log_path}" if log_path else ""
         print(f"rw-tf pipeline run: failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
               f"{where}", file=sys.stderr)

@@ -281,6 +281,30 @@ def test_quiet_output_copies_library_output_to_the_log_and_a_full_disk_cannot_st
     assert storage_error(RuntimeError("OSError: [Errno 2] No such file")) is None
 
 
+def test_a_pipeline_component_on_a_full_disk_is_the_users_error(tmp_path, capsys, monkeypatch):
+    """Before: Transform's Beam worker hitting ENOSPC under ``--root`` on a 30 MB disk ended
+    ``rw-tf pipeline run`` with exit 1, "failed: RuntimeError: Traceback (most recent call last):"."""
+    import rw_tf_pipeline.local_runner
+    from rw_tf.cli.main import main
+
+    def run_all(config, kinds, out):
+        out.write("  Transform                          FAILED    32.1 s\n")
+        raise RuntimeError("Traceback (most recent call last):\n  File \"textio.py\", line 538, in write\nOSError: "
+                           "[Errno 28] No space left on device [while running 'GenerateStats/WriteStats']")
+
+    monkeypatch.setattr(rw_tf_pipeline.local_runner, "run_all", run_all)
+    assert main(["pipeline", "run", "--root", str(tmp_path / "root")]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]   # (the traceback before it goes to the run's log)
+    assert last == ("rw-tf pipeline: error: cannot write the output: OSError: [Errno 28] No space left on device "
+                    "(hint: free disk space or write the output to another device)"), last
+    # A component that fails for another reason is still exit 1 with the log's path.
+    monkeypatch.setattr(rw_tf_pipeline.local_runner, "run_all",
+                        lambda config, kinds, out: (_ for _ in ()).throw(RuntimeError("Transform: bad schema")))
+    assert main(["pipeline", "run", "--root", str(tmp_path / "root")]) == 1
+    assert "rw-tf pipeline run: failed: RuntimeError: Transform: bad schema; the traceback is in" in \
+        capsys.readouterr().err
+
+
 def test_pipeline_prepare_keeps_library_output_in_its_log(tmp_path, capfd, monkeypatch):
     # Before: `rw-tf pipeline prepare` printed its Beam workers' warnings (22 lines of FutureWarning
     # and "Discarding unparseable args") and then the paths as JSON.

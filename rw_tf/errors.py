@@ -90,6 +90,8 @@ _NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 _NO_ROOM = re.compile("|".join(os.strerror(code) for code in _NO_ROOM_ERRNOS))
 # Beam re-raises a worker's OSError as a RuntimeError holding the worker's traceback.
 _WRAPPED_NO_ROOM = re.compile(rf"OSError: \[Errno (?:{'|'.join(map(str, _NO_ROOM_ERRNOS))})\] [^\n\[]*")
+# SQLite's SQLITE_FULL, as ML Metadata's store (and sqlite3) report it: the disk under its file is full.
+_SQLITE_FULL = "database or disk is full"
 # Paths no file system takes: a name over 255 bytes or a path over 4,095, a loop of symbolic links.
 _BAD_PATH_ERRNOS = (errno.ENAMETOOLONG, errno.ELOOP)
 _BAD_PATH = re.compile("|".join(os.strerror(code) for code in _BAD_PATH_ERRNOS))
@@ -116,8 +118,11 @@ def storage_error(err: BaseException) -> Optional[UserError]:
     tf = sys.modules.get("tensorflow")
     if tf is None or not isinstance(err, tf.errors.OpError):
         wrapped = _WRAPPED_NO_ROOM.search(str(err))
-        return UserError(f"cannot write the output: {wrapped.group(0).strip()}",
-                         hint=FULL_DISK_HINT) if wrapped else None
+        if wrapped:
+            return UserError(f"cannot write the output: {wrapped.group(0).strip()}", hint=FULL_DISK_HINT)
+        if _SQLITE_FULL in str(err):
+            return UserError(f"cannot write the metadata store: {_SQLITE_FULL}", hint=FULL_DISK_HINT)
+        return None
     text = getattr(err, "message", None) or str(err)
     if _NO_ROOM.search(text):   # TensorFlow reports ENOSPC as ResourceExhausted: not memory
         return UserError(f"cannot write: {error_reason(err)}", hint=FULL_DISK_HINT)

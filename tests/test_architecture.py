@@ -297,6 +297,18 @@ def test_a_pipeline_component_on_a_full_disk_is_the_users_error(tmp_path, capsys
     last = capsys.readouterr().err.splitlines()[-1]   # (the traceback before it goes to the run's log)
     assert last == ("rw-tf pipeline: error: cannot write the output: OSError: [Errno 28] No space left on device "
                     "(hint: free disk space or write the output to another device)"), last
+    # ... and so is ML Metadata's SQLite store on a full disk (a 300 KB --root failed at the first
+    # component with exit 1, "failed: InternalError: Error when executing query: database or disk is full").
+    from ml_metadata import errors as mlmd_errors
+
+    def run_all(config, kinds, out):
+        raise mlmd_errors.InternalError("Error when executing query: database or disk is full query: COMMIT;")
+
+    monkeypatch.setattr(rw_tf_pipeline.local_runner, "run_all", run_all)
+    assert main(["pipeline", "run", "--root", str(tmp_path / "root")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "rw-tf pipeline: error: cannot write the metadata store: database or disk is full (hint: free disk space "
+        "or write the output to another device)")
     # A component that fails for another reason is still exit 1 with the log's path.
     monkeypatch.setattr(rw_tf_pipeline.local_runner, "run_all",
                         lambda config, kinds, out: (_ for _ in ()).throw(RuntimeError("Transform: bad schema")))

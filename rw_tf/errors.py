@@ -85,6 +85,7 @@ _WRAPPED_MEMORY_ERROR = re.compile(r"^(?:[\w.]+\.)?_?\w*MemoryError\b(?:: ([^\n\
 # full disk, a missing folder, a URI scheme it has no file system for and a cloud store it cannot
 # reach as op errors; only their messages tell them apart.
 FULL_DISK_HINT = "free disk space or write the output to another device"
+READ_ONLY_HINT = "the file system is mounted read-only: write the output to another device"
 _UNKNOWN_SCHEME = re.compile(r"File system scheme '([^']*)' not implemented(?: \(file: '([^']*)'\))?")
 _NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 _NO_ROOM = re.compile("|".join(os.strerror(code) for code in _NO_ROOM_ERRNOS))
@@ -107,25 +108,30 @@ def _shortened(text: object, keep: int = 120) -> str:
     return text if len(text) <= keep else f"{text[:keep // 2]}...{text[-keep // 2:]}"
 
 
+def _no_room_hint(message: str) -> str:
+    return READ_ONLY_HINT if os.strerror(errno.EROFS) in message else FULL_DISK_HINT
+
+
 def storage_error(err: BaseException) -> Optional[UserError]:
     """A ``UserError`` for a path that cannot be read or written: an unknown scheme such as
     ``http://``, a cloud store that cannot be reached or refuses the credentials, a full or
     read-only disk, a folder that cannot be made; else None."""
     if isinstance(err, OSError) and err.errno in _NO_ROOM_ERRNOS:
-        return UserError(f"cannot write {err.filename or 'the output'}: {err.strerror}", hint=FULL_DISK_HINT)
+        return UserError(f"cannot write {err.filename or 'the output'}: {err.strerror}", hint=_no_room_hint(str(err)))
     if isinstance(err, OSError) and err.errno in _BAD_PATH_ERRNOS:
         return UserError(f"cannot use the path {_shortened(err.filename)}: {err.strerror}", hint=BAD_PATH_HINT)
     tf = sys.modules.get("tensorflow")
     if tf is None or not isinstance(err, tf.errors.OpError):
         wrapped = _WRAPPED_NO_ROOM.search(str(err))
         if wrapped:
-            return UserError(f"cannot write the output: {wrapped.group(0).strip()}", hint=FULL_DISK_HINT)
+            reason = wrapped.group(0).strip()
+            return UserError(f"cannot write the output: {reason}", hint=_no_room_hint(reason))
         if _SQLITE_FULL in str(err):
             return UserError(f"cannot write the metadata store: {_SQLITE_FULL}", hint=FULL_DISK_HINT)
         return None
     text = getattr(err, "message", None) or str(err)
     if _NO_ROOM.search(text):   # TensorFlow reports ENOSPC as ResourceExhausted: not memory
-        return UserError(f"cannot write: {error_reason(err)}", hint=FULL_DISK_HINT)
+        return UserError(f"cannot write: {error_reason(err)}", hint=_no_room_hint(text))
     if _BAD_PATH.search(text):
         return UserError(f"cannot use a path: {_shortened(error_reason(err))}", hint=BAD_PATH_HINT)
     if isinstance(err, tf.errors.NotFoundError) and "No such file or directory" in text:

@@ -317,6 +317,31 @@ def test_a_pipeline_component_on_a_full_disk_is_the_users_error(tmp_path, capsys
         capsys.readouterr().err
 
 
+def test_a_read_only_file_system_is_told_apart_from_a_full_disk():
+    """Before: a read-only mount got the full disk's hint, "free disk space" (`rw-tf vocab`,
+    `refine`, `pretrain` and `pipeline run` with their output on a tmpfs remounted read-only)."""
+    import errno
+
+    import tensorflow as tf
+
+    from rw_tf.errors import FULL_DISK_HINT, READ_ONLY_HINT, storage_error
+
+    read_only = os.strerror(errno.EROFS)
+    cases = {   # as Python, TensorFlow's file system and a Beam worker report each
+        read_only: [OSError(errno.EROFS, read_only, "/mnt/out"),
+                    tf.errors.FailedPreconditionError(None, None, f"/mnt/out/v.txt; {read_only}"),
+                    RuntimeError(f"Traceback ...\nOSError: [Errno {errno.EROFS}] {read_only} [while running 'W']")],
+        os.strerror(errno.ENOSPC): [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/mnt/out"),
+                                    tf.errors.ResourceExhaustedError(None, None, "/mnt/out; No space left on device"),
+                                    RuntimeError("OSError: [Errno 28] No space left on device [while running 'W']")],
+    }
+    for reason, errors in cases.items():
+        hint = READ_ONLY_HINT if reason == read_only else FULL_DISK_HINT
+        for err in errors:
+            message = str(storage_error(err))
+            assert reason in message and message.endswith(f"(hint: {hint})"), (err, message)
+
+
 def test_pipeline_prepare_keeps_library_output_in_its_log(tmp_path, capfd, monkeypatch):
     # Before: `rw-tf pipeline prepare` printed its Beam workers' warnings (22 lines of FutureWarning
     # and "Discarding unparseable args") and then the paths as JSON.

@@ -131,8 +131,9 @@ def _run_and_summarize(config: PipelineConfig, kinds, log_path: Optional[str]) -
     except UserError:   # raised before a component ran (e.g. the open-file limit): main prints it, exit 2
         raise
     except Exception as err:  # noqa: BLE001 - a component failed: short message, traceback in the log
-        if runtime_user_error(err) is not None:   # a full disk, no memory: main prints it as the user's (exit 2)
-            raise
+        known = runtime_user_error(err)
+        if known is not None:   # a full disk, no memory: main prints it as the user's (exit 2)
+            raise known from None
         where = f"; the traceback is in {log_path}" if log_path else ""
         print(f"rw-tf pipeline run: failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
               f"{where}", file=sys.stderr)

@@ -122,11 +122,12 @@ def storage_error(err: BaseException) -> Optional[UserError]:
         return UserError(f"cannot use the path {_shortened(err.filename)}: {err.strerror}", hint=BAD_PATH_HINT)
     tf = sys.modules.get("tensorflow")
     if tf is None or not isinstance(err, tf.errors.OpError):
-        wrapped = _WRAPPED_NO_ROOM.search(str(err))
+        message = str(err)
+        wrapped = _WRAPPED_NO_ROOM.search(message)
         if wrapped:
             reason = wrapped.group(0).strip()
             return UserError(f"cannot write the output: {reason}", hint=_no_room_hint(reason))
-        if _SQLITE_FULL in str(err):
+        if _SQLITE_FULL in message:
             return UserError(f"cannot write the metadata store: {_SQLITE_FULL}", hint=FULL_DISK_HINT)
         return None
     text = getattr(err, "message", None) or str(err)

@@ -64,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
     config = load_config(args)
     kinds = list(STAGES) if args.kind == "all" else [args.kind]
     if args.action == "prepare":
-        return prepare_inputs(config, args.verbose)
+        return prepare_inputs(config, args.kind, args.verbose)
     if args.action == "compile":
         with warnings.catch_warnings():  # the Vertex and GCS clients' deprecation notices on import
             warnings.simplefilter("ignore", FutureWarning)
@@ -85,7 +85,7 @@ def _log_path(config: PipelineConfig, action: str, verbose: bool) -> Optional[st
     return None if verbose else os.path.join(config.log_dir, f"{action}-{stamp}.log")
 
 
-def prepare_inputs(config: PipelineConfig, verbose: bool) -> int:
+def prepare_inputs(config: PipelineConfig, kind: str, verbose: bool) -> int:
     log_path = _log_path(config, "prepare", verbose)
     print(f"rw-tf pipeline prepare: the pipelines' inputs under {config.data_dir}")
     if log_path:
@@ -93,9 +93,9 @@ def prepare_inputs(config: PipelineConfig, verbose: bool) -> int:
     started = time.monotonic()
     with output_folder_lock(config.root):
         with quiet_output(log_path):   # a web refinement runs Beam workers, whose logs go there too
-            from rw_tf_pipeline.prepare import prepare_data
+            from rw_tf_pipeline.prepare import prepare_kind_data
 
-            paths = prepare_data(config)
+            paths = prepare_kind_data(config, kind)
     print(f"done in {time.monotonic() - started:.0f} s")
     for name, path in paths.items():
         print(f"  {name:<22} {path}")

@@ -27,6 +27,7 @@ from rw_tf.data.transform_fns import (
     InteractionTransformConfig,
     PairTransformConfig,
     PretrainingTransformConfig,
+    QATransformConfig,
     TextTransformConfig,
 )
 from rw_tf.model_files import read_json_object
@@ -38,6 +39,8 @@ from rw_tf.tasks import (
     ImageTextTaskConfig,
     PretrainingTask,
     PretrainingTaskConfig,
+    QATaskConfig,
+    QuestionAnsweringTask,
     RecommendationTask,
     RecommendationTaskConfig,
     SentenceEmbeddingTask,
@@ -55,7 +58,8 @@ STAGES = ("pretrain", "finetune")   # the main job's stages (`--kind all`)
 # domain: the recipe's stages 2 and 3 on the Nations demo from a pushed general model (f_K,
 # domain pretraining with KD from it, f_K fine-tuned on the triple task, refined fine-tuning with KD).
 # refine: the web-data refinement alone (RefineWebData), e.g. scheduled apart from training.
-KINDS = STAGES + ("recipe", "domain", "embedding", "recommendation", "multimodal", "refine")
+# qa: extractive question answering (a span head on all-MiniLM-L6-v2) on the docstring glossary set.
+KINDS = STAGES + ("recipe", "domain", "embedding", "recommendation", "multimodal", "qa", "refine")
 CORPORA = ("web", "embedded", "nations", "multilingual")
 # The domain kind's gated and pushed stages -> the examples each trains on.
 DOMAIN_STAGES = {"knowledge_model": "domain", "domain": "domain", "refined": "triples"}
@@ -134,6 +138,18 @@ class PipelineConfig(DictConfig):
     multimodal_image_size: int = 32
     multimodal_caption_length: int = 16
     multimodal_eval_fraction: float = 0.2
+    # Extractive QA (kind "qa"): encoder checkpoint (default all-MiniLM-L6-v2; its vocab.txt
+    # tokenizes the examples), steps, learning rate and the window geometry (rw_tf.data.qa_windows;
+    # a context needing more than qa_max_windows windows is left out by PrepareData and counted).
+    qa_init_from: Optional[str] = None
+    qa_train_steps: int = 200
+    qa_eval_steps: int = 8
+    qa_learning_rate: float = 1e-4
+    qa_max_sequence_length: int = 128
+    qa_doc_stride: int = 48
+    qa_max_question_length: int = 24
+    qa_max_windows: int = 10
+    qa_max_answer_length: int = 64
     # The domain kind (rw_tf.recipe's stages 2 and 3): domain text (segments of two Nations facts)
     # and the triple-classification task, both read with the general model's vocabulary.
     domain_train_steps: int = 300
@@ -163,6 +179,7 @@ class PipelineConfig(DictConfig):
     pair_accuracy_lower_bound: float = 0.8
     hit_at_10_lower_bound: float = 0.2
     match_accuracy_lower_bound: float = 0.6
+    span_exact_match_lower_bound: float = 0.3
     max_metric_drop: float = 0.02
     # Orchestration. TFX fingerprints component inputs and configs, not the installed rw_tf code:
     # after changing rw_tf itself, run once with enable_cache false.
@@ -294,7 +311,15 @@ class PipelineConfig(DictConfig):
     def knowledge(self) -> Dict[str, Optional[str]]:
         return {"alias_file": self.alias_file, "knowledge_dir": self.knowledge_dir}
 
+    def qa_windows(self) -> Dict[str, int]:
+        """The QA window geometry, the same in the Transform, the Trainer and PrepareData's checks."""
+        return {"max_sequence_length": self.qa_max_sequence_length, "doc_stride": self.qa_doc_stride,
+                "max_question_length": self.qa_max_question_length, "max_windows": self.qa_max_windows}
+
     def transform_config(self, kind: str):
+        if kind == "qa":
+            vocab = os.path.join(self.qa_init_from, "vocab.txt") if self.qa_init_from else None
+            return QATransformConfig(vocab_file=vocab, **self.qa_windows())
         if kind == "multimodal":
             vocab = os.path.join(self.multimodal_init_from, "vocab.txt") if self.multimodal_init_from else None
             return ImageTextTransformConfig(vocab_file=vocab, max_sequence_length=self.multimodal_caption_length,
@@ -325,6 +350,10 @@ class PipelineConfig(DictConfig):
             learning_rate=learning_rate, backup_every_steps=self.backup_every_steps, keep_epoch_checkpoints=False)
 
     def trainer_contract(self, kind: str) -> TrainerContract:
+        if kind == "qa":
+            task = QATaskConfig(init_from=self.qa_init_from, max_answer_length=self.qa_max_answer_length,
+                                **self.qa_windows())
+            return TrainerContract("qa", task, self._one_epoch_trainer(QuestionAnsweringTask, self.qa_learning_rate))
         if kind == "multimodal":
             task = ImageTextTaskConfig(init_from=self.multimodal_init_from, text_preset=self.multimodal_text_preset,
                                        objective="matching", fusion="cross_attention",

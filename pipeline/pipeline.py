@@ -24,7 +24,10 @@ pretraining with KD from f_K in a ``DistillationTrainer`` whose teacher is a tra
 fine-tuned on triple classification; refined fine-tuning with KD from it; f_K, the domain model
 and the refined model each gated and pushed) and ``multimodal`` (an ``ImageTextMatcher``: ViT image
 encoder, text encoder, cross-attention fusion, trained on handwritten digits whose PNG bytes travel
-in the tf.Examples; Transform decodes them; gated on image-text matching accuracy). Transform and
+in the tf.Examples; Transform decodes them; gated on image-text matching accuracy) and ``qa``
+(extractive QA: a span head on ``qa_init_from``, default all-MiniLM-L6-v2, on the docstring
+glossary set; Transform writes one row per question with all windows of its context; gated on the
+share of held-out questions answered with exactly the answer's words). Transform and
 Trainer name their functions by module path (``rw_tf_pipeline.modules...``), so the same definition
 runs locally and from the container image.
 """
@@ -69,12 +72,14 @@ def _threshold(lower_bound: float, max_drop: float) -> tfma.MetricThreshold:
 #     (= corpus accuracy); recommendation: share of held-out users whose next item is among their
 #     top 10 unseen items; multimodal: held-out images with their own caption and another class's,
 #     each classified by the ITM head; embedding: share of eval queries closer to their item than
-#     to another item of the same module; classification stages: accuracy and AUC.
+#     to another item of the same module; qa: held-out questions whose best span over all windows
+#     of their context is exactly the answer's words; classification stages: accuracy and AUC.
 _MEAN_GATES = {  # stage -> (metric, lower-bound field, prediction key, label key, weight key)
     "pretrain": ("masked_lm_accuracy", "mlm_accuracy_lower_bound", "mlm_accuracy", "nsp_label", "mlm_num_masked"),
     "recommendation": ("hit_at_10", "hit_at_10_lower_bound", "hit_at_k", "hit_label", None),
     "multimodal": ("match_accuracy", "match_accuracy_lower_bound", "match_accuracy", "match_label", None),
     "embedding": ("pair_accuracy", "pair_accuracy_lower_bound", "pair_accuracy", "pair_label", None),
+    "qa": ("span_exact_match", "span_exact_match_lower_bound", "span_exact_match", "qa_label", None),
 }
 _MEAN_GATES["knowledge_model"] = _MEAN_GATES["domain"] = _MEAN_GATES["pretrain"]
 

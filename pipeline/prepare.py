@@ -17,6 +17,10 @@ prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as g
 - ``multimodal/{train,eval}/pairs.jsonl``: scikit-learn's handwritten digits as PNG bytes
   (``{"b64": ...}``) with a templated caption, the caption of an image of another class and the
   digit, split by image (``rw_tf.data.image_text``); images failing the header checks are counted;
+- ``qa/{train,eval}/examples.jsonl`` (``question``, ``context``, ``answer``, ``answer_start``; kind
+  ``qa`` only, ``prepare_qa_data``): the docstring glossary questions split by module, an eval row
+  whose context is a training context removed, rows the window geometry cannot hold (with the
+  encoder's tokenizer) left out; counts in ``qa/qa_report.json``;
 - ``vocab.txt``: a WordPiece vocabulary learned from the training documents; Transform embeds it
   in the transform graph, and fine-tuning uses the same file so ids match the encoder;
 - ``data_report.json``: what was read, removed (by reason) and written;
@@ -41,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.atomic_write import atomic_write
+from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_tokenizer
 from rw_tf.data.corpus import (
     SplitCounts,
     check_enough_documents,
@@ -53,14 +58,17 @@ from rw_tf.data.interactions import stdlib_import_interactions
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
 from rw_tf.data.labelled import docstring_summary_pairs, documentation_source_examples
 from rw_tf.data.multilingual import multilingual_documents
+from rw_tf.data.qa_windows import WindowSpec
 from rw_tf.data.segment_pairs import segment_pair_candidates, yields_pairs
 from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, split_documents
+from rw_tf.data.transform_fns import QA_FEATURES
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
 from rw_tf.model_files import read_json_object
 from rw_tf.refine import RefineConfig, RunnerConfig, read_refined_documents, run_refinement
 from rw_tf.refine.web_sample import write_web_sample
 from rw_tf.tasks.image_text import other_class_rows
+from rw_tf.tasks.question_answering import QATaskConfig, load_qa_rows, windowable_rows
 from rw_tf.tasks.sentence_embedding import with_hard_negatives
 from rw_tf.tokenization import learn_vocabulary, write_vocabulary
 from rw_tf_pipeline.configs import STAGES, PipelineConfig, is_remote
@@ -69,7 +77,8 @@ SPLITS = ("train", "eval")
 
 
 DATA_KINDS = STAGES + ("embedding", "recommendation", "multimodal")
-_FILE_NAMES = {"finetune": "labelled.jsonl", "triples": "labelled.jsonl", "recommendation": "examples.jsonl"}
+_FILE_NAMES = {"finetune": "labelled.jsonl", "triples": "labelled.jsonl", "recommendation": "examples.jsonl",
+               "qa": "examples.jsonl"}
 
 
 def input_file(config: PipelineConfig, kind: str, split: str) -> str:
@@ -141,6 +150,35 @@ def prepare_domain_data(config: PipelineConfig) -> Dict[str, str]:
     with atomic_write(paths["report"]) as f:
         json.dump(report, f, indent=2)
     return paths
+
+
+def prepare_qa_data(config: PipelineConfig) -> Dict[str, str]:
+    """The qa kind's inputs (see the module docstring); rewritten when the encoder, the window
+    geometry or the seed changed, since each decides which rows fit."""
+    paths = {f"qa/{split}": input_file(config, "qa", split) for split in SPLITS}
+    paths["report"] = os.path.join(config.examples_dir("qa"), "qa_report.json")
+    settings = {"init_from": config.qa_init_from, "seed": config.seed, **config.qa_windows()}
+    if all(tf.io.gfile.exists(p) for p in paths.values()) and _read_report(paths["report"]).get("settings") == settings:
+        return paths
+    train, evaluation, rejects = load_qa_rows(QATaskConfig(max_eval_examples=None), config.seed)
+    report = {"settings": settings, "eval_rows_removed": dict(rejects)}
+    tokenizer = pretrained_tokenizer(config.qa_init_from or minilm_checkpoint_dir())
+    for split, rows in (("train", train), ("eval", evaluation)):
+        rejected = collections.Counter()
+        rows = windowable_rows(tokenizer, rows, WindowSpec(**config.qa_windows()), rejected)
+        report[f"qa_{split}"] = write_jsonl([{k: r[k] for k in QA_FEATURES} for r in rows], paths[f"qa/{split}"])
+        report[f"qa_{split}_rejected"] = dict(rejected)
+    _write_report(paths["report"], report)
+    return paths
+
+
+def prepare_kind_data(config: PipelineConfig, kind: str, refined_corpus: Optional[str] = None) -> Dict[str, str]:
+    """What the pipeline ``kind`` reads (``all``: the main job's and the other kinds' but the domain's and qa's)."""
+    if kind == "domain":
+        return prepare_domain_data(config)
+    if kind == "qa":
+        return prepare_qa_data(config)
+    return prepare_data(config, refined_corpus)
 
 
 def corpus_source(config: PipelineConfig, refined_corpus: Optional[str]) -> str:

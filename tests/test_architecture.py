@@ -115,15 +115,19 @@ def test_trainer_contract_round_trips_and_rejects_unknown_keys():
         with pytest.raises(ValueError, match="batchsize"):
             TrainerContract.from_custom_config(wire)
     # Every kind's contracts survive the wire (values are type-checked on the way back).
-    contracts = [config.trainer_contract(k) for k in ("embedding", "recommendation", "multimodal")] + [
+    contracts = [config.trainer_contract(k) for k in ("embedding", "recommendation", "multimodal", "qa")] + [
         config.domain_trainer_contract(s) for s in ("knowledge_model", "domain", "knowledge_classifier", "refined")]
     for contract in contracts:
         assert TrainerContract.from_custom_config(json.loads(json.dumps(contract.to_custom_config()))) == contract
     transforms = [config.transform_config(k) for k in ("pretrain", "finetune", "embedding", "recommendation",
-                                                      "multimodal")] + [
+                                                      "multimodal", "qa")] + [
         config.domain_transform_config(k, "/v/vocab.txt") for k in ("domain", "triples")]
     for transform in transforms:
         assert type(transform).from_dict(json.loads(json.dumps(transform.to_dict()))) == transform
+    # The qa Trainer checks the Transform's windows against its own geometry: one source for both.
+    qa = PipelineConfig(qa_max_windows=7, qa_doc_stride=40)
+    assert qa.trainer_contract("qa").task_config.window_spec() == qa.transform_config("qa").window_spec()
+    assert qa.transform_config("qa").window_spec().max_windows == 7
     wire = json.loads(json.dumps(config.trainer_contract("pretrain").to_custom_config()))
     wire["trainer"]["batch_size"] = "8"
     with pytest.raises(ValueError, match='TrainerConfig.batch_size in .* must be int, got "8"'):

@@ -159,3 +159,29 @@ def test_local_runs_leave_no_tfx_packages_in_the_temp_dir():
         assert package.startswith(scratch + os.sep) and os.path.exists(package)
         assert os.environ["TMPDIR"] == scratch
     assert not os.path.exists(scratch) and tempfile.gettempdir() == outside
+
+
+def test_pipeline_prepare_kind_qa_writes_windowable_questions_and_counts_the_rest(tmp_path, capsys):
+    # `pipeline prepare --kind` was read by nothing (every kind got the main job's data); the qa
+    # kind's questions are filtered by its window geometry, whose change rewrites them.
+    from rw_tf.cli.main import main
+
+    settings = tmp_path / "qa.json"
+    settings.write_text(json.dumps({"qa_max_windows": 3}))
+    assert main(["pipeline", "prepare", "--kind", "qa", "--config", str(settings), "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    data = tmp_path / "data"
+    assert f"qa/train               {data}/qa/train/examples.jsonl" in out and not (data / "vocab.txt").exists()
+    read = lambda split: [json.loads(line) for line in open(data / "qa" / split / "examples.jsonl", encoding="utf-8")]
+    train, evaluation = read("train"), read("eval")
+    report = json.loads((data / "qa" / "qa_report.json").read_text())
+    assert (report["qa_train"], report["qa_eval"]) == (len(train), len(evaluation))
+    assert report["qa_train_rejected"]["context_too_long"] > 100       # 3 windows of 128 tokens hold few contexts
+    assert {r["context"] for r in train}.isdisjoint(r["context"] for r in evaluation)
+    assert all(set(r) == {"question", "context", "answer", "answer_start"} for r in train + evaluation)
+    assert all(r["context"][r["answer_start"]:].startswith(r["answer"]) for r in train + evaluation)
+
+    settings.write_text(json.dumps({"qa_max_windows": 10}))
+    assert main(["pipeline", "prepare", "--kind", "qa", "--config", str(settings), "--root", str(tmp_path)]) == 0
+    assert len(read("train")) > len(train) and json.loads((data / "qa" / "qa_report.json").read_text())[
+        "settings"]["max_windows"] == 10

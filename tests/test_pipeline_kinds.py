@@ -1,6 +1,7 @@
-"""The sentence-embedding, recommendation and multimodal pipeline kinds: LocalDagRunner end to end
+"""The sentence-embedding, recommendation, multimodal and qa pipeline kinds: LocalDagRunner end to end
 (all-MiniLM-L6-v2 fine-tuned on (query, item, negative) docstring examples; a two-tower recommender
-on the standard library's import graph; image-text matching on digits as PNG bytes), each TFMA gate
+on the standard library's import graph; image-text matching on digits as PNG bytes; extractive QA
+on the docstring glossary), each TFMA gate
 against a direct computation with the pushed model, a pushed model through the local gRPC server,
 and the Kubeflow specs."""
 import base64
@@ -108,9 +109,33 @@ def test_multimodal_kind_images_travel_as_bytes_and_the_gate_equals_the_pushed_m
     assert gate == pytest.approx(direct, abs=1e-6) and gate > 0.6
 
 
+@pytest.mark.slow
+def test_qa_kind_gate_equals_the_pushed_models_answers_on_the_eval_rows(tmp_path):
+    # Short fine-tunes of the span head vary with the order of the windows (120 steps of 16, same
+    # data: 8% to 64% span exact match over four orders), so the bound is far from both ends.
+    config = PipelineConfig(root=str(tmp_path), **SMALL, qa_train_steps=200, qa_eval_steps=4,
+                            span_exact_match_lower_bound=0.1)
+    summary = run_pipeline("qa", config)["qa"]
+    assert summary["blessed"] and summary["pushed"]
+    read = lambda split: [json.loads(line) for line in open(input_file(config, "qa", split), encoding="utf-8")]
+    rows, train = read("eval"), read("train")
+    assert {r["context"] for r in rows}.isdisjoint({r["context"] for r in train})   # no context on both sides
+    answer = tf.saved_model.load(summary["pushed_destination"]).signatures["answer_question"]
+    served = [answer(question=tf.constant([r["question"] for r in rows[lo:lo + 32]]),
+                     context=tf.constant([r["context"] for r in rows[lo:lo + 32]])) for lo in range(0, len(rows), 32)]
+    starts = np.concatenate([s["start"].numpy() for s in served])
+    ends = np.concatenate([s["end"].numpy() for s in served])
+    direct = np.mean([(s, e) == (r["answer_start"], r["answer_start"] + len(r["answer"]))
+                      for s, e, r in zip(starts, ends, rows)])
+    gate = summary["gate"]["span_exact_match"]["value"]
+    print("span exact match: TFMA", gate, "served offsets", direct, "rows", len(rows))
+    assert gate == pytest.approx(direct, abs=1e-6) and gate > 0.1
+
+
 @pytest.mark.parametrize("kind,module,task", [("embedding", "embedding_transform", "sentence_embedding"),
                                               ("recommendation", "recommendation_transform", "recommendation"),
-                                              ("multimodal", "multimodal_transform", "image_text")])
+                                              ("multimodal", "multimodal_transform", "image_text"),
+                                              ("qa", "qa_transform", "max_answer_length")])
 def test_kubeflow_specs_of_the_new_kinds(tmp_path, kind, module, task):
     config = PipelineConfig(root="gs://bucket/rw-tf")
     paths = compile_kubeflow(kind, config, str(tmp_path / f"rw-tf-{kind}.json"), pipeline_root="gs://bucket/rw-tf")

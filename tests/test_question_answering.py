@@ -1,5 +1,6 @@
 """Extractive QA: word offsets, sliding windows, span decoding, bad input, MiniLM fine-tuning,
 export and serving (``rw-tf finetune --task qa``, ``rw-tf predict --input``)."""
+import collections
 import json
 import os
 import subprocess
@@ -202,3 +203,53 @@ def test_qa_export_serves_raw_text_through_grpc_and_cli(finetuned_qa, capsys):
 def test_finetune_cli_rejects_options_of_other_tasks(tmp_path, capsys):
     assert cli_main(["finetune", "--task", "qa", "--output-dir", str(tmp_path), "--pairs", "x.jsonl"]) == 2
     assert "--pairs" in capsys.readouterr().err
+
+
+def test_pipeline_transform_windows_the_task_way_and_its_gate_scores_the_served_offsets(finetuned_qa, tmp_path,
+                                                                                       minilm_tokenizer):
+    # The qa pipeline kind's Transform writes one row per question with all its windows; its
+    # targets must be the command line task's, and the gate's per-question span exact match must
+    # be what answer_question decides (character offsets of the answer), question by question.
+    from test_transform_fns import run_transform
+
+    from rw_tf.applications.question_answering import windows_exact_match
+    from rw_tf.data.transform_fns import QA_FEATURES, QATransformConfig, qa_preprocessing_fn
+    from rw_tf.tasks.question_answering import load_qa_rows, training_windows, windowable_rows
+
+    out, _ = finetuned_qa
+    config = QATransformConfig(max_sequence_length=96, doc_stride=32, max_question_length=24, max_windows=16)
+    spec = config.window_spec()
+    _, rows, _ = load_qa_rows(QATaskConfig(max_eval_examples=48), seed=12345)
+    rows = windowable_rows(minilm_tokenizer, rows, spec, collections.Counter())
+    feature_spec = {k: tf.io.FixedLenFeature([], tf.int64 if k == "answer_start" else tf.string) for k in QA_FEATURES}
+    data, _ = run_transform(tmp_path, lambda inputs: qa_preprocessing_fn(inputs, config),
+                            [{k: r[k] for k in QA_FEATURES} for r in rows], feature_spec)
+    windows = {k: tf.constant(np.stack([np.asarray(row[k]) for row in data])) for k in data[0]}
+    assert windows["token_ids"].shape == (len(rows), 16, 96) and (windows["qa_label"].numpy() == 1).all()
+
+    x, y, stats = training_windows(minilm_tokenizer, rows, spec)
+    real = windows["window_mask"].numpy().reshape(-1) > 0
+    assert real.sum() == stats["windows"] and stats["examples_over_one_window"] > 10
+    np.testing.assert_array_equal(windows["token_ids"].numpy().reshape(-1, 96)[real], x["token_ids"])
+    np.testing.assert_array_equal(windows["start_positions"].numpy().reshape(-1)[real], y["start"])
+    np.testing.assert_array_equal(windows["end_positions"].numpy().reshape(-1)[real], y["end"])
+
+    model = keras.saving.load_model(out / "model.keras")
+    gate = windows_exact_match(model, windows, 64).numpy()
+    answers = QuestionAnswerer(model, minilm_tokenizer, spec, 64).answer([r["question"] for r in rows],
+                                                                         [r["context"] for r in rows])
+    served = [(a["start"], a["end"]) == (r["answer_start"], r["answer_start"] + len(r["answer"]))
+              for a, r in zip(answers, rows)]
+    print("span exact match", gate.mean(), "served offsets", np.mean(served))
+    assert 0 < gate.mean() < 1 and gate.tolist() == [float(s) for s in served]
+
+
+def test_an_answer_not_at_its_offset_fails_the_transform_with_the_reason():
+    from rw_tf.data.qa_windows import answer_byte_span
+
+    contexts = tf.constant(["Déjà vu: Ada wrote it.", "Ada wrote it."])
+    start, end = answer_byte_span(contexts, tf.constant(["Ada", "Ada"]), tf.constant([9, 0]))
+    assert start.numpy().tolist() == [11, 0] and end.numpy().tolist() == [14, 3]      # bytes, after "é" and "à"
+    for offsets in ([8, 0], [-1, 0], [99, 0]):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="answer is not the context's text at answer_start"):
+            answer_byte_span(contexts, tf.constant(["Ada", "Ada"]), tf.constant(offsets))

@@ -11,7 +11,7 @@ from tfx.dsl.component.experimental.decorators import component
 
 from rw_tf_pipeline.components.refine_web import RefinedCorpus
 from rw_tf_pipeline.configs import PipelineConfig
-from rw_tf_pipeline.prepare import prepare_data, prepare_domain_data
+from rw_tf_pipeline.prepare import prepare_kind_data
 
 
 @component
@@ -19,10 +19,8 @@ def PrepareData(pipeline_config: tfx.dsl.components.Parameter[str],  # noqa: N80
                 kind: tfx.dsl.components.Parameter[str] = "all",
                 refined_corpus: tfx.dsl.components.InputArtifact[RefinedCorpus] = None) -> None:
     """Prepares the data described by ``pipeline_config`` (a ``PipelineConfig`` as JSON) for the
-    pipeline ``kind`` (the domain kind reads the Nations demo; the others the configured corpus,
-    for corpus "web" the ``refined_corpus`` of the RefineWebData step)."""
+    pipeline ``kind`` (``prepare_kind_data``: the domain kind reads the Nations demo, qa the
+    docstring glossary, the others the configured corpus, for corpus "web" the ``refined_corpus``
+    of the RefineWebData step)."""
     config = PipelineConfig.from_dict(json.loads(pipeline_config), "the PrepareData step")
-    if kind == "domain":
-        prepare_domain_data(config)
-    else:
-        prepare_data(config, refined_corpus.uri if refined_corpus is not None else None)
+    prepare_kind_data(config, kind, refined_corpus.uri if refined_corpus is not None else None)

@@ -26,35 +26,44 @@ import tensorflow as tf
 from rw_tf.config import checks_number_arguments
 from rw_tf.data.qa_windows import QuestionContextWindows, WindowSpec, question_context_windows
 from rw_tf.errors import error_reason
+from rw_tf.networks.encoder import ENCODER_INPUTS
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 
-def best_spans(windows: QuestionContextWindows, start_logits: tf.Tensor, end_logits: tf.Tensor,
-               max_answer_length: int) -> Dict[str, tf.Tensor]:
-    """Decodes one answer per example: ``answer`` (string), ``start``/``end`` (character offsets,
-    end exclusive), ``score`` (logit sum) and ``probability``; all ``[batch]``."""
+def window_best_spans(start_logits: tf.Tensor, end_logits: tf.Tensor, in_context: tf.Tensor,
+                      max_answer_length: int):
+    """Each window's best span among context positions (``in_context``, bool ``[windows, L]``) with
+    ``i <= j < i + max_answer_length``: ``(start, end, score, log of the window's total span mass)``,
+    each ``[windows]``."""
     start_logits = tf.cast(start_logits, tf.float32)
     end_logits = tf.cast(end_logits, tf.float32)
     length = tf.shape(start_logits, out_type=tf.int64)[1]
     position = tf.range(length)
-    lo = tf.expand_dims(windows.context_offset, 1)
-    in_context = tf.logical_and(position >= lo, position < lo + tf.expand_dims(windows.window_length, 1))
     span_length = position[tf.newaxis, :] - position[:, tf.newaxis]                      # j - i
     allowed = tf.logical_and(span_length >= 0, span_length < max_answer_length)
     valid = tf.logical_and(tf.logical_and(in_context[:, :, None], in_context[:, None, :]), allowed[None])
     scores = start_logits[:, :, None] + end_logits[:, None, :]
     scores = tf.reshape(tf.where(valid, scores, -np.inf), [tf.shape(scores)[0], -1])
     best = tf.argmax(scores, axis=1)
-    best_score = tf.reduce_max(scores, axis=1)
-    window_mass = tf.reduce_logsumexp(scores, axis=1)
+    return best // length, best % length, tf.reduce_max(scores, axis=1), tf.reduce_logsumexp(scores, axis=1)
 
+
+def best_spans(windows: QuestionContextWindows, start_logits: tf.Tensor, end_logits: tf.Tensor,
+               max_answer_length: int) -> Dict[str, tf.Tensor]:
+    """Decodes one answer per example: ``answer`` (string), ``start``/``end`` (character offsets,
+    end exclusive), ``score`` (logit sum) and ``probability``; all ``[batch]``."""
+    position = tf.range(tf.shape(start_logits, out_type=tf.int64)[1])
+    lo = tf.expand_dims(windows.context_offset, 1)
+    in_context = tf.logical_and(position >= lo, position < lo + tf.expand_dims(windows.window_length, 1))
+    best_start, best_end, best_score, window_mass = window_best_spans(start_logits, end_logits, in_context,
+                                                                      max_answer_length)
     num_examples = windows.piece_starts.nrows()
     by_example = tf.RaggedTensor.from_value_rowids(best_score, windows.example_index, nrows=num_examples)
     window = by_example.row_starts() + tf.argmax(by_example.to_tensor(-np.inf), axis=1)
 
     to_piece = tf.gather(windows.window_start - windows.context_offset, window)
-    start_piece = tf.gather(best // length, window) + to_piece
-    end_piece = tf.gather(best % length, window) + to_piece
+    start_piece = tf.gather(best_start, window) + to_piece
+    end_piece = tf.gather(best_end, window) + to_piece
     first_piece = windows.piece_starts.row_starts()
     byte_start = tf.gather(windows.piece_starts.flat_values, first_piece + start_piece)
     byte_end = tf.gather(windows.piece_ends.flat_values, first_piece + end_piece)
@@ -65,6 +74,43 @@ def best_spans(windows: QuestionContextWindows, start_logits: tf.Tensor, end_log
     return {"answer": answer, "start": tf.cast(char_start, tf.int64),
             "end": tf.cast(char_start + tf.strings.length(answer, unit="UTF8_CHAR"), tf.int64),
             "score": score, "probability": tf.exp(score - tf.gather(window_mass, window))}
+
+
+def span_exact_match(start_logits: tf.Tensor, end_logits: tf.Tensor, windows: Dict[str, tf.Tensor],
+                     max_answer_length: int) -> tf.Tensor:
+    """Per example (float32 ``[batch]``): 1 when the best span over its windows, decoded as
+    ``best_spans`` decodes it, covers exactly the answer's words. ``windows`` holds
+    ``windows_by_example``'s tensors ``[batch, W, ...]``; the logits are ``[batch * W, L]``."""
+    token_starts, token_ends = windows["token_starts"], windows["token_ends"]
+    batch, num_windows, length = (tf.shape(token_starts, out_type=tf.int64)[k] for k in range(3))
+    start, end, score, _ = window_best_spans(start_logits, end_logits,
+                                             tf.reshape(token_starts, [-1, length]) >= 0, max_answer_length)
+    score = tf.where(tf.cast(windows["window_mask"], tf.bool), tf.reshape(score, [batch, num_windows]), -np.inf)
+    window = tf.argmax(score, axis=1)                       # each example's best window, as best_spans picks
+
+    def in_window(values):      # [batch, W, ...] -> the best window's [batch, ...]
+        return tf.gather(values, window, batch_dims=1)
+
+    def at(values, positions):  # [batch, W, L] at the best window's positions -> [batch]
+        return tf.gather(in_window(values), tf.cast(positions, tf.int64)[:, None], batch_dims=1)[:, 0]
+
+    start, end = (in_window(tf.reshape(t, [batch, num_windows])) for t in (start, end))
+    label_start, label_end = in_window(windows["start_positions"]), in_window(windows["end_positions"])
+    same_words = tf.logical_and(tf.equal(at(token_starts, start), at(token_starts, label_start)),
+                                tf.equal(at(token_ends, end), at(token_ends, label_end)))
+    return tf.cast(tf.logical_and(label_start > 0, same_words), tf.float32)
+
+
+def windows_exact_match(model: keras.Model, windows: Dict[str, tf.Tensor], max_answer_length: int) -> tf.Tensor:
+    """``span_exact_match`` of ``model`` on ``windows_by_example`` tensors (a QA Transform's output);
+    the model runs on the real windows only (padding windows are most of a batch's rows)."""
+    length = tf.shape(windows["token_ids"], out_type=tf.int64)[-1]
+    real = tf.reshape(windows["window_mask"], [-1]) > 0
+    outputs = model({k: tf.boolean_mask(tf.reshape(tf.cast(windows[k], tf.int32), [-1, length]), real)
+                     for k in ENCODER_INPUTS}, training=False)
+    shape = tf.stack([tf.size(real, out_type=tf.int64), length])
+    start, end = (tf.scatter_nd(tf.where(real), outputs[k], shape) for k in ("start", "end"))
+    return span_exact_match(start, end, windows, max_answer_length)
 
 
 def answer_questions(model: keras.Model, tokenizer: WordPieceTokenizer, questions: Any, contexts: Any,

@@ -164,3 +164,42 @@ def span_labels(windows: QuestionContextWindows, answer_starts: tf.Tensor, answe
                             span[:, 0] >= 0)
     positions = span - tf.expand_dims(windows.window_start, 1) + tf.expand_dims(windows.context_offset, 1)
     return tf.where(tf.expand_dims(inside, 1), positions, tf.zeros_like(positions))
+
+
+def answer_byte_span(contexts: tf.Tensor, answers: tf.Tensor, answer_starts: tf.Tensor):
+    """Byte span ``[start, end)`` of each answer from its *character* offset in the (repaired)
+    context; fails with the reason when the answer is not the context's text at that offset."""
+    answer_starts = tf.maximum(tf.cast(answer_starts, tf.int64), 0)
+    start = tf.cast(tf.strings.length(tf.strings.substr(contexts, tf.zeros_like(answer_starts), answer_starts,
+                                                        unit="UTF8_CHAR")), tf.int64)
+    end = start + tf.cast(tf.strings.length(answers), tf.int64)
+    _check(tf.equal(tf.strings.substr(contexts, start, end - start), answers),
+           "answer is not the context's text at answer_start (a character offset)")
+    return start, end
+
+
+def windows_by_example(windows: QuestionContextWindows, labels: tf.Tensor, max_windows: int) -> Dict[str, tf.Tensor]:
+    """Per-example window tensors, padded to ``max_windows`` (one row per example, as tf.Transform
+    and TFMA need): ``token_ids``/``segment_ids``/``padding_mask`` int32 ``[batch, W, L]``,
+    ``window_mask`` ``[batch, W]`` (1: a real window), ``start_positions``/``end_positions``
+    ``[batch, W]`` (``span_labels``; 0 in padding windows) and ``token_starts``/``token_ends``
+    ``[batch, W, L]``, the byte span of each context token's source word (-1 outside the context),
+    which is how a predicted span is compared with the answer."""
+    length = tf.shape(windows.features["token_ids"], out_type=tf.int64)[1]
+    position = tf.range(length)[tf.newaxis, :]
+    lo = windows.context_offset[:, tf.newaxis]
+    in_context = tf.logical_and(position >= lo, position < lo + windows.window_length[:, tf.newaxis])
+    first_piece = tf.gather(windows.piece_starts.row_starts(), windows.example_index)[:, tf.newaxis]
+    piece = tf.where(in_context, first_piece + windows.window_start[:, tf.newaxis] + position - lo, 0)
+    by_window = dict(windows.features, window_mask=tf.ones_like(windows.example_index),
+                     start_positions=labels[:, 0], end_positions=labels[:, 1],
+                     token_starts=tf.where(in_context, tf.gather(windows.piece_starts.flat_values, piece), -1),
+                     token_ends=tf.where(in_context, tf.gather(windows.piece_ends.flat_values, piece), -1))
+    rows = windows.piece_starts.nrows()
+    out = {}
+    for key, value in by_window.items():
+        ragged = tf.RaggedTensor.from_value_rowids(value, windows.example_index, nrows=rows)
+        default = -1 if key in ("token_starts", "token_ends") else 0
+        out[key] = ragged.to_tensor(default_value=tf.cast(default, value.dtype),
+                                    shape=[None, max_windows] + value.shape[1:].as_list())
+    return out

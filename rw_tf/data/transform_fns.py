@@ -21,6 +21,13 @@ from rw_tf.checkpoints.hf_bert import minilm_checkpoint_dir
 from rw_tf.config import DictConfig, PretrainingDataConfig
 from rw_tf.data.images import decode_images
 from rw_tf.data.masking import PAIR_TEXT_FEATURES, PretrainingExampleBuilder
+from rw_tf.data.qa_windows import (
+    WindowSpec,
+    answer_byte_span,
+    question_context_windows,
+    span_labels,
+    windows_by_example,
+)
 from rw_tf.data.text_inputs import single_segment_inputs, text_ids
 from rw_tf.knowledge.entity_linking import linker_for_knowledge_dir
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
@@ -113,6 +120,23 @@ class ImageTextTransformConfig(DictConfig):
 
 
 @dataclasses.dataclass
+class QATransformConfig(DictConfig):
+    """How an extractive-QA Transform windows (question, context) pairs: ``WindowSpec``'s geometry
+    and the encoder's vocabulary (``vocab_file``; None: all-MiniLM-L6-v2's). ``max_windows`` is
+    also the padded number of windows per example."""
+
+    vocab_file: Optional[str] = None
+    max_sequence_length: int = 128
+    doc_stride: int = 48
+    max_question_length: int = 24
+    max_windows: int = 10
+    lower_case: bool = True
+
+    def window_spec(self) -> WindowSpec:
+        return WindowSpec(self.max_sequence_length, self.doc_stride, self.max_question_length, self.max_windows)
+
+
+@dataclasses.dataclass
 class InteractionTransformConfig(DictConfig):
     """How a recommendation Transform maps item ids to indices (``items_file``: one id per line,
     the catalogue in index order) and pads histories to ``max_history``."""
@@ -186,6 +210,30 @@ def image_text_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: ImageTextT
         features.update({f"{prefix}_{k}": v for k, v in encoded.items()})
     features["label"] = dense_1d(inputs["label"], -1)
     features["match_label"] = tf.ones_like(features["label"])
+    return example_dtypes(features)
+
+
+QA_FEATURES = ("question", "context", "answer", "answer_start")
+
+
+def qa_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: QATransformConfig) -> Dict[str, tf.Tensor]:
+    """Raw ``question``, ``context``, ``answer`` and ``answer_start`` (character offset) -> one row
+    per example holding all its windows (``windows_by_example``: encoder inputs ``[W, L]``, span
+    targets, window mask, token byte spans) and a constant ``qa_label`` of 1 (the label TFMA reads
+    while the gate scores the model's ``span_exact_match``). A question or context the geometry
+    cannot window, or an answer that is not at its offset, fails with the reason."""
+    missing = [k for k in QA_FEATURES if k not in inputs]
+    if missing:
+        raise KeyError(f"question-answering examples are missing features {missing}")
+    vocab_file = config.vocab_file or os.path.join(minilm_checkpoint_dir(), "vocab.txt")
+    tokenizer = tracked_tokenizer(vocab_file, config.lower_case)
+    spec = config.window_spec()
+    windows = question_context_windows(tokenizer, dense_1d(inputs["question"], b""), dense_1d(inputs["context"], b""),
+                                       spec)
+    answer_start, answer_end = answer_byte_span(windows.contexts, dense_1d(inputs["answer"], b""),
+                                                dense_1d(inputs["answer_start"], -1))
+    features = windows_by_example(windows, span_labels(windows, answer_start, answer_end), spec.max_windows)
+    features["qa_label"] = tf.ones_like(features["window_mask"][:, 0])
     return example_dtypes(features)
 
 

@@ -6,6 +6,9 @@ split 80/20 by module; an evaluation row whose context is also a training contex
 counted (``eval_text_in_train``). Training windows that do not contain the whole answer point at [CLS]
 (BERT's SQuAD recipe); evaluation decodes the best span over all windows of each context.
 Encoder: ``init_from`` (default: all-MiniLM-L6-v2). Export: ``answer_question``.
+Inside a TFX Trainer the data are the pipeline's transformed examples (``examples``; one row per
+example with all its windows, ``rw_tf.data.transform_fns.qa_preprocessing_fn``): training reads
+their real windows, evaluation is the per-example ``span_exact_match`` the TFMA gate scores.
 
 Example:
     >>> task = QuestionAnsweringTask(QATaskConfig())                               # doctest: +SKIP
@@ -21,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rw_tf.applications.question_answering import QuestionAnswerer
+from rw_tf.applications.question_answering import QuestionAnswerer, windows_exact_match
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import DictConfig
 from rw_tf.data.qa_examples import docstring_qa_examples, read_qa_jsonl
@@ -33,6 +36,7 @@ from rw_tf.models.question_answering import SpanQuestionAnswerer
 from rw_tf.networks.encoder import ENCODER_INPUTS
 from rw_tf.tasks.base import Task, check_sequence_length
 from rw_tf.tasks.span_metrics import exact_match, token_f1
+from rw_tf.tokenization import WordPieceTokenizer
 from rw_tf.training.runner import TrainerConfig
 
 
@@ -76,6 +80,14 @@ def load_qa_rows(config: QATaskConfig, seed: int) -> Tuple[List[Dict], List[Dict
     return train, evaluation, rejects
 
 
+def windowable_rows(tokenizer, rows: List[Dict], spec: WindowSpec, rejects: collections.Counter) -> List[Dict]:
+    """The rows this tokenizer and geometry can window; the others are counted in ``rejects`` by
+    reason (``window_problems``), not trained or evaluated on."""
+    problems = window_problems(tokenizer, [r["question"] for r in rows], [r["context"] for r in rows], spec)
+    rejects.update(p for p in problems if p)
+    return [r for r, p in zip(rows, problems) if p is None]
+
+
 def _byte_span(row: Dict) -> Tuple[int, int]:
     start = len(row["context"][:row["answer_start"]].encode("utf-8"))
     return start, start + len(row["answer"].encode("utf-8"))
@@ -112,8 +124,28 @@ def evaluate_answers(answerer: QuestionAnswerer, rows: List[Dict]) -> Dict[str, 
             "exact_offsets": 100.0 * float(np.mean(offsets))}
 
 
+WINDOW_SHUFFLE_BUFFER = 16384   # windows (~25 MB at 128 tokens): the docstring set's ~7,800 twice over
+
+
+def window_rows(windows: Dict[str, tf.Tensor]):
+    """A batch of transformed examples ``[batch, W, ...]`` -> its windows ``[batch * W, ...]``:
+    (encoder inputs, span targets, window mask)."""
+    length = tf.shape(windows["token_ids"])[-1]
+    x = {k: tf.reshape(tf.cast(windows[k], tf.int32), [-1, length]) for k in ENCODER_INPUTS}
+    y = {"start": tf.reshape(windows["start_positions"], [-1]), "end": tf.reshape(windows["end_positions"], [-1])}
+    return x, y, tf.reshape(windows["window_mask"], [-1])
+
+
+def _is_real_window(x, y, real):   # named, not lambdas: autograph cannot read two lambdas on one line
+    return real > 0
+
+
+def _without_window_mask(x, y, real):
+    return x, y
+
+
 class QuestionAnsweringTask(Task):
-    """See the module docstring."""
+    """See the module docstring; ``examples`` is a ``TransformedExamples`` inside a TFX Trainer."""
 
     name = "qa"
     config_class = QATaskConfig
@@ -124,19 +156,26 @@ class QuestionAnsweringTask(Task):
     trainer_defaults = {"epochs": 1, "steps_per_epoch": 300, "batch_size": 16, "learning_rate": 5e-5,
                         "decay": "constant", "clipnorm": 0.0, "adam_epsilon": 1e-8}
 
+    def __init__(self, config: QATaskConfig, examples=None) -> None:
+        super().__init__(config)
+        self.examples = examples
+
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
-        self.seed = trainer.seed
+        self.seed, self.validation_steps = trainer.seed, trainer.validation_steps
         self.spec = self.config.window_spec()
+        if self.examples is not None:
+            self.init_from = self.config.init_from or minilm_checkpoint_dir()
+            self.tokenizer = WordPieceTokenizer(self.examples.vocab_file, lower_case=True)
+            shape = list(self.examples.tft_output.transformed_feature_spec()["token_ids"].shape)
+            if shape != [self.spec.max_windows, self.spec.max_sequence_length]:
+                raise ValueError(f"the Transform made windows of shape {shape} (windows, tokens) but the task's "
+                                 f"geometry is {self.spec}: give both the same max_windows and max_sequence_length")
+            return {"vocab_size": self.tokenizer.vocab_size}
         self.train_rows, self.eval_rows, rejects = load_qa_rows(self.config, trainer.seed)
         self.init_from = self.config.init_from or minilm_checkpoint_dir()
         self.tokenizer = pretrained_tokenizer(self.init_from)
-        # Rows this model cannot window (with this tokenizer and geometry) are counted, not trained on.
-        for split in ("train_rows", "eval_rows"):
-            rows = getattr(self, split)
-            problems = window_problems(self.tokenizer, [r["question"] for r in rows], [r["context"] for r in rows],
-                                       self.spec)
-            rejects.update(collections.Counter(p for p in problems if p))
-            setattr(self, split, [r for r, p in zip(rows, problems) if p is None])
+        self.train_rows = windowable_rows(self.tokenizer, self.train_rows, self.spec, rejects)
+        self.eval_rows = windowable_rows(self.tokenizer, self.eval_rows, self.spec, rejects)
         if not self.train_rows or not self.eval_rows:
             raise ValueError(f"no rows fit the window geometry {self.spec} (rejected {rejects})")
         self.x, self.y, window_stats = training_windows(self.tokenizer, self.train_rows, self.spec)
@@ -153,15 +192,28 @@ class QuestionAnsweringTask(Task):
         return model
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:
-        ds = tf.data.Dataset.from_tensor_slices((self.x, self.y)).shuffle(len(self.y["start"]), seed=self.seed)
-        return ds.repeat().batch(batch_size, drop_remainder=True).prefetch(2)
+        if self.examples is not None:   # real windows only, shuffled across examples
+            windows = self.examples.dataset("train", batch_size).map(window_rows).unbatch()
+            ds = windows.filter(_is_real_window).map(_without_window_mask).shuffle(WINDOW_SHUFFLE_BUFFER,
+                                                                                     seed=self.seed)
+        else:
+            ds = tf.data.Dataset.from_tensor_slices((self.x, self.y)).shuffle(len(self.y["start"]), seed=self.seed)
+            ds = ds.repeat()
+        return ds.batch(batch_size, drop_remainder=True).prefetch(2)
 
     def num_train_examples(self) -> int:
+        if self.examples is not None:
+            raise ValueError("set steps_per_epoch when training on transformed examples")
         return len(self.y["start"])
 
     def evaluate(self, model: keras.Model) -> Dict[str, Any]:
-        return evaluate_answers(self.answerer, self.eval_rows)
+        if self.examples is None:
+            return evaluate_answers(self.answerer, self.eval_rows)
+        matches = [windows_exact_match(model, windows, self.config.max_answer_length).numpy()
+                   for windows in self.examples.dataset("eval", 32).take(self.validation_steps or 10)]
+        return {"span_exact_match": float(np.mean(np.concatenate(matches)))}
 
     def export(self, model: keras.Model, export_dir: str) -> str:
-        return save_export(QuestionAnsweringExport(model, self.tokenizer, self.spec, self.config.max_answer_length),
-                           export_dir)
+        transform_output = self.examples.tft_output if self.examples is not None else None
+        return save_export(QuestionAnsweringExport(model, self.tokenizer, self.spec, self.config.max_answer_length,
+                                                   transform_output=transform_output), export_dir)

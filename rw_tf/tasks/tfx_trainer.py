@@ -22,13 +22,14 @@ import tensorflow as tf
 from rw_tf.tasks.classification import ClassificationTask
 from rw_tf.tasks.image_text import ImageTextTask
 from rw_tf.tasks.pretraining import PretrainingTask
+from rw_tf.tasks.question_answering import QuestionAnsweringTask
 from rw_tf.tasks.recommendation import RecommendationTask
 from rw_tf.tasks.sentence_embedding import SentenceEmbeddingTask
 from rw_tf.training.runner import TrainerConfig, run_task
 
 # Tasks that can train on a Transform's output (their constructor takes ``examples``).
 TFX_TASKS = {task.name: task for task in (PretrainingTask, ClassificationTask, SentenceEmbeddingTask,
-                                          RecommendationTask, ImageTextTask)}
+                                          RecommendationTask, ImageTextTask, QuestionAnsweringTask)}
 
 
 @dataclasses.dataclass

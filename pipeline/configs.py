@@ -205,6 +205,10 @@ class PipelineConfig(DictConfig):
         if self.beam_direct_running_mode not in ("in_memory", "multi_threading", "multi_processing"):
             raise ValueError(f"unknown beam_direct_running_mode {self.beam_direct_running_mode!r}")
         EncoderConfig.check_preset_blocks(self.preset, self.knowledge_layers)
+        try:   # the qa kind's geometry, checked before any component runs
+            QATransformConfig(**self.qa_windows())
+        except ValueError as err:
+            raise ValueError(f"the qa kind's window settings (qa_{', qa_'.join(self.qa_windows())}): {err}") from None
 
     # Numbers that may be 0 (DictConfig.check_numbers checks every number: fractions are open
     # intervals, gate bounds closed, every other number > 0).

@@ -121,6 +121,7 @@ SIZE_BOUNDS = (
       "max_predictions_per_seq"), MAX_TOKENS, "positions an example is padded to; attention grows with their square"),
     (("steps", "epochs", "batches"), 2**31 - 1, "an int32, as TFX's num_steps"),
     (("image_size",), 4_096, "pixels a side"),
+    (("max_windows",), 1_024, "windows one question's context is cut into; the pipeline pads every example to it"),
     (("page_bytes",), 1 << 30, "a web page is held in memory whole"),
     (("memory_mb",), 1 << 20, "MiB, a TiB"),
     (("vocab_size",), 1 << 22, "rows of the embedding table"),

@@ -381,6 +381,7 @@ def _export_and_function_calls():
     from rw_tf.tasks.sentence_embedding import embed_texts
     from rw_tf.training.backup import TrainingBackup
     from rw_tf.training.optimizer import build_optimizer
+    from rw_tf_pipeline.configs import PipelineConfig
 
     # Each was accepted before (the exports with any model: the check comes first), except the
     # first, which recursed until Python's limit (RecursionError), and WindowSpec's max_windows 1.5.
@@ -407,6 +408,14 @@ def _export_and_function_calls():
         (lambda: ImageTextExport(None, None, 16, image_size=10**5), ValueError,
          "ImageTextExport.image_size must be > 0 and at most 4,096"),
         (lambda: WindowSpec(max_windows=1.5), TypeError, "WindowSpec.max_windows must be an integer, got 1.5"),
+        # The qa pipeline kind pads every question to max_windows windows: 10**6 of them was a
+        # Transform that asked for gigabytes per example.
+        (lambda: PipelineConfig(qa_max_windows=10**6), ValueError,
+         "PipelineConfig.qa_max_windows must be > 0 and at most 1,024"),
+        (lambda: PipelineConfig(qa_max_windows=1_000, qa_max_sequence_length=512), ValueError,
+         "qa_max_windows): max_windows x max_sequence_length is 512,000 tokens, at most 65,536"),
+        (lambda: PipelineConfig(qa_doc_stride=200), ValueError,
+         "qa_max_windows): doc_stride must be in [1, 101]"),
         (lambda: QuestionAnswerer(None, None, WindowSpec(), batch_size=0), ValueError,
          "QuestionAnswerer.batch_size must be > 0, got 0"),
         (lambda: fill_mask(None, None, ["a [MASK]"], top_k=-1), ValueError, "fill_mask.top_k must be > 0, got -1"),

@@ -119,6 +119,9 @@ class ImageTextTransformConfig(DictConfig):
     lower_case: bool = True
 
 
+MAX_QA_EXAMPLE_TOKENS = 65_536   # e.g. 128 windows of 512 tokens; each token is 5 int64 features
+
+
 @dataclasses.dataclass
 class QATransformConfig(DictConfig):
     """How an extractive-QA Transform windows (question, context) pairs: ``WindowSpec``'s geometry
@@ -131,6 +134,13 @@ class QATransformConfig(DictConfig):
     max_question_length: int = 24
     max_windows: int = 10
     lower_case: bool = True
+
+    def validate(self) -> None:
+        tokens = self.max_windows * self.max_sequence_length
+        if tokens > MAX_QA_EXAMPLE_TOKENS:
+            raise ValueError(f"max_windows x max_sequence_length is {tokens:,} tokens, at most "
+                             f"{MAX_QA_EXAMPLE_TOKENS:,}: the Transform pads every question to that many")
+        self.window_spec()   # doc_stride within the room the longest question leaves
 
     def window_spec(self) -> WindowSpec:
         return WindowSpec(self.max_sequence_length, self.doc_stride, self.max_question_length, self.max_windows)

@@ -163,9 +163,10 @@ def prepare_qa_data(config: PipelineConfig) -> Dict[str, str]:
     train, evaluation, rejects = load_qa_rows(QATaskConfig(max_eval_examples=None), config.seed)
     report = {"settings": settings, "eval_rows_removed": dict(rejects)}
     tokenizer = pretrained_tokenizer(config.qa_init_from or minilm_checkpoint_dir())
+    spec = WindowSpec(**config.qa_windows())
     for split, rows in (("train", train), ("eval", evaluation)):
         rejected = collections.Counter()
-        rows = windowable_rows(tokenizer, rows, WindowSpec(**config.qa_windows()), rejected)
+        rows = windowable_rows(tokenizer, rows, spec, rejected)
         report[f"qa_{split}"] = write_jsonl([{k: r[k] for k in QA_FEATURES} for r in rows], paths[f"qa/{split}"])
         report[f"qa_{split}_rejected"] = dict(rejected)
     _write_report(paths["report"], report)

@@ -24,9 +24,14 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.config import checks_number_arguments
-from rw_tf.data.qa_windows import QuestionContextWindows, WindowSpec, question_context_windows
+from rw_tf.data.qa_windows import (
+    QuestionContextWindows,
+    WindowSpec,
+    context_positions,
+    question_context_windows,
+    window_inputs,
+)
 from rw_tf.errors import error_reason
-from rw_tf.networks.encoder import ENCODER_INPUTS
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
 
@@ -52,9 +57,7 @@ def best_spans(windows: QuestionContextWindows, start_logits: tf.Tensor, end_log
                max_answer_length: int) -> Dict[str, tf.Tensor]:
     """Decodes one answer per example: ``answer`` (string), ``start``/``end`` (character offsets,
     end exclusive), ``score`` (logit sum) and ``probability``; all ``[batch]``."""
-    position = tf.range(tf.shape(start_logits, out_type=tf.int64)[1])
-    lo = tf.expand_dims(windows.context_offset, 1)
-    in_context = tf.logical_and(position >= lo, position < lo + tf.expand_dims(windows.window_length, 1))
+    in_context = context_positions(windows, tf.shape(start_logits)[1])
     best_start, best_end, best_score, window_mass = window_best_spans(start_logits, end_logits, in_context,
                                                                       max_answer_length)
     num_examples = windows.piece_starts.nrows()
@@ -104,11 +107,10 @@ def span_exact_match(start_logits: tf.Tensor, end_logits: tf.Tensor, windows: Di
 def windows_exact_match(model: keras.Model, windows: Dict[str, tf.Tensor], max_answer_length: int) -> tf.Tensor:
     """``span_exact_match`` of ``model`` on ``windows_by_example`` tensors (a QA Transform's output);
     the model runs on the real windows only (padding windows are most of a batch's rows)."""
-    length = tf.shape(windows["token_ids"], out_type=tf.int64)[-1]
     real = tf.reshape(windows["window_mask"], [-1]) > 0
-    outputs = model({k: tf.boolean_mask(tf.reshape(tf.cast(windows[k], tf.int32), [-1, length]), real)
-                     for k in ENCODER_INPUTS}, training=False)
-    shape = tf.stack([tf.size(real, out_type=tf.int64), length])
+    inputs = window_inputs(windows)
+    outputs = model({k: tf.boolean_mask(v, real) for k, v in inputs.items()}, training=False)
+    shape = tf.shape(inputs["token_ids"], out_type=tf.int64)
     start, end = (tf.scatter_nd(tf.where(real), outputs[k], shape) for k in ("start", "end"))
     return span_exact_match(start, end, windows, max_answer_length)
 

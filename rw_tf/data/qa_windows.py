@@ -166,6 +166,21 @@ def span_labels(windows: QuestionContextWindows, answer_starts: tf.Tensor, answe
     return tf.where(tf.expand_dims(inside, 1), positions, tf.zeros_like(positions))
 
 
+def context_positions(windows: QuestionContextWindows, length: tf.Tensor) -> tf.Tensor:
+    """bool ``[windows, length]``: the sequence positions that hold the window's context pieces."""
+    position = tf.range(tf.cast(length, tf.int64))[tf.newaxis, :]
+    lo = windows.context_offset[:, tf.newaxis]
+    return tf.logical_and(position >= lo, position < lo + windows.window_length[:, tf.newaxis])
+
+
+def window_inputs(windows: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """``windows_by_example``'s encoder inputs ``[batch, W, L]`` as a model takes them: int32
+    ``[batch * W, L]``, window by window in example order."""
+    length = tf.shape(windows["token_ids"])[-1]
+    return {k: tf.reshape(tf.cast(windows[k], tf.int32), [-1, length]) for k in ("token_ids", "segment_ids",
+                                                                                  "padding_mask")}
+
+
 def answer_byte_span(contexts: tf.Tensor, answers: tf.Tensor, answer_starts: tf.Tensor):
     """Byte span ``[start, end)`` of each answer from its *character* offset in the (repaired)
     context; fails with the reason when the answer is not the context's text at that offset."""
@@ -186,11 +201,11 @@ def windows_by_example(windows: QuestionContextWindows, labels: tf.Tensor, max_w
     ``[batch, W, L]``, the byte span of each context token's source word (-1 outside the context),
     which is how a predicted span is compared with the answer."""
     length = tf.shape(windows.features["token_ids"], out_type=tf.int64)[1]
-    position = tf.range(length)[tf.newaxis, :]
-    lo = windows.context_offset[:, tf.newaxis]
-    in_context = tf.logical_and(position >= lo, position < lo + windows.window_length[:, tf.newaxis])
-    first_piece = tf.gather(windows.piece_starts.row_starts(), windows.example_index)[:, tf.newaxis]
-    piece = tf.where(in_context, first_piece + windows.window_start[:, tf.newaxis] + position - lo, 0)
+    in_context = context_positions(windows, length)
+    first_piece = tf.gather(windows.piece_starts.row_starts(), windows.example_index)
+    # the piece at each context position: the window's first piece plus the position's offset in it
+    piece = (first_piece + windows.window_start - windows.context_offset)[:, tf.newaxis] + tf.range(length)
+    piece = tf.where(in_context, piece, 0)
     by_window = dict(windows.features, window_mask=tf.ones_like(windows.example_index),
                      start_positions=labels[:, 0], end_positions=labels[:, 1],
                      token_starts=tf.where(in_context, tf.gather(windows.piece_starts.flat_values, piece), -1),

@@ -28,7 +28,13 @@ from rw_tf.applications.question_answering import QuestionAnswerer, windows_exac
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import DictConfig
 from rw_tf.data.qa_examples import docstring_qa_examples, read_qa_jsonl
-from rw_tf.data.qa_windows import WindowSpec, question_context_windows, span_labels, window_problems
+from rw_tf.data.qa_windows import (
+    WindowSpec,
+    question_context_windows,
+    span_labels,
+    window_inputs,
+    window_problems,
+)
 from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group
 from rw_tf.export.base import save_export
 from rw_tf.export.question_answering import QuestionAnsweringExport
@@ -130,8 +136,7 @@ WINDOW_SHUFFLE_BUFFER = 16384   # windows (~25 MB at 128 tokens): the docstring 
 def window_rows(windows: Dict[str, tf.Tensor]):
     """A batch of transformed examples ``[batch, W, ...]`` -> its windows ``[batch * W, ...]``:
     (encoder inputs, span targets, window mask)."""
-    length = tf.shape(windows["token_ids"])[-1]
-    x = {k: tf.reshape(tf.cast(windows[k], tf.int32), [-1, length]) for k in ENCODER_INPUTS}
+    x = window_inputs(windows)
     y = {"start": tf.reshape(windows["start_positions"], [-1]), "end": tf.reshape(windows["end_positions"], [-1])}
     return x, y, tf.reshape(windows["window_mask"], [-1])
 

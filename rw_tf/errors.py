@@ -117,7 +117,8 @@ def storage_error(err: BaseException) -> Optional[UserError]:
     ``http://``, a cloud store that cannot be reached or refuses the credentials, a full or
     read-only disk, a folder that cannot be made; else None."""
     if isinstance(err, OSError) and err.errno in _NO_ROOM_ERRNOS:
-        return UserError(f"cannot write {err.filename or 'the output'}: {err.strerror}", hint=_no_room_hint(str(err)))
+        return UserError(f"cannot write {err.filename or 'the output'}: {err.strerror}",
+                         hint=READ_ONLY_HINT if err.errno == errno.EROFS else FULL_DISK_HINT)
     if isinstance(err, OSError) and err.errno in _BAD_PATH_ERRNOS:
         return UserError(f"cannot use the path {_shortened(err.filename)}: {err.strerror}", hint=BAD_PATH_HINT)
     tf = sys.modules.get("tensorflow")

@@ -28,6 +28,15 @@ def test_dual_encoder_is_scored_by_info_nce_on_both_towers():
     assert float(model.loss(ids, stacked)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_dual_encoder_build_builds_both_towers():
+    shape = {"token_ids": (None, 6), "segment_ids": (None, 6), "padding_mask": (None, 6)}
+    for item_encoder in (None, TransformerEncoder.from_preset("tiny", vocab_size=100)):
+        model = DualEncoder(TransformerEncoder.from_preset("tiny", vocab_size=100), item_encoder)
+        model.build({"query": shape, "item": shape})
+        towers = 1 if item_encoder is None else 2      # shared towers: one encoder's weights
+        assert model.query_encoder.built and len(model.weights) == towers * len(model.query_encoder.weights) > 0
+
+
 def test_ranking_metrics():
     queries = np.eye(3)
     items = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]])     # query 1 and 2 find the other's item

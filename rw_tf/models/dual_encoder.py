@@ -43,6 +43,12 @@ class DualEncoder(TaskModelMixin, keras.Model):
                 encoder.pooler.trainable = False  # embeddings are mean-pooled; the [CLS] pooler is unused
         self.temperature = temperature
 
+    def build(self, input_shape: Dict[str, Any]) -> None:
+        for encoder, tower in ((self.query_encoder, "query"), (self.item_encoder, "item")):
+            if encoder is not None and not encoder.built:   # a pretrained encoder may come built
+                encoder.build(input_shape[tower])
+        self.built = True
+
     def embed(self, inputs: Dict[str, Any], tower: str = "query", training: Optional[bool] = None) -> Any:
         encoder = self.item_encoder if tower == "item" and self.item_encoder is not None else self.query_encoder
         pooled = masked_mean(encoder(inputs, training=training)["sequence_output"], inputs["padding_mask"])

@@ -3,12 +3,15 @@
 Importing the package registers every serializable class with Keras (so ``keras.saving.load_model``
 works after ``import rw_tf`` alone) and exposes the public API:
 
-- layers: ``TransformerEmbeddings``, ``TransformerEncoderBlock``, ``GatedKnowledgeFusion``, ...
-- networks (backbones): ``TransformerEncoder``, ``KnowledgeEnhancedEncoder``
+- layers: ``TransformerEmbeddings``, ``TransformerEncoderBlock``, ``GatedKnowledgeFusion``,
+  ``CrossAttentionBlock``, ...
+- networks (backbones): ``TransformerEncoder``, ``KnowledgeEnhancedEncoder``, ``ViTImageEncoder``,
+  ``ConvImageEncoder``
 - heads: ``MaskedLMHead``, ``SegmentPairHead``, ``SpanHead``
 - task models: ``PretrainingModel``, ``TextClassifier``, ``SpanQuestionAnswerer``, ``DualEncoder``,
-  ``SentenceEncoder``, ``TwoTowerRecommender``
-- losses: ``KnowledgeDistillationLoss``, ``InfoNCELoss`` (negatives across replicas)
+  ``SentenceEncoder``, ``TwoTowerRecommender``, ``ImageTextModel``, ``ImageTextMatcher``
+- losses and metrics: ``MaskedLMLoss``, ``BinaryLogitLoss``, ``KnowledgeDistillationLoss``, ``InfoNCELoss``
+  (negatives across replicas), ``SparseTopLogitAccuracy``
 - knowledge: ``TransE``, ``EntityLinker``
 - tasks and their runner: ``TASKS``, ``PretrainingTask``, ... ``TrainerConfig``, ``run_task``
 - tokenization and export: ``WordPieceTokenizer``, ``save_export`` and the per-task export modules
@@ -40,6 +43,7 @@ from rw_tf.config import EncoderConfig, PretrainingDataConfig
 from rw_tf.errors import UserError
 from rw_tf.export import (
     ClassifierExport,
+    ImageTextExport,
     PretrainingExport,
     QuestionAnsweringExport,
     RecommenderExport,
@@ -50,21 +54,32 @@ from rw_tf.export import (
 from rw_tf.heads import MaskedLMHead, SegmentPairHead, SpanHead
 from rw_tf.knowledge import TransE
 from rw_tf.knowledge.entity_linking import EntityLinker
-from rw_tf.layers import AdditiveKnowledgeFusion, GatedKnowledgeFusion, TransformerEmbeddings, TransformerEncoderBlock
-from rw_tf.losses import InfoNCELoss, KnowledgeDistillationLoss
+from rw_tf.layers import (
+    AdditiveKnowledgeFusion,
+    CrossAttentionBlock,
+    GatedKnowledgeFusion,
+    TransformerEmbeddings,
+    TransformerEncoderBlock,
+)
+from rw_tf.losses import BinaryLogitLoss, InfoNCELoss, KnowledgeDistillationLoss, MaskedLMLoss
+from rw_tf.metrics import SparseTopLogitAccuracy
 from rw_tf.models import (
     DualEncoder,
+    ImageTextMatcher,
+    ImageTextModel,
     PretrainingModel,
     SentenceEncoder,
     SpanQuestionAnswerer,
     TextClassifier,
     TwoTowerRecommender,
 )
-from rw_tf.networks import KnowledgeEnhancedEncoder, TransformerEncoder
+from rw_tf.networks import ConvImageEncoder, KnowledgeEnhancedEncoder, TransformerEncoder, ViTImageEncoder
 from rw_tf.tasks import (
     TASKS,
     ClassificationTask,
     ClassificationTaskConfig,
+    ImageTextTask,
+    ImageTextTaskConfig,
     PretrainingTask,
     PretrainingTaskConfig,
     QATaskConfig,
@@ -83,15 +98,17 @@ from rw_tf.training import TrainerConfig, create_strategy, run_task
 __version__ = "0.2.0"
 
 __all__ = [
-    "TASKS", "AdditiveKnowledgeFusion", "ClassificationTask", "ClassificationTaskConfig", "ClassifierExport",
-    "DualEncoder", "EncoderConfig", "EntityLinker", "GatedKnowledgeFusion", "InfoNCELoss",
-    "KnowledgeDistillationLoss", "KnowledgeEnhancedEncoder", "MaskedLMHead", "PretrainingDataConfig",
-    "PretrainingExport", "PretrainingModel", "PretrainingTask", "PretrainingTaskConfig", "QATaskConfig",
-    "QuestionAnsweringExport", "QuestionAnsweringTask", "RecommendationTask", "RecommendationTaskConfig",
-    "RecommenderExport", "RetrievalExport", "RetrievalTask", "RetrievalTaskConfig", "SegmentPairHead",
-    "SentenceEmbeddingExport", "SentenceEmbeddingTask", "SentenceEmbeddingTaskConfig", "SentenceEncoder", "SpanHead",
-    "SpanQuestionAnswerer", "Task", "TextClassifier", "TrainerConfig", "TransE", "TransformerEmbeddings",
-    "TransformerEncoder", "TransformerEncoderBlock", "TwoTowerRecommender", "UserError", "WordPieceTokenizer",
-    "create_strategy", "learn_vocabulary", "load_hf_bert", "minilm_checkpoint_dir", "pretrained_encoder",
-    "pretrained_tokenizer", "run_task", "save_export", "write_vocabulary",
+    "TASKS", "AdditiveKnowledgeFusion", "BinaryLogitLoss", "ClassificationTask", "ClassificationTaskConfig",
+    "ClassifierExport", "ConvImageEncoder", "CrossAttentionBlock", "DualEncoder", "EncoderConfig", "EntityLinker",
+    "GatedKnowledgeFusion", "ImageTextExport", "ImageTextMatcher", "ImageTextModel", "ImageTextTask",
+    "ImageTextTaskConfig", "InfoNCELoss", "KnowledgeDistillationLoss", "KnowledgeEnhancedEncoder", "MaskedLMHead",
+    "MaskedLMLoss", "PretrainingDataConfig", "PretrainingExport", "PretrainingModel", "PretrainingTask",
+    "PretrainingTaskConfig", "QATaskConfig", "QuestionAnsweringExport", "QuestionAnsweringTask", "RecommendationTask",
+    "RecommendationTaskConfig", "RecommenderExport", "RetrievalExport", "RetrievalTask", "RetrievalTaskConfig",
+    "SegmentPairHead", "SentenceEmbeddingExport", "SentenceEmbeddingTask", "SentenceEmbeddingTaskConfig",
+    "SentenceEncoder", "SpanHead", "SpanQuestionAnswerer", "SparseTopLogitAccuracy", "Task", "TextClassifier",
+    "TrainerConfig", "TransE", "TransformerEmbeddings", "TransformerEncoder", "TransformerEncoderBlock",
+    "TwoTowerRecommender", "UserError", "ViTImageEncoder", "WordPieceTokenizer", "create_strategy",
+    "learn_vocabulary", "load_hf_bert", "minilm_checkpoint_dir", "pretrained_encoder", "pretrained_tokenizer",
+    "run_task", "save_export", "write_vocabulary",
 ]

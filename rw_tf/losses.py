@@ -78,6 +78,12 @@ class MaskedLMLoss(GlobalMeanLoss):
     """Softmax cross-entropy of vocabulary logits [batch, predictions, vocab] against token ids,
     averaged over the masked positions (sample weight 1) of the global batch.
 
+    Args:
+        name: the loss's name (what Keras logs).
+    Shapes:
+        ``loss(token_ids [batch, predictions], logits [batch, predictions, vocab],
+        sample_weight=None [batch, predictions])`` -> a scalar.
+
     Example:
         >>> ids, logits = keras.ops.array([[1, 0]]), keras.ops.zeros((1, 2, 4))
         >>> round(float(MaskedLMLoss()(ids, logits, keras.ops.array([[1.0, 0.0]]))), 4)  # log 4
@@ -93,7 +99,12 @@ class MaskedLMLoss(GlobalMeanLoss):
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 class BinaryLogitLoss(GlobalMeanLoss):
-    """Sigmoid cross-entropy of one logit per example [batch, 1], averaged over the global batch.
+    """Sigmoid cross-entropy of one logit per example, averaged over the (weighted) global batch.
+
+    Args:
+        name: the loss's name (what Keras logs: ``nsp_loss``, ``sop_loss``, ...).
+    Shapes:
+        ``loss(labels [batch, 1] in {0, 1}, logits [batch, 1], sample_weight=None [batch])`` -> a scalar.
 
     Example:
         >>> round(float(BinaryLogitLoss()(keras.ops.ones((2, 1)), keras.ops.zeros((2, 1)))), 4)   # log 2
@@ -140,10 +151,21 @@ class KnowledgeDistillationLoss(GlobalMeanLoss):
     sizes comparable across temperatures (Hinton et al. 2015). Domain pretraining uses
     L_MLM + alpha * L_KD, refined fine-tuning L_task + beta * L_KD.
 
+    Args:
+        temperature: T (> 0): both logits are divided by it before the distributions are taken.
+        distribution: ``"softmax"`` (one categorical per row) or ``"sigmoid"`` (one Bernoulli per label).
+        name: the loss's name (what Keras logs).
+    Shapes:
+        ``loss(teacher_logits [batch, ..., classes], student_logits [batch, ..., classes],
+        sample_weight=None [batch, ...])`` -> a scalar.
+
     Example:
         >>> kd = KnowledgeDistillationLoss(temperature=2.0)
-        >>> float(kd(keras.ops.zeros((1, 3)), keras.ops.zeros((1, 3))))
+        >>> float(kd(keras.ops.zeros((1, 3)), keras.ops.zeros((1, 3))))    # same distributions
         0.0
+        >>> teacher, student = keras.ops.array([[2.0, 0.0]]), keras.ops.array([[0.0, 0.0]])
+        >>> round(float(kd(teacher, student)), 4)    # 4 * KL(softmax([1, 0]) || [0.5, 0.5])
+        0.4438
     """
 
     def __init__(self, temperature: float = 1.0, distribution: str = "softmax", name: str = "kd_loss",
@@ -197,11 +219,17 @@ class InfoNCELoss(GlobalMeanLoss):
         temperature: tau (> 0). A model that learns its temperature scales the anchors itself and
             passes 1.0 (``SentenceEncoder(learn_temperature=True)``).
         symmetric: also score positives against anchors (CLIP, MultipleNegativesSymmetricRankingLoss).
+        name: the loss's name (what Keras logs).
+    Shapes:
+        ``loss(text_ids [batch, views + extra], embeddings [batch, views, dim])`` -> a scalar.
 
     Example:
         >>> emb = keras.ops.stack([keras.ops.eye(4), keras.ops.eye(4)], axis=1)    # [4, 2, 4]
         >>> float(InfoNCELoss(0.05)(-keras.ops.ones((4, 2), "int32"), emb)) < 1e-6
         True
+        >>> same = keras.ops.ones((4, 2, 4)) / 2.0                      # uninformative: log(4 candidates)
+        >>> round(float(InfoNCELoss(0.05)(-keras.ops.ones((4, 2), "int32"), same)), 4)
+        1.3863
     """
 
     def __init__(self, temperature: float = 0.05, symmetric: bool = True, name: str = "nce_loss",

@@ -33,8 +33,17 @@ class SparseTopLogitAccuracy(keras.metrics.MeanMetricWrapper):
     """Accuracy of integer labels against logits (see the module docstring); honours sample weights.
 
     Args:
-        name: metric name. dtype: the metric's variables' dtype.
-    Shapes: labels [...] or [..., 1], logits [..., classes].
+        name: the metric's name.
+        dtype: the dtype of the metric's variables (default: Keras's float type).
+    Shapes:
+        ``update_state(labels [batch, ...] or [batch, ..., 1], logits [batch, ..., classes],
+        sample_weight=None [batch, ...])``; ``result()`` is a scalar.
+
+    Example:
+        >>> m = SparseTopLogitAccuracy()
+        >>> m.update_state(keras.ops.array([[2], [0]]), keras.ops.array([[[0.1, 0.2, 0.9]], [[0.1, 0.5, 0.2]]]))
+        >>> float(m.result())                  # the first is right, the second is not
+        0.5
     """
 
     def __init__(self, name: str = "accuracy", dtype: Any = None) -> None:

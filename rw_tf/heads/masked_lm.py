@@ -21,6 +21,15 @@ class MaskedLMHead(keras.layers.Layer):
     ``token_embedding`` is shared, not owned, so it is not part of ``get_config``: a model that
     uses this head passes its encoder's embedding layer when (re)building it.
 
+    Args:
+        token_embedding: the encoder's token ``keras.layers.Embedding`` [vocab, hidden] (tied weights).
+        activation: the transform's activation.
+        layer_norm_epsilon: epsilon of the transform's LayerNorm.
+        initializer_range: standard deviation of the truncated-normal kernel initializer.
+    Shapes:
+        ``head(sequence_output [batch, seq, hidden], masked_positions [batch, predictions] int)``
+        -> logits [batch, predictions, vocab].
+
     Example:
         >>> emb = keras.layers.Embedding(100, 16); emb.build((None,))
         >>> head = MaskedLMHead(token_embedding=emb)

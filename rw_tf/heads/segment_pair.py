@@ -33,6 +33,15 @@ def segment_means(sequence_output: Any, segment_ids: Any, padding_mask: Any) -> 
 class SegmentPairHead(keras.layers.Layer):
     """Returns one logit per example (apply a sigmoid for the probability).
 
+    The logit is W^T [h_S1; h_S2] + b over the segments' mean states (see the module docstring);
+    ``logits_from_means`` takes means computed once for several heads.
+
+    Args:
+        initializer_range: standard deviation of the truncated-normal kernel initializer.
+    Shapes:
+        ``head(sequence_output [batch, seq, hidden], segment_ids [batch, seq], padding_mask [batch, seq])``
+        -> [batch, 1].
+
     Example:
         >>> head = SegmentPairHead(name="nsp")
         >>> h = keras.ops.ones((2, 6, 8))

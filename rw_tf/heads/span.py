@@ -19,11 +19,20 @@ PADDING_LOGIT = -1e4
 class SpanHead(keras.layers.Layer):
     """``[start_logits, end_logits] = W h_i + b`` for each token ``i``; padding gets ``PADDING_LOGIT``.
 
+    Args:
+        initializer_range: standard deviation of the truncated-normal kernel initializer.
+    Shapes:
+        ``head(sequence_output [batch, seq, hidden], padding_mask [batch, seq])`` -> start and end
+        logits, [batch, seq] each.
+
     Example:
         >>> head = SpanHead()
         >>> start, end = head(keras.ops.ones((2, 6, 8)), keras.ops.ones((2, 6)))
         >>> tuple(start.shape), tuple(end.shape)
         ((2, 6), (2, 6))
+        >>> start, _ = head(keras.ops.ones((1, 3, 8)), keras.ops.array([[1, 1, 0]]))
+        >>> float(start[0, 2]) < -9000.0         # padding never wins
+        True
     """
 
     def __init__(self, initializer_range: float = 0.02, **kwargs: Any) -> None:

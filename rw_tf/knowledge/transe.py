@@ -27,6 +27,30 @@ from rw_tf.models.task_model import TaskModelMixin
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
 class TransE(TaskModelMixin, keras.Model):
+    """Knowledge-graph embeddings scored by d(h, r, t) = ||e_h + w_r - e_t||_p (lower = more
+    plausible), trained with the margin ranking loss against corrupted triples (module docstring).
+
+    Args:
+        num_entities: number of entity ids (at least 2).
+        num_relations: number of relation ids (at least 1).
+        embedding_dim: size of entity and relation vectors.
+        norm: p, 1 or 2.
+        margin: the ranking loss's margin.
+        num_negatives: corrupted triples drawn per positive in training.
+        seed: seed of the initializers and of the corruption draws.
+    Shapes:
+        ``model(triples [batch, 3] int (head, relation, tail))`` -> distances [batch].
+
+    Example:
+        >>> model = TransE(num_entities=3, num_relations=1, embedding_dim=2, norm=2)
+        >>> model.build()
+        >>> _ = model.entity_embedding.embeddings.assign([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+        >>> _ = model.relation_embedding.embeddings.assign([[-1.0, 1.0]])
+        >>> [round(float(d), 4) for d in model(keras.ops.array([[0, 0, 1], [0, 0, 2]]))]   # e_0 + r = e_1
+        [0.0, 1.4142]
+        >>> model.compile(optimizer="adam")        # then model.fit(train_triples [n, 3], ...)
+    """
+
     # TaskModelMixin: its config from these arguments, and fit across several workers.
     config_fields = ("num_entities", "num_relations", "embedding_dim", "norm", "margin", "num_negatives", "seed")
 

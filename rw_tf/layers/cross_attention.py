@@ -28,9 +28,18 @@ class CrossAttentionBlock(keras.layers.Layer):
         num_heads: attention heads (hidden_size must divide by it).
         intermediate_size: inner size of the feed-forward layer.
         dropout: rate after attention and feed-forward.
-    Call: ``block(queries [batch, q, hidden], context [batch, c, hidden], context_mask=None
-    [batch, c] (1 = attend), query_mask=None [batch, q])`` -> [batch, q, hidden]; padded queries
-    come out as zeros.
+        layer_norm_epsilon: epsilon of the LayerNorms.
+    Shapes:
+        ``block(queries [batch, q, hidden], context [batch, c, hidden], context_mask=None
+        [batch, c] (1 = attend), query_mask=None [batch, q])`` -> [batch, q, hidden]; padded
+        queries come out as zeros.
+
+    Example:
+        >>> block = CrossAttentionBlock(hidden_size=16, num_heads=2, intermediate_size=32)
+        >>> text, patches = keras.ops.ones((2, 5, 16)), keras.ops.ones((2, 9, 16))
+        >>> out = block(text, patches, query_mask=keras.ops.array([[1, 1, 1, 0, 0]] * 2))
+        >>> tuple(out.shape), float(keras.ops.max(keras.ops.abs(out[:, 3:])))
+        ((2, 5, 16), 0.0)
     """
 
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float = 0.1,

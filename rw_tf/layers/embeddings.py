@@ -18,6 +18,17 @@ class TransformerEmbeddings(keras.layers.Layer):
 
     ``token_embedding`` is exposed so an MLM head can tie its output weights to it.
 
+    Args:
+        vocab_size: number of token ids.
+        hidden_size: size of the embeddings.
+        max_sequence_length: number of learned positions (longest input).
+        type_vocab_size: number of segment ids.
+        dropout: dropout rate after the LayerNorm.
+        layer_norm_epsilon: epsilon of the LayerNorm.
+        initializer_range: standard deviation of the truncated-normal initializers.
+    Shapes:
+        ``layer(token_ids [batch, seq], segment_ids=None [batch, seq])`` -> [batch, seq, hidden_size].
+
     Example:
         >>> layer = TransformerEmbeddings(vocab_size=100, hidden_size=16, max_sequence_length=32)
         >>> ids = keras.ops.ones((2, 8), dtype="int32")

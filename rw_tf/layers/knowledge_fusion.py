@@ -67,7 +67,24 @@ class _KnowledgeFusion(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 class GatedKnowledgeFusion(_KnowledgeFusion):
-    """h' = g * h + (1 - g) * k with g = sigmoid(W_g [h; k] + b_g)."""
+    """h' = g * h + (1 - g) * k with g = sigmoid(W_g [h; k] + b_g), k = W_p e (element-wise gate);
+    tokens whose ``entity_mask`` is 0 keep h.
+
+    Args:
+        hidden_size: size of the token states h (the entity embeddings are projected to it).
+        initializer_range: standard deviation of the truncated-normal kernel initializers.
+    Shapes:
+        ``fusion(hidden_states [batch, seq, hidden_size], entity_embeddings [batch, seq, entity_dim],
+        entity_mask=None [batch, seq])`` -> [batch, seq, hidden_size].
+
+    Example:
+        >>> fusion = GatedKnowledgeFusion(hidden_size=8)
+        >>> h = keras.ops.ones((2, 5, 8)); e = keras.ops.ones((2, 5, 4))
+        >>> tuple(fusion(h, e, keras.ops.ones((2, 5))).shape)
+        (2, 5, 8)
+        >>> bool(keras.ops.all(fusion(h, e, keras.ops.zeros((2, 5))) == h))   # no entity: h unchanged
+        True
+    """
 
     def _build_fusion(self, hidden_shape: tuple) -> None:
         self.gate = keras.layers.Dense(
@@ -86,7 +103,22 @@ class GatedKnowledgeFusion(_KnowledgeFusion):
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
 class AdditiveKnowledgeFusion(_KnowledgeFusion):
-    """ERNIE-style h' = act(W_h h + W_k k + b)."""
+    """ERNIE-style h' = act(W_h h + W_k k + b) with k = W_p e; tokens whose ``entity_mask`` is 0 keep h.
+
+    Args:
+        hidden_size: size of the token states h (the entity embeddings are projected to it).
+        activation: the activation act (a Keras activation name).
+        initializer_range: standard deviation of the truncated-normal kernel initializers.
+    Shapes:
+        ``fusion(hidden_states [batch, seq, hidden_size], entity_embeddings [batch, seq, entity_dim],
+        entity_mask=None [batch, seq])`` -> [batch, seq, hidden_size].
+
+    Example:
+        >>> fusion = AdditiveKnowledgeFusion(hidden_size=8, activation="relu")
+        >>> h = keras.ops.ones((2, 5, 8)); e = keras.ops.ones((2, 5, 4))
+        >>> tuple(fusion(h, e).shape), bool(keras.ops.all(fusion(h, e) >= 0))
+        ((2, 5, 8), True)
+    """
 
     def __init__(self, hidden_size: int, activation: str = "gelu", **kwargs: Any) -> None:
         super().__init__(hidden_size, **kwargs)

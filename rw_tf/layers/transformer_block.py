@@ -24,6 +24,17 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
     Padding positions (``padding_mask == 0``) are never attended to.
 
+    Args:
+        hidden_size: size of the token states.
+        num_heads: attention heads (``hidden_size`` must divide by it).
+        intermediate_size: inner size of the feed-forward layer.
+        dropout: rate after attention and after the feed-forward layer.
+        attention_dropout: rate on the attention probabilities.
+        layer_norm_epsilon: epsilon of the LayerNorms.
+        initializer_range: standard deviation of the truncated-normal initializers.
+    Shapes:
+        ``block(x [batch, seq, hidden_size], padding_mask=None [batch, seq])`` -> [batch, seq, hidden_size].
+
     Example:
         >>> block = TransformerEncoderBlock(hidden_size=16, num_heads=2, intermediate_size=32)
         >>> x = keras.ops.ones((2, 5, 16))

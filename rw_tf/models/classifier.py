@@ -25,9 +25,23 @@ class TextClassifier(TaskModelMixin, keras.Model):
     ``kd_temperature`` (logged as ``task_loss`` and ``kd_loss``); ``add_task_distillation_targets``
     adds the knowledge model's logits to the batches.
 
+    Args:
+        encoder: a ``TransformerEncoder`` (its [CLS] pooler is trained).
+        num_classes: classes (>= 2), or labels (>= 1) with ``multi_label``.
+        multi_label: independent sigmoid labels instead of one softmax class.
+        dropout: rate on the pooled output.
+        kd_weight: beta, the weight of the distillation term (0: none).
+        kd_temperature: the distillation's temperature T.
+    Shapes:
+        Inputs: encoder inputs [batch, seq]. Outputs: logits [batch, num_classes] (float32), or
+        ``{"task": [batch, num_classes], "kd": [batch, num_classes]}`` with ``kd_weight > 0``.
+
     Example:
-        >>> clf = TextClassifier(TransformerEncoder.from_preset("tiny", vocab_size=100), num_classes=2)
-        >>> clf.compile(optimizer="adam")
+        >>> clf = TextClassifier(TransformerEncoder.from_preset("tiny", vocab_size=100), num_classes=3)
+        >>> ids = keras.ops.ones((2, 8), dtype="int32")
+        >>> tuple(clf({"token_ids": ids, "segment_ids": ids * 0, "padding_mask": ids}).shape)
+        (2, 3)
+        >>> clf.compile(optimizer="adam")     # sparse categorical cross-entropy; labels [batch]
     """
 
     nested_layers = ("encoder",)

@@ -28,7 +28,26 @@ from rw_tf.networks.pooling import masked_mean, unit_vectors
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
 class DualEncoder(TaskModelMixin, keras.Model):
-    """``item_encoder=None`` shares the query tower's weights (one encoder for both sides)."""
+    """A query tower and an item tower (``item_encoder=None``: one encoder for both sides, shared
+    weights), each mean-pooled and L2-normalised; ``compile()`` defaults to ``InfoNCELoss`` (query
+    -> item) with in-batch negatives from every replica.
+
+    Args:
+        query_encoder: the query tower's ``TransformerEncoder``.
+        item_encoder: the item tower's encoder, or None to share ``query_encoder``.
+        temperature: InfoNCE's tau.
+    Shapes:
+        ``embed(encoder inputs [batch, seq], tower="query" or "item")`` -> [batch, hidden];
+        ``call({"query": encoder inputs, "item": encoder inputs})`` -> [batch, 2, hidden].
+
+    Example:
+        >>> model = DualEncoder(TransformerEncoder.from_preset("tiny", vocab_size=100))
+        >>> ids = keras.ops.ones((2, 6), dtype="int32")
+        >>> x = {"token_ids": ids, "segment_ids": ids * 0, "padding_mask": ids}
+        >>> tuple(model({"query": x, "item": x}).shape)
+        (2, 2, 64)
+        >>> model.compile(optimizer="adam")      # fit on ({"query", "item"}, text ids [batch, 2])
+    """
 
     nested_layers = ("query_encoder", "item_encoder")
     config_fields = ("temperature",)

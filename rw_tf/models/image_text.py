@@ -47,6 +47,20 @@ class ImageTextModel(TaskModelMixin, keras.Model):
         fusion_direction: ``"text_to_image"`` or ``"both"``.
         initial_temperature: the alignment temperature at the start (CLIP: 0.07).
         fusion_dropout: dropout rate inside the cross-attention blocks.
+    Shapes:
+        ``embed_image(images [batch, size, size, 3])`` and ``embed_text(encoder inputs [batch, seq])``
+        -> [batch, projection_dim]; ``call({"image", "text"})`` -> [batch, 2, projection_dim];
+        ``fuse(images, text)`` -> [batch, fusion_size] ([batch, 2 * fusion_size] for "both").
+
+    Example:
+        >>> model = ImageTextModel(ViTImageEncoder.from_preset("tiny", image_size=16),
+        ...                        TransformerEncoder.from_preset("tiny", vocab_size=50), projection_dim=8,
+        ...                        fusion_layers=1, fusion_size=16, fusion_heads=2)
+        >>> images, ids = keras.ops.zeros((2, 16, 16, 3)), keras.ops.ones((2, 6), dtype="int32")
+        >>> text = {"token_ids": ids, "segment_ids": ids * 0, "padding_mask": ids}
+        >>> tuple(model({"image": images, "text": text}).shape), tuple(model.fuse(images, text).shape)
+        ((2, 2, 8), (2, 16))
+        >>> model.compile(optimizer="adam")   # symmetric InfoNCELoss; targets: image ids [batch, 2]
     """
 
     nested_layers = ("image_encoder", "text_encoder")
@@ -177,11 +191,20 @@ class ImageTextMatcher(TaskModelMixin, keras.Model):
         fusion: one of ``MATCHING_FUSIONS``.
         head_size: width of the head's hidden layer.
         alignment_weight: weight of the ITC loss next to the ITM loss.
-    Shapes: inputs ``{"image": [batch, size, size, 3], "text": encoder inputs [batch, seq],
-    "negative_text": encoder inputs [batch, seq]}``.
+    Shapes:
+        Inputs ``{"image": [batch, size, size, 3], "text": encoder inputs [batch, seq],
+        "negative_text": encoder inputs [batch, seq]}``; ``match(images, text)`` -> logits [batch].
 
     Example:
-        >>> matcher = ImageTextMatcher(backbone, fusion="cross_attention")     # doctest: +SKIP
+        >>> backbone = ImageTextModel(ViTImageEncoder.from_preset("tiny", image_size=16),
+        ...                           TransformerEncoder.from_preset("tiny", vocab_size=50), projection_dim=8,
+        ...                           fusion_layers=1, fusion_size=16, fusion_heads=2)
+        >>> matcher = ImageTextMatcher(backbone, fusion="cross_attention", head_size=8)
+        >>> images, ids = keras.ops.zeros((2, 16, 16, 3)), keras.ops.ones((2, 6), dtype="int32")
+        >>> text = {"token_ids": ids, "segment_ids": ids * 0, "padding_mask": ids}
+        >>> out = matcher({"image": images, "text": text, "negative_text": text})
+        >>> tuple(out["alignment"].shape), tuple(out["match"].shape), tuple(matcher.match(images, text).shape)
+        ((2, 2, 8), (2, 2), (2,))
         >>> matcher.compile(optimizer="adam")   # ITM binary cross-entropy + alignment_weight * ITC
     """
 

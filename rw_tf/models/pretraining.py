@@ -25,8 +25,6 @@ PAIR_REPRESENTATIONS = ("segment_means", "cls_pooler")
 class PretrainingModel(TaskModelMixin, keras.Model):
     """Predicts masked tokens, next-sentence and sentence-order labels from one encoder pass.
 
-    Inputs: the encoder inputs plus ``masked_positions`` [batch, max_predictions].
-    Outputs: ``{"mlm": [batch, max_predictions, vocab] logits, "nsp": [batch, 1], "sop": [batch, 1]}``.
     ``compile()`` with no loss uses L = L_MLM + nsp_weight * L_NSP + sop_weight * L_SOP and logs
     each term (``mlm_loss``, ``nsp_loss``, ``sop_loss``) plus ``mlm_accuracy``, ``nsp_accuracy``,
     ``sop_accuracy``; feed ``(x, y, sample_weight)`` as built by ``rw_tf.data.pretraining_dataset``.
@@ -47,10 +45,29 @@ class PretrainingModel(TaskModelMixin, keras.Model):
     rest of the global batch as negatives, L = L_MLM + l1 L_NSP + l2 L_SOP + l3 L_NCE, logged as
     ``nce_loss``; ``add_contrastive_targets`` puts its (unused) targets into the batches.
 
+    Args:
+        encoder: the ``TransformerEncoder`` (or ``KnowledgeEnhancedEncoder``) being pretrained; the
+            MLM head's output weights are its token embedding (tied).
+        nsp_weight: l1, the weight of L_NSP (0: NSP not trained).
+        sop_weight: l2, the weight of L_SOP.
+        kd_weight: alpha, the weight of L_KD (0: no distillation).
+        kd_temperature: the distillation's temperature T.
+        pair_representation: ``"segment_means"`` or ``"cls_pooler"`` (above).
+        nce_weight: l3, the weight of the contrastive term (0: none).
+        nce_temperature: its InfoNCE temperature tau.
+    Shapes:
+        Inputs: the encoder inputs [batch, seq] plus ``masked_positions`` [batch, max_predictions].
+        Outputs: ``{"mlm": [batch, max_predictions, vocab] logits, "nsp": [batch, 1], "sop": [batch, 1]}``
+        (plus ``"kd"`` and ``"nce"`` when their weights are > 0).
+
     Example:
         >>> model = PretrainingModel(TransformerEncoder.from_preset("tiny", vocab_size=100))
-        >>> model.compile(optimizer="adam")
-        >>> # model.fit(pretraining_dataset(...), steps_per_epoch=100)
+        >>> ids = keras.ops.ones((2, 8), dtype="int32")
+        >>> out = model({"token_ids": ids, "segment_ids": ids * 0, "padding_mask": ids,
+        ...              "masked_positions": keras.ops.array([[1, 2], [3, 0]])})
+        >>> {name: tuple(value.shape) for name, value in out.items()}
+        {'mlm': (2, 2, 100), 'nsp': (2, 1), 'sop': (2, 1)}
+        >>> model.compile(optimizer="adam")     # then model.fit(pretraining_dataset(...), ...)
     """
 
     nested_layers = ("encoder",)

@@ -23,9 +23,19 @@ class SpanQuestionAnswerer(TaskModelMixin, keras.Model):
     weight 0.5 each (BERT's SQuAD loss) and start/end accuracy. Span decoding lives in
     ``rw_tf.applications.question_answering``.
 
+    Args:
+        encoder: a ``TransformerEncoder`` (its [CLS] pooler is not used and is frozen).
+    Shapes:
+        Inputs: encoder inputs [batch, L] (question and context window, ``rw_tf.data.qa_windows``).
+        Outputs: ``{"start": [batch, L], "end": [batch, L]}`` float32 logits; padding gets -1e4.
+
     Example:
         >>> qa = SpanQuestionAnswerer(TransformerEncoder.from_preset("tiny", vocab_size=100))
-        >>> qa.compile(optimizer="adam")
+        >>> ids = keras.ops.ones((2, 8), dtype="int32")
+        >>> out = qa({"token_ids": ids, "segment_ids": ids * 0, "padding_mask": ids})
+        >>> tuple(out["start"].shape), tuple(out["end"].shape)
+        ((2, 8), (2, 8))
+        >>> qa.compile(optimizer="adam")      # targets {"start": [batch], "end": [batch]} positions
     """
 
     nested_layers = ("encoder",)

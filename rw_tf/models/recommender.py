@@ -64,6 +64,21 @@ class TwoTowerRecommender(TaskModelMixin, keras.Model):
         sampling_correction: subtract log q_j in training (see above).
         item_bias: learn a per-item bias.
         profile_dim: size of profile-text vectors (0: no profile).
+    Shapes:
+        ``call({"history": [batch, max_history] item ids, "item": [batch] item ids})`` -> [batch, 2,
+        embedding_dim + 1]; ``scores(history)`` -> [batch, num_items]; ``recommend(history, k)`` ->
+        (ids [batch, k], scores [batch, k]).
+
+    Example:
+        >>> model = TwoTowerRecommender(num_items=5, text_dim=4, embedding_dim=8, max_history=3)
+        >>> model.build()
+        >>> model.set_item_text_embeddings(np.eye(5, 4, dtype="float32"))
+        >>> history = keras.ops.array([[0, 2, -1]])                 # -1: padding
+        >>> ids, scores = model.recommend(history, k=3)
+        >>> sorted(int(i) for i in ids[0])                           # the unseen items
+        [1, 3, 4]
+        >>> tuple(model({"history": history, "item": keras.ops.array([1])}).shape)
+        (1, 2, 9)
     """
 
     config_fields = (

@@ -51,6 +51,20 @@ class SentenceEncoder(TaskModelMixin, keras.Model):
         learn_temperature: learns log(1 / tau) (CLIP's logit scale, capped at 100); the anchors
             of ``call`` are then multiplied by 1 / tau and the loss uses temperature 1.
         symmetric: also score positive -> anchor.
+    Shapes:
+        ``embed(encoder inputs [batch, seq])`` -> [batch, dim]; ``call({"anchor": ..., "positive": ...,
+        "negative": ...})`` (each encoder inputs [batch, seq]) -> [batch, views, dim].
+
+    Example:
+        >>> model = SentenceEncoder(TransformerEncoder.from_preset("tiny", vocab_size=100), projection_dim=16)
+        >>> ids = keras.ops.ones((2, 6), dtype="int32")
+        >>> x = {"token_ids": ids, "segment_ids": ids * 0, "padding_mask": ids}
+        >>> vectors = model.embed(x)
+        >>> tuple(vectors.shape), [round(float(n), 4) for n in keras.ops.norm(vectors, axis=-1)]
+        ((2, 16), [1.0, 1.0])
+        >>> tuple(model({"anchor": x, "positive": x}).shape)
+        (2, 2, 16)
+        >>> model.compile(optimizer="adam")      # InfoNCELoss; targets: text ids [batch, views]
     """
 
     nested_layers = ("encoder",)
@@ -77,7 +91,7 @@ class SentenceEncoder(TaskModelMixin, keras.Model):
         shape = input_shape["anchor"] if "anchor" in input_shape else input_shape
         if not self.encoder.built:
             self.encoder.build(shape)
-        if self.projection is not None:
+        if self.projection is not None and not self.projection.built:   # embed() may have built it
             self.projection.build((None, self.encoder.config.hidden_size))
         if self.learn_temperature:
             self.log_inverse_temperature = self.add_weight(

@@ -1,5 +1,6 @@
 """Networks: layers composed into reusable backbones."""
 from rw_tf.networks.encoder import TransformerEncoder
+from rw_tf.networks.image_encoder import ConvImageEncoder, ViTImageEncoder
 from rw_tf.networks.knowledge_encoder import KnowledgeEnhancedEncoder
 
-__all__ = ["KnowledgeEnhancedEncoder", "TransformerEncoder"]
+__all__ = ["ConvImageEncoder", "KnowledgeEnhancedEncoder", "TransformerEncoder", "ViTImageEncoder"]

@@ -17,11 +17,26 @@ ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
 class TransformerEncoder(keras.Model):
-    """BERT-style encoder.
+    """BERT-style encoder (KerasHub calls it a backbone): ``TransformerEmbeddings``, ``num_layers``
+    ``TransformerEncoderBlock``s and a tanh pooler on [CLS]. ``from_preset(name, **overrides)`` builds
+    a named size (``rw_tf.config.ENCODER_PRESETS``: "tiny", "small", "base" = BERT-base).
 
-    Inputs: a dict with ``token_ids`` [batch, seq] int, ``segment_ids`` [batch, seq] int and
-    ``padding_mask`` [batch, seq] (1 = real token). Outputs: a dict with ``sequence_output``
-    [batch, seq, hidden] and ``pooled_output`` [batch, hidden] (tanh(W h_[CLS] + b)).
+    Args:
+        vocab_size: number of token ids.
+        hidden_size: size of the token states.
+        num_layers: encoder blocks.
+        num_heads: attention heads (``hidden_size`` must divide by it).
+        intermediate_size: inner size of the feed-forward layers.
+        max_sequence_length: number of learned positions (longest input).
+        type_vocab_size: number of segment ids.
+        dropout: rate in the embeddings and after attention and feed-forward.
+        attention_dropout: rate on the attention probabilities.
+        layer_norm_epsilon: epsilon of the LayerNorms.
+        initializer_range: standard deviation of the truncated-normal initializers.
+    Shapes:
+        Inputs: a dict with ``token_ids`` [batch, seq] int, ``segment_ids`` [batch, seq] int and
+        ``padding_mask`` [batch, seq] (1 = real token). Outputs: a dict with ``sequence_output``
+        [batch, seq, hidden] and ``pooled_output`` [batch, hidden] (tanh(W h_[CLS] + b)).
 
     Example:
         >>> enc = TransformerEncoder.from_preset("tiny", vocab_size=100)

@@ -40,8 +40,16 @@ class ViTImageEncoder(keras.layers.Layer):
         patch_size: side of a patch; tokens = (image_size / patch_size)^2 + 1.
         hidden_size, num_layers, num_heads, intermediate_size: Transformer sizes.
         dropout, attention_dropout: rates inside the blocks.
-    Shapes: images [batch, image_size, image_size, 3] -> ``sequence_output`` [batch, tokens, hidden]
-    ([CLS] first) and ``pooled_output`` [batch, hidden] (the [CLS] state).
+        layer_norm_epsilon: epsilon of the LayerNorms.
+    Shapes:
+        images [batch, image_size, image_size, 3] -> ``sequence_output`` [batch, tokens, hidden]
+        ([CLS] first) and ``pooled_output`` [batch, hidden] (the [CLS] state).
+
+    Example:
+        >>> enc = ViTImageEncoder.from_preset("tiny", image_size=32)       # patches of 8: 16 + [CLS]
+        >>> out = enc(keras.ops.zeros((2, 32, 32, 3)))
+        >>> tuple(out["sequence_output"].shape), tuple(out["pooled_output"].shape)
+        ((2, 17, 64), (2, 64))
     """
 
     def __init__(self, image_size: int = 224, patch_size: int = 16, hidden_size: int = 768, num_layers: int = 12,
@@ -112,8 +120,15 @@ class ConvImageEncoder(keras.layers.Layer):
         filters: filters of the first stage.
         num_stages: conv + pool stages.
         hidden_size: size of the tokens and of the pooled output (their mean).
-    Shapes: images [batch, size, size, 3] -> ``sequence_output`` [batch, (size / 2^stages)^2, hidden],
-    ``pooled_output`` [batch, hidden].
+    Shapes:
+        images [batch, size, size, 3] -> ``sequence_output`` [batch, (size / 2^stages)^2, hidden],
+        ``pooled_output`` [batch, hidden].
+
+    Example:
+        >>> enc = ConvImageEncoder(image_size=32, filters=8, num_stages=2, hidden_size=16)
+        >>> out = enc(keras.ops.zeros((2, 32, 32, 3)))                     # an 8 x 8 feature map
+        >>> tuple(out["sequence_output"].shape), tuple(out["pooled_output"].shape)
+        ((2, 64, 16), (2, 16))
     """
 
     def __init__(self, image_size: int = 32, filters: int = 32, num_stages: int = 2, hidden_size: int = 64,

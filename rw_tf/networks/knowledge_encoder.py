@@ -34,6 +34,34 @@ FUSIONS = {"gated": GatedKnowledgeFusion, "additive": AdditiveKnowledgeFusion}
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments(may_be_zero=("knowledge_layers",))
 class KnowledgeEnhancedEncoder(TransformerEncoder):
+    """A ``TransformerEncoder`` that fuses linked entities' embeddings into the token states after
+    the blocks in ``knowledge_layers`` (h' = g h + (1 - g) k for ``fusion="gated"``, see
+    ``GatedKnowledgeFusion``); tokens without an entity (id -1) are left as they are.
+    ``set_entity_embeddings`` loads pretrained entity vectors (TransE's).
+
+    Args:
+        vocab_size: number of token ids.
+        num_entities: number of entity ids (the knowledge graph's entities).
+        entity_embedding_dim: size of the entity embeddings (TransE's ``embedding_dim``).
+        knowledge_layers: indices of the blocks after which knowledge is fused (each once).
+        fusion: ``"gated"`` (``GatedKnowledgeFusion``) or ``"additive"`` (``AdditiveKnowledgeFusion``).
+        freeze_entity_embeddings: keep the entity embeddings fixed in training.
+        **kwargs: the ``TransformerEncoder`` sizes (``hidden_size``, ``num_layers``, ...).
+    Shapes:
+        Inputs: the encoder inputs plus ``entity_ids`` [batch, seq] int (-1 = no entity, from
+        ``EntityLinker``). Outputs: as ``TransformerEncoder``, ``sequence_output`` [batch, seq, hidden]
+        and ``pooled_output`` [batch, hidden].
+
+    Example:
+        >>> enc = KnowledgeEnhancedEncoder(vocab_size=100, num_entities=14, entity_embedding_dim=8,
+        ...                                hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+        ...                                knowledge_layers=(1,))
+        >>> ids = keras.ops.ones((2, 6), dtype="int32")
+        >>> out = enc({"token_ids": ids, "segment_ids": ids * 0, "padding_mask": ids, "entity_ids": ids - 2})
+        >>> tuple(out["sequence_output"].shape)
+        (2, 6, 16)
+    """
+
     input_names = ENCODER_INPUTS + ("entity_ids",)
 
     def __init__(self, vocab_size: int, num_entities: int, entity_embedding_dim: int,

@@ -1,0 +1,72 @@
+"""Every Keras layer, model, loss and metric that rw_tf registers documents its arguments, its
+shapes and an example, and the example runs (as a doctest) with the output it shows."""
+import doctest
+import inspect
+import re
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import rw_tf
+
+SECTIONS = ("Args:", "Shapes:", "Example:")
+
+
+def registered_classes():
+    """The classes ``import rw_tf`` registers for Keras deserialization that users build: layers
+    (models are layers), losses and metrics."""
+    return [obj for name, obj in sorted(keras.saving.get_custom_objects().items())
+            if name.startswith("rw_tf>") and inspect.isclass(obj)
+            and issubclass(obj, (keras.layers.Layer, keras.losses.Loss, keras.metrics.Metric))]
+
+
+CLASSES = registered_classes()
+
+
+def section(doc: str, title: str) -> str:
+    """The text of ``title``'s section: up to the next section title, or the end."""
+    body = doc.partition(title)[2]
+    ends = [body.find(other) for other in SECTIONS if other != title and body.find(other) >= 0]
+    return body[:min(ends)] if ends else body
+
+
+def test_the_public_classes_are_all_checked():
+    names = {cls.__name__ for cls in CLASSES}
+    assert {"TransformerEncoder", "TransformerEncoderBlock", "PretrainingModel", "TextClassifier",
+            "SpanQuestionAnswerer", "DualEncoder", "SentenceEncoder", "KnowledgeEnhancedEncoder", "TransE",
+            "GatedKnowledgeFusion", "ImageTextModel", "ImageTextMatcher", "TwoTowerRecommender",
+            "InfoNCELoss", "KnowledgeDistillationLoss"} <= names
+    missing = [cls.__name__ for cls in CLASSES if getattr(rw_tf, cls.__name__, None) is not cls]
+    assert not missing, f"not exposed by `import rw_tf`: {missing}"
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
+def test_docstring_names_every_argument_the_shapes_and_an_example(cls):
+    doc = inspect.getdoc(cls) or ""
+    assert all(title in doc for title in SECTIONS), f"{cls.__name__}: needs the sections {SECTIONS}"
+    arguments = section(doc, "Args:")
+    parameters = [name for name, p in inspect.signature(cls.__init__).parameters.items()
+                  if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    missing = [name for name in parameters if not re.search(rf"\b{name}\b", arguments)]
+    assert not missing, f"{cls.__name__}: Args does not describe {missing}"
+    assert re.search(r"\[[^\]]*batch", section(doc, "Shapes:")), f"{cls.__name__}: Shapes gives no [batch, ...]"
+    assert ">>>" in section(doc, "Example:"), f"{cls.__name__}: the example has no code"
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
+def test_docstring_example_runs_and_shows_its_output(cls):
+    module = sys.modules[cls.__module__]
+    # An example may use anything ``import rw_tf`` exposes, besides its own module's names.
+    globs = {**{name: getattr(rw_tf, name) for name in rw_tf.__all__}, **vars(module),
+             "keras": keras, "ops": keras.ops, "np": np, "rw_tf": rw_tf}
+    keras.utils.set_random_seed(0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report = []
+    for test in doctest.DocTestFinder(recurse=False).find(cls, cls.__name__, module=module, globs=globs):
+        runner.run(test, out=report.append)
+    assert runner.tries > 0 and runner.failures == 0, "".join(report)
+    examples = [example for test in doctest.DocTestFinder(recurse=False).find(cls, module=module, globs=globs)
+                for example in test.examples]
+    assert not any(example.options for example in examples), f"{cls.__name__}: an example carries a directive (+SKIP?)"

@@ -70,3 +70,44 @@ def test_docstring_example_runs_and_shows_its_output(cls):
     examples = [example for test in doctest.DocTestFinder(recurse=False).find(cls, module=module, globs=globs)
                 for example in test.examples]
     assert not any(example.options for example in examples), f"{cls.__name__}: an example carries a directive (+SKIP?)"
+
+
+class _ExceptionsOnly(doctest.DocTestRunner):
+    """Counts examples that raise; a different printed value is not a failure (under another
+    dtype policy the examples' rounded numbers may differ)."""
+
+    def report_failure(self, out, test, example, got):
+        pass
+
+
+LAYER_CLASSES = [cls for cls in CLASSES if issubclass(cls, keras.layers.Layer)]
+
+
+@pytest.mark.parametrize("cls", LAYER_CLASSES, ids=lambda cls: cls.__name__)
+def test_example_objects_take_the_dtype_policy_and_round_trip_their_config(cls):
+    """Each object the docstring example builds under the global policy mixed_bfloat16: it and every
+    layer in it take that policy; ``from_config(get_config())`` under the float32 global policy gives
+    an equal config and the same policy in every layer (the config's policy reaches the sub-layers)."""
+    module = sys.modules[cls.__module__]
+    globs = {**{name: getattr(rw_tf, name) for name in rw_tf.__all__}, **vars(module),
+             "keras": keras, "ops": keras.ops, "np": np, "rw_tf": rw_tf}
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        runner = _ExceptionsOnly(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        report = []
+        tests = doctest.DocTestFinder(recurse=False).find(cls, cls.__name__, module=module, globs=globs)
+        for test in tests:
+            runner.run(test, out=report.append, clear_globs=False)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    made = [value for test in tests for value in test.globs.values() if type(value) is cls]
+    assert made and not [line for line in report if "Exception raised" in line], "".join(report)
+    for obj in made:
+        config = obj.get_config()
+        if cls.__name__ == "MaskedLMHead":       # the tied embedding is passed, not configured
+            config = {**config, "token_embedding": obj.token_embedding}
+        clone = cls.from_config(config)
+        assert clone.get_config() == obj.get_config()
+        for model in (obj, clone):
+            wrong = [layer.name for layer in model._flatten_layers() if layer.dtype_policy.name != "mixed_bfloat16"]
+            assert not wrong, f"{cls.__name__}: layers not under the policy mixed_bfloat16: {wrong}"

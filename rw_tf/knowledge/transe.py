@@ -19,6 +19,7 @@ import keras
 from keras import ops
 
 from rw_tf.config import checks_number_arguments
+from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.id_checks import checked_ids
 from rw_tf.losses import replica_sum
 from rw_tf.models.task_model import TaskModelMixin
@@ -39,7 +40,7 @@ class TransE(TaskModelMixin, keras.Model):
         num_negatives: corrupted triples drawn per positive in training.
         seed: seed of the initializers and of the corruption draws.
     Shapes:
-        ``model(triples [batch, 3] int (head, relation, tail))`` -> distances [batch].
+        ``model(triples [batch, 3] int (head, relation, tail))`` -> float32 distances [batch].
 
     Example:
         >>> model = TransE(num_entities=3, num_relations=1, embedding_dim=2, norm=2)
@@ -65,13 +66,14 @@ class TransE(TaskModelMixin, keras.Model):
         self.embedding_dim, self.norm, self.margin = embedding_dim, norm, margin
         self.num_negatives, self.seed = num_negatives, seed
         bound = 6.0 / embedding_dim ** 0.5  # Bordes et al.'s uniform initialization
-        self.entity_embedding = keras.layers.Embedding(
-            num_entities, embedding_dim, name="entity_embedding",
-            embeddings_initializer=keras.initializers.RandomUniform(-bound, bound, seed=seed),
-            embeddings_constraint=keras.constraints.UnitNorm(axis=1))
-        self.relation_embedding = keras.layers.Embedding(
-            num_relations, embedding_dim, name="relation_embedding",
-            embeddings_initializer=keras.initializers.RandomUniform(-bound, bound, seed=seed))
+        with sublayer_policy(self):  # the embeddings take this model's dtype policy
+            self.entity_embedding = keras.layers.Embedding(
+                num_entities, embedding_dim, name="entity_embedding",
+                embeddings_initializer=keras.initializers.RandomUniform(-bound, bound, seed=seed),
+                embeddings_constraint=keras.constraints.UnitNorm(axis=1))
+            self.relation_embedding = keras.layers.Embedding(
+                num_relations, embedding_dim, name="relation_embedding",
+                embeddings_initializer=keras.initializers.RandomUniform(-bound, bound, seed=seed))
         self._seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape: Any = None) -> None:
@@ -86,7 +88,9 @@ class TransE(TaskModelMixin, keras.Model):
         h = self.entity_embedding(heads)
         r = self.relation_embedding(relations)
         t = self.entity_embedding(tails)
-        return ops.norm(h + r - t, ord=self.norm, axis=-1)
+        # In float32 under mixed precision: the margin loss compares distances that differ by little.
+        return ops.norm(ops.cast(h, "float32") + ops.cast(r, "float32") - ops.cast(t, "float32"),
+                        ord=self.norm, axis=-1)
 
     def call(self, triples: Any) -> Any:
         """Distances of ``[batch, 3]`` (head, relation, tail) triples; lower = more plausible."""

@@ -21,8 +21,10 @@ import re
 import sys
 from typing import Callable, Optional
 
-# Graph mode: "assertion failed: [<message>]"; eager mode: "Summarized data: b'<message>'".
-_ASSERT_MESSAGE = re.compile(r"assertion failed: \[(.*?)\]\s*(?:\n|$)|Summarized data: b'(.*?)'")
+# Graph mode: "assertion failed: [<message>]", followed by "[Condition x > y did not hold ...] [x ...]"
+# for tf.debugging.assert_* (a message may hold brackets itself: "[MASK]"); eager mode:
+# "Summarized data: b'<message>'".
+_ASSERT_MESSAGE = re.compile(r"assertion failed: \[(.*?)\](?: \[Condition |\s*(?:\n|$))|Summarized data: b'(.*?)'")
 # TensorFlow's decorations around a kernel's message: function and node names, the failing op.
 _NOISE = re.compile(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^}]*\}\}\]\]|\[Op:[^\]]*\]")
 

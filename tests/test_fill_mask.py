@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from rw_tf.applications.fill_mask import fill_mask, masked_text_inputs
+from rw_tf.errors import error_reason
 from rw_tf.models import PretrainingModel
 from rw_tf.networks import TransformerEncoder
 
@@ -28,6 +29,11 @@ def test_fill_mask_suggestions_and_errors(tokenizer):
         fill_mask(model, tokenizer, ["no marker here"])
     with pytest.raises(tf.errors.InvalidArgumentError, match="MASK"):
         masked_text_inputs(tokenizer, tf.constant(["no marker"]), 16)
+    # In a graph (a served signature) the reason a client gets is the message alone, without the
+    # assert's "[Condition x > y did not hold element-wise:] [x ...]" tail.
+    with pytest.raises(tf.errors.InvalidArgumentError) as failed:
+        tf.function(lambda text: masked_text_inputs(tokenizer, text, 16))(tf.constant(["no marker"]))
+    assert error_reason(failed.value) == "every text needs at least one [MASK] marker"
     # Markers that cannot be served are an error, never dropped: nine markers, or one past the length.
     with pytest.raises(ValueError, match="at most 8 markers"):
         fill_mask(model, tokenizer, [" ".join(["[MASK]"] * 9)], max_sequence_length=32)

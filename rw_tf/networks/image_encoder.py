@@ -2,13 +2,7 @@
 
 Both map normalised images [batch, size, size, 3] to ``{"sequence_output": [batch, tokens, hidden],
 "pooled_output": [batch, hidden]}``, the same contract as the text ``TransformerEncoder``, so
-fusion layers treat patches like tokens.
-
-Example:
-    >>> enc = ViTImageEncoder.from_preset("tiny", image_size=32)
-    >>> out = enc(keras.ops.zeros((2, 32, 32, 3)))
-    >>> tuple(out["sequence_output"].shape), tuple(out["pooled_output"].shape)
-    ((2, 17, 64), (2, 64))
+fusion layers treat patches like tokens. Each class's docstring has its arguments and an example.
 """
 from __future__ import annotations
 

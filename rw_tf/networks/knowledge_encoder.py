@@ -4,15 +4,7 @@ Inputs: the encoder inputs plus ``entity_ids`` [batch, seq] (-1 = no entity; fro
 ``EntityLinker``). After each block listed in ``knowledge_layers`` the token states of linked
 tokens are fused with their entity's embedding (TransE's, optionally frozen) by
 ``GatedKnowledgeFusion`` (``fusion="gated"``) or ``AdditiveKnowledgeFusion`` (``"additive"``).
-
-Example:
-    >>> enc = KnowledgeEnhancedEncoder(vocab_size=100, num_entities=14, entity_embedding_dim=8,
-    ...                                hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
-    ...                                knowledge_layers=(1,))
-    >>> ids = keras.ops.ones((2, 6), dtype="int32")
-    >>> out = enc({"token_ids": ids, "segment_ids": ids * 0, "padding_mask": ids, "entity_ids": ids - 2})
-    >>> tuple(out["sequence_output"].shape)
-    (2, 6, 16)
+The class docstring has the arguments, shapes and an example.
 """
 from __future__ import annotations
 

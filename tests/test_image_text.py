@@ -116,6 +116,7 @@ def test_matching_heads_use_exactly_the_modalities_they_claim(tmp_path):
         out = model({"image": images, "text": text, "negative_text": other})
         np.testing.assert_allclose(np.asarray(out["match"]), np.stack([base, new_text], 1), atol=1e-5)
     model.compile()
+    model.optimizer.build(model.trainable_variables)    # saved with its slots, restored by compile_from_config
     path = str(tmp_path / "matcher.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)

@@ -55,26 +55,35 @@ def test_docstring_names_every_argument_the_shapes_and_an_example(cls):
     assert ">>>" in section(doc, "Example:"), f"{cls.__name__}: the example has no code"
 
 
-@pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
-def test_docstring_example_runs_and_shows_its_output(cls):
+FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+
+
+def run_examples(cls, runner):
+    """Runs ``cls``'s docstring examples with ``runner``; returns the doctests (their globals kept,
+    so the objects an example made can be read) and the runner's report."""
     module = sys.modules[cls.__module__]
     # An example may use anything ``import rw_tf`` exposes, besides its own module's names.
     globs = {**{name: getattr(rw_tf, name) for name in rw_tf.__all__}, **vars(module),
              "keras": keras, "ops": keras.ops, "np": np, "rw_tf": rw_tf}
-    keras.utils.set_random_seed(0)
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     report = []
-    for test in doctest.DocTestFinder(recurse=False).find(cls, cls.__name__, module=module, globs=globs):
-        runner.run(test, out=report.append)
-    assert runner.tries > 0 and runner.failures == 0, "".join(report)
-    examples = [example for test in doctest.DocTestFinder(recurse=False).find(cls, module=module, globs=globs)
-                for example in test.examples]
-    assert not any(example.options for example in examples), f"{cls.__name__}: an example carries a directive (+SKIP?)"
+    tests = doctest.DocTestFinder(recurse=False).find(cls, cls.__name__, module=module, globs=globs)
+    for test in tests:
+        runner.run(test, out=report.append, clear_globs=False)
+    return tests, "".join(report)
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
+def test_docstring_example_runs_and_shows_its_output(cls):
+    keras.utils.set_random_seed(0)
+    runner = doctest.DocTestRunner(optionflags=FLAGS)
+    tests, report = run_examples(cls, runner)
+    assert runner.tries > 0 and runner.failures == 0, report
+    assert not any(example.options for test in tests for example in test.examples), \
+        f"{cls.__name__}: an example carries a directive (+SKIP?)"
 
 
 class _ExceptionsOnly(doctest.DocTestRunner):
-    """Counts examples that raise; a different printed value is not a failure (under another
-    dtype policy the examples' rounded numbers may differ)."""
+    """Reports only examples that raise: under another dtype policy printed numbers may differ."""
 
     def report_failure(self, out, test, example, got):
         pass
@@ -88,20 +97,13 @@ def test_example_objects_take_the_dtype_policy_and_round_trip_their_config(cls):
     """Each object the docstring example builds under the global policy mixed_bfloat16: it and every
     layer in it take that policy; ``from_config(get_config())`` under the float32 global policy gives
     an equal config and the same policy in every layer (the config's policy reaches the sub-layers)."""
-    module = sys.modules[cls.__module__]
-    globs = {**{name: getattr(rw_tf, name) for name in rw_tf.__all__}, **vars(module),
-             "keras": keras, "ops": keras.ops, "np": np, "rw_tf": rw_tf}
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        runner = _ExceptionsOnly(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-        report = []
-        tests = doctest.DocTestFinder(recurse=False).find(cls, cls.__name__, module=module, globs=globs)
-        for test in tests:
-            runner.run(test, out=report.append, clear_globs=False)
+        tests, report = run_examples(cls, _ExceptionsOnly(optionflags=FLAGS))
     finally:
         keras.mixed_precision.set_global_policy("float32")
     made = [value for test in tests for value in test.globs.values() if type(value) is cls]
-    assert made and not [line for line in report if "Exception raised" in line], "".join(report)
+    assert made and "Exception raised" not in report, report
     for obj in made:
         config = obj.get_config()
         if cls.__name__ == "MaskedLMHead":       # the tied embedding is passed, not configured

@@ -141,7 +141,12 @@ class PipelineConfig(DictConfig):
     # Extractive QA (kind "qa"): encoder checkpoint (default all-MiniLM-L6-v2; its vocab.txt
     # tokenizes the examples), steps, learning rate and the window geometry (rw_tf.data.qa_windows;
     # a context needing more than qa_max_windows windows is left out by PrepareData and counted).
+    # qa_train_file and qa_eval_file (both or neither; local or gs://...): your questions instead of
+    # the glossary set, JSON Lines rows `question, context, answer[, answer_start]` as
+    # `rw-tf finetune --task qa --train/--eval` reads them; bad rows are counted in qa_report.json.
     qa_init_from: Optional[str] = None
+    qa_train_file: Optional[str] = None
+    qa_eval_file: Optional[str] = None
     qa_train_steps: int = 200
     qa_eval_steps: int = 8
     qa_learning_rate: float = 1e-4
@@ -205,6 +210,14 @@ class PipelineConfig(DictConfig):
         if self.beam_direct_running_mode not in ("in_memory", "multi_threading", "multi_processing"):
             raise ValueError(f"unknown beam_direct_running_mode {self.beam_direct_running_mode!r}")
         EncoderConfig.check_preset_blocks(self.preset, self.knowledge_layers)
+        if bool(self.qa_train_file) != bool(self.qa_eval_file):
+            raise ValueError("the qa kind's own data needs both qa_train_file and qa_eval_file")
+        for field in ("qa_train_file", "qa_eval_file"):
+            path = getattr(self, field)
+            if path and not is_remote(path):   # absolute: components run in other folders
+                setattr(self, field, local_path(path))
+                if not os.path.isfile(getattr(self, field)):
+                    raise ValueError(f"{field} {getattr(self, field)} is not a file")
         try:   # the qa kind's geometry, checked before any component runs
             QATransformConfig(**self.qa_windows())
         except ValueError as err:

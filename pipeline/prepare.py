@@ -18,7 +18,8 @@ prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as g
   (``{"b64": ...}``) with a templated caption, the caption of an image of another class and the
   digit, split by image (``rw_tf.data.image_text``); images failing the header checks are counted;
 - ``qa/{train,eval}/examples.jsonl`` (``question``, ``context``, ``answer``, ``answer_start``; kind
-  ``qa`` only, ``prepare_qa_data``): the docstring glossary questions split by module, an eval row
+  ``qa`` only, ``prepare_qa_data``): the docstring glossary questions split by module (or the rows
+  of ``qa_train_file`` and ``qa_eval_file``, bad ones counted by reason), an eval row
   whose context is a training context removed, rows the window geometry cannot hold (with the
   encoder's tokenizer) left out; counts in ``qa/qa_report.json``;
 - ``vocab.txt``: a WordPiece vocabulary learned from the training documents; Transform embeds it
@@ -36,6 +37,7 @@ from __future__ import annotations
 import base64
 import collections
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -157,11 +159,14 @@ def prepare_qa_data(config: PipelineConfig) -> Dict[str, str]:
     geometry or the seed changed, since each decides which rows fit."""
     paths = {f"qa/{split}": input_file(config, "qa", split) for split in SPLITS}
     paths["report"] = os.path.join(config.examples_dir("qa"), "qa_report.json")
-    settings = {"init_from": config.qa_init_from, "seed": config.seed, **config.qa_windows()}
+    sources = [config.qa_train_file, config.qa_eval_file] if config.qa_train_file else []
+    settings = {"init_from": config.qa_init_from, "seed": config.seed, **config.qa_windows(),
+                "data": {path: file_digest(path) for path in sources} or "glossary"}
     if all(tf.io.gfile.exists(p) for p in paths.values()) and _read_report(paths["report"]).get("settings") == settings:
         return paths
-    train, evaluation, rejects = load_qa_rows(QATaskConfig(max_eval_examples=None), config.seed)
-    report = {"settings": settings, "eval_rows_removed": dict(rejects)}
+    source = QATaskConfig(train_file=config.qa_train_file, eval_file=config.qa_eval_file, max_eval_examples=None)
+    train, evaluation, rejects = load_qa_rows(source, config.seed)
+    report = {"settings": settings, "rows_rejected": dict(rejects)}
     tokenizer = pretrained_tokenizer(config.qa_init_from or minilm_checkpoint_dir())
     spec = WindowSpec(**config.qa_windows())
     for split, rows in (("train", train), ("eval", evaluation)):
@@ -272,6 +277,15 @@ def data_paths(config: PipelineConfig) -> Dict[str, str]:
     paths["items"] = config.items_file
     paths["report"] = os.path.join(config.data_dir, "data_report.json")
     return paths
+
+
+def file_digest(path: str, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes (local or gs://...), read in chunks: an edited input is new data."""
+    digest = hashlib.sha256()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk_bytes), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _read_report(path: str) -> Dict:

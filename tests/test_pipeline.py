@@ -185,3 +185,45 @@ def test_pipeline_prepare_kind_qa_writes_windowable_questions_and_counts_the_res
     assert main(["pipeline", "prepare", "--kind", "qa", "--config", str(settings), "--root", str(tmp_path)]) == 0
     assert len(read("train")) > len(train) and json.loads((data / "qa" / "qa_report.json").read_text())[
         "settings"]["max_windows"] == 10
+
+
+def test_pipeline_prepare_kind_qa_reads_the_users_files_and_counts_bad_rows(tmp_path, capsys):
+    # qa_train_file/qa_eval_file replace the glossary set: good rows are written, bad ones counted
+    # by reason (never a Transform failure later), an eval context seen in training is removed, and
+    # an edited file is new data.
+    from rw_tf.cli.main import main
+
+    def row(i, context=None):
+        context = context or f"The river number {i} flows north through the valley of town {i}."
+        return json.dumps({"question": f"Where does river {i} flow?", "context": context, "answer": "north"})
+
+    train, evaluation = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    train.write_bytes("\n".join(row(i) for i in range(6)).encode() + b'\n{"question": \n\xff\xfe\n'
+                      + json.dumps({"question": "Q?", "context": "no answer here", "answer": "north"}).encode())
+    shared = "The river number 0 flows north through the valley of town 0."
+    evaluation.write_text("\n".join([row(10), row(11), row(12, context=shared),
+                                     json.dumps({"question": "Q?", "context": "a b", "answer": "b", "answer_start": 0}),
+                                     row(13, context="word " * 2000 + "north")]))
+    settings = tmp_path / "qa.json"
+    settings.write_text(json.dumps({"qa_train_file": str(train), "qa_eval_file": str(evaluation), "qa_max_windows": 3}))
+    assert main(["pipeline", "prepare", "--kind", "qa", "--config", str(settings), "--root", str(tmp_path)]) == 0
+    data = tmp_path / "data" / "qa"
+    read = lambda split: [json.loads(line) for line in open(data / split / "examples.jsonl", encoding="utf-8")]
+    assert [r["question"] for r in read("train")] == [f"Where does river {i} flow?" for i in range(6)]
+    assert [r["question"] for r in read("eval")] == ["Where does river 10 flow?", "Where does river 11 flow?"]
+    assert all(r["context"][r["answer_start"]:].startswith("north") for r in read("train") + read("eval"))
+    report = json.loads((data / "qa_report.json").read_text())
+    assert report["rows_rejected"] == {"invalid_json": 2, "answer_not_in_context": 1, "answer_start_mismatch": 1,
+                                       "eval_text_in_train": 1}
+    assert report["qa_eval_rejected"] == {"context_too_long": 1} and report["qa_train_rejected"] == {}
+
+    evaluation.write_text("\n".join([row(10), row(14)]))      # same path, new content: prepared again
+    assert main(["pipeline", "prepare", "--kind", "qa", "--config", str(settings), "--root", str(tmp_path)]) == 0
+    assert [r["question"] for r in read("eval")] == ["Where does river 10 flow?", "Where does river 14 flow?"]
+
+    capsys.readouterr()
+    for bad, reason in (({"qa_train_file": str(train)}, "needs both qa_train_file and qa_eval_file"),
+                        ({"qa_train_file": str(train), "qa_eval_file": str(tmp_path / "nope.jsonl")}, "is not a file")):
+        settings.write_text(json.dumps(bad))
+        assert main(["pipeline", "prepare", "--kind", "qa", "--config", str(settings), "--root", str(tmp_path)]) == 2
+        assert reason in capsys.readouterr().err

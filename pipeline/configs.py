@@ -58,7 +58,8 @@ STAGES = ("pretrain", "finetune")   # the main job's stages (`--kind all`)
 # domain: the recipe's stages 2 and 3 on the Nations demo from a pushed general model (f_K,
 # domain pretraining with KD from it, f_K fine-tuned on the triple task, refined fine-tuning with KD).
 # refine: the web-data refinement alone (RefineWebData), e.g. scheduled apart from training.
-# qa: extractive question answering (a span head on all-MiniLM-L6-v2) on the docstring glossary set.
+# qa: extractive question answering (a span head on all-MiniLM-L6-v2) on the docstring glossary set
+# or the rows of qa_train_file and qa_eval_file.
 KINDS = STAGES + ("recipe", "domain", "embedding", "recommendation", "multimodal", "qa", "refine")
 CORPORA = ("web", "embedded", "nations", "multilingual")
 # The domain kind's gated and pushed stages -> the examples each trains on.
@@ -107,6 +108,11 @@ class PipelineConfig(DictConfig):
     max_sequence_length: int = 64
     max_predictions_per_seq: int = 10
     finetune_max_per_class: int = 1500
+    # Your fine-tuning data instead of the documentation-source set: both or neither, JSON Lines
+    # `text, label` with labels 0 and 1 (local or gs://...), as `rw-tf finetune --train/--eval`
+    # reads them; bad rows are counted in data_report.json, an edited file is prepared again.
+    finetune_train_file: Optional[str] = None
+    finetune_eval_file: Optional[str] = None
     seed: int = 12345
     # Training.
     batch_size: int = 32
@@ -210,14 +216,18 @@ class PipelineConfig(DictConfig):
         if self.beam_direct_running_mode not in ("in_memory", "multi_threading", "multi_processing"):
             raise ValueError(f"unknown beam_direct_running_mode {self.beam_direct_running_mode!r}")
         EncoderConfig.check_preset_blocks(self.preset, self.knowledge_layers)
-        if bool(self.qa_train_file) != bool(self.qa_eval_file):
-            raise ValueError("the qa kind's own data needs both qa_train_file and qa_eval_file")
-        for field in ("qa_train_file", "qa_eval_file"):
-            path = getattr(self, field)
-            if path and not is_remote(path):   # absolute: components run in other folders
-                setattr(self, field, local_path(path))
-                if not os.path.isfile(getattr(self, field)):
-                    raise ValueError(f"{field} {getattr(self, field)} is not a file")
+        if self.finetune_train_file:
+            self.require_defaults(["finetune_max_per_class"], "with the built-in data (no finetune_train_file)")
+        for kind in ("finetune", "qa"):
+            train, evaluation = f"{kind}_train_file", f"{kind}_eval_file"
+            if bool(getattr(self, train)) != bool(getattr(self, evaluation)):
+                raise ValueError(f"the {kind} kind's own data needs both {train} and {evaluation}")
+            for field in (train, evaluation):
+                path = getattr(self, field)
+                if path and not is_remote(path):   # absolute: components run in other folders
+                    setattr(self, field, local_path(path))
+                    if not os.path.isfile(getattr(self, field)):
+                        raise ValueError(f"{field} {getattr(self, field)} is not a file")
         try:   # the qa kind's geometry, checked before any component runs
             QATransformConfig(**self.qa_windows())
         except ValueError as err:
@@ -231,6 +241,12 @@ class PipelineConfig(DictConfig):
     @property
     def data_dir(self) -> str:
         return self.data_root or os.path.join(self.root, "data")
+
+    @property
+    def user_inputs(self) -> List[str]:
+        """The files and patterns the data are read from that the user names (not the built-in sets)."""
+        files = [self.finetune_train_file, self.finetune_eval_file, self.qa_train_file, self.qa_eval_file]
+        return list(self.corpus_uris) + list(self.web_inputs) + [path for path in files if path]
 
     @property
     def refines_web(self) -> bool:

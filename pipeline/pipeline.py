@@ -51,6 +51,7 @@ from rw_tf_pipeline.components.distillation_trainer import DistillationTrainer
 from rw_tf_pipeline.components.prepare_data import PrepareData
 from rw_tf_pipeline.components.refine_web import RefineWebData
 from rw_tf_pipeline.configs import DOMAIN_STAGES, KINDS, PipelineConfig, is_remote
+from rw_tf_pipeline.prepare import inputs_state
 
 TRAINER_RUN_FN = "rw_tf_pipeline.modules.trainer.run_fn"
 
@@ -239,13 +240,15 @@ def create_pipeline(kind: str, config: PipelineConfig, enable_cache: Optional[bo
     if kind not in KINDS:
         raise UserError(f"unknown pipeline kind {kind!r}; choose one of {KINDS}")
     config_json = json.dumps(config.to_dict())
+    # Kubeflow: the files are read in the cluster, not on the compiling machine (see the README).
+    state = {"inputs_state": inputs_state(config.user_inputs)} if orchestrator == "local" and config.user_inputs else {}
     components: List = []
     refined = {}
     if kind == "refine" or (kind in ("pretrain", "recipe") and config.refines_web):
-        components.append(RefineWebData(pipeline_config=config_json).with_id("RefineWebData"))
+        components.append(RefineWebData(pipeline_config=config_json, **state).with_id("RefineWebData"))
         refined = {"refined_corpus": components[0].outputs["refined_corpus"]}
     if kind != "refine":
-        prepare = PrepareData(pipeline_config=config_json, kind=kind, **refined).with_id("PrepareData")
+        prepare = PrepareData(pipeline_config=config_json, kind=kind, **refined, **state).with_id("PrepareData")
         components.append(prepare)
     if kind == "domain":
         uri = _pretrained_model_uri(config, orchestrator)

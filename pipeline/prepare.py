@@ -5,7 +5,8 @@ prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as g
   are assigned to train or eval (``eval_fraction``) *before* pairs are built, so no evaluation
   segment occurs in training (ExampleGen reads the two folders as the two splits);
 - ``finetune/{train,eval}/labelled.jsonl``: the documentation-source classification set (every text
-  distinct), cut 80/20;
+  distinct), cut 80/20, or the rows of ``finetune_train_file`` and ``finetune_eval_file`` (bad ones
+  counted by reason in ``finetune_rows_rejected``); an eval text seen in training is removed;
 - ``embedding/{train,eval}/pairs.jsonl``: standard-library docstring (query, item) pairs split by
   module (no module on both sides), each with a hard negative (another item of its module); in
   both sets an evaluation row that repeats a training text anyway (a docstring copied into two
@@ -26,8 +27,9 @@ prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as g
   in the transform graph, and fine-tuning uses the same file so ids match the encoder;
 - ``data_report.json``: what was read, removed (by reason) and written;
 - knowledge mode with the Nations demo: ``aliases.tsv`` and a TransE model in ``transe/``.
-Existing outputs are kept (ExampleGen fingerprints its inputs, so rewriting would defeat caching),
-except the pretraining pairs and vocabulary when their corpus source changed.
+Existing outputs are kept (ExampleGen fingerprints its inputs, so rewriting would defeat caching)
+unless their corpus source or a setting that shapes them changed (``PRETRAINING_DATA_SETTINGS``,
+``TASK_DATA_SETTINGS``, the qa and domain kinds' own, the bytes of a user's file; ``_up_to_date``).
 Corpus ``web`` (the default): the documents of the refined web corpus, i.e. the pipeline's
 ``RefineWebData`` output (``refined_corpus``) or, without that step, a refinement of
 ``web_inputs`` run here (``rw_tf.refine``; empty ``web_inputs``: the embedded web sample).
@@ -41,7 +43,7 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -58,7 +60,7 @@ from rw_tf.data.corpus import (
 from rw_tf.data.image_text import checked_pairs, digit_pairs, split_pairs
 from rw_tf.data.interactions import stdlib_import_interactions
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
-from rw_tf.data.labelled import docstring_summary_pairs, documentation_source_examples
+from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.multilingual import multilingual_documents
 from rw_tf.data.qa_windows import WindowSpec
 from rw_tf.data.segment_pairs import segment_pair_candidates, yields_pairs
@@ -69,6 +71,7 @@ from rw_tf.knowledge.training import TransEConfig, train_transe
 from rw_tf.model_files import read_json_object
 from rw_tf.refine import RefineConfig, RunnerConfig, read_refined_documents, run_refinement
 from rw_tf.refine.web_sample import write_web_sample
+from rw_tf.tasks.classification import ClassificationTaskConfig, count_classes, load_rows
 from rw_tf.tasks.image_text import other_class_rows
 from rw_tf.tasks.question_answering import QATaskConfig, load_qa_rows, windowable_rows
 from rw_tf.tasks.sentence_embedding import with_hard_negatives
@@ -79,6 +82,10 @@ SPLITS = ("train", "eval")
 
 
 DATA_KINDS = STAGES + ("embedding", "recommendation", "multimodal")
+# The settings that shape the prepared data: a change rewrites them (the window geometry's and
+# the encoder's for the qa kind, domain_target_words for the domain kind; see each prepare_*).
+PRETRAINING_DATA_SETTINGS = ("seed", "eval_fraction", "vocab_size", "target_words", "max_documents")
+TASK_DATA_SETTINGS = ("seed", "finetune_max_per_class", "embedding_max_pairs", "multimodal_eval_fraction")
 _FILE_NAMES = {"finetune": "labelled.jsonl", "triples": "labelled.jsonl", "recommendation": "examples.jsonl",
                "qa": "examples.jsonl"}
 
@@ -139,9 +146,10 @@ def prepare_domain_data(config: PipelineConfig) -> Dict[str, str]:
     paths["report"] = os.path.join(config.examples_dir("domain"), "domain_report.json")
     knowledge = config.domain_knowledge()
     demo = _nations_knowledge(knowledge["alias_file"], knowledge["knowledge_dir"], config.seed)
-    if all(tf.io.gfile.exists(p) for p in paths.values()):
+    settings = {"seed": config.seed, "domain_target_words": config.domain_target_words}
+    if _up_to_date(paths, settings):
         return paths
-    report = {}
+    report = {"settings": settings}
     for split, docs, seed in (("train", demo.train_documents, config.seed), ("eval", demo.eval_documents,
                                                                               config.seed + 1)):
         pairs = segment_pair_candidates(docs, config.domain_target_words, seed)
@@ -149,8 +157,7 @@ def prepare_domain_data(config: PipelineConfig) -> Dict[str, str]:
     train_rows, eval_rows = triple_classification_rows(demo, seed=config.seed)
     report["triples_train"] = write_jsonl(train_rows, paths["triples/train"])
     report["triples_eval"] = write_jsonl(eval_rows, paths["triples/eval"])
-    with atomic_write(paths["report"]) as f:
-        json.dump(report, f, indent=2)
+    _write_report(paths["report"], report)
     return paths
 
 
@@ -159,10 +166,9 @@ def prepare_qa_data(config: PipelineConfig) -> Dict[str, str]:
     geometry or the seed changed, since each decides which rows fit."""
     paths = {f"qa/{split}": input_file(config, "qa", split) for split in SPLITS}
     paths["report"] = os.path.join(config.examples_dir("qa"), "qa_report.json")
-    sources = [config.qa_train_file, config.qa_eval_file] if config.qa_train_file else []
     settings = {"init_from": config.qa_init_from, "seed": config.seed, **config.qa_windows(),
-                "data": {path: file_digest(path) for path in sources} or "glossary"}
-    if all(tf.io.gfile.exists(p) for p in paths.values()) and _read_report(paths["report"]).get("settings") == settings:
+                "data": _user_files_digest(config.qa_train_file, config.qa_eval_file) or "glossary"}
+    if _up_to_date(paths, settings):
         return paths
     source = QATaskConfig(train_file=config.qa_train_file, eval_file=config.qa_eval_file, max_eval_examples=None)
     train, evaluation, rejects = load_qa_rows(source, config.seed)
@@ -187,10 +193,26 @@ def prepare_kind_data(config: PipelineConfig, kind: str, refined_corpus: Optiona
     return prepare_data(config, refined_corpus)
 
 
+def inputs_state(paths: Sequence[str]) -> str:
+    """A digest of the files ``paths`` (names or glob patterns, local or gs://...) name: each one's
+    path, size and modification time, so that it changes when one is edited, added or removed."""
+    digest = hashlib.sha256()
+    for pattern in paths:
+        matches = tf.io.gfile.glob(pattern) if any(c in pattern for c in "*?[") else []
+        for path in sorted(matches) or [pattern]:
+            try:
+                stat = tf.io.gfile.stat(path)
+                digest.update(f"{path}\t{stat.length}\t{stat.mtime_nsec}\n".encode("utf-8", "surrogateescape"))
+            except tf.errors.NotFoundError:   # the step that reads it says so
+                digest.update(f"{path}\tmissing\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:16]
+
+
 def corpus_source(config: PipelineConfig, refined_corpus: Optional[str]) -> str:
-    """What the pretraining data are made of; a change of it rewrites them (and the vocabulary)."""
+    """What the pretraining data are made of; a change of it (an edited corpus file too) rewrites
+    them and the vocabulary."""
     if config.corpus_uris:
-        return f"files:{sorted(config.corpus_uris)}"
+        return f"files:{sorted(config.corpus_uris)}:{inputs_state(config.corpus_uris)}"
     if config.refines_web:
         return f"web:{refined_corpus or config.refined_web_dir}"
     return config.corpus if config.corpus != "embedded" else f"embedded:{config.max_documents}"
@@ -256,11 +278,14 @@ def _write_corpus_data(config: PipelineConfig, paths: Dict[str, str], refined_co
 def _write_task_data(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
     """The fine-tuning, embedding, recommendation and multimodal examples (corpus-independent)."""
     report, rejects = {}, {}
-    rows = documentation_source_examples(config.finetune_max_per_class, seed=config.seed)
-    cut = int(round(0.8 * len(rows)))
-    report["finetune_train"] = write_jsonl(rows[:cut], paths["finetune/train"])
-    report["finetune_eval"] = write_jsonl(drop_eval_rows_seen_in_training(rows[:cut], rows[cut:], ["text"], rejects),
-                                          paths["finetune/eval"])
+    source = ClassificationTaskConfig(train_file=config.finetune_train_file, eval_file=config.finetune_eval_file,
+                                      **({} if config.finetune_train_file else
+                                         {"max_examples_per_class": config.finetune_max_per_class}))
+    train, evaluation, report["finetune_rows_rejected"] = load_rows(source, config.seed)
+    count_classes(train + evaluation, multi_label=False, num_classes=2)   # the kind's schema and gates are binary
+    for split, rows in (("train", train), ("eval", evaluation)):
+        report[f"finetune_{split}"] = write_jsonl([{"text": r["text"], "label": r["label"]} for r in rows],
+                                                  paths[f"finetune/{split}"])
     train_pairs, eval_pairs = split_by_group(docstring_summary_pairs(config.embedding_max_pairs, seed=config.seed))
     eval_pairs = drop_eval_rows_seen_in_training(train_pairs, eval_pairs, ["query", "item"], rejects)
     report["eval_rows_removed"] = rejects
@@ -288,6 +313,18 @@ def file_digest(path: str, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _up_to_date(paths: Dict[str, str], settings: Dict, key: str = "settings") -> bool:
+    """Whether the outputs in ``paths`` exist and the report (``paths["report"]``) says they were
+    written with ``settings``: a changed setting (a seed, a size, an edited input file) rewrites them
+    rather than being ignored."""
+    return (all(tf.io.gfile.exists(p) for p in paths.values())
+            and _read_report(paths["report"]).get(key) == json.loads(json.dumps(settings)))
+
+
+def _user_files_digest(*paths: Optional[str]) -> Dict[str, str]:
+    return {path: file_digest(path) for path in paths if path}
+
+
 def _read_report(path: str) -> Dict:
     return read_json_object(path, "data report") if tf.io.gfile.exists(path) else {}
 
@@ -298,18 +335,21 @@ def _write_report(path: str, report: Dict) -> None:
 
 
 def prepare_pretraining_data(config: PipelineConfig, refined_corpus: Optional[str] = None) -> bool:
-    """Writes the pretraining pairs and the vocabulary if they are missing or their corpus source
-    changed (a new refinement); a pipeline without a RefineWebData step (``refined_corpus`` None)
-    keeps the refined corpus already prepared. Returns whether anything was written."""
+    """Writes the pretraining pairs and the vocabulary if they are missing, or their corpus source
+    (a new refinement) or a setting that shapes them changed; a pipeline without a RefineWebData step
+    (``refined_corpus`` None) keeps the refined corpus already prepared. Returns whether anything
+    was written."""
     paths = data_paths(config)
     report = _read_report(paths["report"])
     source, recorded = corpus_source(config, refined_corpus), report.get("corpus_source")
     if config.refines_web and refined_corpus is None and str(recorded).startswith("web:"):
         source = recorded
-    corpus_paths = [paths["pretrain/train"], paths["pretrain/eval"], paths["vocab"]]
-    if all(tf.io.gfile.exists(p) for p in corpus_paths) and recorded == source:
+    settings = {"corpus_source": source, **{k: getattr(config, k) for k in PRETRAINING_DATA_SETTINGS}}
+    if _up_to_date({k: paths[k] for k in ("pretrain/train", "pretrain/eval", "vocab", "report")}, settings,
+                   "pretraining_settings"):
         return False
     report.update(_write_corpus_data(config, paths, refined_corpus))
+    report["pretraining_settings"] = {**settings, "corpus_source": report["corpus_source"]}
     _write_report(paths["report"], report)
     return True
 
@@ -318,9 +358,11 @@ def prepare_data(config: PipelineConfig, refined_corpus: Optional[str] = None) -
     """Writes what is missing or stale (see the module docstring); returns the paths."""
     paths = data_paths(config)
     prepare_pretraining_data(config, refined_corpus)
-    task_paths = [p for key, p in paths.items() if key not in ("pretrain/train", "pretrain/eval", "vocab", "report")]
-    if not all(tf.io.gfile.exists(p) for p in task_paths):
+    settings = {**{k: getattr(config, k) for k in TASK_DATA_SETTINGS}, "finetune_data": _user_files_digest(
+        config.finetune_train_file, config.finetune_eval_file) or "documentation_source"}
+    if not _up_to_date({k: p for k, p in paths.items() if k not in ("pretrain/train", "pretrain/eval", "vocab")},
+                       settings, "task_settings"):
         report = _read_report(paths["report"])
-        report.update(_write_task_data(config, paths))
+        report.update(_write_task_data(config, paths), task_settings=settings)
         _write_report(paths["report"], report)
     return paths

@@ -1,4 +1,5 @@
 """TFX pipelines: one end-to-end LocalDagRunner run (shared), gates, anomalies, Kubeflow compile."""
+import hashlib
 import json
 import os
 import shutil
@@ -227,3 +228,62 @@ def test_pipeline_prepare_kind_qa_reads_the_users_files_and_counts_bad_rows(tmp_
         settings.write_text(json.dumps(bad))
         assert main(["pipeline", "prepare", "--kind", "qa", "--config", str(settings), "--root", str(tmp_path)]) == 2
         assert reason in capsys.readouterr().err
+
+
+def test_pipeline_prepare_rewrites_data_whose_settings_changed_and_reads_the_users_finetune_files(tmp_path, capsys):
+    # A changed vocab_size, seed or finetune_max_per_class was ignored (the files existed): the run
+    # trained on data the config no longer described. Also: finetune_train_file/finetune_eval_file.
+    from rw_tf.cli.main import main
+
+    settings, data = tmp_path / "cfg.json", tmp_path / "data"
+    prepare = lambda **fields: (settings.write_text(json.dumps({"corpus": "embedded", "max_documents": 150, **fields})),
+                                main(["pipeline", "prepare", "--kind", "finetune", "--config", str(settings),
+                                      "--root", str(tmp_path)]))[1]
+    count = lambda path: sum(1 for _ in open(data / path, encoding="utf-8"))
+    assert prepare(vocab_size=3000, finetune_max_per_class=50) == 0
+    vocab = count("vocab.txt")
+    assert count("finetune/train/labelled.jsonl") == 80     # 2 classes x 50, 80 % of them
+
+    train, evaluation = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    train.write_text("\n".join([json.dumps({"text": f"passage number {i}", "label": i % 2}) for i in range(8)]
+                               + ['{"text": "no label"}', '{"text": "x", "label": true}', "not json"]))
+    evaluation.write_text("\n".join(json.dumps({"text": t, "label": 1}) for t in ("held out", "passage number 3")))
+    assert prepare(vocab_size=1500, finetune_train_file=str(train), finetune_eval_file=str(evaluation)) == 0
+    assert count("vocab.txt") < vocab - 1000
+    rows = lambda split: [json.loads(line) for line in open(data / "finetune" / split / "labelled.jsonl")]
+    assert rows("train") == [{"text": f"passage number {i}", "label": i % 2} for i in range(8)]
+    assert rows("eval") == [{"text": "held out", "label": 1}]
+    report = json.loads((data / "data_report.json").read_text())
+    assert report["finetune_rows_rejected"] == {"invalid_label": 2, "invalid_json": 1, "eval_text_in_train": 1}
+    digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()
+    assert report["task_settings"]["finetune_data"] == {str(train): digest(train), str(evaluation): digest(evaluation)}
+    capsys.readouterr()
+    evaluation.write_text(json.dumps({"text": "three classes", "label": 2}))   # the kind is binary
+    assert prepare(vocab_size=1500, finetune_train_file=str(train), finetune_eval_file=str(evaluation)) == 2
+    assert "label 2 is out of range for 2 classes" in capsys.readouterr().err
+    assert prepare(finetune_train_file=str(train), finetune_eval_file=str(evaluation), finetune_max_per_class=9) == 2
+    assert "finetune_max_per_class is read with the built-in" in capsys.readouterr().err
+
+
+def test_an_edited_input_file_runs_prepare_data_again_instead_of_its_cached_execution(tmp_path):
+    # TFX caches a step by its parameters and inputs: with the same config, PrepareData was reused
+    # and the run trained on the file as it was before the edit.
+    from tfx import v1 as tfx
+    from tfx.orchestration.pipeline import RunOptions
+
+    from rw_tf_pipeline.pipeline import create_pipeline
+    from rw_tf_pipeline.prepare import input_file
+
+    row = lambda i: json.dumps({"question": f"Where does river {i} flow?", "answer": "north",
+                                "context": f"The river number {i} flows north through the valley of town {i}."})
+    train, evaluation = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
+    train.write_text("\n".join(row(i) for i in range(4)))
+    evaluation.write_text(row(10))
+    config = PipelineConfig(root=str(tmp_path / "run"), qa_train_file=str(train), qa_eval_file=str(evaluation))
+    config.validate()
+    questions = lambda: [json.loads(line)["question"] for line in open(input_file(config, "qa", "eval"))]
+    for expected in (["Where does river 10 flow?"], ["Where does river 10 flow?", "Where does river 11 flow?"]):
+        tfx.orchestration.LocalDagRunner().run(create_pipeline("qa", config),
+                                               run_options=RunOptions(to_nodes=["PrepareData"]))
+        assert questions() == expected
+        evaluation.write_text(row(10) + "\n" + row(11))

@@ -17,10 +17,14 @@ from rw_tf_pipeline.prepare import prepare_kind_data
 @component
 def PrepareData(pipeline_config: tfx.dsl.components.Parameter[str],  # noqa: N802 (TFX naming)
                 kind: tfx.dsl.components.Parameter[str] = "all",
+                inputs_state: tfx.dsl.components.Parameter[str] = "",
                 refined_corpus: tfx.dsl.components.InputArtifact[RefinedCorpus] = None) -> None:
     """Prepares the data described by ``pipeline_config`` (a ``PipelineConfig`` as JSON) for the
     pipeline ``kind`` (``prepare_kind_data``: the domain kind reads the Nations demo, qa the
     docstring glossary, the others the configured corpus, for corpus "web" the ``refined_corpus``
-    of the RefineWebData step)."""
+    of the RefineWebData step). ``inputs_state`` is not read: TFX caches a step by its parameters and
+    inputs, so an edited input file under the same name would leave the step cached and its data
+    stale; the digest of the user's files (``prepare.inputs_state``) makes the step run again
+    (it then rewrites only what changed)."""
     config = PipelineConfig.from_dict(json.loads(pipeline_config), "the PrepareData step")
     prepare_kind_data(config, kind, refined_corpus.uri if refined_corpus is not None else None)

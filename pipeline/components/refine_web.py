@@ -26,9 +26,12 @@ class RefinedCorpus(Artifact):
 @component(use_beam=True)
 def RefineWebData(refined_corpus: tfx.dsl.components.OutputArtifact[RefinedCorpus],  # noqa: N802 (TFX naming)
                   pipeline_config: tfx.dsl.components.Parameter[str],
+                  inputs_state: tfx.dsl.components.Parameter[str] = "",
                   beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None) -> None:
     """Refines ``web_inputs`` of ``pipeline_config`` (a ``PipelineConfig`` as JSON) with its
-    ``refine_config`` into the artifact's folder."""
+    ``refine_config`` into the artifact's folder. ``inputs_state`` (``prepare.inputs_state`` of the
+    user's inputs) is not read: a change of it makes TFX run the step again instead of reusing the
+    cached output."""
     config = PipelineConfig.from_dict(json.loads(pipeline_config), "the RefineWebData step")
     report = refine_web(config, refined_corpus.uri, pipeline=beam_pipeline)
     stages = report["stages"]

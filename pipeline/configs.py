@@ -132,6 +132,9 @@ class PipelineConfig(DictConfig):
     embedding_eval_steps: int = 10
     embedding_learning_rate: float = 3e-5
     embedding_max_pairs: Optional[int] = None
+    # Your pairs instead: JSON Lines `query, item[, group]` (local or gs://...) as `rw-tf finetune
+    # --task sentence_embedding --pairs-file` reads them, split by group (no group: the last 20 %).
+    embedding_pairs_file: Optional[str] = None
     # Recommendation (kind "recommendation"): steps, learning rate, longest history.
     recommendation_train_steps: int = 60
     recommendation_eval_steps: int = 4
@@ -218,16 +221,19 @@ class PipelineConfig(DictConfig):
         EncoderConfig.check_preset_blocks(self.preset, self.knowledge_layers)
         if self.finetune_train_file:
             self.require_defaults(["finetune_max_per_class"], "with the built-in data (no finetune_train_file)")
+        if self.embedding_pairs_file:
+            self.require_defaults(["embedding_max_pairs"], "with the built-in pairs (no embedding_pairs_file)")
         for kind in ("finetune", "qa"):
             train, evaluation = f"{kind}_train_file", f"{kind}_eval_file"
             if bool(getattr(self, train)) != bool(getattr(self, evaluation)):
                 raise ValueError(f"the {kind} kind's own data needs both {train} and {evaluation}")
-            for field in (train, evaluation):
-                path = getattr(self, field)
-                if path and not is_remote(path):   # absolute: components run in other folders
-                    setattr(self, field, local_path(path))
-                    if not os.path.isfile(getattr(self, field)):
-                        raise ValueError(f"{field} {getattr(self, field)} is not a file")
+        for field in ("finetune_train_file", "finetune_eval_file", "qa_train_file", "qa_eval_file",
+                      "embedding_pairs_file"):
+            path = getattr(self, field)
+            if path and not is_remote(path):   # absolute: components run in other folders
+                setattr(self, field, local_path(path))
+                if not os.path.isfile(getattr(self, field)):
+                    raise ValueError(f"{field} {getattr(self, field)} is not a file")
         try:   # the qa kind's geometry, checked before any component runs
             QATransformConfig(**self.qa_windows())
         except ValueError as err:
@@ -245,7 +251,8 @@ class PipelineConfig(DictConfig):
     @property
     def user_inputs(self) -> List[str]:
         """The files and patterns the data are read from that the user names (not the built-in sets)."""
-        files = [self.finetune_train_file, self.finetune_eval_file, self.qa_train_file, self.qa_eval_file]
+        files = [self.finetune_train_file, self.finetune_eval_file, self.qa_train_file, self.qa_eval_file,
+                 self.embedding_pairs_file]
         return list(self.corpus_uris) + list(self.web_inputs) + [path for path in files if path]
 
     @property

@@ -7,10 +7,11 @@ prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as g
 - ``finetune/{train,eval}/labelled.jsonl``: the documentation-source classification set (every text
   distinct), cut 80/20, or the rows of ``finetune_train_file`` and ``finetune_eval_file`` (bad ones
   counted by reason in ``finetune_rows_rejected``); an eval text seen in training is removed;
-- ``embedding/{train,eval}/pairs.jsonl``: standard-library docstring (query, item) pairs split by
-  module (no module on both sides), each with a hard negative (another item of its module); in
+- ``embedding/{train,eval}/pairs.jsonl``: standard-library docstring (query, item) pairs (or the
+  rows of ``embedding_pairs_file``, bad ones counted) split by module (or ``group``; no group on
+  both sides), each with a hard negative (another item of its module); in
   both sets an evaluation row that repeats a training text anyway (a docstring copied into two
-  modules) is removed and counted (``eval_rows_removed`` in the report);
+  modules) is removed and counted (``embedding_rows_rejected`` in the report);
 - ``recommendation/{train,eval}/examples.jsonl`` (``user``, ``history``: space-separated item ids,
   ``item``) and ``recommendation/items.{txt,jsonl}``: the standard library's import graph,
   leave-one-out (``rw_tf.data.interactions``): training rows are prefix -> next item within each
@@ -74,6 +75,7 @@ from rw_tf.refine.web_sample import write_web_sample
 from rw_tf.tasks.classification import ClassificationTaskConfig, count_classes, load_rows
 from rw_tf.tasks.image_text import other_class_rows
 from rw_tf.tasks.question_answering import QATaskConfig, load_qa_rows, windowable_rows
+from rw_tf.tasks.retrieval import read_pairs
 from rw_tf.tasks.sentence_embedding import with_hard_negatives
 from rw_tf.tokenization import learn_vocabulary, write_vocabulary
 from rw_tf_pipeline.configs import STAGES, PipelineConfig, is_remote
@@ -277,7 +279,7 @@ def _write_corpus_data(config: PipelineConfig, paths: Dict[str, str], refined_co
 
 def _write_task_data(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
     """The fine-tuning, embedding, recommendation and multimodal examples (corpus-independent)."""
-    report, rejects = {}, {}
+    report, rejects = {}, collections.Counter()
     source = ClassificationTaskConfig(train_file=config.finetune_train_file, eval_file=config.finetune_eval_file,
                                       **({} if config.finetune_train_file else
                                          {"max_examples_per_class": config.finetune_max_per_class}))
@@ -286,9 +288,16 @@ def _write_task_data(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
     for split, rows in (("train", train), ("eval", evaluation)):
         report[f"finetune_{split}"] = write_jsonl([{"text": r["text"], "label": r["label"]} for r in rows],
                                                   paths[f"finetune/{split}"])
-    train_pairs, eval_pairs = split_by_group(docstring_summary_pairs(config.embedding_max_pairs, seed=config.seed))
+    if config.embedding_pairs_file:
+        pairs, rejects = read_pairs(config.embedding_pairs_file)
+    else:
+        pairs = docstring_summary_pairs(config.embedding_max_pairs, seed=config.seed)
+    train_pairs, eval_pairs = split_by_group(pairs)
     eval_pairs = drop_eval_rows_seen_in_training(train_pairs, eval_pairs, ["query", "item"], rejects)
-    report["eval_rows_removed"] = rejects
+    if not train_pairs or not eval_pairs:
+        raise ValueError(f"embedding pairs: none left for training or evaluation (train {len(train_pairs)}, "
+                         f"eval {len(eval_pairs)}; rejected {dict(rejects)})")
+    report["embedding_rows_rejected"] = dict(rejects)
     for split, pairs in (("train", train_pairs), ("eval", eval_pairs)):
         report[f"embedding_{split}"] = write_jsonl(with_hard_negatives(pairs, config.seed), paths[f"embedding/{split}"])
     report.update(_write_interactions(config, paths))
@@ -358,8 +367,9 @@ def prepare_data(config: PipelineConfig, refined_corpus: Optional[str] = None) -
     """Writes what is missing or stale (see the module docstring); returns the paths."""
     paths = data_paths(config)
     prepare_pretraining_data(config, refined_corpus)
-    settings = {**{k: getattr(config, k) for k in TASK_DATA_SETTINGS}, "finetune_data": _user_files_digest(
-        config.finetune_train_file, config.finetune_eval_file) or "documentation_source"}
+    settings = {**{k: getattr(config, k) for k in TASK_DATA_SETTINGS},
+                "finetune_data": _user_files_digest(config.finetune_train_file, config.finetune_eval_file),
+                "embedding_data": _user_files_digest(config.embedding_pairs_file)}
     if not _up_to_date({k: p for k, p in paths.items() if k not in ("pretrain/train", "pretrain/eval", "vocab")},
                        settings, "task_settings"):
         report = _read_report(paths["report"])

@@ -142,7 +142,7 @@ def test_prepared_splits_do_not_leak(e2e):
     assert not finetune_train & {text_key(r["text"]) for r in read("finetune/eval")}
     embedding_train = {text_key(r[k]) for r in read("embedding/train") for k in ("query", "item")}
     assert not embedding_train & {text_key(r[k]) for r in read("embedding/eval") for k in ("query", "item")}
-    assert report["eval_rows_removed"]["eval_text_in_train"] > 0   # docstrings repeated across modules
+    assert report["embedding_rows_rejected"]["eval_text_in_train"] > 0   # docstrings repeated across modules
 
 
 def test_local_runs_leave_no_tfx_packages_in_the_temp_dir():
@@ -248,21 +248,33 @@ def test_pipeline_prepare_rewrites_data_whose_settings_changed_and_reads_the_use
     train.write_text("\n".join([json.dumps({"text": f"passage number {i}", "label": i % 2}) for i in range(8)]
                                + ['{"text": "no label"}', '{"text": "x", "label": true}', "not json"]))
     evaluation.write_text("\n".join(json.dumps({"text": t, "label": 1}) for t in ("held out", "passage number 3")))
-    assert prepare(vocab_size=1500, finetune_train_file=str(train), finetune_eval_file=str(evaluation)) == 0
+    pairs = tmp_path / "pairs.jsonl"     # the embedding kind's: split by group, bad rows counted
+    pairs.write_text("\n".join([json.dumps({"query": f"q{i}", "item": f"item {i}", "group": f"g{i % 5}"})
+                                for i in range(10)] + ['{"query": "q", "item": ""}', "[1]"]))
+    assert prepare(vocab_size=1500, finetune_train_file=str(train), finetune_eval_file=str(evaluation),
+                   embedding_pairs_file=str(pairs)) == 0
     assert count("vocab.txt") < vocab - 1000
+    embedding = lambda split: [json.loads(line) for line in open(data / "embedding" / split / "pairs.jsonl")]
+    assert sorted(r["query"] for r in embedding("eval")) == ["q0", "q5"]          # group g0
+    assert sorted(r["query"] for r in embedding("train")) == sorted(f"q{i}" for i in range(10) if i % 5)
+    assert all(r["negative"] != r["item"] for r in embedding("train") + embedding("eval"))
     rows = lambda split: [json.loads(line) for line in open(data / "finetune" / split / "labelled.jsonl")]
     assert rows("train") == [{"text": f"passage number {i}", "label": i % 2} for i in range(8)]
     assert rows("eval") == [{"text": "held out", "label": 1}]
     report = json.loads((data / "data_report.json").read_text())
     assert report["finetune_rows_rejected"] == {"invalid_label": 2, "invalid_json": 1, "eval_text_in_train": 1}
+    assert report["embedding_rows_rejected"] == {"missing_query_or_item": 1, "invalid_json": 1}
     digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()
     assert report["task_settings"]["finetune_data"] == {str(train): digest(train), str(evaluation): digest(evaluation)}
     capsys.readouterr()
     evaluation.write_text(json.dumps({"text": "three classes", "label": 2}))   # the kind is binary
-    assert prepare(vocab_size=1500, finetune_train_file=str(train), finetune_eval_file=str(evaluation)) == 2
+    assert prepare(vocab_size=1500, finetune_train_file=str(train), finetune_eval_file=str(evaluation),
+                   embedding_pairs_file=str(pairs)) == 2
     assert "label 2 is out of range for 2 classes" in capsys.readouterr().err
     assert prepare(finetune_train_file=str(train), finetune_eval_file=str(evaluation), finetune_max_per_class=9) == 2
     assert "finetune_max_per_class is read with the built-in" in capsys.readouterr().err
+    assert prepare(embedding_pairs_file=str(pairs), embedding_max_pairs=5) == 2
+    assert "embedding_max_pairs is read with the built-in" in capsys.readouterr().err
 
 
 def test_an_edited_input_file_runs_prepare_data_again_instead_of_its_cached_execution(tmp_path):

@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import tempfile
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -173,7 +174,8 @@ def prepare_qa_data(config: PipelineConfig) -> Dict[str, str]:
     if _up_to_date(paths, settings):
         return paths
     source = QATaskConfig(train_file=config.qa_train_file, eval_file=config.qa_eval_file, max_eval_examples=None)
-    train, evaluation, rejects = load_qa_rows(source, config.seed)
+    with _data_of("qa", config.qa_train_file, config.qa_eval_file):
+        train, evaluation, rejects = load_qa_rows(source, config.seed)
     report = {"settings": settings, "rows_rejected": dict(rejects)}
     tokenizer = pretrained_tokenizer(config.qa_init_from or minilm_checkpoint_dir())
     spec = WindowSpec(**config.qa_windows())
@@ -283,8 +285,9 @@ def _write_task_data(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
     source = ClassificationTaskConfig(train_file=config.finetune_train_file, eval_file=config.finetune_eval_file,
                                       **({} if config.finetune_train_file else
                                          {"max_examples_per_class": config.finetune_max_per_class}))
-    train, evaluation, report["finetune_rows_rejected"] = load_rows(source, config.seed)
-    count_classes(train + evaluation, multi_label=False, num_classes=2)   # the kind's schema and gates are binary
+    with _data_of("finetune", config.finetune_train_file, config.finetune_eval_file):
+        train, evaluation, report["finetune_rows_rejected"] = load_rows(source, config.seed)
+        count_classes(train + evaluation, multi_label=False, num_classes=2)   # the kind's schema and gates are binary
     for split, rows in (("train", train), ("eval", evaluation)):
         report[f"finetune_{split}"] = write_jsonl([{"text": r["text"], "label": r["label"]} for r in rows],
                                                   paths[f"finetune/{split}"])
@@ -295,8 +298,9 @@ def _write_task_data(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
     train_pairs, eval_pairs = split_by_group(pairs)
     eval_pairs = drop_eval_rows_seen_in_training(train_pairs, eval_pairs, ["query", "item"], rejects)
     if not train_pairs or not eval_pairs:
-        raise ValueError(f"embedding pairs: none left for training or evaluation (train {len(train_pairs)}, "
-                         f"eval {len(eval_pairs)}; rejected {dict(rejects)})")
+        with _data_of("embedding", config.embedding_pairs_file):
+            raise ValueError(f"no usable rows (train {len(train_pairs)}, eval {len(eval_pairs)}; "
+                             f"rejected {dict(rejects)})")
     report["embedding_rows_rejected"] = dict(rejects)
     for split, pairs in (("train", train_pairs), ("eval", eval_pairs)):
         report[f"embedding_{split}"] = write_jsonl(with_hard_negatives(pairs, config.seed), paths[f"embedding/{split}"])
@@ -328,6 +332,16 @@ def _up_to_date(paths: Dict[str, str], settings: Dict, key: str = "settings") ->
     rather than being ignored."""
     return (all(tf.io.gfile.exists(p) for p in paths.values())
             and _read_report(paths["report"]).get(key) == json.loads(json.dumps(settings)))
+
+
+@contextlib.contextmanager
+def _data_of(kind: str, *files: Optional[str]) -> Iterator[None]:
+    """Names the data a ``ValueError`` is about (which kind, which of the user's files)."""
+    try:
+        yield
+    except ValueError as err:
+        named = " and ".join(f for f in files if f) or "the built-in set"
+        raise ValueError(f"the {kind} kind's data ({named}): {err}") from None
 
 
 def _user_files_digest(*paths: Optional[str]) -> Dict[str, str]:

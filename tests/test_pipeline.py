@@ -270,7 +270,8 @@ def test_pipeline_prepare_rewrites_data_whose_settings_changed_and_reads_the_use
     evaluation.write_text(json.dumps({"text": "three classes", "label": 2}))   # the kind is binary
     assert prepare(vocab_size=1500, finetune_train_file=str(train), finetune_eval_file=str(evaluation),
                    embedding_pairs_file=str(pairs)) == 2
-    assert "label 2 is out of range for 2 classes" in capsys.readouterr().err
+    assert f"the finetune kind's data ({train} and {evaluation}): label 2 is out of range for 2 classes" in (
+        capsys.readouterr().err)
     assert prepare(finetune_train_file=str(train), finetune_eval_file=str(evaluation), finetune_max_per_class=9) == 2
     assert "finetune_max_per_class is read with the built-in" in capsys.readouterr().err
     assert prepare(embedding_pairs_file=str(pairs), embedding_max_pairs=5) == 2

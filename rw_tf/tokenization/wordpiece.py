@@ -79,6 +79,9 @@ def read_vocabulary(vocab_file: str, special_tokens: Sequence[str] = ()) -> List
     missing = [t for t in special_tokens if t not in first_line]
     if missing:
         raise ValueError(f"vocabulary {vocab_file} lacks special tokens {missing}")
+    if special_tokens and len(vocab) == len(set(special_tokens)):   # masking's random tokens come from the rest
+        raise ValueError(f"vocabulary {vocab_file} holds only the special tokens {list(special_tokens)}: "
+                         "it needs word pieces to read text")
     return vocab
 
 

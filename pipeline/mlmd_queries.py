@@ -1,5 +1,5 @@
 """Reads a finished run back from ML Metadata, per stage: blessing, gate metrics and bounds, pushed
-version and path, and the input lines ExampleGen rejected.
+version and path, the input lines ExampleGen rejected and the rows PrepareData left out.
 
 Example:
     >>> run_summary(config, "pretrain")["pretrain"]["blessed"]  # doctest: +SKIP
@@ -17,6 +17,7 @@ from ml_metadata.proto import metadata_store_pb2
 from rw_tf_pipeline.components.refine_web import RefinedCorpus
 from rw_tf_pipeline.configs import DOMAIN_STAGES, STAGES, PipelineConfig
 from rw_tf_pipeline.pipeline import gate_metrics
+from rw_tf_pipeline.prepare import rows_rejected
 
 
 def open_store(metadata_path: str) -> mlmd.MetadataStore:
@@ -81,6 +82,7 @@ def stage_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str, 
     bounds = gate_metrics(stage, config)
     values = evaluated_metrics(evaluation.uri, list(bounds)) if evaluation is not None else {}
     serving_dir = config.serving_dir(stage)
+    left_out, data_report = rows_rejected(config, stage)
     return {
         "pipeline": name,
         "blessed": bool(_property(blessing, "blessed", "int_value")),
@@ -91,6 +93,8 @@ def stage_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str, 
         "pushed_version": _property(pushed, "pushed_version"),
         "pushed_destination": _property(pushed, "pushed_destination") or None,
         "rejected_lines": _property(examples, "rejected_lines", "int_value"),
+        "rows_rejected_by_prepare_data": left_out,
+        "data_report": data_report,
         "versions_in_serving_dir": sorted(os.listdir(serving_dir)) if os.path.isdir(serving_dir) else [],
     }
 

@@ -45,7 +45,7 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -115,7 +115,7 @@ def _write_image_text(config: PipelineConfig, paths: Dict[str, str]) -> Dict[str
     rows, rejected = checked_pairs(digit_pairs())
     train, evaluation = split_pairs(rows, config.multimodal_eval_fraction, config.seed)
     rng = np.random.default_rng(config.seed)
-    report = {"multimodal_rejected_images": sum(rejected.values())}
+    report = {"multimodal_rows_rejected": rejected}
     for split, split_rows in (("train", train), ("eval", evaluation)):
         negatives = other_class_rows(np.array([r["label"] for r in split_rows]), rng)
         report[f"multimodal_{split}"] = write_jsonl(
@@ -176,7 +176,7 @@ def prepare_qa_data(config: PipelineConfig) -> Dict[str, str]:
     source = QATaskConfig(train_file=config.qa_train_file, eval_file=config.qa_eval_file, max_eval_examples=None)
     with _data_of("qa", config.qa_train_file, config.qa_eval_file):
         train, evaluation, rejects = load_qa_rows(source, config.seed)
-    report = {"settings": settings, "rows_rejected": dict(rejects)}
+    report = {"settings": settings}
     tokenizer = pretrained_tokenizer(config.qa_init_from or minilm_checkpoint_dir())
     spec = WindowSpec(**config.qa_windows())
     for split, rows in (("train", train), ("eval", evaluation)):
@@ -184,6 +184,8 @@ def prepare_qa_data(config: PipelineConfig) -> Dict[str, str]:
         rows = windowable_rows(tokenizer, rows, spec, rejected)
         report[f"qa_{split}"] = write_jsonl([{k: r[k] for k in QA_FEATURES} for r in rows], paths[f"qa/{split}"])
         report[f"qa_{split}_rejected"] = dict(rejected)
+        rejects.update(rejected)
+    report["qa_rows_rejected"] = dict(rejects)
     _write_report(paths["report"], report)
     return paths
 
@@ -195,6 +197,16 @@ def prepare_kind_data(config: PipelineConfig, kind: str, refined_corpus: Optiona
     if kind == "qa":
         return prepare_qa_data(config)
     return prepare_data(config, refined_corpus)
+
+
+def rows_rejected(config: PipelineConfig, kind: str) -> Tuple[Dict[str, int], Optional[str]]:
+    """What PrepareData left out of kind ``kind``'s examples, by reason (unreadable rows of the
+    user's files, eval rows repeating training text, rows the model cannot take), and the report
+    that says so; empty for kinds whose data are built from a corpus rather than read as rows."""
+    report = (os.path.join(config.examples_dir("qa"), "qa_report.json") if kind == "qa"
+              else data_paths(config)["report"])
+    counts = _read_report(report).get(f"{kind}_rows_rejected") or {}
+    return {reason: n for reason, n in counts.items() if n}, report
 
 
 def inputs_state(paths: Sequence[str]) -> str:

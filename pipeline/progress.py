@@ -76,20 +76,29 @@ def _number(value: Optional[float]) -> str:
 
 def summary_table(summaries: Dict[str, Dict]) -> str:
     """One row per trained pipeline stage: blessed, gate metric vs. bound, pushed version and path,
-    rejects; a refinement step first, as one line with its counts and report."""
+    rejects (ExampleGen's lines and PrepareData's rows; below the table a line per stage says why
+    PrepareData left rows out); a refinement step first, as one line with its counts and report."""
     lines = [f"refinement: {s['records_read']:,} web records read -> {s['documents']:,} documents, "
              f"{s['words']:,} words (report: {s['report']})\n" for s in summaries.values() if s.get("refinement")]
     rows = [("pipeline", "blessed", "gate metric", "value", "bound", "pushed version", "rejected", "path")]
+    notes = []
     for kind, s in summaries.items():
         if s.get("refinement"):
             continue
+        left_out = s.get("rows_rejected_by_prepare_data") or {}
+        rejected = None if s["rejected_lines"] is None and not left_out else (s["rejected_lines"] or 0) + sum(
+            left_out.values())
+        if left_out:
+            reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(left_out.items(), key=lambda x: -x[1]))
+            notes.append(f"\n{kind}: {sum(left_out.values()):,} rows left out by PrepareData ({reasons}); "
+                         f"report: {s['data_report']}")
         for i, (metric, gate) in enumerate(s["gate"].items()):
             first = i == 0
             rows.append((kind if first else "", ("yes" if s["blessed"] else "NO") if first else "", metric,
                          _number(gate["value"]), f">= {gate['lower_bound']:g}",
                          (s["pushed_version"] or "-") if first else "",
-                         str(s["rejected_lines"] if s["rejected_lines"] is not None else "-") if first else "",
+                         (f"{rejected:,}" if rejected is not None else "-") if first else "",
                          (s["pushed_destination"] or "not pushed") if first else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-    return "".join(lines) + (table if len(rows) > 1 else "")
+    return "".join(lines) + (table if len(rows) > 1 else "") + "".join(notes)

@@ -18,7 +18,7 @@ from rw_tf_pipeline.components.jsonl_example_gen import _JsonlToExample
 from rw_tf_pipeline.configs import PipelineConfig
 from rw_tf_pipeline.local_runner import run_pipeline
 from rw_tf_pipeline.mlmd_queries import open_store, pipeline_artifacts
-from rw_tf_pipeline.prepare import data_paths
+from rw_tf_pipeline.prepare import data_paths, rows_rejected
 
 
 @pytest.fixture(scope="module")
@@ -214,9 +214,11 @@ def test_pipeline_prepare_kind_qa_reads_the_users_files_and_counts_bad_rows(tmp_
     assert [r["question"] for r in read("eval")] == ["Where does river 10 flow?", "Where does river 11 flow?"]
     assert all(r["context"][r["answer_start"]:].startswith("north") for r in read("train") + read("eval"))
     report = json.loads((data / "qa_report.json").read_text())
-    assert report["rows_rejected"] == {"invalid_json": 2, "answer_not_in_context": 1, "answer_start_mismatch": 1,
-                                       "eval_text_in_train": 1}
+    assert report["qa_rows_rejected"] == {"invalid_json": 2, "answer_not_in_context": 1, "answer_start_mismatch": 1,
+                                          "eval_text_in_train": 1, "context_too_long": 1}
     assert report["qa_eval_rejected"] == {"context_too_long": 1} and report["qa_train_rejected"] == {}
+    assert rows_rejected(PipelineConfig(root=str(tmp_path)), "qa") == (report["qa_rows_rejected"],
+                                                                        str(data / "qa_report.json"))
 
     evaluation.write_text("\n".join([row(10), row(14)]))      # same path, new content: prepared again
     assert main(["pipeline", "prepare", "--kind", "qa", "--config", str(settings), "--root", str(tmp_path)]) == 0
@@ -300,3 +302,20 @@ def test_an_edited_input_file_runs_prepare_data_again_instead_of_its_cached_exec
                                                run_options=RunOptions(to_nodes=["PrepareData"]))
         assert questions() == expected
         evaluation.write_text(row(10) + "\n" + row(11))
+
+
+def test_the_run_summary_counts_the_rows_prepare_data_left_out_and_says_why():
+    from rw_tf_pipeline.progress import summary_table
+
+    stage = lambda rejected_lines, left_out: {
+        "blessed": True, "gate": {"binary_accuracy": {"value": 0.91, "lower_bound": 0.6}}, "pushed_version": "17",
+        "pushed_destination": "/s/17", "rejected_lines": rejected_lines, "rows_rejected_by_prepare_data": left_out,
+        "data_report": "/d/data_report.json"}
+    left_out = {"invalid_json": 3, "eval_text_in_train": 1200}
+    table = summary_table({"pretrain": stage(None, {}), "finetune": stage(2, left_out)})
+    assert table.splitlines() == [
+        "pipeline  blessed  gate metric      value   bound   pushed version  rejected  path",
+        "pretrain  yes      binary_accuracy  0.9100  >= 0.6  17              -         /s/17",
+        "finetune  yes      binary_accuracy  0.9100  >= 0.6  17              1,205     /s/17",
+        "finetune: 1,203 rows left out by PrepareData (eval_text_in_train 1,200, invalid_json 3); "
+        "report: /d/data_report.json"]

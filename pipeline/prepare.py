@@ -68,6 +68,7 @@ from rw_tf.data.qa_windows import WindowSpec
 from rw_tf.data.segment_pairs import segment_pair_candidates, yields_pairs
 from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, split_documents
 from rw_tf.data.transform_fns import QA_FEATURES
+from rw_tf.errors import UserError
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
 from rw_tf.model_files import read_json_object
@@ -346,6 +347,11 @@ def _up_to_date(paths: Dict[str, str], settings: Dict, key: str = "settings") ->
             and _read_report(paths["report"]).get(key) == json.loads(json.dumps(settings)))
 
 
+class UnusableDataError(UserError, ValueError):
+    """Data a pipeline kind cannot train on (no usable rows, a label its schema does not allow): a
+    user error in ``pipeline run`` as in ``pipeline prepare`` (exit 2), not a failed step."""
+
+
 @contextlib.contextmanager
 def _data_of(kind: str, *files: Optional[str]) -> Iterator[None]:
     """Names the data a ``ValueError`` is about (which kind, which of the user's files)."""
@@ -353,7 +359,7 @@ def _data_of(kind: str, *files: Optional[str]) -> Iterator[None]:
         yield
     except ValueError as err:
         named = " and ".join(f for f in files if f) or "the built-in set"
-        raise ValueError(f"the {kind} kind's data ({named}): {err}") from None
+        raise UnusableDataError(f"the {kind} kind's data ({named}): {err}") from None
 
 
 def _user_files_digest(*paths: Optional[str]) -> Dict[str, str]:

@@ -280,7 +280,7 @@ def test_pipeline_prepare_rewrites_data_whose_settings_changed_and_reads_the_use
     assert "embedding_max_pairs is read with the built-in" in capsys.readouterr().err
 
 
-def test_an_edited_input_file_runs_prepare_data_again_instead_of_its_cached_execution(tmp_path):
+def test_an_edited_input_file_runs_prepare_data_again_instead_of_its_cached_execution(tmp_path, capsys):
     # TFX caches a step by its parameters and inputs: with the same config, PrepareData was reused
     # and the run trained on the file as it was before the edit.
     from tfx import v1 as tfx
@@ -302,6 +302,15 @@ def test_an_edited_input_file_runs_prepare_data_again_instead_of_its_cached_exec
                                                run_options=RunOptions(to_nodes=["PrepareData"]))
         assert questions() == expected
         evaluation.write_text(row(10) + "\n" + row(11))
+
+    # Data PrepareData cannot use stop `pipeline run` as a user error (exit 2, one line), not a failed step.
+    from rw_tf.cli.main import main
+
+    evaluation.write_text(row(0))          # its context is a training context: no eval row is left
+    (tmp_path / "cfg.json").write_text(json.dumps({"qa_train_file": str(train), "qa_eval_file": str(evaluation)}))
+    assert main(["pipeline", "run", "--kind", "qa", "--config", str(tmp_path / "cfg.json"),
+                 "--root", config.root]) == 2
+    assert f"the qa kind's data ({train} and {evaluation}): no usable rows" in capsys.readouterr().err
 
 
 def test_the_run_summary_counts_the_rows_prepare_data_left_out_and_says_why():

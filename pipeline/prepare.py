@@ -1,5 +1,7 @@
 """Prepares the pipelines' inputs (the pipeline's first step, ``PrepareData``; also ``rw-tf pipeline
-prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as gs://...):
+prepare``). Writes, under ``config.data_dir`` (a local folder or a URI such as gs://...), what the
+pipeline kind reads (``KIND_DATA``: fine-tuning also the pretraining data, for their vocabulary;
+``all`` everything but the qa and domain kinds'):
 - ``pretrain/{train,eval}/pairs.jsonl``: candidate segment pairs (``text_a``, ``text_b``,
   ``text_random``, ``doc_id``). Exact-duplicate sentences are removed first, then whole documents
   are assigned to train or eval (``eval_fraction``) *before* pairs are built, so no evaluation
@@ -86,10 +88,15 @@ SPLITS = ("train", "eval")
 
 
 DATA_KINDS = STAGES + ("embedding", "recommendation", "multimodal")
-# The settings that shape the prepared data: a change rewrites them (the window geometry's and
-# the encoder's for the qa kind, domain_target_words for the domain kind; see each prepare_*).
+# The data each pipeline kind's PrepareData writes (fine-tuning reads the pretraining vocabulary).
+KIND_DATA = {"pretrain": ("pretrain",), "finetune": STAGES, "recipe": STAGES, "embedding": ("embedding",),
+             "recommendation": ("recommendation",), "multimodal": ("multimodal",), "all": DATA_KINDS}
+# The settings and user files that shape each kind's data: a change rewrites them (the qa and domain
+# kinds keep theirs in prepare_qa_data and prepare_domain_data).
 PRETRAINING_DATA_SETTINGS = ("seed", "eval_fraction", "vocab_size", "target_words", "max_documents")
-TASK_DATA_SETTINGS = ("seed", "finetune_max_per_class", "embedding_max_pairs", "multimodal_eval_fraction")
+TASK_DATA_SETTINGS = {"finetune": ("seed", "finetune_max_per_class", "finetune_train_file", "finetune_eval_file"),
+                      "embedding": ("seed", "embedding_max_pairs", "embedding_pairs_file"),
+                      "recommendation": ("seed",), "multimodal": ("seed", "multimodal_eval_fraction")}
 _FILE_NAMES = {"finetune": "labelled.jsonl", "triples": "labelled.jsonl", "recommendation": "examples.jsonl",
                "qa": "examples.jsonl"}
 
@@ -197,7 +204,7 @@ def prepare_kind_data(config: PipelineConfig, kind: str, refined_corpus: Optiona
         return prepare_domain_data(config)
     if kind == "qa":
         return prepare_qa_data(config)
-    return prepare_data(config, refined_corpus)
+    return prepare_data(config, refined_corpus, KIND_DATA[kind])
 
 
 def rows_rejected(config: PipelineConfig, kind: str) -> Tuple[Dict[str, int], Optional[str]]:
@@ -292,9 +299,8 @@ def _write_corpus_data(config: PipelineConfig, paths: Dict[str, str], refined_co
     return report
 
 
-def _write_task_data(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
-    """The fine-tuning, embedding, recommendation and multimodal examples (corpus-independent)."""
-    report, rejects = {}, collections.Counter()
+def _write_finetune(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
+    report = {}
     source = ClassificationTaskConfig(train_file=config.finetune_train_file, eval_file=config.finetune_eval_file,
                                       **({} if config.finetune_train_file else
                                          {"max_examples_per_class": config.finetune_max_per_class}))
@@ -304,6 +310,11 @@ def _write_task_data(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
     for split, rows in (("train", train), ("eval", evaluation)):
         report[f"finetune_{split}"] = write_jsonl([{"text": r["text"], "label": r["label"]} for r in rows],
                                                   paths[f"finetune/{split}"])
+    return report
+
+
+def _write_embedding(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
+    report, rejects = {}, collections.Counter()
     if config.embedding_pairs_file:
         pairs, rejects = read_pairs(config.embedding_pairs_file)
     else:
@@ -317,9 +328,11 @@ def _write_task_data(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
     report["embedding_rows_rejected"] = dict(rejects)
     for split, pairs in (("train", train_pairs), ("eval", eval_pairs)):
         report[f"embedding_{split}"] = write_jsonl(with_hard_negatives(pairs, config.seed), paths[f"embedding/{split}"])
-    report.update(_write_interactions(config, paths))
-    report.update(_write_image_text(config, paths))
     return report
+
+
+TASK_DATA_WRITERS = {"finetune": _write_finetune, "embedding": _write_embedding,
+                     "recommendation": _write_interactions, "multimodal": _write_image_text}
 
 
 def data_paths(config: PipelineConfig) -> Dict[str, str]:
@@ -395,16 +408,30 @@ def prepare_pretraining_data(config: PipelineConfig, refined_corpus: Optional[st
     return True
 
 
-def prepare_data(config: PipelineConfig, refined_corpus: Optional[str] = None) -> Dict[str, str]:
-    """Writes what is missing or stale (see the module docstring); returns the paths."""
+def prepare_data(config: PipelineConfig, refined_corpus: Optional[str] = None,
+                 kinds: Sequence[str] = DATA_KINDS) -> Dict[str, str]:
+    """Writes the data of ``kinds`` that are missing or stale (see the module docstring); returns
+    their paths and the report's."""
     paths = data_paths(config)
-    prepare_pretraining_data(config, refined_corpus)
-    settings = {**{k: getattr(config, k) for k in TASK_DATA_SETTINGS},
-                "finetune_data": _user_files_digest(config.finetune_train_file, config.finetune_eval_file),
-                "embedding_data": _user_files_digest(config.embedding_pairs_file)}
-    if not _up_to_date({k: p for k, p in paths.items() if k not in ("pretrain/train", "pretrain/eval", "vocab")},
-                       settings, "task_settings"):
-        report = _read_report(paths["report"])
-        report.update(_write_task_data(config, paths), task_settings=settings)
-        _write_report(paths["report"], report)
-    return paths
+    if "pretrain" in kinds:
+        prepare_pretraining_data(config, refined_corpus)
+    for kind in kinds:
+        if kind == "pretrain":
+            continue
+        fields = TASK_DATA_SETTINGS[kind]
+        settings = {field: (_user_files_digest(getattr(config, field)) if field.endswith("_file")
+                            else getattr(config, field)) for field in fields}
+        if not _up_to_date(_kind_paths(paths, kind), settings, f"{kind}_settings"):
+            written = TASK_DATA_WRITERS[kind](config, paths)
+            report = _read_report(paths["report"])
+            report.update(written, **{f"{kind}_settings": settings})
+            _write_report(paths["report"], report)
+    written = {key: path for kind in kinds for key, path in _kind_paths(paths, kind).items() if key != "report"}
+    return {**written, "report": paths["report"]}
+
+
+def _kind_paths(paths: Dict[str, str], kind: str) -> Dict[str, str]:
+    """The paths of ``kind``'s data (with the vocabulary for pretraining, the catalogue for
+    recommendation) and the report."""
+    extra = {"pretrain": ["vocab"], "recommendation": ["items"]}.get(kind, [])
+    return {key: paths[key] for key in [f"{kind}/{split}" for split in SPLITS] + extra + ["report"]}

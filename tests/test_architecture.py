@@ -352,7 +352,7 @@ def test_pipeline_prepare_keeps_library_output_in_its_log(tmp_path, capfd, monke
     import rw_tf_pipeline.prepare
     from rw_tf.cli.main import main
 
-    def prepare_data(config, refined_corpus=None):
+    def prepare_data(config, refined_corpus=None, kinds=()):
         os.write(2, b"WARNING:apache_beam: a worker's line\n")
         subprocess.run([sys.executable, "-c", "import sys; print('FutureWarning from a worker', file=sys.stderr)"],
                        check=True, timeout=60)

@@ -18,7 +18,7 @@ from rw_tf_pipeline.components.jsonl_example_gen import _JsonlToExample
 from rw_tf_pipeline.configs import PipelineConfig
 from rw_tf_pipeline.local_runner import run_pipeline
 from rw_tf_pipeline.mlmd_queries import open_store, pipeline_artifacts
-from rw_tf_pipeline.prepare import data_paths, rows_rejected
+from rw_tf_pipeline.prepare import data_paths, prepare_kind_data, rows_rejected
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +140,16 @@ def test_prepared_splits_do_not_leak(e2e):
     assert report["removed"]["duplicate_sentences"] > 0 and report["eval_pairs"] == len(evaluation)
     finetune_train = {text_key(r["text"]) for r in read("finetune/train")}
     assert not finetune_train & {text_key(r["text"]) for r in read("finetune/eval")}
+
+
+def test_embedding_splits_do_not_leak(tmp_path):
+    config = PipelineConfig(root=str(tmp_path), **TINY)
+    paths = prepare_kind_data(config, "embedding")
+    assert sorted(paths) == ["embedding/eval", "embedding/train", "report"]
+    read = lambda key: [json.loads(line) for line in open(paths[key], encoding="utf-8")]
     embedding_train = {text_key(r[k]) for r in read("embedding/train") for k in ("query", "item")}
     assert not embedding_train & {text_key(r[k]) for r in read("embedding/eval") for k in ("query", "item")}
+    report = json.load(open(paths["report"]))
     assert report["embedding_rows_rejected"]["eval_text_in_train"] > 0   # docstrings repeated across modules
 
 
@@ -232,51 +240,60 @@ def test_pipeline_prepare_kind_qa_reads_the_users_files_and_counts_bad_rows(tmp_
         assert reason in capsys.readouterr().err
 
 
-def test_pipeline_prepare_rewrites_data_whose_settings_changed_and_reads_the_users_finetune_files(tmp_path, capsys):
+def test_pipeline_prepare_writes_its_kinds_data_rewrites_what_changed_and_reads_the_users_files(tmp_path, capsys):
     # A changed vocab_size, seed or finetune_max_per_class was ignored (the files existed): the run
-    # trained on data the config no longer described. Also: finetune_train_file/finetune_eval_file.
+    # trained on data the config no longer described. Each kind prepares only its own data (the
+    # embedding kind refined the web corpus and learned a vocabulary it never reads). Also: the
+    # finetune and embedding kinds read the user's files.
     from rw_tf.cli.main import main
 
     settings, data = tmp_path / "cfg.json", tmp_path / "data"
-    prepare = lambda **fields: (settings.write_text(json.dumps({"corpus": "embedded", "max_documents": 150, **fields})),
-                                main(["pipeline", "prepare", "--kind", "finetune", "--config", str(settings),
-                                      "--root", str(tmp_path)]))[1]
+    prepare = lambda kind, **fields: (
+        settings.write_text(json.dumps({"corpus": "embedded", "max_documents": 150, **fields})),
+        main(["pipeline", "prepare", "--kind", kind, "--config", str(settings), "--root", str(tmp_path)]))[1]
     count = lambda path: sum(1 for _ in open(data / path, encoding="utf-8"))
-    assert prepare(vocab_size=3000, finetune_max_per_class=50) == 0
+    assert prepare("finetune", vocab_size=3000, finetune_max_per_class=50) == 0
     vocab = count("vocab.txt")
     assert count("finetune/train/labelled.jsonl") == 80     # 2 classes x 50, 80 % of them
+    assert sorted(os.listdir(data)) == ["data_report.json", "finetune", "pretrain", "vocab.txt"]
 
     train, evaluation = tmp_path / "train.jsonl", tmp_path / "eval.jsonl"
     train.write_text("\n".join([json.dumps({"text": f"passage number {i}", "label": i % 2}) for i in range(8)]
                                + ['{"text": "no label"}', '{"text": "x", "label": true}', "not json"]))
     evaluation.write_text("\n".join(json.dumps({"text": t, "label": 1}) for t in ("held out", "passage number 3")))
-    pairs = tmp_path / "pairs.jsonl"     # the embedding kind's: split by group, bad rows counted
-    pairs.write_text("\n".join([json.dumps({"query": f"q{i}", "item": f"item {i}", "group": f"g{i % 5}"})
-                                for i in range(10)] + ['{"query": "q", "item": ""}', "[1]"]))
-    assert prepare(vocab_size=1500, finetune_train_file=str(train), finetune_eval_file=str(evaluation),
-                   embedding_pairs_file=str(pairs)) == 0
+    assert prepare("finetune", vocab_size=1500, finetune_train_file=str(train), finetune_eval_file=str(evaluation)) == 0
     assert count("vocab.txt") < vocab - 1000
-    embedding = lambda split: [json.loads(line) for line in open(data / "embedding" / split / "pairs.jsonl")]
-    assert sorted(r["query"] for r in embedding("eval")) == ["q0", "q5"]          # group g0
-    assert sorted(r["query"] for r in embedding("train")) == sorted(f"q{i}" for i in range(10) if i % 5)
-    assert all(r["negative"] != r["item"] for r in embedding("train") + embedding("eval"))
     rows = lambda split: [json.loads(line) for line in open(data / "finetune" / split / "labelled.jsonl")]
     assert rows("train") == [{"text": f"passage number {i}", "label": i % 2} for i in range(8)]
     assert rows("eval") == [{"text": "held out", "label": 1}]
     report = json.loads((data / "data_report.json").read_text())
     assert report["finetune_rows_rejected"] == {"invalid_label": 2, "invalid_json": 1, "eval_text_in_train": 1}
-    assert report["embedding_rows_rejected"] == {"missing_query_or_item": 1, "invalid_json": 1}
     digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()
-    assert report["task_settings"]["finetune_data"] == {str(train): digest(train), str(evaluation): digest(evaluation)}
+    assert report["finetune_settings"]["finetune_eval_file"] == {str(evaluation): digest(evaluation)}
+
+    pairs = tmp_path / "pairs.jsonl"     # the embedding kind's: split by group, bad rows counted
+    pairs.write_text("\n".join([json.dumps({"query": f"q{i}", "item": f"item {i}", "group": f"g{i % 5}"})
+                                for i in range(10)] + ['{"query": "q", "item": ""}', "[1]"]))
+    stamp = os.path.getmtime(data / "vocab.txt")
+    assert prepare("embedding", embedding_pairs_file=str(pairs)) == 0
+    assert os.path.getmtime(data / "vocab.txt") == stamp and not (data / "multimodal").exists()
+    embedding = lambda split: [json.loads(line) for line in open(data / "embedding" / split / "pairs.jsonl")]
+    assert sorted(r["query"] for r in embedding("eval")) == ["q0", "q5"]          # group g0
+    assert sorted(r["query"] for r in embedding("train")) == sorted(f"q{i}" for i in range(10) if i % 5)
+    assert all(r["negative"] != r["item"] for r in embedding("train") + embedding("eval"))
+    report = json.loads((data / "data_report.json").read_text())
+    assert report["embedding_rows_rejected"] == {"missing_query_or_item": 1, "invalid_json": 1}
+    assert report["finetune_rows_rejected"] == {"invalid_label": 2, "invalid_json": 1, "eval_text_in_train": 1}
+
     capsys.readouterr()
     evaluation.write_text(json.dumps({"text": "three classes", "label": 2}))   # the kind is binary
-    assert prepare(vocab_size=1500, finetune_train_file=str(train), finetune_eval_file=str(evaluation),
-                   embedding_pairs_file=str(pairs)) == 2
+    assert prepare("finetune", vocab_size=1500, finetune_train_file=str(train), finetune_eval_file=str(evaluation)) == 2
     assert f"the finetune kind's data ({train} and {evaluation}): label 2 is out of range for 2 classes" in (
         capsys.readouterr().err)
-    assert prepare(finetune_train_file=str(train), finetune_eval_file=str(evaluation), finetune_max_per_class=9) == 2
+    assert prepare("finetune", finetune_train_file=str(train), finetune_eval_file=str(evaluation),
+                   finetune_max_per_class=9) == 2
     assert "finetune_max_per_class is read with the built-in" in capsys.readouterr().err
-    assert prepare(embedding_pairs_file=str(pairs), embedding_max_pairs=5) == 2
+    assert prepare("embedding", embedding_pairs_file=str(pairs), embedding_max_pairs=5) == 2
     assert "embedding_max_pairs is read with the built-in" in capsys.readouterr().err
 
 

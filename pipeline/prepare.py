@@ -222,7 +222,8 @@ def inputs_state(paths: Sequence[str]) -> str:
     path, size and modification time, so that it changes when one is edited, added or removed."""
     digest = hashlib.sha256()
     for pattern in paths:
-        matches = tf.io.gfile.glob(pattern) if any(c in pattern for c in "*?[") else []
+        is_pattern = any(c in pattern for c in "*?[") and not tf.io.gfile.exists(pattern)   # as text_files reads it
+        matches = tf.io.gfile.glob(pattern) if is_pattern else []
         for path in sorted(matches) or [pattern]:
             try:
                 stat = tf.io.gfile.stat(path)

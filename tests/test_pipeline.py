@@ -345,3 +345,26 @@ def test_the_run_summary_counts_the_rows_prepare_data_left_out_and_says_why():
         "finetune  yes      binary_accuracy  0.9100  >= 0.6  17              1,205     /s/17",
         "finetune: 1,203 rows left out by PrepareData (eval_text_in_train 1,200, invalid_json 3); "
         "report: /d/data_report.json"]
+
+
+def test_inputs_state_changes_when_a_named_or_matched_file_changes(tmp_path):
+    from rw_tf_pipeline.prepare import inputs_state
+
+    (tmp_path / "a.txt").write_text("one")
+    (tmp_path / "data[1].txt").write_text("literal name")     # a name that only looks like a pattern
+    (tmp_path / "data1.txt").write_text("what the pattern data[1].txt would match")
+    inputs = [str(tmp_path / "*.txt"), str(tmp_path / "data[1].txt")]
+    states = [inputs_state(inputs)]
+    os.utime(tmp_path / "a.txt", ns=(1, 1))                       # touched
+    states.append(inputs_state(inputs))
+    (tmp_path / "b.txt").write_text("new file under the pattern")
+    states.append(inputs_state(inputs))
+    (tmp_path / "data[1].txt").write_text("edited literal name")
+    states.append(inputs_state(inputs))
+    (tmp_path / "data1.txt").write_text("edited, and read only through *.txt")
+    states.append(inputs_state(inputs))
+    assert len(set(states)) == len(states) and inputs_state(inputs) == states[-1]
+    assert inputs_state([str(tmp_path / "data[1].txt")]) == inputs_state([str(tmp_path / "data[1].txt")])
+    only_literal = inputs_state([str(tmp_path / "data[1].txt")])
+    (tmp_path / "data1.txt").write_text("the pattern's match changed again")
+    assert inputs_state([str(tmp_path / "data[1].txt")]) == only_literal    # the literal file is what it names

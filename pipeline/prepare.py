@@ -32,7 +32,7 @@ pipeline kind reads (``KIND_DATA``: fine-tuning also the pretraining data, for t
 - knowledge mode with the Nations demo: ``aliases.tsv`` and a TransE model in ``transe/``.
 Existing outputs are kept (ExampleGen fingerprints its inputs, so rewriting would defeat caching)
 unless their corpus source or a setting that shapes them changed (``PRETRAINING_DATA_SETTINGS``,
-``TASK_DATA_SETTINGS``, the qa and domain kinds' own, the bytes of a user's file; ``_up_to_date``).
+``TASK_DATA_SETTINGS``, the qa and domain kinds' own, a user's file: ``inputs_state``; ``_up_to_date``).
 Corpus ``web`` (the default): the documents of the refined web corpus, i.e. the pipeline's
 ``RefineWebData`` output (``refined_corpus``) or, without that step, a refinement of
 ``web_inputs`` run here (``rw_tf.refine``; empty ``web_inputs``: the embedded web sample).
@@ -178,7 +178,7 @@ def prepare_qa_data(config: PipelineConfig) -> Dict[str, str]:
     paths = {f"qa/{split}": input_file(config, "qa", split) for split in SPLITS}
     paths["report"] = os.path.join(config.examples_dir("qa"), "qa_report.json")
     settings = {"init_from": config.qa_init_from, "seed": config.seed, **config.qa_windows(),
-                "data": _user_files_digest(config.qa_train_file, config.qa_eval_file) or "glossary"}
+                "data": inputs_state([path for path in (config.qa_train_file, config.qa_eval_file) if path])}
     if _up_to_date(paths, settings):
         return paths
     source = QATaskConfig(train_file=config.qa_train_file, eval_file=config.qa_eval_file, max_eval_examples=None)
@@ -344,15 +344,6 @@ def data_paths(config: PipelineConfig) -> Dict[str, str]:
     return paths
 
 
-def file_digest(path: str, chunk_bytes: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (local or gs://...), read in chunks: an edited input is new data."""
-    digest = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk_bytes), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _up_to_date(paths: Dict[str, str], settings: Dict, key: str = "settings") -> bool:
     """Whether the outputs in ``paths`` exist and the report (``paths["report"]``) says they were
     written with ``settings``: a changed setting (a seed, a size, an edited input file) rewrites them
@@ -374,10 +365,6 @@ def _data_of(kind: str, *files: Optional[str]) -> Iterator[None]:
     except ValueError as err:
         named = " and ".join(f for f in files if f) or "the built-in set"
         raise UnusableDataError(f"the {kind} kind's data ({named}): {err}") from None
-
-
-def _user_files_digest(*paths: Optional[str]) -> Dict[str, str]:
-    return {path: file_digest(path) for path in paths if path}
 
 
 def _read_report(path: str) -> Dict:
@@ -419,9 +406,9 @@ def prepare_data(config: PipelineConfig, refined_corpus: Optional[str] = None,
     for kind in kinds:
         if kind == "pretrain":
             continue
-        fields = TASK_DATA_SETTINGS[kind]
-        settings = {field: (_user_files_digest(getattr(config, field)) if field.endswith("_file")
-                            else getattr(config, field)) for field in fields}
+        settings = {field: getattr(config, field) for field in TASK_DATA_SETTINGS[kind]}
+        settings.update({field: inputs_state([path]) for field, path in settings.items()
+                         if field.endswith("_file") and path})   # a file: its state, so an edit counts
         if not _up_to_date(_kind_paths(paths, kind), settings, f"{kind}_settings"):
             written = TASK_DATA_WRITERS[kind](config, paths)
             report = _read_report(paths["report"])

@@ -1,5 +1,4 @@
 """TFX pipelines: one end-to-end LocalDagRunner run (shared), gates, anomalies, Kubeflow compile."""
-import hashlib
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ from rw_tf_pipeline.components.jsonl_example_gen import _JsonlToExample
 from rw_tf_pipeline.configs import PipelineConfig
 from rw_tf_pipeline.local_runner import run_pipeline
 from rw_tf_pipeline.mlmd_queries import open_store, pipeline_artifacts
-from rw_tf_pipeline.prepare import data_paths, prepare_kind_data, rows_rejected
+from rw_tf_pipeline.prepare import data_paths, inputs_state, prepare_kind_data, rows_rejected
 
 
 @pytest.fixture(scope="module")
@@ -268,8 +267,7 @@ def test_pipeline_prepare_writes_its_kinds_data_rewrites_what_changed_and_reads_
     assert rows("eval") == [{"text": "held out", "label": 1}]
     report = json.loads((data / "data_report.json").read_text())
     assert report["finetune_rows_rejected"] == {"invalid_label": 2, "invalid_json": 1, "eval_text_in_train": 1}
-    digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()
-    assert report["finetune_settings"]["finetune_eval_file"] == {str(evaluation): digest(evaluation)}
+    assert report["finetune_settings"]["finetune_eval_file"] == inputs_state([str(evaluation)])
 
     pairs = tmp_path / "pairs.jsonl"     # the embedding kind's: split by group, bad rows counted
     pairs.write_text("\n".join([json.dumps({"query": f"q{i}", "item": f"item {i}", "group": f"g{i % 5}"})

@@ -227,8 +227,7 @@ class PipelineConfig(DictConfig):
             train, evaluation = f"{kind}_train_file", f"{kind}_eval_file"
             if bool(getattr(self, train)) != bool(getattr(self, evaluation)):
                 raise ValueError(f"the {kind} kind's own data needs both {train} and {evaluation}")
-        for field in ("finetune_train_file", "finetune_eval_file", "qa_train_file", "qa_eval_file",
-                      "embedding_pairs_file"):
+        for field in self.user_file_fields:
             path = getattr(self, field)
             if path and not is_remote(path):   # absolute: components run in other folders
                 setattr(self, field, local_path(path))
@@ -241,6 +240,9 @@ class PipelineConfig(DictConfig):
 
     # Numbers that may be 0 (DictConfig.check_numbers checks every number: fractions are open
     # intervals, gate bounds closed, every other number > 0).
+    # The fields naming one user file each (checked, made absolute, fingerprinted for TFX's cache).
+    user_file_fields = ("finetune_train_file", "finetune_eval_file", "embedding_pairs_file", "qa_train_file",
+                        "qa_eval_file")
     may_be_zero = ("warmup_steps", "backup_every_steps", "kd_weight", "refined_kd_weight", "knowledge_layers")
 
     # Derived locations -------------------------------------------------------------------------
@@ -251,8 +253,7 @@ class PipelineConfig(DictConfig):
     @property
     def user_inputs(self) -> List[str]:
         """The files and patterns the data are read from that the user names (not the built-in sets)."""
-        files = [self.finetune_train_file, self.finetune_eval_file, self.qa_train_file, self.qa_eval_file,
-                 self.embedding_pairs_file]
+        files = [getattr(self, field) for field in self.user_file_fields]
         return list(self.corpus_uris) + list(self.web_inputs) + [path for path in files if path]
 
     @property

@@ -176,7 +176,7 @@ def prepare_qa_data(config: PipelineConfig) -> Dict[str, str]:
     """The qa kind's inputs (see the module docstring); rewritten when the encoder, the window
     geometry or the seed changed, since each decides which rows fit."""
     paths = {f"qa/{split}": input_file(config, "qa", split) for split in SPLITS}
-    paths["report"] = os.path.join(config.examples_dir("qa"), "qa_report.json")
+    paths["report"] = _qa_report(config)
     settings = {"init_from": config.qa_init_from, "seed": config.seed, **config.qa_windows(),
                 "data": inputs_state([path for path in (config.qa_train_file, config.qa_eval_file) if path])}
     if _up_to_date(paths, settings):
@@ -207,12 +207,15 @@ def prepare_kind_data(config: PipelineConfig, kind: str, refined_corpus: Optiona
     return prepare_data(config, refined_corpus, KIND_DATA[kind])
 
 
+def _qa_report(config: PipelineConfig) -> str:
+    return os.path.join(config.examples_dir("qa"), "qa_report.json")
+
+
 def rows_rejected(config: PipelineConfig, kind: str) -> Tuple[Dict[str, int], Optional[str]]:
     """What PrepareData left out of kind ``kind``'s examples, by reason (unreadable rows of the
     user's files, eval rows repeating training text, rows the model cannot take), and the report
     that says so; empty for kinds whose data are built from a corpus rather than read as rows."""
-    report = (os.path.join(config.examples_dir("qa"), "qa_report.json") if kind == "qa"
-              else data_paths(config)["report"])
+    report = _qa_report(config) if kind == "qa" else data_paths(config)["report"]
     counts = _read_report(report).get(f"{kind}_rows_rejected") or {}
     return {reason: n for reason, n in counts.items() if n}, report
 

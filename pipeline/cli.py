@@ -93,12 +93,17 @@ def prepare_inputs(config: PipelineConfig, kind: str, verbose: bool) -> int:
     started = time.monotonic()
     with output_folder_lock(config.root):
         with quiet_output(log_path):   # a web refinement runs Beam workers, whose logs go there too
-            from rw_tf_pipeline.prepare import prepare_kind_data
+            from rw_tf_pipeline.prepare import KIND_DATA, prepare_kind_data, rows_rejected
+            from rw_tf_pipeline.progress import left_out_text
 
             paths = prepare_kind_data(config, kind)
     print(f"done in {time.monotonic() - started:.0f} s")
     for name, path in paths.items():
         print(f"  {name:<22} {path}")
+    for data_kind in KIND_DATA.get(kind, (kind,)):
+        left_out, report = rows_rejected(config, data_kind)
+        if left_out:
+            print(f"{data_kind}: {left_out_text(left_out)}; report: {report}")
     return 0
 
 

@@ -135,7 +135,12 @@ class PipelineConfig(DictConfig):
     # Your pairs instead: JSON Lines `query, item[, group]` (local or gs://...) as `rw-tf finetune
     # --task sentence_embedding --pairs-file` reads them, split by group (no group: the last 20 %).
     embedding_pairs_file: Optional[str] = None
-    # Recommendation (kind "recommendation"): steps, learning rate, longest history.
+    # Recommendation (kind "recommendation"): steps, learning rate, longest history. Your catalogue
+    # and histories instead of the import graph: both or neither, JSON Lines `item, text` and `user,
+    # items` (rw_tf.data.interactions; local or gs://...), as `rw-tf finetune --task recommendation
+    # --items/--interactions` reads them; what cannot be used is counted in data_report.json.
+    recommendation_items_file: Optional[str] = None
+    recommendation_interactions_file: Optional[str] = None
     recommendation_train_steps: int = 60
     recommendation_eval_steps: int = 4
     recommendation_learning_rate: float = 2e-3
@@ -223,10 +228,11 @@ class PipelineConfig(DictConfig):
             self.require_defaults(["finetune_max_per_class"], "with the built-in data (no finetune_train_file)")
         if self.embedding_pairs_file:
             self.require_defaults(["embedding_max_pairs"], "with the built-in pairs (no embedding_pairs_file)")
-        for kind in ("finetune", "qa"):
-            train, evaluation = f"{kind}_train_file", f"{kind}_eval_file"
-            if bool(getattr(self, train)) != bool(getattr(self, evaluation)):
-                raise ValueError(f"the {kind} kind's own data needs both {train} and {evaluation}")
+        for kind, first, second in (("finetune", "train", "eval"), ("qa", "train", "eval"),
+                                    ("recommendation", "items", "interactions")):
+            first, second = f"{kind}_{first}_file", f"{kind}_{second}_file"
+            if bool(getattr(self, first)) != bool(getattr(self, second)):
+                raise ValueError(f"the {kind} kind's own data needs both {first} and {second}")
         for field in self.user_file_fields:
             path = getattr(self, field)
             if path and not is_remote(path):   # absolute: components run in other folders
@@ -242,7 +248,7 @@ class PipelineConfig(DictConfig):
     # intervals, gate bounds closed, every other number > 0).
     # The fields naming one user file each (checked, made absolute, fingerprinted for TFX's cache).
     user_file_fields = ("finetune_train_file", "finetune_eval_file", "embedding_pairs_file", "qa_train_file",
-                        "qa_eval_file")
+                        "qa_eval_file", "recommendation_items_file", "recommendation_interactions_file")
     may_be_zero = ("warmup_steps", "backup_every_steps", "kd_weight", "refined_kd_weight", "knowledge_layers")
 
     # Derived locations -------------------------------------------------------------------------

@@ -15,9 +15,12 @@ pipeline kind reads (``KIND_DATA``: fine-tuning also the pretraining data, for t
   both sets an evaluation row that repeats a training text anyway (a docstring copied into two
   modules) is removed and counted (``embedding_rows_rejected`` in the report);
 - ``recommendation/{train,eval}/examples.jsonl`` (``user``, ``history``: space-separated item ids,
-  ``item``) and ``recommendation/items.{txt,jsonl}``: the standard library's import graph,
+  ``item``) and ``recommendation/items.{txt,jsonl}``: the standard library's import graph (or the
+  catalogue and histories of ``recommendation_items_file`` and ``recommendation_interactions_file``),
   leave-one-out (``rw_tf.data.interactions``): training rows are prefix -> next item within each
-  user's history without its last two items, eval rows the last item after the rest;
+  user's history without its last two items, eval rows the last item after the rest; what was left
+  out (unusable rows, merged identical histories, held-out cases seen in training) is counted in
+  ``recommendation_rows_rejected``;
 - ``multimodal/{train,eval}/pairs.jsonl``: scikit-learn's handwritten digits as PNG bytes
   (``{"b64": ...}``) with a templated caption, the caption of an image of another class and the
   digit, split by image (``rw_tf.data.image_text``); images failing the header checks are counted;
@@ -62,7 +65,7 @@ from rw_tf.data.corpus import (
     read_text_files,
 )
 from rw_tf.data.image_text import checked_pairs, digit_pairs, split_pairs
-from rw_tf.data.interactions import stdlib_import_interactions
+from rw_tf.data.interactions import read_interactions, stdlib_import_interactions
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
 from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.multilingual import multilingual_documents
@@ -96,7 +99,8 @@ KIND_DATA = {"pretrain": ("pretrain",), "finetune": STAGES, "recipe": STAGES, "e
 PRETRAINING_DATA_SETTINGS = ("seed", "eval_fraction", "vocab_size", "target_words", "max_documents")
 TASK_DATA_SETTINGS = {"finetune": ("seed", "finetune_max_per_class", "finetune_train_file", "finetune_eval_file"),
                       "embedding": ("seed", "embedding_max_pairs", "embedding_pairs_file"),
-                      "recommendation": ("seed",), "multimodal": ("seed", "multimodal_eval_fraction")}
+                      "recommendation": ("seed", "recommendation_items_file", "recommendation_interactions_file"),
+                      "multimodal": ("seed", "multimodal_eval_fraction")}
 _FILE_NAMES = {"finetune": "labelled.jsonl", "triples": "labelled.jsonl", "recommendation": "examples.jsonl",
                "qa": "examples.jsonl"}
 
@@ -105,9 +109,14 @@ def input_file(config: PipelineConfig, kind: str, split: str) -> str:
     return os.path.join(config.examples_dir(kind), split, _FILE_NAMES.get(kind, "pairs.jsonl"))
 
 
-def _write_interactions(config: PipelineConfig, paths: Dict[str, str]) -> Dict[str, int]:
-    data = stdlib_import_interactions()
+def _write_interactions(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
+    files = (config.recommendation_items_file, config.recommendation_interactions_file)
+    data, rejects = read_interactions(*files) if files[0] else (stdlib_import_interactions(), {})
     loo = data.leave_one_out(config.seed)
+    if not loo.examples or not loo.test:
+        with _data_of("recommendation", *files):
+            raise ValueError(f"no usable users (train rows {len(loo.examples)}, eval rows {len(loo.test)}; "
+                             f"{len(data.histories)} users; rejected {rejects})")
     counts = collections.Counter(t for _, t in loo.examples)
     with atomic_write(config.items_file) as f:
         f.write("".join(f"{item}\n" for item in data.items))
@@ -116,7 +125,8 @@ def _write_interactions(config: PipelineConfig, paths: Dict[str, str]) -> Dict[s
     rows = lambda cases: [{"user": f"u{n}", "history": " ".join(data.items[i] for i in h), "item": data.items[t]}
                           for n, (h, t) in enumerate(cases)]
     return {"recommendation_train": write_jsonl(rows(loo.examples), paths["recommendation/train"]),
-            "recommendation_eval": write_jsonl(rows(loo.test), paths["recommendation/eval"]), **loo.removed}
+            "recommendation_eval": write_jsonl(rows(loo.test), paths["recommendation/eval"]),
+            "recommendation_rows_rejected": {**rejects, **loo.removed}}
 
 
 def _write_image_text(config: PipelineConfig, paths: Dict[str, str]) -> Dict[str, int]:

@@ -74,6 +74,12 @@ def _number(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def left_out_text(left_out: Dict[str, int]) -> str:
+    """``left_out`` (PrepareData's counts by reason) as a phrase, the most frequent reason first."""
+    reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(left_out.items(), key=lambda x: -x[1]))
+    return f"{sum(left_out.values()):,} rows left out by PrepareData ({reasons})"
+
+
 def summary_table(summaries: Dict[str, Dict]) -> str:
     """One row per trained pipeline stage: blessed, gate metric vs. bound, pushed version and path,
     rejects (ExampleGen's lines and PrepareData's rows; below the table a line per stage says why
@@ -89,9 +95,7 @@ def summary_table(summaries: Dict[str, Dict]) -> str:
         rejected = None if s["rejected_lines"] is None and not left_out else (s["rejected_lines"] or 0) + sum(
             left_out.values())
         if left_out:
-            reasons = ", ".join(f"{reason} {n:,}" for reason, n in sorted(left_out.items(), key=lambda x: -x[1]))
-            notes.append(f"\n{kind}: {sum(left_out.values()):,} rows left out by PrepareData ({reasons}); "
-                         f"report: {s['data_report']}")
+            notes.append(f"\n{kind}: {left_out_text(left_out)}; report: {s['data_report']}")
         for i, (metric, gate) in enumerate(s["gate"].items()):
             first = i == 0
             rows.append((kind if first else "", ("yes" if s["blessed"] else "NO") if first else "", metric,

@@ -1,5 +1,6 @@
 """Shared fixtures. Two logical CPU devices are configured before TensorFlow initializes so that
 MirroredStrategy runs a real two-replica step on a machine without accelerators."""
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -79,6 +80,31 @@ def tiny_general_model(tmp_path_factory):
 # `make test` shares the files among pytest-xdist workers (--dist loadfile). Files whose tests read
 # the same expensive session fixture go to one worker so that it is built once; a test that uses
 # one of these fixtures from a file not listed here fails (see pytest_collection_modifyitems).
+def write_interactions(data, folder, extra_items=b"", extra_users=b""):
+    """``data`` (an ``Interactions``) as the catalogue and histories files a user gives, plus raw lines."""
+    items, users = folder / "items.jsonl", folder / "interactions.jsonl"
+    items.write_bytes(b"".join(json.dumps({"item": i, "text": t}).encode() + b"\n"
+                               for i, t in zip(data.items, data.item_texts)) + extra_items)
+    users.write_bytes(b"".join(json.dumps({"user": u, "items": [data.items[i] for i in h],
+                                           "profile": data.user_texts[u]}).encode() + b"\n"
+                               for u, h in data.histories.items()) + extra_users)
+    return str(items), str(users)
+
+
+# Lines a user's files may hold that cannot be used, and the reason each is counted under.
+BAD_ITEMS = (b'{"item": "two words", "text": "an id with a space"}\n{"item": "", "text": "no id"}\n'
+             b'{"item": 7, "text": "a number"}\n{"item": "os", "text": "os again"}\n'
+             b'{"item": "blank", "text": " \\u200b "}\n{"item": "none"}\n\xff\xfe\nnot json\n[1]\n')
+BAD_USERS = (b'{"user": "x", "items": ["re", "no_such_item", "re", "os", "json"]}\n'   # 1 unknown, 1 repeat: kept
+             b'{"user": "x", "items": ["os", "re", "json"]}\n'                          # the same user again
+             b'{"user": "short", "items": ["re", "os"]}\n{"user": "y", "items": "re os json"}\n'
+             b'{"user": "z", "items": ["re", "os", 3]}\n{"user": "", "items": []}\n'
+             b'{"items": ["re", "os", "json"]}\n{"user": "p", "items": ["re", "os", "json"], "profile": 1}\n\xff\n')
+BAD_COUNTS = {"invalid_item_id": 3, "duplicate_item": 1, "missing_item_text": 2, "invalid_utf8": 2,
+              "invalid_json": 2, "unknown_item_interactions": 1, "repeated_item_interactions": 1,
+              "duplicate_user": 1, "users_with_short_history": 1, "invalid_user_row": 5}
+
+
 SHARED_SESSION_FIXTURES = {
     "pipeline_run": ("test_pipeline.py", "test_serving.py", "test_serving_fuzz.py", "test_serving_hardening.py",
                      "test_tf_serving_ops.py"),

@@ -236,9 +236,9 @@ def test_options_the_task_would_not_read_are_refused_on_the_command_line(tmp_pat
     assert cli_main(["finetune", "--task", "sentence_embedding", "--pairs", "p.jsonl", "--output-dir", str(out)]) == 2
     assert "pairs_file is read with mode='supervised' only" in capsys.readouterr().err
     (tmp_path / "items.jsonl").write_text('{"item": "a", "text": "t"}\n')
-    assert cli_main(["finetune", "--task", "recommendation", "--items-file", str(tmp_path / "items.jsonl"),
+    assert cli_main(["finetune", "--task", "recommendation", "--items", str(tmp_path / "items.jsonl"),
                      "--output-dir", str(out)]) == 2
-    assert "items_file is the catalogue the pipeline writes for its Trainer" in capsys.readouterr().err
+    assert "items_file needs interactions_file (the histories of your users)" in capsys.readouterr().err
     # Settings that only a pipeline's Trainer, or a run without init_from or vocab_file, reads.
     (tmp_path / "v.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nword\n")
     for argv, words in ((["finetune", "--task", "classification", "--preset", "base"], "preset is read by a pipeline"),

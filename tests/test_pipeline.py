@@ -221,8 +221,8 @@ def test_pipeline_prepare_kind_qa_reads_the_users_files_and_counts_bad_rows(tmp_
     assert [r["question"] for r in read("eval")] == ["Where does river 10 flow?", "Where does river 11 flow?"]
     assert all(r["context"][r["answer_start"]:].startswith("north") for r in read("train") + read("eval"))
     report = json.loads((data / "qa_report.json").read_text())
-    assert report["qa_rows_rejected"] == {"invalid_json": 2, "answer_not_in_context": 1, "answer_start_mismatch": 1,
-                                          "eval_text_in_train": 1, "context_too_long": 1}
+    assert report["qa_rows_rejected"] == {"invalid_json": 1, "invalid_utf8": 1, "answer_not_in_context": 1,
+                                          "answer_start_mismatch": 1, "eval_text_in_train": 1, "context_too_long": 1}
     assert report["qa_eval_rejected"] == {"context_too_long": 1} and report["qa_train_rejected"] == {}
     assert rows_rejected(PipelineConfig(root=str(tmp_path)), "qa") == (report["qa_rows_rejected"],
                                                                         str(data / "qa_report.json"))
@@ -293,6 +293,44 @@ def test_pipeline_prepare_writes_its_kinds_data_rewrites_what_changed_and_reads_
     assert "finetune_max_per_class is read with the built-in" in capsys.readouterr().err
     assert prepare("embedding", embedding_pairs_file=str(pairs), embedding_max_pairs=5) == 2
     assert "embedding_max_pairs is read with the built-in" in capsys.readouterr().err
+
+
+def test_pipeline_prepare_kind_recommendation_reads_the_users_catalogue_and_histories(tmp_path, capsys):
+    from conftest import BAD_COUNTS, BAD_ITEMS, BAD_USERS, write_interactions
+
+    from rw_tf.cli.main import main
+    from rw_tf.data.interactions import read_interactions, stdlib_import_interactions
+
+    items, users = write_interactions(stdlib_import_interactions(), tmp_path, BAD_ITEMS, BAD_USERS)
+    settings, data = tmp_path / "cfg.json", tmp_path / "data" / "recommendation"
+    prepare = lambda **fields: (settings.write_text(json.dumps(fields)), main(
+        ["pipeline", "prepare", "--kind", "recommendation", "--config", str(settings), "--root", str(tmp_path)]))[1]
+    assert prepare(recommendation_items_file=items, recommendation_interactions_file=users) == 0
+    interactions, _ = read_interactions(items, users)
+    reference = interactions.leave_one_out(12345)      # the seed, as rw-tf finetune splits them
+    read = lambda split: [json.loads(line) for line in open(data / split / "examples.jsonl", encoding="utf-8")]
+    name = lambda ids: " ".join(interactions.items[i] for i in ids)
+    assert [(r["history"], r["item"]) for r in read("train")] == [(name(h), name([t])) for h, t in reference.examples]
+    assert [(r["history"], r["item"]) for r in read("eval")] == [(name(h), name([t])) for h, t in reference.test]
+    assert (data / "items.txt").read_text().split() == interactions.items
+    left_out = {**BAD_COUNTS, **{k: n for k, n in reference.removed.items() if n}}
+    assert rows_rejected(PipelineConfig(root=str(tmp_path)), "recommendation")[0] == left_out
+    assert f"recommendation: {sum(left_out.values())} rows left out by PrepareData (" in capsys.readouterr().out
+
+    with open(users, "a") as f:        # an edited file is prepared again
+        f.write(json.dumps({"user": "new", "items": ["os", "re", "json", "zipfile"]}) + "\n")
+    assert prepare(recommendation_items_file=items, recommendation_interactions_file=users) == 0
+    assert {"history": "os re json", "item": "zipfile"} in [{k: r[k] for k in ("history", "item")}
+                                                           for r in read("eval")]
+    (tmp_path / "none.jsonl").write_text('{"user": "a", "items": ["os"]}\n')
+    capsys.readouterr()
+    none = str(tmp_path / "none.jsonl")
+    assert prepare(recommendation_items_file=items, recommendation_interactions_file=none) == 2
+    err = capsys.readouterr().err
+    assert (f"the recommendation kind's data ({items} and {none}): no usable users (train rows 0, eval rows 0; "
+            "0 users; rejected {'invalid_item_id': 3, ") in err and "'users_with_short_history': 1})" in err
+    assert prepare(recommendation_items_file=items) == 2
+    assert "needs both recommendation_items_file and recommendation_interactions_file" in capsys.readouterr().err
 
 
 def test_an_edited_input_file_runs_prepare_data_again_instead_of_its_cached_execution(tmp_path, capsys):

@@ -125,7 +125,7 @@ def test_qa_rows_and_metrics(tmp_path):
     good, rejects = read_qa_jsonl(str(path))
     assert [r["answer_start"] for r in good] == [0]
     assert dict(rejects) == {"answer_not_in_context": 1, "answer_start_mismatch": 3, "missing_field": 2,
-                             "invalid_json": 3}
+                             "invalid_json": 2, "invalid_utf8": 1}
     assert exact_match("The Cat.", "cat") == 1.0 and token_f1("a black cat", "the cat sat") == 0.5
 
 

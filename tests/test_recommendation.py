@@ -2,15 +2,18 @@
 computations, the two-tower model trained on the standard library against its baselines, its
 export (Python API = SavedModel = local gRPC server) and bad requests."""
 import ast
+import json
 
 import grpc
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import BAD_COUNTS, BAD_ITEMS, BAD_USERS, write_interactions
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from rw_tf.data.interactions import imported_modules, stdlib_import_interactions
+from rw_tf.cli.main import main as cli_main
+from rw_tf.data.interactions import imported_modules, read_interactions, stdlib_import_interactions
 from rw_tf.knowledge.demo import nations_demo
 from rw_tf.knowledge.entity_linking import EntityLinker
 from rw_tf.models import SentenceEncoder, TwoTowerRecommender
@@ -59,6 +62,49 @@ def test_items_file_names_the_line_that_is_not_an_item(tmp_path):
         path.write_bytes(good + bad + b"\n")
         with pytest.raises(ValueError, match=message):
             read_items(str(path))
+
+
+def test_your_interactions_read_as_the_import_graph_and_what_cannot_be_used_is_counted(tmp_path):
+    data = stdlib_import_interactions()
+    read, rejects = read_interactions(*write_interactions(data, tmp_path))
+    assert rejects == {} and read == data              # the same catalogue, histories and profiles
+    read, rejects = read_interactions(*write_interactions(data, tmp_path, BAD_ITEMS, BAD_USERS))
+    assert rejects == BAD_COUNTS
+    assert read.items == data.items and read.item_texts == data.item_texts
+    assert read.histories == {**data.histories, "x": [data.items.index(m) for m in ("re", "os", "json")]}
+    assert read.leave_one_out(0).examples[:5] != [] and read.user_texts["x"] == ""
+    with pytest.raises(ValueError, match="min_history must be >= 3"):
+        read_interactions(*write_interactions(data, tmp_path), min_history=2)
+
+
+def test_finetune_recommendation_on_your_files(tmp_path, capsys):
+    data = stdlib_import_interactions()
+    items, users = write_interactions(data, tmp_path, BAD_ITEMS, BAD_USERS)
+    out = tmp_path / "run"
+    assert cli_main(["finetune", "--task", "recommendation", "--items", items, "--interactions", users,
+                     "--epochs", "2", "--top-k", "5", "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads(printed[printed.rindex('\n{\n'):])["left_out"]["rejected_rows"] == BAD_COUNTS
+    metrics = json.loads((out / "metrics.json").read_text())
+    built_in = data.leave_one_out(12345)
+    # + user x, whose three items make no training example (one is held out for validation, one for test)
+    assert metrics["data"]["users"] == len(built_in.train_histories) + 1
+    assert metrics["data"]["train_examples"] == len(built_in.examples)
+    assert metrics["data"]["rejected_rows"] == BAD_COUNTS
+    assert metrics["after"]["mrr"] > 2 * metrics["before"]["mrr"]                      # training helps
+    recommend = tf.saved_model.load(str(out / "export" / "1")).signatures["recommend"]
+    top = recommend(history=tf.constant(["os re"]))["item_ids"].numpy()[0]
+    assert len(top) == 5 and not {b"os", b"re"} & set(top.tolist())
+    for argv, words in (([], "interactions_file needs items_file"), (["--items", items, "--interactions", users,
+                                                                      "--include-site-packages"],
+                                                                     "include_site_packages adds users")):
+        argv = argv or ["--interactions", users]
+        assert cli_main(["finetune", "--task", "recommendation", *argv, "--output-dir", str(out)]) == 2
+        assert words in capsys.readouterr().err
+    (tmp_path / "few.jsonl").write_bytes(b'{"user": "a", "items": ["os", "re", "json"]}\n')
+    assert cli_main(["finetune", "--task", "recommendation", "--items", items, "--interactions",
+                     str(tmp_path / "few.jsonl"), "--output-dir", str(tmp_path / "few")]) == 2
+    assert "0 training examples, 1 validation and 1 test users" in capsys.readouterr().err
 
 
 def test_ranking_metrics_and_baselines_by_hand():

@@ -92,8 +92,9 @@ def test_bad_pair_rows_are_counted(tmp_path):
                      b'{"query": ' + b"[" * 100_000 + b"]" * 100_000 + b', "item": "i"}\n')
     pairs, rejects = read_pairs(str(path))
     assert pairs == [{"query": "q", "item": "i", "group": "g"}]
-    assert dict(rejects) == {"missing_query_or_item": 3, "invalid_json": 3}
+    assert dict(rejects) == {"missing_query_or_item": 3, "invalid_json": 2, "invalid_utf8": 1}
     # Too few usable rows: the error says what was rejected and why, as classification's and QA's do.
     task = RetrievalTask(RetrievalTaskConfig(pairs_file=str(path)))
-    with pytest.raises(ValueError, match=r"1 / 0; rejected rows: \{'missing_query_or_item': 3, 'invalid_json': 3\}"):
+    rejected = r"\{'missing_query_or_item': 3, 'invalid_json': 2, 'invalid_utf8': 1\}"
+    with pytest.raises(ValueError, match=r"1 / 0; rejected rows: " + rejected):
         task.prepare(str(tmp_path / "run"), TrainerConfig(batch_size=2))

@@ -31,7 +31,8 @@ def utf8_text(value: str) -> str:
 
 
 FLAG_NAMES = {"corpus_files": "--input", "train_file": "--train", "eval_file": "--eval", "pairs_file": "--pairs",
-              "valid_file": "--valid", "test_file": "--test"}
+              "valid_file": "--valid", "test_file": "--test", "items_file": "--items",
+              "interactions_file": "--interactions"}
 
 
 def flag_name(field_name: str) -> str:

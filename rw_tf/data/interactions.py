@@ -10,6 +10,16 @@ docstring is an *item*; its text is the docstring's first paragraph (at most ``m
 words). Built-in modules without a source file (``sys``, ``time``) and self-imports are not items.
 Users with fewer than ``min_history`` item interactions are left out.
 
+Your own interactions instead (``read_interactions``): a catalogue in JSON Lines ``{"item": id,
+"text": description}`` and histories in JSON Lines ``{"user": id, "items": [ids, oldest first],
+"profile": text (optional)}``. Ids are non-empty strings without white space (histories travel as
+space-separated ids, in the pipeline's examples and the export's ``recommend`` signature). Rows
+and interactions that cannot be used are counted by reason, never dropped silently: lines that are
+not UTF-8 JSON objects, ids or texts that are not usable, a repeated item or user (the first one
+counts), interactions naming an item the catalogue lacks, a repeat of an item already in the same
+history (its first interaction counts, as with imports) and users left with fewer than
+``min_history`` items.
+
 Split (leave-one-out, no leakage): the last interaction of every user is its test item, the one
 before it its validation item; training sees only the earlier ones.
 
@@ -21,12 +31,16 @@ Example:
 from __future__ import annotations
 
 import ast
+import collections
 import concurrent.futures
 import dataclasses
 import os
 import random
 import sysconfig
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+from rw_tf.data.jsonl import read_jsonl_objects
+from rw_tf.data.splits import text_key
 
 _SKIPPED = ("test", "tests", "idlelib", "site-packages", "lib2to3", "tkinter", "turtledemo", "ensurepip",
             "distutils", "__pycache__")
@@ -160,3 +174,57 @@ def stdlib_import_interactions(min_history: int = 3, max_item_words: int = 60, i
     first_paragraph = lambda doc: " ".join(doc.split("\n\n")[0].split()[:max_item_words])
     user_texts = {u: first_paragraph(site_docs[u]) if u in site_docs else docstrings.get(u, "") for u in histories}
     return Interactions(items, [f"{name}: {docstrings[name]}" for name in items], histories, user_texts)
+
+
+def _usable_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(value) and len(value.split()) == 1 and value == value.strip()
+
+
+def read_interactions(items_file: str, interactions_file: str, min_history: int = 3
+                      ) -> Tuple[Interactions, Dict[str, int]]:
+    """Your catalogue and histories (see the module docstring) as ``Interactions``, and what was
+    left out, by reason."""
+    if min_history < 3:
+        raise ValueError("min_history must be >= 3 (one training, one validation and one test item)")
+    rejects: collections.Counter = collections.Counter()
+    texts: Dict[str, str] = {}
+    for row in read_jsonl_objects(items_file, rejects):
+        item, text = row.get("item"), row.get("text")
+        if not _usable_id(item):
+            rejects["invalid_item_id"] += 1
+        elif not isinstance(text, str) or not text_key(text):   # nothing the tokenizer reads
+            rejects["missing_item_text"] += 1
+        elif item in texts:
+            rejects["duplicate_item"] += 1
+        else:
+            texts[item] = text
+    items = sorted(texts)
+    index = {item: i for i, item in enumerate(items)}
+    histories: Dict[str, List[int]] = {}
+    user_texts: Dict[str, str] = {}
+    seen_users = set()
+    for row in read_jsonl_objects(interactions_file, rejects):
+        user, named, profile = row.get("user"), row.get("items"), row.get("profile", "")
+        if not (isinstance(user, str) and user.strip() and isinstance(named, list)
+                and all(isinstance(i, str) for i in named) and isinstance(profile, str)):
+            rejects["invalid_user_row"] += 1
+            continue
+        if user in seen_users:
+            rejects["duplicate_user"] += 1
+            continue
+        seen_users.add(user)
+        history: List[int] = []
+        history_set = set()
+        for item in named:
+            if item not in index:
+                rejects["unknown_item_interactions"] += 1
+            elif index[item] in history_set:
+                rejects["repeated_item_interactions"] += 1
+            else:
+                history.append(index[item])
+                history_set.add(index[item])
+        if len(history) < min_history:
+            rejects["users_with_short_history"] += 1
+            continue
+        histories[user], user_texts[user] = history, profile
+    return Interactions(items, [texts[item] for item in items], histories, user_texts), dict(rejects)

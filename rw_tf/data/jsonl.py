@@ -68,10 +68,11 @@ def loads_text(raw: bytes) -> Any:
 
 
 def read_jsonl_objects(path: str, rejects: "collections.Counter") -> Iterator[Dict]:
-    """Yields the JSON object of each non-blank line; a line that is not valid UTF-8 JSON holding
-    an object is counted as ``rejects["invalid_json"]`` instead, one whose strings escape a lone
-    surrogate as ``rejects["lone_surrogate"]``, one longer than ``MAX_LINE_BYTES`` as
-    ``rejects["line_too_long"]`` (read no further than that)."""
+    """Yields the JSON object of each non-blank line; a line that is not UTF-8 is counted as
+    ``rejects["invalid_utf8"]`` instead, one that is not JSON holding an object as
+    ``rejects["invalid_json"]``, one whose strings escape a lone surrogate as
+    ``rejects["lone_surrogate"]``, one longer than ``MAX_LINE_BYTES`` as ``rejects["line_too_long"]``
+    (read no further than that)."""
     with open_input(path, decompress=True) as f:
         for raw, too_long in bounded_lines(f, source=path):
             if too_long:
@@ -84,7 +85,10 @@ def read_jsonl_objects(path: str, rejects: "collections.Counter") -> Iterator[Di
             except LoneSurrogate:
                 rejects["lone_surrogate"] += 1
                 continue
-            except (UnicodeDecodeError, ValueError):
+            except UnicodeDecodeError:   # a ValueError too: caught first
+                rejects["invalid_utf8"] += 1
+                continue
+            except ValueError:
                 row = None
             if isinstance(row, dict):
                 yield row

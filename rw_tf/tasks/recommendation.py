@@ -1,7 +1,9 @@
 """Recommendation task: a ``TwoTowerRecommender`` on real interactions, against three baselines.
 
 Data: the standard library's import graph (``rw_tf.data.interactions``: a module is a user, the
-modules it imports are its history, module docstrings are item texts), leave-one-out: each
+modules it imports are its history, module docstrings are item texts) or your own catalogue and
+histories (``items_file`` and ``interactions_file``, formats in ``rw_tf.data.interactions``; what
+cannot be used is counted in the result's ``data.rejected_rows``), leave-one-out: each
 user's last item is the test item, the one before the validation item, and training examples are
 (prefix of the earlier items -> next item). Item texts are embedded once with ``init_from``
 (default all-MiniLM-L6-v2, mean pooling) into the item tower's frozen text table; with a
@@ -35,7 +37,7 @@ import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import DictConfig
-from rw_tf.data.interactions import stdlib_import_interactions
+from rw_tf.data.interactions import read_interactions, stdlib_import_interactions
 from rw_tf.data.jsonl import loads_text
 from rw_tf.data.lines import bounded_lines, open_input
 from rw_tf.export.base import save_export
@@ -52,7 +54,10 @@ from rw_tf.training.runner import TrainerConfig
 @dataclasses.dataclass
 class RecommendationTaskConfig(DictConfig):
     init_from: Optional[str] = None          # the sentence encoder of item texts (default all-MiniLM-L6-v2)
-    items_file: Optional[str] = None         # TFX: the catalogue written by the pipeline's PrepareData
+    # Your data: a catalogue (JSON Lines item, text) and histories (user, items[, profile]); in a
+    # TFX Trainer items_file is the catalogue the pipeline's PrepareData wrote (no interactions_file).
+    items_file: Optional[str] = None
+    interactions_file: Optional[str] = None
     # Knowledge mode (a knowledge-enhanced init_from): item texts are embedded with entity ids.
     knowledge_dir: Optional[str] = None
     alias_file: Optional[str] = None
@@ -73,6 +78,10 @@ class RecommendationTaskConfig(DictConfig):
     def validate(self) -> None:
         if bool(self.knowledge_dir) != bool(self.alias_file):
             raise ValueError("knowledge mode needs both knowledge_dir and alias_file")
+        if self.interactions_file and not self.items_file:
+            raise ValueError("interactions_file needs items_file: the catalogue whose ids the histories name")
+        if self.interactions_file and self.include_site_packages:
+            raise ValueError("include_site_packages adds users to the import graph: not with interactions_file")
         if self.pooling not in USER_POOLINGS:
             raise ValueError(f"pooling must be one of {USER_POOLINGS}, got {self.pooling!r}")
 
@@ -190,25 +199,31 @@ class RecommendationTask(Task):
             self.items, self.item_texts, self.item_counts = read_items(cfg.items_file)
             self._embed_items()
             return {"items": len(self.items)}
-        if cfg.items_file:
-            raise ValueError("items_file is the catalogue the pipeline writes for its Trainer; without pipeline "
-                             "examples the catalogue comes from the interactions: leave items_file unset")
-        data = stdlib_import_interactions(cfg.min_history, include_site_packages=cfg.include_site_packages)
+        if cfg.items_file and not cfg.interactions_file:
+            raise ValueError("items_file needs interactions_file (the histories of your users) outside a TFX Trainer")
+        file_rejects: Dict[str, int] = {}
+        if cfg.interactions_file:
+            data, file_rejects = read_interactions(cfg.items_file, cfg.interactions_file, cfg.min_history)
+        else:
+            data = stdlib_import_interactions(cfg.min_history, include_site_packages=cfg.include_site_packages)
         self.items, self.item_texts, self.user_texts = data.items, data.item_texts, data.user_texts
         loo = data.leave_one_out(trainer.seed)
         self.train_histories, self.examples, self.validation = loo.train_histories, loo.examples, loo.validation
         self.test_histories = [h for h, _ in loo.test]
         self.test_items = np.array([t for _, t in loo.test])
-        self.rejects = loo.removed
         self.item_counts = np.bincount([t for _, t in self.examples], minlength=len(self.items))
-        if len(self.examples) < trainer.batch_size:
-            raise ValueError(f"{len(self.examples)} training examples, fewer than one batch of {trainer.batch_size}")
+        if len(self.examples) < trainer.batch_size or not self.validation or not self.test_histories:
+            raise ValueError(f"{len(self.examples)} training examples, {len(self.validation)} validation and "
+                             f"{len(self.test_histories)} test users: training needs one batch of "
+                             f"{trainer.batch_size}, a validation and a test user "
+                             f"({len(data.histories)} users; rejected {file_rejects})")
         self._embed_items()
         self.example_profiles, self.validation_profiles, self.test_profiles = (
             self._profiles(users) for users in (loo.example_users, loo.validation_users, loo.test_users))
         return {"items": len(self.items), "users": len(self.train_histories), "test_users": len(self.test_items),
                 "train_examples": len(self.examples), "train_interactions": sum(len(h) for h in self.train_histories),
-                "removed": self.rejects, **alias_report(self.linker)}
+                "removed": loo.removed, **({"rejected_rows": file_rejects} if cfg.interactions_file else {}),
+                **alias_report(self.linker)}
 
     def build_model(self) -> keras.Model:
         cfg = self.config

@@ -152,6 +152,10 @@ class PipelineConfig(DictConfig):
     multimodal_image_size: int = 32
     multimodal_caption_length: int = 16
     multimodal_eval_fraction: float = 0.2
+    # Your image-caption pairs instead of the digits: JSON Lines `image, caption[, label]` as `rw-tf
+    # finetune --task image_text --pairs` reads them (rw_tf.data.image_text), split by image; what
+    # cannot be used is counted in data_report.json.
+    multimodal_pairs_file: Optional[str] = None
     # Extractive QA (kind "qa"): encoder checkpoint (default all-MiniLM-L6-v2; its vocab.txt
     # tokenizes the examples), steps, learning rate and the window geometry (rw_tf.data.qa_windows;
     # a context needing more than qa_max_windows windows is left out by PrepareData and counted).
@@ -248,7 +252,8 @@ class PipelineConfig(DictConfig):
     # intervals, gate bounds closed, every other number > 0).
     # The fields naming one user file each (checked, made absolute, fingerprinted for TFX's cache).
     user_file_fields = ("finetune_train_file", "finetune_eval_file", "embedding_pairs_file", "qa_train_file",
-                        "qa_eval_file", "recommendation_items_file", "recommendation_interactions_file")
+                        "qa_eval_file", "recommendation_items_file", "recommendation_interactions_file",
+                        "multimodal_pairs_file")
     may_be_zero = ("warmup_steps", "backup_every_steps", "kd_weight", "refined_kd_weight", "knowledge_layers")
 
     # Derived locations -------------------------------------------------------------------------

@@ -21,9 +21,10 @@ pipeline kind reads (``KIND_DATA``: fine-tuning also the pretraining data, for t
   user's history without its last two items, eval rows the last item after the rest; what was left
   out (unusable rows, merged identical histories, held-out cases seen in training) is counted in
   ``recommendation_rows_rejected``;
-- ``multimodal/{train,eval}/pairs.jsonl``: scikit-learn's handwritten digits as PNG bytes
-  (``{"b64": ...}``) with a templated caption, the caption of an image of another class and the
-  digit, split by image (``rw_tf.data.image_text``); images failing the header checks are counted;
+- ``multimodal/{train,eval}/pairs.jsonl``: scikit-learn's handwritten digits (or the pairs of
+  ``multimodal_pairs_file``) as PNG bytes (``{"b64": ...}``) with a caption, the caption of an
+  image of another class and the class, split by image (``rw_tf.data.image_text``); rows that
+  cannot be used and images failing the header checks are counted (``multimodal_rows_rejected``);
 - ``qa/{train,eval}/examples.jsonl`` (``question``, ``context``, ``answer``, ``answer_start``; kind
   ``qa`` only, ``prepare_qa_data``): the docstring glossary questions split by module (or the rows
   of ``qa_train_file`` and ``qa_eval_file``, bad ones counted by reason), an eval row
@@ -64,7 +65,7 @@ from rw_tf.data.corpus import (
     embedded_corpus,
     read_text_files,
 )
-from rw_tf.data.image_text import checked_pairs, digit_pairs, split_pairs
+from rw_tf.data.image_text import checked_pairs, digit_pairs, read_image_caption_pairs, split_pairs
 from rw_tf.data.interactions import read_interactions, stdlib_import_interactions
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
 from rw_tf.data.labelled import docstring_summary_pairs
@@ -100,7 +101,7 @@ PRETRAINING_DATA_SETTINGS = ("seed", "eval_fraction", "vocab_size", "target_word
 TASK_DATA_SETTINGS = {"finetune": ("seed", "finetune_max_per_class", "finetune_train_file", "finetune_eval_file"),
                       "embedding": ("seed", "embedding_max_pairs", "embedding_pairs_file"),
                       "recommendation": ("seed", "recommendation_items_file", "recommendation_interactions_file"),
-                      "multimodal": ("seed", "multimodal_eval_fraction")}
+                      "multimodal": ("seed", "multimodal_eval_fraction", "multimodal_pairs_file")}
 _FILE_NAMES = {"finetune": "labelled.jsonl", "triples": "labelled.jsonl", "recommendation": "examples.jsonl",
                "qa": "examples.jsonl"}
 
@@ -129,13 +130,20 @@ def _write_interactions(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
             "recommendation_rows_rejected": {**rejects, **loo.removed}}
 
 
-def _write_image_text(config: PipelineConfig, paths: Dict[str, str]) -> Dict[str, int]:
-    rows, rejected = checked_pairs(digit_pairs())
-    train, evaluation = split_pairs(rows, config.multimodal_eval_fraction, config.seed)
-    rng = np.random.default_rng(config.seed)
+def _write_image_text(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
+    with _data_of("multimodal", config.multimodal_pairs_file):
+        if config.multimodal_pairs_file:
+            rows, rejected = read_image_caption_pairs(config.multimodal_pairs_file)
+        else:
+            rows, rejected = checked_pairs(digit_pairs())
+        if len({r["image"] for r in rows}) < 2:
+            raise ValueError(f"{len(rows)} usable image-caption pairs, fewer than two images (rejected {rejected})")
+        train, evaluation = split_pairs(rows, config.multimodal_eval_fraction, config.seed)
+        rng = np.random.default_rng(config.seed)
+        splits = {split: (split_rows, other_class_rows(np.array([r["label"] for r in split_rows]), rng))
+                  for split, split_rows in (("train", train), ("eval", evaluation))}
     report = {"multimodal_rows_rejected": rejected}
-    for split, split_rows in (("train", train), ("eval", evaluation)):
-        negatives = other_class_rows(np.array([r["label"] for r in split_rows]), rng)
+    for split, (split_rows, negatives) in splits.items():
         report[f"multimodal_{split}"] = write_jsonl(
             [{"image": {"b64": base64.b64encode(r["image"]).decode("ascii")}, "caption": r["caption"],
               "negative_caption": split_rows[j]["caption"], "label": r["label"]}
@@ -143,19 +151,26 @@ def _write_image_text(config: PipelineConfig, paths: Dict[str, str]) -> Dict[str
     return report
 
 
-def _nations_knowledge(alias_file: str, knowledge_dir: str, seed: int):
-    """The Nations domain demo with its alias table and a TransE model (train triples) written."""
+def _nations_knowledge(alias_file: str, knowledge_dir: str, seed: int, owned: bool = True):
+    """The Nations domain demo with its alias table and a TransE model (train triples) written: a
+    missing model is trained, and one PrepareData trained with another seed (``owned``: not a
+    model the user put in ``knowledge_dir``) is trained again."""
     demo = nations_demo(seed=seed)
     if not tf.io.gfile.exists(alias_file):
         with atomic_write(alias_file) as f:
             f.write("".join(f"{alias}\t{alias}\n" for alias in sorted(demo.alias_to_entity)))
-    if not tf.io.gfile.exists(os.path.join(knowledge_dir, "transe.keras")):
-        train_transe(TransEConfig(dataset="nations", embedding_dim=32, epochs=100, seed=seed), knowledge_dir, verbose=0)
+    transe = TransEConfig(dataset="nations", embedding_dim=32, epochs=100, seed=seed)
+    if tf.io.gfile.exists(os.path.join(knowledge_dir, "transe.keras")):
+        trained_with = _read_report(os.path.join(knowledge_dir, "metrics.json")).get("config")
+        if not owned or trained_with == json.loads(json.dumps(dataclasses.asdict(transe))):
+            return demo
+    train_transe(transe, knowledge_dir, verbose=0)
     return demo
 
 
 def _nations_documents(config: PipelineConfig):
-    return _nations_knowledge(config.alias_file, config.knowledge_dir, config.seed).train_documents
+    owned = config.knowledge_dir == os.path.join(config.data_dir, "transe")   # validate()'s default
+    return _nations_knowledge(config.alias_file, config.knowledge_dir, config.seed, owned).train_documents
 
 
 def prepare_domain_data(config: PipelineConfig) -> Dict[str, str]:

@@ -1,5 +1,6 @@
 """Shared fixtures. Two logical CPU devices are configured before TensorFlow initializes so that
 MirroredStrategy runs a real two-replica step on a machine without accelerators."""
+import base64
 import json
 import os
 
@@ -103,6 +104,30 @@ BAD_USERS = (b'{"user": "x", "items": ["re", "no_such_item", "re", "os", "json"]
 BAD_COUNTS = {"invalid_item_id": 3, "duplicate_item": 1, "missing_item_text": 2, "invalid_utf8": 2,
               "invalid_json": 2, "unknown_item_interactions": 1, "repeated_item_interactions": 1,
               "duplicate_user": 1, "users_with_short_history": 1, "invalid_user_row": 5}
+
+
+def write_image_caption_pairs(rows, folder, extra=b""):
+    """``rows`` (``{"image": bytes, "caption", "label"}``) as the JSON Lines file a user gives: odd
+    rows' images as files beside it (relative paths), even rows' inline as base64; plus raw lines."""
+    (folder / "images").mkdir(exist_ok=True)
+    lines = []
+    for i, row in enumerate(rows):
+        image = f"images/{i}.png" if i % 2 else {"b64": base64.b64encode(row["image"]).decode("ascii")}
+        if i % 2:
+            (folder / image).write_bytes(row["image"])
+        lines.append(json.dumps({"image": image, "caption": row["caption"], "label": row["label"]}).encode())
+    (folder / "pairs.jsonl").write_bytes(b"\n".join(lines) + b"\n" + extra)
+    return str(folder / "pairs.jsonl")
+
+
+# Image-caption lines that cannot be used, and the reason each is counted under.
+BAD_PAIRS = (b'{"image": "images/missing.png", "caption": "x"}\n{"image": {"b64": "!!"}, "caption": "x"}\n'
+             b'{"image": {"b64": "aGVsbG8="}, "caption": "not an image"}\n{"image": "images/1.png", "caption": ""}\n'
+             b'{"image": "images/1.png", "caption": "a", "label": true}\n{"image": "images/1.png", "caption": "a", '
+             b'"label": [1]}\n{"caption": "no image"}\n{"image": "images", "caption": "a folder"}\nnot json\n\xff\n')
+BAD_PAIR_COUNTS = {"image_file_unreadable": 2, "invalid_base64": 1, "missing_caption": 1, "invalid_label": 2,
+                   "missing_image": 1, "invalid_json": 1, "invalid_utf8": 1,
+                   "unsupported image format: only PNG and JPEG are accepted": 1}
 
 
 SHARED_SESSION_FIXTURES = {

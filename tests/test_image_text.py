@@ -12,18 +12,28 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import BAD_PAIR_COUNTS, BAD_PAIRS, write_image_caption_pairs
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from rw_tf.cli.main import main as rw_tf_main
-from rw_tf.data.image_text import CAPTION_TEMPLATES, digit_pairs, face_pairs, photo_pairs, split_pairs
+from rw_tf.data.image_text import (
+    CAPTION_TEMPLATES,
+    digit_pairs,
+    face_pairs,
+    photo_pairs,
+    read_image_caption_pairs,
+    split_pairs,
+)
 from rw_tf.data.images import decode_images
 from rw_tf.data.text_inputs import single_segment_inputs
 from rw_tf.layers.cross_attention import CrossAttentionBlock
 from rw_tf.models.image_text import ImageTextMatcher, ImageTextModel
 from rw_tf.networks.encoder import TransformerEncoder
 from rw_tf.networks.image_encoder import ConvImageEncoder, ViTImageEncoder
+from rw_tf.tasks import ImageTextTask, ImageTextTaskConfig
 from rw_tf.tasks.image_text import _chance_at, matching_metrics, other_class_rows, retrieval_recalls
 from rw_tf.tokenization import WordPieceTokenizer
+from rw_tf.training import TrainerConfig
 from rw_tf_serving.config import ModelSpec
 from rw_tf_serving.server import LocalModelServer
 
@@ -187,6 +197,50 @@ def test_offline_image_caption_data():
     assert decode_images(tf.constant([photos["Chelsea the cat."]]), size=32).shape == (1, 32, 32, 3)
     faces = face_pairs()
     assert len(faces) == 200 and sum(r["label"] for r in faces) == 100
+
+
+def test_your_pairs_read_as_the_digits_and_what_cannot_be_used_is_counted(tmp_path):
+    digits = digit_pairs()[:600]
+    path = write_image_caption_pairs(digits, tmp_path, BAD_PAIRS)
+    rows, rejects = read_image_caption_pairs(path)
+    assert rows == digits and rejects == BAD_PAIR_COUNTS
+    # The task splits and pairs them as it does the built-in digits (same rows, same negatives).
+    trainer = TrainerConfig(seed=3)
+    mine = ImageTextTask(ImageTextTaskConfig(pairs_file=path, max_pairs=600))
+    built_in = ImageTextTask(ImageTextTaskConfig(max_pairs=600))
+    assert mine.prepare(str(tmp_path), trainer)["rejected_rows"] == BAD_PAIR_COUNTS
+    built_in.prepare(str(tmp_path), trainer)
+    assert mine.train_rows == built_in.train_rows and mine.eval_rows == built_in.eval_rows
+    np.testing.assert_array_equal(mine.train_negatives, built_in.train_negatives)
+    # Without labels, pairs with the same caption (as the tokenizer reads it) are one class.
+    (tmp_path / "unlabelled.jsonl").write_text("\n".join(json.dumps(
+        {"image": {"b64": base64.b64encode(r["image"]).decode()}, "caption": c})
+        for r, c in zip(digits, ["A cat", "a  CAT", "a dog"])))
+    rows, _ = read_image_caption_pairs(str(tmp_path / "unlabelled.jsonl"))
+    assert [r["label"] for r in rows] == [0, 0, 1]
+    with pytest.raises(ValueError, match="take more than 1,000 bytes, which rw-tf holds in memory"):
+        read_image_caption_pairs(path, max_image_bytes=1000)
+
+
+def test_finetune_image_text_on_your_pairs_and_bad_files(tmp_path, capsys):
+    path = write_image_caption_pairs(digit_pairs()[:150], tmp_path, BAD_PAIRS)
+    out = tmp_path / "run"
+    assert rw_tf_main(["finetune", "--task", "image_text", "--pairs", path, "--objective", "matching",
+                       "--text-preset", "tiny", "--epochs", "1", "--steps-per-epoch", "5",
+                       "--output-dir", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["rejected_rows"] == BAD_PAIR_COUNTS
+    assert metrics["data"]["train_pairs"] + metrics["data"]["eval_pairs"] == 150
+    match = tf.saved_model.load(str(out / "export" / "1")).signatures["match_image_text"]
+    assert match(image=tf.constant([digit_pairs()[0]["image"]]), text=tf.constant(["a handwritten digit zero"]))
+    capsys.readouterr()
+    (tmp_path / "one.jsonl").write_text(json.dumps({"image": "images/1.png", "caption": "one image"}))
+    for argv, words in ((["--pairs", str(tmp_path / "one.jsonl")], "1 usable image-caption pairs: training and "
+                         "evaluation need two images at least"),
+                        (["--pairs", path, "--images", "faces"], "images is read without pairs_file"),
+                        (["--pairs", str(tmp_path / "none.jsonl")], "none.jsonl")):
+        assert rw_tf_main(["finetune", "--task", "image_text", *argv, "--output-dir", str(tmp_path / "x")]) == 2
+        assert words in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -333,6 +333,49 @@ def test_pipeline_prepare_kind_recommendation_reads_the_users_catalogue_and_hist
     assert "needs both recommendation_items_file and recommendation_interactions_file" in capsys.readouterr().err
 
 
+def test_pipeline_prepare_kind_multimodal_reads_the_users_pairs(tmp_path, capsys):
+    import base64
+
+    from conftest import BAD_PAIR_COUNTS, BAD_PAIRS, write_image_caption_pairs
+
+    from rw_tf.cli.main import main
+    from rw_tf.data.image_text import digit_pairs
+
+    digits = digit_pairs()[:60]
+    pairs = write_image_caption_pairs(digits, tmp_path, BAD_PAIRS)
+    settings = tmp_path / "cfg.json"
+    prepare = lambda path: (settings.write_text(json.dumps({"multimodal_pairs_file": path})), main(
+        ["pipeline", "prepare", "--kind", "multimodal", "--config", str(settings), "--root", str(tmp_path)]))[1]
+    assert prepare(pairs) == 0
+    read = lambda split: [json.loads(line) for line in open(tmp_path / "data" / "multimodal" / split / "pairs.jsonl")]
+    train, evaluation = read("train"), read("eval")
+    assert len(evaluation) == 12 and not {r["image"]["b64"] for r in train} & {r["image"]["b64"] for r in evaluation}
+    original = {r["image"]: (r["caption"], r["label"]) for r in digits}
+    assert all(original[base64.b64decode(r["image"]["b64"])] == (r["caption"], r["label"]) for r in train + evaluation)
+    assert rows_rejected(PipelineConfig(root=str(tmp_path)), "multimodal")[0] == BAD_PAIR_COUNTS
+    assert "multimodal: 10 rows left out by PrepareData (" in capsys.readouterr().out
+    (tmp_path / "one.jsonl").write_text(json.dumps({"image": "images/1.png", "caption": "one"}))
+    assert prepare(str(tmp_path / "one.jsonl")) == 2
+    assert "the multimodal kind's data (" in capsys.readouterr().err
+
+
+def test_the_nations_transe_model_prepare_data_trained_is_trained_again_for_a_new_seed(tmp_path):
+    # It was trained once per folder: a run with another seed kept the first seed's model.
+    from rw_tf_pipeline.prepare import _nations_knowledge
+
+    model, metrics = tmp_path / "transe" / "transe.keras", tmp_path / "transe" / "metrics.json"
+    prepare = lambda seed, owned=True: _nations_knowledge(str(tmp_path / "a.tsv"), str(tmp_path / "transe"), seed,
+                                                          owned)
+    prepare(1)
+    stamp = os.path.getmtime(model)
+    prepare(1)
+    assert os.path.getmtime(model) == stamp                     # the same settings: kept
+    prepare(2, owned=False)                                     # a model the user put there: never replaced
+    assert os.path.getmtime(model) == stamp and json.loads(metrics.read_text())["config"]["seed"] == 1
+    prepare(2)
+    assert os.path.getmtime(model) > stamp and json.loads(metrics.read_text())["config"]["seed"] == 2
+
+
 def test_an_edited_input_file_runs_prepare_data_again_instead_of_its_cached_execution(tmp_path, capsys):
     # TFX caches a step by its parameters and inputs: with the same config, PrepareData was reused
     # and the run trained on the file as it was before the edit.

@@ -8,6 +8,14 @@
   its loader's docstring (``PHOTO_CAPTIONS``, copied from ``skimage/data/_fetchers.py``).
 - ``face_pairs``: scikit-image's ``lfw_subset.npy``: 100 faces and 100 non-faces (25x25
   grayscale); caption "a photo of a face" / "a photo of something that is not a face".
+- ``read_image_caption_pairs``: yours, JSON Lines ``{"image": ..., "caption": text, "label": class}``
+  where ``image`` is a PNG or JPEG file (a path relative to the JSON Lines file's folder, an
+  absolute path or a URI such as gs://...) or ``{"b64": base64 bytes}``, and ``label`` (a string or
+  an integer, optional) names the class the caption describes: pairs of one class are relevant to
+  each other in retrieval and never each other's negatives. Without a label, pairs with the same
+  caption (as the uncased tokenizer reads it) are one class. Rows that cannot be used are counted
+  by reason (unreadable lines, no caption, a bad label, a missing file, bad base64, an image that
+  fails ``check_image``); the images are held in memory, at most ``MAX_IMAGE_BYTES`` together.
 Splits are by image: ``split_pairs`` holds out a fraction of the images (seeded), so no held-out
 image or its caption instance is trained on.
 
@@ -18,16 +26,23 @@ Example:
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
 import importlib.util
 import os
 import random
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from rw_tf.data.images import check_image
+from rw_tf.data.images import DEFAULT_MAX_BYTES, check_image
+from rw_tf.data.jsonl import read_jsonl_objects
+from rw_tf.data.lines import open_input
+from rw_tf.data.splits import text_key
+
+MAX_IMAGE_BYTES = 1 << 30   # the images of read_image_caption_pairs, together (they are held in memory)
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 CAPTION_TEMPLATES = ("a handwritten digit {}", "the number {} written by hand", "a scanned {}",
@@ -110,6 +125,57 @@ def face_pairs() -> List[Dict]:
                      "caption": "a photo of a face" if face else "a photo of something that is not a face",
                      "label": int(face)})
     return rows
+
+
+def _image_bytes(image: Any, folder: str, rejects: collections.Counter) -> Optional[bytes]:
+    """The bytes ``image`` (a path or ``{"b64": ...}``) names, at most one more than
+    ``check_image`` accepts (so that it counts the rest as too large), or None (counted)."""
+    if isinstance(image, dict) and isinstance(image.get("b64"), str):
+        try:
+            return base64.b64decode(image["b64"], validate=True)
+        except (binascii.Error, ValueError):
+            rejects["invalid_base64"] += 1
+            return None
+    if not isinstance(image, str) or not image.strip():
+        rejects["missing_image"] += 1
+        return None
+    path = image if "://" in image or os.path.isabs(image) else os.path.join(folder, image)
+    try:
+        with open_input(path) as stream:
+            return stream.read(DEFAULT_MAX_BYTES + 1)
+    except (OSError, tf.errors.OpError):
+        rejects["image_file_unreadable"] += 1
+        return None
+
+
+def read_image_caption_pairs(path: str, max_image_bytes: int = MAX_IMAGE_BYTES) -> Tuple[List[Dict], Dict[str, int]]:
+    """Your pairs (see the module docstring) as ``{"image": bytes, "caption", "label": class id}``
+    rows (class ids number the classes in sorted order), and what was left out, by reason."""
+    rejects: collections.Counter = collections.Counter()
+    folder = os.path.dirname(path)
+    rows, total = [], 0
+    for row in read_jsonl_objects(path, rejects):
+        caption, label = row.get("caption"), row.get("label")
+        if not isinstance(caption, str) or not text_key(caption):   # nothing the tokenizer reads
+            rejects["missing_caption"] += 1
+            continue
+        if label is not None and (isinstance(label, bool) or not isinstance(label, (str, int))):
+            rejects["invalid_label"] += 1
+            continue
+        data = _image_bytes(row.get("image"), folder, rejects)
+        if data is None:
+            continue
+        total += len(data)
+        if total > max_image_bytes:
+            raise ValueError(f"the images of {path} take more than {max_image_bytes:,} bytes, which rw-tf holds in "
+                             "memory: give fewer pairs")
+        rows.append({"image": data, "caption": caption, "label": text_key(caption) if label is None else str(label)})
+    class_ids = {name: i for i, name in enumerate(sorted({r["label"] for r in rows}))}
+    for row in rows:
+        row["label"] = class_ids[row["label"]]
+    kept, image_rejects = checked_pairs(rows)
+    rejects.update(image_rejects)
+    return kept, dict(rejects)
 
 
 def checked_pairs(rows: Sequence[Dict]) -> Tuple[List[Dict], Dict[str, int]]:

@@ -2,7 +2,9 @@
 head plus alignment (``--objective matching``), on image-caption pairs split by image.
 
 Data: ``--images digits`` (default; scikit-learn's 1,797 handwritten digits with templated
-captions) or ``faces`` (scikit-image's lfw_subset), from ``rw_tf.data.image_text``; every image
+captions) or ``faces`` (scikit-image's lfw_subset), from ``rw_tf.data.image_text``, or your pairs
+(``--pairs``: JSON Lines ``image``, ``caption``, optional ``label``; ``read_image_caption_pairs``;
+what cannot be used is counted in the result's ``data.rejected_rows``); every image
 passes the header checks of ``rw_tf.data.images`` (failures are counted rejects) and is decoded
 by the same TF ops as the export. Held-out images (``split_pairs``) are never trained on.
 
@@ -27,7 +29,7 @@ import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import ENCODER_PRESETS, DictConfig
-from rw_tf.data.image_text import IMAGE_TEXT_DATASETS, checked_pairs, split_pairs
+from rw_tf.data.image_text import IMAGE_TEXT_DATASETS, checked_pairs, read_image_caption_pairs, split_pairs
 from rw_tf.data.images import decode_images
 from rw_tf.data.text_inputs import single_segment_encoder, with_static_batch
 from rw_tf.export.base import save_export
@@ -47,6 +49,7 @@ class ImageTextTaskConfig(DictConfig):
     init_from: Optional[str] = None          # the text encoder and tokenizer (default all-MiniLM-L6-v2)
     text_preset: Optional[str] = None        # a fresh text encoder of this preset instead (init_from's tokenizer)
     images: str = "digits"                   # or "faces"
+    pairs_file: Optional[str] = None         # your pairs instead (rw_tf.data.image_text.read_image_caption_pairs)
     objective: str = "alignment"             # or "matching" (ITM head + alignment)
     fusion: str = "cross_attention"          # matching head input: cross_attention|late|image_only|text_only
     image_encoder: str = "vit"               # or "cnn"
@@ -75,6 +78,8 @@ class ImageTextTaskConfig(DictConfig):
             self.require_defaults(["fusion", "fusion_size", "fusion_dropout"], "with objective='matching'")
         elif self.fusion != "cross_attention":   # the other heads have no fusion layer to drop out of
             self.require_defaults(["fusion_dropout"], "with fusion='cross_attention'")
+        if self.pairs_file:
+            self.require_defaults(["images"], "without pairs_file (the built-in pairs)")
         if self.image_encoder != "vit":
             self.require_defaults(["image_preset"], "with image_encoder='vit'")
 
@@ -165,14 +170,22 @@ class ImageTextTask(Task):
             self.max_sequence_length = self.examples.max_sequence_length
             self.image_size = int(self.examples.tft_output.transformed_feature_spec()["image"].shape[0])
             return {"vocab_size": self.tokenizer.vocab_size, "image_size": self.image_size}
-        kept, rejects = checked_pairs(IMAGE_TEXT_DATASETS[cfg.images]()[:cfg.max_pairs])
+        if cfg.pairs_file:
+            kept, rejects = read_image_caption_pairs(cfg.pairs_file)
+            kept = kept[:cfg.max_pairs]
+        else:
+            kept, rejects = checked_pairs(IMAGE_TEXT_DATASETS[cfg.images]()[:cfg.max_pairs])
+        if len({r["image"] for r in kept}) < 2:
+            raise ValueError(f"{len(kept)} usable image-caption pairs: training and evaluation need two images at "
+                             f"least (rejected {rejects})")
         self.train_rows, self.eval_rows = split_pairs(kept, cfg.eval_fraction, trainer.seed)
         self.tokenizer = pretrained_tokenizer(self.init_from)
         rng = np.random.default_rng(trainer.seed)
         train_labels = np.array([r["label"] for r in self.train_rows])
         self.train_negatives = np.stack([other_class_rows(train_labels, rng) for _ in range(NEGATIVE_ROUNDS)])
         self.eval_negatives = other_class_rows(np.array([r["label"] for r in self.eval_rows]), rng)
-        return {"train_pairs": len(self.train_rows), "eval_pairs": len(self.eval_rows), "rejected_images": rejects}
+        return {"train_pairs": len(self.train_rows), "eval_pairs": len(self.eval_rows),
+                ("rejected_rows" if cfg.pairs_file else "rejected_images"): rejects}
 
     def build_model(self) -> keras.Model:
         cfg = self.config

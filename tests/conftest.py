@@ -125,7 +125,7 @@ BAD_PAIRS = (b'{"image": "images/missing.png", "caption": "x"}\n{"image": {"b64"
              b'{"image": {"b64": "aGVsbG8="}, "caption": "not an image"}\n{"image": "images/1.png", "caption": ""}\n'
              b'{"image": "images/1.png", "caption": "a", "label": true}\n{"image": "images/1.png", "caption": "a", '
              b'"label": [1]}\n{"caption": "no image"}\n{"image": "images", "caption": "a folder"}\nnot json\n\xff\n')
-BAD_PAIR_COUNTS = {"image_file_unreadable": 2, "invalid_base64": 1, "missing_caption": 1, "invalid_label": 2,
+BAD_PAIR_COUNTS = {"image_file_not_found": 2, "invalid_base64": 1, "missing_caption": 1, "invalid_label": 2,
                    "missing_image": 1, "invalid_json": 1, "invalid_utf8": 1,
                    "unsupported image format: only PNG and JPEG are accepted": 1}
 

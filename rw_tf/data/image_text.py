@@ -15,7 +15,8 @@
   each other in retrieval and never each other's negatives. Without a label, pairs with the same
   caption (as the uncased tokenizer reads it) are one class. Rows that cannot be used are counted
   by reason (unreadable lines, no caption, a bad label, a missing file, bad base64, an image that
-  fails ``check_image``); the images are held in memory, at most ``MAX_IMAGE_BYTES`` together.
+  fails ``check_image``); a storage that cannot be reached is an error, not a count per row. The
+  images are held in memory, at most ``MAX_IMAGE_BYTES`` together.
 Splits are by image: ``split_pairs`` holds out a fraction of the images (seeded), so no held-out
 image or its caption instance is trained on.
 
@@ -143,9 +144,12 @@ def _image_bytes(image: Any, folder: str, rejects: collections.Counter) -> Optio
     try:
         with open_input(path) as stream:
             return stream.read(DEFAULT_MAX_BYTES + 1)
-    except (OSError, tf.errors.OpError):
+    except (FileNotFoundError, IsADirectoryError, tf.errors.NotFoundError):
+        rejects["image_file_not_found"] += 1
+    except PermissionError:
         rejects["image_file_unreadable"] += 1
-        return None
+    # Other failures (a storage that cannot be reached, credentials) are the run's, not the row's: raised.
+    return None
 
 
 def read_image_caption_pairs(path: str, max_image_bytes: int = MAX_IMAGE_BYTES) -> Tuple[List[Dict], Dict[str, int]]:

@@ -37,7 +37,7 @@ def cluster_config(config: PipelineConfig, pipeline_root: str) -> PipelineConfig
     if not is_remote(config.root):
         raise UserError(f"the pipeline root {config.root} is a path of this machine",
                         hint="pass --pipeline-root gs://BUCKET/PATH (or another URI the cluster can read)")
-    local = [f"{name}={getattr(config, name)}" for name in PATH_FIELDS
+    local = [f"{name}={getattr(config, name)}" for name in PATH_FIELDS + config.user_file_fields
              if getattr(config, name) and not is_remote(getattr(config, name))]
     local += [f"{name}={uri}" for name in ("corpus_uris", "web_inputs") for uri in getattr(config, name)
               if not is_remote(uri)]

@@ -139,6 +139,12 @@ def test_paths_of_this_machine_are_refused(tmp_path, capsys):
     with pytest.raises(UserError, match="web_inputs=/data/crawl.warc.gz"):
         compile_kubeflow("recipe", PipelineConfig(web_inputs=["/data/crawl.warc.gz"]), str(tmp_path / "x.json"),
                          pipeline_root="gs://bucket/rw-tf")
+    # Your data files: a user error naming each, not a spec that fails its check (an unexpected error).
+    (tmp_path / "rows.jsonl").write_text("{}")
+    files = {field: str(tmp_path / "rows.jsonl") for field in PipelineConfig.user_file_fields}
+    with pytest.raises(UserError) as err:
+        compile_kubeflow("qa", PipelineConfig(**files), str(tmp_path / "x.json"), pipeline_root="gs://bucket/rw-tf")
+    assert str(err.value).count(f"_file={tmp_path / 'rows.jsonl'}") == len(files) == 8
     with pytest.raises(UserError, match="needs pretrained_model_uri"):
         compile_kubeflow("finetune", PipelineConfig(), str(tmp_path / "x.json"), pipeline_root="gs://bucket/rw-tf")
     assert cli_main(["pipeline", "compile", "--kind", "finetune", "--pipeline-root", "gs://bucket/rw-tf",

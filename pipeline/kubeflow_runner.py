@@ -11,6 +11,11 @@ config (corpus, knowledge files, a pretrained model) is an error. Beside each ``
 the compiled spec is checked (``foreign_paths``: no path of this machine, no mangled URI) and
 the compiler writes ``<pipeline>.schedule.json``: the cron expression and parameters that
 ``kfp.Client().create_recurring_run`` or a Vertex AI ``PipelineJobSchedule`` take (see the README).
+PrepareData's cache is off in the spec (``ALWAYS_RUN``): a cluster's cache key holds the config's
+URIs, not what they hold, so an edited data file under the same URI would be left unread. Run
+every time, it rewrites only the data whose files or settings changed (it compares their names,
+sizes and times with its report), and ExampleGen's pre-cache driver fingerprints the data folders,
+so the steps after it run again only when the data did.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from rw_tf_pipeline.pipeline import create_pipeline
 IMAGE_ROOT = "/opt/rw-tf"  # the Dockerfile's WORKDIR: the repository inside the image
 IMAGE_SCHEMA_DIR = f"{IMAGE_ROOT}/schemas"
 PATH_FIELDS = ("alias_file", "knowledge_dir", "pretrained_model_uri", "data_root")
+ALWAYS_RUN = ("PrepareData",)   # tasks whose cache the compiled spec turns off (see the module docstring)
 
 
 def cluster_config(config: PipelineConfig, pipeline_root: str) -> PipelineConfig:
@@ -109,7 +115,14 @@ def compile_kubeflow(kind: str, config: PipelineConfig, output_file: str, image:
         output_filename=output_file)
     runner.run(create_pipeline(kind, config, orchestrator="kubeflow"))
     with open(output_file, encoding="utf-8") as f:
-        found = foreign_paths(f.read())
+        job = json.load(f)
+    for name, task in job["pipelineSpec"]["root"]["dag"]["tasks"].items():
+        if name in ALWAYS_RUN:
+            task["cachingOptions"] = {"enableCache": False}
+    text = json.dumps(job, sort_keys=True)
+    with open(output_file, "w", encoding="utf-8") as f:
+        f.write(text)
+    found = foreign_paths(text)
     if any(found.values()):
         raise RuntimeError(f"the compiled spec {output_file} names paths a cluster cannot read: {found}")
     schedule_file = output_file[:-len(".json")] + ".schedule.json"

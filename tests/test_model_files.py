@@ -136,6 +136,9 @@ EXPORT_CASES = {
     "vocab_windows_line_ends": (VOCAB, lambda p: write_vocab(p, ending="\r\n"), "line 1 ends with a carriage return"),
     "vocab_not_utf8": (VOCAB, lambda p: open(p, "ab").write(b"caf\xe9\n"), "line 14 is not UTF-8 text (byte 0xe9"),
     "vocab_empty": (VOCAB, lambda p: open(p, "w").close(), "vocabulary file is empty"),
+    # TensorFlow's lookup table would read the mark as part of "[PAD]": "lacks special tokens ['[PAD]']".
+    "vocab_byte_order_mark": (VOCAB, lambda p: open(p, "r+b").write(b"\xef\xbb\xbf" + open(p, "rb").read()),
+                              "starts with a UTF-8 byte order mark"),
     # Pretraining's masking draws its random tokens from the others: "indices[0,0] = 0 is not in [0, 0)".
     "vocab_only_special_tokens": (VOCAB, lambda p: write_vocab(p, list(SPECIAL_TOKENS)),
                                   "holds only the special tokens"),

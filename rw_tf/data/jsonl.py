@@ -39,6 +39,7 @@ def columns_to_rows(columns: Dict[str, Sequence]) -> List[Dict]:
     return [dict(zip(keys, values)) for values in zip(*(columns[k] for k in keys))]
 
 
+_BOM = b"\xef\xbb\xbf"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -51,7 +52,10 @@ def loads_text(raw: bytes) -> Any:
     would otherwise fail later in TensorFlow or in any UTF-8 writer, far from the line that held them.
     Raises ``UnicodeDecodeError`` for bytes that are not UTF-8 and ``ValueError`` for invalid JSON,
     including JSON nested deeper than Python's decoder can follow (``"[[[...]]]"``: its
-    ``RecursionError`` is not a ``ValueError``, so every reader would crash on the line)."""
+    ``RecursionError`` is not a ``ValueError``, so every reader would crash on the line). A leading
+    UTF-8 byte order mark (Windows editors write one at the start of a file) is skipped: it is not
+    part of the JSON, and the first row of such a file was rejected."""
+    raw = raw[3:] if raw.startswith(_BOM) else raw
     try:
         value = json.loads(raw.decode("utf-8"))
     except RecursionError:

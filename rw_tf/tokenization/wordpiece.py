@@ -45,7 +45,8 @@ def as_string_tensor(texts: TextInput) -> tf.Tensor:
 
 def read_vocabulary(vocab_file: str, special_tokens: Sequence[str] = ()) -> List[str]:
     """The tokens of a vocabulary file, one per line. A file that TensorFlow's lookup table would
-    refuse (an empty line, a token twice) or misread (bytes that are not UTF-8, Windows line ends),
+    refuse (an empty line, a token twice) or misread (bytes that are not UTF-8, Windows line ends,
+    a byte order mark),
     or that lacks one of ``special_tokens``, is a ``ValueError`` naming the file (and the line)."""
     if not tf.io.gfile.exists(vocab_file):
         raise FileNotFoundError(f"vocabulary file not found: {vocab_file}")
@@ -55,6 +56,8 @@ def read_vocabulary(vocab_file: str, special_tokens: Sequence[str] = ()) -> List
     kind = compression(data[:6])
     if kind:   # TensorFlow's lookup table (and the SavedModel's asset) reads the file as it is
         raise ValueError(f"vocabulary file {vocab_file} is {kind}-compressed: decompress it (one token per line)")
+    if data.startswith(b"\xef\xbb\xbf"):   # the lookup table would read it as part of the first token
+        raise ValueError(f"vocabulary file {vocab_file} starts with a UTF-8 byte order mark: save it without one")
     lines = data.split(b"\n")
     if lines[-1] == b"":
         lines.pop()

@@ -504,3 +504,33 @@ def test_a_folder_given_for_a_file_is_named(tmp_path, capsys):
                  ["finetune", "--task", "retrieval", "--pairs", str(tmp_path), "--output-dir", str(tmp_path / "r")]):
         assert main(argv) == 2, argv
         assert f"{tmp_path} is a folder, not a file" in capsys.readouterr().err, argv
+
+
+def test_a_byte_order_mark_at_the_start_is_not_text(tmp_path):
+    # Windows editors start UTF-8 files with EF BB BF. It became part of the first line: an entity
+    # named "\ufeffa" (a second entity for "a"), an alias that never matched, a rejected first row.
+    class OneByteReads(io.RawIOBase):   # a pipe may hand the mark over in pieces
+        def __init__(self, data):
+            self.data = data
+
+        def readable(self):
+            return True
+
+        def read1(self, size=-1):
+            byte, self.data = self.data[:1], self.data[1:]
+            return byte
+        read = read1
+
+    mark = b"\xef\xbb\xbf"
+    assert list(bounded_lines(OneByteReads(mark + b"ab\ncd"))) == [(b"ab", False), (b"cd", False)]
+    assert list(bounded_lines(OneByteReads(b"\xef\xbbx\n" + mark))) == [(b"\xef\xbbx", False), (mark, False)]
+    assert list(bounded_lines(io.BytesIO(mark))) == []
+    (tmp_path / "kg.tsv").write_bytes(mark + b"a\tr\tb\nb\tr\ta\n")
+    assert load_triples(str(tmp_path / "kg.tsv")).entity_to_id == {"a": 0, "b": 1}
+    (tmp_path / "aliases.tsv").write_bytes(mark + b"Ada Lovelace\ta\n")
+    assert read_alias_table(str(tmp_path / "aliases.tsv"), {"a": 0})[0] == {"Ada Lovelace": 0}
+    (tmp_path / "corpus.txt").write_bytes(mark + b"The first sentence is right here. The second one is here too.")
+    assert read_text_files([str(tmp_path / "corpus.txt")])[0][0] == "The first sentence is right here."
+    (tmp_path / "rows.jsonl").write_bytes(mark + b'{"text": "a"}\n')
+    rejects = collections.Counter()
+    assert list(read_jsonl_objects(str(tmp_path / "rows.jsonl"), rejects)) == [{"text": "a"}] and not rejects

@@ -211,7 +211,7 @@ def read_text_files(paths: Sequence[str], min_sentence_chars: int = 20,
                            f" ({total:,} before it): the corpus is held in memory, at most {max_bytes:,} "
                            "bytes in all; refine or sample it first", decompress=True)
         total += len(raw)
-        content = raw.decode("utf-8", errors="replace")
+        content = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")   # a byte order mark is not text
         if "\ufffd" in content:   # count only what replacement added, not U+FFFD the file spelled
             counts["invalid_utf8_sequences"] += content.count("\ufffd") - raw.count("\ufffd".encode())
         texts.extend(t for t in re.split(r"\n---+\n|\n\s*\n\s*\n", content) if t.strip())

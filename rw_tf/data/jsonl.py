@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 import tensorflow as tf
 
 from rw_tf.atomic_write import atomic_write
-from rw_tf.data.lines import bounded_lines, open_input
+from rw_tf.data.lines import BYTE_ORDER_MARK, bounded_lines, open_input
 
 
 def write_jsonl(rows: Iterable[Dict], path: str) -> int:
@@ -39,7 +39,6 @@ def columns_to_rows(columns: Dict[str, Sequence]) -> List[Dict]:
     return [dict(zip(keys, values)) for values in zip(*(columns[k] for k in keys))]
 
 
-_BOM = b"\xef\xbb\xbf"
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -55,7 +54,7 @@ def loads_text(raw: bytes) -> Any:
     ``RecursionError`` is not a ``ValueError``, so every reader would crash on the line). A leading
     UTF-8 byte order mark (Windows editors write one at the start of a file) is skipped: it is not
     part of the JSON, and the first row of such a file was rejected."""
-    raw = raw[3:] if raw.startswith(_BOM) else raw
+    raw = raw[len(BYTE_ORDER_MARK):] if raw.startswith(BYTE_ORDER_MARK) else raw
     try:
         value = json.loads(raw.decode("utf-8"))
     except RecursionError:

@@ -47,6 +47,7 @@ import tensorflow as tf
 
 from rw_tf.errors import CorruptFileError, UserError
 
+BYTE_ORDER_MARK = b"\xef\xbb\xbf"   # UTF-8's, skipped at the start of an input
 MAX_LINE_BYTES = 8 * 1024 * 1024  # far above any real row (a SQuAD context is < 30 KB), far below RAM
 MAX_SCANNED_LINE_BYTES = 1 << 30  # a longer line is passed over up to here, then the input is refused
 _CHUNK_BYTES = 256 * 1024
@@ -67,8 +68,20 @@ def bounded_lines(stream: IO[bytes], limit: Optional[int] = None, source: str = 
     pending = b""        # the start of the line being read, at most `limit` bytes
     overflow = False     # that line is already longer than `limit`
     scanned = 0          # bytes of that line so far
+    first = True
     while True:
         chunk = read(_CHUNK_BYTES)
+        if first:   # a byte order mark (Windows editors) is not text: it joined the first line's first field
+            while chunk and len(chunk) < len(BYTE_ORDER_MARK) and BYTE_ORDER_MARK.startswith(chunk):
+                more = read(_CHUNK_BYTES)   # a pipe may hand over the mark in pieces
+                if not more:
+                    break
+                chunk += more
+            first = False
+            if chunk.startswith(BYTE_ORDER_MARK):
+                chunk = chunk[len(BYTE_ORDER_MARK):]
+                if not chunk:
+                    continue   # the mark was all this read returned: not the end of the input
         if not chunk:
             break
         parts = chunk.split(b"\n")   # whole lines, except the first (continues `pending`) and the last

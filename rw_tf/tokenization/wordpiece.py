@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from rw_tf.data.lines import compression, read_bounded
+from rw_tf.data.lines import BYTE_ORDER_MARK, compression, read_bounded
 from rw_tf.layers.id_checks import checked_ids
 from rw_tf.tokenization.normalization import normalize_text, repair_utf8, split_patterns, split_words
 
@@ -56,7 +56,7 @@ def read_vocabulary(vocab_file: str, special_tokens: Sequence[str] = ()) -> List
     kind = compression(data[:6])
     if kind:   # TensorFlow's lookup table (and the SavedModel's asset) reads the file as it is
         raise ValueError(f"vocabulary file {vocab_file} is {kind}-compressed: decompress it (one token per line)")
-    if data.startswith(b"\xef\xbb\xbf"):   # the lookup table would read it as part of the first token
+    if data.startswith(BYTE_ORDER_MARK):   # the lookup table would read it as part of the first token
         raise ValueError(f"vocabulary file {vocab_file} starts with a UTF-8 byte order mark: save it without one")
     lines = data.split(b"\n")
     if lines[-1] == b"":

@@ -65,8 +65,8 @@ from rw_tf.data.corpus import (
     embedded_corpus,
     read_text_files,
 )
-from rw_tf.data.image_text import checked_pairs, digit_pairs, read_image_caption_pairs, split_pairs
-from rw_tf.data.interactions import read_interactions, stdlib_import_interactions
+from rw_tf.data.image_text import load_image_caption_pairs, split_pairs
+from rw_tf.data.interactions import load_interactions
 from rw_tf.data.jsonl import columns_to_rows, write_jsonl
 from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.multilingual import multilingual_documents
@@ -112,7 +112,7 @@ def input_file(config: PipelineConfig, kind: str, split: str) -> str:
 
 def _write_interactions(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
     files = (config.recommendation_items_file, config.recommendation_interactions_file)
-    data, rejects = read_interactions(*files) if files[0] else (stdlib_import_interactions(), {})
+    data, rejects = load_interactions(*files)
     loo = data.leave_one_out(config.seed)
     if not loo.examples or not loo.test:
         with _data_of("recommendation", *files):
@@ -132,12 +132,7 @@ def _write_interactions(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
 
 def _write_image_text(config: PipelineConfig, paths: Dict[str, str]) -> Dict:
     with _data_of("multimodal", config.multimodal_pairs_file):
-        if config.multimodal_pairs_file:
-            rows, rejected = read_image_caption_pairs(config.multimodal_pairs_file)
-        else:
-            rows, rejected = checked_pairs(digit_pairs())
-        if len({r["image"] for r in rows}) < 2:
-            raise ValueError(f"{len(rows)} usable image-caption pairs, fewer than two images (rejected {rejected})")
+        rows, rejected = load_image_caption_pairs(config.multimodal_pairs_file)
         train, evaluation = split_pairs(rows, config.multimodal_eval_fraction, config.seed)
         rng = np.random.default_rng(config.seed)
         splits = {split: (split_rows, other_class_rows(np.array([r["label"] for r in split_rows]), rng))

@@ -194,6 +194,22 @@ def checked_pairs(rows: Sequence[Dict]) -> Tuple[List[Dict], Dict[str, int]]:
     return kept, dict(rejected)
 
 
+def load_image_caption_pairs(pairs_file: Optional[str] = None, images: str = "digits",
+                             max_pairs: Optional[int] = None) -> Tuple[List[Dict], Dict[str, int]]:
+    """The pairs a run trains and evaluates on: ``pairs_file``'s (``read_image_caption_pairs``) or
+    the built-in set ``images``, the first ``max_pairs`` of them, and what was left out, by reason;
+    a ``ValueError`` when they hold fewer than two images (one to train on, one to hold out)."""
+    if pairs_file:
+        rows, rejects = read_image_caption_pairs(pairs_file)
+        rows = rows[:max_pairs]
+    else:
+        rows, rejects = checked_pairs(IMAGE_TEXT_DATASETS[images]()[:max_pairs])
+    if len({r["image"] for r in rows}) < 2:
+        raise ValueError(f"{len(rows)} usable image-caption pairs: training and evaluation need two images at "
+                         f"least (rejected {rejects})")
+    return rows, rejects
+
+
 def split_pairs(rows: Sequence[Dict], eval_fraction: float, seed: int) -> Tuple[List[Dict], List[Dict]]:
     """(train, eval) by image, seeded; identical image bytes never end up on both sides."""
     by_image: Dict[bytes, List[Dict]] = {}

@@ -228,3 +228,12 @@ def read_interactions(items_file: str, interactions_file: str, min_history: int 
             continue
         histories[user], user_texts[user] = history, profile
     return Interactions(items, [texts[item] for item in items], histories, user_texts), dict(rejects)
+
+
+def load_interactions(items_file: Optional[str] = None, interactions_file: Optional[str] = None, min_history: int = 3,
+                      include_site_packages: bool = False) -> Tuple[Interactions, Dict[str, int]]:
+    """Your catalogue and histories (``read_interactions``) when given, else the import graph
+    (``stdlib_import_interactions``), and what was left out of them, by reason."""
+    if interactions_file:
+        return read_interactions(items_file, interactions_file, min_history)
+    return stdlib_import_interactions(min_history, include_site_packages=include_site_packages), {}

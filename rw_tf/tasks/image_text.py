@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import ENCODER_PRESETS, DictConfig
-from rw_tf.data.image_text import IMAGE_TEXT_DATASETS, checked_pairs, read_image_caption_pairs, split_pairs
+from rw_tf.data.image_text import IMAGE_TEXT_DATASETS, load_image_caption_pairs, split_pairs
 from rw_tf.data.images import decode_images
 from rw_tf.data.text_inputs import single_segment_encoder, with_static_batch
 from rw_tf.export.base import save_export
@@ -170,14 +170,7 @@ class ImageTextTask(Task):
             self.max_sequence_length = self.examples.max_sequence_length
             self.image_size = int(self.examples.tft_output.transformed_feature_spec()["image"].shape[0])
             return {"vocab_size": self.tokenizer.vocab_size, "image_size": self.image_size}
-        if cfg.pairs_file:
-            kept, rejects = read_image_caption_pairs(cfg.pairs_file)
-            kept = kept[:cfg.max_pairs]
-        else:
-            kept, rejects = checked_pairs(IMAGE_TEXT_DATASETS[cfg.images]()[:cfg.max_pairs])
-        if len({r["image"] for r in kept}) < 2:
-            raise ValueError(f"{len(kept)} usable image-caption pairs: training and evaluation need two images at "
-                             f"least (rejected {rejects})")
+        kept, rejects = load_image_caption_pairs(cfg.pairs_file, cfg.images, cfg.max_pairs)
         self.train_rows, self.eval_rows = split_pairs(kept, cfg.eval_fraction, trainer.seed)
         self.tokenizer = pretrained_tokenizer(self.init_from)
         rng = np.random.default_rng(trainer.seed)

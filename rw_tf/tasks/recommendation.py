@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
 from rw_tf.config import DictConfig
-from rw_tf.data.interactions import read_interactions, stdlib_import_interactions
+from rw_tf.data.interactions import load_interactions
 from rw_tf.data.jsonl import loads_text
 from rw_tf.data.lines import bounded_lines, open_input
 from rw_tf.export.base import save_export
@@ -201,11 +201,8 @@ class RecommendationTask(Task):
             return {"items": len(self.items)}
         if cfg.items_file and not cfg.interactions_file:
             raise ValueError("items_file needs interactions_file (the histories of your users) outside a TFX Trainer")
-        file_rejects: Dict[str, int] = {}
-        if cfg.interactions_file:
-            data, file_rejects = read_interactions(cfg.items_file, cfg.interactions_file, cfg.min_history)
-        else:
-            data = stdlib_import_interactions(cfg.min_history, include_site_packages=cfg.include_site_packages)
+        data, file_rejects = load_interactions(cfg.items_file, cfg.interactions_file, cfg.min_history,
+                                               cfg.include_site_packages)
         self.items, self.item_texts, self.user_texts = data.items, data.item_texts, data.user_texts
         loo = data.leave_one_out(trainer.seed)
         self.train_histories, self.examples, self.validation = loo.train_histories, loo.examples, loo.validation

@@ -2,11 +2,14 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from rw_tf.checkpoints import minilm_checkpoint_dir
 from rw_tf.cli.main import main as cli_main
+from rw_tf.data.text_inputs import single_segment_inputs
 from rw_tf.tasks import ClassificationTask, ClassificationTaskConfig
 from rw_tf.tasks.calibration import expected_calibration_error, fit_temperature, nll
 from rw_tf.tasks.classification import (
@@ -16,6 +19,7 @@ from rw_tf.tasks.classification import (
     load_rows,
     read_labelled_jsonl,
 )
+from rw_tf.tokenization import WordPieceTokenizer
 from rw_tf.training import run_task
 
 
@@ -125,8 +129,6 @@ def test_bad_rows_are_counted_and_bad_configs_fail(tmp_path):
 
 def test_refined_finetuning_with_a_knowledge_teacher(finetuned, tmp_path):
     """The logged KD term is T^2 KL(teacher || student) over the classes, from the teacher's logits."""
-    import keras
-
     out, _ = finetuned
     config = {"max_sequence_length": 32, "max_examples_per_class": 60, "kd_teacher": str(out / "model.keras"),
               "kd_weight": 0.5, "kd_temperature": 2.0}
@@ -152,22 +154,36 @@ def test_refined_finetuning_with_a_knowledge_teacher(finetuned, tmp_path):
         bad.build_model()
 
 
-def test_multi_label_on_unicode_character_names(tmp_path):
-    # Length buckets: character names are short, so most batches pad to 16 of the 24 positions.
-    result = finetune(tmp_path, {"multi_label": True, "max_sequence_length": 24, "length_bucketing": True},
-                      batch_size=32, epochs=1, steps_per_epoch=100, learning_rate=2e-4)
-    print(result["data"], result["before"], result["after"], result["details"])
+# Character names are short: with length buckets most batches pad to 16 of the 24 positions.
+MULTI_LABEL = {"multi_label": True, "max_sequence_length": 24, "length_bucketing": True}
+
+
+def test_multi_label_trains_calibrates_and_serves_what_the_model_predicts(tmp_path):
+    """The multi-label path in a few steps; what it learns is test_multi_label_learns_... (slow)."""
+    result = finetune(tmp_path, MULTI_LABEL, batch_size=32, epochs=1, steps_per_epoch=4, learning_rate=2e-4)
     assert result["data"]["num_classes"] == 10 and result["data"]["eval_examples"] == 600
+    details = result["details"]   # the temperature is fitted on the calibration split: its NLL cannot rise
+    assert details["calibration_nll_after"] <= details["calibration_nll_before"] + 1e-9
+    assert result["data"]["calibration_examples"] > 0
+    # The export applies the fitted temperature and a sigmoid per class, and thresholds at 1/2.
+    texts = ["LATIN CAPITAL LETTER A WITH GRAVE", "GREEK SMALL LETTER ALPHA", "DIGIT SEVEN"]
+    model = keras.saving.load_model(result["model_path"])
+    tokenizer = WordPieceTokenizer(os.path.join(minilm_checkpoint_dir(), "vocab.txt"))
+    logits = np.asarray(model(single_segment_inputs(tokenizer, tf.constant(texts), 24)))
+    expected = 1 / (1 + np.exp(-logits / details["temperature"]))
+    out = tf.saved_model.load(result["export_dir"]).signatures["classify_text"](text=tf.constant(texts))
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(out["predicted_labels"].numpy(), expected > 0.5)
+
+
+@pytest.mark.slow   # 100 steps of MiniLM: 2-3 minutes on 2 cores
+def test_multi_label_learns_unicode_character_names(tmp_path):
+    result = finetune(tmp_path, MULTI_LABEL, batch_size=32, epochs=1, steps_per_epoch=100, learning_rate=2e-4)
+    print(result["data"], result["before"], result["after"], result["details"])
     baseline, after = result["data"]["majority_baseline"], result["after"]
     # Measured at these settings: micro F1 0.66 vs 0.44, macro 0.24 vs 0.07, subset 0.46 vs 0.32.
     assert after["micro_f1"] > baseline["micro_f1"] + 0.15 and after["macro_f1"] > baseline["macro_f1"] + 0.12
     assert after["subset_accuracy"] > baseline["subset_accuracy"] + 0.08
-    details = result["details"]   # the temperature is fitted on the calibration split: its NLL cannot rise
-    assert details["calibration_nll_after"] <= details["calibration_nll_before"] + 1e-9
-    assert result["data"]["calibration_examples"] > 0
-    loaded = tf.saved_model.load(result["export_dir"])
-    out = loaded.signatures["classify_text"](text=tf.constant(["LATIN CAPITAL LETTER A WITH GRAVE"]))
-    assert out["probabilities"].shape == (1, 10) and out["predicted_labels"].shape == (1, 10)
 
 
 def test_calibration_split_is_held_out_from_training_and_evaluation(tmp_path):

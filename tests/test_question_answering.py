@@ -142,19 +142,31 @@ def test_span_model_round_trips(tmp_path):
     np.testing.assert_allclose(clone(x)["start"], out["start"], atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def finetuned_qa(tmp_path_factory):
-    out = tmp_path_factory.mktemp("qa")
+def finetune_qa(out, steps, learning_rate):
     task = QuestionAnsweringTask(QATaskConfig(max_sequence_length=96, doc_stride=32, max_question_length=24,
                                               max_train_examples=800, max_eval_examples=60))
-    trainer = task.trainer_config(batch_size=16, steps_per_epoch=120, learning_rate=1e-4)
+    trainer = task.trainer_config(batch_size=16, steps_per_epoch=steps, learning_rate=learning_rate)
     return out, run_task(task, trainer, str(out), verbose=0)
 
 
-def test_minilm_qa_finds_exact_spans(finetuned_qa):
+@pytest.fixture(scope="module")
+def finetuned_qa(tmp_path_factory):
+    """70 steps: a model that finds some spans and misses others (measured: exact match 15 of 100)."""
+    return finetune_qa(tmp_path_factory.mktemp("qa"), 70, 1.5e-4)
+
+
+def test_qa_training_moves_toward_exact_spans(finetuned_qa):
     _, result = finetuned_qa
-    print({k: result[k] for k in ("before", "after", "data")})
     assert result["data"]["eval_windows"]["examples_over_one_window"] > 30          # sliding windows are exercised
+    assert result["before"]["exact_match"] < 5.0
+    assert result["after"]["exact_match"] >= result["before"]["exact_match"] + 5
+    assert result["after"]["f1"] > result["before"]["f1"] + 8
+
+
+@pytest.mark.slow   # 120 steps of MiniLM: 3-4 minutes on 2 cores
+def test_minilm_qa_finds_exact_spans(tmp_path):
+    _, result = finetune_qa(tmp_path, 120, 1e-4)
+    print({k: result[k] for k in ("before", "after", "data")})
     assert result["before"]["exact_match"] < 5.0
     assert result["after"]["exact_match"] >= 40.0 and result["after"]["f1"] > result["before"]["f1"] + 20
     assert result["after"]["exact_offsets"] >= 40.0      # character offsets too (measured: EM 63.3, offsets 63.3)

@@ -53,8 +53,10 @@ def tiny_export(tmp_path_factory):
     return str(out)
 
 
-# The fine-tuning case in the default suite; pretraining (4 minutes on 2 cores) with the slow tests.
-@pytest.mark.parametrize("name", [pytest.param("pretrain", marks=pytest.mark.slow), "finetune_qa"])
+# Two processes each (killed, then resumed) for minutes on 2 cores: with the slow tests. The default
+# suite resumes from a backup in one process (test_runner.py).
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["pretrain", "finetune_qa"])
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(name, tmp_path, vocab_file, tiny_export):
     if name == "pretrain":   # two epochs of 20 steps; killed in the second
         common = ["pretrain", "--preset", "small", "--max-documents", "60", "--vocab-file", vocab_file,

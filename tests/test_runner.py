@@ -190,6 +190,11 @@ def test_a_stopped_run_continues_only_with_the_settings_it_started_with(tmp_path
     # What may change between attempts (backup interval, XLA, evaluation length) continues it.
     result = run_task(task(), trainer(backup_every_steps=2, validation_steps=1), out, verbose=0)
     assert result["resumed_from_step"] == 3 and not os.path.exists(os.path.join(out, "backup", "state.json"))
+    # ... and ends where an uninterrupted run ends (the same batches, optimizer state and schedule).
+    uninterrupted = run_task(task(), trainer(), str(tmp_path / "uninterrupted"), verbose=0)
+    resumed = keras.saving.load_model(result["model_path"]).get_weights()
+    reference = keras.saving.load_model(uninterrupted["model_path"]).get_weights()
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(resumed, reference)) < 1e-5
 
 
 def test_epoch_checkpoints_keep_only_the_newest_and_batches_are_bounded(tmp_path):
@@ -204,14 +209,14 @@ def test_epoch_checkpoints_keep_only_the_newest_and_batches_are_bounded(tmp_path
     (out / "checkpoints").mkdir(parents=True)
     (out / "checkpoints" / "epoch-001.weights.h5").write_bytes(b"an earlier attempt's file")
     (out / "checkpoints" / "notes.txt").write_text("not a checkpoint: kept")
-    result = run_task(task, task.trainer_config(epochs=6, steps_per_epoch=1, batch_size=8, max_epoch_checkpoints=2),
+    result = run_task(task, task.trainer_config(epochs=4, steps_per_epoch=1, batch_size=8, max_epoch_checkpoints=2),
                       str(out), verbose=0)
-    assert sorted(os.listdir(out / "checkpoints")) == ["epoch-005.weights.h5", "epoch-006.weights.h5", "notes.txt"]
+    assert sorted(os.listdir(out / "checkpoints")) == ["epoch-003.weights.h5", "epoch-004.weights.h5", "notes.txt"]
     model = keras.saving.load_model(result["model_path"])
     final = [w.copy() for w in model.get_weights()]
-    model.load_weights(str(out / "checkpoints" / "epoch-005.weights.h5"))
+    model.load_weights(str(out / "checkpoints" / "epoch-003.weights.h5"))
     assert any(not np.array_equal(a, b) for a, b in zip(final, model.get_weights()))
-    model.load_weights(str(out / "checkpoints" / "epoch-006.weights.h5"))
+    model.load_weights(str(out / "checkpoints" / "epoch-004.weights.h5"))
     assert all(np.array_equal(a, b) for a, b in zip(final, model.get_weights()))
 
 

@@ -11,11 +11,12 @@ config (corpus, knowledge files, a pretrained model) is an error. Beside each ``
 the compiled spec is checked (``foreign_paths``: no path of this machine, no mangled URI) and
 the compiler writes ``<pipeline>.schedule.json``: the cron expression and parameters that
 ``kfp.Client().create_recurring_run`` or a Vertex AI ``PipelineJobSchedule`` take (see the README).
-PrepareData's cache is off in the spec (``ALWAYS_RUN``): a cluster's cache key holds the config's
-URIs, not what they hold, so an edited data file under the same URI would be left unread. Run
-every time, it rewrites only the data whose files or settings changed (it compares their names,
-sizes and times with its report), and ExampleGen's pre-cache driver fingerprints the data folders,
-so the steps after it run again only when the data did.
+RefineWebData's and PrepareData's caches are off in the spec (``ALWAYS_RUN``): a cluster's cache
+key holds the config's URIs, not what they hold, so new or edited files under the same URIs (a
+scheduled run's new web pages) would be left unread. Run every time, RefineWebData refines only
+when its inputs' names, sizes or times or its settings changed (else it copies its newest output),
+PrepareData rewrites only the data whose sources or settings changed, and ExampleGen's pre-cache
+driver fingerprints the data folders, so the steps after it run again only when the data did.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ from rw_tf_pipeline.pipeline import create_pipeline
 IMAGE_ROOT = "/opt/rw-tf"  # the Dockerfile's WORKDIR: the repository inside the image
 IMAGE_SCHEMA_DIR = f"{IMAGE_ROOT}/schemas"
 PATH_FIELDS = ("alias_file", "knowledge_dir", "pretrained_model_uri", "data_root")
-ALWAYS_RUN = ("PrepareData",)   # tasks whose cache the compiled spec turns off (see the module docstring)
+# Tasks whose cache the compiled spec turns off (see the module docstring).
+ALWAYS_RUN = ("RefineWebData", "PrepareData")
 
 
 def cluster_config(config: PipelineConfig, pipeline_root: str) -> PipelineConfig:

@@ -107,7 +107,8 @@ def refinement_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: 
     return {"refinement": True, "pipeline": config.pipeline_name(kind), "uri": refined.uri,
             "records_read": _property(refined, "records_read", "int_value"),
             "documents": _property(refined, "documents", "int_value"),
-            "words": _property(refined, "words", "int_value"), "report": _property(refined, "report")}
+            "words": _property(refined, "words", "int_value"), "report": _property(refined, "report"),
+            "copied": bool(_property(refined, "copied_from_earlier_run", "int_value"))}
 
 
 def run_summary(config: PipelineConfig, kind: str) -> Dict[str, Dict]:

@@ -89,6 +89,8 @@ from rw_tf.tokenization import learn_vocabulary, write_vocabulary
 from rw_tf_pipeline.configs import STAGES, PipelineConfig, is_remote
 
 SPLITS = ("train", "eval")
+REFINEMENT_KEY_FILE = "refinement_key.txt"     # in a RefineWebData output: its refinement_key
+REFINEMENT_RECORD = "refine_web_step.json"     # under the data root: the step's newest output and key
 
 
 DATA_KINDS = STAGES + ("embedding", "recommendation", "multimodal")
@@ -258,11 +260,14 @@ def inputs_state(paths: Sequence[str]) -> str:
 
 def corpus_source(config: PipelineConfig, refined_corpus: Optional[str]) -> str:
     """What the pretraining data are made of; a change of it (an edited corpus file too) rewrites
-    them and the vocabulary."""
+    them and the vocabulary. A RefineWebData output is named by its ``refinement_key``, so an
+    output copied from an earlier step's (same inputs, same settings) keeps the data."""
     if config.corpus_uris:
         return f"files:{sorted(config.corpus_uris)}:{inputs_state(config.corpus_uris)}"
     if config.refines_web:
-        return f"web:{refined_corpus or config.refined_web_dir}"
+        folder = refined_corpus or config.refined_web_dir
+        key = recorded_refinement_key(folder)
+        return f"web:refinement {key}" if key else f"web:{folder}"
     return config.corpus if config.corpus != "embedded" else f"embedded:{config.max_documents}"
 
 
@@ -291,6 +296,53 @@ def refine_web(config: PipelineConfig, output_dir: str, pipeline=None) -> Dict:
                 refine.url_filter, blocklist_file=sample["blocklist_file"]))
     return run_refinement(inputs, output_dir, refine, RunnerConfig(workers=config.beam_direct_num_workers),
                           pipeline=pipeline)
+
+
+def refinement_key(config: PipelineConfig) -> str:
+    """What a refinement's documents depend on: the web inputs (their names, sizes and times,
+    ``inputs_state``; none: the embedded sample) and ``refine_config``. The refinement is
+    deterministic, so equal keys mean equal documents."""
+    inputs = sorted(config.web_inputs)
+    material = {"web_inputs": inputs, "inputs_state": inputs_state(inputs) if inputs else "embedded web sample",
+                "refine_config": config.refine_config}
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def recorded_refinement_key(folder: str) -> Optional[str]:
+    """The ``refinement_key`` a finished RefineWebData output holds (None: none, or unfinished)."""
+    key_file = os.path.join(folder, REFINEMENT_KEY_FILE)
+    if not (tf.io.gfile.exists(key_file) and tf.io.gfile.exists(os.path.join(folder, "report.json"))):
+        return None
+    with tf.io.gfile.GFile(key_file) as f:
+        return f.read().strip() or None
+
+
+def refine_web_step(config: PipelineConfig, output_dir: str, pipeline=None) -> Tuple[Dict, bool]:
+    """The RefineWebData step: refines ``web_inputs`` into ``output_dir``, or copies the newest
+    earlier output of the step under this data root when it has the same ``refinement_key``.
+    A compiled Kubeflow spec runs the step uncached (its cache key holds the URIs, not the files
+    they name), so a scheduled run refines new web files, and only them changing costs a refinement.
+    Returns the report and whether it was copied."""
+    key, record = refinement_key(config), os.path.join(config.data_dir, REFINEMENT_RECORD)
+    previous = _read_report(record).get("output") if tf.io.gfile.exists(record) else None
+    copied = bool(previous) and recorded_refinement_key(previous) == key
+    if copied and previous != output_dir:
+        _copy_folder(previous, output_dir)
+    elif not copied:
+        refine_web(config, output_dir, pipeline)
+        with atomic_write(os.path.join(output_dir, REFINEMENT_KEY_FILE)) as f:
+            f.write(key + "\n")
+    _write_report(record, {"refinement_key": key, "output": output_dir})
+    return read_json_object(os.path.join(output_dir, "report.json"), "refinement report"), copied
+
+
+def _copy_folder(source: str, destination: str) -> None:
+    """Copies the files under ``source`` to the same places under ``destination`` (local or URIs)."""
+    for folder, _, files in tf.io.gfile.walk(source):
+        target = os.path.join(destination, os.path.relpath(folder, source))
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(folder, name), os.path.join(target, name), overwrite=True)
 
 
 def _corpus_documents(config: PipelineConfig, refined_corpus: Optional[str], counts: SplitCounts):

@@ -84,8 +84,10 @@ def summary_table(summaries: Dict[str, Dict]) -> str:
     """One row per trained pipeline stage: blessed, gate metric vs. bound, pushed version and path,
     rejects (ExampleGen's lines and PrepareData's rows; below the table a line per stage says why
     PrepareData left rows out); a refinement step first, as one line with its counts and report."""
+    copied = " (copied: the web files and settings of an earlier run)"
     lines = [f"refinement: {s['records_read']:,} web records read -> {s['documents']:,} documents, "
-             f"{s['words']:,} words (report: {s['report']})\n" for s in summaries.values() if s.get("refinement")]
+             f"{s['words']:,} words{copied if s.get('copied') else ''} (report: {s['report']})\n"
+             for s in summaries.values() if s.get("refinement")]
     rows = [("pipeline", "blessed", "gate metric", "value", "bound", "pushed version", "rejected", "path")]
     notes = []
     for kind, s in summaries.items():

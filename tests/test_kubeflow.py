@@ -90,11 +90,11 @@ def test_spec_round_trips_and_gates_fine_tuning_on_the_blessing(compiled):
         assert {f"{c}_{stage}" for c in ("FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
                                          "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher")} <= tasks
     assert "PrepareData" in tasks
-    # PrepareData runs every time (an edited file under the same URI is read); the rest may be cached,
-    # ExampleGen after its pre-cache driver fingerprints the data folders.
+    # RefineWebData and PrepareData run every time (new or edited files under the same URIs are read);
+    # the rest may be cached, ExampleGen after its pre-cache driver fingerprints the data folders.
     caching = {name: task.caching_options.enable_cache for name, task in spec.root.dag.tasks.items()
                if task.HasField("caching_options")}
-    assert not caching.pop("PrepareData") and all(caching.values()) and "RefineWebData" in caching
+    assert not caching.pop("PrepareData") and not caching.pop("RefineWebData") and all(caching.values())
     assert "preCacheCheck" in json.dumps(raw["pipelineSpec"]["deploymentSpec"]["executors"][
         "FileBasedExampleGen_pretrain_executor"])
     condition = spec.root.dag.tasks["Trainer_finetune"].trigger_policy.condition

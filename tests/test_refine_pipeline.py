@@ -4,10 +4,12 @@ command and the TFX ``refine`` pipeline kind."""
 import argparse
 import collections
 import filecmp
+import glob
 import json
 import os
 import random
 import resource
+import shutil
 
 import pytest
 
@@ -285,6 +287,49 @@ def test_pretraining_data_come_from_the_refined_corpus_and_follow_its_changes(di
                 for i in range(30)))
     assert prepare_pretraining_data(config, refined_corpus=str(other))
     assert json.load(open(paths["report"], encoding="utf-8"))["corpus_source"] == f"web:{other}"
+
+
+def test_the_refine_step_copies_an_equal_output_and_refines_new_files_under_the_same_pattern(sample, tmp_path,
+                                                                                            monkeypatch):
+    """A compiled Kubeflow spec cached RefineWebData by its parameters: a scheduled run never read the
+    web files added under the same web_inputs pattern. Now the step runs every time and refines only
+    when the files or the settings changed, else copies its newest output (same documents, same
+    corpus source, so the pretraining data and every step after them stay as they are)."""
+    from rw_tf_pipeline import prepare
+    from rw_tf_pipeline.configs import PipelineConfig
+
+    web, _ = sample
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for i, path in enumerate(sorted(path for pattern in web["inputs"] for path in glob.glob(pattern))):
+        shutil.copy(path, pages / f"{i:03d}-{os.path.basename(path)}")
+    config = PipelineConfig(root=str(tmp_path / "root"), web_inputs=[str(pages / "*")], beam_direct_num_workers=1,
+                            refine_config={"url_filter": {"blocklist_file": web["blocklist_file"]}})
+    first, copied = prepare.refine_web_step(config, str(tmp_path / "run1"))
+    assert not copied and first["stages"][0]["documents_in"] > 0
+
+    def texts(folder):
+        return sorted(d["text"] for d in read_refined_documents(folder))
+
+    refinements = []
+    real = prepare.refine_web
+    monkeypatch.setattr(prepare, "refine_web", lambda *a, **k: refinements.append(a) or real(*a, **k))
+    second, copied = prepare.refine_web_step(config, str(tmp_path / "run2"))
+    assert copied and not refinements and second == first and texts(tmp_path / "run2") == texts(tmp_path / "run1")
+    sources = [prepare.corpus_source(config, str(tmp_path / f"run{i}")) for i in (1, 2)]
+    assert sources[0] == sources[1] and sources[0].startswith("web:refinement ")
+    # A new page under the same pattern: refined again, and a new corpus source.
+    (pages / "added.html").write_text("<html><body><article><p>" + " ".join(
+        f"The added page has sentence number {i} about rivers, bridges and the towns along them." for i in range(30))
+        + "</p></article></body></html>", encoding="utf-8")
+    third, copied = prepare.refine_web_step(config, str(tmp_path / "run3"))
+    assert not copied and len(refinements) == 1
+    assert third["stages"][0]["documents_in"] == first["stages"][0]["documents_in"] + 1
+    assert prepare.corpus_source(config, str(tmp_path / "run3")) != sources[0]
+    # Other settings, same files: refined again.
+    stricter = PipelineConfig(**{**config.to_dict(), "refine_config": {
+        **config.refine_config, "gopher_quality": {"min_words": 120}}})
+    assert not prepare.refine_web_step(stricter, str(tmp_path / "run4"))[1] and len(refinements) == 2
 
 
 def test_local_runs_need_room_to_open_files(sample, tmp_path, monkeypatch, capsys):

@@ -71,6 +71,29 @@ def evaluated_metrics(evaluation_uri: str, names: List[str]) -> Dict[str, Option
     return values
 
 
+def gate_failures(evaluation_uri: str, values: Dict[str, Optional[float]]) -> List[str]:
+    """Why TFMA did not bless a model, one phrase per failed threshold of its validation result
+    (a value under its lower bound, or a drop against the blessed baseline larger than allowed)."""
+    if not os.path.exists(os.path.join(evaluation_uri, "validations.tfrecord")):
+        return []
+    result = tfma.load_validation_result(evaluation_uri)
+    reasons = [f"no evaluated slice: {result.missing_slices}"] if result.missing_slices else []
+    for per_slice in result.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            name, value = failure.metric_key.name, failure.metric_value.double_value.value
+            threshold = failure.metric_threshold
+            if failure.metric_key.is_diff and values.get(name) is not None:
+                reasons.append(f"{name} {values[name]:.4f} is {-value:.4f} below the blessed model's "
+                               f"{values[name] - value:.4f} (the gate allows a drop of "
+                               f"{-threshold.change_threshold.absolute.value:g})")
+            elif failure.metric_key.is_diff:
+                reasons.append(f"{name} changed by {value:.4f} against the blessed model")
+            else:
+                reasons.append(f"{name} {value:.4f} is under its lower bound "
+                               f"{threshold.value_threshold.lower_bound.value:g}")
+    return reasons
+
+
 def stage_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str, stage: str) -> Dict:
     """What the newest run of one stage of pipeline ``kind`` produced (see the module docstring)."""
     name, suffix = config.pipeline_name(kind), f"_{stage}" if kind in ("recipe", "domain") else ""
@@ -89,6 +112,7 @@ def stage_summary(store: mlmd.MetadataStore, config: PipelineConfig, kind: str, 
         "blessing_uri": blessing.uri if blessing else None,
         "gate": {metric: {"value": values.get(metric), "lower_bound": bound,
                           "max_drop_vs_baseline": config.max_metric_drop} for metric, bound in bounds.items()},
+        "gate_failures": gate_failures(evaluation.uri, values) if evaluation is not None else [],
         "pushed": bool(_property(pushed, "pushed", "int_value")),
         "pushed_version": _property(pushed, "pushed_version"),
         "pushed_destination": _property(pushed, "pushed_destination") or None,

@@ -82,8 +82,9 @@ def left_out_text(left_out: Dict[str, int]) -> str:
 
 def summary_table(summaries: Dict[str, Dict]) -> str:
     """One row per trained pipeline stage: blessed, gate metric vs. bound, pushed version and path,
-    rejects (ExampleGen's lines and PrepareData's rows; below the table a line per stage says why
-    PrepareData left rows out); a refinement step first, as one line with its counts and report."""
+    rejects (ExampleGen's lines and PrepareData's rows); below the table a line per stage says why
+    it was not blessed (TFMA's failed thresholds) and why PrepareData left rows out; a refinement
+    step first, as one line with its counts and report."""
     copied = " (copied: the web files and settings of an earlier run)"
     lines = [f"refinement: {s['records_read']:,} web records read -> {s['documents']:,} documents, "
              f"{s['words']:,} words{copied if s.get('copied') else ''} (report: {s['report']})\n"
@@ -96,6 +97,8 @@ def summary_table(summaries: Dict[str, Dict]) -> str:
         left_out = s.get("rows_rejected_by_prepare_data") or {}
         rejected = None if s["rejected_lines"] is None and not left_out else (s["rejected_lines"] or 0) + sum(
             left_out.values())
+        if not s["blessed"] and s.get("gate_failures"):
+            notes.append(f"\n{kind}: not blessed: {'; '.join(s['gate_failures'])}")
         if left_out:
             notes.append(f"\n{kind}: {left_out_text(left_out)}; report: {s['data_report']}")
         for i, (metric, gate) in enumerate(s["gate"].items()):

@@ -74,6 +74,8 @@ def test_unreachable_threshold_is_not_blessed_and_not_pushed(e2e):
     summary = run_pipeline("pretrain", strict)["pretrain"]   # cached up to Trainer; Evaluator/Pusher re-run
     assert not summary["blessed"] and not summary["pushed"]
     assert summary["versions_in_serving_dir"] == summaries["pretrain"]["versions_in_serving_dir"]
+    value = summary["gate"]["masked_lm_accuracy"]["value"]
+    assert summary["gate_failures"] == [f"masked_lm_accuracy {value:.4f} is under its lower bound 0.99"]
 
 
 def test_checked_in_schema_matches_inferred_schema(e2e):
@@ -424,6 +426,38 @@ def test_the_run_summary_counts_the_rows_prepare_data_left_out_and_says_why():
         "finetune  yes      binary_accuracy  0.9100  >= 0.6  17              1,205     /s/17",
         "finetune: 1,203 rows left out by PrepareData (eval_text_in_train 1,200, invalid_json 3); "
         "report: /d/data_report.json"]
+
+
+def test_the_run_summary_says_why_a_model_was_not_blessed(tmp_path):
+    """A candidate over the gate's lower bound but further below the blessed model than allowed was
+    shown as "0.0503 >= 0.05 ... NO", with nothing saying why."""
+    import tensorflow as tf
+    from tensorflow_model_analysis.proto import validation_result_pb2
+
+    from rw_tf_pipeline.mlmd_queries import gate_failures
+    from rw_tf_pipeline.progress import summary_table
+
+    result = validation_result_pb2.ValidationResult(validation_ok=False)
+    failure = result.metric_validations_per_slice.add().failures.add()
+    failure.metric_key.name, failure.metric_key.is_diff = "masked_lm_accuracy", True
+    failure.metric_threshold.change_threshold.absolute.value = -0.02
+    failure.metric_value.double_value.value = -0.0323
+    under = result.metric_validations_per_slice[0].failures.add()
+    under.metric_key.name = "auc"
+    under.metric_threshold.value_threshold.lower_bound.value = 0.6
+    under.metric_value.double_value.value = 0.55
+    with tf.io.TFRecordWriter(str(tmp_path / "validations.tfrecord")) as writer:
+        writer.write(result.SerializeToString())
+    reasons = gate_failures(str(tmp_path), {"masked_lm_accuracy": 0.0503, "auc": 0.55})
+    assert reasons == ["masked_lm_accuracy 0.0503 is 0.0323 below the blessed model's 0.0826 "
+                       "(the gate allows a drop of 0.02)", "auc 0.5500 is under its lower bound 0.6"]
+    assert gate_failures(str(tmp_path / "no_validation_written"), {}) == []
+    stage = {"blessed": False, "gate": {"masked_lm_accuracy": {"value": 0.0503, "lower_bound": 0.05}},
+             "gate_failures": reasons[:1], "pushed_version": None, "pushed_destination": None, "rejected_lines": 0,
+             "rows_rejected_by_prepare_data": {}, "data_report": "/d/data_report.json"}
+    assert summary_table({"pretrain": stage}).splitlines()[-1] == (
+        "pretrain: not blessed: masked_lm_accuracy 0.0503 is 0.0323 below the blessed model's 0.0826 "
+        "(the gate allows a drop of 0.02)")
 
 
 def test_inputs_state_changes_when_a_named_or_matched_file_changes(tmp_path):

@@ -324,7 +324,7 @@ def refine_web_step(config: PipelineConfig, output_dir: str, pipeline=None) -> T
     they name), so a scheduled run refines new web files, and only them changing costs a refinement.
     Returns the report and whether it was copied."""
     key, record = refinement_key(config), os.path.join(config.data_dir, REFINEMENT_RECORD)
-    previous = _read_report(record).get("output") if tf.io.gfile.exists(record) else None
+    previous = _read_report(record).get("output")
     copied = bool(previous) and recorded_refinement_key(previous) == key
     if copied and previous != output_dir:
         _copy_folder(previous, output_dir)

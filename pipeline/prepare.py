@@ -74,7 +74,7 @@ from rw_tf.data.qa_windows import WindowSpec
 from rw_tf.data.segment_pairs import segment_pair_candidates, yields_pairs
 from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, split_documents
 from rw_tf.data.transform_fns import QA_FEATURES
-from rw_tf.errors import UserError
+from rw_tf.errors import CorruptFileError, UserError
 from rw_tf.knowledge.demo import nations_demo, triple_classification_rows
 from rw_tf.knowledge.training import TransEConfig, train_transe
 from rw_tf.model_files import read_json_object
@@ -313,8 +313,8 @@ def recorded_refinement_key(folder: str) -> Optional[str]:
     key_file = os.path.join(folder, REFINEMENT_KEY_FILE)
     if not (tf.io.gfile.exists(key_file) and tf.io.gfile.exists(os.path.join(folder, "report.json"))):
         return None
-    with tf.io.gfile.GFile(key_file) as f:
-        return f.read().strip() or None
+    with tf.io.gfile.GFile(key_file, "rb") as f:
+        return f.read(64).decode("utf-8", "replace").strip() or None   # garbage matches no key
 
 
 def refine_web_step(config: PipelineConfig, output_dir: str, pipeline=None) -> Tuple[Dict, bool]:
@@ -324,8 +324,11 @@ def refine_web_step(config: PipelineConfig, output_dir: str, pipeline=None) -> T
     they name), so a scheduled run refines new web files, and only them changing costs a refinement.
     Returns the report and whether it was copied."""
     key, record = refinement_key(config), os.path.join(config.data_dir, REFINEMENT_RECORD)
-    previous = _read_report(record).get("output")
-    copied = bool(previous) and recorded_refinement_key(previous) == key
+    try:
+        previous = _read_report(record).get("output")
+    except CorruptFileError:   # the step's own bookkeeping: refine, and write it again
+        previous = None
+    copied = isinstance(previous, str) and recorded_refinement_key(previous) == key
     if copied and previous != output_dir:
         _copy_folder(previous, output_dir)
     elif not copied:

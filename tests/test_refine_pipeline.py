@@ -330,6 +330,13 @@ def test_the_refine_step_copies_an_equal_output_and_refines_new_files_under_the_
     stricter = PipelineConfig(**{**config.to_dict(), "refine_config": {
         **config.refine_config, "gopher_quality": {"min_words": 120}}})
     assert not prepare.refine_web_step(stricter, str(tmp_path / "run4"))[1] and len(refinements) == 2
+    # The step's own record, damaged or naming something else: refined again, and the record rewritten.
+    record = os.path.join(config.data_dir, prepare.REFINEMENT_RECORD)
+    for damaged in (b"\xff\xfe{", b'{"output": 5}', b'{"output": "/nowhere"}'):
+        with open(record, "wb") as f:
+            f.write(damaged)
+        assert not prepare.refine_web_step(stricter, str(tmp_path / "run5"))[1]
+    assert prepare.refine_web_step(stricter, str(tmp_path / "run6"))[1] and len(refinements) == 5
 
 
 def test_local_runs_need_room_to_open_files(sample, tmp_path, monkeypatch, capsys):

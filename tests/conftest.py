@@ -180,3 +180,12 @@ def pytest_collection_modifyitems(config, items):
             if _SHARED_FIXTURE_OF_FILE.get(item.path.name) != fixture:
                 raise pytest.UsageError(f"{item.nodeid} uses the session fixture {fixture!r}: add its file to "
                                         "SHARED_SESSION_FIXTURES in tests/conftest.py")
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer():
+    """all-MiniLM-L6-v2's WordPiece vocabulary (it ships in the environment)."""
+    from rw_tf.checkpoints import minilm_checkpoint_dir
+    from rw_tf.tokenization import WordPieceTokenizer
+
+    return WordPieceTokenizer(os.path.join(minilm_checkpoint_dir(), "vocab.txt"))

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rw_tf.checkpoints import minilm_checkpoint_dir
 from rw_tf.cli.main import main as cli_main
 from rw_tf.data.text_inputs import single_segment_inputs
 from rw_tf.tasks import ClassificationTask, ClassificationTaskConfig
@@ -19,7 +18,6 @@ from rw_tf.tasks.classification import (
     load_rows,
     read_labelled_jsonl,
 )
-from rw_tf.tokenization import WordPieceTokenizer
 from rw_tf.training import run_task
 
 
@@ -158,7 +156,7 @@ def test_refined_finetuning_with_a_knowledge_teacher(finetuned, tmp_path):
 MULTI_LABEL = {"multi_label": True, "max_sequence_length": 24, "length_bucketing": True}
 
 
-def test_multi_label_trains_calibrates_and_serves_what_the_model_predicts(tmp_path):
+def test_multi_label_trains_calibrates_and_serves_what_the_model_predicts(tmp_path, minilm_tokenizer):
     """The multi-label path in a few steps; what it learns is test_multi_label_learns_... (slow)."""
     result = finetune(tmp_path, MULTI_LABEL, batch_size=32, epochs=1, steps_per_epoch=4, learning_rate=2e-4)
     assert result["data"]["num_classes"] == 10 and result["data"]["eval_examples"] == 600
@@ -168,8 +166,7 @@ def test_multi_label_trains_calibrates_and_serves_what_the_model_predicts(tmp_pa
     # The export applies the fitted temperature and a sigmoid per class, and thresholds at 1/2.
     texts = ["LATIN CAPITAL LETTER A WITH GRAVE", "GREEK SMALL LETTER ALPHA", "DIGIT SEVEN"]
     model = keras.saving.load_model(result["model_path"])
-    tokenizer = WordPieceTokenizer(os.path.join(minilm_checkpoint_dir(), "vocab.txt"))
-    logits = np.asarray(model(single_segment_inputs(tokenizer, tf.constant(texts), 24)))
+    logits = np.asarray(model(single_segment_inputs(minilm_tokenizer, tf.constant(texts), 24)))
     expected = 1 / (1 + np.exp(-logits / details["temperature"]))
     out = tf.saved_model.load(result["export_dir"]).signatures["classify_text"](text=tf.constant(texts))
     np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)

@@ -31,11 +31,6 @@ LONG_CONTEXT = ("Ada Lovelace wrote the first program. " * 4 + "Les cafés à Z�
                 + "Café owners in Zürich serve 北京 tea every morning. " + "Filler text follows here. " * 12)
 
 
-@pytest.fixture(scope="module")
-def minilm_tokenizer():
-    return WordPieceTokenizer(os.path.join(minilm_checkpoint_dir(), "vocab.txt"))
-
-
 def test_word_offsets_point_into_the_source_text(minilm_tokenizer):
     ids, starts, ends = minilm_tokenizer.tokenize_with_offsets(VARIED)
     assert ids.merge_dims(1, 2).to_list() == minilm_tokenizer.tokenize(VARIED).to_list()

@@ -22,6 +22,7 @@ import tensorflow as tf
 from keras import ops
 
 from rw_tf.config import checks_number_arguments
+from rw_tf.layers.config_fields import ConfigFields
 from rw_tf.layers.shape_checks import check_shapes
 
 
@@ -140,7 +141,7 @@ def pretraining_losses(nsp_weight: float = 1.0, sop_weight: float = 1.0
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
-class KnowledgeDistillationLoss(GlobalMeanLoss):
+class KnowledgeDistillationLoss(ConfigFields, GlobalMeanLoss):
     """L_KD = T^2 * KL(p_K || p_LM) at temperature T, averaged over (weighted) positions of the
     global batch.
 
@@ -168,13 +169,14 @@ class KnowledgeDistillationLoss(GlobalMeanLoss):
         0.4438
     """
 
+    config_fields = ("temperature", "distribution")
+
     def __init__(self, temperature: float = 1.0, distribution: str = "softmax", name: str = "kd_loss",
                  **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
         if distribution not in ("softmax", "sigmoid"):
             raise ValueError(f"distribution must be 'softmax' or 'sigmoid', got {distribution!r}")
-        self.temperature = temperature
-        self.distribution = distribution
+        self.set_config_fields(locals())
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         layout = ("batch",) + tuple(f"axis {i}" for i in range(1, len(y_pred.shape)))
@@ -189,15 +191,10 @@ class KnowledgeDistillationLoss(GlobalMeanLoss):
         teacher_log, student_log = ops.log_softmax(teacher, axis=-1), ops.log_softmax(student, axis=-1)
         return (t * t) * ops.sum(ops.exp(teacher_log) * (teacher_log - student_log), axis=-1)
 
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(temperature=self.temperature, distribution=self.distribution)
-        return config
-
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
-class InfoNCELoss(GlobalMeanLoss):
+class InfoNCELoss(ConfigFields, GlobalMeanLoss):
     """Symmetric InfoNCE over L2-normalised embeddings, negatives from the whole global batch.
 
     ``y_pred`` [batch, views, dim]: view 0 the anchors, view 1 their positives, views 2.. hard
@@ -232,11 +229,12 @@ class InfoNCELoss(GlobalMeanLoss):
         1.3863
     """
 
+    config_fields = ("temperature", "symmetric")
+
     def __init__(self, temperature: float = 0.05, symmetric: bool = True, name: str = "nce_loss",
                  **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
-        self.temperature = temperature
-        self.symmetric = symmetric
+        self.set_config_fields(locals())
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         embeddings = ops.cast(y_pred, "float32") / self.temperature ** 0.5
@@ -263,11 +261,6 @@ class InfoNCELoss(GlobalMeanLoss):
             all_anchor_ids, _ = replica_gather(anchor_ids)
             loss = 0.5 * (loss + _nce_terms(embeddings[:, 1], ids[:, 1], all_anchors, all_anchor_ids, labels))
         return loss
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(temperature=self.temperature, symmetric=self.symmetric)
-        return config
 
 
 def _nce_terms(queries: Any, query_ids: Any, keys: Any, key_ids: Any, labels: Any, excluded: Any = None) -> Any:

@@ -1,12 +1,13 @@
 """Masked-LM head with output weights tied to the token embedding: softmax(t(h) E^T + b)."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 import keras
 from keras import ops
 
 from rw_tf.config import checks_number_arguments
+from rw_tf.layers.config_fields import ConfigFields
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.id_checks import checked_ids
 from rw_tf.layers.shape_checks import check_shapes
@@ -14,7 +15,7 @@ from rw_tf.layers.shape_checks import check_shapes
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
-class MaskedLMHead(keras.layers.Layer):
+class MaskedLMHead(ConfigFields, keras.layers.Layer):
     """Gathers the hidden states at ``masked_positions``, transforms them (dense, GELU, LayerNorm)
     and scores every vocabulary entry against the tied token-embedding matrix.
 
@@ -38,14 +39,14 @@ class MaskedLMHead(keras.layers.Layer):
         (2, 3, 100)
     """
 
+    config_fields = ("activation", "layer_norm_epsilon", "initializer_range")
+
     def __init__(self, token_embedding: keras.layers.Embedding, activation: str = "gelu",
                  layer_norm_epsilon: float = 1e-12, initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         with sublayer_policy(self):  # sub-layers take this layer's dtype policy
             self.token_embedding = token_embedding
-            self.activation = activation
-            self.layer_norm_epsilon = layer_norm_epsilon
-            self.initializer_range = initializer_range
+            self.set_config_fields(locals())
             self.hidden_size = token_embedding.output_dim
             self.vocab_size = token_embedding.input_dim
             self.transform = keras.layers.Dense(
@@ -75,9 +76,3 @@ class MaskedLMHead(keras.layers.Layer):
 
     def compute_output_shape(self, sequence_output_shape: Any, masked_positions_shape: Any) -> tuple:
         return tuple(masked_positions_shape) + (self.vocab_size,)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(activation=self.activation, layer_norm_epsilon=self.layer_norm_epsilon,
-                      initializer_range=self.initializer_range)
-        return config

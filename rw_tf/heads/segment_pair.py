@@ -6,12 +6,13 @@ model instance owns separate weights.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 import keras
 from keras import ops
 
 from rw_tf.config import checks_number_arguments
+from rw_tf.layers.config_fields import ConfigFields
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.shape_checks import check_shapes
 
@@ -30,7 +31,7 @@ def segment_means(sequence_output: Any, segment_ids: Any, padding_mask: Any) -> 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
-class SegmentPairHead(keras.layers.Layer):
+class SegmentPairHead(ConfigFields, keras.layers.Layer):
     """Returns one logit per example (apply a sigmoid for the probability).
 
     The logit is W^T [h_S1; h_S2] + b over the segments' mean states (see the module docstring);
@@ -50,10 +51,12 @@ class SegmentPairHead(keras.layers.Layer):
         (2, 1)
     """
 
+    config_fields = ("initializer_range",)
+
     def __init__(self, initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         with sublayer_policy(self):  # sub-layers take this layer's dtype policy
-            self.initializer_range = initializer_range
+            self.set_config_fields(locals())
             self.classifier = keras.layers.Dense(
                 1, name="classifier", kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
 
@@ -76,8 +79,3 @@ class SegmentPairHead(keras.layers.Layer):
     def compute_output_shape(self, sequence_output_shape: Any, segment_ids_shape: Any = None,
                              padding_mask_shape: Any = None) -> tuple:
         return (sequence_output_shape[0], 1)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(initializer_range=self.initializer_range)
-        return config

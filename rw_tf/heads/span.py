@@ -1,12 +1,13 @@
 """Extractive-QA span head: a start and an end logit for every token of the sequence."""
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Tuple
 
 import keras
 from keras import ops
 
 from rw_tf.config import checks_number_arguments
+from rw_tf.layers.config_fields import ConfigFields
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.shape_checks import check_shapes
 
@@ -16,7 +17,7 @@ PADDING_LOGIT = -1e4
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
-class SpanHead(keras.layers.Layer):
+class SpanHead(ConfigFields, keras.layers.Layer):
     """``[start_logits, end_logits] = W h_i + b`` for each token ``i``; padding gets ``PADDING_LOGIT``.
 
     Args:
@@ -35,10 +36,12 @@ class SpanHead(keras.layers.Layer):
         True
     """
 
+    config_fields = ("initializer_range",)
+
     def __init__(self, initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         with sublayer_policy(self):  # sub-layers take this layer's dtype policy
-            self.initializer_range = initializer_range
+            self.set_config_fields(locals())
             self.dense = keras.layers.Dense(
                 2, name="span_logits", kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
 
@@ -55,8 +58,3 @@ class SpanHead(keras.layers.Layer):
 
     def compute_output_shape(self, sequence_output_shape: Any, padding_mask_shape: Any = None) -> tuple:
         return tuple(sequence_output_shape[:-1]), tuple(sequence_output_shape[:-1])
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(initializer_range=self.initializer_range)
-        return config

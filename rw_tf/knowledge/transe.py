@@ -62,9 +62,7 @@ class TransE(TaskModelMixin, keras.Model):
             raise ValueError("norm must be 1 or 2")
         if num_entities < 2 or num_relations < 1:
             raise ValueError("need at least 2 entities and 1 relation")
-        self.num_entities, self.num_relations = num_entities, num_relations
-        self.embedding_dim, self.norm, self.margin = embedding_dim, norm, margin
-        self.num_negatives, self.seed = num_negatives, seed
+        self.set_config_fields(locals())
         bound = 6.0 / embedding_dim ** 0.5  # Bordes et al.'s uniform initialization
         with sublayer_policy(self):  # the embeddings take this model's dtype policy
             self.entity_embedding = keras.layers.Embedding(

@@ -8,19 +8,20 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import keras
 from keras import ops
 
 from rw_tf.config import checks_number_arguments
+from rw_tf.layers.config_fields import ConfigFields
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.shape_checks import check_shapes
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
-class CrossAttentionBlock(keras.layers.Layer):
+class CrossAttentionBlock(ConfigFields, keras.layers.Layer):
     """x = LN(x + Dropout(MHA(x, context, context_mask))); x = LN(x + Dropout(W2 GELU(W1 x))).
 
     Args:
@@ -42,13 +43,14 @@ class CrossAttentionBlock(keras.layers.Layer):
         ((2, 5, 16), 0.0)
     """
 
+    config_fields = ("hidden_size", "num_heads", "intermediate_size", "dropout", "layer_norm_epsilon")
+
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float = 0.1,
                  layer_norm_epsilon: float = 1e-12, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if hidden_size % num_heads:
             raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
-        self.hidden_size, self.num_heads, self.intermediate_size = hidden_size, num_heads, intermediate_size
-        self.dropout, self.layer_norm_epsilon = dropout, layer_norm_epsilon
+        self.set_config_fields(locals())
         with sublayer_policy(self):
             self.attention = keras.layers.MultiHeadAttention(num_heads, hidden_size // num_heads, name="attention")
             self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="attention_norm")
@@ -81,10 +83,3 @@ class CrossAttentionBlock(keras.layers.Layer):
         if query_mask is not None:
             x = x * ops.cast(ops.expand_dims(query_mask, -1), x.dtype)
         return x
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(hidden_size=self.hidden_size, num_heads=self.num_heads,
-                      intermediate_size=self.intermediate_size, dropout=self.dropout,
-                      layer_norm_epsilon=self.layer_norm_epsilon)
-        return config

@@ -1,19 +1,20 @@
 """Token + position + segment embeddings, summed, layer-normalized and dropped out (BERT)."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import keras
 from keras import ops
 
 from rw_tf.config import checks_number_arguments
+from rw_tf.layers.config_fields import ConfigFields
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.id_checks import checked_ids
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
-class TransformerEmbeddings(keras.layers.Layer):
+class TransformerEmbeddings(ConfigFields, keras.layers.Layer):
     """Sums learned token, absolute-position and segment embeddings, then LayerNorm and dropout.
 
     ``token_embedding`` is exposed so an MLM head can tie its output weights to it.
@@ -36,18 +37,15 @@ class TransformerEmbeddings(keras.layers.Layer):
         (2, 8, 16)
     """
 
+    config_fields = ("vocab_size", "hidden_size", "max_sequence_length", "type_vocab_size", "dropout",
+                     "layer_norm_epsilon", "initializer_range")
+
     def __init__(self, vocab_size: int, hidden_size: int, max_sequence_length: int,
                  type_vocab_size: int = 2, dropout: float = 0.1, layer_norm_epsilon: float = 1e-12,
                  initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         with sublayer_policy(self):  # sub-layers take this layer's dtype policy
-            self.vocab_size = vocab_size
-            self.hidden_size = hidden_size
-            self.max_sequence_length = max_sequence_length
-            self.type_vocab_size = type_vocab_size
-            self.dropout = dropout
-            self.layer_norm_epsilon = layer_norm_epsilon
-            self.initializer_range = initializer_range
+            self.set_config_fields(locals())
             init = lambda: keras.initializers.TruncatedNormal(stddev=initializer_range)
             self.token_embedding = keras.layers.Embedding(vocab_size, hidden_size, embeddings_initializer=init(),
                                                           name="token_embedding")
@@ -81,11 +79,3 @@ class TransformerEmbeddings(keras.layers.Layer):
 
     def compute_output_shape(self, token_ids_shape: Any, segment_ids_shape: Any = None) -> tuple:
         return tuple(token_ids_shape) + (self.hidden_size,)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(vocab_size=self.vocab_size, hidden_size=self.hidden_size,
-                      max_sequence_length=self.max_sequence_length, type_vocab_size=self.type_vocab_size,
-                      dropout=self.dropout, layer_norm_epsilon=self.layer_norm_epsilon,
-                      initializer_range=self.initializer_range)
-        return config

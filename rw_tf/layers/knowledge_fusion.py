@@ -14,23 +14,25 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import keras
 from keras import ops
 
 from rw_tf.config import checks_number_arguments
+from rw_tf.layers.config_fields import ConfigFields
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.shape_checks import check_shapes
 
 
 @checks_number_arguments()
-class _KnowledgeFusion(keras.layers.Layer):
+class _KnowledgeFusion(ConfigFields, keras.layers.Layer):
+    config_fields = ("hidden_size", "initializer_range")
+
     def __init__(self, hidden_size: int, initializer_range: float = 0.02, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         with sublayer_policy(self):  # sub-layers take this layer's dtype policy
-            self.hidden_size = hidden_size
-            self.initializer_range = initializer_range
+            self.set_config_fields(locals())
             self.projection = keras.layers.Dense(
                 hidden_size, use_bias=False, name="entity_projection",
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))
@@ -58,11 +60,6 @@ class _KnowledgeFusion(keras.layers.Layer):
 
     def compute_output_shape(self, hidden_states_shape: Any, *args: Any) -> Any:
         return hidden_states_shape
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(hidden_size=self.hidden_size, initializer_range=self.initializer_range)
-        return config
 
 
 @keras.saving.register_keras_serializable(package="rw_tf")
@@ -120,6 +117,8 @@ class AdditiveKnowledgeFusion(_KnowledgeFusion):
         ((2, 5, 8), True)
     """
 
+    config_fields = _KnowledgeFusion.config_fields + ("activation",)
+
     def __init__(self, hidden_size: int, activation: str = "gelu", **kwargs: Any) -> None:
         super().__init__(hidden_size, **kwargs)
         self.activation = activation
@@ -135,8 +134,3 @@ class AdditiveKnowledgeFusion(_KnowledgeFusion):
     def fuse(self, hidden_states: Any, knowledge: Any) -> Any:
         combined = self.hidden_dense(hidden_states) + self.knowledge_dense(knowledge)
         return keras.activations.get(self.activation)(combined)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(activation=self.activation)
-        return config

@@ -1,12 +1,13 @@
 """One post-LayerNorm Transformer encoder block (BERT): self-attention and a GELU feed-forward."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import keras
 from keras import ops
 
 from rw_tf.config import checks_number_arguments
+from rw_tf.layers.config_fields import ConfigFields
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.shape_checks import check_shapes
 
@@ -19,7 +20,7 @@ def attention_mask_from_padding(padding_mask: Any, query_length: Any) -> Any:
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
-class TransformerEncoderBlock(keras.layers.Layer):
+class TransformerEncoderBlock(ConfigFields, keras.layers.Layer):
     """x = LN(x + Dropout(MHA(x, x, mask))); x = LN(x + Dropout(W2 GELU(W1 x))).
 
     Padding positions (``padding_mask == 0``) are never attended to.
@@ -42,6 +43,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         (2, 5, 16)
     """
 
+    config_fields = ("hidden_size", "num_heads", "intermediate_size", "dropout", "attention_dropout",
+                     "layer_norm_epsilon", "initializer_range")
+
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float = 0.1,
                  attention_dropout: float = 0.1, layer_norm_epsilon: float = 1e-12,
                  initializer_range: float = 0.02, **kwargs: Any) -> None:
@@ -49,13 +53,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         with sublayer_policy(self):  # sub-layers take this layer's dtype policy
             if hidden_size % num_heads:
                 raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}")
-            self.hidden_size = hidden_size
-            self.num_heads = num_heads
-            self.intermediate_size = intermediate_size
-            self.dropout = dropout
-            self.attention_dropout = attention_dropout
-            self.layer_norm_epsilon = layer_norm_epsilon
-            self.initializer_range = initializer_range
+            self.set_config_fields(locals())
             init = lambda: keras.initializers.TruncatedNormal(stddev=initializer_range)
             self.attention = keras.layers.MultiHeadAttention(
                 num_heads=num_heads, key_dim=hidden_size // num_heads, dropout=attention_dropout,
@@ -90,11 +88,3 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
     def compute_output_shape(self, x_shape: Any, padding_mask_shape: Any = None) -> Any:
         return x_shape
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(hidden_size=self.hidden_size, num_heads=self.num_heads,
-                      intermediate_size=self.intermediate_size, dropout=self.dropout,
-                      attention_dropout=self.attention_dropout, layer_norm_epsilon=self.layer_norm_epsilon,
-                      initializer_range=self.initializer_range)
-        return config

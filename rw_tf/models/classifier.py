@@ -55,11 +55,7 @@ class TextClassifier(TaskModelMixin, keras.Model):
                 raise ValueError("num_classes must be >= 2 (or >= 1 with multi_label=True)")
             self.encoder = encoder
             encoder.pooler.trainable = True  # the classifier reads the pooled [CLS] (frozen by some pretraining)
-            self.num_classes = num_classes
-            self.multi_label = multi_label
-            self.dropout = dropout
-            self.kd_weight = kd_weight
-            self.kd_temperature = kd_temperature
+            self.set_config_fields(locals())
             self.dropout_layer = keras.layers.Dropout(dropout)
             self.classifier = keras.layers.Dense(
                 num_classes, name="logits",

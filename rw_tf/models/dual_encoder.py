@@ -60,7 +60,7 @@ class DualEncoder(TaskModelMixin, keras.Model):
         for encoder in (query_encoder, item_encoder):
             if encoder is not None:
                 encoder.pooler.trainable = False  # embeddings are mean-pooled; the [CLS] pooler is unused
-        self.temperature = temperature
+        self.set_config_fields(locals())
 
     def build(self, input_shape: Dict[str, Any]) -> None:
         for encoder, tower in ((self.query_encoder, "query"), (self.item_encoder, "item")):

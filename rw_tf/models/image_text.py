@@ -76,9 +76,7 @@ class ImageTextModel(TaskModelMixin, keras.Model):
         super().__init__(**kwargs)
         if fusion_direction not in ("text_to_image", "both"):
             raise ValueError(f"fusion_direction must be 'text_to_image' or 'both', got {fusion_direction!r}")
-        self.projection_dim, self.fusion_layers, self.fusion_size = projection_dim, fusion_layers, fusion_size
-        self.fusion_heads, self.fusion_direction = fusion_heads, fusion_direction
-        self.initial_temperature, self.fusion_dropout = initial_temperature, fusion_dropout
+        self.set_config_fields(locals())
         with sublayer_policy(self):
             self.image_encoder, self.text_encoder = image_encoder, text_encoder
             text_encoder.pooler.trainable = False

@@ -84,18 +84,12 @@ class PretrainingModel(TaskModelMixin, keras.Model):
             raise ValueError(f"pair_representation must be one of {PAIR_REPRESENTATIONS}, got {pair_representation!r}")
         with sublayer_policy(self):  # sub-layers take this layer's dtype policy
             self.encoder = encoder
-            self.pair_representation = pair_representation
+            self.set_config_fields(locals())
             # Only the pooled variant reads the pooler; otherwise it gets no gradient, so it is frozen.
             encoder.pooler.trainable = pair_representation == "cls_pooler"
-            self.nsp_weight = nsp_weight
-            self.sop_weight = sop_weight
-            self.kd_weight = kd_weight
-            self.kd_temperature = kd_temperature
             if nce_weight > 0 and encoder.config.dropout == 0:
                 raise ValueError("the contrastive term compares two dropout views of each input, but the encoder "
                                  "has no dropout (the tiny preset): set dropout > 0")
-            self.nce_weight = nce_weight
-            self.nce_temperature = nce_temperature
             self.mlm_head = MaskedLMHead(encoder.token_embedding,
                                          layer_norm_epsilon=encoder.config.layer_norm_epsilon,
                                          initializer_range=encoder.config.initializer_range, name="mlm_head")

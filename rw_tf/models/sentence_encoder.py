@@ -79,7 +79,7 @@ class SentenceEncoder(TaskModelMixin, keras.Model):
         with sublayer_policy(self):
             self.encoder = encoder
             encoder.pooler.trainable = False  # mean or [CLS] state pooling; the tanh pooler is unused
-            self.pooling = pooling
+            self.set_config_fields(locals())
             self.projection_dim = int(projection_dim)
             self.temperature = float(temperature)
             self.learn_temperature = bool(learn_temperature)

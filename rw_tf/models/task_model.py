@@ -7,8 +7,10 @@ from typing import Any, ClassVar, Dict, Tuple
 
 import keras
 
+from rw_tf.layers.config_fields import ConfigFields
 
-class TaskModelMixin:
+
+class TaskModelMixin(ConfigFields):
     """Mixin for ``keras.Model`` subclasses with a defaulting ``compile()``: only the optimizer is
     stored in the saved compile config, so ``keras.saving.load_model`` re-compiles the model.
 
@@ -21,16 +23,14 @@ class TaskModelMixin:
     runner calls it), after which fit's build step is skipped.
 
     Serialization: a subclass names its constructor arguments in ``config_fields`` (plain values,
-    read back from attributes of the same name) and ``nested_layers`` (Keras layers such as the
-    encoder, saved as nested configs; ``None`` stays ``None``).
+    see ``ConfigFields``) and ``nested_layers`` (Keras layers such as the encoder, saved as nested
+    configs; ``None`` stays ``None``).
     """
 
-    config_fields: ClassVar[Tuple[str, ...]] = ()
     nested_layers: ClassVar[Tuple[str, ...]] = ()
 
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
-        config.update({name: getattr(self, name) for name in self.config_fields})
         for name in self.nested_layers:
             layer = getattr(self, name)
             config[name] = None if layer is None else keras.saving.serialize_keras_object(layer)

@@ -12,6 +12,7 @@ import keras
 from keras import ops
 
 from rw_tf.config import checks_number_arguments
+from rw_tf.layers.config_fields import ConfigFields
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.shape_checks import check_shapes
 from rw_tf.layers.transformer_block import TransformerEncoderBlock
@@ -25,7 +26,7 @@ VIT_PRESETS: Dict[str, Dict[str, int]] = {
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
-class ViTImageEncoder(keras.layers.Layer):
+class ViTImageEncoder(ConfigFields, keras.layers.Layer):
     """Vision Transformer: non-overlapping patches -> linear embedding, a [CLS] token, learned
     position embeddings, then the text encoder's ``TransformerEncoderBlock``s.
 
@@ -46,15 +47,16 @@ class ViTImageEncoder(keras.layers.Layer):
         ((2, 17, 64), (2, 64))
     """
 
+    config_fields = ("image_size", "patch_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "dropout", "attention_dropout", "layer_norm_epsilon")
+
     def __init__(self, image_size: int = 224, patch_size: int = 16, hidden_size: int = 768, num_layers: int = 12,
                  num_heads: int = 12, intermediate_size: int = 3072, dropout: float = 0.0,
                  attention_dropout: float = 0.0, layer_norm_epsilon: float = 1e-6, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}")
-        self.image_size, self.patch_size, self.hidden_size = image_size, patch_size, hidden_size
-        self.num_layers, self.num_heads, self.intermediate_size = num_layers, num_heads, intermediate_size
-        self.dropout, self.attention_dropout, self.layer_norm_epsilon = dropout, attention_dropout, layer_norm_epsilon
+        self.set_config_fields(locals())
         self.num_patches = (image_size // patch_size) ** 2
         with sublayer_policy(self):
             self.patch_embedding = keras.layers.Dense(hidden_size, name="patch_embedding")
@@ -94,18 +96,10 @@ class ViTImageEncoder(keras.layers.Layer):
             x = block(x, training=training)
         return {"sequence_output": x, "pooled_output": x[:, 0]}
 
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(image_size=self.image_size, patch_size=self.patch_size, hidden_size=self.hidden_size,
-                      num_layers=self.num_layers, num_heads=self.num_heads,
-                      intermediate_size=self.intermediate_size, dropout=self.dropout,
-                      attention_dropout=self.attention_dropout, layer_norm_epsilon=self.layer_norm_epsilon)
-        return config
-
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments()
-class ConvImageEncoder(keras.layers.Layer):
+class ConvImageEncoder(ConfigFields, keras.layers.Layer):
     """A small CNN: ``num_stages`` of (3x3 conv, GELU, 2x2 max-pool), doubling the filters, then a
     projection to ``hidden_size``; the final feature map's cells are the tokens.
 
@@ -125,12 +119,14 @@ class ConvImageEncoder(keras.layers.Layer):
         ((2, 64, 16), (2, 16))
     """
 
+    config_fields = ("image_size", "filters", "num_stages", "hidden_size")
+
     def __init__(self, image_size: int = 32, filters: int = 32, num_stages: int = 2, hidden_size: int = 64,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if image_size % (2 ** num_stages):
             raise ValueError(f"image_size {image_size} is not divisible by 2^{num_stages}")
-        self.image_size, self.filters, self.num_stages, self.hidden_size = image_size, filters, num_stages, hidden_size
+        self.set_config_fields(locals())
         with sublayer_policy(self):
             self.convs = [keras.layers.Conv2D(filters * 2 ** i, 3, padding="same", activation="gelu",
                                               name=f"conv_{i}") for i in range(num_stages)]
@@ -152,9 +148,3 @@ class ConvImageEncoder(keras.layers.Layer):
             x = self.pool(conv(x))
         tokens = self.projection(ops.reshape(x, (ops.shape(x)[0], -1, ops.shape(x)[-1])))
         return {"sequence_output": tokens, "pooled_output": ops.mean(tokens, axis=1)}
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(image_size=self.image_size, filters=self.filters, num_stages=self.num_stages,
-                      hidden_size=self.hidden_size)
-        return config

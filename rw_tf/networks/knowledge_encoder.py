@@ -15,6 +15,7 @@ import numpy as np
 from keras import ops
 
 from rw_tf.config import checks_number_arguments
+from rw_tf.layers.config_fields import ConfigFields
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.id_checks import checked_ids
 from rw_tf.layers.knowledge_fusion import AdditiveKnowledgeFusion, GatedKnowledgeFusion
@@ -25,7 +26,7 @@ FUSIONS = {"gated": GatedKnowledgeFusion, "additive": AdditiveKnowledgeFusion}
 
 @keras.saving.register_keras_serializable(package="rw_tf")
 @checks_number_arguments(may_be_zero=("knowledge_layers",))
-class KnowledgeEnhancedEncoder(TransformerEncoder):
+class KnowledgeEnhancedEncoder(ConfigFields, TransformerEncoder):
     """A ``TransformerEncoder`` that fuses linked entities' embeddings into the token states after
     the blocks in ``knowledge_layers`` (h' = g h + (1 - g) k for ``fusion="gated"``, see
     ``GatedKnowledgeFusion``); tokens without an entity (id -1) are left as they are.
@@ -56,6 +57,9 @@ class KnowledgeEnhancedEncoder(TransformerEncoder):
 
     input_names = ENCODER_INPUTS + ("entity_ids",)
 
+    config_fields = ("num_entities", "entity_embedding_dim", "knowledge_layers", "fusion",
+                     "freeze_entity_embeddings")
+
     def __init__(self, vocab_size: int, num_entities: int, entity_embedding_dim: int,
                  knowledge_layers: Sequence[int] = (0,), fusion: str = "gated",
                  freeze_entity_embeddings: bool = True, **kwargs: Any) -> None:
@@ -67,11 +71,8 @@ class KnowledgeEnhancedEncoder(TransformerEncoder):
             if bad or not knowledge_layers or len(set(knowledge_layers)) < len(knowledge_layers):
                 raise ValueError(f"knowledge_layers {list(knowledge_layers)} must name blocks of this encoder, "
                                  f"each once (at least one, each 0 to {self.config.num_layers - 1})")
-            self.num_entities = num_entities
-            self.entity_embedding_dim = entity_embedding_dim
+            self.set_config_fields(locals())
             self.knowledge_layers = tuple(int(i) for i in knowledge_layers)
-            self.fusion = fusion
-            self.freeze_entity_embeddings = freeze_entity_embeddings
             self.entity_embedding = keras.layers.Embedding(num_entities, entity_embedding_dim, name="entity_embedding",
                                                            trainable=not freeze_entity_embeddings)
             self.fusion_layers = [FUSIONS[fusion](self.config.hidden_size,
@@ -107,10 +108,3 @@ class KnowledgeEnhancedEncoder(TransformerEncoder):
             return hidden_states
         entities, entity_mask = context
         return self.fusion_layers[self.knowledge_layers.index(index)](hidden_states, entities, entity_mask)
-
-    def get_config(self) -> Dict[str, Any]:
-        config = super().get_config()
-        config.update(num_entities=self.num_entities, entity_embedding_dim=self.entity_embedding_dim,
-                      knowledge_layers=list(self.knowledge_layers), fusion=self.fusion,
-                      freeze_entity_embeddings=self.freeze_entity_embeddings)
-        return config

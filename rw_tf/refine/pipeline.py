@@ -52,7 +52,7 @@ from rw_tf.refine.exact_substrings import later_occurrences, remove_marked, wind
 from rw_tf.refine.minhash import MinHasher, cluster_roots, star_edges
 from rw_tf.refine.readers import iter_stream
 from rw_tf.refine.report import write_report
-from rw_tf.refine.stages import DocumentRefiner, RefineConfig, drop_record
+from rw_tf.refine.stages import CORPUS_STAGES, DocumentRefiner, RefineConfig, drop_record
 from rw_tf.refine.text import count_words
 from rw_tf.refine.url_filter import normalize_url
 
@@ -262,33 +262,39 @@ class ExactSubstringDeduplicate(beam.PTransform):
         return join_by_id(docs, marks, "Exact") | "Cut" >> beam.FlatMap(cut)
 
 
-class DeduplicateIds(beam.PTransform):
+class KeepOnePerKey(beam.PTransform):
+    """One document per ``key(doc)``, the first by ``order``; the others are dropped as ``reason``
+    with ``detail(survivor)``."""
+
+    def __init__(self, stage: str, key: Callable, order: Callable, reason: str, detail: Callable) -> None:
+        super().__init__()
+        self.stage, self.key, self.order, self.reason, self.detail = stage, key, order, reason, detail
+
+    def expand(self, docs):
+        stage, order, reason, detail = self.stage, self.order, self.reason, self.detail
+
+        def keep_first(group):
+            group = sorted(group, key=order)
+            yield from _keep(group[0], stage, count_words(group[0]["text"]))
+            for doc in group[1:]:
+                yield from _drop(doc, stage, reason, detail(group[0]))
+
+        return group_by(docs, stage, key=self.key) | "KeepFirst" >> beam.FlatMap(keep_first)
+
+
+def DeduplicateIds() -> KeepOnePerKey:   # noqa: N802 (a transform, named like one)
     """One document per id, the smallest (url, text): rows of a JSON Lines file that give the same
     ``id`` (``"1"`` and ``1`` included, or an id equal to another row's line number) were two
     documents under one id, which the deduplication stages key clusters and marks by (two copies
     both survived MinHash; one page's repeated spans were cut from the other's text)."""
-
-    def expand(self, docs):
-        def keep_one(group):
-            group = sorted(group, key=lambda d: (d["url"], d["text"]))
-            yield from _keep(group[0], "unique_ids", count_words(group[0]["text"]))
-            for doc in group[1:]:
-                yield from _drop(doc, "unique_ids", "duplicate_id", f"the id of {group[0]['url']} too")
-
-        return group_by(docs, "Id", key=lambda d: d["id"]) | "KeepOne" >> beam.FlatMap(keep_one)
+    return KeepOnePerKey("unique_ids", key=lambda d: d["id"], order=lambda d: (d["url"], d["text"]),
+                         reason="duplicate_id", detail=lambda survivor: f"the id of {survivor['url']} too")
 
 
-class DeduplicateUrls(beam.PTransform):
+def DeduplicateUrls() -> KeepOnePerKey:   # noqa: N802
     """One document per normalised URL (the smallest id), as RefinedWeb deduplicates URLs across dumps."""
-
-    def expand(self, docs):
-        def keep_first(group):
-            group = sorted(group, key=lambda d: d["id"])
-            yield from _keep(group[0], "url_dedup", count_words(group[0]["text"]))
-            for doc in group[1:]:
-                yield from _drop(doc, "url_dedup", "duplicate_url", f"survivor {group[0]['id']}")
-
-        return group_by(docs, "Url", key=lambda d: normalize_url(d["url"])) | "KeepFirst" >> beam.FlatMap(keep_first)
+    return KeepOnePerKey("url_dedup", key=lambda d: normalize_url(d["url"]), order=lambda d: d["id"],
+                         reason="duplicate_url", detail=lambda survivor: f"survivor {survivor['id']}")
 
 
 def _sum_events(group: List[Tuple]) -> Tuple:
@@ -306,20 +312,14 @@ class RefineWeb(beam.PTransform):
 
     def expand(self, pipeline):
         cfg = self.config
-        read = split_tagged(pipeline | "Read" >> ReadWebPages(self.patterns, cfg.max_page_bytes, self.input_groups),
-                            "Read")
-        dropped, events = [read[DROP]], [read[EVENT]]
-        refined = split_tagged(read[DOC] | "RefineDocuments" >> beam.ParDo(_RefineDocuments(cfg)), "Refined")
-        dropped.append(refined[DROP])
-        events.append(refined[EVENT])
-        unique = split_tagged(refined[DOC] | "unique_ids" >> DeduplicateIds(), "unique_ids")
-        docs = unique[DOC]
-        dropped.append(unique[DROP])
-        events.append(unique[EVENT])
-        for stage, transform in (("minhash_dedup", lambda: MinHashDeduplicate(cfg.minhash)),
-                                 ("exact_substring_dedup", lambda: ExactSubstringDeduplicate(cfg.exact_substrings)),
-                                 ("url_dedup", DeduplicateUrls)):
-            if cfg.runs(stage):
+        stages = [("Read", lambda: ReadWebPages(self.patterns, cfg.max_page_bytes, self.input_groups)),
+                  ("RefineDocuments", lambda: beam.ParDo(_RefineDocuments(cfg))), ("unique_ids", DeduplicateIds),
+                  ("minhash_dedup", lambda: MinHashDeduplicate(cfg.minhash)),
+                  ("exact_substring_dedup", lambda: ExactSubstringDeduplicate(cfg.exact_substrings)),
+                  ("url_dedup", DeduplicateUrls)]
+        docs, dropped, events = pipeline, [], []
+        for stage, transform in stages:
+            if stage not in CORPUS_STAGES or cfg.runs(stage):
                 out = split_tagged(docs | stage >> transform(), stage)
                 docs = out[DOC]
                 dropped.append(out[DROP])

@@ -34,10 +34,12 @@ class Task(abc.ABC):
     config_class: ClassVar[type]
     trainer_defaults: ClassVar[Dict[str, Any]] = {}
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, examples: Any = None) -> None:
+        """``examples``: a ``TransformedExamples`` inside a TFX Trainer (the task reads its splits
+        from it instead of raw files), else None."""
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
-        self.config = config
+        self.config, self.examples = config, examples
 
     @classmethod
     def trainer_config(cls, **overrides: Any) -> TrainerConfig:

@@ -168,10 +168,7 @@ class ClassificationTask(Task):
     config_class = ClassificationTaskConfig
     trainer_defaults = {"epochs": 2, "learning_rate": 5e-5, "decay": "constant", "clipnorm": 0.0}
 
-    def __init__(self, config: ClassificationTaskConfig, examples=None) -> None:
-        super().__init__(config)
-        self.examples = examples
-        self.temperature = 1.0
+    temperature = 1.0   # the exported probabilities' until ``finish`` fits one
 
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         cfg = self.config

@@ -153,9 +153,6 @@ class ImageTextTask(Task):
     trainer_defaults = {"epochs": 3, "batch_size": 64, "learning_rate": 1e-4, "decay": "constant",
                         "clipnorm": 1.0, "adam_epsilon": 1e-8}
 
-    def __init__(self, config: ImageTextTaskConfig, examples=None) -> None:
-        super().__init__(config)
-        self.examples = examples
 
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         cfg = self.config

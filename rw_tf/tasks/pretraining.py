@@ -138,9 +138,6 @@ class PretrainingTask(Task):
     config_class = PretrainingTaskConfig
     trainer_defaults = {"epochs": 3, "steps_per_epoch": 100, "learning_rate": 1e-3, "warmup_steps": 50}
 
-    def __init__(self, config: PretrainingTaskConfig, examples=None) -> None:
-        super().__init__(config)
-        self.examples = examples
 
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         cfg = self.config

@@ -161,9 +161,6 @@ class QuestionAnsweringTask(Task):
     trainer_defaults = {"epochs": 1, "steps_per_epoch": 300, "batch_size": 16, "learning_rate": 5e-5,
                         "decay": "constant", "clipnorm": 0.0, "adam_epsilon": 1e-8}
 
-    def __init__(self, config: QATaskConfig, examples=None) -> None:
-        super().__init__(config)
-        self.examples = examples
 
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         self.seed, self.validation_steps = trainer.seed, trainer.validation_steps

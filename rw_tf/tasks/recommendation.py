@@ -164,10 +164,6 @@ class RecommendationTask(Task):
     trainer_defaults = {"epochs": 3, "batch_size": 32, "learning_rate": 2e-3, "decay": "constant",
                         "weight_decay": 0.0, "clipnorm": 0.0}
 
-    def __init__(self, config: RecommendationTaskConfig, examples=None) -> None:
-        super().__init__(config)
-        self.examples_source = examples
-
     def _embed_items(self) -> None:
         init_from = self.config.init_from or minilm_checkpoint_dir()
         self.tokenizer = pretrained_tokenizer(init_from)
@@ -190,7 +186,7 @@ class RecommendationTask(Task):
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         cfg = self.config
         self.seed, self.validation_steps = trainer.seed, trainer.validation_steps
-        if self.examples_source is not None:
+        if self.examples is not None:
             if cfg.hard_negatives or cfg.use_profile_text:
                 raise ValueError("hard_negatives and use_profile_text need the raw interactions (rw-tf finetune), "
                                  "not pipeline examples")
@@ -205,12 +201,12 @@ class RecommendationTask(Task):
                                                cfg.include_site_packages)
         self.items, self.item_texts, self.user_texts = data.items, data.item_texts, data.user_texts
         loo = data.leave_one_out(trainer.seed)
-        self.train_histories, self.examples, self.validation = loo.train_histories, loo.examples, loo.validation
+        self.train_histories, self.train_examples, self.validation = loo.train_histories, loo.examples, loo.validation
         self.test_histories = [h for h, _ in loo.test]
         self.test_items = np.array([t for _, t in loo.test])
-        self.item_counts = np.bincount([t for _, t in self.examples], minlength=len(self.items))
-        if len(self.examples) < trainer.batch_size or not self.validation or not self.test_histories:
-            raise ValueError(f"{len(self.examples)} training examples, {len(self.validation)} validation and "
+        self.item_counts = np.bincount([t for _, t in self.train_examples], minlength=len(self.items))
+        if len(self.train_examples) < trainer.batch_size or not self.validation or not self.test_histories:
+            raise ValueError(f"{len(self.train_examples)} training examples, {len(self.validation)} validation and "
                              f"{len(self.test_histories)} test users: training needs one batch of "
                              f"{trainer.batch_size}, a validation and a test user "
                              f"({len(data.histories)} users; rejected {file_rejects})")
@@ -218,7 +214,8 @@ class RecommendationTask(Task):
         self.example_profiles, self.validation_profiles, self.test_profiles = (
             self._profiles(users) for users in (loo.example_users, loo.validation_users, loo.test_users))
         return {"items": len(self.items), "users": len(self.train_histories), "test_users": len(self.test_items),
-                "train_examples": len(self.examples), "train_interactions": sum(len(h) for h in self.train_histories),
+                "train_examples": len(self.train_examples),
+                "train_interactions": sum(len(h) for h in self.train_histories),
                 "removed": loo.removed, **({"rejected_rows": file_rejects} if cfg.interactions_file else {}),
                 **alias_report(self.linker)}
 
@@ -243,7 +240,7 @@ class RecommendationTask(Task):
             return {"history": history, "item": item}, ids
 
         # Rows whose item is not in the catalogue (-1) cannot be scored: they are skipped.
-        rows = self.examples_source.dataset(split, batch_size).unbatch().filter(lambda f: f["item_id"] >= 0)
+        rows = self.examples.dataset(split, batch_size).unbatch().filter(lambda f: f["item_id"] >= 0)
         return rows.batch(batch_size, drop_remainder=train).map(to_keras)
 
     def _dataset(self, pairs, batch_size: int, train: bool, profiles: Optional[np.ndarray] = None
@@ -266,22 +263,22 @@ class RecommendationTask(Task):
         return ds.batch(batch_size, drop_remainder=train).prefetch(2)
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:
-        if self.examples_source is not None:
+        if self.examples is not None:
             return self._transformed("train", batch_size, train=True)
-        return self._dataset(self.examples, batch_size, train=True, profiles=self.example_profiles)
+        return self._dataset(self.train_examples, batch_size, train=True, profiles=self.example_profiles)
 
     def validation_dataset(self, batch_size: int) -> tf.data.Dataset:
-        if self.examples_source is not None:
+        if self.examples is not None:
             return self._transformed("eval", batch_size, train=False).take(self.validation_steps or 10)
         return self._dataset(self.validation, batch_size, train=False, profiles=self.validation_profiles)
 
     def num_train_examples(self) -> int:
-        if self.examples_source is not None:
+        if self.examples is not None:
             raise ValueError("set steps_per_epoch when training on transformed examples")
-        return len(self.examples)
+        return len(self.train_examples)
 
     def evaluate(self, model: keras.Model) -> Dict[str, Any]:
-        if self.examples_source is not None:
+        if self.examples is not None:
             batches = list(self.validation_dataset(64).as_numpy_iterator())
             padded = np.concatenate([x["history"] for x, _ in batches])
             histories = [[i for i in row if i >= 0] for row in padded]
@@ -294,14 +291,14 @@ class RecommendationTask(Task):
         return ranking_metrics(_excluding(scores, histories), targets, self.config.top_k)
 
     def finish(self, model: keras.Model) -> Dict[str, Any]:
-        if self.examples_source is not None:
+        if self.examples is not None:
             return {}
         baselines = baseline_scores(self.train_histories, self.test_histories, self.text_vectors)
         return {"baselines": {name: ranking_metrics(_excluding(s, self.test_histories), self.test_items,
                                                      self.config.top_k) for name, s in baselines.items()}}
 
     def export(self, model: keras.Model, export_dir: str) -> str:
-        transform_output = self.examples_source.tft_output if self.examples_source is not None else None
+        transform_output = self.examples.tft_output if self.examples is not None else None
         module = RecommenderExport(model, self.tokenizer, self.items, self.config.top_k,
                                    transform_output=transform_output,
                                    profile_encoder=self.text_model if self.config.use_profile_text else None,

@@ -130,9 +130,6 @@ class SentenceEmbeddingTask(Task):
     trainer_defaults = {"epochs": 1, "steps_per_epoch": 100, "batch_size": 32, "learning_rate": 3e-5,
                         "decay": "constant", "clipnorm": 0.0, "adam_epsilon": 1e-8}
 
-    def __init__(self, config: SentenceEmbeddingTaskConfig, examples=None) -> None:
-        super().__init__(config)
-        self.examples = examples
 
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         cfg = self.config

@@ -21,7 +21,7 @@ import dataclasses
 import os
 from typing import Any, Dict, List, Optional
 
-from rw_tf.config import DictConfig, EncoderConfig
+from rw_tf.config import DictConfig, EncoderConfig, check_choice
 from rw_tf.data.transform_fns import (
     ImageTextTransformConfig,
     InteractionTransformConfig,
@@ -218,15 +218,14 @@ class PipelineConfig(DictConfig):
         require_pattern_free_folder(self.root, "the pipeline root")
         if self.data_root:
             require_pattern_free_folder(self.data_root, "data_root")
-        if self.corpus not in CORPORA:
-            raise ValueError(f"unknown corpus {self.corpus!r}; choose one of {CORPORA}")
+        check_choice("corpus", self.corpus, CORPORA)
         if self.corpus == "nations":
             self.alias_file = self.alias_file or os.path.join(self.data_dir, "aliases.tsv")
             self.knowledge_dir = self.knowledge_dir or os.path.join(self.data_dir, "transe")
         if bool(self.alias_file) != bool(self.knowledge_dir):
             raise ValueError("knowledge mode needs both alias_file and knowledge_dir")
-        if self.beam_direct_running_mode not in ("in_memory", "multi_threading", "multi_processing"):
-            raise ValueError(f"unknown beam_direct_running_mode {self.beam_direct_running_mode!r}")
+        check_choice("beam_direct_running_mode", self.beam_direct_running_mode,
+                     ("in_memory", "multi_threading", "multi_processing"))
         EncoderConfig.check_preset_blocks(self.preset, self.knowledge_layers)
         if self.finetune_train_file:
             self.require_defaults(["finetune_max_per_class"], "with the built-in data (no finetune_train_file)")

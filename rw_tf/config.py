@@ -78,6 +78,13 @@ def changed_settings(earlier: Dict[str, Any], current: Dict[str, Any], prefix: s
     return changes
 
 
+def check_choice(what: str, value: Any, choices: Any) -> None:
+    """A ``ValueError`` that lists ``choices`` when ``value`` (a ``what``, e.g. "pooling") is not one."""
+    if value not in choices:
+        shown = tuple(choices) if isinstance(choices, (tuple, list)) else sorted(choices)
+        raise ValueError(f"unknown {what} {value!r}; choose one of {shown}")
+
+
 def type_name(hint: Any) -> str:
     return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
@@ -363,8 +370,7 @@ class EncoderConfig(DictConfig):
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "EncoderConfig":
         """Returns the named preset with ``overrides`` applied."""
-        if name not in ENCODER_PRESETS:
-            raise ValueError(f"unknown encoder preset {name!r}; choose one of {sorted(ENCODER_PRESETS)}")
+        check_choice("encoder preset", name, ENCODER_PRESETS)
         return dataclasses.replace(ENCODER_PRESETS[name], **overrides)
 
     @classmethod

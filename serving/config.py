@@ -29,7 +29,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from rw_tf.atomic_write import atomic_write
-from rw_tf.config import DictConfig, check_numbers
+from rw_tf.config import DictConfig, check_choice, check_numbers
 from rw_tf.path_checks import require_model_folder
 from rw_tf_serving.batching import check_batching
 from rw_tf_serving.protos import BATCHING_PARAMETERS, parse_text, read_text_proto
@@ -67,8 +67,7 @@ class ModelSpec(DictConfig):
     def validate(self) -> None:
         check_model_name(self.name)
         require_model_folder(self.base_path, f"the base_path of model '{self.name}'")
-        if self.version_policy not in VERSION_POLICIES:
-            raise ValueError(f"version_policy must be one of {VERSION_POLICIES}, got {self.version_policy!r}")
+        check_choice("version_policy", self.version_policy, VERSION_POLICIES)
         if self.version_policy == "specific" and not self.versions:
             raise ValueError("the 'specific' version policy needs versions")
         # TF Serving's policy is a oneof: a models.config cannot give both, a command line or a

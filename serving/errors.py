@@ -1,6 +1,8 @@
 """Errors of the local server, each carrying the gRPC status code TF Serving uses for it."""
 from __future__ import annotations
 
+import functools
+
 import grpc
 
 HTTP_STATUS = {grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -52,17 +54,8 @@ class ServingError(Exception):
         return HTTP_STATUS.get(self.code, 500)
 
 
-def not_found(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.NOT_FOUND, message)
-
-
-def invalid_argument(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def resource_exhausted(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
-
-
-def unavailable(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.UNAVAILABLE, message)
+# ServingError(code, message) for the codes the server answers with.
+not_found = functools.partial(ServingError, grpc.StatusCode.NOT_FOUND)
+invalid_argument = functools.partial(ServingError, grpc.StatusCode.INVALID_ARGUMENT)
+resource_exhausted = functools.partial(ServingError, grpc.StatusCode.RESOURCE_EXHAUSTED)
+unavailable = functools.partial(ServingError, grpc.StatusCode.UNAVAILABLE)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
@@ -51,9 +51,16 @@ def example_dtypes(features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     return {k: tf.cast(v, tf.int64) if v.dtype.is_integer else v for k, v in features.items()}
 
 
-def tracked_tokenizer(vocab_file: str, lower_case: bool) -> WordPieceTokenizer:
+def require_features(inputs: Dict[str, tf.Tensor], names: Sequence[str], what: str) -> None:
+    """A ``KeyError`` naming the features ``what`` examples lack."""
+    require_features(inputs, names, "{what}")
+
+
+def tracked_tokenizer(vocab_file: Optional[str], lower_case: bool) -> WordPieceTokenizer:
+    """The tokenizer of ``vocab_file`` (None: all-MiniLM-L6-v2's), tracked by the transform graph."""
     import tensorflow_transform as tft  # Transform-only dependency; sets tf.keras to tf_keras on import
 
+    vocab_file = vocab_file or os.path.join(minilm_checkpoint_dir(), "vocab.txt")
     return tft.make_and_track_object(lambda: WordPieceTokenizer(vocab_file, lower_case=lower_case),
                                      name="wordpiece_tokenizer")
 
@@ -159,9 +166,7 @@ def pretraining_preprocessing_fn(inputs: Dict[str, tf.Tensor],
                                  config: PretrainingTransformConfig) -> Dict[str, tf.Tensor]:
     """Raw ``text_a``/``text_b``/``text_random`` -> masked pretraining features (+ ``mlm_num_masked``);
     in knowledge mode also ``entity_ids`` and ``masked_entity_ids``."""
-    missing = [k for k in PAIR_TEXT_FEATURES if k not in inputs]
-    if missing:
-        raise KeyError(f"pretraining examples are missing features {missing}")
+    require_features(inputs, PAIR_TEXT_FEATURES, "pretraining")
     tokenizer = tracked_tokenizer(config.vocab_file, config.lower_case)
     linker = tracked_linker(tokenizer, config.alias_file, config.knowledge_dir) if config.alias_file else None
     features = PretrainingExampleBuilder(tokenizer, config.data_config(), linker)(
@@ -172,8 +177,7 @@ def pretraining_preprocessing_fn(inputs: Dict[str, tf.Tensor],
 
 def classification_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: TextTransformConfig) -> Dict[str, tf.Tensor]:
     """Raw ``text`` (+ label) -> encoder inputs (+ int64 label; + ``entity_ids`` in knowledge mode)."""
-    if "text" not in inputs:
-        raise KeyError("classification examples need a 'text' feature")
+    require_features(inputs, ["text"], "classification")
     tokenizer = tracked_tokenizer(config.vocab_file, config.lower_case)
     linker = tracked_linker(tokenizer, config.alias_file, config.knowledge_dir) if config.alias_file else None
     features = single_segment_inputs(tokenizer, dense_1d(inputs["text"], b""), config.max_sequence_length, linker)
@@ -186,11 +190,8 @@ def pair_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: PairTransformCon
     """Raw ``query``/``item``/``negative`` -> ``{anchor,positive,negative}_{token_ids,segment_ids,
     padding_mask}``, ``{view}_text_id`` (string hashes) and a constant ``pair_label`` of 1 (the
     label TFMA reads while the gate scores the model's ``pair_accuracy``)."""
-    missing = [k for k in EMBEDDING_VIEWS if k not in inputs]
-    if missing:
-        raise KeyError(f"sentence-embedding examples are missing features {missing}")
-    vocab_file = config.vocab_file or os.path.join(minilm_checkpoint_dir(), "vocab.txt")
-    tokenizer = tracked_tokenizer(vocab_file, config.lower_case)
+    require_features(inputs, EMBEDDING_VIEWS, "sentence-embedding")
+    tokenizer = tracked_tokenizer(config.vocab_file, config.lower_case)
     features = {}
     for raw, view in EMBEDDING_VIEWS.items():
         text = dense_1d(inputs[raw], b"")
@@ -209,11 +210,8 @@ def image_text_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: ImageTextT
     ``label`` -> ``image`` float32 [size, size, 3], ``text_*`` and ``negative_text_*`` encoder
     inputs, ``label`` and a constant ``match_label`` of 1 (the label TFMA reads while the gate
     scores the model's ``match_accuracy``). A bad image fails with its reason (``decode_images``)."""
-    missing = [k for k in IMAGE_TEXT_FEATURES if k not in inputs]
-    if missing:
-        raise KeyError(f"image-text examples are missing features {missing}")
-    vocab_file = config.vocab_file or os.path.join(minilm_checkpoint_dir(), "vocab.txt")
-    tokenizer = tracked_tokenizer(vocab_file, config.lower_case)
+    require_features(inputs, IMAGE_TEXT_FEATURES, "image-text")
+    tokenizer = tracked_tokenizer(config.vocab_file, config.lower_case)
     features = {"image": decode_images(dense_1d(inputs["image"], b""), config.image_size)}
     for raw, prefix in (("caption", "text"), ("negative_caption", "negative_text")):
         encoded = single_segment_inputs(tokenizer, dense_1d(inputs[raw], b""), config.max_sequence_length)
@@ -232,11 +230,8 @@ def qa_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: QATransformConfig)
     targets, window mask, token byte spans) and a constant ``qa_label`` of 1 (the label TFMA reads
     while the gate scores the model's ``span_exact_match``). A question or context the geometry
     cannot window, or an answer that is not at its offset, fails with the reason."""
-    missing = [k for k in QA_FEATURES if k not in inputs]
-    if missing:
-        raise KeyError(f"question-answering examples are missing features {missing}")
-    vocab_file = config.vocab_file or os.path.join(minilm_checkpoint_dir(), "vocab.txt")
-    tokenizer = tracked_tokenizer(vocab_file, config.lower_case)
+    require_features(inputs, QA_FEATURES, "question-answering")
+    tokenizer = tracked_tokenizer(config.vocab_file, config.lower_case)
     spec = config.window_spec()
     windows = question_context_windows(tokenizer, dense_1d(inputs["question"], b""), dense_1d(inputs["context"], b""),
                                        spec)
@@ -263,9 +258,7 @@ def interaction_preprocessing_fn(inputs: Dict[str, tf.Tensor], config: Interacti
     """Raw ``history`` (space-separated item ids, oldest first) and ``item`` -> ``history_ids``
     [max_history] (the latest items, -1 padding after them; unknown ids dropped), ``item_id``
     (-1 if unknown) and a constant ``hit_label`` (the label TFMA reads while the gate scores hits)."""
-    missing = [k for k in ("history", "item") if k not in inputs]
-    if missing:
-        raise KeyError(f"recommendation examples are missing features {missing}")
+    require_features(inputs, ("history", "item"), "recommendation")
     table = tracked_item_table(config.items_file)
     tokens = tf.strings.split(dense_1d(inputs["history"], b""))
     ids = tf.ragged.boolean_mask(table.lookup(tokens), table.lookup(tokens) >= 0)

@@ -44,7 +44,7 @@ Signature = Tuple[Callable, List[tf.TensorSpec]]
 @checks_number_arguments()
 class ExportModule(tf.Module, metaclass=abc.ABCMeta):
     """Base of every export. Subclasses implement ``signature_fns`` (name -> (python function,
-    input signature)) and name the default one in ``default_signature``.
+    input signature)) and name the default ones in ``raw_signature`` and ``examples_signature``.
 
     Args:
         model: the trained Keras task model.
@@ -55,7 +55,8 @@ class ExportModule(tf.Module, metaclass=abc.ABCMeta):
         label_keys: raw features not available at serving time (removed from the parse spec).
     """
 
-    default_signature = ""
+    raw_signature = ""                        # the default without a Transform graph (raw inputs)
+    examples_signature = "serving_default"    # the default with one (serialized examples)
     signature_methods: Dict[str, str] = {}
 
     def __init__(self, model: keras.Model, tokenizer: WordPieceTokenizer, max_sequence_length: int,
@@ -70,6 +71,11 @@ class ExportModule(tf.Module, metaclass=abc.ABCMeta):
             self.tft_layer = transform_output.transform_features_layer()
             spec = transform_output.raw_feature_spec()
             self._raw_spec = {k: v for k, v in spec.items() if k not in label_keys}
+
+    @property
+    def default_signature(self) -> str:
+        """The signature that TF Serving's requests without a signature name reach."""
+        return self.examples_signature if self.transform_output is not None else self.raw_signature
 
     def text_inputs(self, text: tf.Tensor) -> Dict[str, tf.Tensor]:
         """Encoder inputs of raw texts (with ``entity_ids`` in knowledge mode), padded to the longest
@@ -86,9 +92,14 @@ class ExportModule(tf.Module, metaclass=abc.ABCMeta):
     def signature_fns(self) -> Dict[str, Signature]:
         """name -> (function of tensors, input signature) for every signature of the export."""
 
+    def score_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """Serialized raw examples -> what the pipeline's TFMA gate scores (``examples_signature``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no signature on serialized examples")
+
     def all_signature_fns(self) -> Dict[str, Signature]:
         fns = dict(self.signature_fns())
         if self.transform_output is not None:
+            fns[self.examples_signature] = (self.score_examples, [EXAMPLES_SPEC])
             fns["transform_features"] = (self.transform, [EXAMPLES_SPEC])
         return fns
 

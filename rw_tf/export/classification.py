@@ -12,7 +12,7 @@ from typing import Dict
 import tensorflow as tf
 
 from rw_tf.config import checks_number_arguments
-from rw_tf.export.base import EXAMPLES_SPEC, TEXT_SPEC, ExportModule, Signature
+from rw_tf.export.base import TEXT_SPEC, ExportModule, Signature
 from rw_tf.models.classifier import task_logits
 
 
@@ -35,20 +35,16 @@ def classifier_outputs(logits: tf.Tensor, multi_label: bool = False, temperature
 class ClassifierExport(ExportModule):
     """Serving module of a ``TextClassifier``; ``temperature`` calibrates the probabilities."""
 
+    raw_signature = "classify_text"
     signature_methods = {"classification": tf.saved_model.CLASSIFY_METHOD_NAME}
 
     def __init__(self, *args, temperature: float = 1.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.temperature = float(temperature)
 
-    @property
-    def default_signature(self) -> str:
-        return "serving_default" if self.transform_output is not None else "classify_text"
-
     def signature_fns(self) -> Dict[str, Signature]:
         fns = {"classify_text": (self.classify_text, [TEXT_SPEC])}
         if self.transform_output is not None:
-            fns["serving_default"] = (self.serve_examples, [EXAMPLES_SPEC])
             fns["classification"] = (self.classify_examples, [tf.TensorSpec([None], tf.string, name="inputs")])
         return fns
 
@@ -59,7 +55,7 @@ class ClassifierExport(ExportModule):
     def classify_text(self, text: tf.Tensor) -> Dict[str, tf.Tensor]:
         return self._predict(self.text_inputs(text))
 
-    def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    def score_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
         return self._predict(self.transform(examples))
 
     def classify_examples(self, inputs: tf.Tensor) -> Dict[str, tf.Tensor]:

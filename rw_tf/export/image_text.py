@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from rw_tf.config import checks_number_arguments
 from rw_tf.data.images import decode_images
-from rw_tf.export.base import EXAMPLES_SPEC, TEXT_SPEC, ExportModule, Signature
+from rw_tf.export.base import TEXT_SPEC, ExportModule, Signature
 from rw_tf.networks.encoder import ENCODER_INPUTS
 from rw_tf.tokenization.wordpiece import WordPieceTokenizer
 
@@ -42,22 +42,18 @@ class ImageTextExport(ExportModule):
         image_size: the side images are resized to (the training size).
     """
 
+    raw_signature = "match_image_text"
+    examples_signature = "score_examples"
+
     def __init__(self, model: keras.Model, tokenizer: WordPieceTokenizer, max_sequence_length: int,
                  image_size: int, transform_output=None) -> None:
         super().__init__(model, tokenizer, max_sequence_length, transform_output=transform_output)
         self.image_size = int(image_size)
         self.has_matcher = hasattr(model, "match")
 
-    @property
-    def default_signature(self) -> str:
-        return "score_examples" if self.transform_output is not None else "match_image_text"
-
     def signature_fns(self) -> Dict[str, Signature]:
-        fns = {"embed_image": (self.embed_image, [IMAGE_SPEC]), "embed_text": (self.embed_text, [TEXT_SPEC]),
-               "match_image_text": (self.match_image_text, [IMAGE_SPEC, TEXT_SPEC])}
-        if self.transform_output is not None:
-            fns["score_examples"] = (self.score_examples, [EXAMPLES_SPEC])
-        return fns
+        return {"embed_image": (self.embed_image, [IMAGE_SPEC]), "embed_text": (self.embed_text, [TEXT_SPEC]),
+                "match_image_text": (self.match_image_text, [IMAGE_SPEC, TEXT_SPEC])}
 
     def keras_models(self) -> Dict[str, keras.Model]:
         return {"model.keras": self.model}

@@ -13,26 +13,22 @@ from typing import Dict
 import tensorflow as tf
 
 from rw_tf.applications.fill_mask import top_k_completions
-from rw_tf.export.base import EXAMPLES_SPEC, TEXT_SPEC, ExportModule, Signature
+from rw_tf.export.base import TEXT_SPEC, ExportModule, Signature
 from rw_tf.networks.pooling import masked_mean
 
 
 class PretrainingExport(ExportModule):
     """Serving module of a ``PretrainingModel`` (see the module docstring)."""
 
-    @property
-    def default_signature(self) -> str:
-        return "serving_default" if self.transform_output is not None else "encode_text"
+    raw_signature = "encode_text"
 
     def signature_fns(self) -> Dict[str, Signature]:
         fns = {"encode_text": (self.encode_text, [TEXT_SPEC])}
         if self.linker is None:
             fns["fill_mask"] = (self.fill_mask, [TEXT_SPEC])
-        if self.transform_output is not None:
-            fns["serving_default"] = (self.serve_examples, [EXAMPLES_SPEC])
         return fns
 
-    def serve_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    def score_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
         features = self.transform(examples)
         outputs = self.model(features, training=False)
         weights = tf.cast(features["masked_weights"], tf.float32)

@@ -17,27 +17,22 @@ import tensorflow as tf
 from rw_tf.applications.question_answering import answer_questions, windows_exact_match
 from rw_tf.config import checks_number_arguments
 from rw_tf.data.qa_windows import WindowSpec
-from rw_tf.export.base import EXAMPLES_SPEC, ExportModule, Signature
+from rw_tf.export.base import ExportModule, Signature
 
 
 @checks_number_arguments()
 class QuestionAnsweringExport(ExportModule):
     """Serving module of a ``SpanQuestionAnswerer`` with its window geometry ``spec``."""
 
+    raw_signature = "answer_question"
+
     def __init__(self, model, tokenizer, spec: WindowSpec, max_answer_length: int, transform_output=None) -> None:
         super().__init__(model, tokenizer, spec.max_sequence_length, transform_output=transform_output)
         self.spec, self.max_answer_length = spec, int(max_answer_length)
 
-    @property
-    def default_signature(self) -> str:
-        return "serving_default" if self.transform_output is not None else "answer_question"
-
     def signature_fns(self) -> Dict[str, Signature]:
-        fns = {"answer_question": (self.answer_question, [tf.TensorSpec([None], tf.string, name="question"),
-                                                          tf.TensorSpec([None], tf.string, name="context")])}
-        if self.transform_output is not None:
-            fns["serving_default"] = (self.score_examples, [EXAMPLES_SPEC])
-        return fns
+        return {"answer_question": (self.answer_question, [tf.TensorSpec([None], tf.string, name="question"),
+                                                           tf.TensorSpec([None], tf.string, name="context")])}
 
     def answer_question(self, question: tf.Tensor, context: tf.Tensor) -> Dict[str, tf.Tensor]:
         return answer_questions(self.model, self.tokenizer, question, context, self.spec, self.max_answer_length)

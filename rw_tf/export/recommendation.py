@@ -18,12 +18,14 @@ from typing import Dict, Sequence
 import tensorflow as tf
 
 from rw_tf.config import checks_number_arguments
-from rw_tf.export.base import EXAMPLES_SPEC, ExportModule, Signature
+from rw_tf.export.base import ExportModule, Signature
 
 
 @checks_number_arguments()
 class RecommenderExport(ExportModule):
     """Serving module of a ``TwoTowerRecommender``; ``items`` are the item ids in index order."""
+
+    raw_signature = "recommend"
 
     def __init__(self, model, tokenizer, items: Sequence[str], top_k: int, transform_output=None,
                  profile_encoder=None, profile_length: int = 64) -> None:
@@ -38,19 +40,12 @@ class RecommenderExport(ExportModule):
             tf.lookup.KeyValueTensorInitializer(self.item_names, tf.range(len(items), dtype=tf.int64)), -1)
         self.top_k = min(int(top_k), len(items))
 
-    @property
-    def default_signature(self) -> str:
-        return "serving_default" if self.transform_output is not None else "recommend"
-
     def signature_fns(self) -> Dict[str, Signature]:
         history = tf.TensorSpec([None], tf.string, name="history")
         recommend = ((self.recommend_with_profile, [history, tf.TensorSpec([None], tf.string, name="profile")])
                      if self.profile_encoder is not None else (self.recommend, [history]))
-        fns = {"recommend": recommend,
-               "item_embeddings": (self.item_embeddings, [tf.TensorSpec([None], tf.string, name="item_ids")])}
-        if self.transform_output is not None:
-            fns["serving_default"] = (self.score_examples, [EXAMPLES_SPEC])
-        return fns
+        return {"recommend": recommend,
+                "item_embeddings": (self.item_embeddings, [tf.TensorSpec([None], tf.string, name="item_ids")])}
 
     def score_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
         features = self.transform(examples)

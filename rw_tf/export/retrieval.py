@@ -19,7 +19,7 @@ from rw_tf.export.base import TEXT_SPEC, ExportModule, Signature
 class RetrievalExport(ExportModule):
     """Serving module of a ``DualEncoder``: ``item_texts`` and their ``item_vectors`` are the index."""
 
-    default_signature = "retrieve"
+    raw_signature = "retrieve"
 
     def __init__(self, model, tokenizer, item_texts: Sequence[str], item_vectors: np.ndarray,
                  max_sequence_length: int, top_k: int) -> None:

@@ -13,22 +13,17 @@ from typing import Dict
 
 import tensorflow as tf
 
-from rw_tf.export.base import EXAMPLES_SPEC, TEXT_SPEC, ExportModule, Signature
+from rw_tf.export.base import TEXT_SPEC, ExportModule, Signature
 from rw_tf.networks.encoder import ENCODER_INPUTS
 
 
 class SentenceEmbeddingExport(ExportModule):
     """Serving module of a ``SentenceEncoder`` (see the module docstring)."""
 
-    @property
-    def default_signature(self) -> str:
-        return "serving_default" if self.transform_output is not None else "embed_text"
+    raw_signature = "embed_text"
 
     def signature_fns(self) -> Dict[str, Signature]:
-        fns = {"embed_text": (self.embed_text, [TEXT_SPEC])}
-        if self.transform_output is not None:
-            fns["serving_default"] = (self.score_examples, [EXAMPLES_SPEC])
-        return fns
+        return {"embed_text": (self.embed_text, [TEXT_SPEC])}
 
     def embed_text(self, text: tf.Tensor) -> Dict[str, tf.Tensor]:
         return {"embedding": tf.cast(self.model.embed(self.text_inputs(text), training=False), tf.float32)}

@@ -63,9 +63,13 @@ def read_alias_table(path: str, entity_to_id: Mapping[str, int]) -> Tuple[Dict[s
     return aliases, rejects
 
 
-def linker_for_knowledge_dir(tokenizer: WordPieceTokenizer, alias_file: str, knowledge_dir: str) -> "EntityLinker":
-    """An ``EntityLinker`` over ``alias_file`` with the entity ids of a ``rw-tf kg train`` output;
-    its ``rejected_aliases`` counts the rows of the file and the aliases it could not use (logged too)."""
+def linker_for_knowledge_dir(tokenizer: WordPieceTokenizer, alias_file: Optional[str],
+                             knowledge_dir: Optional[str]) -> Optional["EntityLinker"]:
+    """An ``EntityLinker`` over ``alias_file`` with the entity ids of a ``rw-tf kg train`` output
+    (None without ``knowledge_dir``: no knowledge mode); its ``rejected_aliases`` counts the rows
+    of the file and the aliases it could not use (logged too)."""
+    if not knowledge_dir:
+        return None
     aliases, rejects = read_alias_table(alias_file, read_entity_vocabulary(knowledge_dir))
     linker = EntityLinker(tokenizer, aliases)
     linker.rejected_aliases.update(rejects)

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
-from rw_tf.config import checks_number_arguments
+from rw_tf.config import check_choice, checks_number_arguments
 from rw_tf.layers.cross_attention import CrossAttentionBlock
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import BinaryLogitLoss, InfoNCELoss
@@ -212,8 +212,7 @@ class ImageTextMatcher(TaskModelMixin, keras.Model):
     def __init__(self, backbone: ImageTextModel, fusion: str = "cross_attention", head_size: int = 128,
                  alignment_weight: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if fusion not in MATCHING_FUSIONS:
-            raise ValueError(f"fusion must be one of {MATCHING_FUSIONS}, got {fusion!r}")
+        check_choice("fusion", fusion, MATCHING_FUSIONS)
         if fusion == "cross_attention" and not backbone.fusion_layers:
             raise ValueError("fusion='cross_attention' needs a backbone with fusion_layers >= 1")
         self.backbone, self.fusion, self.head_size = backbone, fusion, head_size

@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from rw_tf.config import checks_number_arguments
+from rw_tf.config import check_choice, checks_number_arguments
 from rw_tf.heads.masked_lm import MaskedLMHead
 from rw_tf.heads.segment_pair import SegmentPairHead, segment_means
 from rw_tf.layers.dtype import sublayer_policy
@@ -80,8 +80,7 @@ class PretrainingModel(TaskModelMixin, keras.Model):
                  kd_weight: float = 0.0, kd_temperature: float = 1.0, pair_representation: str = "segment_means",
                  nce_weight: float = 0.0, nce_temperature: float = 0.05, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if pair_representation not in PAIR_REPRESENTATIONS:
-            raise ValueError(f"pair_representation must be one of {PAIR_REPRESENTATIONS}, got {pair_representation!r}")
+        check_choice("pair_representation", pair_representation, PAIR_REPRESENTATIONS)
         with sublayer_policy(self):  # sub-layers take this layer's dtype policy
             self.encoder = encoder
             self.set_config_fields(locals())

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from rw_tf.config import checks_number_arguments
+from rw_tf.config import check_choice, checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.id_checks import checked_ids
 from rw_tf.losses import InfoNCELoss
@@ -91,8 +91,7 @@ class TwoTowerRecommender(TaskModelMixin, keras.Model):
                  sampling_correction: bool = True, item_bias: bool = True, profile_dim: int = 0,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if pooling not in USER_POOLINGS:
-            raise ValueError(f"pooling must be one of {USER_POOLINGS}, got {pooling!r}")
+        check_choice("pooling", pooling, USER_POOLINGS)
         self.num_items, self.text_dim, self.embedding_dim = int(num_items), int(text_dim), int(embedding_dim)
         self.max_history, self.use_item_ids, self.pooling = int(max_history), bool(use_item_ids), pooling
         self.temperature = float(temperature)

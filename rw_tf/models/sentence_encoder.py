@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
-from rw_tf.config import checks_number_arguments
+from rw_tf.config import check_choice, checks_number_arguments
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.losses import InfoNCELoss
 from rw_tf.models.task_model import TaskModelMixin
@@ -74,8 +74,7 @@ class SentenceEncoder(TaskModelMixin, keras.Model):
                  temperature: float = 0.05, learn_temperature: bool = False, symmetric: bool = True,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        check_choice("pooling", pooling, POOLINGS)
         with sublayer_policy(self):
             self.encoder = encoder
             encoder.pooler.trainable = False  # mean or [CLS] state pooling; the tanh pooler is unused

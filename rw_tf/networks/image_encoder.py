@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 import keras
 from keras import ops
 
-from rw_tf.config import checks_number_arguments
+from rw_tf.config import check_choice, checks_number_arguments
 from rw_tf.layers.config_fields import ConfigFields
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.shape_checks import check_shapes
@@ -66,8 +66,7 @@ class ViTImageEncoder(ConfigFields, keras.layers.Layer):
 
     @classmethod
     def from_preset(cls, name: str, image_size: int = 224, **overrides: Any) -> "ViTImageEncoder":
-        if name not in VIT_PRESETS:
-            raise ValueError(f"unknown ViT preset {name!r}; choose one of {sorted(VIT_PRESETS)}")
+        check_choice("ViT preset", name, VIT_PRESETS)
         return cls(image_size=image_size, **{**VIT_PRESETS[name], **overrides})
 
     def build(self, input_shape: Any) -> None:

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from rw_tf.config import checks_number_arguments
+from rw_tf.config import check_choice, checks_number_arguments
 from rw_tf.layers.config_fields import ConfigFields
 from rw_tf.layers.dtype import sublayer_policy
 from rw_tf.layers.id_checks import checked_ids
@@ -65,8 +65,7 @@ class KnowledgeEnhancedEncoder(ConfigFields, TransformerEncoder):
                  freeze_entity_embeddings: bool = True, **kwargs: Any) -> None:
         super().__init__(vocab_size, **kwargs)
         with sublayer_policy(self):  # sub-layers take this layer's dtype policy
-            if fusion not in FUSIONS:
-                raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
+            check_choice("fusion", fusion, FUSIONS)
             bad = [i for i in knowledge_layers if not 0 <= i < self.config.num_layers]
             if bad or not knowledge_layers or len(set(knowledge_layers)) < len(knowledge_layers):
                 raise ValueError(f"knowledge_layers {list(knowledge_layers)} must name blocks of this encoder, "

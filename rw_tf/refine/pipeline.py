@@ -38,7 +38,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from rw_tf.config import DictConfig, checks_number_arguments
+from rw_tf.config import DictConfig, check_choice, checks_number_arguments
 from rw_tf.errors import UserError
 from rw_tf.folder_lock import output_folder_lock
 from rw_tf.path_checks import (
@@ -282,18 +282,22 @@ class KeepOnePerKey(beam.PTransform):
         return group_by(docs, stage, key=self.key) | "KeepFirst" >> beam.FlatMap(keep_first)
 
 
-def DeduplicateIds() -> KeepOnePerKey:   # noqa: N802 (a transform, named like one)
+class DeduplicateIds(KeepOnePerKey):
     """One document per id, the smallest (url, text): rows of a JSON Lines file that give the same
     ``id`` (``"1"`` and ``1`` included, or an id equal to another row's line number) were two
     documents under one id, which the deduplication stages key clusters and marks by (two copies
     both survived MinHash; one page's repeated spans were cut from the other's text)."""
-    return KeepOnePerKey("unique_ids", key=lambda d: d["id"], order=lambda d: (d["url"], d["text"]),
+
+    def __init__(self) -> None:
+        super().__init__("unique_ids", key=lambda d: d["id"], order=lambda d: (d["url"], d["text"]),
                          reason="duplicate_id", detail=lambda survivor: f"the id of {survivor['url']} too")
 
 
-def DeduplicateUrls() -> KeepOnePerKey:   # noqa: N802
+class DeduplicateUrls(KeepOnePerKey):
     """One document per normalised URL (the smallest id), as RefinedWeb deduplicates URLs across dumps."""
-    return KeepOnePerKey("url_dedup", key=lambda d: normalize_url(d["url"]), order=lambda d: d["id"],
+
+    def __init__(self) -> None:
+        super().__init__("url_dedup", key=lambda d: normalize_url(d["url"]), order=lambda d: d["id"],
                          reason="duplicate_url", detail=lambda survivor: f"survivor {survivor['id']}")
 
 
@@ -371,8 +375,7 @@ class RunnerConfig(DictConfig):
     output_shards: int = 4        # files per output; the same on every runner, so outputs compare
 
     def validate(self) -> None:
-        if self.runner not in RUNNERS:
-            raise ValueError(f"unknown runner {self.runner!r}; choose one of {RUNNERS}")
+        check_choice("runner", self.runner, RUNNERS)
         if self.runner != "dask":
             self.require_defaults(["dask_address"], "with runner='dask'")
         if self.runner == "beam" or self.dask_address:   # the runner's cluster has its own workers

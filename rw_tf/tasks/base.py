@@ -62,10 +62,18 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def num_train_examples(self) -> int:
-        """Training examples (or windows, pairs): one epoch is a pass over them by default."""
+        """Training examples (or windows, pairs) read from raw data: one epoch is a pass over them by
+        default."""
 
     def steps_per_epoch(self, batch_size: int) -> int:
+        if self.examples is not None:   # a TFX Trainer's examples are read as a stream: no count
+            raise ValueError("set steps_per_epoch when training on transformed examples")
         return max(1, math.ceil(self.num_train_examples() / batch_size))
+
+    @property
+    def transform_output(self):
+        """The Transform graph of the examples (a TFX Trainer's), or None: the export embeds it."""
+        return self.examples.tft_output if self.examples is not None else None
 
     def validation_dataset(self, batch_size: int) -> Optional[tf.data.Dataset]:
         """Batches scored by ``fit`` after each epoch (None: no per-epoch validation)."""

@@ -179,8 +179,7 @@ class ClassificationTask(Task):
         self.seed, self.batch_size, self.validation_steps = trainer.seed, trainer.batch_size, trainer.validation_steps
         self.tokenizer = (WordPieceTokenizer(self.examples.vocab_file) if self.examples is not None
                           else pretrained_tokenizer(cfg.init_from or minilm_checkpoint_dir()))
-        self.linker = (linker_for_knowledge_dir(self.tokenizer, cfg.alias_file, cfg.knowledge_dir)
-                       if cfg.knowledge_dir else None)
+        self.linker = linker_for_knowledge_dir(self.tokenizer, cfg.alias_file, cfg.knowledge_dir)
         if self.examples is not None:
             self.max_sequence_length = self.examples.max_sequence_length
             self.num_classes = cfg.num_classes or 2
@@ -281,8 +280,6 @@ class ClassificationTask(Task):
         return self.dataset("eval", batch_size)
 
     def num_train_examples(self) -> int:
-        if self.examples is not None:
-            raise ValueError("set steps_per_epoch when training on transformed examples")
         return len(self.texts["train"])
 
     def logits(self, model: keras.Model, split: str) -> np.ndarray:
@@ -317,8 +314,7 @@ class ClassificationTask(Task):
                                                                    multi_label=multi)}
 
     def export(self, model: keras.Model, export_dir: str) -> str:
-        transform_output = self.examples.tft_output if self.examples is not None else None
         module = ClassifierExport(model, self.tokenizer, self.max_sequence_length, linker=self.linker,
-                                  transform_output=transform_output,
+                                  transform_output=self.transform_output,
                                   label_keys=(self.config.label_key,), temperature=self.temperature)
         return save_export(module, export_dir)

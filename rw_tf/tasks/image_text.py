@@ -153,7 +153,6 @@ class ImageTextTask(Task):
     trainer_defaults = {"epochs": 3, "batch_size": 64, "learning_rate": 1e-4, "decay": "constant",
                         "clipnorm": 1.0, "adam_epsilon": 1e-8}
 
-
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         cfg = self.config
         self.seed, self.validation_steps = trainer.seed, trainer.validation_steps
@@ -242,8 +241,6 @@ class ImageTextTask(Task):
         return with_static_batch(ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE), batch_size).prefetch(2)
 
     def num_train_examples(self) -> int:
-        if self.examples is not None:
-            raise ValueError("set steps_per_epoch when training on transformed examples")
         return len(self.train_rows)
 
     def _evaluate_examples(self, model: keras.Model) -> Dict[str, Any]:
@@ -281,7 +278,6 @@ class ImageTextTask(Task):
         return metrics
 
     def export(self, model: keras.Model, export_dir: str) -> str:
-        transform_output = self.examples.tft_output if self.examples is not None else None
         module = ImageTextExport(model, self.tokenizer, self.max_sequence_length, self.image_size,
-                                 transform_output=transform_output)
+                                 transform_output=self.transform_output)
         return save_export(module, export_dir)

@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from rw_tf.checkpoints.pretrained import pretrained_task_model, pretrained_tokenizer
-from rw_tf.config import DictConfig, EncoderConfig, PretrainingDataConfig
+from rw_tf.config import DictConfig, EncoderConfig, PretrainingDataConfig, check_choice
 from rw_tf.data.corpus import Document, SplitCounts, check_enough_documents, embedded_corpus, read_text_files
 from rw_tf.data.multilingual import DEFAULT_LANGUAGES, multilingual_documents
 from rw_tf.data.pretraining_dataset import pretraining_dataset, to_keras_triplet
@@ -93,8 +93,7 @@ class PretrainingTaskConfig(DictConfig):
                    "knowledge_layers")                         # block 0 is the first
 
     def validate(self) -> None:
-        if self.corpus not in CORPORA:
-            raise ValueError(f"corpus must be one of {CORPORA}, got {self.corpus!r}")
+        check_choice("corpus", self.corpus, CORPORA)
         if self.init_from and self.vocab_file:
             raise ValueError("init_from brings its own vocabulary; leave vocab_file unset")
         if self.kd_teacher and not (self.kd_weight > 0 and self.kd_temperature > 0):
@@ -137,7 +136,6 @@ class PretrainingTask(Task):
     name = "pretraining"
     config_class = PretrainingTaskConfig
     trainer_defaults = {"epochs": 3, "steps_per_epoch": 100, "learning_rate": 1e-3, "warmup_steps": 50}
-
 
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         cfg = self.config
@@ -183,8 +181,7 @@ class PretrainingTask(Task):
                               else WordPieceTokenizer(vocab_path, lower_case=cfg.lower_case))
             self.train_pairs = segment_pair_candidates(train_docs, cfg.target_words, trainer.seed)
             self.eval_pairs = segment_pair_candidates(eval_docs, cfg.target_words, trainer.seed + 1)
-        self.linker = (linker_for_knowledge_dir(self.tokenizer, cfg.alias_file, cfg.knowledge_dir)
-                       if cfg.knowledge_dir else None)
+        self.linker = linker_for_knowledge_dir(self.tokenizer, cfg.alias_file, cfg.knowledge_dir)
         self.teacher = self._load_teacher() if cfg.kd_teacher else None
         if self.examples is not None:
             return {"vocab_size": self.tokenizer.vocab_size}
@@ -290,8 +287,6 @@ class PretrainingTask(Task):
         return self._dataset(batch_size, train=True)
 
     def num_train_examples(self) -> int:
-        if self.examples is not None:
-            raise ValueError("set steps_per_epoch when training on transformed examples")
         return len(self.train_pairs["text_a"])
 
     def validation_dataset(self, batch_size: int) -> tf.data.Dataset:
@@ -315,5 +310,5 @@ class PretrainingTask(Task):
 
     def export(self, model: keras.Model, export_dir: str) -> str:
         module = PretrainingExport(model, self.tokenizer, self.max_sequence_length, linker=self.linker,
-                                   transform_output=self.examples.tft_output if self.examples is not None else None)
+                                   transform_output=self.transform_output)
         return save_export(module, export_dir)

@@ -161,7 +161,6 @@ class QuestionAnsweringTask(Task):
     trainer_defaults = {"epochs": 1, "steps_per_epoch": 300, "batch_size": 16, "learning_rate": 5e-5,
                         "decay": "constant", "clipnorm": 0.0, "adam_epsilon": 1e-8}
 
-
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         self.seed, self.validation_steps = trainer.seed, trainer.validation_steps
         self.spec = self.config.window_spec()
@@ -204,8 +203,6 @@ class QuestionAnsweringTask(Task):
         return ds.batch(batch_size, drop_remainder=True).prefetch(2)
 
     def num_train_examples(self) -> int:
-        if self.examples is not None:
-            raise ValueError("set steps_per_epoch when training on transformed examples")
         return len(self.y["start"])
 
     def evaluate(self, model: keras.Model) -> Dict[str, Any]:
@@ -216,6 +213,5 @@ class QuestionAnsweringTask(Task):
         return {"span_exact_match": float(np.mean(np.concatenate(matches)))}
 
     def export(self, model: keras.Model, export_dir: str) -> str:
-        transform_output = self.examples.tft_output if self.examples is not None else None
         return save_export(QuestionAnsweringExport(model, self.tokenizer, self.spec, self.config.max_answer_length,
-                                                   transform_output=transform_output), export_dir)
+                                                   transform_output=self.transform_output), export_dir)

@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
-from rw_tf.config import DictConfig
+from rw_tf.config import DictConfig, check_choice
 from rw_tf.data.interactions import load_interactions
 from rw_tf.data.jsonl import loads_text
 from rw_tf.data.lines import bounded_lines, open_input
@@ -82,8 +82,7 @@ class RecommendationTaskConfig(DictConfig):
             raise ValueError("interactions_file needs items_file: the catalogue whose ids the histories name")
         if self.interactions_file and self.include_site_packages:
             raise ValueError("include_site_packages adds users to the import graph: not with interactions_file")
-        if self.pooling not in USER_POOLINGS:
-            raise ValueError(f"pooling must be one of {USER_POOLINGS}, got {self.pooling!r}")
+        check_choice("pooling", self.pooling, USER_POOLINGS)
 
 
 def pad_history(history: Sequence[int], max_history: int) -> List[int]:
@@ -167,8 +166,7 @@ class RecommendationTask(Task):
     def _embed_items(self) -> None:
         init_from = self.config.init_from or minilm_checkpoint_dir()
         self.tokenizer = pretrained_tokenizer(init_from)
-        self.linker = (linker_for_knowledge_dir(self.tokenizer, self.config.alias_file, self.config.knowledge_dir)
-                       if self.config.knowledge_dir else None)
+        self.linker = linker_for_knowledge_dir(self.tokenizer, self.config.alias_file, self.config.knowledge_dir)
         self.text_model = SentenceEncoder(pretrained_encoder(init_from, self.tokenizer))
         self.text_model.build({k: (None, self.config.item_text_length) for k in ENCODER_INPUTS})
         self.text_vectors = embed_texts(self.text_model, self.tokenizer, self.item_texts,
@@ -273,8 +271,6 @@ class RecommendationTask(Task):
         return self._dataset(self.validation, batch_size, train=False, profiles=self.validation_profiles)
 
     def num_train_examples(self) -> int:
-        if self.examples is not None:
-            raise ValueError("set steps_per_epoch when training on transformed examples")
         return len(self.train_examples)
 
     def evaluate(self, model: keras.Model) -> Dict[str, Any]:
@@ -298,9 +294,8 @@ class RecommendationTask(Task):
                                                      self.config.top_k) for name, s in baselines.items()}}
 
     def export(self, model: keras.Model, export_dir: str) -> str:
-        transform_output = self.examples.tft_output if self.examples is not None else None
         module = RecommenderExport(model, self.tokenizer, self.items, self.config.top_k,
-                                   transform_output=transform_output,
+                                   transform_output=self.transform_output,
                                    profile_encoder=self.text_model if self.config.use_profile_text else None,
                                    profile_length=self.config.item_text_length)
         return save_export(module, export_dir)

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
-from rw_tf.config import DictConfig, checks_number_arguments
+from rw_tf.config import DictConfig, check_choice, checks_number_arguments
 from rw_tf.data.corpus import SplitCounts, describe_drops, embedded_corpus, read_text_files
 from rw_tf.data.labelled import docstring_summary_pairs
 from rw_tf.data.splits import drop_eval_rows_seen_in_training, split_by_group, text_key
@@ -73,10 +73,8 @@ class SentenceEmbeddingTaskConfig(DictConfig):
     may_be_zero = ("projection_dim",)   # 0: no projection
 
     def validate(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        check_choice("mode", self.mode, MODES)
+        check_choice("pooling", self.pooling, POOLINGS)
         if self.hard_negatives and self.mode != "supervised":
             raise ValueError("hard_negatives needs mode='supervised' (SimCSE's negatives are the other texts)")
         self.require_defaults(["pairs_file"] if self.mode == "unsupervised" else ["corpus_files"],
@@ -129,7 +127,6 @@ class SentenceEmbeddingTask(Task):
     config_class = SentenceEmbeddingTaskConfig
     trainer_defaults = {"epochs": 1, "steps_per_epoch": 100, "batch_size": 32, "learning_rate": 3e-5,
                         "decay": "constant", "clipnorm": 0.0, "adam_epsilon": 1e-8}
-
 
     def prepare(self, output_dir: str, trainer: TrainerConfig) -> Dict[str, Any]:
         cfg = self.config
@@ -208,8 +205,6 @@ class SentenceEmbeddingTask(Task):
         return with_static_batch(rows.map(encode), batch_size).prefetch(2)
 
     def num_train_examples(self) -> int:
-        if self.examples is not None:
-            raise ValueError("set steps_per_epoch when training on transformed examples")
         return len(self.train_rows)
 
     def _evaluate_examples(self, model: SentenceEncoder) -> Dict[str, float]:
@@ -236,8 +231,7 @@ class SentenceEmbeddingTask(Task):
                 **ranking_metrics(queries, items), **pair_metrics(queries, items)}
 
     def export(self, model: keras.Model, export_dir: str) -> str:
-        transform_output = self.examples.tft_output if self.examples is not None else None
         # Served texts are truncated where training truncated them (what the pipeline's gate scores).
         module = SentenceEmbeddingExport(model, self.tokenizer, self.max_sequence_length,
-                                         transform_output=transform_output)
+                                         transform_output=self.transform_output)
         return save_export(module, export_dir)

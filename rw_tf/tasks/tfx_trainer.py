@@ -19,6 +19,7 @@ from typing import Any, Dict
 
 import tensorflow as tf
 
+from rw_tf.config import check_choice
 from rw_tf.tasks.classification import ClassificationTask
 from rw_tf.tasks.image_text import ImageTextTask
 from rw_tf.tasks.pretraining import PretrainingTask
@@ -41,8 +42,7 @@ class TrainerContract:
     trainer: TrainerConfig
 
     def __post_init__(self) -> None:
-        if self.task not in TFX_TASKS:
-            raise ValueError(f"unknown TFX task {self.task!r}; choose one of {sorted(TFX_TASKS)}")
+        check_choice("TFX task", self.task, TFX_TASKS)
         if not isinstance(self.task_config, TFX_TASKS[self.task].config_class):
             raise TypeError(f"task {self.task!r} needs a {TFX_TASKS[self.task].config_class.__name__}")
 

@@ -16,15 +16,14 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from rw_tf.config import checks_number_arguments
+from rw_tf.config import check_choice, checks_number_arguments
 
 DECAYS = ("cosine", "linear", "constant")
 
 
 @checks_number_arguments(may_be_zero=("warmup_steps",))
 def learning_rate_schedule(learning_rate: float, total_steps: int, warmup_steps: int = 0, decay: str = "cosine"):
-    if decay not in DECAYS:
-        raise ValueError(f"unknown decay {decay!r}; choose one of {DECAYS}")
+    check_choice("decay", decay, DECAYS)
     total_steps = int(total_steps)                      # NumPy integers too (get_config writes JSON)
     warmup = min(int(warmup_steps), total_steps - 1)    # at least the last step decays
     if decay == "constant" and warmup == 0:

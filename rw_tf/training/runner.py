@@ -33,7 +33,7 @@ import keras
 import tensorflow as tf
 
 from rw_tf.atomic_write import atomic_write
-from rw_tf.config import DictConfig
+from rw_tf.config import DictConfig, check_choice
 from rw_tf.data.text_inputs import real_token_rate
 from rw_tf.errors import UserError
 from rw_tf.path_checks import require_model_folder
@@ -86,12 +86,9 @@ class TrainerConfig(DictConfig):
     def validate(self) -> None:
         if self.batch_size > MAX_BATCH_SIZE:
             raise ValueError(f"TrainerConfig.batch_size must be at most {MAX_BATCH_SIZE:,}, got {self.batch_size:,}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; choose one of {STRATEGIES}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
-        if self.decay not in DECAYS:
-            raise ValueError(f"unknown decay {self.decay!r}; choose one of {DECAYS}")
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("decay", self.decay, DECAYS)
         if self.strategy != "tpu":
             self.require_defaults(["tpu"], "with strategy='tpu'")
         if not self.keep_epoch_checkpoints:

@@ -33,17 +33,12 @@ from rw_tf.data.transform_fns import (
 from rw_tf.model_files import read_json_object
 from rw_tf.path_checks import require_pattern_free_folder
 from rw_tf.tasks import (
-    ClassificationTask,
+    TASKS,
     ClassificationTaskConfig,
-    ImageTextTask,
     ImageTextTaskConfig,
-    PretrainingTask,
     PretrainingTaskConfig,
     QATaskConfig,
-    QuestionAnsweringTask,
-    RecommendationTask,
     RecommendationTaskConfig,
-    SentenceEmbeddingTask,
     SentenceEmbeddingTaskConfig,
 )
 from rw_tf.tasks.tfx_trainer import TrainerContract
@@ -311,21 +306,18 @@ class PipelineConfig(DictConfig):
         """The domain kind's four Trainers: ``knowledge_model`` (f_K), ``domain`` (+ KD from f_K),
         ``knowledge_classifier`` (f_K on the task) and ``refined`` (+ KD from it). The teachers
         reach ``kd_teacher`` through the DistillationTrainer's teacher_model input."""
-        pretraining = step in ("knowledge_model", "domain")
-        trainer = self._one_epoch_trainer(PretrainingTask if pretraining else ClassificationTask,
-                                          self.domain_learning_rate if pretraining else self.triples_learning_rate)
-        trainer = dataclasses.replace(trainer, warmup_steps=self.warmup_steps)
-        if pretraining:
+        if step in ("knowledge_model", "domain"):
             distil = {"kd_weight": self.kd_weight, "kd_temperature": self.kd_temperature} if step == "domain" else {}
-            return TrainerContract("pretraining", PretrainingTaskConfig(
+            return self._contract("pretraining", PretrainingTaskConfig(
                 max_sequence_length=self.domain_max_sequence_length,
                 max_predictions_per_seq=self.max_predictions_per_seq, knowledge_fusion=self.knowledge_fusion,
-                knowledge_layers=tuple(self.knowledge_layers), **distil, **self.domain_knowledge()), trainer)
+                knowledge_layers=tuple(self.knowledge_layers), **distil, **self.domain_knowledge()),
+                self.domain_learning_rate, warmup_steps=self.warmup_steps)
         distil = ({"kd_weight": self.refined_kd_weight, "kd_temperature": self.kd_temperature}
                   if step == "refined" else {})
-        return TrainerContract("classification", ClassificationTaskConfig(
+        return self._contract("classification", ClassificationTaskConfig(
             num_classes=2, max_sequence_length=self.triples_max_sequence_length, **distil,
-            **self.domain_knowledge()), trainer)
+            **self.domain_knowledge()), self.triples_learning_rate, warmup_steps=self.warmup_steps)
 
     def pipeline_name(self, kind: str) -> str:
         return f"{self.name}-{kind}"
@@ -393,35 +385,32 @@ class PipelineConfig(DictConfig):
         """The recommendation catalogue's ids, one per line (its texts: ``items.jsonl`` beside it)."""
         return os.path.join(self.examples_dir("recommendation"), "items.txt")
 
-    def _one_epoch_trainer(self, task_class, learning_rate: float) -> TrainerConfig:
-        """The task's trainer defaults with the pipeline's batch, seed, strategy and precision (TFX
-        sets the steps)."""
-        return task_class.trainer_config(
+    def _contract(self, task: str, task_config, learning_rate: float, **trainer: Any) -> TrainerContract:
+        """A Trainer's contract: the task's trainer defaults with the pipeline's batch, seed, strategy
+        and precision, then ``trainer`` (TFX sets the steps)."""
+        return TrainerContract(task, task_config, TASKS[task].trainer_config(
             epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy, precision=self.precision,
-            learning_rate=learning_rate, backup_every_steps=self.backup_every_steps, keep_epoch_checkpoints=False)
+            learning_rate=learning_rate, backup_every_steps=self.backup_every_steps, keep_epoch_checkpoints=False,
+            **trainer))
 
     def trainer_contract(self, kind: str) -> TrainerContract:
         if kind == "qa":
-            task = QATaskConfig(init_from=self.qa_init_from, max_answer_length=self.qa_max_answer_length,
-                                **self.qa_windows())
-            return TrainerContract("qa", task, self._one_epoch_trainer(QuestionAnsweringTask, self.qa_learning_rate))
+            return self._contract("qa", QATaskConfig(init_from=self.qa_init_from,
+                                                     max_answer_length=self.qa_max_answer_length, **self.qa_windows()),
+                                  self.qa_learning_rate)
         if kind == "multimodal":
-            task = ImageTextTaskConfig(init_from=self.multimodal_init_from, text_preset=self.multimodal_text_preset,
-                                       objective="matching", fusion="cross_attention",
-                                       image_size=self.multimodal_image_size,
-                                       max_sequence_length=self.multimodal_caption_length)
-            trainer = self._one_epoch_trainer(ImageTextTask, self.multimodal_learning_rate)
-            return TrainerContract("image_text", task, trainer)
+            return self._contract("image_text", ImageTextTaskConfig(
+                init_from=self.multimodal_init_from, text_preset=self.multimodal_text_preset, objective="matching",
+                fusion="cross_attention", image_size=self.multimodal_image_size,
+                max_sequence_length=self.multimodal_caption_length), self.multimodal_learning_rate)
         if kind == "recommendation":
-            task = RecommendationTaskConfig(items_file=self.items_file[:-len(".txt")] + ".jsonl",
-                                            max_history=self.recommendation_max_history, top_k=10)
-            trainer = self._one_epoch_trainer(RecommendationTask, self.recommendation_learning_rate)
-            return TrainerContract("recommendation", task, trainer)
+            return self._contract("recommendation", RecommendationTaskConfig(
+                items_file=self.items_file[:-len(".txt")] + ".jsonl", max_history=self.recommendation_max_history,
+                top_k=10), self.recommendation_learning_rate)
         if kind == "embedding":
-            task = SentenceEmbeddingTaskConfig(mode="supervised", init_from=self.embedding_init_from,
-                                               max_sequence_length=self.max_sequence_length)
-            trainer = self._one_epoch_trainer(SentenceEmbeddingTask, self.embedding_learning_rate)
-            return TrainerContract("sentence_embedding", task, trainer)
+            return self._contract("sentence_embedding", SentenceEmbeddingTaskConfig(
+                mode="supervised", init_from=self.embedding_init_from, max_sequence_length=self.max_sequence_length),
+                self.embedding_learning_rate)
         pretrain = kind == "pretrain"
         trainer = TrainerConfig(epochs=1, batch_size=self.batch_size, seed=self.seed, strategy=self.strategy,
                                 precision=self.precision,

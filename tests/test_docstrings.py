@@ -96,7 +96,8 @@ LAYER_CLASSES = [cls for cls in CLASSES if issubclass(cls, keras.layers.Layer)]
 def test_example_objects_take_the_dtype_policy_and_round_trip_their_config(cls):
     """Each object the docstring example builds under the global policy mixed_bfloat16: it and every
     layer in it take that policy; ``from_config(get_config())`` under the float32 global policy gives
-    an equal config and the same policy in every layer (the config's policy reaches the sub-layers)."""
+    an equal config and the same policy in every layer (the config's policy reaches the sub-layers);
+    the config holds every constructor argument (``config_fields`` names them all)."""
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         tests, report = run_examples(cls, _ExceptionsOnly(optionflags=FLAGS))
@@ -108,6 +109,10 @@ def test_example_objects_take_the_dtype_policy_and_round_trip_their_config(cls):
         config = obj.get_config()
         if cls.__name__ == "MaskedLMHead":       # the tied embedding is passed, not configured
             config = {**config, "token_embedding": obj.token_embedding}
+        arguments = [p.name for p in inspect.signature(cls.__init__).parameters.values()
+                     if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        missing = [name for name in arguments if name not in config]
+        assert not missing, f"{cls.__name__}.get_config() lacks the constructor arguments {missing}"
         clone = cls.from_config(config)
         assert clone.get_config() == obj.get_config()
         for model in (obj, clone):

@@ -152,10 +152,11 @@ def stdlib_import_interactions(min_history: int = 3, max_item_words: int = 60, i
     ``workers`` processes: about 20,000 files in rw-tf's environment)."""
     if min_history < 3:
         raise ValueError("min_history must be >= 3 (one training, one validation and one test item)")
+    first_paragraph = lambda doc: " ".join(doc.split("\n\n")[0].split()[:max_item_words])
     docstrings, imports, site_docs = {}, {}, {}
     for name, doc, imported in map(_parse_module, stdlib_modules().items()):
         if doc and doc.split("\n\n")[0].strip():
-            docstrings[name] = " ".join(doc.split("\n\n")[0].split()[:max_item_words])
+            docstrings[name] = first_paragraph(doc)
         imports[name] = imported
     if include_site_packages:
         site = _modules_under(sysconfig.get_paths()["purelib"])
@@ -171,7 +172,6 @@ def stdlib_import_interactions(min_history: int = 3, max_item_words: int = 60, i
         history = [index[m] for m in imports[user] if m in index]
         if len(history) >= min_history:
             histories[user] = history
-    first_paragraph = lambda doc: " ".join(doc.split("\n\n")[0].split()[:max_item_words])
     user_texts = {u: first_paragraph(site_docs[u]) if u in site_docs else docstrings.get(u, "") for u in histories}
     return Interactions(items, [f"{name}: {docstrings[name]}" for name in items], histories, user_texts)
 

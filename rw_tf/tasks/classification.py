@@ -255,22 +255,21 @@ class ClassificationTask(Task):
         def encode(texts, targets):
             return encode_texts(texts), targets
 
+        bucketed = split == "train" and self.config.length_bucketing
         if self.examples is not None:
             ds = self.examples.dataset(split, batch_size).map(features_and_label)
-            if split == "train" and self.config.length_bucketing:
+            if bucketed:
                 ds = rebucket_padded_batches(ds, self.max_sequence_length, batch_size, self.input_names())
-            return add_task_distillation_targets(ds, self.teacher) if self.teacher is not None else ds
-        if split == "train" and self.config.length_bucketing:
+        elif bucketed:
             ds = bucketed_text_batches(self.texts[split], [self.targets[split]], self.tokenizer,
                                        self.max_sequence_length, batch_size, self.seed, self.linker)
-            return (add_task_distillation_targets(ds, self.teacher) if self.teacher is not None else ds).prefetch(2)
-        ds = tf.data.Dataset.from_tensor_slices((self.texts[split], self.targets[split]))
-        if split == "train":  # static batch shape in the train step (XLA, TPU)
+        elif split == "train":  # static batch shape in the train step (XLA, TPU)
+            ds = tf.data.Dataset.from_tensor_slices((self.texts[split], self.targets[split]))
             ds = ds.shuffle(len(self.texts[split]), seed=self.seed).repeat().batch(batch_size, drop_remainder=True)
+            ds = with_static_batch(ds.map(encode), batch_size)
         else:
-            ds = ds.batch(batch_size)
-        ds = ds.map(encode)
-        ds = with_static_batch(ds, batch_size) if split == "train" else ds
+            ds = tf.data.Dataset.from_tensor_slices((self.texts[split], self.targets[split])).batch(batch_size)
+            ds = ds.map(encode)
         return (add_task_distillation_targets(ds, self.teacher) if self.teacher is not None else ds).prefetch(2)
 
     def train_dataset(self, batch_size: int) -> tf.data.Dataset:

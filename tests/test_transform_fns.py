@@ -53,3 +53,29 @@ def test_classification_fn_keeps_label_zero(tmp_path):
     data, _ = run_transform(tmp_path, lambda inputs: classification_preprocessing_fn(inputs, config), rows, spec)
     assert [int(r["label"]) for r in data] == [0, 1]
     assert list(data[0]["token_ids"][:4]) == [2, 5, 6, 3] and int(np.sum(data[1]["padding_mask"])) == 2
+
+
+def test_every_preprocessing_fn_names_the_features_its_examples_lack(tmp_path):
+    """A schema without the kind's columns fails at once with their names, before any tokenizer is built."""
+    from rw_tf.data import transform_fns as fns
+
+    vocab = str(tmp_path / "vocab.txt")
+    text = {"text_a": tf.constant([b"a"])}
+    cases = [(fns.pretraining_preprocessing_fn, fns.PretrainingTransformConfig(vocab), "pretraining",
+              ["text_b", "text_random"]),
+             (fns.classification_preprocessing_fn, fns.TextTransformConfig(vocab), "classification", ["text"]),
+             (fns.pair_preprocessing_fn, fns.PairTransformConfig(vocab), "sentence-embedding",
+              ["query", "item", "negative"]),
+             (fns.image_text_preprocessing_fn, fns.ImageTextTransformConfig(vocab), "image-text",
+              ["image", "caption", "negative_caption", "label"]),
+             (fns.qa_preprocessing_fn, fns.QATransformConfig(vocab), "question-answering",
+              ["question", "context", "answer", "answer_start"]),
+             (fns.interaction_preprocessing_fn, fns.InteractionTransformConfig(str(tmp_path / "items.txt")),
+              "recommendation", ["history", "item"])]
+    for fn, config, what, missing in cases:
+        try:
+            fn(text, config)
+        except KeyError as err:
+            assert str(err) == repr(f"{what} examples are missing features {missing}"), (fn.__name__, str(err))
+        else:
+            raise AssertionError(f"{fn.__name__} accepted examples without {missing}")

@@ -53,7 +53,9 @@ def example_dtypes(features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
 
 def require_features(inputs: Dict[str, tf.Tensor], names: Sequence[str], what: str) -> None:
     """A ``KeyError`` naming the features ``what`` examples lack."""
-    require_features(inputs, names, "{what}")
+    missing = [k for k in names if k not in inputs]
+    if missing:
+        raise KeyError(f"{what} examples are missing features {missing}")
 
 
 def tracked_tokenizer(vocab_file: Optional[str], lower_case: bool) -> WordPieceTokenizer:

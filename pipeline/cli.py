@@ -24,6 +24,7 @@ from rw_tf.errors import UserError, runtime_user_error
 from rw_tf.folder_lock import output_folder_lock
 from rw_tf_pipeline.configs import DEFAULT_IMAGE, KINDS, STAGES, PipelineConfig
 from rw_tf_pipeline.errors import DataAnomaliesError
+from rw_tf_pipeline.progress import left_out_text, summary_table
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -94,7 +95,6 @@ def prepare_inputs(config: PipelineConfig, kind: str, verbose: bool) -> int:
     with output_folder_lock(config.root):
         with quiet_output(log_path):   # a web refinement runs Beam workers, whose logs go there too
             from rw_tf_pipeline.prepare import KIND_DATA, prepare_kind_data, rows_rejected
-            from rw_tf_pipeline.progress import left_out_text
 
             paths = prepare_kind_data(config, kind)
     print(f"done in {time.monotonic() - started:.0f} s")
@@ -118,8 +118,6 @@ def run_pipelines(config: PipelineConfig, kinds, verbose: bool) -> int:
 
 
 def _run_and_summarize(config: PipelineConfig, kinds, log_path: Optional[str]) -> int:
-    from rw_tf_pipeline.progress import summary_table
-
     try:
         with quiet_output(log_path) as terminal:
             try:

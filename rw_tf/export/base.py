@@ -44,7 +44,8 @@ Signature = Tuple[Callable, List[tf.TensorSpec]]
 @checks_number_arguments()
 class ExportModule(tf.Module, metaclass=abc.ABCMeta):
     """Base of every export. Subclasses implement ``signature_fns`` (name -> (python function,
-    input signature)) and name the default ones in ``raw_signature`` and ``examples_signature``.
+    input signature)) and name the default ones in ``raw_signature`` and ``examples_signature``;
+    with a Transform output, ``score_examples`` (serialized examples) is the latter.
 
     Args:
         model: the trained Keras task model.
@@ -92,13 +93,11 @@ class ExportModule(tf.Module, metaclass=abc.ABCMeta):
     def signature_fns(self) -> Dict[str, Signature]:
         """name -> (function of tensors, input signature) for every signature of the export."""
 
-    def score_examples(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
-        """Serialized raw examples -> what the pipeline's TFMA gate scores (``examples_signature``)."""
-        raise NotImplementedError(f"{type(self).__name__} has no signature on serialized examples")
-
     def all_signature_fns(self) -> Dict[str, Signature]:
         fns = dict(self.signature_fns())
         if self.transform_output is not None:
+            # Modules of pipeline-trained models define score_examples: serialized raw examples ->
+            # what the pipeline's TFMA gate scores.
             fns[self.examples_signature] = (self.score_examples, [EXAMPLES_SPEC])
             fns["transform_features"] = (self.transform, [EXAMPLES_SPEC])
         return fns

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from rw_tf.checkpoints import minilm_checkpoint_dir, pretrained_encoder, pretrained_tokenizer
-from rw_tf.config import ENCODER_PRESETS, DictConfig
+from rw_tf.config import ENCODER_PRESETS, DictConfig, check_choice
 from rw_tf.data.image_text import IMAGE_TEXT_DATASETS, load_image_caption_pairs, split_pairs
 from rw_tf.data.images import decode_images
 from rw_tf.data.text_inputs import single_segment_encoder, with_static_batch
@@ -68,8 +68,7 @@ class ImageTextTaskConfig(DictConfig):
         if self.text_preset is not None:
             choices["text_preset"] = tuple(ENCODER_PRESETS)
         for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+            check_choice(key, getattr(self, key), allowed)
         if self.max_pairs is not None and self.max_pairs < 20:
             raise ValueError(f"max_pairs must be at least 20 (or unset), got {self.max_pairs}")
         if not 0.0 < self.eval_fraction < 1.0:

@@ -55,9 +55,8 @@ class TrainerContract:
         if missing:
             raise ValueError(f"the Trainer's custom_config lacks {sorted(missing)}; build it with "
                              f"TrainerContract(...).to_custom_config()")
-        task = TFX_TASKS.get(custom_config["task"])
-        if task is None:
-            raise ValueError(f"unknown TFX task {custom_config['task']!r}; choose one of {sorted(TFX_TASKS)}")
+        check_choice("TFX task", custom_config["task"], TFX_TASKS)
+        task = TFX_TASKS[custom_config["task"]]
         source = "the Trainer's custom_config"
         return cls(custom_config["task"], task.config_class.from_dict(custom_config["task_config"], source),
                    TrainerConfig.from_dict(custom_config["trainer"], source))
